@@ -1,0 +1,67 @@
+"""OTLP/gRPC receiver: the three collector services' Export, on grpc.aio.
+
+Requests arrive as raw bytes (no deserializer) so the one decoder handles them.
+Backpressure answers RESOURCE_EXHAUSTED / UNAVAILABLE with a RetryInfo in the
+`google.rpc.retryinfo-bin` trailer, which is where OTel exporters read the delay.
+"""
+from __future__ import annotations
+
+import grpc
+
+from tasktrail.store.api import QueueFull, StoreClosed, StoreUnavailable
+from tasktrail.web.auth import token_ok
+
+from .decode import DecodeError, retry_info_bytes, success
+from .pipeline import Ingestor
+
+SERVICES = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
+}
+
+
+def _handler(ingestor: Ingestor, signal: str, ingest_token: str | None):
+    empty = success(signal, "protobuf")
+
+    async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if ingest_token:
+            md = {k: v for k, v in (context.invocation_metadata() or ())}
+            if not token_ok(ingest_token, md.get("authorization")):
+                ingestor.reject(signal, "grpc", "unauthenticated")
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong ingest token "
+                                    "(metadata authorization: Bearer <token>)")
+        try:
+            await ingestor.export(signal, request, "protobuf", "grpc")
+        except DecodeError as exc:
+            ingestor.reject(signal, "grpc", "bad_data")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except QueueFull as exc:
+            ingestor.reject(signal, "grpc", "queue_full")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc),
+                                trailing_metadata=(("google.rpc.retryinfo-bin",
+                                                    retry_info_bytes(exc.retry_after_s)),))
+        except (StoreClosed, StoreUnavailable) as exc:
+            ingestor.reject(signal, "grpc", "unavailable")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc),
+                                trailing_metadata=(("google.rpc.retryinfo-bin", retry_info_bytes(5.0)),))
+        return empty
+
+    return grpc.unary_unary_rpc_method_handler(export, request_deserializer=None, response_serializer=None)
+
+
+async def start_grpc_server(ingestor: Ingestor, host: str, port: int, *, ingest_token: str | None,
+                            max_body_bytes: int) -> tuple[grpc.aio.Server, int]:
+    """Start the server; returns it and the bound port (port 0 picks a free one)."""
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", max_body_bytes),
+        ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ])
+    for signal, service in SERVICES.items():
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            service, {"Export": _handler(ingestor, signal, ingest_token)}),))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind OTLP gRPC to {host}:{port}")
+    await server.start()
+    return server, bound

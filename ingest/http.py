@@ -1,0 +1,91 @@
+"""OTLP/HTTP receiver: POST /v1/{traces,logs,metrics}; protobuf or JSON; gzip; chunked bodies.
+
+Moves bytes and maps errors; decoding is ingest/decode.py's. The body is capped
+while it is read (chunked bodies have no Content-Length) and again after gunzip.
+"""
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tasktrail.store.api import QueueFull, StoreClosed, StoreUnavailable
+from tasktrail.web.auth import token_ok
+
+from .decode import DecodeError, TooLarge, gunzip, rpc_status, success
+from .pipeline import Ingestor
+
+_PROTOBUF = "application/x-protobuf"
+_JSON = "application/json"
+
+
+def _fmt(content_type: str) -> str | None:
+    ct = content_type.split(";")[0].strip().lower()
+    if ct in (_PROTOBUF, "application/protobuf"):
+        return "protobuf"
+    if ct == _JSON:
+        return "json"
+    return None
+
+
+def create_otlp_http_app(ingestor: Ingestor, *, ingest_token: str | None, max_body_bytes: int) -> Starlette:
+    def answer(status: int, message: str, fmt: str, signal: str, reason: str, retry_after: float | None = None):
+        ingestor.reject(signal, "http", reason)
+        headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+        return Response(rpc_status(status, message, fmt, retry_after), status_code=status,
+                        media_type=_JSON if fmt == "json" else _PROTOBUF, headers=headers)
+
+    async def export(request: Request) -> Response:
+        signal = request.path_params["signal"]
+        fmt = _fmt(request.headers.get("content-type", ""))
+        if fmt is None:
+            return answer(415, f"unsupported Content-Type {request.headers.get('content-type')!r}: "
+                               f"use {_PROTOBUF} or {_JSON}", "json", signal, "content_type")
+        if not token_ok(ingest_token, request.headers.get("authorization")):
+            return answer(401, "missing or wrong ingest token (Authorization: Bearer <token>)", fmt, signal,
+                          "unauthenticated")
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("gzip", "identity", ""):
+            return answer(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none", fmt, signal,
+                          "content_encoding")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body_bytes:
+            return answer(413, f"body of {declared} bytes is over the {max_body_bytes}-byte limit", fmt, signal,
+                          "too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                return answer(413, f"body is over the {max_body_bytes}-byte limit", fmt, signal, "too_large")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        try:
+            if encoding == "gzip":
+                body = gunzip(body, max_body_bytes)
+            ack = await ingestor.export(signal, body, fmt, "http")
+        except TooLarge as exc:
+            return answer(413, str(exc), fmt, signal, "too_large")
+        except DecodeError as exc:
+            return answer(400, str(exc), fmt, signal, "bad_data")
+        except QueueFull as exc:
+            return answer(429, str(exc), fmt, signal, "queue_full", exc.retry_after_s)
+        except (StoreClosed, StoreUnavailable) as exc:
+            return answer(503, str(exc), fmt, signal, "unavailable", 5.0)
+        return Response(success(signal, fmt), media_type=_JSON if fmt == "json" else _PROTOBUF,
+                        headers={"X-Tasktrail-Batch": str(ack.batch)})
+
+    app = Starlette(routes=[Route("/v1/{signal:str}", export, methods=["POST"])])
+
+    async def dispatch_guard(scope, receive, send):
+        if scope["type"] == "http":
+            path = scope["path"]
+            sig = path[4:] if path.startswith("/v1/") else None
+            if sig not in ("traces", "logs", "metrics"):
+                resp = Response(rpc_status(404, f"no OTLP endpoint at {path}; use /v1/traces, /v1/logs or "
+                                                f"/v1/metrics", "json"), status_code=404, media_type=_JSON)
+                await resp(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return dispatch_guard

@@ -1,0 +1,234 @@
+"""Walk decoded OTLP requests once and turn every record into canonical rows.
+
+Per resource: its attributes are read once (cached by content hash) into a
+`ResourceInfo`. Per record: attributes become a dict, the record's dialect maps it
+(proto.dialects), and whatever no dialect consumes is kept raw: spans always,
+log records that are not lifecycle events, every metric data point.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections import OrderedDict
+
+from tasktrail.proto import names as n
+from tasktrail.proto.dialects import DIALECTS, LogIn, Out, ResourceInfo, SpanIn, for_record
+from tasktrail.proto.model import LogRecord, MetricPoint, Resource, RunnerEvent, Span
+
+_TASKTRAIL = DIALECTS[0]
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+_MAX_CACHED_RESOURCES = 4096
+
+
+def any_value(v):
+    """An OTLP AnyValue as a plain Python value (bytes as base64 text)."""
+    k = v.WhichOneof("value")
+    if k is None:
+        return None
+    if k == "string_value":
+        return v.string_value
+    if k == "int_value":
+        return v.int_value
+    if k == "double_value":
+        return v.double_value
+    if k == "bool_value":
+        return v.bool_value
+    if k == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if k == "kvlist_value":
+        return {x.key: any_value(x.value) for x in v.kvlist_value.values}
+    return base64.b64encode(v.bytes_value).decode("ascii")
+
+
+def attributes(kvs) -> dict:
+    return {kv.key: any_value(kv.value) for kv in kvs}
+
+
+def _first(attrs: dict, keys) -> object:
+    for k in keys:
+        v = attrs.get(k)
+        if v is not None and v != "":
+            return v
+    return None
+
+
+class Mapper:
+    """Stateless but for a bounded cache of resources already seen by this process."""
+
+    def __init__(self) -> None:
+        self._resources: OrderedDict[bytes, ResourceInfo] = OrderedDict()
+
+    def map(self, signal: str, msg) -> Out:
+        out = Out()
+        now = time.time_ns() // 1000
+        if signal == "traces":
+            for rs in msg.resource_spans:
+                res = self._resource(rs.resource, out, now)
+                first = min((self._spans(res, ss, out, now) for ss in rs.scope_spans), default=now)
+                self._context(res, out, first)
+        elif signal == "logs":
+            for rl in msg.resource_logs:
+                res = self._resource(rl.resource, out, now)
+                first = min((self._logs(res, sl, out, now) for sl in rl.scope_logs), default=now)
+                self._context(res, out, first)
+        else:
+            for rm in msg.resource_metrics:
+                res = self._resource(rm.resource, out, now)
+                first = min((self._metrics(res, sm, out, now) for sm in rm.scope_metrics), default=now)
+                self._context(res, out, first)
+        return out
+
+    @staticmethod
+    def _context(res: ResourceInfo, out: Out, ts: int) -> None:
+        """The runner context a resource names, seen at its earliest record of this request."""
+        if res.runner_id:
+            source = res.revision or (n.RUSTVELLO_V1 if n.RV_WORKER_ID in res.attrs else n.TASKTRAIL_V1)
+            out.rows["runner_events"].append(RunnerEvent(
+                ts, res.app_id, res.runner_id, "context", res.runner_class, res.parent_runner_id,
+                res.hostname, res.pid, None, None, None, source, None))
+
+    # --- resources -------------------------------------------------------------------
+    def _resource(self, resource, out: Out, now: int) -> ResourceInfo:
+        """Parse (or recall) one resource and emit its row.
+
+        The rows go out with every request (the writer drops resources it already
+        holds), so a rejected request never leaves a resource unstored.
+        """
+        raw = resource.SerializeToString(deterministic=True)
+        key = hashlib.blake2b(raw, digest_size=8).digest()
+        info = self._resources.get(key)
+        if info is None:
+            info = self._parse_resource(key, resource)
+            self._resources[key] = info
+            if len(self._resources) > _MAX_CACHED_RESOURCES:
+                self._resources.popitem(last=False)
+        else:
+            self._resources.move_to_end(key)
+        out.rows["resources"].append(Resource(info.resource_id, now, info.app_id, info.service_name,
+                                              _JSON(info.attrs)))
+        return info
+
+    @staticmethod
+    def _parse_resource(key: bytes, resource) -> ResourceInfo:
+        a = attributes(resource.attributes)
+        app = _first(a, (n.SERVICE_NAMESPACE, n.TT_APP_ID, n.RV_APP_ID, n.SERVICE_NAME)) or "default"
+        runner = _first(a, (n.TT_RUNNER_ID, n.RV_WORKER_ID))
+        pid = a.get(n.TT_RUNNER_PID, a.get(n.PROCESS_PID))
+        return ResourceInfo(
+            resource_id=key.hex(), app_id=str(app), service_name=a.get(n.SERVICE_NAME), attrs=a,
+            runner_id=str(runner) if runner is not None else None,
+            runner_class=_first(a, (n.TT_RUNNER_CLASS, n.RV_WORKER_CLASS)),
+            parent_runner_id=_first(a, (n.TT_RUNNER_PARENT_ID, n.RV_WORKER_PARENT_ID)),
+            hostname=_first(a, (n.TT_RUNNER_HOSTNAME, n.HOST_NAME)),
+            pid=pid if isinstance(pid, int) else None,
+            revision=a.get(n.REVISION),
+        )
+
+    # --- signals ---------------------------------------------------------------------
+    def _spans(self, res: ResourceInfo, ss, out: Out, now: int) -> int:
+        scope = ss.scope.name or None
+        spans = out.rows["spans"]
+        first = now
+        for sp in ss.spans:
+            out.records += 1
+            a = attributes(sp.attributes)
+            trace_id, span_id = sp.trace_id.hex(), sp.span_id.hex()
+            start, end = sp.start_time_unix_nano // 1000, sp.end_time_unix_nano // 1000
+            if start < first:
+                first = start
+            dialect = for_record(a.get(n.REVISION) or res.revision, scope, None)
+            s_in = SpanIn(start, end, sp.name, a, trace_id, span_id, sp.parent_span_id.hex() or None,
+                          sp.status.code, sp.status.message or None, scope)
+            inv = dialect.span_invocation(s_in) if dialect is not None else None
+            if inv is None:
+                inv = _first(a, n.INVOCATION_KEYS)
+            events = None
+            if sp.events:
+                evs = []
+                for e in sp.events:
+                    ea = attributes(e.attributes)
+                    evs.append({"t": e.time_unix_nano, "name": e.name, "attributes": ea})
+                    if e.name.startswith("tasktrail."):
+                        # tasktrail.v1 entities may ride on span events.
+                        _TASKTRAIL.map_log(res, LogIn(e.time_unix_nano // 1000 or start, None, e.name, None,
+                                                      ea, trace_id, span_id, 9, None, scope), out)
+                events = _JSON(evs)
+            links = None
+            if sp.links:
+                links = _JSON([{"trace_id": lk.trace_id.hex(), "span_id": lk.span_id.hex(),
+                                "attributes": attributes(lk.attributes)} for lk in sp.links])
+            spans.append(Span(start, end, res.app_id, res.resource_id, trace_id, span_id, s_in.parent_span_id,
+                              sp.name, sp.kind, sp.status.code, s_in.status_message, scope,
+                              str(inv) if inv is not None else None, _JSON(a) if a else None, events, links))
+        return first
+
+    def _logs(self, res: ResourceInfo, sl, out: Out, now: int) -> int:
+        scope = sl.scope.name or None
+        logs = out.rows["log_records"]
+        first = now
+        for lr in sl.log_records:
+            out.records += 1
+            a = attributes(lr.attributes)
+            ts = (lr.time_unix_nano or lr.observed_time_unix_nano) // 1000 or now
+            if ts < first:
+                first = ts
+            event_name = lr.event_name or None
+            body = any_value(lr.body) if lr.HasField("body") else None
+            trace_id = lr.trace_id.hex() or None
+            span_id = lr.span_id.hex() or None
+            dialect = for_record(a.get(n.REVISION) or res.revision, scope, event_name)
+            rec = LogIn(ts, lr.observed_time_unix_nano // 1000 or None, event_name, body, a, trace_id, span_id,
+                        lr.severity_number, lr.severity_text or None, scope)
+            if dialect is not None and dialect.map_log(res, rec, out):
+                continue
+            runner = _first(a, n.RUNNER_KEYS)
+            worker = None
+            if runner is None:
+                runner = res.parent_runner_id or res.runner_id
+                worker = res.runner_id if res.parent_runner_id else None
+            inv = _first(a, n.INVOCATION_KEYS)
+            task = _first(a, n.TASK_KEYS)
+            logs.append(LogRecord(
+                ts, rec.observed_ts, res.app_id, res.resource_id, lr.severity_number, rec.severity_text,
+                body if isinstance(body, str) or body is None else _JSON(body), event_name, trace_id, span_id,
+                scope, runner, worker, str(inv) if inv is not None else None,
+                str(task) if task is not None else None, _JSON(a) if a else None))
+        return first
+
+    def _metrics(self, res: ResourceInfo, sm, out: Out, now: int) -> int:
+        scope = sm.scope.name or None
+        points = out.rows["metric_points"]
+        first = now
+        for m in sm.metrics:
+            kind = m.WhichOneof("data")
+            if kind is None:
+                continue
+            data = getattr(m, kind)
+            for p in data.data_points:
+                out.records += 1
+                a = _JSON(attributes(p.attributes)) if p.attributes else None
+                ts = p.time_unix_nano // 1000 or now
+                if ts < first:
+                    first = ts
+                start = p.start_time_unix_nano // 1000 or None
+                value = count = extra = None
+                if kind in ("gauge", "sum"):
+                    value = p.as_double if p.WhichOneof("value") == "as_double" else float(p.as_int)
+                elif kind == "histogram":
+                    value, count = p.sum, p.count
+                    extra = _JSON({"bounds": list(p.explicit_bounds), "counts": list(p.bucket_counts),
+                                   "min": p.min if p.HasField("min") else None,
+                                   "max": p.max if p.HasField("max") else None})
+                elif kind == "exponential_histogram":
+                    value, count = p.sum, p.count
+                    extra = _JSON({"scale": p.scale, "zero_count": p.zero_count,
+                                   "positive": {"offset": p.positive.offset, "counts": list(p.positive.bucket_counts)},
+                                   "negative": {"offset": p.negative.offset, "counts": list(p.negative.bucket_counts)}})
+                elif kind == "summary":
+                    value, count = p.sum, p.count
+                    extra = _JSON({"quantiles": [[q.quantile, q.value] for q in p.quantile_values]})
+                points.append(MetricPoint(ts, start, res.app_id, res.resource_id, m.name, kind, m.unit or None,
+                                          value, count, a, extra, scope))
+        return first

@@ -1,0 +1,107 @@
+"""The transport-independent ingest path: dedupe, decode, map, queue, await the commit.
+
+Both receivers call `Ingestor.export`; it raises DecodeError (bad data), QueueFull
+(backpressure), StoreClosed / StoreUnavailable (cannot store now), and returns the
+Ack only once the rows are committed.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from tasktrail.store.api import Ack, EventLog, LedgerEntry
+
+from .decode import decode
+from .map import Mapper
+
+
+@dataclass
+class IngestMetrics:
+    requests: Counter
+    records: Counter
+    rejected: Counter
+    duplicates: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> "IngestMetrics":
+        labels = ("signal", "transport")
+        return cls(
+            requests=Counter("tasktrail_ingest_requests", "OTLP export requests accepted (committed).",
+                             labels, registry=registry),
+            records=Counter("tasktrail_ingest_records", "Records (spans, log records, data points) committed.",
+                            labels, registry=registry),
+            rejected=Counter("tasktrail_ingest_rejected_requests", "Requests refused, by reason.",
+                             labels + ("reason",), registry=registry),
+            duplicates=Counter("tasktrail_ingest_duplicate_requests",
+                               "Retried identical requests acknowledged without storing twice.",
+                               labels, registry=registry),
+        )
+
+
+class StoreCollector:
+    """Writer gauges read at scrape time: queue depth, capacity, commits."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+
+    def collect(self):
+        st = self.log.stats()
+        yield GaugeMetricFamily("tasktrail_ingest_queue_records", "Records waiting for the writer.",
+                                value=st.queue_records)
+        yield GaugeMetricFamily("tasktrail_ingest_queue_capacity_records", "Write queue capacity in records.",
+                                value=st.queue_capacity)
+        yield GaugeMetricFamily("tasktrail_store_batches_committed", "Batches committed since start.",
+                                value=st.batches)
+        if st.last_commit_at:
+            yield GaugeMetricFamily("tasktrail_store_last_commit_timestamp_seconds",
+                                    "Unix time of the last commit.", value=st.last_commit_at)
+
+
+class Ingestor:
+    def __init__(self, log: EventLog, registry: CollectorRegistry | None = None) -> None:
+        self.log = log
+        self.mapper = Mapper()
+        self.metrics = IngestMetrics.create(registry) if registry is not None else None
+        if registry is not None:
+            registry.register(StoreCollector(log))
+            self.commit_latency = Histogram(
+                "tasktrail_ingest_ack_seconds", "Time from a request's arrival to its acknowledgement.",
+                registry=registry, buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        else:
+            self.commit_latency = None
+
+    def reject(self, signal: str, transport: str, reason: str) -> None:
+        if self.metrics:
+            self.metrics.rejected.labels(signal, transport, reason).inc()
+
+    def prepare(self, signal: str, body: bytes, fmt: str, transport: str):
+        """Decode and map one request; returns (rows, records, entry) or None for a known duplicate."""
+        h = hashlib.blake2b(body, digest_size=16, person=signal.encode()[:16]).hexdigest()
+        if self.log.is_duplicate(h):
+            return None
+        msg = decode(signal, body, fmt)
+        out = self.mapper.map(signal, msg)
+        return out.rows, out.records, LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
+
+    async def export(self, signal: str, body: bytes, fmt: str, transport: str) -> Ack:
+        t0 = time.perf_counter()
+        prepared = self.prepare(signal, body, fmt, transport)
+        if prepared is None:
+            if self.metrics:
+                self.metrics.duplicates.labels(signal, transport).inc()
+            return Ack(0, True)
+        rows, records, entry = prepared
+        ack = await asyncio.wrap_future(self.log.submit(rows, records, entry))
+        if self.metrics:
+            if ack.duplicate:
+                self.metrics.duplicates.labels(signal, transport).inc()
+            else:
+                self.metrics.requests.labels(signal, transport).inc()
+                self.metrics.records.labels(signal, transport).inc(records)
+            self.commit_latency.observe(time.perf_counter() - t0)
+        return ack

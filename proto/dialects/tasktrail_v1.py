@@ -1,0 +1,137 @@
+"""tasktrail.v1: our convention for runners that can say more than rustvello does.
+
+Every entity of the canonical model is one OTLP log record (or span event) whose
+`event_name` is in proto.names.TASKTRAIL_V1_EVENTS; docs/tasktrail-v1.md is the
+reference. Runner context comes from record attributes, else from the resource.
+"""
+from __future__ import annotations
+
+from .. import names as n
+from ..model import AtomicDecision, AtomicExecution, EventRecord, RunnerEvent, Transition, TriggerRun
+from ..status import normalize
+from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, as_int, as_str,
+                   leftover_json, to_micros)
+
+_CTX_KEYS = frozenset({n.REVISION, n.TT_RUNNER_ID, n.TT_RUNNER_CLASS, n.TT_RUNNER_PARENT_ID,
+                       n.TT_RUNNER_HOSTNAME, n.TT_RUNNER_PID, n.TT_RUNNER_THREAD_ID, n.THREAD_ID})
+_KNOWN = {spec.event_name: frozenset(a.name for a in spec.attributes) | _CTX_KEYS
+          for spec in n.TASKTRAIL_V1_EVENTS}
+_RUNNER_KIND = {n.EV_RUNNER_CONTEXT: "context", n.EV_RUNNER_STARTED: "started",
+                n.EV_RUNNER_STOPPED: "stopped", n.EV_RUNNER_HEARTBEAT: "heartbeat"}
+
+
+def _upper(v):
+    return str(v).upper() if v is not None else None
+
+
+class TasktrailV1(Dialect):
+    name = n.TASKTRAIL_V1
+    scopes = (n.TT_SCOPE,)
+
+    def map_log(self, res: ResourceInfo, rec: LogIn, out: Out) -> bool:
+        ev = rec.event_name or (rec.body if isinstance(rec.body, str) else None)
+        a = rec.attrs
+        known = _KNOWN.get(ev)
+        if known is None:
+            return False
+        ctx_id = a.get(n.TT_RUNNER_ID) or res.runner_id
+        if n.TT_RUNNER_ID in a:
+            parent = a.get(n.TT_RUNNER_PARENT_ID)
+            cls = a.get(n.TT_RUNNER_CLASS)
+        else:
+            parent, cls = res.parent_runner_id, res.runner_class
+        app = res.app_id
+        rows = out.rows
+        extra = leftover_json(a, known)
+
+        if ev == n.EV_STATUS:
+            status = normalize(as_str(a.get(n.TT_STATUS)))
+            inv = a.get(n.TT_INVOCATION_ID)
+            if status is None or not inv:
+                return False  # not a valid transition: keep it as a raw record
+            runner, worker = (parent, ctx_id) if parent else (ctx_id, None)
+            rows["transitions"].append(Transition(
+                rec.ts, app, str(inv), a.get(n.TT_TASK_ID), status,
+                normalize(as_str(a.get(n.TT_PREVIOUS_STATUS))), runner, worker,
+                a.get(n.TT_OWNER_RUNNER_ID), as_int(a.get(n.TT_ATTEMPT)), self.name,
+                rec.trace_id, rec.span_id, a.get(n.TT_PARENT_INVOCATION_ID), a.get(n.TT_PARENT_EVENT_ID),
+                a.get(n.TT_WORKFLOW_ID), a.get(n.TT_WORKFLOW_TYPE), a.get(n.TT_WORKFLOW_PARENT_ID),
+                as_str(a.get(n.TT_ARGUMENTS)), as_str(a.get(n.TT_RESULT)), a.get(n.TT_ERROR_TYPE),
+                as_str(a.get(n.TT_ERROR_MESSAGE)), as_str(a.get(n.TT_ERROR_TRACEBACK)),
+                as_float(a.get(n.TT_DURATION_S)), extra,
+            ))
+            # The acting context is a runner too: keep its topology.
+            if ctx_id and n.TT_RUNNER_ID in a:
+                self._context(rec, res, out, ctx_id, "context", cls, parent, a, None)
+            return True
+
+        if ev in _RUNNER_KIND:
+            if not ctx_id:
+                return False
+            self._context(rec, res, out, ctx_id, _RUNNER_KIND[ev], cls, parent, a, extra)
+            return True
+
+        if ev == n.EV_ATOMIC_DECISION:
+            reason = _upper(a.get(n.TT_AS_REASON))
+            if not reason or not ctx_id:
+                return False
+            rows["atomic_decisions"].append(AtomicDecision(
+                rec.ts, app, ctx_id, reason, to_micros(a.get(n.TT_AS_CYCLE_START)),
+                to_micros(a.get(n.TT_AS_SLOT_START)), to_micros(a.get(n.TT_AS_SLOT_END)),
+                as_int(a.get(n.TT_AS_POSITION)), as_int(a.get(n.TT_AS_RUNNER_COUNT)),
+                a.get(n.TT_AS_ASSIGNED_RUNNER_ID), as_str(a.get(n.TT_AS_MESSAGE)), self.name,
+            ))
+            return True
+
+        if ev == n.EV_ATOMIC_EXECUTION:
+            run_id, status = a.get(n.TT_AS_RUN_ID), _upper(a.get(n.TT_AS_STATUS))
+            if not run_id or not status:
+                return False
+            rows["atomic_executions"].append(AtomicExecution(
+                rec.ts, app, str(run_id), ctx_id, to_micros(a.get(n.TT_AS_START)),
+                to_micros(a.get(n.TT_AS_END)), status, as_str(a.get(n.TT_AS_REASON)), self.name,
+            ))
+            return True
+
+        if ev == n.EV_EVENT:
+            event_id = a.get(n.TT_EVENT_ID)
+            if not event_id:
+                return False
+            rows["event_records"].append(EventRecord(
+                rec.ts, app, str(event_id), a.get(n.TT_EVENT_CODE), as_str(a.get(n.TT_EVENT_PAYLOAD)),
+                as_ids(a.get(n.TT_EVENT_MATCHED)), as_ids(a.get(n.TT_EVENT_VALID)),
+                a.get(n.TT_EVENT_EMITTED_BY_INVOCATION), a.get(n.TT_EVENT_EMITTED_BY_TASK),
+                a.get(n.TT_EVENT_EMITTED_BY_RUNNER) or a.get(n.TT_RUNNER_ID), self.name,
+            ))
+            return True
+
+        if ev == n.EV_TRIGGER_RUN:
+            run_id = a.get(n.TT_TR_ID)
+            if not run_id:
+                return False
+            rows["trigger_runs"].append(TriggerRun(
+                rec.ts, app, str(run_id), a.get(n.TT_TR_TRIGGER_ID), a.get(n.TT_TASK_ID),
+                a.get(n.TT_TR_LOGIC), as_ids(a.get(n.TT_TR_CONDITION_IDS)),
+                as_ids(a.get(n.TT_TR_VALID_CONDITION_IDS)), as_ids(a.get(n.TT_TR_EVENT_IDS)),
+                as_ids(a.get(n.TT_TR_SOURCE_INVOCATION_IDS)), a.get(n.TT_TR_TRIGGERED_INVOCATION_ID),
+                as_str(a.get(n.TT_TR_ARGUMENTS)), to_micros(a.get(n.TT_TR_CLAIMED_AT)),
+                to_micros(a.get(n.TT_TR_EXECUTED_AT)), as_str(a.get(n.TT_TR_PARTICIPANTS)),
+                a.get(n.TT_TR_AS_RUN_ID), a.get(n.TT_TR_AS_RUNNER_ID), self.name,
+            ))
+            return True
+        return False
+
+    def _context(self, rec, res, out, ctx_id, kind, cls, parent, a, extra):
+        eligible = a.get(n.TT_ATOMIC_ELIGIBLE)
+        queues = a.get(n.TT_CONSUMED_QUEUES)
+        out.rows["runner_events"].append(RunnerEvent(
+            rec.ts, res.app_id, str(ctx_id), kind, cls, parent,
+            a.get(n.TT_RUNNER_HOSTNAME) or res.hostname,
+            as_int(a.get(n.TT_RUNNER_PID)) or res.pid,
+            as_int(a.get(n.TT_RUNNER_THREAD_ID) or a.get(n.THREAD_ID)),
+            bool(eligible) if eligible is not None else None,
+            as_ids(queues) if queues is not None else None, self.name, extra,
+        ))
+
+    def span_invocation(self, span: SpanIn):
+        return span.attrs.get(n.TT_INVOCATION_ID)

@@ -1,0 +1,204 @@
+"""Canonical rows: what every dialect produces and the store appends.
+
+Each row type is a NamedTuple (cheap to build on the hot path); its field order is
+the column order of the table of the same name after the writer's `batch` column
+(see store/sql/ and store/rows.py). Times are integer microseconds since the Unix
+epoch, UTC. Id lists are tuples of strings; free-form payloads are JSON text.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+Micros = int
+
+
+class Transition(NamedTuple):
+    """One status change of one invocation, with what was known about it then."""
+    ts: Micros
+    app_id: str
+    invocation_id: str
+    task_id: Optional[str]
+    status: str
+    previous_status: Optional[str]
+    runner_id: Optional[str]        # top-level runner of the context that made the change
+    worker_id: Optional[str]        # that context, when it is a child of the runner
+    owner_runner_id: Optional[str]  # owner after the transition (pynenc's status_record.runner_id)
+    attempt: Optional[int]
+    source: str                     # dialect name
+    trace_id: Optional[str]         # hex
+    span_id: Optional[str]          # hex
+    parent_invocation_id: Optional[str]
+    parent_event_id: Optional[str]
+    workflow_id: Optional[str]
+    workflow_type: Optional[str]
+    workflow_parent_id: Optional[str]
+    arguments: Optional[str]
+    result: Optional[str]
+    error_type: Optional[str]
+    error_message: Optional[str]
+    error_traceback: Optional[str]
+    duration_s: Optional[float]
+    attrs: Optional[str]            # JSON of attributes no column holds
+
+
+class RunnerEvent(NamedTuple):
+    """A runner context seen, started, stopped or heartbeating."""
+    ts: Micros
+    app_id: str
+    runner_id: str
+    kind: str                       # context | started | stopped | heartbeat
+    runner_class: Optional[str]
+    parent_runner_id: Optional[str]
+    hostname: Optional[str]
+    pid: Optional[int]
+    thread_id: Optional[int]
+    atomic_eligible: Optional[bool]
+    consumed_queues: Optional[tuple]
+    source: str
+    attrs: Optional[str]
+
+
+class AtomicDecision(NamedTuple):
+    """One atomic-service claim decision of one runner (persisted or not by the runner)."""
+    ts: Micros
+    app_id: str
+    runner_id: str
+    reason: str
+    cycle_start: Optional[Micros]
+    slot_start: Optional[Micros]
+    slot_end: Optional[Micros]
+    position: Optional[int]
+    runner_count: Optional[int]
+    assigned_runner_id: Optional[str]
+    message: Optional[str]
+    source: str
+
+
+class AtomicExecution(NamedTuple):
+    """A state of one atomic-service execution window; the latest row per run_id wins."""
+    ts: Micros
+    app_id: str
+    run_id: str
+    runner_id: Optional[str]
+    start_ts: Optional[Micros]
+    end_ts: Optional[Micros]
+    status: str
+    reason: Optional[str]
+    source: str
+
+
+class EventRecord(NamedTuple):
+    """A trigger event (pynenc EventRecord); a later row for the same event_id updates it."""
+    ts: Micros
+    app_id: str
+    event_id: str
+    event_code: Optional[str]
+    payload: Optional[str]
+    matched_condition_ids: tuple
+    valid_condition_ids: tuple
+    emitted_by_invocation_id: Optional[str]
+    emitted_by_task_id: Optional[str]
+    emitted_by_runner_id: Optional[str]
+    source: str
+
+
+class TriggerRun(NamedTuple):
+    """A trigger run (pynenc TriggerRunRecord) with its participants as JSON."""
+    ts: Micros
+    app_id: str
+    trigger_run_id: str
+    trigger_id: Optional[str]
+    task_id: Optional[str]
+    logic: Optional[str]
+    condition_ids: tuple
+    valid_condition_ids: tuple
+    event_ids: tuple
+    source_invocation_ids: tuple
+    triggered_invocation_id: Optional[str]
+    arguments_preview: Optional[str]
+    claimed_at: Optional[Micros]
+    executed_at: Optional[Micros]
+    participants: Optional[str]
+    atomic_service_run_id: Optional[str]
+    atomic_service_runner_id: Optional[str]
+    source: str
+
+
+class Span(NamedTuple):
+    """Every raw span, for the trace view and SQL."""
+    start_ts: Micros
+    end_ts: Micros
+    app_id: str
+    resource_id: str
+    trace_id: str
+    span_id: str
+    parent_span_id: Optional[str]
+    name: str
+    kind: int
+    status_code: int
+    status_message: Optional[str]
+    scope_name: Optional[str]
+    invocation_id: Optional[str]
+    attributes: Optional[str]
+    events: Optional[str]
+    links: Optional[str]
+
+
+class LogRecord(NamedTuple):
+    """A log record no dialect turned into canonical rows: an application log line or an unknown event."""
+    ts: Micros
+    observed_ts: Optional[Micros]
+    app_id: str
+    resource_id: str
+    severity_number: int
+    severity_text: Optional[str]
+    body: Optional[str]
+    event_name: Optional[str]
+    trace_id: Optional[str]
+    span_id: Optional[str]
+    scope_name: Optional[str]
+    runner_id: Optional[str]
+    worker_id: Optional[str]
+    invocation_id: Optional[str]
+    task_id: Optional[str]
+    attributes: Optional[str]
+
+
+class MetricPoint(NamedTuple):
+    """One metric data point; histograms keep count and sum, their buckets in `data`."""
+    ts: Micros
+    start_ts: Optional[Micros]
+    app_id: str
+    resource_id: str
+    name: str
+    kind: str                       # gauge | sum | histogram | exponential_histogram | summary
+    unit: Optional[str]
+    value: Optional[float]
+    count: Optional[int]
+    attributes: Optional[str]
+    data: Optional[str]
+    scope_name: Optional[str]
+
+
+class Resource(NamedTuple):
+    """An OTLP resource, stored once per distinct attribute set."""
+    resource_id: str
+    first_seen: Micros
+    app_id: str
+    service_name: Optional[str]
+    attributes: str
+
+
+# table name -> row type; the order here is the order the writer appends in.
+TABLES: dict[str, type] = {
+    "resources": Resource,
+    "transitions": Transition,
+    "runner_events": RunnerEvent,
+    "atomic_decisions": AtomicDecision,
+    "atomic_executions": AtomicExecution,
+    "event_records": EventRecord,
+    "trigger_runs": TriggerRun,
+    "spans": Span,
+    "log_records": LogRecord,
+    "metric_points": MetricPoint,
+}

@@ -1,0 +1,234 @@
+"""Attribute and event names of the two built-in dialects.
+
+tasktrail.v1 is our own convention; `TASKTRAIL_V1_EVENTS` below is the single
+source of the reference page `docs/tasktrail-v1.md` (`tasktrail docs-conventions`
+regenerates it) and of the Python emitter.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+REVISION = "telemetry.mapping.revision"
+
+# --- resource attributes every dialect reads -------------------------------------------
+SERVICE_NAME = "service.name"
+SERVICE_NAMESPACE = "service.namespace"
+SERVICE_INSTANCE_ID = "service.instance.id"
+HOST_NAME = "host.name"
+PROCESS_PID = "process.pid"
+THREAD_ID = "thread.id"
+
+# --- rustvello-otel.v1 (what rustvello 0.9 sends) ----------------------------------------
+RUSTVELLO_V1 = "rustvello-otel.v1"
+RV_APP_ID = "rustvello.app.id"
+RV_WORKER_ID = "rustvello.worker.id"
+RV_WORKER_CLASS = "rustvello.worker.class"
+RV_WORKER_PARENT_ID = "rustvello.worker.parent.id"
+RV_TASK_ID = "rustvello.task.id"
+RV_INVOCATION_ID = "rustvello.invocation.id"
+RV_ATTEMPT = "rustvello.attempt"
+RV_PARENT_INVOCATION_ID = "rustvello.parent.invocation.id"
+RV_WORKFLOW_ID = "rustvello.workflow.id"
+RV_WORKFLOW_TYPE = "rustvello.workflow.type"
+RV_WORKFLOW_PARENT_ID = "rustvello.workflow.parent.id"
+RV_DURATION_S = "rustvello.duration.s"
+RV_ERROR_TYPE = "rustvello.error.type"
+RV_EVENT = "rustvello.event"
+RV_SCOPE = "rustvello.lifecycle"
+
+# --- tasktrail.v1 -------------------------------------------------------------------------
+TASKTRAIL_V1 = "tasktrail.v1"
+TT_SCOPE = "tasktrail"
+TT_APP_ID = "tasktrail.app.id"
+
+# runner context (resource or record attributes; record attributes win)
+TT_RUNNER_ID = "tasktrail.runner.id"
+TT_RUNNER_CLASS = "tasktrail.runner.class"
+TT_RUNNER_PARENT_ID = "tasktrail.runner.parent.id"
+TT_RUNNER_HOSTNAME = "tasktrail.runner.hostname"
+TT_RUNNER_PID = "tasktrail.runner.pid"
+TT_RUNNER_THREAD_ID = "tasktrail.runner.thread_id"
+
+# invocation
+TT_INVOCATION_ID = "tasktrail.invocation.id"
+TT_TASK_ID = "tasktrail.task.id"
+TT_STATUS = "tasktrail.status"
+TT_PREVIOUS_STATUS = "tasktrail.previous_status"
+TT_OWNER_RUNNER_ID = "tasktrail.owner.runner.id"
+TT_ATTEMPT = "tasktrail.attempt"
+TT_PARENT_INVOCATION_ID = "tasktrail.parent.invocation.id"
+TT_PARENT_EVENT_ID = "tasktrail.parent.event.id"
+TT_WORKFLOW_ID = "tasktrail.workflow.id"
+TT_WORKFLOW_TYPE = "tasktrail.workflow.type"
+TT_WORKFLOW_PARENT_ID = "tasktrail.workflow.parent.id"
+TT_ARGUMENTS = "tasktrail.arguments"
+TT_RESULT = "tasktrail.result"
+TT_ERROR_TYPE = "tasktrail.error.type"
+TT_ERROR_MESSAGE = "tasktrail.error.message"
+TT_ERROR_TRACEBACK = "tasktrail.error.traceback"
+TT_DURATION_S = "tasktrail.duration.s"
+
+# heartbeat
+TT_ATOMIC_ELIGIBLE = "tasktrail.runner.atomic_eligible"
+TT_CONSUMED_QUEUES = "tasktrail.runner.consumed_queues"
+
+# atomic service
+TT_AS_REASON = "tasktrail.atomic.reason"
+TT_AS_CYCLE_START = "tasktrail.atomic.cycle_start"
+TT_AS_SLOT_START = "tasktrail.atomic.slot_start"
+TT_AS_SLOT_END = "tasktrail.atomic.slot_end"
+TT_AS_POSITION = "tasktrail.atomic.position"
+TT_AS_RUNNER_COUNT = "tasktrail.atomic.runner_count"
+TT_AS_ASSIGNED_RUNNER_ID = "tasktrail.atomic.assigned_runner_id"
+TT_AS_MESSAGE = "tasktrail.atomic.message"
+TT_AS_RUN_ID = "tasktrail.atomic.run_id"
+TT_AS_START = "tasktrail.atomic.start"
+TT_AS_END = "tasktrail.atomic.end"
+TT_AS_STATUS = "tasktrail.atomic.status"
+
+# trigger events and runs
+TT_EVENT_ID = "tasktrail.event.id"
+TT_EVENT_CODE = "tasktrail.event.code"
+TT_EVENT_PAYLOAD = "tasktrail.event.payload"
+TT_EVENT_MATCHED = "tasktrail.event.matched_condition_ids"
+TT_EVENT_VALID = "tasktrail.event.valid_condition_ids"
+TT_EVENT_EMITTED_BY_INVOCATION = "tasktrail.event.emitted_by.invocation.id"
+TT_EVENT_EMITTED_BY_TASK = "tasktrail.event.emitted_by.task.id"
+TT_EVENT_EMITTED_BY_RUNNER = "tasktrail.event.emitted_by.runner.id"
+TT_TR_ID = "tasktrail.trigger_run.id"
+TT_TR_TRIGGER_ID = "tasktrail.trigger_run.trigger_id"
+TT_TR_LOGIC = "tasktrail.trigger_run.logic"
+TT_TR_CONDITION_IDS = "tasktrail.trigger_run.condition_ids"
+TT_TR_VALID_CONDITION_IDS = "tasktrail.trigger_run.valid_condition_ids"
+TT_TR_EVENT_IDS = "tasktrail.trigger_run.event_ids"
+TT_TR_SOURCE_INVOCATION_IDS = "tasktrail.trigger_run.source_invocation_ids"
+TT_TR_TRIGGERED_INVOCATION_ID = "tasktrail.trigger_run.triggered_invocation_id"
+TT_TR_ARGUMENTS = "tasktrail.trigger_run.arguments_preview"
+TT_TR_CLAIMED_AT = "tasktrail.trigger_run.claimed_at"
+TT_TR_EXECUTED_AT = "tasktrail.trigger_run.executed_at"
+TT_TR_PARTICIPANTS = "tasktrail.trigger_run.participants"
+TT_TR_AS_RUN_ID = "tasktrail.trigger_run.atomic_service_run_id"
+TT_TR_AS_RUNNER_ID = "tasktrail.trigger_run.atomic_service_runner_id"
+
+# event names (OTLP LogRecord.event_name, or a span event's name)
+EV_STATUS = "tasktrail.status"
+EV_RUNNER_STARTED = "tasktrail.runner.started"
+EV_RUNNER_STOPPED = "tasktrail.runner.stopped"
+EV_RUNNER_HEARTBEAT = "tasktrail.runner.heartbeat"
+EV_RUNNER_CONTEXT = "tasktrail.runner.context"
+EV_ATOMIC_DECISION = "tasktrail.atomic.decision"
+EV_ATOMIC_EXECUTION = "tasktrail.atomic.execution"
+EV_EVENT = "tasktrail.event"
+EV_TRIGGER_RUN = "tasktrail.trigger_run"
+
+# Keys that tie any record (also application logs) to an invocation, task or runner.
+INVOCATION_KEYS = (TT_INVOCATION_ID, RV_INVOCATION_ID, "pynenc.invocation_id", "invocation_id")
+TASK_KEYS = (TT_TASK_ID, RV_TASK_ID, "pynenc.task_id", "task_id")
+RUNNER_KEYS = (TT_RUNNER_ID, RV_WORKER_ID, "pynenc.runner_id", "runner_id")
+
+
+class Attr(NamedTuple):
+    name: str
+    type: str       # string | int | double | bool | string[] | timestamp | json
+    required: bool
+    doc: str
+
+
+class EventSpec(NamedTuple):
+    event_name: str
+    entity: str
+    doc: str
+    attributes: tuple[Attr, ...]
+
+
+_TS = "timestamp"  # int nanoseconds since the epoch, or an RFC 3339 string
+
+_RUNNER_CTX = (
+    Attr(TT_RUNNER_ID, "string", False, "Runner context that acts (falls back to the resource's)."),
+    Attr(TT_RUNNER_CLASS, "string", False, "Its class, e.g. ThreadRunner, PPRWorker."),
+    Attr(TT_RUNNER_PARENT_ID, "string", False, "Parent runner id: a worker's parent is its runner."),
+    Attr(TT_RUNNER_HOSTNAME, "string", False, "Host (else resource host.name)."),
+    Attr(TT_RUNNER_PID, "int", False, "Process id (else resource process.pid)."),
+    Attr(TT_RUNNER_THREAD_ID, "int", False, "Thread id."),
+)
+
+TASKTRAIL_V1_EVENTS: tuple[EventSpec, ...] = (
+    EventSpec(EV_STATUS, "status transition", "One invocation changed status.", (
+        Attr(TT_INVOCATION_ID, "string", True, "Invocation id."),
+        Attr(TT_STATUS, "string", True, "New status: one of the 13 canonical names (pynenc's lower-case values accepted)."),
+        Attr(TT_TASK_ID, "string", False, "Task id (module.function)."),
+        Attr(TT_PREVIOUS_STATUS, "string", False, "Status before; derived from the log when absent."),
+        Attr(TT_OWNER_RUNNER_ID, "string", False, "Owner runner after the transition."),
+        Attr(TT_ATTEMPT, "int", False, "Attempt number, 0 first."),
+        Attr(TT_PARENT_INVOCATION_ID, "string", False, "Invocation that called this one."),
+        Attr(TT_PARENT_EVENT_ID, "string", False, "Trigger event that created it."),
+        Attr(TT_WORKFLOW_ID, "string", False, "Workflow id (the workflow-defining invocation)."),
+        Attr(TT_WORKFLOW_TYPE, "string", False, "Workflow type (task id of the root)."),
+        Attr(TT_WORKFLOW_PARENT_ID, "string", False, "Parent workflow of a sub-workflow."),
+        Attr(TT_ARGUMENTS, "json", False, "Arguments preview (JSON text or plain string)."),
+        Attr(TT_RESULT, "json", False, "Result preview, on SUCCESS."),
+        Attr(TT_ERROR_TYPE, "string", False, "Exception type, on FAILED/RETRY."),
+        Attr(TT_ERROR_MESSAGE, "string", False, "Exception message."),
+        Attr(TT_ERROR_TRACEBACK, "string", False, "Formatted traceback."),
+        Attr(TT_DURATION_S, "double", False, "Attempt duration in seconds, on final statuses."),
+    ) + _RUNNER_CTX),
+    EventSpec(EV_RUNNER_CONTEXT, "runner context", "A runner context exists (sent once when it is created).", _RUNNER_CTX),
+    EventSpec(EV_RUNNER_STARTED, "runner lifecycle", "A runner or worker started.", _RUNNER_CTX),
+    EventSpec(EV_RUNNER_STOPPED, "runner lifecycle", "A runner or worker stopped.", _RUNNER_CTX),
+    EventSpec(EV_RUNNER_HEARTBEAT, "heartbeat", "A runner is alive.", (
+        Attr(TT_ATOMIC_ELIGIBLE, "bool", False, "May run atomic services."),
+        Attr(TT_CONSUMED_QUEUES, "string[]", False, "Queues it consumes."),
+    ) + _RUNNER_CTX),
+    EventSpec(EV_ATOMIC_DECISION, "atomic-service decision", "One claim decision of one runner.", (
+        Attr(TT_AS_REASON, "string", True, "ASSIGNED, NOT_ASSIGNED_SLOT, NO_STABLE_RUNNERS, SCHEDULED_RUNNER_IN_GRACE, SLOT_WINDOW_INVALID or LATE_START."),
+        Attr(TT_AS_CYCLE_START, _TS, False, "Start of the scheduling cycle."),
+        Attr(TT_AS_SLOT_START, _TS, False, "Start of the runner's slot."),
+        Attr(TT_AS_SLOT_END, _TS, False, "End of the runner's slot."),
+        Attr(TT_AS_POSITION, "int", False, "Runner's position in the stable set."),
+        Attr(TT_AS_RUNNER_COUNT, "int", False, "Stable runner count."),
+        Attr(TT_AS_ASSIGNED_RUNNER_ID, "string", False, "Runner the current slot belongs to."),
+        Attr(TT_AS_MESSAGE, "string", False, "Skip message."),
+    ) + _RUNNER_CTX),
+    EventSpec(EV_ATOMIC_EXECUTION, "atomic-service execution", "An execution window started, ended or was blocked.", (
+        Attr(TT_AS_RUN_ID, "string", True, "Atomic-service run id."),
+        Attr(TT_AS_STATUS, "string", True, "RUNNING, COMPLETED, ABANDONED or BLOCKED."),
+        Attr(TT_AS_START, _TS, False, "Window start."),
+        Attr(TT_AS_END, _TS, False, "Window end (absent while RUNNING)."),
+        Attr(TT_AS_REASON, "string", False, "Reason, e.g. prior_running:<run> runner:<id>, exception:<Type>."),
+    ) + _RUNNER_CTX),
+    EventSpec(EV_EVENT, "trigger event", "A trigger event was emitted (or updated with its matches).", (
+        Attr(TT_EVENT_ID, "string", True, "Event id."),
+        Attr(TT_EVENT_CODE, "string", False, "Event code."),
+        Attr(TT_EVENT_PAYLOAD, "json", False, "Payload as JSON text."),
+        Attr(TT_EVENT_MATCHED, "string[]", False, "Matched condition ids."),
+        Attr(TT_EVENT_VALID, "string[]", False, "Valid condition ids."),
+        Attr(TT_EVENT_EMITTED_BY_INVOCATION, "string", False, "Emitting invocation."),
+        Attr(TT_EVENT_EMITTED_BY_TASK, "string", False, "Emitting task."),
+        Attr(TT_EVENT_EMITTED_BY_RUNNER, "string", False, "Emitting runner context."),
+    )),
+    EventSpec(EV_TRIGGER_RUN, "trigger run", "A trigger fired and (maybe) created an invocation.", (
+        Attr(TT_TR_ID, "string", True, "Trigger run id."),
+        Attr(TT_TR_TRIGGER_ID, "string", False, "Trigger id."),
+        Attr(TT_TASK_ID, "string", False, "Task the trigger runs."),
+        Attr(TT_TR_LOGIC, "string", False, "and | or."),
+        Attr(TT_TR_CONDITION_IDS, "string[]", False, "Condition ids."),
+        Attr(TT_TR_VALID_CONDITION_IDS, "string[]", False, "Valid condition ids."),
+        Attr(TT_TR_EVENT_IDS, "string[]", False, "Events that took part."),
+        Attr(TT_TR_SOURCE_INVOCATION_IDS, "string[]", False, "Source invocations (status/result/exception triggers)."),
+        Attr(TT_TR_TRIGGERED_INVOCATION_ID, "string", False, "Invocation created."),
+        Attr(TT_TR_ARGUMENTS, "string", False, "Arguments preview."),
+        Attr(TT_TR_CLAIMED_AT, _TS, False, "When the run was claimed."),
+        Attr(TT_TR_EXECUTED_AT, _TS, False, "When it executed."),
+        Attr(TT_TR_PARTICIPANTS, "json", False, "Participants as a JSON list of {context_type, condition_id, valid_condition_id, event_id, source_invocation_id, context_timestamp, context_summary}."),
+        Attr(TT_TR_AS_RUN_ID, "string", False, "Atomic-service run that evaluated it."),
+        Attr(TT_TR_AS_RUNNER_ID, "string", False, "Runner of that atomic-service run."),
+    )),
+)
+
+RESOURCE_ATTRIBUTES: tuple[Attr, ...] = (
+    Attr(SERVICE_NAMESPACE, "string", True, "The app id (else tasktrail.app.id, else service.name)."),
+    Attr(SERVICE_NAME, "string", False, "Service name, e.g. the runner program."),
+    Attr(TT_APP_ID, "string", False, "App id when service.namespace is used for something else."),
+    Attr(HOST_NAME, "string", False, "Host."),
+    Attr(PROCESS_PID, "int", False, "Process id."),
+) + _RUNNER_CTX

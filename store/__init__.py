@@ -1,0 +1,1 @@
+"""The append-only log: schema files, the single writer, readers with limits, backends."""

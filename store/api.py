@@ -1,0 +1,100 @@
+"""The store seam: what ingest writes through and what query reads through.
+
+Backends (the embedded DuckDB file now, DuckLake later) implement `EventLog`.
+Edge cases are part of the contract and are written down here.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Optional, Protocol, Sequence
+
+
+class StoreError(Exception):
+    """Base of the store's named errors."""
+
+
+class StoreClosed(StoreError):
+    """The log is closed (shutting down): retry against another node or later."""
+
+
+class StoreUnavailable(StoreError):
+    """A commit failed (disk full, unwritable file); nothing of that batch is stored."""
+
+
+class QueueFull(StoreError):
+    """The write queue is full; retry after `retry_after_s` seconds."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QueryTimeout(StoreError):
+    """A read ran past its time limit and was interrupted."""
+
+
+class QueryError(StoreError):
+    """A read failed: bad SQL, or refused as not read-only."""
+
+
+class LedgerEntry(NamedTuple):
+    request_hash: str
+    received_at: int          # micros
+    transport: str            # grpc | http
+    signal: str               # traces | logs | metrics
+    body_bytes: int
+
+
+class Ack(NamedTuple):
+    batch: int                # commit number holding the rows
+    duplicate: bool           # an identical request was already stored; nothing appended
+
+
+@dataclass
+class Result:
+    """A read's answer: column names, rows as tuples, and whether the row cap cut it."""
+    columns: list[str]
+    rows: list[tuple]
+    truncated: bool = False
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+
+@dataclass
+class WriterStats:
+    queue_records: int = 0
+    queue_capacity: int = 0
+    batches: int = 0
+    committed_requests: int = 0
+    committed_records: int = 0
+    duplicates: int = 0
+    rejected_full: int = 0
+    failed_batches: int = 0
+    last_commit_at: Optional[float] = None
+    last_commit_seconds: Optional[float] = None
+    commit_seconds: list = field(default_factory=list)
+
+
+class EventLog(Protocol):
+    def submit(self, rows: dict[str, list], records: int, entry: LedgerEntry) -> "Future[Ack]":
+        """Queue one request's rows. The future resolves only after the batch holding
+        them is committed (ack = durable), or fails with StoreUnavailable. Raises
+        QueueFull when the queue is over capacity and StoreClosed after close().
+        Idempotent on `entry.request_hash`: a request already stored resolves with
+        `duplicate=True` and appends nothing."""
+
+    def is_duplicate(self, request_hash: str) -> bool:
+        """True when a request with this hash is already committed (cheap, in memory)."""
+
+    def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0,
+              max_rows: int = 10_000) -> Result:
+        """Run one read on a fresh cursor. Never blocks the writer. Raises QueryTimeout
+        past `timeout_s` and cuts at `max_rows` (Result.truncated). Empty results are
+        an empty `rows` list, never None."""
+
+    def stats(self) -> WriterStats: ...
+
+    def close(self) -> None:
+        """Stop accepting, drain the queue, commit, close. Idempotent."""

@@ -1,0 +1,313 @@
+"""The embedded backend: one DuckDB file, one writer thread, cursors for readers.
+
+Writes: `submit` admits a request's rows into a bounded queue (counted in records)
+and returns a Future. The writer thread drains whatever is queued into one batch,
+appends each table as an Arrow table inside one transaction together with the
+ingest-ledger rows, commits, and only then resolves the futures (ack = durable).
+Retried identical requests (same content hash) are acknowledged without appending.
+
+Reads: each reading thread gets its own cursor; every read has a time limit
+(interrupt) and a row cap, so a slow reader never holds the writer.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future
+from importlib import resources as importlib_resources
+from typing import Any, NamedTuple, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from tasktrail.proto.model import TABLES
+
+from .api import (Ack, LedgerEntry, QueryError, QueryTimeout, QueueFull, Result, StoreClosed,
+                  StoreUnavailable, WriterStats)
+from .rows import arrow_schemas, check_schema, to_arrow
+
+log = logging.getLogger("tasktrail.store")
+_STOP = object()
+_LEDGER_COLUMNS = ("received_at", "request_hash", "transport", "signal", "body_bytes", "records", "rows")
+
+
+class _Item(NamedTuple):
+    rows: dict
+    records: int
+    entry: LedgerEntry
+    future: Future
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) of every forward migration, in order."""
+    folder = importlib_resources.files("tasktrail.store").joinpath("sql")
+    files = sorted(p for p in folder.iterdir() if p.name[:4].isdigit() and p.name.endswith(".sql"))
+    return [(p.name[:-4], p.read_text()) for p in files]
+
+
+def views_sql() -> str:
+    return importlib_resources.files("tasktrail.store").joinpath("sql", "views.sql").read_text()
+
+
+class DuckDBStore:
+    """The append-only log in one DuckDB file (see store/api.py for the contract)."""
+
+    def __init__(self, path: str, *, read_only: bool = False, queue_records: int = 200_000,
+                 max_batch_records: int = 100_000, dedupe_window: int = 200_000,
+                 memory_limit: str = "1GB", threads: int = 2) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._capacity = queue_records
+        self._max_batch = max_batch_records
+        self._dedupe_window = dedupe_window
+        # No file access for any statement (the SQL endpoint's second wall); Arrow appends still work.
+        config = {"threads": threads, "memory_limit": memory_limit, "enable_external_access": False}
+        try:
+            self._con = duckdb.connect(path, read_only=read_only, config=config)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"cannot open store {path}: {exc}") from None
+        if not read_only:
+            self._migrate()
+            self._con.execute(views_sql())
+        self._con.execute("SET lock_configuration = true")
+        describe = {t: [(r[0], r[1]) for r in self._con.execute(f"DESCRIBE {t}").fetchall()] for t in TABLES}
+        check_schema(describe)
+        self._schemas = arrow_schemas(describe)
+        self._read_root = self._con.cursor()
+        self._read_lock = threading.Lock()
+        self._local = threading.local()
+        self._stats = WriterStats(queue_capacity=queue_records)
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._closed = read_only
+        self._shut = False
+        self._hashes: OrderedDict[str, int] = OrderedDict()
+        self._resource_ids: set[str] = set()
+        self._next_batch = 1
+        self._queue: queue.Queue = queue.Queue()
+        self._writer = None
+        if not read_only:
+            self._load_state()
+            self._writer = threading.Thread(target=self._run, name="tasktrail-writer", daemon=True)
+            self._writer.start()
+
+    # --- schema ----------------------------------------------------------------------
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+        done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
+        for name, sql in migration_files():
+            if name in done:
+                continue
+            con.begin()
+            try:
+                con.execute(sql)
+                con.execute("INSERT INTO schema_migrations VALUES (?, now()::TIMESTAMP)", [name])
+                con.commit()
+            except Exception:
+                con.rollback()
+                raise
+            log.info("applied migration %s", name)
+
+    def schema_version(self) -> str:
+        row = self.query("SELECT max(name) FROM schema_migrations").rows
+        return row[0][0] if row else ""
+
+    def _load_state(self) -> None:
+        con = self._con
+        self._next_batch = (con.execute("SELECT coalesce(max(batch), 0) FROM ingest_ledger").fetchone()[0]) + 1
+        rows = con.execute("SELECT request_hash, batch FROM ingest_ledger ORDER BY batch DESC LIMIT ?",
+                           [self._dedupe_window]).fetchall()
+        for h, b in reversed(rows):
+            self._hashes[h] = b
+        self._resource_ids = {r[0] for r in con.execute("SELECT DISTINCT resource_id FROM resources").fetchall()}
+
+    # --- writes ----------------------------------------------------------------------
+    def is_duplicate(self, request_hash: str) -> bool:
+        return request_hash in self._hashes
+
+    def submit(self, rows: dict[str, list], records: int, entry: LedgerEntry) -> Future:
+        fut: Future = Future()
+        with self._lock:
+            if self._closed:
+                raise StoreClosed("the store is closed")
+            if self._pending and self._pending + records > self._capacity:
+                self._stats.rejected_full += 1
+                raise QueueFull(f"ingest queue is full ({self._pending} of {self._capacity} records queued)",
+                                retry_after_s=1.0)
+            self._pending += records
+        self._queue.put(_Item(rows, records, entry, fut))
+        return fut
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            items = [item]
+            n = item.records
+            while n < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                items.append(nxt)
+                n += nxt.records
+            self._commit(items)
+
+    def _commit(self, items: list[_Item]) -> None:
+        batch = self._next_batch
+        fresh: list[_Item] = []
+        dupes: list[_Item] = []
+        in_batch: set[str] = set()
+        for it in items:
+            h = it.entry.request_hash
+            if h in self._hashes or h in in_batch:
+                dupes.append(it)
+            else:
+                in_batch.add(h)
+                fresh.append(it)
+        error = None
+        t0 = time.perf_counter()
+        if fresh:
+            try:
+                self._append(batch, fresh)
+            except Exception as exc:  # disk full, unwritable file, I/O error: nothing of the batch stays
+                log.error("commit of batch %d failed: %s", batch, exc)
+                error = StoreUnavailable(f"the store could not commit: {exc}")
+        elapsed = time.perf_counter() - t0
+        with self._lock:
+            self._pending -= sum(it.records for it in items)
+            st = self._stats
+            if error is None:
+                if fresh:
+                    self._next_batch += 1
+                    for it in fresh:
+                        self._hashes[it.entry.request_hash] = batch
+                    while len(self._hashes) > self._dedupe_window:
+                        self._hashes.popitem(last=False)
+                    st.batches += 1
+                    st.committed_requests += len(fresh)
+                    st.committed_records += sum(it.records for it in fresh)
+                    st.last_commit_at = time.time()
+                    st.last_commit_seconds = elapsed
+                    st.commit_seconds.append(elapsed)
+                    if len(st.commit_seconds) > 1024:
+                        del st.commit_seconds[:512]
+                st.duplicates += len(dupes)
+            else:
+                st.failed_batches += 1
+        for it in fresh:
+            if error is None:
+                it.future.set_result(Ack(batch, False))
+            else:
+                it.future.set_exception(error)
+        for it in dupes:
+            if error is not None and it.entry.request_hash in in_batch:
+                it.future.set_exception(error)
+            else:
+                it.future.set_result(Ack(self._hashes.get(it.entry.request_hash, batch), True))
+
+    def _append(self, batch: int, items: list[_Item]) -> None:
+        con = self._con
+        new_resources: set[str] = set()
+        con.begin()
+        try:
+            for table in TABLES:
+                rows: list = []
+                for it in items:
+                    rows.extend(it.rows.get(table, ()))
+                if table == "resources":
+                    keep = []
+                    for r in rows:
+                        if r.resource_id not in self._resource_ids and r.resource_id not in new_resources:
+                            new_resources.add(r.resource_id)
+                            keep.append(r)
+                    rows = keep
+                if rows:
+                    self._insert(con, table, batch, to_arrow(rows, self._schemas[table]))
+            ledger = [(it.entry.received_at, it.entry.request_hash, it.entry.transport, it.entry.signal,
+                       it.entry.body_bytes, it.records, sum(len(v) for v in it.rows.values())) for it in items]
+            cols = list(zip(*ledger))
+            tbl = pa.table({
+                "received_at": pa.array(cols[0], pa.timestamp("us")), "request_hash": pa.array(cols[1], pa.string()),
+                "transport": pa.array(cols[2], pa.string()), "signal": pa.array(cols[3], pa.string()),
+                "body_bytes": pa.array(cols[4], pa.int64()), "records": pa.array(cols[5], pa.int64()),
+                "rows": pa.array(cols[6], pa.int64())})
+            self._insert(con, "ingest_ledger", batch, tbl)
+            con.commit()
+        except Exception:
+            try:
+                con.rollback()
+            except duckdb.Error:
+                pass
+            raise
+        self._resource_ids |= new_resources
+
+    @staticmethod
+    def _insert(con, table: str, batch: int, tbl) -> None:
+        con.register("_tt_batch", tbl)
+        try:
+            cols = ", ".join(tbl.column_names)
+            con.execute(f"INSERT INTO {table} (batch, {cols}) SELECT {int(batch)}, {cols} FROM _tt_batch")
+        finally:
+            con.unregister("_tt_batch")
+
+    # --- reads -----------------------------------------------------------------------
+    def _cursor(self):
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            with self._read_lock:
+                cur = self._read_root.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0,
+              max_rows: int = 10_000) -> Result:
+        cur = self._cursor()
+        timer = threading.Timer(timeout_s, cur.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            res = cur.execute(sql, list(params))
+            if res.description is None:
+                return Result([], [], False)
+            columns = [d[0] for d in res.description]
+            rows = res.fetchmany(max_rows + 1)
+        except duckdb.InterruptException:
+            raise QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s") from None
+        except duckdb.Error as exc:
+            if not timer.is_alive() and "interrupt" in str(exc).lower():
+                raise QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s") from None
+            raise QueryError(str(exc).split("\n")[0] if str(exc) else type(exc).__name__) from None
+        finally:
+            timer.cancel()
+        truncated = len(rows) > max_rows
+        return Result(columns, rows[:max_rows], truncated)
+
+    def stats(self) -> WriterStats:
+        with self._lock:
+            self._stats.queue_records = self._pending
+            return self._stats
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shut:
+                return
+            self._shut = self._closed = True
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join()
+            self._writer = None
+            try:
+                self._con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                log.warning("checkpoint at close failed: %s", exc)
+        self._con.close()

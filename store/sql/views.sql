@@ -1,0 +1,56 @@
+-- Convenience views, recreated at every open (they hold no data). Documented in docs/sql.md.
+
+-- Status transitions as sent, with previous_status derived where the runner did not send it.
+CREATE OR REPLACE VIEW status_transitions AS
+SELECT ts AS timestamp, app_id, invocation_id, task_id, status,
+       coalesce(previous_status, lag(status) OVER (PARTITION BY app_id, invocation_id ORDER BY ts)) AS previous_status,
+       runner_id, worker_id, owner_runner_id, attempt, source, trace_id, span_id
+FROM transitions;
+
+-- One row per invocation: its current status is the latest transition's.
+CREATE OR REPLACE VIEW invocations AS
+SELECT app_id, invocation_id,
+       any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
+       arg_max(status, ts) AS status,
+       arg_max(status, ts) IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL') AS is_final,
+       any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
+       any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
+       any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
+       arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
+       min(ts) AS created_at, max(ts) AS updated_at,
+       count(*) FILTER (WHERE status = 'RUNNING') AS attempts
+FROM transitions GROUP BY app_id, invocation_id;
+
+-- One row per runner context: last activity from lifecycle, heartbeats and transitions.
+CREATE OR REPLACE VIEW runners AS
+WITH ev AS (
+    SELECT app_id, runner_id,
+           any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL) AS runner_class,
+           any_value(parent_runner_id) FILTER (WHERE parent_runner_id IS NOT NULL) AS parent_runner_id,
+           any_value(hostname) FILTER (WHERE hostname IS NOT NULL) AS hostname,
+           any_value(pid) FILTER (WHERE pid IS NOT NULL) AS pid,
+           min(ts) AS first_seen,
+           max(ts) FILTER (WHERE kind <> 'context') AS last_lifecycle,
+           max(ts) FILTER (WHERE kind = 'heartbeat') AS last_heartbeat,
+           max(ts) FILTER (WHERE kind = 'stopped') AS stopped_at,
+           max(ts) FILTER (WHERE kind = 'started') AS started_at,
+           max(ts) AS last_event
+    FROM runner_events GROUP BY app_id, runner_id
+), act AS (
+    SELECT app_id, coalesce(worker_id, runner_id) AS runner_id, max(ts) AS last_transition
+    FROM transitions WHERE runner_id IS NOT NULL GROUP BY ALL
+)
+SELECT ev.* EXCLUDE (last_event), greatest(ev.last_event, act.last_transition) AS last_activity
+FROM ev LEFT JOIN act USING (app_id, runner_id);
+
+-- Log lines (application logs and records no dialect knew).
+CREATE OR REPLACE VIEW logs AS
+SELECT ts AS timestamp, app_id, severity_text AS level, severity_number, body AS message, runner_id, worker_id,
+       invocation_id, task_id, trace_id, span_id, event_name, scope_name, attributes
+FROM log_records;
+
+-- The latest state of every atomic-service execution window.
+CREATE OR REPLACE VIEW atomic_service_executions AS
+SELECT app_id, run_id, arg_max(runner_id, ts) AS runner_id, min(start_ts) AS start_ts,
+       arg_max(end_ts, ts) AS end_ts, arg_max(status, ts) AS status, arg_max(reason, ts) AS reason
+FROM atomic_executions GROUP BY app_id, run_id;

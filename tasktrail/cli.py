@@ -1,0 +1,197 @@
+"""The `tasktrail` command: serve (the default), sql, conventions."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import logging
+import sys
+from dataclasses import replace
+
+import click
+
+from . import __version__
+from .settings import Settings
+
+
+class DefaultGroup(click.Group):
+    """`tasktrail` with no command, or with only options, runs `serve`."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0].startswith("-") and args[0] not in ("--help", "-h", "--version")):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tasktrail")
+def main() -> None:
+    """tasktrail: OTLP in, an append-only DuckDB log, histories, timelines and runners out.
+
+    Run `tasktrail serve` (the default command) and point a runner's OTLP exporter at it.
+    """
+
+
+def _token(value, path):
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    return value
+
+
+_port = click.IntRange(0, 65535)
+
+
+@main.command()
+@click.option("--db", default=Settings.db, show_default=True, envvar="TASKTRAIL_DB", help="DuckDB file holding the log.")
+@click.option("--host", default=Settings.host, show_default=True, envvar="TASKTRAIL_HOST",
+              help="Address every listener binds.")
+@click.option("--http-port", type=_port, default=Settings.http_port, show_default=True, envvar="TASKTRAIL_HTTP_PORT",
+              help="Web UI and JSON API. Use 0 to pick a free port.")
+@click.option("--otlp-grpc-port", type=_port, default=Settings.otlp_grpc_port, show_default=True,
+              envvar="TASKTRAIL_OTLP_GRPC_PORT", help="OTLP/gRPC receiver. Use 0 to pick a free port.")
+@click.option("--otlp-http-port", type=_port, default=Settings.otlp_http_port, show_default=True,
+              envvar="TASKTRAIL_OTLP_HTTP_PORT", help="OTLP/HTTP receiver. Use 0 to pick a free port.")
+@click.option("--ingest-token", envvar="TASKTRAIL_INGEST_TOKEN", help="Bearer token OTLP clients must send.")
+@click.option("--ingest-token-file", type=click.Path(exists=True, dir_okay=False),
+              envvar="TASKTRAIL_INGEST_TOKEN_FILE", help="Read the ingest token from this file.")
+@click.option("--api-token", envvar="TASKTRAIL_API_TOKEN", help="Bearer token the UI/API needs.")
+@click.option("--api-token-file", type=click.Path(exists=True, dir_okay=False),
+              envvar="TASKTRAIL_API_TOKEN_FILE", help="Read the API token from this file.")
+@click.option("--max-body-bytes", type=click.IntRange(1024), default=Settings.max_body_bytes, show_default=True,
+              envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after gunzip.")
+@click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,
+              envvar="TASKTRAIL_QUEUE_RECORDS", help="Write-queue capacity in records (then 429).")
+@click.option("--runner-dead-after", type=float, default=Settings.runner_dead_after_s, show_default=True,
+              envvar="TASKTRAIL_RUNNER_DEAD_AFTER", help="Seconds of silence after which a runner is dead.")
+@click.option("--jaeger-url", envvar="TASKTRAIL_JAEGER_URL", help="Jaeger base URL for trace links.")
+@click.option("--tempo-url", envvar="TASKTRAIL_TEMPO_URL", help="Tempo URL template holding {trace_id}.")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ingest_token_file, api_token,
+          api_token_file, max_body_bytes, queue_records, runner_dead_after, jaeger_url, tempo_url, log_level):
+    """Receive OTLP (gRPC and HTTP), store it, serve the UI and API, until Ctrl-C."""
+    from .server import print_bound, serve as run_server
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(
+        db=db, host=host, http_port=http_port, otlp_grpc_port=otlp_grpc_port, otlp_http_port=otlp_http_port,
+        ingest_token=_token(ingest_token, ingest_token_file), api_token=_token(api_token, api_token_file),
+        max_body_bytes=max_body_bytes, queue_records=queue_records, runner_dead_after_s=runner_dead_after,
+        jaeger_url=jaeger_url, tempo_url=tempo_url)
+    problems = settings.validate()
+    if problems:
+        raise click.UsageError("; ".join(problems))
+    if settings.exposed_without_token():
+        click.echo(f"warning: listening on {host} without both --ingest-token and --api-token: "
+                   "anyone who can reach it can send data or read it", err=True)
+    try:
+        asyncio.run(run_server(settings, on_ready=lambda b: print_bound(settings, b)))
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.argument("statement")
+@click.option("--db", default=Settings.db, show_default=True, envvar="TASKTRAIL_DB",
+              help="DuckDB file to read (opened read-only; stop the server first, or use --url).")
+@click.option("--url", envvar="TASKTRAIL_URL", help="A running server's base URL, e.g. http://127.0.0.1:8000.")
+@click.option("--token", envvar="TASKTRAIL_API_TOKEN", help="API token for --url.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--max-rows", type=click.IntRange(1), default=10_000, show_default=True)
+def sql(statement, db, url, token, fmt, max_rows):
+    """Run one read-only SQL statement over the log (tables and views: docs/sql.md)."""
+    if url:
+        columns, rows, truncated = _sql_remote(url, token, statement)
+    else:
+        columns, rows, truncated = _sql_local(db, statement, max_rows)
+    _print_rows(columns, rows, fmt)
+    if truncated:
+        click.echo(f"(truncated at {len(rows)} rows)", err=True)
+
+
+def _sql_local(db, statement, max_rows):
+    import os
+
+    from tasktrail.query import sql_guard
+    from tasktrail.query.errors import BadRequest
+    from tasktrail.query.service import _jsonable
+    from tasktrail.store.api import QueryError, StoreUnavailable
+    from tasktrail.store.duckdb import DuckDBStore
+
+    if not os.path.exists(db):
+        raise click.ClickException(f"no store at {db} (pass --db, or --url for a running server)")
+    try:
+        sql_guard.check(statement)
+        store = DuckDBStore(db, read_only=True)
+    except BadRequest as exc:
+        raise click.ClickException(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"{exc}\n(if a server holds the file, use --url http://HOST:PORT)") from None
+    try:
+        r = store.query(statement, timeout_s=60, max_rows=max_rows)
+    except QueryError as exc:
+        raise click.ClickException(f"SQL error: {exc}") from None
+    finally:
+        store.close()
+    return r.columns, [[_jsonable(v) for v in row] for row in r.rows], r.truncated
+
+
+def _sql_remote(url, token, statement):
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url.rstrip("/") + "/api/v1/sql", data=json.dumps({"sql": statement}).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = exc.reason
+        raise click.ClickException(f"{exc.code}: {message}") from None
+    except urllib.error.URLError as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc.reason}") from None
+    return body["columns"], body["rows"], body["truncated"]
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def _print_rows(columns, rows, fmt) -> None:
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], indent=2))
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows([[_cell(v) for v in r] for r in rows])
+    else:
+        cells = [[_cell(v) for v in r] for r in rows]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+        click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+        click.echo("  ".join("-" * w for w in widths))
+        for r in cells:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+def conventions(output):
+    """Print the tasktrail.v1 reference (docs/tasktrail-v1.md is this output)."""
+    from tasktrail.proto.reference import render
+
+    text = render()
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,132 @@
+"""Composition root for `tasktrail serve`: one store, one ingestor, three listeners, one loop.
+
+Start-up opens the store (migrations run), binds every port (0 picks a free one)
+and prints them. SIGINT/SIGTERM stop the listeners, drain the write queue and
+commit before the store closes.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from tasktrail.ingest.grpc import start_grpc_server
+from tasktrail.ingest.http import create_otlp_http_app
+from tasktrail.ingest.pipeline import Ingestor
+from tasktrail.query.service import QueryService, QuerySettings
+from tasktrail.store.duckdb import DuckDBStore
+from tasktrail.web.app import WebSettings, create_app
+
+from .settings import Settings
+
+log = logging.getLogger("tasktrail")
+
+
+@dataclass
+class Bound:
+    web_port: int
+    otlp_http_port: int
+    otlp_grpc_port: int
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process has one stop for three listeners."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        pass
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot bind {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def open_store(settings: Settings) -> DuckDBStore:
+    return DuckDBStore(settings.db, queue_records=settings.queue_records,
+                       max_batch_records=settings.max_batch_records, memory_limit=settings.duckdb_memory_limit)
+
+
+def query_settings(settings: Settings) -> QuerySettings:
+    return QuerySettings(runner_dead_after_s=settings.runner_dead_after_s, jaeger_url=settings.jaeger_url,
+                         tempo_url=settings.tempo_url, sql_timeout_s=settings.sql_timeout_s,
+                         sql_max_rows=settings.sql_max_rows)
+
+
+async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None]] = None,
+                stop: Optional[asyncio.Event] = None) -> None:
+    stop = stop or asyncio.Event()
+    store = open_store(settings)
+    registry = CollectorRegistry()
+    ingestor = Ingestor(store, registry)
+    query = QueryService(store, query_settings(settings))
+    web_app = create_app(query, store, WebSettings(api_token=settings.api_token), registry)
+    otlp_app = create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
+                                    max_body_bytes=settings.max_body_bytes)
+    grpc_server = None
+    try:
+        web_sock = _bind(settings.host, settings.http_port)
+        otlp_sock = _bind(settings.host, settings.otlp_http_port)
+        grpc_server, grpc_port = await start_grpc_server(
+            ingestor, settings.host, settings.otlp_grpc_port, ingest_token=settings.ingest_token,
+            max_body_bytes=settings.max_body_bytes)
+        servers = [
+            _Server(uvicorn.Config(web_app, log_level="warning", lifespan="off", access_log=False)),
+            _Server(uvicorn.Config(otlp_app, log_level="warning", lifespan="off", access_log=False,
+                                   h11_max_incomplete_event_size=1024 * 1024)),
+        ]
+        tasks = [asyncio.create_task(servers[0].serve(sockets=[web_sock])),
+                 asyncio.create_task(servers[1].serve(sockets=[otlp_sock]))]
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                for t in tasks:
+                    if t.done() and t.exception():
+                        raise t.exception()
+            await asyncio.sleep(0.01)
+        bound = Bound(web_sock.getsockname()[1], otlp_sock.getsockname()[1], grpc_port)
+        if on_ready:
+            on_ready(bound)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping: closing listeners, draining the write queue")
+        for s in servers:
+            s.should_exit = True
+        await grpc_server.stop(grace=5)
+        grpc_server = None
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if grpc_server is not None:
+            await grpc_server.stop(grace=0)
+        await asyncio.get_running_loop().run_in_executor(None, store.close)
+
+
+def print_bound(settings: Settings, bound: Bound, out=sys.stdout) -> None:
+    h = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    print(f"tasktrail serving {settings.db}", file=out)
+    print(f"  web + API   http://{h}:{bound.web_port}", file=out)
+    print(f"  OTLP HTTP   http://{h}:{bound.otlp_http_port}", file=out)
+    print(f"  OTLP gRPC   {h}:{bound.otlp_grpc_port}", file=out)
+    out.flush()

@@ -1,0 +1,89 @@
+"""Settings: one frozen dataclass, a help table, env > CLI flag defaults, validated at start-up.
+
+Every setting can come from the environment as TASKTRAIL_<NAME> (upper case); a
+`*_file` variant (e.g. TASKTRAIL_INGEST_TOKEN_FILE) reads a secret from a file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str = "./tasktrail.duckdb"
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    otlp_grpc_port: int = 4317
+    otlp_http_port: int = 4318
+    ingest_token: Optional[str] = None
+    api_token: Optional[str] = None
+    max_body_bytes: int = 64 * 1024 * 1024
+    queue_records: int = 200_000
+    max_batch_records: int = 100_000
+    duckdb_memory_limit: str = "1GB"
+    runner_dead_after_s: float = 600.0
+    jaeger_url: Optional[str] = None
+    tempo_url: Optional[str] = None
+    sql_timeout_s: float = 10.0
+    sql_max_rows: int = 10_000
+
+    def validate(self) -> list[str]:
+        """Reasons the settings cannot work; empty when they can."""
+        problems = []
+        for name in ("http_port", "otlp_grpc_port", "otlp_http_port"):
+            v = getattr(self, name)
+            if not 0 <= v <= 65535:
+                problems.append(f"{name} must be between 0 and 65535, got {v}")
+        nonzero = [p for p in (self.http_port, self.otlp_grpc_port, self.otlp_http_port) if p]
+        if len(set(nonzero)) != len(nonzero):
+            problems.append("http_port, otlp_grpc_port and otlp_http_port must differ (0 picks a free port)")
+        if self.max_body_bytes < 1024:
+            problems.append("max_body_bytes must be at least 1024")
+        if self.queue_records < 1:
+            problems.append("queue_records must be positive")
+        if self.runner_dead_after_s <= 0:
+            problems.append("runner_dead_after_s must be positive")
+        if self.tempo_url and "{trace_id}" not in self.tempo_url:
+            problems.append("tempo_url must be a template holding {trace_id}")
+        return problems
+
+    def exposed_without_token(self) -> bool:
+        return self.host not in ("127.0.0.1", "localhost", "::1") and not (self.ingest_token and self.api_token)
+
+
+SETTINGS_HELP = {
+    "db": "DuckDB file holding the log.",
+    "host": "Address every listener binds (127.0.0.1 unless told).",
+    "http_port": "Web UI, JSON API, /metrics, /healthz. 0 picks a free port.",
+    "otlp_grpc_port": "OTLP/gRPC receiver. 0 picks a free port.",
+    "otlp_http_port": "OTLP/HTTP receiver. 0 picks a free port.",
+    "ingest_token": "Bearer token OTLP clients must send.",
+    "api_token": "Bearer token the UI/API needs (health stays open).",
+    "max_body_bytes": "Largest OTLP request, before and after gunzip.",
+    "queue_records": "Write-queue capacity in records; past it ingest answers 429 / RESOURCE_EXHAUSTED.",
+    "max_batch_records": "Most records the writer commits in one transaction.",
+    "duckdb_memory_limit": "DuckDB memory limit.",
+    "runner_dead_after_s": "A runner is dead when silent this long (pynenc's default: 10 min).",
+    "jaeger_url": "Jaeger base URL; invocations link to {jaeger}/trace/{trace_id}.",
+    "tempo_url": "Grafana Tempo URL template holding {trace_id}.",
+    "sql_timeout_s": "Time limit of one ad-hoc SQL query.",
+    "sql_max_rows": "Row cap of one ad-hoc SQL query.",
+}
+
+
+def from_env(base: Settings, environ=os.environ, prefix: str = "TASKTRAIL_") -> Settings:
+    """`base` with every TASKTRAIL_* variable applied (a *_FILE variable reads the value from a file)."""
+    changes = {}
+    for f in fields(Settings):
+        key = prefix + f.name.upper()
+        raw = environ.get(key)
+        if raw is None and environ.get(key + "_FILE"):
+            with open(environ[key + "_FILE"], encoding="utf-8") as fh:
+                raw = fh.read().strip()
+        if raw is None:
+            continue
+        typ = type(getattr(base, f.name)) if getattr(base, f.name) is not None else str
+        changes[f.name] = typ(raw)
+    return replace(base, **changes)

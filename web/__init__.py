@@ -1,0 +1,1 @@
+"""The Starlette app: pages, the JSON API, health, metrics."""

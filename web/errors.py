@@ -1,0 +1,57 @@
+"""One error shape, mapped at one boundary: {"error": {"status": <int>, "message": "..."}}."""
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from tasktrail.query.errors import BadRequest, NotFound
+from tasktrail.store.api import QueryTimeout, StoreClosed, StoreUnavailable
+
+log = logging.getLogger("tasktrail.web")
+
+
+def error_body(status: int, message: str) -> dict:
+    return {"error": {"status": status, "message": message}}
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, str(exc))
+
+
+async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(400, str(exc))
+
+
+async def _timeout(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(504, str(exc))
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(503, str(exc), {"Retry-After": "5"})
+
+
+async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    return error_response(exc.status_code, exc.detail or "error", getattr(exc, "headers", None))
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, f"internal error: {type(exc).__name__}")
+
+
+EXCEPTION_HANDLERS = {
+    NotFound: _not_found,
+    BadRequest: _bad_request,
+    QueryTimeout: _timeout,
+    StoreClosed: _unavailable,
+    StoreUnavailable: _unavailable,
+    HTTPException: _http,
+    Exception: _server_error,
+}
