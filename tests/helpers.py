@@ -1,0 +1,102 @@
+"""Test helpers: a real `tasktrail serve` subprocess on free ports, and polling."""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = SHARED / "fixtures" / "rustvello-otel-v1"
+
+
+def fixture_requests() -> list[tuple[str, bytes]]:
+    """(signal, body) of every captured rustvello request, in arrival order."""
+    out = []
+    for f in sorted(glob.glob(str(FIXTURES / "*.bin"))):
+        signal_name = os.path.basename(f).split("_v1_")[1].split("_")[0]
+        out.append((signal_name, Path(f).read_bytes()))
+    return out
+
+
+def wait_until(fn, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Poll `fn` until it returns a truthy value; return it, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as exc:  # the server may not be up yet
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last error: {last_exc!r})")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    db: str
+    web: str
+    otlp_http: str
+    otlp_grpc: str
+    output: list = field(default_factory=list)
+
+    @property
+    def api(self) -> str:
+        return self.web + "/api/v1"
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        return httpx.get(self.api + path, timeout=30, **kw)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(db: str, *args: str, timeout: float = 30) -> Server:
+    """Start `tasktrail serve` on port 0 for every listener and read the ports it prints."""
+    cmd = [sys.executable, "-m", "tasktrail", "serve", "--db", db, "--http-port", "0",
+           "--otlp-http-port", "0", "--otlp-grpc-port", "0", "--log-level", "warning", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    ports = {}
+    while time.monotonic() < deadline and len(ports) < 3:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        lines.append(line)
+        for key, pat in (("web", r"web \+ API\s+(http://\S+)"), ("http", r"OTLP HTTP\s+(http://\S+)"),
+                         ("grpc", r"OTLP gRPC\s+(\S+)")):
+            m = re.search(pat, line)
+            if m:
+                ports[key] = m.group(1)
+    if len(ports) < 3:
+        proc.kill()
+        raise AssertionError("tasktrail serve did not start:\n" + "".join(lines) + (proc.stdout.read() or ""))
+    # Keep draining output so the pipe never fills.
+    import threading
+
+    def drain():
+        for line in proc.stdout:
+            lines.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return Server(proc, db, ports["web"], ports["http"], ports["grpc"], lines)
