@@ -1,0 +1,206 @@
+"""A small emitter for Python runners: tasktrail.v1 over OTLP with the OTel SDK's own exporters.
+
+    from tasktrail.proto.emitter import Emitter, Runner
+    em = Emitter(endpoint="http://127.0.0.1:4317", app_id="shop",
+                 runner=Runner("r-1", "ThreadRunner"), token="...")
+    em.status("inv-1", "RUNNING", task_id="shop.pay", attempt=0)
+    em.flush(); em.shutdown()
+
+Every call is one OTLP log record and never blocks the caller: the SDK's batch
+processor queues and exports in the background. Needs `tasktrail[emitter]`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Optional
+
+from . import names as n
+from .status import normalize
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A runner context: a top-level runner, or a worker (with `parent_id`)."""
+    runner_id: str
+    runner_class: str = "Runner"
+    parent_id: Optional[str] = None
+    hostname: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    thread_id: Optional[int] = None
+
+    def attributes(self) -> dict:
+        a = {n.TT_RUNNER_ID: self.runner_id, n.TT_RUNNER_CLASS: self.runner_class,
+             n.TT_RUNNER_HOSTNAME: self.hostname, n.TT_RUNNER_PID: self.pid}
+        if self.parent_id:
+            a[n.TT_RUNNER_PARENT_ID] = self.parent_id
+        if self.thread_id is not None:
+            a[n.TT_RUNNER_THREAD_ID] = self.thread_id
+        return a
+
+
+def _ns(value) -> Optional[int]:
+    """datetime, float seconds or int nanoseconds to int nanoseconds."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1e9)
+    if isinstance(value, float):
+        return int(value * 1e9)
+    return int(value)
+
+
+def _json(value) -> Optional[str]:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=repr)
+
+
+def _clean(attrs: Mapping[str, Any]) -> dict:
+    out = {}
+    for k, v in attrs.items():
+        if v is None:
+            continue
+        if isinstance(v, (list, tuple)):
+            v = [str(x) for x in v]
+        out[k] = v
+    return out
+
+
+class Emitter:
+    """Sends tasktrail.v1 records for one app; each method names one canonical entity."""
+
+    def __init__(self, endpoint: str, app_id: str, runner: Runner | str | None = None, *,
+                 protocol: str = "grpc", token: Optional[str] = None, service_name: str = "tasktrail-emitter",
+                 headers: Optional[Mapping[str, str]] = None, export_interval_ms: int = 200,
+                 max_queue_size: int = 20_000) -> None:
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+        from opentelemetry.sdk.resources import Resource
+
+        if isinstance(runner, str):
+            runner = Runner(runner)
+        self.runner = runner
+        self.app_id = app_id
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["authorization"] = f"Bearer {token}"
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+            target = endpoint.split("://", 1)[-1]
+            exporter = OTLPLogExporter(endpoint=target, insecure=not endpoint.startswith("https://"),
+                                       headers=hdrs or None)
+        elif protocol in ("http", "http/protobuf"):
+            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+            exporter = OTLPLogExporter(endpoint=endpoint.rstrip("/") + "/v1/logs", headers=hdrs or None)
+        else:
+            raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
+        res = {n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id, n.TT_APP_ID: app_id,
+               n.REVISION: n.TASKTRAIL_V1}
+        if runner is not None:
+            res.update(runner.attributes())
+        self._provider = LoggerProvider(resource=Resource.create(res))
+        self._provider.add_log_record_processor(BatchLogRecordProcessor(
+            exporter, schedule_delay_millis=export_interval_ms, max_queue_size=max_queue_size))
+        self._logger = self._provider.get_logger(n.TT_SCOPE)
+
+    # --- the entities ----------------------------------------------------------------
+    def status(self, invocation_id: str, status: str, *, task_id: Optional[str] = None,
+               runner: Optional[Runner] = None, previous_status: Optional[str] = None,
+               owner_runner_id: Optional[str] = None, attempt: Optional[int] = None,
+               parent_invocation_id: Optional[str] = None, parent_event_id: Optional[str] = None,
+               workflow_id: Optional[str] = None, workflow_type: Optional[str] = None,
+               workflow_parent_id: Optional[str] = None, arguments: Any = None, result: Any = None,
+               error_type: Optional[str] = None, error_message: Optional[str] = None,
+               error_traceback: Optional[str] = None, duration_s: Optional[float] = None,
+               timestamp=None) -> None:
+        canonical = normalize(status)
+        if canonical is None:
+            raise ValueError(f"unknown status {status!r}")
+        self._emit(n.EV_STATUS, runner, timestamp, {
+            n.TT_INVOCATION_ID: invocation_id, n.TT_STATUS: canonical, n.TT_TASK_ID: task_id,
+            n.TT_PREVIOUS_STATUS: normalize(previous_status) if previous_status else None,
+            n.TT_OWNER_RUNNER_ID: owner_runner_id, n.TT_ATTEMPT: attempt,
+            n.TT_PARENT_INVOCATION_ID: parent_invocation_id, n.TT_PARENT_EVENT_ID: parent_event_id,
+            n.TT_WORKFLOW_ID: workflow_id, n.TT_WORKFLOW_TYPE: workflow_type,
+            n.TT_WORKFLOW_PARENT_ID: workflow_parent_id, n.TT_ARGUMENTS: _json(arguments),
+            n.TT_RESULT: _json(result), n.TT_ERROR_TYPE: error_type, n.TT_ERROR_MESSAGE: error_message,
+            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s})
+
+    def runner_started(self, runner: Optional[Runner] = None, timestamp=None) -> None:
+        self._emit(n.EV_RUNNER_STARTED, runner, timestamp, {})
+
+    def runner_stopped(self, runner: Optional[Runner] = None, timestamp=None) -> None:
+        self._emit(n.EV_RUNNER_STOPPED, runner, timestamp, {})
+
+    def heartbeat(self, runner: Optional[Runner] = None, *, atomic_eligible: Optional[bool] = None,
+                  consumed_queues: Optional[Iterable[str]] = None, timestamp=None) -> None:
+        self._emit(n.EV_RUNNER_HEARTBEAT, runner, timestamp, {
+            n.TT_ATOMIC_ELIGIBLE: atomic_eligible,
+            n.TT_CONSUMED_QUEUES: list(consumed_queues) if consumed_queues is not None else None})
+
+    def atomic_decision(self, reason: str, *, runner: Optional[Runner] = None, cycle_start=None,
+                        slot_start=None, slot_end=None, position: Optional[int] = None,
+                        runner_count: Optional[int] = None, assigned_runner_id: Optional[str] = None,
+                        message: Optional[str] = None, timestamp=None) -> None:
+        self._emit(n.EV_ATOMIC_DECISION, runner, timestamp, {
+            n.TT_AS_REASON: reason.upper(), n.TT_AS_CYCLE_START: _ns(cycle_start),
+            n.TT_AS_SLOT_START: _ns(slot_start), n.TT_AS_SLOT_END: _ns(slot_end), n.TT_AS_POSITION: position,
+            n.TT_AS_RUNNER_COUNT: runner_count, n.TT_AS_ASSIGNED_RUNNER_ID: assigned_runner_id,
+            n.TT_AS_MESSAGE: message})
+
+    def atomic_execution(self, run_id: str, status: str, *, runner: Optional[Runner] = None, start=None,
+                         end=None, reason: Optional[str] = None, timestamp=None) -> None:
+        self._emit(n.EV_ATOMIC_EXECUTION, runner, timestamp, {
+            n.TT_AS_RUN_ID: run_id, n.TT_AS_STATUS: status.upper(), n.TT_AS_START: _ns(start),
+            n.TT_AS_END: _ns(end), n.TT_AS_REASON: reason})
+
+    def event(self, event_id: str, event_code: str, payload: Any = None, *,
+              matched_condition_ids: Iterable[str] = (), valid_condition_ids: Iterable[str] = (),
+              emitted_by_invocation_id: Optional[str] = None, emitted_by_task_id: Optional[str] = None,
+              emitted_by_runner_id: Optional[str] = None, runner: Optional[Runner] = None,
+              timestamp=None) -> None:
+        self._emit(n.EV_EVENT, runner, timestamp, {
+            n.TT_EVENT_ID: event_id, n.TT_EVENT_CODE: event_code, n.TT_EVENT_PAYLOAD: _json(payload),
+            n.TT_EVENT_MATCHED: list(matched_condition_ids), n.TT_EVENT_VALID: list(valid_condition_ids),
+            n.TT_EVENT_EMITTED_BY_INVOCATION: emitted_by_invocation_id,
+            n.TT_EVENT_EMITTED_BY_TASK: emitted_by_task_id, n.TT_EVENT_EMITTED_BY_RUNNER: emitted_by_runner_id})
+
+    def trigger_run(self, trigger_run_id: str, *, trigger_id: Optional[str] = None,
+                    task_id: Optional[str] = None, logic: Optional[str] = None,
+                    condition_ids: Iterable[str] = (), valid_condition_ids: Iterable[str] = (),
+                    event_ids: Iterable[str] = (), source_invocation_ids: Iterable[str] = (),
+                    triggered_invocation_id: Optional[str] = None, arguments_preview: Optional[str] = None,
+                    claimed_at=None, executed_at=None, participants: Optional[list] = None,
+                    atomic_service_run_id: Optional[str] = None, atomic_service_runner_id: Optional[str] = None,
+                    runner: Optional[Runner] = None, timestamp=None) -> None:
+        self._emit(n.EV_TRIGGER_RUN, runner, timestamp, {
+            n.TT_TR_ID: trigger_run_id, n.TT_TR_TRIGGER_ID: trigger_id, n.TT_TASK_ID: task_id,
+            n.TT_TR_LOGIC: logic, n.TT_TR_CONDITION_IDS: list(condition_ids),
+            n.TT_TR_VALID_CONDITION_IDS: list(valid_condition_ids), n.TT_TR_EVENT_IDS: list(event_ids),
+            n.TT_TR_SOURCE_INVOCATION_IDS: list(source_invocation_ids),
+            n.TT_TR_TRIGGERED_INVOCATION_ID: triggered_invocation_id, n.TT_TR_ARGUMENTS: arguments_preview,
+            n.TT_TR_CLAIMED_AT: _ns(claimed_at), n.TT_TR_EXECUTED_AT: _ns(executed_at),
+            n.TT_TR_PARTICIPANTS: _json(participants), n.TT_TR_AS_RUN_ID: atomic_service_run_id,
+            n.TT_TR_AS_RUNNER_ID: atomic_service_runner_id})
+
+    # --- plumbing --------------------------------------------------------------------
+    def _emit(self, event_name: str, runner: Optional[Runner], timestamp, attrs: dict) -> None:
+        from opentelemetry._logs import SeverityNumber
+
+        attrs = _clean(attrs)
+        if runner is not None:
+            attrs.update(runner.attributes())
+        attrs[n.REVISION] = n.TASKTRAIL_V1
+        self._logger.emit(timestamp=_ns(timestamp) or time.time_ns(), event_name=event_name, body=event_name,
+                          severity_number=SeverityNumber.INFO, severity_text="INFO", attributes=attrs)
+
+    def flush(self, timeout_ms: int = 10_000) -> bool:
+        return self._provider.force_flush(timeout_ms)
+
+    def shutdown(self) -> None:
+        self._provider.shutdown()
