@@ -1,0 +1,50 @@
+"""Acknowledged means stored: restarts keep everything, retries are not stored twice."""
+import signal
+
+import httpx
+
+from .helpers import fixture_requests, start_server
+
+PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
+
+
+def _counts(srv):
+    q = "select (select count(*) from transitions), (select count(*) from spans), (select count(*) from ingest_ledger)"
+    return httpx.post(srv.api + "/sql", json={"sql": q}).json()["rows"][0]
+
+
+def test_restart_keeps_everything_acknowledged(tmp_path):
+    db = str(tmp_path / "tt.duckdb")
+    srv = start_server(db, "--ingest-token", "tok123")
+    reqs = fixture_requests()
+    try:
+        for sig, body in reqs:
+            assert httpx.post(f"{srv.otlp_http}/v1/{sig}", content=body, headers=PB).status_code == 200
+        before = _counts(srv)
+        history = srv.get("/invocations", params={"limit": 100}).json()
+    finally:
+        assert srv.stop(signal.SIGTERM) == 0
+    srv = start_server(db, "--ingest-token", "tok123")
+    try:
+        assert _counts(srv) == before == [24, 8, len(reqs)]
+        assert srv.get("/invocations", params={"limit": 100}).json() == history
+        # A client that retries after the restart is acknowledged and nothing is stored twice.
+        for sig, body in reqs:
+            assert httpx.post(f"{srv.otlp_http}/v1/{sig}", content=body, headers=PB).status_code == 200
+        assert _counts(srv) == before
+    finally:
+        srv.stop()
+
+
+def test_kill_9_after_ack_loses_nothing(tmp_path):
+    db = str(tmp_path / "tt.duckdb")
+    srv = start_server(db, "--ingest-token", "tok123")
+    reqs = fixture_requests()
+    for sig, body in reqs:
+        assert httpx.post(f"{srv.otlp_http}/v1/{sig}", content=body, headers=PB).status_code == 200
+    srv.stop(signal.SIGKILL)
+    srv = start_server(db, "--ingest-token", "tok123")
+    try:
+        assert _counts(srv) == [24, 8, len(reqs)]
+    finally:
+        srv.stop()

@@ -1,0 +1,42 @@
+"""`tasktrail sql` against the file and against a running server."""
+import json
+import subprocess
+import sys
+
+import httpx
+
+from .helpers import fixture_requests, start_server
+
+PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "tasktrail", "sql", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_sql_file_and_url(tmp_path):
+    db = str(tmp_path / "tt.duckdb")
+    srv = start_server(db, "--ingest-token", "tok123", "--api-token", "api1")
+    try:
+        for sig, body in fixture_requests():
+            assert httpx.post(f"{srv.otlp_http}/v1/{sig}", content=body, headers=PB).status_code == 200
+        r = run("select count(*) AS n from status_transitions", "--url", srv.web, "--token", "api1",
+                "--format", "json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == [{"n": 24}]
+        r = run("select 1", "--url", srv.web)
+        assert r.returncode == 1 and "401" in r.stderr
+        r = run("delete from transitions", "--url", srv.web, "--token", "api1")
+        assert r.returncode == 1 and "only read-only SELECT" in r.stderr
+    finally:
+        srv.stop()
+    r = run("select count(*) from status_transitions", "--db", db)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].strip() == "24"
+    r = run("select status, count(*) AS n from status_transitions group by 1 order by 1", "--db", db, "--format", "csv")
+    assert r.stdout.splitlines() == ["status,n", "FAILED,3", "REGISTERED,6", "RETRY,2", "RUNNING,8", "SUCCESS,5"]
+    r = run("select * from read_text('/etc/hostname')", "--db", db)
+    assert r.returncode == 1 and "Error" in r.stderr
+    r = run("select 1", "--db", str(tmp_path / "missing.duckdb"))
+    assert r.returncode == 1 and "no store at" in r.stderr
