@@ -1,0 +1,57 @@
+"""Shared benchmark plumbing: a served tasktrail subprocess, RSS reading, result printing."""
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+
+def start_server(db: str, *extra: str):
+    """`tasktrail serve` on free ports; returns (proc, {"web", "http", "grpc"})."""
+    cmd = [sys.executable, "-m", "tasktrail", "serve", "--db", db, "--http-port", "0", "--otlp-http-port", "0",
+           "--otlp-grpc-port", "0", "--log-level", "warning", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ports = {}
+    deadline = time.monotonic() + 60
+    while len(ports) < 3 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise RuntimeError("server died at start")
+        for key, pat in (("web", r"web \+ API\s+(http://\S+)"), ("http", r"OTLP HTTP\s+(http://\S+)"),
+                         ("grpc", r"OTLP gRPC\s+(\S+)")):
+            m = re.search(pat, line)
+            if m:
+                ports[key] = m.group(1)
+    return proc, ports
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MB, from /proc."""
+    cur = peak = 0.0
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+def machine() -> dict:
+    import os
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "machine": platform.machine()}
+
+
+def report(title: str, rows: list[tuple[str, str]], data: dict, json_path: str | None) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{title}")
+    for k, v in rows:
+        print(f"  {k.ljust(width)}  {v}")
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump({"machine": machine(), **data}, fh, indent=2)

@@ -1,0 +1,194 @@
+"""B1/B2/B3/B4: ingest throughput, acknowledgement latency and server memory.
+
+    python -m benchmarks.ingest                       # B1: gRPC, 4 clients, 2M records, plus the limit
+    python -m benchmarks.ingest --transport http      # B2: OTLP/HTTP protobuf
+    python -m benchmarks.ingest --transport json      # B2: OTLP/JSON
+    python -m benchmarks.ingest --records 20000 --runs 1   # what CI runs
+
+The limit is the same decode + map + append in one process with no network.
+Reported: median records/s over --runs, ours ÷ limit, ack latency p50/p99, peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+
+from .common import report, rss_mb, start_server
+from .workload import Workload, count_records, unique
+
+POOL_RECORDS = 200_000
+
+
+def _pool(records: int):
+    reqs = Workload().requests(min(records, POOL_RECORDS))
+    return [(s, b, count_records(s, b)) for s, b in reqs]
+
+
+def limit_run(pool, records: int) -> float:
+    """Decode + map + append in-process, pipelined like the server; records/s."""
+    from tasktrail.ingest.pipeline import Ingestor
+    from tasktrail.store.api import QueueFull
+    from tasktrail.store.duckdb import DuckDBStore
+
+    with tempfile.TemporaryDirectory() as d:
+        store = DuckDBStore(os.path.join(d, "limit.duckdb"))
+        ing = Ingestor(store)
+        futures, done, i = [], 0, 0
+        t0 = time.perf_counter()
+        while done < records:
+            sig, body, n = pool[i % len(pool)]
+            rows, nrec, entry = ing.prepare(sig, unique(body, i), "protobuf", "bench")
+            while True:
+                try:
+                    futures.append(store.submit(rows, nrec, entry))
+                    break
+                except QueueFull:
+                    futures.pop(0).result()
+            done += n
+            i += 1
+        for f in futures:
+            f.result()
+        elapsed = time.perf_counter() - t0
+        store.close()
+    return done / elapsed
+
+
+def _grpc_sender(target: str):
+    import grpc
+    ch = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)])
+    methods = {s: ch.unary_unary(f"/opentelemetry.proto.collector.{p}.v1.{svc}/Export",
+                                 request_serializer=lambda b: b, response_deserializer=lambda b: b)
+               for s, p, svc in (("logs", "logs", "LogsService"), ("traces", "trace", "TraceService"))}
+
+    def send(sig, body):
+        while True:
+            try:
+                methods[sig](body, timeout=30)
+                return
+            except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+                    time.sleep(0.05)
+                    continue
+                raise
+    return send
+
+
+def served_run(pool, records: int, clients: int, transport: str, rate: float | None = None):
+    """Records/s committed through a served tasktrail, ack latencies, peak RSS."""
+    with tempfile.TemporaryDirectory() as d:
+        proc, ports = start_server(os.path.join(d, "served.duckdb"))
+        try:
+            if transport == "json":
+                from .json_body import to_otlp_json
+                bodies = [(s, to_otlp_json(s, b), n) for s, b, n in pool]  # client cost kept out of the timing
+            else:
+                bodies = pool
+            lock = threading.Lock()
+            state = {"i": 0, "done": 0}
+            lat: list[float] = []
+            peak = [0.0]
+            stop = threading.Event()
+
+            def watch():
+                while not stop.is_set():
+                    peak[0] = max(peak[0], rss_mb(proc.pid)[0])
+                    time.sleep(0.2)
+
+            def worker():
+                if transport == "grpc":
+                    send = _grpc_sender(ports["grpc"])
+                else:
+                    send = _raw_http_sender(ports["http"], transport)
+                while True:
+                    with lock:
+                        if state["done"] >= records:
+                            return
+                        i = state["i"]
+                        state["i"] += 1
+                        state["done"] += bodies[i % len(bodies)][2]
+                    sig, body, n = bodies[i % len(bodies)]
+                    if rate:
+                        target = t0 + i * per_request_s
+                        delay = target - time.perf_counter()
+                        if delay > 0:
+                            time.sleep(delay)
+                    s = time.perf_counter()
+                    send(sig, unique(body, i) if transport != "json" else body.replace(b"{", b'{"_u":%d,' % i, 1))
+                    lat.append(time.perf_counter() - s)
+
+            mean_req = sum(n for _, _, n in bodies) / len(bodies)
+            per_request_s = (mean_req / rate) if rate else 0.0
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=worker) for _ in range(clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - t0
+            stop.set()
+            _, hwm = rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    lat.sort()
+    return {"records_per_s": state["done"] / elapsed, "ack_p50_ms": lat[len(lat) // 2] * 1000,
+            "ack_p99_ms": lat[int(len(lat) * 0.99)] * 1000, "peak_rss_mb": max(peak[0], hwm)}
+
+
+def _raw_http_sender(base: str, transport: str):
+    import httpx
+    client = httpx.Client(timeout=30)
+    ct = "application/json" if transport == "json" else "application/x-protobuf"
+
+    def send(sig, body):
+        while True:
+            r = client.post(f"{base}/v1/{sig}", content=body, headers={"Content-Type": ct})
+            if r.status_code in (429, 503):
+                time.sleep(0.05)
+                continue
+            r.raise_for_status()
+            return
+    return send
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=2_000_000)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--transport", choices=["grpc", "http", "json"], default="grpc")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--latency", action="store_true", help="B3: also run at half the measured throughput")
+    ap.add_argument("--json", dest="json_path")
+    args = ap.parse_args()
+    pool = _pool(args.records)
+    limits, served = [], []
+    for _ in range(args.runs):
+        limits.append(limit_run(pool, args.records))
+        served.append(served_run(pool, args.records, args.clients, args.transport))
+    lim = statistics.median(limits)
+    ours = statistics.median(r["records_per_s"] for r in served)
+    rows = [("transport", args.transport), ("records per run", f"{args.records:,}"), ("clients", str(args.clients)),
+            ("runs", str(args.runs)),
+            ("served records/s (median)", f"{ours:,.0f}"), ("limit records/s (median)", f"{lim:,.0f}"),
+            ("ours / limit", f"{ours / lim:.2f}"),
+            ("ack p50 / p99 at full load", f"{statistics.median(r['ack_p50_ms'] for r in served):.1f} / "
+                                           f"{statistics.median(r['ack_p99_ms'] for r in served):.1f} ms"),
+            ("server peak RSS", f"{max(r['peak_rss_mb'] for r in served):.0f} MB")]
+    data = {"transport": args.transport, "records": args.records, "clients": args.clients, "runs": args.runs,
+            "served_records_per_s": ours, "limit_records_per_s": lim, "ratio": ours / lim, "served": served,
+            "limits": limits}
+    if args.latency:
+        half = served_run(pool, args.records // 2, args.clients, args.transport, rate=ours / 2)
+        rows.append(("B3 ack p50 / p99 at half load", f"{half['ack_p50_ms']:.1f} / {half['ack_p99_ms']:.1f} ms"))
+        data["half_load"] = half
+    report(f"B1/B2 ingest ({args.transport})", rows, data, args.json_path)
+
+
+if __name__ == "__main__":
+    main()
