@@ -66,9 +66,14 @@ _port = click.IntRange(0, 65535)
               envvar="TASKTRAIL_RUNNER_DEAD_AFTER", help="Seconds of silence after which a runner is dead.")
 @click.option("--jaeger-url", envvar="TASKTRAIL_JAEGER_URL", help="Jaeger base URL for trace links.")
 @click.option("--tempo-url", envvar="TASKTRAIL_TEMPO_URL", help="Tempo URL template holding {trace_id}.")
+@click.option("--sql-timeout", type=float, default=Settings.sql_timeout_s, show_default=True,
+              envvar="TASKTRAIL_SQL_TIMEOUT", help="Time limit in seconds of one ad-hoc SQL query.")
+@click.option("--sql-max-rows", type=click.IntRange(1), default=Settings.sql_max_rows, show_default=True,
+              envvar="TASKTRAIL_SQL_MAX_ROWS", help="Row cap of one ad-hoc SQL query.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ingest_token_file, api_token,
-          api_token_file, max_body_bytes, queue_records, runner_dead_after, jaeger_url, tempo_url, log_level):
+          api_token_file, max_body_bytes, queue_records, runner_dead_after, jaeger_url, tempo_url, sql_timeout,
+          sql_max_rows, log_level):
     """Receive OTLP (gRPC and HTTP), store it, serve the UI and API, until Ctrl-C."""
     from .server import print_bound, serve as run_server
 
@@ -77,7 +82,7 @@ def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ing
         db=db, host=host, http_port=http_port, otlp_grpc_port=otlp_grpc_port, otlp_http_port=otlp_http_port,
         ingest_token=_token(ingest_token, ingest_token_file), api_token=_token(api_token, api_token_file),
         max_body_bytes=max_body_bytes, queue_records=queue_records, runner_dead_after_s=runner_dead_after,
-        jaeger_url=jaeger_url, tempo_url=tempo_url)
+        jaeger_url=jaeger_url, tempo_url=tempo_url, sql_timeout_s=sql_timeout, sql_max_rows=sql_max_rows)
     problems = settings.validate()
     if problems:
         raise click.UsageError("; ".join(problems))
