@@ -43,7 +43,18 @@ def any_value(v):
 
 
 def attributes(kvs) -> dict:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+    """OTLP KeyValues as a dict; strings and ints (nearly all attributes) take the short path."""
+    out = {}
+    for kv in kvs:
+        v = kv.value
+        k = v.WhichOneof("value")
+        if k == "string_value":
+            out[kv.key] = v.string_value
+        elif k == "int_value":
+            out[kv.key] = v.int_value
+        else:
+            out[kv.key] = any_value(v)
+    return out
 
 
 def _first(attrs: dict, keys) -> object:

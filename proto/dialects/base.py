@@ -55,11 +55,13 @@ class SpanIn(NamedTuple):
 class Out:
     """Rows produced from one request, by table, plus counts for the ingest ledger."""
 
-    __slots__ = ("rows", "records")
+    __slots__ = ("rows", "records", "contexts")
 
     def __init__(self) -> None:
         self.rows: dict[str, list] = {name: [] for name in model.TABLES}
         self.records = 0
+        # Runner contexts already emitted for this request: one topology row each is enough.
+        self.contexts: set = set()
 
     def total_rows(self) -> int:
         return sum(len(v) for v in self.rows.values())

@@ -60,8 +60,9 @@ class TasktrailV1(Dialect):
                 as_str(a.get(n.TT_ERROR_MESSAGE)), as_str(a.get(n.TT_ERROR_TRACEBACK)),
                 as_float(a.get(n.TT_DURATION_S)), extra,
             ))
-            # The acting context is a runner too: keep its topology.
-            if ctx_id and n.TT_RUNNER_ID in a:
+            # The acting context is a runner too: keep its topology (once per request).
+            if ctx_id and n.TT_RUNNER_ID in a and (app, ctx_id) not in out.contexts:
+                out.contexts.add((app, ctx_id))
                 self._context(rec, res, out, ctx_id, "context", cls, parent, a, None)
             return True
 
