@@ -14,12 +14,19 @@ from typing import Any, Optional, Sequence
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, is_final
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
-from . import sql_guard
+from . import sql_guard, timeline as tl
 from .adjust import adjust
 from .errors import BadRequest, NotFound
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
+# sort name -> (column, descending, cast of the cursor value)
+SORTS = {
+    "-created_at": ("created_at", True, "::TIMESTAMP"), "created_at": ("created_at", False, "::TIMESTAMP"),
+    "-updated_at": ("updated_at", True, "::TIMESTAMP"), "updated_at": ("updated_at", False, "::TIMESTAMP"),
+    "task_id": ("task_id", False, ""), "-task_id": ("task_id", True, ""),
+    "status": ("status", False, ""), "-status": ("status", True, ""),
+}
 
 
 @dataclass(frozen=True)
@@ -125,8 +132,13 @@ class QueryService:
     def invocations(self, *, app: Optional[str] = None, status: Sequence[str] | None = None,
                     task: Optional[str] = None, runner: Optional[str] = None, workflow: Optional[str] = None,
                     parent: Optional[str] = None, since: Optional[str] = None, until: Optional[str] = None,
-                    q: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> dict:
+                    q: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None,
+                    sort: Optional[str] = None) -> dict:
         limit = _limit(limit)
+        sort = sort or "-created_at"
+        if sort not in SORTS:
+            raise BadRequest(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
+        key, desc, cast = SORTS[sort]
         where, params = [], []
         inner_where, inner_params = [], []
         if app:
@@ -155,9 +167,9 @@ class QueryService:
             where.append("(invocation_id ILIKE ? OR task_id ILIKE ?)")
             params += [f"%{q}%", f"%{q}%"]
         if cursor:
-            c_created, c_id = _decode_cursor(cursor)
-            where.append("(created_at, invocation_id) < (?::TIMESTAMP, ?)")
-            params += [c_created, c_id]
+            c_key, c_id = _decode_cursor(cursor)
+            where.append(f"({key}, invocation_id) {'<' if desc else '>'} (?{cast}, ?)")
+            params += [c_key, c_id]
         sql = f"""
             WITH t AS (SELECT * FROM transitions {('WHERE ' + ' AND '.join(inner_where)) if inner_where else ''}),
             inv AS (
@@ -172,7 +184,8 @@ class QueryService:
                      count(*) FILTER (WHERE status = 'RUNNING') AS attempts
               FROM t GROUP BY app_id, invocation_id)
             SELECT * FROM inv {('WHERE ' + ' AND '.join(where)) if where else ''}
-            ORDER BY created_at DESC, invocation_id DESC LIMIT {limit + 1}"""
+            ORDER BY {key} {'DESC' if desc else 'ASC'}, invocation_id {'DESC' if desc else 'ASC'}
+            LIMIT {limit + 1}"""
         r = self._q(sql, inner_params + params)
         items = []
         for d in r.dicts()[:limit]:
@@ -180,7 +193,9 @@ class QueryService:
         next_cursor = None
         if len(r.rows) > limit:
             last = r.dicts()[limit - 1]
-            next_cursor = _encode_cursor([iso(last["created_at"]).rstrip("Z"), last["invocation_id"]])
+            value = last[key]
+            next_cursor = _encode_cursor([iso(value).rstrip("Z") if isinstance(value, datetime) else value,
+                                          last["invocation_id"]])
         return {"items": items, "next_cursor": next_cursor}
 
     @staticmethod
@@ -438,12 +453,157 @@ class QueryService:
                             {"app_id": app, "runner_id": runner, "reason": reason.upper() if reason else None},
                             "ts DESC", limit)
 
-    def events(self, *, app=None, code=None, since=None, until=None, limit=None):
-        return self._window("event_records", "ts", since, until, {"app_id": app, "event_code": code},
-                            "ts DESC", limit)
+    def events(self, *, app=None, code=None, since=None, until=None, matched=None, triggered=None,
+               limit=None) -> list[dict]:
+        """Event records (latest state of each), newest first, with what they triggered."""
+        where, params = [], []
+        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+        for cond, val in (("ts >= ?", t0), ("ts < ?", t1), ("app_id = ?", app), ("event_code = ?", code)):
+            if val is not None and val != "":
+                where.append(cond)
+                params.append(val)
+        having = []
+        for name, val, expr in (("matched", matched, "len(matched_condition_ids) > 0"),
+                                ("triggered", triggered, "len(triggered_invocation_ids) > 0")):
+            if val is None or val == "":
+                continue
+            flag = _bool(name, val)
+            having.append(expr if flag else f"NOT ({expr})")
+        rows = self._q(f"""
+            WITH e AS (
+              SELECT event_id, any_value(app_id) AS app_id, arg_max(event_code, ts) AS event_code, min(ts) AS ts,
+                     arg_max(payload, ts) AS payload, arg_max(matched_condition_ids, ts) AS matched_condition_ids,
+                     arg_max(valid_condition_ids, ts) AS valid_condition_ids,
+                     arg_max(emitted_by_invocation_id, ts) AS emitted_by_invocation_id,
+                     arg_max(emitted_by_task_id, ts) AS emitted_by_task_id,
+                     arg_max(emitted_by_runner_id, ts) AS emitted_by_runner_id
+              FROM event_records {('WHERE ' + ' AND '.join(where)) if where else ''} GROUP BY event_id),
+            t AS (SELECT ev AS event_id, list(DISTINCT triggered_invocation_id) AS ids
+                  FROM trigger_runs, unnest(event_ids) AS u(ev)
+                  WHERE triggered_invocation_id IS NOT NULL GROUP BY ev)
+            SELECT e.*, coalesce(t.ids, []) AS triggered_invocation_ids FROM e LEFT JOIN t USING (event_id)
+            {('WHERE ' + ' AND '.join(having)) if having else ''}
+            ORDER BY ts DESC LIMIT {_limit(limit)}""", params).dicts()
+        for d in rows:
+            d["timestamp"] = iso(d.pop("ts"))
+            d["matched"] = bool(d["matched_condition_ids"])
+            d["triggered"] = bool(d["triggered_invocation_ids"])
+        return rows
 
-    def trigger_runs(self, *, app=None, since=None, until=None, task=None, limit=None):
-        return self._window("trigger_runs", "ts", since, until, {"app_id": app, "task_id": task}, "ts DESC", limit)
+    def event(self, event_id: str) -> dict:
+        if not self._q("SELECT 1 FROM event_records WHERE event_id = ? LIMIT 1", [event_id]).rows:
+            raise NotFound(f"event {event_id} is not in the log")
+        ev = self._event_row(event_id)
+        ev["trigger_runs"] = self.trigger_runs(event=event_id, limit=MAX_LIMIT)
+        ev["invocations"] = self._summaries(ev["triggered_invocation_ids"])
+        return ev
+
+    def _event_row(self, event_id: str) -> dict:
+        r = self._q("""SELECT event_id, any_value(app_id) AS app_id, arg_max(event_code, ts) AS event_code,
+                              min(ts) AS ts, arg_max(payload, ts) AS payload,
+                              arg_max(matched_condition_ids, ts) AS matched_condition_ids,
+                              arg_max(valid_condition_ids, ts) AS valid_condition_ids,
+                              arg_max(emitted_by_invocation_id, ts) AS emitted_by_invocation_id,
+                              arg_max(emitted_by_task_id, ts) AS emitted_by_task_id,
+                              arg_max(emitted_by_runner_id, ts) AS emitted_by_runner_id
+                       FROM event_records WHERE event_id = ? GROUP BY event_id""", [event_id]).dicts()[0]
+        r["timestamp"] = iso(r.pop("ts"))
+        trig = self._q("""SELECT DISTINCT triggered_invocation_id FROM trigger_runs
+                          WHERE list_contains(event_ids, ?) AND triggered_invocation_id IS NOT NULL
+                          ORDER BY 1""", [event_id]).rows
+        r["triggered_invocation_ids"] = [t[0] for t in trig]
+        r["matched"] = bool(r["matched_condition_ids"])
+        r["triggered"] = bool(r["triggered_invocation_ids"])
+        return r
+
+    def _summaries(self, ids: list[str]) -> list[dict]:
+        if not ids:
+            return []
+        r = self._q("""SELECT app_id, invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
+                              arg_max(status, ts) AS status,
+                              any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
+                                AS parent_invocation_id,
+                              any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
+                              any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
+                              arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
+                              min(ts) AS created_at, max(ts) AS updated_at,
+                              count(*) FILTER (WHERE status = 'RUNNING') AS attempts
+                       FROM transitions WHERE invocation_id IN (SELECT unnest(?::VARCHAR[]))
+                       GROUP BY app_id, invocation_id ORDER BY created_at""", [list(ids)]).dicts()
+        return [self._summary(d) for d in r]
+
+    def trigger_runs(self, *, app=None, since=None, until=None, task=None, event=None, invocation=None,
+                     limit=None) -> list[dict]:
+        """Trigger runs, newest first; `event` / `invocation` keep those it took part in or created."""
+        where, params = [], []
+        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+        for cond, val in (("ts >= ?", t0), ("ts < ?", t1), ("app_id = ?", app), ("task_id = ?", task),
+                          ("list_contains(event_ids, ?)", event)):
+            if val is not None and val != "":
+                where.append(cond)
+                params.append(val)
+        if invocation:
+            where.append("(triggered_invocation_id = ? OR list_contains(source_invocation_ids, ?))")
+            params += [invocation, invocation]
+        rows = self._q(f"""SELECT * EXCLUDE (batch) FROM trigger_runs
+                           {('WHERE ' + ' AND '.join(where)) if where else ''}
+                           ORDER BY ts DESC LIMIT {_limit(limit)}""", params).dicts()
+        for d in rows:
+            for k in ("ts", "claimed_at", "executed_at"):
+                d[k] = iso(d[k])
+            d["timestamp"] = d.pop("ts")
+            try:
+                d["participants"] = json.loads(d["participants"]) if d["participants"] else []
+            except ValueError:
+                pass
+        return rows
+
+    def trigger_run(self, trigger_run_id: str) -> dict:
+        rows = self._q("SELECT * EXCLUDE (batch) FROM trigger_runs WHERE trigger_run_id = ? ORDER BY ts DESC LIMIT 1",
+                       [trigger_run_id]).dicts()
+        if not rows:
+            raise NotFound(f"trigger run {trigger_run_id} is not in the log")
+        d = rows[0]
+        for k in ("ts", "claimed_at", "executed_at"):
+            d[k] = iso(d[k])
+        d["timestamp"] = d.pop("ts")
+        try:
+            d["participants"] = json.loads(d["participants"]) if d["participants"] else []
+        except ValueError:
+            pass
+        ids = list(d["source_invocation_ids"] or []) + ([d["triggered_invocation_id"]] if d["triggered_invocation_id"] else [])
+        d["invocations"] = self._summaries(ids)
+        d["events"] = [self._event_row(e) for e in (d["event_ids"] or [])
+                       if self._q("SELECT 1 FROM event_records WHERE event_id = ? LIMIT 1", [e]).rows]
+        return d
+
+    # --- logs of one invocation -------------------------------------------------------
+    def invocation_logs(self, invocation_id: str, limit: int = 1000) -> list[dict]:
+        rows = self._q("""SELECT ts, severity_text, severity_number, body, runner_id, worker_id, task_id, trace_id,
+                                 span_id, attributes
+                          FROM log_records WHERE invocation_id = ? ORDER BY ts LIMIT ?""",
+                       [invocation_id, limit]).dicts()
+        return [{"timestamp": iso(d["ts"]), "level": d["severity_text"] or _level(d["severity_number"]),
+                 "message": d["body"], "runner_id": d["runner_id"], "worker_id": d["worker_id"],
+                 "task_id": d["task_id"], "trace_id": d["trace_id"], "span_id": d["span_id"]} for d in rows]
+
+    # --- atomic-service schedule --------------------------------------------------------
+    def atomic_schedule(self, app: Optional[str] = None) -> dict:
+        """The latest decision of every runner: the current cycle's slot assignment as the runners saw it."""
+        cond, params = ("WHERE app_id = ?", [app]) if app else ("", [])
+        rows = self._q(f"""SELECT runner_id, arg_max(reason, ts) AS reason, max(ts) AS decided_at,
+                                  arg_max(cycle_start, ts) AS cycle_start, arg_max(slot_start, ts) AS slot_start,
+                                  arg_max(slot_end, ts) AS slot_end, arg_max(position, ts) AS position,
+                                  arg_max(runner_count, ts) AS runner_count,
+                                  arg_max(assigned_runner_id, ts) AS assigned_runner_id,
+                                  arg_max(message, ts) AS message
+                           FROM atomic_decisions {cond} GROUP BY runner_id ORDER BY position NULLS LAST, runner_id""",
+                       params).dicts()
+        for d in rows:
+            for k in ("decided_at", "cycle_start", "slot_start", "slot_end"):
+                d[k] = iso(d[k])
+        cycle = max((d["cycle_start"] for d in rows if d["cycle_start"]), default=None)
+        return {"cycle_start": cycle, "slots": rows}
 
     # --- traces ----------------------------------------------------------------------
     def trace(self, trace_id: str) -> dict:
@@ -479,6 +639,113 @@ class QueryService:
              "scopeSpans": [{"scope": {"name": name}, "spans": spans} for name, spans in v["scopes"].items()]}
             for v in by_res.values()]}
 
+    # --- timeline --------------------------------------------------------------------
+    TIMELINE_DEFAULT_LIMIT = 2000
+    TIMELINE_MAX_LIMIT = 20_000
+
+    def timeline(self, *, app=None, since=None, until=None, task=None, workflow=None, runner=None,
+                 limit: Optional[int] = None) -> dict:
+        """Lanes, sub-lanes, segments and points of every invocation active in the window."""
+        if limit is None:
+            limit = self.TIMELINE_DEFAULT_LIMIT
+        if not 1 <= limit <= self.TIMELINE_MAX_LIMIT:
+            raise BadRequest(f"limit must be between 1 and {self.TIMELINE_MAX_LIMIT}, got {limit}")
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+        span = timedelta(hours=1)
+        if t0 is None and t1 is None:
+            latest = self._q("SELECT max(ts) FROM transitions" + (" WHERE app_id = ?" if app else ""),
+                             [app] if app else []).rows[0][0]
+            t0, t1 = tl.default_window(latest, now, span)
+        elif t0 is None:
+            t0 = t1 - span
+        elif t1 is None:
+            t1 = now
+        if t1 <= t0:
+            raise BadRequest("until must be after since")
+        filters, fparams = [], []
+        if app:
+            filters.append("app_id = ?")
+            fparams.append(app)
+        for col, val in (("task_id", task), ("workflow_id", workflow)):
+            if val:
+                filters.append(f"invocation_id IN (SELECT invocation_id FROM transitions WHERE {col} = ?)")
+                fparams.append(val)
+        if runner:
+            filters.append("invocation_id IN (SELECT invocation_id FROM transitions "
+                           "WHERE runner_id = ? OR worker_id = ?)")
+            fparams += [runner, runner]
+        lookback = t0 - timedelta(days=1)
+        chosen = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit],
+                         max_rows=limit).rows
+        total = int(chosen[0][1]) if chosen else 0
+        ids = [r[0] for r in chosen]
+        rows: list[dict] = []
+        if ids:
+            rows = self._q("""
+                SELECT invocation_id, task_id, ts AS timestamp, status, previous_status, attempt, runner_id,
+                       worker_id, parent_invocation_id, error_type, error_message
+                FROM transitions WHERE invocation_id IN (SELECT unnest(?::VARCHAR[])) AND ts < ?
+                ORDER BY invocation_id, ts""", [ids, t1], max_rows=10_000_000).dicts()
+        lane_ids = {r["worker_id"] or r["runner_id"] for r in rows if r["worker_id"] or r["runner_id"]}
+        contexts = {}
+        if lane_ids:
+            contexts = {d["runner_id"]: d for d in self._q(
+                "SELECT runner_id, runner_class, hostname, pid, parent_runner_id FROM runners "
+                "WHERE runner_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(lane_ids)]).dicts()}
+        lanes, edges = tl.build(rows, t0, t1, contexts)
+        tl.iso_all(lanes, iso)
+        markers = self.event_markers(app=app, since=iso(t0), until=iso(t1), limit=1000)
+        windows = self._q("""SELECT run_id, runner_id, start_ts, end_ts, status, reason
+                             FROM atomic_service_executions
+                             WHERE start_ts < ? AND coalesce(end_ts, ?) >= ?""" + (" AND app_id = ?" if app else "")
+                          + " ORDER BY start_ts LIMIT 2000", [t1, t1, t0] + ([app] if app else [])).dicts()
+        for w in windows:
+            w["start"], w["end"] = iso(w.pop("start_ts")), iso(w.pop("end_ts"))
+        return {"since": iso(t0), "until": iso(t1), "lanes": lanes, "edges": edges, "markers": markers,
+                "atomic_windows": windows, "total": total, "shown": len(ids), "truncated": total > len(ids)}
+
+    def event_markers(self, *, app=None, since=None, until=None, code=None, state=None, limit=None) -> dict:
+        """Trigger events in a window as timeline markers: {markers, total, truncated}."""
+        limit = limit or 1000
+        where, params = [], []
+        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+        if t0:
+            where.append("ts >= ?")
+            params.append(t0)
+        if t1:
+            where.append("ts < ?")
+            params.append(t1)
+        if app:
+            where.append("app_id = ?")
+            params.append(app)
+        if code:
+            where.append("event_code = ?")
+            params.append(code)
+        states = {None: None, "all": None, "matched": "matched", "unmatched": "NOT matched",
+                  "triggered": "triggered", "untriggered": "NOT triggered"}
+        if state not in states:
+            raise BadRequest(f"state must be one of all, matched, unmatched, triggered, untriggered; got {state!r}")
+        cond = states[state]
+        r = self._q(f"""
+            WITH e AS (
+              SELECT event_id, arg_max(event_code, ts) AS event_code, min(ts) AS ts,
+                     len(arg_max(matched_condition_ids, ts)) > 0 AS matched,
+                     arg_max(emitted_by_invocation_id, ts) AS emitted_by_invocation_id,
+                     arg_max(emitted_by_runner_id, ts) AS emitted_by_runner_context_id
+              FROM event_records {('WHERE ' + ' AND '.join(where)) if where else ''} GROUP BY event_id),
+            t AS (SELECT DISTINCT unnest(event_ids) AS event_id FROM trigger_runs
+                  WHERE triggered_invocation_id IS NOT NULL)
+            SELECT e.*, (t.event_id IS NOT NULL) AS triggered, count(*) OVER () AS total
+            FROM e LEFT JOIN t USING (event_id)
+            {('WHERE ' + cond) if cond else ''} ORDER BY ts LIMIT {int(limit)}""", params).dicts()
+        total = int(r[0]["total"]) if r else 0
+        markers = [{"event_id": d["event_id"], "event_code": d["event_code"], "timestamp": iso(d["ts"]),
+                    "matched": bool(d["matched"]), "triggered": bool(d["triggered"]),
+                    "emitted_by_invocation_id": d["emitted_by_invocation_id"],
+                    "emitted_by_runner_context_id": d["emitted_by_runner_context_id"]} for d in r]
+        return {"markers": markers, "total": total, "truncated": total > len(markers)}
+
     # --- overview --------------------------------------------------------------------
     def overview(self, app: Optional[str] = None) -> dict:
         params = [app] if app else []
@@ -506,6 +773,25 @@ class QueryService:
             raise BadRequest(f"SQL error: {exc}") from None
         return {"columns": r.columns, "rows": [[_jsonable(v) for v in row] for row in r.rows],
                 "truncated": r.truncated}
+
+
+def _bool(name: str, value) -> bool:
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes"):
+        return True
+    if v in ("0", "false", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {value!r}")
+
+
+_LEVELS = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE"))
+
+
+def _level(number: Optional[int]) -> Optional[str]:
+    for floor, name in _LEVELS:
+        if number and number >= floor:
+            return name
+    return None
 
 
 def _nanos(value: Optional[datetime]) -> int:

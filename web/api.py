@@ -44,7 +44,7 @@ def invocations(request: Request):
         app=_p(request, "app"), status=p.getlist("status"), task=_p(request, "task"),
         runner=_p(request, "runner"), workflow=_p(request, "workflow"), parent=_p(request, "parent"),
         since=_p(request, "since"), until=_p(request, "until"), q=_p(request, "q"),
-        limit=_int(request, "limit"), cursor=_p(request, "cursor")))
+        limit=_int(request, "limit"), cursor=_p(request, "cursor"), sort=_p(request, "sort")))
 
 
 def invocation(request: Request):
@@ -82,13 +82,43 @@ def atomic_decisions(request: Request):
 def events(request: Request):
     return JSONResponse(_qs(request).events(
         app=_p(request, "app"), code=_p(request, "code"), since=_p(request, "since"),
-        until=_p(request, "until"), limit=_int(request, "limit")))
+        until=_p(request, "until"), matched=_p(request, "matched"), triggered=_p(request, "triggered"),
+        limit=_int(request, "limit")))
+
+
+def event(request: Request):
+    return JSONResponse(_qs(request).event(request.path_params["id"]))
+
+
+def trigger_run(request: Request):
+    return JSONResponse(_qs(request).trigger_run(request.path_params["id"]))
+
+
+def invocation_logs(request: Request):
+    return JSONResponse(_qs(request).invocation_logs(request.path_params["id"]))
+
+
+def atomic_schedule(request: Request):
+    return JSONResponse(_qs(request).atomic_schedule(_p(request, "app")))
 
 
 def trigger_runs(request: Request):
     return JSONResponse(_qs(request).trigger_runs(
         app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"),
-        task=_p(request, "task"), limit=_int(request, "limit")))
+        task=_p(request, "task"), event=_p(request, "event"), invocation=_p(request, "invocation"),
+        limit=_int(request, "limit")))
+
+
+def timeline(request: Request):
+    return JSONResponse(_qs(request).timeline(
+        app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"), task=_p(request, "task"),
+        workflow=_p(request, "workflow"), runner=_p(request, "runner"), limit=_int(request, "limit")))
+
+
+def event_markers(request: Request):
+    return JSONResponse(_qs(request).event_markers(
+        app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"), code=_p(request, "code"),
+        state=_p(request, "state"), limit=_int(request, "limit")))
 
 
 def trace(request: Request):
@@ -115,12 +145,18 @@ ROUTES = [
     Route("/invocations/{id}", invocation),
     Route("/invocations/{id}/history", history),
     Route("/invocations/{id}/family", family),
+    Route("/invocations/{id}/logs", invocation_logs),
     Route("/runners", runners),
     Route("/runners/{id}", runner),
     Route("/atomic-services/executions", atomic_executions),
     Route("/atomic-services/decisions", atomic_decisions),
+    Route("/atomic-services/schedule", atomic_schedule),
     Route("/events", events),
+    Route("/events/markers", event_markers),
+    Route("/events/{id}", event),
     Route("/trigger-runs", trigger_runs),
+    Route("/trigger-runs/{id}", trigger_run),
+    Route("/timeline", timeline),
     Route("/traces/{trace_id}", trace),
     Route("/overview", overview),
     Route("/sql", sql, methods=["POST"]),
