@@ -339,14 +339,17 @@ class QueryService:
                  WHERE src.sid IN ({ph}) AND tr.triggered_invocation_id IS NOT NULL""",
                         frontier * 3).rows
             nxt = []
-            for parent, child, kind in sorted(r, key=lambda x: (x[0], x[1])):
+            for parent, child, kind in sorted(r, key=lambda x: (x[0], x[1], x[2])):
+                edge = {"parent": parent, "child": child, "kind": kind}
                 if child in nodes_depth:
+                    if edge not in edges and child != root:  # a second relation to a node already placed
+                        edges.append(edge)
                     continue
                 if len(nodes_depth) >= s.family_max_nodes:
                     truncated = True
                     break
                 nodes_depth[child] = depth
-                edges.append({"parent": parent, "child": child, "kind": kind})
+                edges.append(edge)
                 nxt.append(child)
             frontier = nxt
         if frontier and depth >= s.family_max_depth:
@@ -644,7 +647,7 @@ class QueryService:
     TIMELINE_MAX_LIMIT = 20_000
 
     def timeline(self, *, app=None, since=None, until=None, task=None, workflow=None, runner=None,
-                 limit: Optional[int] = None) -> dict:
+                 invocations: Optional[str] = None, limit: Optional[int] = None) -> dict:
         """Lanes, sub-lanes, segments and points of every invocation active in the window."""
         if limit is None:
             limit = self.TIMELINE_DEFAULT_LIMIT
@@ -675,6 +678,10 @@ class QueryService:
             filters.append("invocation_id IN (SELECT invocation_id FROM transitions "
                            "WHERE runner_id = ? OR worker_id = ?)")
             fparams += [runner, runner]
+        if invocations:
+            wanted = [i.strip() for i in invocations.split(",") if i.strip()]
+            filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
+            fparams.append(wanted)
         lookback = t0 - timedelta(days=1)
         chosen = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit],
                          max_rows=limit).rows

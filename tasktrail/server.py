@@ -80,7 +80,8 @@ async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None
     registry = CollectorRegistry()
     ingestor = Ingestor(store, registry)
     query = QueryService(store, query_settings(settings))
-    web_app = create_app(query, store, WebSettings(api_token=settings.api_token), registry)
+    web_app = create_app(query, store, WebSettings(api_token=settings.api_token, jaeger_url=settings.jaeger_url,
+                                                   tempo_url=settings.tempo_url), registry)
     otlp_app = create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
                                     max_body_bytes=settings.max_body_bytes)
     grpc_server = None

@@ -112,7 +112,8 @@ def trigger_runs(request: Request):
 def timeline(request: Request):
     return JSONResponse(_qs(request).timeline(
         app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"), task=_p(request, "task"),
-        workflow=_p(request, "workflow"), runner=_p(request, "runner"), limit=_int(request, "limit")))
+        workflow=_p(request, "workflow"), runner=_p(request, "runner"), invocations=_p(request, "invocations"),
+        limit=_int(request, "limit")))
 
 
 def event_markers(request: Request):

@@ -1,34 +1,51 @@
 """create_app: the web/API Starlette app. Resources (store, query service) are passed in."""
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tasktrail.query.service import QueryService
 
-from . import api
+from . import api, pages
 from .auth import token_ok
 from .errors import EXCEPTION_HANDLERS, error_response
 from .metrics import metrics_endpoint
 
-OPEN_PATHS = ("/healthz", "/readyz")
+OPEN_PATHS = ("/healthz", "/readyz", "/login")
+COOKIE = "tasktrail_token"
+# Scripts: only our own files (no inline script, no eval). Styles may be inline: the graph library sets them.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                                 b"connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+                                 b"form-action 'self'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
 
 
 @dataclass(frozen=True)
 class WebSettings:
     api_token: Optional[str] = None
     metrics_public: bool = True
+    jaeger_url: Optional[str] = None
+    tempo_url: Optional[str] = None
 
 
 class TokenMiddleware:
-    """With an API token configured, everything but health (and /metrics if public) needs it."""
+    """With an API token configured, everything but health, login (and /metrics if public) needs it,
+    as `Authorization: Bearer` or as the cookie the login form sets."""
 
     def __init__(self, app: ASGIApp, settings: WebSettings) -> None:
         self.app = app
@@ -37,14 +54,51 @@ class TokenMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.settings.api_token:
             path = scope["path"]
-            if not (path in OPEN_PATHS or (path == "/metrics" and self.settings.metrics_public)):
-                auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1") or None
-                if not token_ok(self.settings.api_token, auth):
+            if not (path in OPEN_PATHS or path.startswith("/static/")
+                    or (path == "/metrics" and self.settings.metrics_public)):
+                request = Request(scope)
+                cookie = request.cookies.get(COOKIE)
+                ok = token_ok(self.settings.api_token, request.headers.get("authorization")) or (
+                    cookie is not None and hmac.compare_digest(cookie.encode(), self.settings.api_token.encode()))
+                if not ok:
+                    if request.method == "GET" and not path.startswith("/api/") and \
+                            "text/html" in request.headers.get("accept", ""):
+                        await RedirectResponse(f"/login?next={path}", status_code=303)(scope, receive, send)
+                        return
                     resp = error_response(401, "missing or wrong API token (Authorization: Bearer <token>)",
                                           {"WWW-Authenticate": "Bearer"})
                     await resp(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+class SecurityMiddleware:
+    """Security headers on every answer; mutating requests must come from this origin (CSRF)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            headers = dict(scope["headers"])
+            origin = (headers.get(b"origin") or headers.get(b"referer") or b"").decode("latin-1")
+            host = headers.get(b"host", b"").decode("latin-1")
+            if origin and urlsplit(origin).netloc != host:
+                await error_response(403, f"cross-site request refused: origin {origin!r} is not {host!r}")(
+                    scope, receive, send)
+                return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                present = {k.lower() for k, _ in message["headers"]}
+                message["headers"] += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def healthz(request: Request) -> Response:
@@ -60,29 +114,43 @@ def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "schema_version": version})
 
 
-def index(request: Request) -> Response:
-    """A plain landing page until the full UI (issue 3): links to the API."""
-    ov = request.app.state.query.overview(request.query_params.get("app") or None)
-    rows = "".join(f"<tr><td>{s}</td><td>{n}</td></tr>" for s, n in ov["counts_by_status"].items() if n)
-    html = ("<!doctype html><meta charset=utf-8><title>tasktrail</title>"
-            "<h1>tasktrail</h1><p>JSON twin: <a href='/api/v1/overview'>/api/v1/overview</a> · "
-            "<a href='/api/v1/invocations'>invocations</a> · <a href='/api/v1/runners'>runners</a> · "
-            "<a href='/api/v1/apps'>apps</a></p>"
-            f"<table><tr><th>status</th><th>invocations</th></tr>{rows}</table>")
-    return HTMLResponse(html)
+async def login(request: Request) -> Response:
+    """A token form for browsers: sets an HttpOnly, SameSite=Strict cookie holding the API token."""
+    settings: WebSettings = request.app.state.web_settings
+    nxt = request.query_params.get("next") or "/"
+    if not nxt.startswith("/") or nxt.startswith("//"):
+        nxt = "/"
+    error = None
+    if request.method == "POST":
+        form = await request.form()
+        token = str(form.get("token") or "")
+        if settings.api_token and hmac.compare_digest(token.encode(), settings.api_token.encode()):
+            resp = RedirectResponse(nxt, status_code=303)
+            resp.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            return resp
+        error = "That token is not the one this server was started with."
+    return pages.TEMPLATES.TemplateResponse(request, "login.html", {
+        "title": "Log in", "error": error, "next": nxt, "nav": [], "data": {}, "api": None, "twin": None,
+        "app": None, "path": "/login", "settings": request.app.state.page_settings},
+        status_code=401 if error else 200)
 
 
 def create_app(query: QueryService, store, settings: WebSettings = WebSettings(), registry=None) -> Starlette:
     routes = [
-        Route("/", index),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/login", login, methods=["GET", "POST"]),
         Route("/metrics", metrics_endpoint),
         Mount("/api/v1", routes=api.ROUTES),
+        Mount("/static", app=StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
+        *pages.ROUTES,
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS,
-                    middleware=[Middleware(TokenMiddleware, settings=settings)])
+                    middleware=[Middleware(SecurityMiddleware), Middleware(TokenMiddleware, settings=settings)])
     app.state.query = query
     app.state.store = store
     app.state.registry = registry
+    app.state.web_settings = settings
+    app.state.page_settings = {"jaeger": bool(settings.jaeger_url), "tempo": bool(settings.tempo_url),
+                               "login": bool(settings.api_token)}
     return app

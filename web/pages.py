@@ -1,0 +1,182 @@
+"""HTML pages. Each page builds one context dict; `?format=json` returns that dict (the page's
+JSON twin) and every page links its /api/v1 twin as rel=alternate. Page data reaches
+the browser as one JSON blob (no inline script), so a strict CSP holds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUS_COLORS, STATUSES, UNKNOWN_COLOR
+from tasktrail.query.errors import NotFound
+from tasktrail.query.service import QueryService
+
+from .api import _int, _p
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
+                             FINAL_STATUSES=FINAL_STATUSES)
+NAV = [("/", "Overview"), ("/invocations", "Invocations"), ("/timeline", "Timeline"), ("/runners", "Runners"),
+       ("/atomic-services", "Atomic services"), ("/events", "Events"), ("/trigger-runs", "Trigger runs"),
+       ("/sql", "SQL")]
+
+
+def _qs(request: Request) -> QueryService:
+    return request.app.state.query
+
+
+def render(request: Request, template: str, title: str, data: dict, api: str | None) -> Response:
+    """The page, or its JSON twin with ?format=json."""
+    if request.query_params.get("format") == "json":
+        return JSONResponse(data)
+    app = _p(request, "app")
+    twin = request.url.include_query_params(format="json")
+    return TEMPLATES.TemplateResponse(request, template, {
+        "title": title, "data": data, "api": api, "twin": str(twin.path) + "?" + twin.query, "nav": NAV,
+        "app": app, "path": request.url.path, "settings": request.app.state.page_settings})
+
+
+def _app_param(request: Request) -> dict:
+    app = _p(request, "app")
+    return {"app": app} if app else {}
+
+
+def overview(request: Request) -> Response:
+    qs, app = _qs(request), _p(request, "app")
+    ov = qs.overview(app)
+    ov["in_flight_items"] = qs.invocations(app=app, status=sorted(ACTIVE_STATUSES), limit=20,
+                                           sort="-updated_at")["items"]
+    ov["recent_failures"] = qs.invocations(app=app, status=["FAILED"], limit=20, sort="-updated_at")["items"]
+    ov["runner_list"] = qs.runners(app)
+    return render(request, "overview.html", "Overview", ov, "/api/v1/overview")
+
+
+def invocations(request: Request) -> Response:
+    qs = _qs(request)
+    p = request.query_params
+    filters = {"status": p.getlist("status"), "task": _p(request, "task"), "runner": _p(request, "runner"),
+               "workflow": _p(request, "workflow"), "parent": _p(request, "parent"), "since": _p(request, "since"),
+               "until": _p(request, "until"), "q": _p(request, "q"), "sort": _p(request, "sort")}
+    page = qs.invocations(app=_p(request, "app"), limit=_int(request, "limit"), cursor=_p(request, "cursor"),
+                          **filters)
+    data = {**page, "filters": {**filters, "status": [s.upper() for v in filters["status"] for s in v.split(",") if s]}}
+    keep = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "format")]
+    data["next_url"] = ("/invocations?" + urlencode(keep + [("cursor", page["next_cursor"])])
+                        if page["next_cursor"] else None)
+    api = "/api/v1/invocations" + ("?" + urlencode([kv for kv in keep if kv[0] != "format"]) if keep else "")
+    return render(request, "invocations.html", "Invocations", data, api)
+
+
+def invocation(request: Request) -> Response:
+    qs, inv_id = _qs(request), request.path_params["id"]
+    detail = qs.invocation(inv_id, _p(request, "app"))
+    detail["history"] = qs.history(inv_id)
+    detail["family"] = qs.family(inv_id)
+    detail["logs"] = qs.invocation_logs(inv_id)
+    detail["trigger_runs"] = qs.trigger_runs(invocation=inv_id, limit=100)
+    return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{inv_id}")
+
+
+def timeline(request: Request) -> Response:
+    keys = ("since", "until", "task", "workflow", "runner", "selected", "limit", "app")
+    params = {k: _p(request, k) for k in keys if _p(request, k)}
+    data = {"params": params}
+    if request.query_params.get("format") == "json":
+        data["timeline"] = _qs(request).timeline(
+            app=params.get("app"), since=params.get("since"), until=params.get("until"), task=params.get("task"),
+            workflow=params.get("workflow"), runner=params.get("runner"), limit=_int(request, "limit"))
+    api_q = urlencode({k: v for k, v in params.items() if k != "selected"})
+    return render(request, "timeline.html", "Timeline", data, "/api/v1/timeline" + ("?" + api_q if api_q else ""))
+
+
+def runners(request: Request) -> Response:
+    data = {"runners": _qs(request).runners(_p(request, "app"))}
+    return render(request, "runners.html", "Runners", data, "/api/v1/runners")
+
+
+def runner(request: Request) -> Response:
+    qs, rid = _qs(request), request.path_params["id"]
+    data = qs.runner(rid, _p(request, "app"))
+    data["atomic_executions"] = qs.atomic_executions(runner=rid, limit=50)
+    data["atomic_decisions"] = qs.atomic_decisions(runner=rid, limit=50)
+    return render(request, "runner.html", f"Runner {rid}", data, f"/api/v1/runners/{rid}")
+
+
+def atomic_services(request: Request) -> Response:
+    qs, app = _qs(request), _p(request, "app")
+    runner_id, status, reason = _p(request, "runner"), _p(request, "status"), _p(request, "reason")
+    data = {"schedule": qs.atomic_schedule(app),
+            "executions": qs.atomic_executions(app=app, runner=runner_id, status=status, since=_p(request, "since"),
+                                               until=_p(request, "until"), limit=500),
+            "decisions": qs.atomic_decisions(app=app, runner=runner_id, reason=reason, since=_p(request, "since"),
+                                             until=_p(request, "until"), limit=200),
+            "filters": {"runner": runner_id, "status": status, "reason": reason}}
+    return render(request, "atomic.html", "Atomic services", data, "/api/v1/atomic-services/executions")
+
+
+def events(request: Request) -> Response:
+    f = {k: _p(request, k) for k in ("code", "since", "until", "matched", "triggered")}
+    data = {"events": _qs(request).events(app=_p(request, "app"), limit=_int(request, "limit") or 200, **f),
+            "filters": f}
+    return render(request, "events.html", "Events", data, "/api/v1/events")
+
+
+def event(request: Request) -> Response:
+    ev_id = request.path_params["id"]
+    return render(request, "event.html", f"Event {ev_id}", _qs(request).event(ev_id), f"/api/v1/events/{ev_id}")
+
+
+def trigger_runs(request: Request) -> Response:
+    f = {k: _p(request, k) for k in ("task", "since", "until", "event", "invocation")}
+    data = {"runs": _qs(request).trigger_runs(app=_p(request, "app"), limit=_int(request, "limit") or 200, **f),
+            "filters": f}
+    return render(request, "trigger_runs.html", "Trigger runs", data, "/api/v1/trigger-runs")
+
+
+def trigger_run(request: Request) -> Response:
+    run_id = request.path_params["id"]
+    return render(request, "trigger_run.html", f"Trigger run {run_id}", _qs(request).trigger_run(run_id),
+                  f"/api/v1/trigger-runs/{run_id}")
+
+
+def sql_page(request: Request) -> Response:
+    data = {"sql": _p(request, "sql") or "select status, count(*) as invocations from invocations group by 1 order by 2 desc"}
+    return render(request, "sql.html", "SQL", data, None)
+
+
+def trace_page(request: Request) -> Response:
+    trace_id = request.path_params["trace_id"]
+    data = _qs(request).trace(trace_id)
+    spans = []
+    for rs in data["resourceSpans"]:
+        service = next((a["value"].get("stringValue") for a in rs["resource"]["attributes"]
+                        if a["key"] == "service.name"), None)
+        for ss in rs["scopeSpans"]:
+            for sp in ss["spans"]:
+                spans.append({**sp, "service": service})
+    return render(request, "trace.html", f"Trace {trace_id}", {"trace_id": trace_id, "spans": spans},
+                  f"/api/v1/traces/{trace_id}")
+
+
+ROUTES = [
+    Route("/", overview),
+    Route("/invocations", invocations),
+    Route("/invocations/{id}", invocation),
+    Route("/timeline", timeline),
+    Route("/runners", runners),
+    Route("/runners/{id}", runner),
+    Route("/atomic-services", atomic_services),
+    Route("/events", events),
+    Route("/events/{id}", event),
+    Route("/trigger-runs", trigger_runs),
+    Route("/trigger-runs/{id}", trigger_run),
+    Route("/sql", sql_page),
+    Route("/traces/{trace_id}", trace_page),
+]
+
+__all__ = ["ROUTES", "NotFound"]

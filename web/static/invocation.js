@@ -1,0 +1,70 @@
+/* tasktrail — invocation detail: the family graph (cytoscape) and the family's own timeline,
+ * cross-highlighted: selecting a node highlights its bars, clicking a bar selects its node. */
+(function () {
+  "use strict";
+  const TT = window.TT;
+  const d = TT.data;
+  const fam = d.family;
+  const tip = document.createElement("div");
+  tip.className = "tip"; tip.hidden = true;
+  const mini = document.getElementById("family-timeline");
+  mini.parentNode.style.position = "relative";
+  mini.parentNode.appendChild(tip);
+  let cy = null;
+
+  const timeline = new TT.Timeline(mini, {
+    compact: true, tip,
+    onSelect: (id) => select(id, "timeline"),
+  });
+
+  function select(id, from) {
+    timeline.select(id);
+    document.querySelectorAll("#family-list li").forEach((li) => li.classList.toggle("highlight", li.dataset.invocationId === id));
+    if (cy && from !== "graph") {
+      cy.$("node").unselect();
+      cy.$id(id).select();
+    }
+    document.getElementById("family-list").dataset.selected = id;
+  }
+
+  if (window.cytoscape && fam.nodes.length) {
+    cy = window.cytoscape({
+      container: document.getElementById("family-graph"),
+      elements: [
+        ...fam.nodes.map((n) => ({ data: { id: n.invocation_id, label: `${(n.task_id || "?").split(".").pop()}\n${n.invocation_id.slice(0, 8)}`, color: TT.color(n.status), self: n.invocation_id === d.invocation_id ? 1 : 0 } })),
+        ...fam.edges.map((e) => ({ data: { id: `${e.parent}->${e.child}`, source: e.parent, target: e.child, kind: e.kind } })),
+      ],
+      style: [
+        { selector: "node", style: { "background-color": "data(color)", label: "data(label)", "font-size": 9, "text-wrap": "wrap", "text-valign": "bottom", "text-margin-y": 3, width: 18, height: 18, color: "#374151" } },
+        { selector: "node[self = 1]", style: { "border-width": 3, "border-color": "#111827" } },
+        { selector: "node:selected", style: { "border-width": 4, "border-color": "#f59e0b" } },
+        { selector: "edge", style: { width: 1.5, "line-color": "#94a3b8", "target-arrow-shape": "triangle", "target-arrow-color": "#94a3b8", "curve-style": "bezier" } },
+        { selector: "edge[kind = 'event']", style: { "line-color": "#0d9488", "target-arrow-color": "#0d9488" } },
+        { selector: "edge[kind = 'trigger']", style: { "line-color": "#7c3aed", "target-arrow-color": "#7c3aed", "line-style": "dashed" } },
+      ],
+      layout: { name: "breadthfirst", directed: true, roots: [fam.root_id], spacingFactor: 0.9 },
+    });
+    cy.on("tap", "node", (ev) => select(ev.target.id(), "graph"));
+    cy.on("dbltap", "node", (ev) => { location.href = "/invocations/" + encodeURIComponent(ev.target.id()); });
+    window.TT.cy = cy;
+  }
+  document.querySelectorAll("#family-list li").forEach((li) => li.addEventListener("click", (ev) => {
+    if (ev.target.closest("a")) return;
+    select(li.dataset.invocationId, "list");
+  }));
+
+  // The family's own timeline, from its first to its last transition.
+  const times = fam.nodes.map((n) => TT.parseTime(n.created_at)).filter(isFinite);
+  const ends = fam.nodes.map((n) => TT.parseTime(n.created_at) + (n.duration_s || 0) * 1000).filter(isFinite);
+  const start = Math.min(...times), end = Math.max(...ends, start + 1000);
+  const pad = Math.max((end - start) * 0.05, 50);
+  const since = new Date(start - pad).toISOString(), until = new Date(end + pad).toISOString();
+  const link = document.getElementById("family-timeline-link");
+  const linkParams = new URLSearchParams({ since, until, selected: d.invocation_id });
+  if (d.workflow && d.workflow.id) linkParams.set("workflow", d.workflow.id);
+  link.href = "/timeline?" + linkParams.toString();
+  const ids = fam.nodes.map((n) => n.invocation_id).join(",");
+  fetch("/api/v1/timeline?" + new URLSearchParams({ since, until, invocations: ids, limit: "2000" }))
+    .then((r) => r.json())
+    .then((body) => { if (body.lanes) { timeline.setData(body); select(d.invocation_id); } });
+})();

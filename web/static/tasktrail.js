@@ -1,0 +1,114 @@
+/* tasktrail — common page behaviour: page data, times, live refresh, app switcher, cross-highlighting. */
+(function () {
+  "use strict";
+  const TT = (window.TT = window.TT || {});
+  const blob = document.getElementById("page-data");
+  TT.data = blob ? JSON.parse(blob.textContent) : {};
+
+  TT.STATUS_COLORS = {
+    REGISTERED: "#95a5a6", CONCURRENCY_CONTROLLED: "#e67e22", CONCURRENCY_CONTROLLED_FINAL: "#d35400",
+    REROUTED: "#16a085", PENDING: "#f39c12", PENDING_RECOVERY: "#e67e22", RUNNING: "#3498db",
+    RUNNING_RECOVERY: "#e67e22", PAUSED: "#1abc9c", KILLED: "#c0392b", SUCCESS: "#27ae60",
+    FAILED: "#e74c3c", RETRY: "#9b59b6",
+  };
+  TT.color = (s) => TT.STATUS_COLORS[s] || "#7f8c8d";
+  TT.parseTime = (s) => (s ? Date.parse(s) : NaN);
+
+  TT.fmtTime = function (ms, withDate) {
+    if (!isFinite(ms)) return "—";
+    const d = new Date(ms);
+    const p = (n, w) => String(n).padStart(w || 2, "0");
+    const t = `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+    return withDate === false ? t : `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${t}`;
+  };
+  TT.fmtAge = function (ms) {
+    const s = Math.max(0, (Date.now() - ms) / 1000);
+    if (s < 60) return `${s.toFixed(0)} s ago`;
+    if (s < 3600) return `${(s / 60).toFixed(0)} min ago`;
+    if (s < 86400) return `${(s / 3600).toFixed(1)} h ago`;
+    return `${(s / 86400).toFixed(1)} d ago`;
+  };
+  TT.fmtDur = function (s) {
+    if (s < 1) return `${(s * 1000).toFixed(0)} ms`;
+    if (s < 120) return `${s.toFixed(1)} s`;
+    if (s < 7200) return `${Math.floor(s / 60)} min ${Math.floor(s % 60)} s`;
+    return `${(s / 3600).toFixed(1)} h`;
+  };
+
+  function renderTimes() {
+    document.querySelectorAll("time[datetime]").forEach((el) => {
+      const ms = TT.parseTime(el.getAttribute("datetime"));
+      if (!isFinite(ms)) return;
+      el.title = el.getAttribute("datetime");
+      el.textContent = el.classList.contains("age") ? TT.fmtAge(ms) : TT.fmtTime(ms);
+    });
+    document.querySelectorAll(".live-dur[data-since]").forEach((el) => {
+      const ms = TT.parseTime(el.dataset.since);
+      if (isFinite(ms)) el.textContent = TT.fmtDur((Date.now() - ms) / 1000) + " …";
+    });
+  }
+  TT.renderTimes = renderTimes;
+
+  function appSwitcher() {
+    const sel = document.getElementById("app-switch");
+    if (!sel) return;
+    fetch("/api/v1/apps", { headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : []))
+      .then((apps) => {
+        for (const a of apps) {
+          const o = document.createElement("option");
+          o.value = a.app_id;
+          o.textContent = `${a.app_id} (${a.invocations})`;
+          if (a.app_id === sel.dataset.current) o.selected = true;
+          sel.appendChild(o);
+        }
+      })
+      .catch(() => {});
+    sel.addEventListener("change", () => {
+      const u = new URL(location.href);
+      if (sel.value) u.searchParams.set("app", sel.value);
+      else u.searchParams.delete("app");
+      u.searchParams.delete("cursor");
+      location.href = u.toString();
+    });
+  }
+
+  function crossHighlight() {
+    document.addEventListener("mouseover", (e) => {
+      const el = e.target.closest("[data-invocation-id],[data-runner-id]");
+      document.querySelectorAll(".highlight").forEach((h) => h.classList.remove("highlight"));
+      if (!el) return;
+      const key = el.dataset.invocationId ? "data-invocation-id" : "data-runner-id";
+      const val = el.getAttribute(key);
+      document.querySelectorAll(`tr[${key}="${CSS.escape(val)}"], li[${key}="${CSS.escape(val)}"]`)
+        .forEach((h) => h.classList.add("highlight"));
+    });
+  }
+
+  function liveRefresh() {
+    const live = document.querySelector('[data-live="on"]');
+    const stamp = document.getElementById("refreshed");
+    if (stamp) stamp.textContent = "loaded " + TT.fmtTime(Date.now(), false) + (live ? " · refreshing every 5 s while something runs" : "");
+    if (!live) return;
+    setTimeout(() => {
+      sessionStorage.setItem("tt-scroll:" + location.pathname + location.search, String(window.scrollY));
+      location.reload();
+    }, 5000);
+  }
+
+  function restoreScroll() {
+    const key = "tt-scroll:" + location.pathname + location.search;
+    const y = sessionStorage.getItem(key);
+    if (y !== null) {
+      window.scrollTo(0, Number(y));
+      sessionStorage.removeItem(key);
+    }
+  }
+
+  renderTimes();
+  setInterval(renderTimes, 1000);
+  appSwitcher();
+  crossHighlight();
+  restoreScroll();
+  liveRefresh();
+})();
