@@ -17,6 +17,7 @@
     onZoom: (a, b) => { params.set("since", a); params.set("until", b); go(); },
   });
   tl.select(params.get("selected"));
+  TT.timeline = tl;
 
   function go() {
     history.pushState(null, "", "/timeline?" + params.toString());
