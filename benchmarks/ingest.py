@@ -142,8 +142,8 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
 
 
 def _raw_http_sender(base: str, transport: str):
-    import httpx
-    client = httpx.Client(timeout=30)
+    from .common import http_client
+    client = http_client(30)
     ct = "application/json" if transport == "json" else "application/x-protobuf"
 
     def send(sig, body):

@@ -5,6 +5,7 @@ ORDER MATTERS: `collapse_retried_failures` needs the history sorted, and
 """
 from __future__ import annotations
 
+# Lifecycle order for equal timestamps; query/timeline.py orders by the same rank in SQL.
 _RANK = {"REGISTERED": 0, "PENDING": 1, "RUNNING": 2}
 
 
@@ -13,21 +14,27 @@ def sort_by_time(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["timestamp"], _RANK.get(r["status"], 3)))
 
 
+def retried_failures(statuses: list, attempts: list) -> set[int]:
+    """Indexes of FAILED entries that a RETRY of the same attempt follows.
+
+    rustvello sends task.failed then task.retry_scheduled for an attempt that will be
+    retried: that FAILED is not final, so it reads as the RETRY that follows it."""
+    drop = set()
+    for i in range(len(statuses) - 1):
+        if (statuses[i] == "FAILED" and statuses[i + 1] == "RETRY"
+                and (attempts[i] is None or attempts[i + 1] in (None, attempts[i]))):
+            drop.add(i)
+    return drop
+
+
 def collapse_retried_failures(rows: list[dict]) -> list[dict]:
-    """rustvello sends task.failed then task.retry_scheduled for an attempt that will be
-    retried: that FAILED is not final, so it reads as the RETRY that follows it (the
-    error of the attempt moves onto the RETRY row)."""
-    out: list[dict] = []
-    for i, r in enumerate(rows):
-        nxt = rows[i + 1] if i + 1 < len(rows) else None
-        if (r["status"] == "FAILED" and nxt is not None and nxt["status"] == "RETRY"
-                and (r.get("attempt") is None or nxt.get("attempt") in (None, r.get("attempt")))):
-            for k in ("error_type", "error_message"):
-                if not nxt.get(k) and r.get(k):
-                    nxt[k] = r[k]
-            continue
-        out.append(r)
-    return out
+    """Drop the retried FAILEDs (see `retried_failures`); their error moves onto the RETRY row."""
+    drop = retried_failures([r["status"] for r in rows], [r.get("attempt") for r in rows])
+    for i in drop:
+        for k in ("error_type", "error_message"):
+            if not rows[i + 1].get(k) and rows[i].get(k):
+                rows[i + 1][k] = rows[i][k]
+    return [r for i, r in enumerate(rows) if i not in drop]
 
 
 def fill_previous_status(rows: list[dict]) -> list[dict]:

@@ -39,6 +39,8 @@ class QuerySettings:
     sql_max_rows: int = 10_000
     family_max_nodes: int = 200
     family_max_depth: int = 16
+    # How far before a timeline window to look for work still open at its start.
+    timeline_lookback_s: float = 6 * 3600
 
 
 def iso(value: Any) -> Optional[str]:
@@ -682,26 +684,22 @@ class QueryService:
             wanted = [i.strip() for i in invocations.split(",") if i.strip()]
             filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
             fparams.append(wanted)
-        lookback = t0 - timedelta(days=1)
-        chosen = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit],
-                         max_rows=limit).rows
-        total = int(chosen[0][1]) if chosen else 0
-        ids = [r[0] for r in chosen]
-        rows: list[dict] = []
-        if ids:
-            rows = self._q("""
-                SELECT invocation_id, task_id, ts AS timestamp, status, previous_status, attempt, runner_id,
-                       worker_id, parent_invocation_id, error_type, error_message
-                FROM transitions WHERE invocation_id IN (SELECT unnest(?::VARCHAR[])) AND ts < ?
-                ORDER BY invocation_id, ts""", [ids, t1], max_rows=10_000_000).dicts()
-        lane_ids = {r["worker_id"] or r["runner_id"] for r in rows if r["worker_id"] or r["runner_id"]}
+        lookback = t0 - timedelta(seconds=self.settings.timeline_lookback_s)
+        rows = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t0],
+                       max_rows=10_000_000).rows
+        total = int(rows[0][0]) if rows else 0
+        shown = len({r[1] for r in rows})
+        lane_ids = sorted({r[8] or r[7] for r in rows if r[8] or r[7]})
         contexts = {}
         if lane_ids:
-            contexts = {d["runner_id"]: d for d in self._q(
-                "SELECT runner_id, runner_class, hostname, pid, parent_runner_id FROM runners "
-                "WHERE runner_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(lane_ids)]).dicts()}
-        lanes, edges = tl.build(rows, t0, t1, contexts)
-        tl.iso_all(lanes, iso)
+            contexts = {d["runner_id"]: d for d in self._q("""
+                SELECT runner_id, any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL) AS runner_class,
+                       any_value(hostname) FILTER (WHERE hostname IS NOT NULL) AS hostname,
+                       any_value(pid) FILTER (WHERE pid IS NOT NULL) AS pid,
+                       any_value(parent_runner_id) FILTER (WHERE parent_runner_id IS NOT NULL) AS parent_runner_id
+                FROM runner_events WHERE runner_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY runner_id""",
+                [lane_ids]).dicts()}
+        lanes, edges = tl.build(rows, iso(t0), iso(t1), contexts)
         markers = self.event_markers(app=app, since=iso(t0), until=iso(t1), limit=1000)
         windows = self._q("""SELECT run_id, runner_id, start_ts, end_ts, status, reason
                              FROM atomic_service_executions
@@ -710,7 +708,7 @@ class QueryService:
         for w in windows:
             w["start"], w["end"] = iso(w.pop("start_ts")), iso(w.pop("end_ts"))
         return {"since": iso(t0), "until": iso(t1), "lanes": lanes, "edges": edges, "markers": markers,
-                "atomic_windows": windows, "total": total, "shown": len(ids), "truncated": total > len(ids)}
+                "atomic_windows": windows, "total": total, "shown": shown, "truncated": total > shown}
 
     def event_markers(self, *, app=None, since=None, until=None, code=None, state=None, limit=None) -> dict:
         """Trigger events in a window as timeline markers: {markers, total, truncated}."""

@@ -9,129 +9,176 @@ shares a row (touching at a boundary is not overlapping).
 """
 from __future__ import annotations
 
+import gc
+from itertools import groupby
+from operator import itemgetter
+
 from datetime import datetime
 from typing import Optional
 
 from tasktrail.proto.status import FINAL_STATUSES, SEGMENT_STATUSES
 
-from .adjust import adjust
+from .adjust import retried_failures
 
 TERMINAL = FINAL_STATUSES | {"KILLED"}
 
 
-def build(rows: list[dict], since: datetime, until: datetime, contexts: dict[str, dict]) -> tuple[list, list]:
-    """`rows`: transitions of the chosen invocations, each with invocation_id, task_id, timestamp,
-    status, runner_id, worker_id. Returns (lanes, edges)."""
-    by_inv: dict[str, list[dict]] = {}
-    for r in rows:
-        by_inv.setdefault(r["invocation_id"], []).append(r)
-    # lane id -> invocation id -> element dict
-    lanes: dict[str, dict[str, dict]] = {}
+# Column positions of window_sql's rows.
+_TOTAL, _INV, _TASK, _TS, _STATUS, _PREV, _ATTEMPT, _RUNNER, _WORKER, _PARENT = range(10)
+
+
+def build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
+    """`rows`: window_sql's rows, grouped by invocation and in lifecycle order; times (and
+    since/until) are fixed-width RFC 3339 strings, which order as the times do.
+    Returns (lanes, edges). Tens of thousands of small dicts are made here and none is
+    cyclic, so the cyclic collector is paused meanwhile (it otherwise doubles the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(rows, since, until, contexts)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
+    lanes: dict[str, dict[str, dict]] = {}   # lane id -> invocation id -> entry (with its bounds _lo/_hi)
     parents: dict[str, str] = {}
-    for inv_id, hist in by_inv.items():
-        hist = adjust(hist)
-        task = next((h["task_id"] for h in hist if h.get("task_id")), None)
-        parent = next((h["parent_invocation_id"] for h in hist if h.get("parent_invocation_id")), None)
+    segment_statuses, terminal = SEGMENT_STATUSES, TERMINAL
+    for inv_id, group in groupby(rows, key=itemgetter(_INV)):
+        hist = list(group)
+        if len(hist) > 1:
+            statuses = [h[_STATUS] for h in hist]
+            if "RETRY" in statuses:
+                drop = retried_failures(statuses, [h[_ATTEMPT] for h in hist])
+                if drop:
+                    hist = [h for k, h in enumerate(hist) if k not in drop]
+        task = parent = None
+        for h in hist:
+            if task is None and h[_TASK]:
+                task = h[_TASK]
+            if parent is None and h[_PARENT]:
+                parent = h[_PARENT]
         if parent:
             parents[inv_id] = parent
-        last = hist[-1]["status"]
-        for i, h in enumerate(hist):
-            ts = h["timestamp"]
-            lane = h.get("worker_id") or h.get("runner_id") or "(unknown)"
-            entry = lanes.setdefault(lane, {}).get(inv_id)
-            if entry is None:
-                entry = {"invocation_id": inv_id, "task_id": task, "segments": [], "points": [],
-                         "_lo": None, "_hi": None}
-                lanes[lane][inv_id] = entry
-            status = h["status"]
-            if status in SEGMENT_STATUSES:
-                nxt = hist[i + 1] if i + 1 < len(hist) else None
-                end = nxt["timestamp"] if nxt else until
-                ongoing = nxt is None and last not in TERMINAL
-                if nxt is None and not ongoing:
-                    end = ts
-                start = max(ts, since)
-                end = min(end, until)
+        last = hist[-1][_STATUS]
+        n = len(hist)
+        for k in range(n):
+            h = hist[k]
+            ts, status = h[_TS], h[_STATUS]
+            if status in segment_statuses:
+                nxt = hist[k + 1] if k + 1 < n else None
+                if nxt is not None:
+                    end, ongoing, nxt_status = nxt[_TS], False, nxt[_STATUS]
+                else:
+                    ongoing = last not in terminal
+                    end, nxt_status = (until if ongoing else ts), None
+                if end > until:
+                    end = until
                 if end < since:
                     continue
-                entry["segments"].append({"status": status, "start": start, "end": end, "ongoing": ongoing,
-                                          "next_status": nxt["status"] if nxt else None})
-                lo, hi = start, end
+                start = ts if ts > since else since
+                element = {"status": status, "start": start, "end": end, "ongoing": ongoing, "next_status": nxt_status}
+                lo, hi, key = start, end, "segments"
             else:
                 if ts < since or ts > until:
                     continue
-                entry["points"].append({"status": status, "timestamp": ts})
+                element = {"status": status, "timestamp": ts}
                 lo = hi = ts
-            entry["_lo"] = lo if entry["_lo"] is None else min(entry["_lo"], lo)
-            entry["_hi"] = hi if entry["_hi"] is None else max(entry["_hi"], hi)
+                key = "points"
+            lane = h[_WORKER] or h[_RUNNER] or "(unknown)"
+            per_lane = lanes.get(lane)
+            if per_lane is None:
+                per_lane = lanes[lane] = {}
+            entry = per_lane.get(inv_id)
+            if entry is None:
+                entry = per_lane[inv_id] = {"invocation_id": inv_id, "task_id": task, "segments": [], "points": [],
+                                            "_lo": lo, "_hi": hi}
+            else:
+                if lo < entry["_lo"]:
+                    entry["_lo"] = lo
+                if hi > entry["_hi"]:
+                    entry["_hi"] = hi
+            entry[key].append(element)
     out_lanes = []
+    first: dict[str, str] = {}
     for lane_id, entries in lanes.items():
-        items = [e for e in entries.values() if e["_lo"] is not None]
-        if not items:
-            continue
-        items.sort(key=lambda e: (e["_lo"], e["_hi"]))
+        items = sorted(entries.values(), key=itemgetter("_lo", "_hi"))
+        first[lane_id] = items[0]["_lo"]
         sublanes: list[list] = []
         ends: list = []
         for e in items:
+            lo, hi = e.pop("_lo"), e.pop("_hi")
             for k, end in enumerate(ends):
-                if end <= e["_lo"]:  # touching at a boundary is not overlapping
+                if end <= lo:  # touching at a boundary is not overlapping
                     sublanes[k].append(e)
-                    ends[k] = e["_hi"]
+                    ends[k] = hi
                     break
             else:
                 sublanes.append([e])
-                ends.append(e["_hi"])
+                ends.append(hi)
         ctx = contexts.get(lane_id, {})
         out_lanes.append({
             "runner_id": lane_id, "runner_class": ctx.get("runner_class"), "hostname": ctx.get("hostname"),
-            "pid": ctx.get("pid"), "parent_runner_id": ctx.get("parent_runner_id"),
-            "sublanes": [[_strip(e) for e in sl] for sl in sublanes],
+            "pid": ctx.get("pid"), "parent_runner_id": ctx.get("parent_runner_id"), "sublanes": sublanes,
         })
     # Workers right under their runner; runners in order of first activity.
-    first = {ln["runner_id"]: min(e["_lo"] for e in lanes[ln["runner_id"]].values() if e["_lo"] is not None)
-             for ln in out_lanes}
     group = {ln["runner_id"]: ln["parent_runner_id"] or ln["runner_id"] for ln in out_lanes}
-    group_first: dict[str, datetime] = {}
+    group_first: dict[str, str] = {}
     for rid, g in group.items():
         group_first[g] = min(group_first.get(g, first[rid]), first[rid])
     out_lanes.sort(key=lambda ln: (group_first[group[ln["runner_id"]]], group[ln["runner_id"]],
                                    ln["parent_runner_id"] is not None, first[ln["runner_id"]], ln["runner_id"]))
-    edges = [{"parent": p, "child": c} for c, p in parents.items() if p in by_inv]
+    seen = {r[_INV] for r in rows}
+    edges = [{"parent": p, "child": c} for c, p in parents.items() if p in seen]
     return out_lanes, edges
 
 
-def _strip(e: dict) -> dict:
-    return {"invocation_id": e["invocation_id"], "task_id": e["task_id"],
-            "segments": e["segments"], "points": e["points"]}
+ISO = "'%Y-%m-%dT%H:%M:%S.%fZ'"
 
 
 def window_sql(filters: list[str]) -> str:
-    """Invocations active in [since, until): with a transition inside it, or open across its start."""
+    """The rows a timeline of [since, until) needs, in one statement (the chosen ids never travel
+    to Python and back): every transition inside the window of the first `limit` invocations
+    active in it, plus, for each, its last transition before the window (one pass over the
+    look-back range), which is what opens a bar across the window's start. Invocations count as
+    active with a transition inside, or a PENDING/RUNNING/PAUSED one open across the start.
+    Times come back as fixed-width RFC 3339 strings, which compare as times.
+    Parameters: since, until, filters, lookback, since, filters, limit, lookback, since."""
     extra = (" AND " + " AND ".join(filters)) if filters else ""
     return f"""
         WITH inside AS (
-            SELECT invocation_id, min(ts) AS first_ts FROM transitions
-            WHERE ts >= ? AND ts < ? {extra} GROUP BY invocation_id),
-        straddle AS (
-            SELECT invocation_id, min(ts) AS first_ts FROM transitions
+            SELECT invocation_id, task_id, ts, status, previous_status, attempt, runner_id, worker_id,
+                   parent_invocation_id
+            FROM transitions WHERE ts >= ? AND ts < ? {extra}),
+        open_before AS (
+            SELECT invocation_id, max(ts) AS ts FROM transitions
             WHERE ts >= ? AND ts < ? {extra}
-            GROUP BY invocation_id
-            HAVING arg_max(status, ts) IN ('PENDING', 'RUNNING', 'PAUSED')),
+            GROUP BY invocation_id HAVING arg_max(status, ts) IN ('PENDING', 'RUNNING', 'PAUSED')),
         chosen AS (
-            SELECT invocation_id, min(first_ts) AS first_ts FROM
-              (SELECT * FROM inside UNION ALL SELECT * FROM straddle) GROUP BY invocation_id)
-        SELECT invocation_id, count(*) OVER () AS total FROM chosen ORDER BY first_ts, invocation_id LIMIT ?"""
-
-
-def iso_all(lanes: list, iso) -> None:
-    """Format every datetime of the lanes in place (kept apart so `build` stays testable)."""
-    for ln in lanes:
-        for sl in ln["sublanes"]:
-            for e in sl:
-                for s in e["segments"]:
-                    s["start"], s["end"] = iso(s["start"]), iso(s["end"])
-                for p in e["points"]:
-                    p["timestamp"] = iso(p["timestamp"])
+            SELECT invocation_id, min(ts) AS first_ts FROM (
+                SELECT invocation_id, ts FROM inside UNION ALL SELECT invocation_id, ts FROM open_before)
+            GROUP BY invocation_id),
+        picked AS (
+            SELECT invocation_id, count(*) OVER () AS total FROM chosen ORDER BY first_ts, invocation_id LIMIT ?),
+        before AS (
+            SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id, max(ts) AS ts,
+                   arg_max(status, ts) AS status, NULL::VARCHAR AS previous_status, arg_max(attempt, ts) AS attempt,
+                   arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
+                   any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
+                     AS parent_invocation_id
+            FROM transitions WHERE ts >= ? AND ts < ? AND invocation_id IN (SELECT invocation_id FROM picked)
+            GROUP BY invocation_id),
+        rows AS (
+            SELECT * FROM inside WHERE invocation_id IN (SELECT invocation_id FROM picked)
+            UNION ALL
+            SELECT * FROM before WHERE invocation_id IN (SELECT invocation_id FROM picked))
+        SELECT (SELECT any_value(total) FROM picked) AS total, r.invocation_id, r.task_id,
+               strftime(r.ts, {ISO}) AS timestamp, r.status, r.previous_status, r.attempt, r.runner_id,
+               r.worker_id, r.parent_invocation_id
+        FROM rows r
+        ORDER BY r.invocation_id, r.ts,
+                 CASE r.status WHEN 'REGISTERED' THEN 0 WHEN 'PENDING' THEN 1 WHEN 'RUNNING' THEN 2 ELSE 3 END"""
 
 
 def default_window(latest: Optional[datetime], now: datetime, span) -> tuple[datetime, datetime]:

@@ -8,7 +8,7 @@ import json
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from .responses import JSONResponse
 from starlette.routing import Route
 
 from tasktrail.query.errors import BadRequest
