@@ -11,8 +11,8 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from tasktrail.store.api import Ack, EventLog, LedgerEntry
 
@@ -22,8 +22,8 @@ from .map import Mapper
 
 @dataclass
 class IngestMetrics:
-    requests: Counter
-    records: Counter
+    """Process-only ingest figures (what was refused never reaches the log). Stored requests and
+    records are counted from the ingest ledger instead (web/metrics.py), so they survive restarts."""
     rejected: Counter
     duplicates: Counter
 
@@ -31,10 +31,6 @@ class IngestMetrics:
     def create(cls, registry: CollectorRegistry) -> "IngestMetrics":
         labels = ("signal", "transport")
         return cls(
-            requests=Counter("tasktrail_ingest_requests", "OTLP export requests accepted (committed).",
-                             labels, registry=registry),
-            records=Counter("tasktrail_ingest_records", "Records (spans, log records, data points) committed.",
-                            labels, registry=registry),
             rejected=Counter("tasktrail_ingest_rejected_requests", "Requests refused, by reason.",
                              labels + ("reason",), registry=registry),
             duplicates=Counter("tasktrail_ingest_duplicate_requests",
@@ -60,6 +56,10 @@ class StoreCollector:
         if st.last_commit_at:
             yield GaugeMetricFamily("tasktrail_store_last_commit_timestamp_seconds",
                                     "Unix time of the last commit.", value=st.last_commit_at)
+        yield HistogramMetricFamily(
+            "tasktrail_store_batch_commit_seconds", "Time to append and commit one batch.",
+            buckets=[(str(b), c) for b, c in zip(st.commit_bounds, st.commit_bucket_counts)]
+            + [("+Inf", st.batches)], sum_value=st.commit_seconds_sum)
 
 
 class Ingestor:
@@ -100,8 +100,5 @@ class Ingestor:
         if self.metrics:
             if ack.duplicate:
                 self.metrics.duplicates.labels(signal, transport).inc()
-            else:
-                self.metrics.requests.labels(signal, transport).inc()
-                self.metrics.records.labels(signal, transport).inc(records)
             self.commit_latency.observe(time.perf_counter() - t0)
         return ack

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, is_final
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
-from . import sql_guard, timeline as tl
+from . import log_explorer, sql_guard, timeline as tl
 from .adjust import adjust
 from .errors import BadRequest, NotFound
 
@@ -751,6 +751,293 @@ class QueryService:
                     "emitted_by_runner_context_id": d["emitted_by_runner_context_id"]} for d in r]
         return {"markers": markers, "total": total, "truncated": total > len(markers)}
 
+    # --- logs ------------------------------------------------------------------------
+    LEVELS = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "CRITICAL": 21, "FATAL": 21}
+
+    def _log_filters(self, *, app=None, q=None, level=None, runner=None, worker=None, invocation=None, task=None,
+                     since=None, until=None) -> tuple[list, list]:
+        where, params = [], []
+        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+        for cond, val in (("ts >= ?", t0), ("ts < ?", t1), ("app_id = ?", app), ("worker_id = ?", worker),
+                          ("invocation_id = ?", invocation), ("task_id = ?", task)):
+            if val is not None and val != "":
+                where.append(cond)
+                params.append(val)
+        if runner:
+            where.append("(runner_id = ? OR worker_id = ?)")
+            params += [runner, runner]
+        if q:
+            where.append("contains(lower(body), lower(?))")  # literal text, any case
+            params.append(q)
+        if level:
+            floor = self.LEVELS.get(level.upper())
+            if floor is None:
+                raise BadRequest(f"level must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL; got {level!r}")
+            where.append(f"({_SEVERITY_SQL}) >= ?")
+            params.append(floor)
+        return where, params
+
+    def logs(self, *, limit: Optional[int] = None, cursor: Optional[str] = None, **filters) -> dict:
+        """Log lines, newest first, with cursor pagination."""
+        limit = _limit(limit)
+        where, params = self._log_filters(**filters)
+        if cursor:
+            c_ts, c_batch = _decode_cursor(cursor)
+            where.append("(ts, batch) < (?::TIMESTAMP, ?)")
+            params += [c_ts, c_batch]
+        rows = self._q(f"""SELECT batch, ts, app_id, severity_text, severity_number, body, runner_id, worker_id,
+                                  invocation_id, task_id, trace_id, span_id, event_name, scope_name
+                           FROM log_records {('WHERE ' + ' AND '.join(where)) if where else ''}
+                           ORDER BY ts DESC, batch DESC LIMIT {limit + 1}""", params).dicts()
+        items = [_log_line(d) for d in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            nxt = _encode_cursor([iso(last["ts"]).rstrip("Z"), last["batch"]])
+        return {"items": items, "next_cursor": nxt}
+
+    def logs_after(self, after_batch: int, *, limit: int = 1000, **filters) -> tuple[list[dict], int]:
+        """Log lines committed in batches after `after_batch`, oldest first, and the newest batch seen:
+        what a live tail sends next."""
+        where, params = self._log_filters(**filters)
+        where.append("batch > ?")
+        params.append(after_batch)
+        rows = self._q(f"""SELECT batch, ts, app_id, severity_text, severity_number, body, runner_id, worker_id,
+                                  invocation_id, task_id, trace_id, span_id, event_name, scope_name
+                           FROM log_records WHERE {' AND '.join(where)} ORDER BY batch, ts LIMIT {int(limit)}""",
+                       params).dicts()
+        last = max((d["batch"] for d in rows), default=after_batch)
+        return [_log_line(d) for d in rows], last
+
+    def last_batch(self) -> int:
+        return int(self._q("SELECT coalesce(max(batch), 0) FROM ingest_ledger").rows[0][0])
+
+    # --- log explorer --------------------------------------------------------------------
+    def explore(self, text: str) -> dict:
+        """Parse pasted log lines and resolve every runner, invocation, task and `kind:value`
+        reference to what is stored; unresolvable ids are marked so, never guessed."""
+        entries = log_explorer.parse(text)
+        runner_ids = {r["id"] for e in entries for r in e["runners"]}
+        runner_ids |= {ref["value"] for e in entries for ref in e["refs"] if ref["kind"] in log_explorer.RUNNER_KINDS}
+        runners = {rid: self._match_runner(rid) for rid in runner_ids}
+        inv_ids = {e["invocation_id"] for e in entries if e["invocation_id"]}
+        inv_ids |= {ref["value"] for e in entries for ref in e["refs"] if ref["kind"] in log_explorer.INVOCATION_KINDS}
+        invocations = {i: self._match_invocation(i) for i in inv_ids}
+        tasks = {e["task_id"] for e in entries if e["task_id"]} | {
+            ref["value"] for e in entries for ref in e["refs"] if ref["kind"] == "task"}
+        known_tasks = {r[0] for r in self._q("SELECT DISTINCT task_id FROM transitions WHERE task_id IN "
+                                             "(SELECT unnest(?::VARCHAR[]))", [sorted(tasks)]).rows} if tasks else set()
+        lookups = {"event": ("event_records", "event_id", "/events/"),
+                   "trigger-run": ("trigger_runs", "trigger_run_id", "/trigger-runs/"),
+                   "atomic-service-run": ("atomic_executions", "run_id", None)}
+        other: dict[tuple, bool] = {}
+        for kind, (table, col, _) in lookups.items():
+            vals = sorted({ref["value"] for e in entries for ref in e["refs"] if ref["kind"] == kind}
+                          | ({e["atomic_service_run_id"] for e in entries if e["atomic_service_run_id"]}
+                             if kind == "atomic-service-run" else set()))
+            if vals:
+                found = {r[0] for r in self._q(f"SELECT DISTINCT {col} FROM {table} WHERE {col} IN "
+                                               "(SELECT unnest(?::VARCHAR[]))", [vals]).rows}
+                other.update({(kind, v): v in found for v in vals})
+
+        def ref_view(kind, value):
+            if kind in log_explorer.INVOCATION_KINDS:
+                m = invocations.get(value)
+                return {"resolved": bool(m and m["invocation_id"]), "id": m and m["invocation_id"],
+                        "link": f"/invocations/{m['invocation_id']}" if m and m["invocation_id"] else None,
+                        "candidates": m["candidates"] if m else []}
+            if kind in log_explorer.RUNNER_KINDS:
+                m = runners.get(value)
+                return {"resolved": bool(m and m["runner_id"]), "id": m and m["runner_id"],
+                        "link": f"/runners/{m['runner_id']}" if m and m["runner_id"] else None,
+                        "candidates": m["candidates"] if m else []}
+            if kind == "task":
+                ok = value in known_tasks
+                return {"resolved": ok, "id": value if ok else None,
+                        "link": f"/invocations?task={value}" if ok else None, "candidates": []}
+            if (kind, value) in other:
+                ok = other[(kind, value)]
+                prefix = lookups[kind][2]
+                return {"resolved": ok, "id": value if ok else None,
+                        "link": (prefix + value) if ok and prefix else None, "candidates": []}
+            return {"resolved": None, "id": None, "link": None, "candidates": []}  # not an entity kind
+
+        lines = []
+        for e in entries:
+            lines.append({
+                "line_no": e["line_no"], "raw": e["raw"], "format": e["format"], "timestamp": e["timestamp"],
+                "level": e["level"], "logger": e["logger"], "message": e["message"],
+                "continuation": e["continuation"],
+                "runners": [{"class": r["class"], "id": r["id"], **ref_view("runner", r["id"])} for r in e["runners"]],
+                "invocation": ({"value": e["invocation_id"], **ref_view("invocation", e["invocation_id"]),
+                                **({"status": invocations[e["invocation_id"]]["status"],
+                                    "task_id": invocations[e["invocation_id"]]["task_id"]}
+                                   if invocations.get(e["invocation_id"], {}).get("invocation_id") else {})}
+                               if e["invocation_id"] else None),
+                "task": {"value": e["task_id"], **ref_view("task", e["task_id"])} if e["task_id"] else None,
+                "refs": [{"kind": r["kind"], "value": r["value"], **ref_view(r["kind"], r["value"])} for r in e["refs"]],
+            })
+        resolved_invs = sorted({m["invocation_id"] for m in invocations.values() if m["invocation_id"]})
+        scope = set(resolved_invs) | {m["parent_invocation_id"] for m in invocations.values()
+                                      if m["invocation_id"] and m["parent_invocation_id"]}
+        window = None
+        if scope:
+            r = self._q("SELECT min(ts), max(ts) FROM transitions WHERE invocation_id IN (SELECT unnest(?::VARCHAR[]))",
+                        [sorted(scope)]).rows[0]
+            pad = max((r[1] - r[0]) * 0.1, timedelta(milliseconds=250))
+            window = {"since": iso(r[0] - pad), "until": iso(r[1] + pad), "invocations": sorted(scope)}
+        return {"lines": lines, "counts": {
+                    "lines": len(lines),
+                    "runners": {"resolved": sum(1 for m in runners.values() if m["runner_id"]), "total": len(runners)},
+                    "invocations": {"resolved": len(resolved_invs), "total": len(invocations)}},
+                "timeline": window}
+
+    def _match_runner(self, rid: str) -> dict:
+        rows = self._q("""SELECT runner_id, any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL)
+                          FROM runner_events WHERE starts_with(runner_id, ?) GROUP BY runner_id
+                          ORDER BY runner_id LIMIT 6""", [rid]).rows
+        exact = [r for r in rows if r[0] == rid]
+        if exact or len(rows) == 1:
+            hit = (exact or rows)[0]
+            return {"runner_id": hit[0], "runner_class": hit[1], "candidates": []}
+        return {"runner_id": None, "runner_class": None, "candidates": [r[0] for r in rows]}
+
+    def _match_invocation(self, inv: str) -> dict:
+        if len(inv) >= 36:
+            cond, param = "invocation_id = ?", inv
+        else:
+            cond, param = "starts_with(invocation_id, ?)", inv
+        rows = self._q(f"""SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL),
+                                  arg_max(status, ts),
+                                  any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
+                           FROM transitions WHERE {cond} GROUP BY invocation_id ORDER BY 1 LIMIT 6""",
+                       [param]).rows
+        if len(rows) == 1:
+            i, task, status, parent = rows[0]
+            return {"invocation_id": i, "task_id": task, "status": status, "parent_invocation_id": parent,
+                    "candidates": []}
+        return {"invocation_id": None, "task_id": None, "status": None, "parent_invocation_id": None,
+                "candidates": [r[0] for r in rows]}
+
+    # --- runs --------------------------------------------------------------------------
+    def runs(self, *, app=None, task=None, status: Sequence[str] | None = None, since=None, until=None,
+             sort: Optional[str] = None, limit: Optional[int] = None) -> dict:
+        """The runs table: one row per invocation, started descending, with how it was started."""
+        limit = _limit(limit)
+        sorts = {None: "started_at DESC", "-started_at": "started_at DESC", "started_at": "started_at ASC",
+                 "-duration_s": "duration_s DESC NULLS LAST", "task_id": "task_id, started_at DESC"}
+        if sort not in sorts:
+            raise BadRequest(f"sort must be one of {', '.join(k for k in sorts if k)}, got {sort!r}")
+        where, params = [], []
+        statuses = _statuses(status)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
+        for cond, val in (("started_at >= ?", t0), ("started_at < ?", t1), ("task_id = ?", task)):
+            if val is not None and val != "":
+                where.append(cond)
+                params.append(val)
+        inner = "WHERE app_id = ?" if app else ""
+        rows = self._q(f"""
+            WITH i AS (
+              SELECT app_id, invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
+                     arg_max(status, ts) AS status, min(ts) AS created_at, max(ts) AS updated_at,
+                     coalesce(min(ts) FILTER (WHERE status = 'RUNNING'), min(ts)) AS started_at,
+                     count(*) FILTER (WHERE status = 'RUNNING') AS attempts,
+                     any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
+                     any_value(parent_event_id) FILTER (WHERE parent_event_id IS NOT NULL) AS parent_event_id
+              FROM transitions {inner} GROUP BY app_id, invocation_id),
+            r AS (SELECT *, CASE WHEN status IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL')
+                                 THEN epoch(updated_at) - epoch(started_at) END AS duration_s FROM i)
+            SELECT r.*, tr.trigger_run_id, tr.participants
+            FROM r LEFT JOIN (SELECT triggered_invocation_id, arg_max(trigger_run_id, ts) AS trigger_run_id,
+                                     arg_max(participants, ts) AS participants
+                              FROM trigger_runs GROUP BY 1) tr ON tr.triggered_invocation_id = r.invocation_id
+            {('WHERE ' + ' AND '.join(where)) if where else ''}
+            ORDER BY {sorts[sort]} LIMIT {limit}""", ([app] if app else []) + params).dicts()
+        items = []
+        for d in rows:
+            if d["trigger_run_id"]:
+                cron = "CronContext" in (d["participants"] or "")
+                how = {"kind": "cron" if cron else ("event" if d["parent_event_id"] else "trigger"),
+                       "ref": d["parent_event_id"] if d["parent_event_id"] and not cron else d["trigger_run_id"]}
+            elif d["parent_event_id"]:
+                how = {"kind": "event", "ref": d["parent_event_id"]}
+            elif d["parent_invocation_id"]:
+                how = {"kind": "child", "ref": d["parent_invocation_id"]}
+            else:
+                how = {"kind": "submitted", "ref": None}
+            items.append({"invocation_id": d["invocation_id"], "app_id": d["app_id"], "task_id": d["task_id"],
+                          "status": d["status"], "is_final": d["status"] in FINAL_STATUSES,
+                          "started_at": iso(d["started_at"]), "updated_at": iso(d["updated_at"]),
+                          "duration_s": d["duration_s"], "attempts": int(d["attempts"]),
+                          "retried": int(d["attempts"]) > 1, "started_by": how})
+        return {"items": items, "running": any(not i["is_final"] for i in items)}
+
+    # --- technical dashboard -----------------------------------------------------------------
+    def ops(self, app: Optional[str] = None, writer=None) -> dict:
+        """What operators check first: in flight, last failures, heartbeats, the atomic-service
+        scheduler, ingest health."""
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        in_flight = self.invocations(app=app, status=sorted(ACTIVE_STATUSES), limit=100, sort="created_at")["items"]
+        for i in in_flight:
+            i["elapsed_s"] = (now - parse_time(i["created_at"], "created_at")).total_seconds()
+        failures = self.invocations(app=app, status=["FAILED"], limit=20, sort="-updated_at")["items"]
+        cond, params = ("AND app_id = ?", [app]) if app else ("", [])
+        hb = self._q(f"""SELECT runner_id, max(ts) AS last, count(*) AS n,
+                                (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s
+                         FROM runner_events WHERE kind = 'heartbeat' {cond} GROUP BY runner_id ORDER BY last DESC""",
+                     params).dicts()
+        heartbeats = [{"runner_id": d["runner_id"], "last": iso(d["last"]), "every_s": d["every_s"],
+                       "next_expected": iso(d["last"] + timedelta(seconds=d["every_s"])) if d["every_s"] else None,
+                       "late": bool(d["every_s"] and now > d["last"] + timedelta(seconds=2 * d["every_s"]))}
+                      for d in hb]
+        sched = self._q(f"""SELECT max(ts) AS last, count(*) AS n, (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s
+                            FROM (SELECT ts FROM atomic_decisions WHERE true {cond}
+                                  UNION ALL SELECT ts FROM atomic_executions WHERE true {cond})""",
+                        params * 2).dicts()[0]
+        scheduler = {"last_fire": iso(sched["last"]), "every_s": sched["every_s"],
+                     "next_expected": iso(sched["last"] + timedelta(seconds=sched["every_s"])) if sched["every_s"] else None,
+                     "late": bool(sched["every_s"] and now > sched["last"] + timedelta(seconds=2 * sched["every_s"]))}
+        led = self._q("""SELECT count(*) FILTER (WHERE received_at >= ?) AS req_1m,
+                                coalesce(sum(records) FILTER (WHERE received_at >= ?), 0) AS rec_1m,
+                                max(received_at) AS last, max(batch) AS last_batch FROM ingest_ledger""",
+                      [now - timedelta(minutes=1)] * 2).dicts()[0]
+        ingest = {"records_per_s_1m": led["rec_1m"] / 60.0, "requests_1m": led["req_1m"],
+                  "last_request_at": iso(led["last"]), "last_batch": led["last_batch"]}
+        if writer is not None:
+            st = writer.stats()
+            ingest.update({"queue_records": st.queue_records, "queue_capacity": st.queue_capacity,
+                           "rejected_full": st.rejected_full, "failed_batches": st.failed_batches,
+                           "last_commit_seconds": st.last_commit_seconds})
+        return {"now": iso(now), "in_flight": in_flight, "recent_failures": failures, "heartbeats": heartbeats,
+                "scheduler": scheduler, "ingest": ingest}
+
+    # --- metrics -----------------------------------------------------------------------
+    DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
+
+    def metrics_snapshot(self) -> dict:
+        """The log-derived figures behind /metrics: they come from the stored log, so they
+        survive restarts and agree with the API."""
+        by_status = self._q("""SELECT app_id, status, count(*) FROM (
+                                 SELECT app_id, arg_max(status, ts) AS status FROM transitions
+                                 GROUP BY app_id, invocation_id) GROUP BY ALL""").rows
+        transitions = self._q("SELECT app_id, status, count(*) FROM transitions GROUP BY ALL").rows
+        cols = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in self.DURATION_BUCKETS)
+        durations = self._q(f"""
+            SELECT app_id, task_id, {cols}, count(*), sum(d) FROM (
+              SELECT app_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
+                     epoch(max(ts)) - epoch(coalesce(min(ts) FILTER (WHERE status = 'RUNNING'), min(ts))) AS d
+              FROM transitions GROUP BY app_id, invocation_id
+              HAVING arg_max(status, ts) IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL'))
+            GROUP BY ALL""").rows
+        heartbeats = self._q("""SELECT app_id, runner_id, epoch(max(ts)) FROM runner_events
+                                WHERE kind = 'heartbeat' GROUP BY ALL""").rows
+        ingest = self._q("""SELECT signal, transport, count(*), sum(records) FROM ingest_ledger GROUP BY ALL""").rows
+        return {"invocations_by_status": by_status, "transitions": transitions, "durations": durations,
+                "buckets": self.DURATION_BUCKETS, "heartbeats": heartbeats, "ingest": ingest}
+
     # --- overview --------------------------------------------------------------------
     def overview(self, app: Optional[str] = None) -> dict:
         params = [app] if app else []
@@ -778,6 +1065,19 @@ class QueryService:
             raise BadRequest(f"SQL error: {exc}") from None
         return {"columns": r.columns, "rows": [[_jsonable(v) for v in row] for row in r.rows],
                 "truncated": r.truncated}
+
+
+_SEVERITY_SQL = ("coalesce(nullif(severity_number, 0), CASE upper(severity_text) WHEN 'TRACE' THEN 1 "
+                 "WHEN 'DEBUG' THEN 5 WHEN 'INFO' THEN 9 WHEN 'WARN' THEN 13 WHEN 'WARNING' THEN 13 "
+                 "WHEN 'ERROR' THEN 17 WHEN 'CRITICAL' THEN 21 WHEN 'FATAL' THEN 21 ELSE 0 END)")
+
+
+def _log_line(d: dict) -> dict:
+    return {"timestamp": iso(d["ts"]), "level": d["severity_text"] or _level(d["severity_number"]),
+            "severity_number": d["severity_number"], "message": d["body"], "app_id": d["app_id"],
+            "runner_id": d["runner_id"], "worker_id": d["worker_id"], "invocation_id": d["invocation_id"],
+            "task_id": d["task_id"], "trace_id": d["trace_id"], "span_id": d["span_id"],
+            "event_name": d["event_name"], "logger": d["scope_name"], "batch": d["batch"]}
 
 
 def _bool(name: str, value) -> bool:

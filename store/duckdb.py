@@ -199,6 +199,10 @@ class DuckDBStore:
                     st.last_commit_at = time.time()
                     st.last_commit_seconds = elapsed
                     st.commit_seconds.append(elapsed)
+                    st.commit_seconds_sum += elapsed
+                    for k, bound in enumerate(st.commit_bounds):
+                        if elapsed <= bound:
+                            st.commit_bucket_counts[k] += 1
                     if len(st.commit_seconds) > 1024:
                         del st.commit_seconds[:512]
                 st.duplicates += len(dupes)
@@ -306,6 +310,20 @@ class DuckDBStore:
             if len(rows) >= limit:
                 break
         return rows
+
+    def retain(self, policy, now=None):
+        """One retention pass (store/retention.py) on a connection of its own: the writer goes on."""
+        from datetime import datetime, timezone
+
+        from . import retention
+
+        now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+        with self._read_lock:
+            con = self._read_root.cursor()
+        try:
+            return retention.apply(con, policy, now)
+        finally:
+            con.close()
 
     def stats(self) -> WriterStats:
         with self._lock:

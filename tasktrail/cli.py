@@ -70,10 +70,17 @@ _port = click.IntRange(0, 65535)
               envvar="TASKTRAIL_SQL_TIMEOUT", help="Time limit in seconds of one ad-hoc SQL query.")
 @click.option("--sql-max-rows", type=click.IntRange(1), default=Settings.sql_max_rows, show_default=True,
               envvar="TASKTRAIL_SQL_MAX_ROWS", help="Row cap of one ad-hoc SQL query.")
+@click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=Settings.retention_days,
+              show_default=True, envvar="TASKTRAIL_RETENTION_DAYS", help="Days of data kept (whole days).")
+@click.option("--keep-failed-days", type=click.FloatRange(min=0, min_open=True), default=Settings.keep_failed_days,
+              show_default=True, envvar="TASKTRAIL_KEEP_FAILED_DAYS", help="Days failed invocations are kept.")
+@click.option("--max-logs-per-invocation", type=click.IntRange(1), default=Settings.max_logs_per_invocation,
+              show_default=True, envvar="TASKTRAIL_MAX_LOGS_PER_INVOCATION",
+              help="Log lines kept per invocation; a marker line says what was cut.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ingest_token_file, api_token,
           api_token_file, max_body_bytes, queue_records, runner_dead_after, jaeger_url, tempo_url, sql_timeout,
-          sql_max_rows, log_level):
+          sql_max_rows, retention_days, keep_failed_days, max_logs_per_invocation, log_level):
     """Receive OTLP (gRPC and HTTP), store it, serve the UI and API, until Ctrl-C."""
     from .server import print_bound, serve as run_server
 
@@ -82,7 +89,9 @@ def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ing
         db=db, host=host, http_port=http_port, otlp_grpc_port=otlp_grpc_port, otlp_http_port=otlp_http_port,
         ingest_token=_token(ingest_token, ingest_token_file), api_token=_token(api_token, api_token_file),
         max_body_bytes=max_body_bytes, queue_records=queue_records, runner_dead_after_s=runner_dead_after,
-        jaeger_url=jaeger_url, tempo_url=tempo_url, sql_timeout_s=sql_timeout, sql_max_rows=sql_max_rows)
+        jaeger_url=jaeger_url, tempo_url=tempo_url, sql_timeout_s=sql_timeout, sql_max_rows=sql_max_rows,
+        retention_days=retention_days, keep_failed_days=keep_failed_days,
+        max_logs_per_invocation=max_logs_per_invocation)
     problems = settings.validate()
     if problems:
         raise click.UsageError("; ".join(problems))

@@ -23,7 +23,9 @@ from tasktrail.ingest.http import create_otlp_http_app
 from tasktrail.ingest.pipeline import Ingestor
 from tasktrail.query.service import QueryService, QuerySettings
 from tasktrail.store.duckdb import DuckDBStore
+from tasktrail.store.retention import RetentionPolicy
 from tasktrail.web.app import WebSettings, create_app
+from tasktrail.web.metrics import LogCollector
 
 from .settings import Settings
 
@@ -82,6 +84,7 @@ async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None
     registry = CollectorRegistry()
     ingestor = Ingestor(store, registry)
     query = QueryService(store, query_settings(settings))
+    registry.register(LogCollector(query))
     web_app = create_app(query, store, WebSettings(api_token=settings.api_token, jaeger_url=settings.jaeger_url,
                                                    tempo_url=settings.tempo_url), registry)
     otlp_app = create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
@@ -113,7 +116,9 @@ async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        retention = asyncio.create_task(_retain_periodically(store, settings, stop))
         await stop.wait()
+        retention.cancel()
         log.info("stopping: closing listeners, draining the write queue")
         for s in servers:
             s.should_exit = True
@@ -124,6 +129,23 @@ async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None
         if grpc_server is not None:
             await grpc_server.stop(grace=0)
         await asyncio.get_running_loop().run_in_executor(None, store.close)
+
+
+async def _retain_periodically(store, settings: Settings, stop: asyncio.Event) -> None:
+    """Retention at start and then every `retention_every_s`, off the event loop and off the writer."""
+    policy = RetentionPolicy(settings.retention_days, settings.keep_failed_days, settings.max_logs_per_invocation)
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        try:
+            rep = await loop.run_in_executor(None, store.retain, policy)
+            if rep.rows or rep.truncated_invocations:
+                log.info("retention: removed %d invocations, %d rows; capped the logs of %d invocations "
+                         "(cutoff %s, failed kept until %s)", rep.invocations, rep.rows, rep.truncated_invocations,
+                         rep.cutoff, rep.failed_cutoff)
+        except Exception as exc:  # retention must never take ingest down; it tries again next time
+            log.error("retention pass failed: %s", exc)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.retention_every_s)
 
 
 def print_bound(settings: Settings, bound: Bound, out=sys.stdout) -> None:

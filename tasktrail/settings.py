@@ -28,6 +28,10 @@ class Settings:
     tempo_url: Optional[str] = None
     sql_timeout_s: float = 10.0
     sql_max_rows: int = 10_000
+    retention_days: float = 90
+    keep_failed_days: float = 180
+    max_logs_per_invocation: int = 10_000
+    retention_every_s: float = 86_400
 
     def validate(self) -> list[str]:
         """Reasons the settings cannot work; empty when they can."""
@@ -45,6 +49,10 @@ class Settings:
             problems.append("queue_records must be positive")
         if self.runner_dead_after_s <= 0:
             problems.append("runner_dead_after_s must be positive")
+        if self.retention_days <= 0 or self.keep_failed_days <= 0:
+            problems.append("retention_days and keep_failed_days must be positive")
+        if self.max_logs_per_invocation < 1:
+            problems.append("max_logs_per_invocation must be at least 1")
         if self.tempo_url and "{trace_id}" not in self.tempo_url:
             problems.append("tempo_url must be a template holding {trace_id}")
         return problems
@@ -70,6 +78,10 @@ SETTINGS_HELP = {
     "tempo_url": "Grafana Tempo URL template holding {trace_id}.",
     "sql_timeout_s": "Time limit of one ad-hoc SQL query.",
     "sql_max_rows": "Row cap of one ad-hoc SQL query.",
+    "retention_days": "Keep this many days of data (whole days; invocations go whole).",
+    "keep_failed_days": "Keep failed invocations this long.",
+    "max_logs_per_invocation": "Log lines kept per invocation (its first ones); a marker says what was cut.",
+    "retention_every_s": "How often retention runs (it also runs at start).",
 }
 
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 
+import asyncio
+
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 from .responses import JSONResponse
 from starlette.routing import Route
 
@@ -109,6 +113,86 @@ def trigger_runs(request: Request):
         limit=_int(request, "limit")))
 
 
+LOG_FILTERS = ("app", "q", "level", "runner", "worker", "invocation", "task", "since", "until")
+MAX_EXPLORER_BYTES = 5 * 1024 * 1024
+
+
+def log_filters(request: Request) -> dict:
+    return {k: _p(request, k) for k in LOG_FILTERS}
+
+
+def logs(request: Request):
+    return JSONResponse(_qs(request).logs(limit=_int(request, "limit"), cursor=_p(request, "cursor"),
+                                          **log_filters(request)))
+
+
+async def logs_tail(request: Request):
+    """Server-Sent Events: one `log` event per new line matching the filters, as it is committed.
+    `Last-Event-ID` (or `after`) resumes after a batch; `backfill=N` first sends the last N lines."""
+    qs = _qs(request)
+    filters = log_filters(request)
+    filters.pop("until", None)
+    qs._log_filters(**filters)  # bad filters answer 400 before the stream starts
+    resume = request.headers.get("last-event-id") or _p(request, "after")
+    if resume is not None:
+        try:
+            after = int(resume)
+        except ValueError:
+            raise BadRequest(f"Last-Event-ID / after must be a batch number, got {resume!r}") from None
+    else:
+        after = await run_in_threadpool(qs.last_batch)
+    backfill = _int(request, "backfill") or 0
+    interval = float(request.app.state.tail_interval_s)
+
+    async def stream():
+        nonlocal after
+        yield ": tasktrail live tail\n\n"
+        if backfill:
+            page = await run_in_threadpool(lambda: qs.logs(limit=min(backfill, 1000), **filters))
+            for line in reversed(page["items"]):
+                yield f"id: {after}\nevent: log\ndata: {orjson.dumps(line).decode()}\n\n"
+        quiet = 0.0
+        while True:
+            lines, after = await run_in_threadpool(qs.logs_after, after, **filters)
+            for line in lines:
+                yield f"id: {line['batch']}\nevent: log\ndata: {orjson.dumps(line).decode()}\n\n"
+            quiet = 0.0 if lines else quiet + interval
+            if quiet >= 15:
+                quiet = 0.0
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(interval)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def log_explorer(request: Request):
+    body = await request.body()
+    if len(body) > MAX_EXPLORER_BYTES:
+        raise BadRequest(f"pasted text is over {MAX_EXPLORER_BYTES} bytes")
+    text = body.decode("utf-8", errors="replace")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise BadRequest('JSON body must be {"text": "<log lines>"}') from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
+            raise BadRequest('JSON body must be {"text": "<log lines>"}')
+        text = doc["text"]
+    return JSONResponse(await run_in_threadpool(_qs(request).explore, text))
+
+
+def runs(request: Request):
+    p = request.query_params
+    return JSONResponse(_qs(request).runs(app=_p(request, "app"), task=_p(request, "task"), status=p.getlist("status"),
+                                          since=_p(request, "since"), until=_p(request, "until"),
+                                          sort=_p(request, "sort"), limit=_int(request, "limit")))
+
+
+def ops(request: Request):
+    return JSONResponse(_qs(request).ops(_p(request, "app"), request.app.state.store))
+
+
 def timeline(request: Request):
     return JSONResponse(_qs(request).timeline(
         app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"), task=_p(request, "task"),
@@ -160,5 +244,10 @@ ROUTES = [
     Route("/timeline", timeline),
     Route("/traces/{trace_id}", trace),
     Route("/overview", overview),
+    Route("/logs", logs),
+    Route("/logs/tail", logs_tail),
+    Route("/log-explorer", log_explorer, methods=["POST"]),
+    Route("/runs", runs),
+    Route("/ops", ops),
     Route("/sql", sql, methods=["POST"]),
 ]

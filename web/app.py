@@ -41,6 +41,7 @@ class WebSettings:
     metrics_public: bool = True
     jaeger_url: Optional[str] = None
     tempo_url: Optional[str] = None
+    tail_interval_s: float = 0.25
 
 
 class TokenMiddleware:
@@ -151,6 +152,7 @@ def create_app(query: QueryService, store, settings: WebSettings = WebSettings()
     app.state.store = store
     app.state.registry = registry
     app.state.web_settings = settings
+    app.state.tail_interval_s = settings.tail_interval_s
     app.state.page_settings = {"jaeger": bool(settings.jaeger_url), "tempo": bool(settings.tempo_url),
                                "login": bool(settings.api_token)}
     return app

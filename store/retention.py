@@ -1,0 +1,101 @@
+"""Retention: remove what is older than the window, whole invocations at a time, on a connection of
+its own so the writer keeps committing meanwhile (appends never conflict with these deletes).
+
+- An invocation goes when its last transition is older than `cutoff`, with its spans and log lines;
+  failed ones stay until `failed_cutoff`. Other records (runner events, decisions, executions, events,
+  trigger runs, metric points, unlinked spans and logs, the ingest ledger) go by their own time.
+- Cutoffs are whole UTC days, so the log loses one day at a time, never a part of one.
+- Each invocation keeps at most `max_logs_per_invocation` log lines (the first ones); the rest are
+  removed and one marker line (`event_name = 'tasktrail.truncated'`) says how many and why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+TRUNCATED = "tasktrail.truncated"
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    retention_days: float = 90
+    keep_failed_days: float = 180
+    max_logs_per_invocation: int = 10_000
+
+    def cutoffs(self, now: datetime) -> tuple[datetime, datetime]:
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return (day - timedelta(days=self.retention_days), day - timedelta(days=max(self.keep_failed_days,
+                                                                                      self.retention_days)))
+
+
+@dataclass
+class RetentionReport:
+    cutoff: datetime
+    failed_cutoff: datetime
+    invocations: int = 0
+    rows: int = 0
+    truncated_invocations: int = 0
+
+
+def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
+    """Run one retention pass on `con` (a cursor of the store) in one transaction."""
+    cutoff, failed_cutoff = policy.cutoffs(now)
+    rep = RetentionReport(cutoff, failed_cutoff)
+    con.begin()
+    try:
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE _tt_gone AS
+            SELECT invocation_id FROM transitions GROUP BY invocation_id
+            HAVING max(ts) < $cutoff AND NOT (arg_max(status, ts) = 'FAILED' AND max(ts) >= $failed)""",
+                    {"cutoff": cutoff, "failed": failed_cutoff})
+        rep.invocations = con.execute("SELECT count(*) FROM _tt_gone").fetchone()[0]
+        linked = "invocation_id IN (SELECT invocation_id FROM _tt_gone)"
+        kept = "invocation_id IS NOT NULL AND invocation_id NOT IN (SELECT invocation_id FROM _tt_gone)"
+        statements = [
+            f"DELETE FROM transitions WHERE {linked}",
+            f"DELETE FROM spans WHERE start_ts < $cutoff AND NOT ({kept})",
+            f"DELETE FROM log_records WHERE ts < $cutoff AND NOT ({kept})",
+            "DELETE FROM runner_events WHERE ts < $cutoff AND kind <> 'context'",
+            "DELETE FROM atomic_decisions WHERE ts < $cutoff",
+            "DELETE FROM atomic_executions WHERE ts < $cutoff",
+            "DELETE FROM event_records WHERE ts < $cutoff",
+            "DELETE FROM trigger_runs WHERE ts < $cutoff",
+            "DELETE FROM metric_points WHERE ts < $cutoff",
+            "DELETE FROM ingest_ledger WHERE received_at < $cutoff",
+        ]
+        for sql in statements:
+            params = {"cutoff": cutoff} if "$cutoff" in sql else {}
+            rep.rows += con.execute(sql, params).fetchone()[0]
+        rep.truncated_invocations = _cap_logs(con, policy.max_logs_per_invocation)
+        con.execute("DROP TABLE _tt_gone")
+        con.commit()
+    except Exception:
+        con.rollback()
+        raise
+    return rep
+
+
+def _cap_logs(con, cap: int) -> int:
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tt_over AS
+        SELECT invocation_id, rowid AS rid, ts FROM (
+            SELECT invocation_id, rowid, ts,
+                   row_number() OVER (PARTITION BY invocation_id ORDER BY ts, rowid) AS n
+            FROM log_records WHERE invocation_id IS NOT NULL AND coalesce(event_name, '') <> '{TRUNCATED}'
+              AND invocation_id IN (SELECT invocation_id FROM log_records WHERE invocation_id IS NOT NULL
+                                    GROUP BY invocation_id HAVING count(*) > $cap))
+        WHERE n > $cap""", {"cap": cap})
+    n = con.execute("SELECT count(DISTINCT invocation_id) FROM _tt_over").fetchone()[0]
+    if n:
+        con.execute(f"""
+            INSERT INTO log_records (batch, ts, observed_ts, app_id, resource_id, severity_number, severity_text, body,
+                                     event_name, trace_id, span_id, scope_name, runner_id, worker_id, invocation_id,
+                                     task_id, attributes)
+            SELECT 0, min(o.ts), NULL, any_value(l.app_id), NULL, 13, 'WARN',
+                   '[tasktrail] ' || count(*) || ' log lines of this invocation were removed: it keeps its first '
+                   || $cap || ' (--max-logs-per-invocation)', '{TRUNCATED}', NULL, NULL, 'tasktrail', NULL, NULL,
+                   o.invocation_id, any_value(l.task_id), NULL
+            FROM _tt_over o JOIN log_records l ON l.rowid = o.rid GROUP BY o.invocation_id""", {"cap": cap})
+        con.execute("DELETE FROM log_records WHERE rowid IN (SELECT rid FROM _tt_over)")
+    con.execute("DROP TABLE _tt_over")
+    return n
