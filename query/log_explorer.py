@@ -161,13 +161,3 @@ def _json_fields(entry: dict, obj: dict) -> None:
         entry["invocation_id"] = str(obj["invocation_id"])
     if obj.get("task_id"):
         entry["task_id"] = str(obj["task_id"])
-
-
-def tasktrail_line(line: dict) -> str:
-    """One stored log line in tasktrail's own text format (the Download button's format)."""
-    parts = [line["timestamp"], f"{(line.get('level') or 'INFO'):<5}"]
-    for key, kind in (("runner_id", "runner"), ("worker_id", "worker"), ("invocation_id", "invocation"),
-                      ("task_id", "task")):
-        if line.get(key):
-            parts.append(f"{kind}:{line[key]}")
-    return " ".join(parts) + " | " + (line.get("message") or "").replace("\n", "\n    ")

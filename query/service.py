@@ -9,6 +9,7 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Optional, Sequence
 
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, is_final
@@ -177,7 +178,7 @@ class QueryService:
             inv AS (
               SELECT app_id, invocation_id,
                      any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                     arg_max(status, ts) AS status,
+                     arg_max(status, status_order(ts, status)) AS status,
                      any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
                      any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
                      any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
@@ -360,7 +361,7 @@ class QueryService:
         ph = ", ".join("?" * len(ids))
         info = {d["invocation_id"]: d for d in self._q(f"""
             SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                   arg_max(status, ts) AS status, min(ts) AS created_at, max(ts) AS updated_at
+                   arg_max(status, status_order(ts, status)) AS status, min(ts) AS created_at, max(ts) AS updated_at
             FROM transitions WHERE invocation_id IN ({ph}) GROUP BY invocation_id""", ids).dicts()}
         nodes = []
         for i in ids:
@@ -384,7 +385,7 @@ class QueryService:
         r = self._q(f"""
             WITH running AS (
               SELECT coalesce(worker_id, runner_id) AS rid, runner_id AS top, list(invocation_id) AS ids
-              FROM (SELECT invocation_id, arg_max(status, ts) AS status, arg_max(runner_id, ts) AS runner_id,
+              FROM (SELECT invocation_id, arg_max(status, status_order(ts, status)) AS status, arg_max(runner_id, ts) AS runner_id,
                            arg_max(worker_id, ts) AS worker_id FROM transitions GROUP BY invocation_id)
               WHERE status = 'RUNNING' GROUP BY ALL)
             SELECT r.*, (SELECT flatten(list(ids)) FROM running WHERE running.rid = r.runner_id
@@ -525,7 +526,7 @@ class QueryService:
         if not ids:
             return []
         r = self._q("""SELECT app_id, invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                              arg_max(status, ts) AS status,
+                              arg_max(status, status_order(ts, status)) AS status,
                               any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
                                 AS parent_invocation_id,
                               any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
@@ -908,7 +909,7 @@ class QueryService:
         else:
             cond, param = "starts_with(invocation_id, ?)", inv
         rows = self._q(f"""SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL),
-                                  arg_max(status, ts),
+                                  arg_max(status, status_order(ts, status)),
                                   any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
                            FROM transitions WHERE {cond} GROUP BY invocation_id ORDER BY 1 LIMIT 6""",
                        [param]).rows
@@ -942,7 +943,7 @@ class QueryService:
         rows = self._q(f"""
             WITH i AS (
               SELECT app_id, invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                     arg_max(status, ts) AS status, min(ts) AS created_at, max(ts) AS updated_at,
+                     arg_max(status, status_order(ts, status)) AS status, min(ts) AS created_at, max(ts) AS updated_at,
                      coalesce(min(ts) FILTER (WHERE status = 'RUNNING'), min(ts)) AS started_at,
                      count(*) FILTER (WHERE status = 'RUNNING') AS attempts,
                      any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
@@ -1001,7 +1002,7 @@ class QueryService:
                      "next_expected": iso(sched["last"] + timedelta(seconds=sched["every_s"])) if sched["every_s"] else None,
                      "late": bool(sched["every_s"] and now > sched["last"] + timedelta(seconds=2 * sched["every_s"]))}
         led = self._q("""SELECT count(*) FILTER (WHERE received_at >= ?) AS req_1m,
-                                coalesce(sum(records) FILTER (WHERE received_at >= ?), 0) AS rec_1m,
+                                coalesce(sum(records) FILTER (WHERE received_at >= ?), 0)::BIGINT AS rec_1m,
                                 max(received_at) AS last, max(batch) AS last_batch FROM ingest_ledger""",
                       [now - timedelta(minutes=1)] * 2).dicts()[0]
         ingest = {"records_per_s_1m": led["rec_1m"] / 60.0, "requests_1m": led["req_1m"],
@@ -1021,20 +1022,20 @@ class QueryService:
         """The log-derived figures behind /metrics: they come from the stored log, so they
         survive restarts and agree with the API."""
         by_status = self._q("""SELECT app_id, status, count(*) FROM (
-                                 SELECT app_id, arg_max(status, ts) AS status FROM transitions
+                                 SELECT app_id, arg_max(status, status_order(ts, status)) AS status FROM transitions
                                  GROUP BY app_id, invocation_id) GROUP BY ALL""").rows
         transitions = self._q("SELECT app_id, status, count(*) FROM transitions GROUP BY ALL").rows
         cols = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in self.DURATION_BUCKETS)
         durations = self._q(f"""
-            SELECT app_id, task_id, {cols}, count(*), sum(d) FROM (
+            SELECT app_id, task_id, {cols}, count(*), sum(d)::DOUBLE FROM (
               SELECT app_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
                      epoch(max(ts)) - epoch(coalesce(min(ts) FILTER (WHERE status = 'RUNNING'), min(ts))) AS d
               FROM transitions GROUP BY app_id, invocation_id
-              HAVING arg_max(status, ts) IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL'))
+              HAVING arg_max(status, status_order(ts, status)) IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL'))
             GROUP BY ALL""").rows
         heartbeats = self._q("""SELECT app_id, runner_id, epoch(max(ts)) FROM runner_events
                                 WHERE kind = 'heartbeat' GROUP BY ALL""").rows
-        ingest = self._q("""SELECT signal, transport, count(*), sum(records) FROM ingest_ledger GROUP BY ALL""").rows
+        ingest = self._q("""SELECT signal, transport, count(*), sum(records)::BIGINT FROM ingest_ledger GROUP BY ALL""").rows
         return {"invocations_by_status": by_status, "transitions": transitions, "durations": durations,
                 "buckets": self.DURATION_BUCKETS, "heartbeats": heartbeats, "ingest": ingest}
 
@@ -1042,7 +1043,7 @@ class QueryService:
     def overview(self, app: Optional[str] = None) -> dict:
         params = [app] if app else []
         cond = "WHERE app_id = ?" if app else ""
-        counts = dict(self._q(f"""SELECT status, count(*) FROM (SELECT arg_max(status, ts) AS status FROM transitions
+        counts = dict(self._q(f"""SELECT status, count(*) FROM (SELECT arg_max(status, status_order(ts, status)) AS status FROM transitions
                                   {cond} GROUP BY app_id, invocation_id) GROUP BY status""", params).rows)
         runners = self.runners(app)
         last = self._q("SELECT max(received_at) FROM ingest_ledger").rows
@@ -1128,6 +1129,8 @@ def _kv(d: dict) -> list:
 def _jsonable(v):
     if isinstance(v, datetime):
         return iso(v)
+    if isinstance(v, Decimal):  # DuckDB's HUGEINT/DECIMAL, e.g. sum() of integers
+        return int(v) if v == v.to_integral_value() else float(v)
     if isinstance(v, (bytes, bytearray)):
         return base64.b64encode(v).decode()
     if isinstance(v, (int, float, str, bool)) or v is None:

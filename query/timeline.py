@@ -154,7 +154,7 @@ def window_sql(filters: list[str]) -> str:
         open_before AS (
             SELECT invocation_id, max(ts) AS ts FROM transitions
             WHERE ts >= ? AND ts < ? {extra}
-            GROUP BY invocation_id HAVING arg_max(status, ts) IN ('PENDING', 'RUNNING', 'PAUSED')),
+            GROUP BY invocation_id HAVING arg_max(status, status_order(ts, status)) IN ('PENDING', 'RUNNING', 'PAUSED')),
         chosen AS (
             SELECT invocation_id, min(ts) AS first_ts FROM (
                 SELECT invocation_id, ts FROM inside UNION ALL SELECT invocation_id, ts FROM open_before)
@@ -163,7 +163,7 @@ def window_sql(filters: list[str]) -> str:
             SELECT invocation_id, count(*) OVER () AS total FROM chosen ORDER BY first_ts, invocation_id LIMIT ?),
         before AS (
             SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id, max(ts) AS ts,
-                   arg_max(status, ts) AS status, NULL::VARCHAR AS previous_status, arg_max(attempt, ts) AS attempt,
+                   arg_max(status, status_order(ts, status)) AS status, NULL::VARCHAR AS previous_status, arg_max(attempt, ts) AS attempt,
                    arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
                    any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
                      AS parent_invocation_id

@@ -46,7 +46,7 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _tt_gone AS
             SELECT invocation_id FROM transitions GROUP BY invocation_id
-            HAVING max(ts) < $cutoff AND NOT (arg_max(status, ts) = 'FAILED' AND max(ts) >= $failed)""",
+            HAVING max(ts) < $cutoff AND NOT (arg_max(status, status_order(ts, status)) = 'FAILED' AND max(ts) >= $failed)""",
                     {"cutoff": cutoff, "failed": failed_cutoff})
         rep.invocations = con.execute("SELECT count(*) FROM _tt_gone").fetchone()[0]
         linked = "invocation_id IN (SELECT invocation_id FROM _tt_gone)"

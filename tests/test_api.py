@@ -92,6 +92,10 @@ def test_sql_endpoint_refusals(srv):
         r = httpx.post(srv.api + "/sql", json={"sql": sql})
         assert r.status_code == 400 and needle in r.json()["error"]["message"], (sql, r.text)
     assert httpx.post(srv.api + "/sql", content=b"not json").status_code == 400
+    r = httpx.post(srv.api + "/sql", json={"sql": "select sum(attempt) as s, 1.5::DECIMAL(4,1) as d "
+                                                  "from transitions"}).json()
+    # boom: attempt 0 on 4 rows, 1 on 3, 2 on 2; every other row is attempt 0. Integer sums stay integers.
+    assert r["rows"] == [[7, 1.5]]
     r = httpx.post(srv.api + "/sql", json={"sql": "select * from range(20000)"}).json()
     assert r["truncated"] is True and len(r["rows"]) == 10_000
 

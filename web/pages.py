@@ -22,7 +22,8 @@ from .responses import JSONResponse
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
                              FINAL_STATUSES=FINAL_STATUSES)
-NAV = [("/", "Overview"), ("/invocations", "Invocations"), ("/timeline", "Timeline"), ("/runners", "Runners"),
+NAV = [("/", "Overview"), ("/ops", "Ops"), ("/runs", "Runs"), ("/invocations", "Invocations"),
+       ("/timeline", "Timeline"), ("/logs", "Logs"), ("/log-explorer", "Log explorer"), ("/runners", "Runners"),
        ("/atomic-services", "Atomic services"), ("/events", "Events"), ("/trigger-runs", "Trigger runs"),
        ("/sql", "SQL")]
 
@@ -145,6 +146,36 @@ def trigger_run(request: Request) -> Response:
                   f"/api/v1/trigger-runs/{run_id}")
 
 
+def logs_page(request: Request) -> Response:
+    from .api import LOG_FILTERS, log_filters
+
+    filters = log_filters(request)
+    page = _qs(request).logs(limit=_int(request, "limit") or 200, cursor=_p(request, "cursor"), **filters)
+    data = {**page, "filters": filters}
+    keep = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "format")]
+    data["next_url"] = "/logs?" + urlencode(keep + [("cursor", page["next_cursor"])]) if page["next_cursor"] else None
+    api_q = urlencode({k: v for k, v in filters.items() if v and k in LOG_FILTERS})
+    return render(request, "logs.html", "Logs", data, "/api/v1/logs" + ("?" + api_q if api_q else ""))
+
+
+def log_explorer_page(request: Request) -> Response:
+    return render(request, "log_explorer.html", "Log explorer", {}, None)
+
+
+def runs_page(request: Request) -> Response:
+    p = request.query_params
+    filters = {"task": _p(request, "task"), "status": p.getlist("status"), "since": _p(request, "since"),
+               "until": _p(request, "until"), "sort": _p(request, "sort")}
+    data = _qs(request).runs(app=_p(request, "app"), limit=_int(request, "limit") or 200, **filters)
+    data["filters"] = {**filters, "status": [s.upper() for v in filters["status"] for s in v.split(",") if s]}
+    return render(request, "runs.html", "Runs", data, "/api/v1/runs")
+
+
+def ops_page(request: Request) -> Response:
+    data = _qs(request).ops(_p(request, "app"), request.app.state.store)
+    return render(request, "ops.html", "Ops", data, "/api/v1/ops")
+
+
 def sql_page(request: Request) -> Response:
     data = {"sql": _p(request, "sql") or "select status, count(*) as invocations from invocations group by 1 order by 2 desc"}
     return render(request, "sql.html", "SQL", data, None)
@@ -177,6 +208,10 @@ ROUTES = [
     Route("/trigger-runs", trigger_runs),
     Route("/trigger-runs/{id}", trigger_run),
     Route("/sql", sql_page),
+    Route("/logs", logs_page),
+    Route("/log-explorer", log_explorer_page),
+    Route("/runs", runs_page),
+    Route("/ops", ops_page),
     Route("/traces/{trace_id}", trace_page),
 ]
 

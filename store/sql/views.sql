@@ -1,5 +1,11 @@
 -- Convenience views, recreated at every open (they hold no data). Documented in docs/sql.md.
 
+-- The order of a transition: its time, then its place in the lifecycle for equal times
+-- (REGISTERED, PENDING, RUNNING, then outcomes), as query/adjust.py orders histories.
+-- `arg_max(status, status_order(ts, status))` is an invocation's current status.
+CREATE OR REPLACE MACRO status_order(ts, status) AS
+    epoch_us(ts) * 4 + CASE status WHEN 'REGISTERED' THEN 0 WHEN 'PENDING' THEN 1 WHEN 'RUNNING' THEN 2 ELSE 3 END;
+
 -- Status transitions as sent, with previous_status derived where the runner did not send it.
 CREATE OR REPLACE VIEW status_transitions AS
 SELECT ts AS timestamp, app_id, invocation_id, task_id, status,
@@ -11,8 +17,8 @@ FROM transitions;
 CREATE OR REPLACE VIEW invocations AS
 SELECT app_id, invocation_id,
        any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-       arg_max(status, ts) AS status,
-       arg_max(status, ts) IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL') AS is_final,
+       arg_max(status, status_order(ts, status)) AS status,
+       arg_max(status, status_order(ts, status)) IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL') AS is_final,
        any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
        any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
        any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
@@ -52,5 +58,5 @@ FROM log_records;
 -- The latest state of every atomic-service execution window.
 CREATE OR REPLACE VIEW atomic_service_executions AS
 SELECT app_id, run_id, arg_max(runner_id, ts) AS runner_id, min(start_ts) AS start_ts,
-       arg_max(end_ts, ts) AS end_ts, arg_max(status, ts) AS status, arg_max(reason, ts) AS reason
+       arg_max(end_ts, ts) AS end_ts, arg_max(status, status_order(ts, status)) AS status, arg_max(reason, ts) AS reason
 FROM atomic_executions GROUP BY app_id, run_id;

@@ -53,6 +53,28 @@
     select(li.dataset.invocationId, "list");
   }));
 
+  // While it runs: stream its log lines, and reload once its status changes.
+  if (document.getElementById("inv-top").dataset.running === "yes") {
+    const tbody = document.querySelector("#inv-logs tbody");
+    const src = new EventSource("/api/v1/logs/tail?" + new URLSearchParams({ invocation: d.invocation_id }));
+    src.addEventListener("log", (ev) => {
+      const l = JSON.parse(ev.data);
+      const tr = tbody.insertRow();
+      tr.className = "lvl-" + (l.level || "");
+      tr.insertCell().textContent = TT.fmtTime(TT.parseTime(l.timestamp));
+      tr.insertCell().textContent = l.level || "";
+      tr.insertCell().textContent = (l.worker_id || l.runner_id || "").slice(0, 12);
+      const pre = document.createElement("pre"); pre.textContent = l.message || "";
+      tr.insertCell().appendChild(pre);
+      const empty = document.getElementById("inv-logs-empty"); if (empty) empty.remove();
+    });
+    TT.invocationTail = src;
+    setInterval(() => {
+      fetch("/api/v1/invocations/" + encodeURIComponent(d.invocation_id)).then((r) => r.json())
+        .then((now) => { if (now.status && now.status !== d.status) { src.close(); location.reload(); } });
+    }, 5000);
+  }
+
   // The family's own timeline, from its first to its last transition.
   const times = fam.nodes.map((n) => TT.parseTime(n.created_at)).filter(isFinite);
   const ends = fam.nodes.map((n) => TT.parseTime(n.created_at) + (n.duration_s || 0) * 1000).filter(isFinite);

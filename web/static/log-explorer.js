@@ -1,0 +1,63 @@
+/* tasktrail — the log explorer: send the pasted lines, show each with what it resolves to. */
+(function () {
+  "use strict";
+  const TT = window.TT;
+  const form = document.getElementById("explorer-form");
+  const text = document.getElementById("explorer-text");
+  const status = document.getElementById("explorer-status");
+  const tbody = document.querySelector("#explorer-lines tbody");
+  const tlCard = document.getElementById("explorer-timeline-card");
+  const tip = document.createElement("div"); tip.className = "tip"; tip.hidden = true;
+  const canvas = document.getElementById("explorer-timeline");
+  canvas.parentNode.style.position = "relative"; canvas.parentNode.appendChild(tip);
+  const timeline = new TT.Timeline(canvas, { compact: true, tip, onOpen: (id) => { location.href = "/invocations/" + encodeURIComponent(id); } });
+
+  function chip(kind, value, r) {
+    const el = document.createElement(r.link ? "a" : "span");
+    el.className = "chip " + (r.resolved === false ? "unresolved" : r.resolved ? "resolved" : "plain");
+    el.textContent = `${kind}:${value}`;
+    if (r.link) el.href = r.link;
+    if (r.resolved === false) el.title = r.candidates && r.candidates.length ? "ambiguous: " + r.candidates.join(", ") : "not in the store";
+    el.dataset.kind = kind;
+    el.dataset.resolved = String(r.resolved);
+    if (kind === "invocation" && r.id) el.dataset.invocationId = r.id;
+    if ((kind === "runner" || kind === "worker") && r.id) el.dataset.runnerId = r.id;
+    return el;
+  }
+
+  function render(res) {
+    tbody.replaceChildren();
+    for (const l of res.lines) {
+      const tr = tbody.insertRow();
+      tr.dataset.lineNo = l.line_no;
+      tr.insertCell().textContent = l.line_no;
+      tr.insertCell().textContent = l.timestamp || "";
+      tr.insertCell().textContent = l.level || "";
+      const rc = tr.insertCell(); l.runners.forEach((r) => rc.append(chip(r.class || "runner", r.id, r), " "));
+      const ic = tr.insertCell(); if (l.invocation) ic.append(chip("invocation", l.invocation.value, l.invocation));
+      if (l.invocation && l.invocation.status) { const p = document.createElement("span"); p.className = "pill s-" + l.invocation.status; p.textContent = l.invocation.status; ic.append(" ", p); }
+      const tc = tr.insertCell(); if (l.task) tc.append(chip("task", l.task.value, l.task));
+      const mc = tr.insertCell();
+      const pre = document.createElement("pre"); pre.textContent = l.message + (l.continuation.length ? "\n" + l.continuation.join("\n") : "");
+      mc.append(pre);
+      l.refs.forEach((r) => mc.append(chip(r.kind, r.value, r), " "));
+    }
+    const c = res.counts;
+    status.textContent = `${c.lines} lines · runners ${c.runners.resolved}/${c.runners.total} resolved · invocations ${c.invocations.resolved}/${c.invocations.total} resolved`;
+    if (res.timeline) {
+      tlCard.hidden = false;
+      const q = new URLSearchParams({ since: res.timeline.since, until: res.timeline.until, invocations: res.timeline.invocations.join(","), limit: "2000" });
+      fetch("/api/v1/timeline?" + q).then((r) => r.json()).then((tl) => { if (tl.lanes) { timeline.setData(tl); canvas.dataset.shown = String(tl.shown); } });
+    } else {
+      tlCard.hidden = true;
+    }
+  }
+
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    status.textContent = "resolving…";
+    fetch("/api/v1/log-explorer", { method: "POST", headers: { "Content-Type": "text/plain" }, body: text.value })
+      .then((r) => r.json().then((b) => ({ ok: r.ok, b })))
+      .then(({ ok, b }) => { if (!ok) { status.textContent = b.error.message; return; } render(b); });
+  });
+})();
