@@ -78,7 +78,8 @@ def test_every_page_loads_clean_and_offline(filled, browser):
              "timeline": "/timeline?since=-15m", "runners": "/runners", "runner": f"/runners/{runner}",
              "runner-shop": "/runners/runner-A", "atomic": "/atomic-services", "events": "/events",
              "event": "/events/ev-1", "trigger-runs": "/trigger-runs", "trigger-run": "/trigger-runs/tr-1",
-             "sql": "/sql", "trace": f"/traces/{trace_id}"}
+             "sql": "/sql", "trace": f"/traces/{trace_id}", "ops": "/ops", "runs": "/runs", "logs": "/logs",
+             "log-explorer": "/log-explorer"}
     for name, path in pages.items():
         resp = w.page.goto(srv.web + path)
         assert resp.status == 200, path
@@ -236,3 +237,112 @@ def test_timeline_renders_ten_thousand_and_says_what_it_cut(tmp_path, browser):
         w.clean()
     finally:
         srv.stop()
+
+
+def _log_provider(srv, invocation):
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    provider = LoggerProvider(resource=Resource.create({"service.namespace": "shop", "service.name": "shop-worker",
+                                                        "tasktrail.runner.id": "worker-A1",
+                                                        "tasktrail.runner.parent.id": "runner-A"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(
+        OTLPLogExporter(endpoint=srv.otlp_http + "/v1/logs", headers={"authorization": "Bearer tok123"})))
+    return provider
+
+
+def _emit(provider, body, level, invocation):
+    from opentelemetry._logs import SeverityNumber
+
+    number = {"DEBUG": SeverityNumber.DEBUG, "INFO": SeverityNumber.INFO, "ERROR": SeverityNumber.ERROR}[level]
+    provider.get_logger("shop").emit(body=body, severity_text=level, severity_number=number,
+                                     attributes={"invocation_id": invocation, "task_id": "shop.step0"})
+
+
+def _line(l):
+    """tasktrail's own log line format, as the Download button writes it."""
+    parts = [l["timestamp"], (l["level"] or "INFO").ljust(5)]
+    for key, kind in (("runner_id", "runner"), ("worker_id", "worker"), ("invocation_id", "invocation"),
+                      ("task_id", "task")):
+        if l.get(key):
+            parts.append(f"{kind}:{l[key]}")
+    return " ".join(parts) + " | " + l["message"]
+
+
+def test_logs_search_follow_pause_download_and_explore(filled, browser):
+    srv, ids = filled
+    inv = ids["kids"][0]
+    provider = _log_provider(srv, inv)
+    for body, level in (("alpha ok", "INFO"), ('beta <b onmouseover="window.__xss=3">bold</b>', "ERROR"),
+                        ("gamma debug", "DEBUG")):
+        _emit(provider, body, level, inv)
+    wait_until(lambda: len(srv.get("/logs", params={"app": "shop"}).json()["items"]) == 3, message="lines")
+    w = Watched(browser, srv.web)
+    p = w.page
+    p.goto(srv.web + "/logs?app=shop&level=INFO")
+    assert p.locator("#log-rows tr").count() == 2
+    assert 'beta <b onmouseover="window.__xss=3">bold</b>' in p.locator("#log-rows").inner_text()
+    p.click("#follow")
+    wait_until(lambda: p.evaluate("window.TT.tailState()") == 1, message="the tail to open")
+    _emit(provider, "delta live", "INFO", inv)
+    _emit(provider, "epsilon debug, filtered out", "DEBUG", inv)
+    p.locator("#log-rows tr:has-text('delta live')").wait_for(timeout=5000)
+    p.click("#pause")
+    _emit(provider, "zeta while paused", "INFO", inv)
+    wait_until(lambda: "1 new" in p.locator("#tail-state").inner_text(), message="held while paused")
+    assert p.locator("#log-rows tr:has-text('zeta')").count() == 0
+    p.click("#pause")
+    p.locator("#log-rows tr:has-text('zeta while paused')").wait_for(timeout=5000)
+    provider.shutdown()
+    assert p.locator("#log-rows tr:has-text('epsilon')").count() == 0
+    with p.expect_download() as dl:
+        p.click("#download")
+    got = Path(dl.value.path()).read_text().splitlines()
+    expected = [_line(l) for l in reversed(srv.get("/logs", params={"app": "shop", "level": "INFO"}).json()["items"])]
+    assert got == expected and len(got) == 4
+    assert p.evaluate("window.__xss") is None
+    shot(p, "logs-following")
+    w.clean()
+    # The downloaded file goes back into the explorer: every invocation, runner and task resolves.
+    p.goto(srv.web + "/log-explorer")
+    unknown = ("2026-11-22 10:25:22.648+00:00 INFO     pynenc.x [TR(deadbeef)00000000-0000-4000-8000-000000000000"
+               ":x.y] invocation:00000000-0000-4000-8000-000000000000 status:running")
+    p.fill("#explorer-text", "\n".join(got + [unknown]))
+    p.click("#explorer-run")
+    p.locator("#explorer-lines tbody tr").nth(4).wait_for()
+    assert p.locator("#explorer-lines tbody tr").count() == 5
+    resolved = p.locator("#explorer-lines .chip.resolved")
+    assert p.locator(f'#explorer-lines .chip.resolved[data-invocation-id="{inv}"]').count() == 4
+    assert p.locator('#explorer-lines .chip.resolved[data-runner-id="worker-A1"]').count() >= 4
+    assert resolved.count() >= 12
+    unresolved = p.locator("#explorer-lines tbody tr").nth(4).locator(".chip.unresolved")
+    assert unresolved.count() == 4  # the runner, the bracket's invocation and task, the invocation: reference
+    wait_until(lambda: p.locator("#explorer-timeline").get_attribute("data-shown"), message="mini timeline")
+    assert int(p.locator("#explorer-timeline").get_attribute("data-shown")) == 2  # it and its parent
+    shot(p, "log-explorer")
+    w.clean()
+
+
+def test_runs_table(filled, browser):
+    srv, ids = filled
+    w = Watched(browser, srv.web)
+    p = w.page
+    p.goto(srv.web + "/runs?app=shop")
+    rows = p.locator("#runs tbody tr")
+    assert rows.count() == 7
+    started = [rows.nth(i).locator("time").get_attribute("datetime") for i in range(7)]
+    assert started == sorted(started, reverse=True)
+    running = p.locator(f'#runs tr[data-invocation-id="{ids["running"]}"]')
+    assert running.locator(".live-dur").inner_text().endswith("…")
+    child = p.locator(f'#runs tr[data-invocation-id="{ids["failed"]}"] .started-by')
+    assert child.inner_text() == f"child of {ids['root'][:8]}"
+    assert p.locator("[data-live=on]").count() == 1  # something runs: the table refreshes itself
+    p.check('#runs-form input[value="FAILED"]')
+    p.click("#runs-form button[type=submit]")
+    p.wait_for_load_state("networkidle")
+    assert [p.locator("#runs tbody tr").nth(i).get_attribute("data-invocation-id")
+            for i in range(p.locator("#runs tbody tr").count())] == [ids["failed"]]
+    shot(p, "runs")
+    w.clean()
