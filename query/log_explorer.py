@@ -90,6 +90,15 @@ def _parse_text(m: re.Match, line: str, fmt: str = "text") -> dict:
             tokens = tokens[close + 1:].lstrip()
     entry["message"] = tokens
     _refs(entry, tokens if entry["format"] != "tasktrail" else rest)
+    if entry["format"] == "tasktrail":  # its context is written as refs: runner:, worker:, invocation:, task:
+        entry["message"] = rest.split(" | ", 1)[1] if " | " in rest else rest
+        for ref in entry["refs"]:
+            if ref["kind"] in ("runner", "worker"):
+                entry["runners"].append({"class": ref["kind"], "id": ref["value"]})
+            elif ref["kind"] == "invocation" and not entry["invocation_id"]:
+                entry["invocation_id"] = ref["value"]
+            elif ref["kind"] == "task" and not entry["task_id"]:
+                entry["task_id"] = ref["value"]
     return entry
 
 

@@ -585,13 +585,8 @@ class QueryService:
 
     # --- logs of one invocation -------------------------------------------------------
     def invocation_logs(self, invocation_id: str, limit: int = 1000) -> list[dict]:
-        rows = self._q("""SELECT ts, severity_text, severity_number, body, runner_id, worker_id, task_id, trace_id,
-                                 span_id, attributes
-                          FROM log_records WHERE invocation_id = ? ORDER BY ts LIMIT ?""",
-                       [invocation_id, limit]).dicts()
-        return [{"timestamp": iso(d["ts"]), "level": d["severity_text"] or _level(d["severity_number"]),
-                 "message": d["body"], "runner_id": d["runner_id"], "worker_id": d["worker_id"],
-                 "task_id": d["task_id"], "trace_id": d["trace_id"], "span_id": d["span_id"]} for d in rows]
+        """Its log lines, oldest first: by attribute, or through the trace context of its spans."""
+        return list(reversed(self.logs(invocation=invocation_id, limit=min(limit, MAX_LIMIT))["items"]))
 
     # --- atomic-service schedule --------------------------------------------------------
     def atomic_schedule(self, app: Optional[str] = None) -> dict:
@@ -760,10 +755,15 @@ class QueryService:
         where, params = [], []
         t0, t1 = parse_time(since, "since"), parse_time(until, "until")
         for cond, val in (("ts >= ?", t0), ("ts < ?", t1), ("app_id = ?", app), ("worker_id = ?", worker),
-                          ("invocation_id = ?", invocation), ("task_id = ?", task)):
+                          ("task_id = ?", task)):
             if val is not None and val != "":
                 where.append(cond)
                 params.append(val)
+        if invocation:
+            # Its own lines, by attribute or through the trace context of one of its spans.
+            where.append("(invocation_id = ? OR (invocation_id IS NULL AND span_id IS NOT NULL AND span_id IN "
+                         "(SELECT span_id FROM spans WHERE invocation_id = ?)))")
+            params += [invocation, invocation]
         if runner:
             where.append("(runner_id = ? OR worker_id = ?)")
             params += [runner, runner]
@@ -790,6 +790,7 @@ class QueryService:
                                   invocation_id, task_id, trace_id, span_id, event_name, scope_name
                            FROM log_records {('WHERE ' + ' AND '.join(where)) if where else ''}
                            ORDER BY ts DESC, batch DESC LIMIT {limit + 1}""", params).dicts()
+        self._link_by_trace(rows)
         items = [_log_line(d) for d in rows[:limit]]
         nxt = None
         if len(rows) > limit:
@@ -808,7 +809,21 @@ class QueryService:
                            FROM log_records WHERE {' AND '.join(where)} ORDER BY batch, ts LIMIT {int(limit)}""",
                        params).dicts()
         last = max((d["batch"] for d in rows), default=after_batch)
+        self._link_by_trace(rows)
         return [_log_line(d) for d in rows], last
+
+    def _link_by_trace(self, rows: list[dict]) -> None:
+        """Lines without an invocation attribute belong to the invocation of the span they were
+        logged in (trace context); looked up at read time, as the span may come after the line."""
+        spans = sorted({d["span_id"] for d in rows if not d["invocation_id"] and d["span_id"]})
+        if not spans:
+            return
+        owner = dict(self._q("SELECT span_id, any_value(invocation_id) FROM spans WHERE span_id IN "
+                             "(SELECT unnest(?::VARCHAR[])) AND invocation_id IS NOT NULL GROUP BY span_id",
+                             [spans]).rows)
+        for d in rows:
+            if not d["invocation_id"] and d["span_id"] in owner:
+                d["invocation_id"] = owner[d["span_id"]]
 
     def last_batch(self) -> int:
         return int(self._q("SELECT coalesce(max(batch), 0) FROM ingest_ledger").rows[0][0])
@@ -869,7 +884,8 @@ class QueryService:
                 "line_no": e["line_no"], "raw": e["raw"], "format": e["format"], "timestamp": e["timestamp"],
                 "level": e["level"], "logger": e["logger"], "message": e["message"],
                 "continuation": e["continuation"],
-                "runners": [{"class": r["class"], "id": r["id"], **ref_view("runner", r["id"])} for r in e["runners"]],
+                "runners": [{"class": r["class"], "value": r["id"], **ref_view("runner", r["id"])}
+                            for r in e["runners"]],
                 "invocation": ({"value": e["invocation_id"], **ref_view("invocation", e["invocation_id"]),
                                 **({"status": invocations[e["invocation_id"]]["status"],
                                     "task_id": invocations[e["invocation_id"]]["task_id"]}

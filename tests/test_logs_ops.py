@@ -122,8 +122,7 @@ def test_explorer_resolves_real_pynenc_logs(server):
         for line in lines:
             for r in line["runners"]:
                 assert r["resolved"], (name, line["raw"], r)
-                assert r["id"].startswith(r["id"] if "@" in r["id"] else r["id"][:8])
-                assert r["id"] in loaded["runners"]
+                assert r["id"].startswith(r["value"]) and r["id"] in loaded["runners"]
                 checked_runners += 1
             inv = line["invocation"]
             if inv:
@@ -165,7 +164,7 @@ def test_explorer_resolves_live_rustvello_lines(server, tmp_path):
     runners = {r["runner_id"] for r in server.get("/runners").json()}
     for line in rv_lines:
         for r in line["runners"]:
-            assert r["resolved"] and r["id"] in runners and r["id"].startswith(r["value"] if "value" in r else r["id"][:8])
+            assert r["resolved"] and r["id"] in runners and r["id"].startswith(r["value"])
     for line in with_inv:
         assert line["invocation"]["resolved"]
         assert line["invocation"]["status"] == theirs.get(line["invocation"]["id"], line["invocation"]["status"])
@@ -301,3 +300,29 @@ def test_retention_keeps_recent_and_failed_and_ingest_goes_on(tmp_path):
     assert marker and re.search(r"49900 log lines .* removed", marker[0][0])
     assert store.query("select count(*) from log_records where invocation_id = 'capped'").rows[0][0] == 101
     store.close()
+
+
+def test_lines_join_their_invocation_by_trace_context_and_colours_are_stripped(server):
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    tp = TracerProvider(resource=Resource.create({"service.name": "traced"}))
+    tp.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=server.otlp_http + "/v1/traces",
+                                                               headers={"authorization": "Bearer tok123"})))
+    lp = app_logger(server, app="traced")
+    with tp.get_tracer("t").start_as_current_span("work", attributes={"tasktrail.invocation.id": "inv-traced"}):
+        # No invocation attribute: only the trace context ties this line to the invocation.
+        lp.get_logger("app").emit(body="inside the span", severity_text="INFO", severity_number=SeverityNumber.INFO,
+                                  context=trace.set_span_in_context(trace.get_current_span()))
+    tp.shutdown()
+    lp.shutdown()
+    lines = wait_until(lambda: server.get("/logs", params={"invocation": "inv-traced"}).json()["items"],
+                       message="the traced line")
+    assert [(l["message"], l["invocation_id"]) for l in lines] == [("inside the span", "inv-traced")]
+    # pynenc's coloured TEXT format parses like the plain one.
+    line = (pynenc_fixture_store.LOGS / "text.log").read_text().splitlines()[1]
+    coloured = "\x1b[32m" + line[:29] + "\x1b[0m \x1b[1;32mINFO    \x1b[0m" + line[37:]
+    plain, ansi = (httpx.post(server.api + "/log-explorer", json={"text": t}).json()["lines"][0] for t in (line, coloured))
+    assert ansi["runners"] == plain["runners"] and ansi["refs"] == plain["refs"] and ansi["level"] == "INFO"

@@ -314,14 +314,34 @@ def test_logs_search_follow_pause_download_and_explore(filled, browser):
     p.locator("#explorer-lines tbody tr").nth(4).wait_for()
     assert p.locator("#explorer-lines tbody tr").count() == 5
     resolved = p.locator("#explorer-lines .chip.resolved")
-    assert p.locator(f'#explorer-lines .chip.resolved[data-invocation-id="{inv}"]').count() == 4
+    # Each of the 4 downloaded lines names the invocation in its column and among its references.
+    assert p.locator(f'#explorer-lines .chip.resolved[data-invocation-id="{inv}"]').count() == 8
     assert p.locator('#explorer-lines .chip.resolved[data-runner-id="worker-A1"]').count() >= 4
     assert resolved.count() >= 12
+    first = p.locator("#explorer-lines tbody tr").nth(0)
+    assert first.locator("td").nth(4).locator(".chip.resolved").get_attribute("data-invocation-id") == inv
     unresolved = p.locator("#explorer-lines tbody tr").nth(4).locator(".chip.unresolved")
     assert unresolved.count() == 4  # the runner, the bracket's invocation and task, the invocation: reference
+    assert unresolved.nth(0).inner_text() == "TR:deadbeef"
     wait_until(lambda: p.locator("#explorer-timeline").get_attribute("data-shown"), message="mini timeline")
     assert int(p.locator("#explorer-timeline").get_attribute("data-shown")) == 2  # it and its parent
     shot(p, "log-explorer")
+    w.clean()
+
+
+def test_invocation_page_streams_its_logs_while_it_runs(filled, browser):
+    srv, ids = filled
+    w = Watched(browser, srv.web)
+    p = w.page
+    p.goto(srv.web + f"/invocations/{ids['running']}")
+    wait_until(lambda: p.evaluate("window.TT.invocationTail && window.TT.invocationTail.readyState") == 1,
+               message="the invocation's tail to open")
+    provider = _log_provider(srv, ids["running"])
+    _emit(provider, "step 3 of 5 done", "INFO", ids["running"])
+    _emit(provider, "another invocation's line", "INFO", ids["kids"][1])
+    provider.shutdown()
+    p.locator("#inv-logs tr:has-text('step 3 of 5 done')").wait_for(timeout=5000)
+    assert p.locator("#inv-logs tr:has-text('another invocation')").count() == 0
     w.clean()
 
 

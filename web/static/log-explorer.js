@@ -33,7 +33,7 @@
       tr.insertCell().textContent = l.line_no;
       tr.insertCell().textContent = l.timestamp || "";
       tr.insertCell().textContent = l.level || "";
-      const rc = tr.insertCell(); l.runners.forEach((r) => rc.append(chip(r.class || "runner", r.id, r), " "));
+      const rc = tr.insertCell(); l.runners.forEach((r) => rc.append(chip(r.class || "runner", r.value, r), " "));
       const ic = tr.insertCell(); if (l.invocation) ic.append(chip("invocation", l.invocation.value, l.invocation));
       if (l.invocation && l.invocation.status) { const p = document.createElement("span"); p.className = "pill s-" + l.invocation.status; p.textContent = l.invocation.status; ic.append(" ", p); }
       const tc = tr.insertCell(); if (l.task) tc.append(chip("task", l.task.value, l.task));
