@@ -104,8 +104,9 @@ class Emitter:
         if runner is not None:
             res.update(runner.attributes())
         self._provider = LoggerProvider(resource=Resource.create(res))
-        self._provider.add_log_record_processor(BatchLogRecordProcessor(
-            exporter, schedule_delay_millis=export_interval_ms, max_queue_size=max_queue_size))
+        self._processor = BatchLogRecordProcessor(exporter, schedule_delay_millis=export_interval_ms,
+                                                  max_queue_size=max_queue_size)
+        self._provider.add_log_record_processor(self._processor)
         self._logger = self._provider.get_logger(n.TT_SCOPE)
 
     # --- the entities ----------------------------------------------------------------
@@ -198,6 +199,12 @@ class Emitter:
         attrs[n.REVISION] = n.TASKTRAIL_V1
         self._logger.emit(timestamp=_ns(timestamp) or time.time_ns(), event_name=event_name, body=event_name,
                           severity_number=SeverityNumber.INFO, severity_text="INFO", attributes=attrs)
+
+    def queue_full(self) -> bool:
+        """True when the SDK's export queue is full: the next record would push out the oldest.
+        (Reads the SDK's queue; False when that is not available.)"""
+        queue = getattr(getattr(self._processor, "_batch_processor", None), "_queue", None)
+        return queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen
 
     def flush(self, timeout_ms: int = 10_000) -> bool:
         return self._provider.force_flush(timeout_ms)

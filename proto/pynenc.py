@@ -1,0 +1,342 @@
+"""The pynenc exporter: every pynenc app observable in tasktrail with one setting.
+
+    pip install "tasktrail[emitter]"          # beside pynenc 0.4 (Python 3.12)
+    export TASKTRAIL_ENDPOINT=http://127.0.0.1:4317   # (TASKTRAIL_TOKEN, TASKTRAIL_PROTOCOL optional)
+
+pynenc loads the `pynenc.plugins` entry point `tasktrail` in every process it starts; with
+TASKTRAIL_ENDPOINT set, that installs hooks on pynenc's choke points (reference §7) and sends
+tasktrail.v1 through the emitter:
+
+- every status transition, from `BaseStateBackend.add_histories` / `add_history` (the writers of
+  history), with the runner context that made it, the owner, and for REGISTERED the task, parent,
+  parent event, workflow identity and the arguments preview (`str(call.arguments)`, which honours
+  `argument_print_mode`); results and exceptions ride on the final transition;
+- runner contexts (`store_runner_context`) and heartbeats (`register_runner_heartbeats`);
+- every atomic-service claim decision, the ones pynenc drops too (`decide_atomic_service_claim`),
+  and execution windows (`record_atomic_service_execution_start` / `finalize_...`);
+- trigger events and runs (`BaseTrigger.store_event` / `store_trigger_run`).
+
+Hooks never raise into pynenc and never block it: records go to the OTel SDK's bounded batch queue;
+when it is full the record is dropped and counted (`exporter().stats`).
+`install(endpoint=...)` does the same from code.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback as tb
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .emitter import Emitter, Runner
+
+log = logging.getLogger("tasktrail.pynenc")
+ENV_ENDPOINT, ENV_TOKEN, ENV_PROTOCOL = "TASKTRAIL_ENDPOINT", "TASKTRAIL_TOKEN", "TASKTRAIL_PROTOCOL"
+_MAX_CACHED = 50_000
+
+
+class _Lru(OrderedDict):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
+@dataclass
+class Stats:
+    emitted: int = 0
+    dropped: int = 0
+    errors: int = 0
+
+
+class Exporter:
+    """Turns pynenc's calls into tasktrail.v1 records, one emitter per pynenc app."""
+
+    def __init__(self, endpoint: str, token: Optional[str] = None, protocol: str = "grpc",
+                 max_queue: int = 20_000) -> None:
+        self.endpoint, self.token, self.protocol, self.max_queue = endpoint, token, protocol, max_queue
+        self.stats = Stats()
+        self._emitters: dict[str, Emitter] = {}
+        self._lock = threading.Lock()
+        self._invocations = _Lru(_MAX_CACHED)   # invocation id -> what REGISTERED should carry
+        self._outcomes = _Lru(_MAX_CACHED)      # invocation id -> result / exception for its final status
+        self._contexts = _Lru(_MAX_CACHED)      # runner id -> RunnerContext
+        self._pid = os.getpid()
+
+    # --- plumbing ------------------------------------------------------------------------
+    def emitter(self, app) -> Emitter:
+        app_id = getattr(app, "app_id", None) or "pynenc"
+        if os.getpid() != self._pid:  # a forked worker: the parent's exporter threads are not ours
+            with self._lock:
+                self._emitters, self._pid = {}, os.getpid()
+        em = self._emitters.get(app_id)
+        if em is None:
+            with self._lock:
+                em = self._emitters.get(app_id)
+                if em is None:
+                    em = Emitter(self.endpoint, app_id, protocol=self.protocol, token=self.token,
+                                 service_name="pynenc", max_queue_size=self.max_queue)
+                    self._emitters[app_id] = em
+        return em
+
+    def send(self, app, fn: Callable[[Emitter], None]) -> None:
+        """Emit without ever raising into pynenc; a full queue drops and counts."""
+        try:
+            em = self.emitter(app)
+            if em.queue_full():
+                self.stats.dropped += 1
+                return
+            fn(em)
+            self.stats.emitted += 1
+        except Exception as exc:  # observability must not break the runner
+            self.stats.errors += 1
+            if self.stats.errors <= 3:
+                log.warning("tasktrail exporter: %s", exc)
+
+    def flush(self, timeout_ms: int = 10_000) -> None:
+        for em in list(self._emitters.values()):
+            em.flush(timeout_ms)
+
+    @staticmethod
+    def runner(ctx) -> Optional[Runner]:
+        if ctx is None:
+            return None
+        parent = getattr(ctx, "parent_ctx", None)
+        return Runner(ctx.runner_id, ctx.runner_cls, parent_id=parent.runner_id if parent else None,
+                      hostname=getattr(ctx, "hostname", None) or "", pid=getattr(ctx, "pid", None) or 0,
+                      thread_id=getattr(ctx, "thread_id", None))
+
+    # --- hooks ---------------------------------------------------------------------------
+    def on_upsert(self, backend, invocations) -> None:
+        for inv in invocations:
+            try:
+                wf = getattr(inv, "workflow", None)
+                self._invocations.put(inv.invocation_id, {
+                    "task_id": str(inv.task.task_id),
+                    "parent_invocation_id": getattr(inv, "parent_invocation_id", None),
+                    "parent_event_id": getattr(inv, "parent_event_id", None),
+                    "workflow_id": getattr(wf, "workflow_id", None),
+                    "workflow_type": str(wf.workflow_type) if wf is not None else None,
+                    "workflow_parent_id": getattr(wf, "parent_workflow_id", None),
+                    "arguments": str(inv.call.arguments),
+                })
+            except Exception:
+                self.stats.errors += 1
+
+    def on_result(self, invocation_id, result) -> None:
+        text = repr(result)
+        self._outcomes.put(invocation_id, {"result": text if len(text) <= 2000 else text[:2000] + "..."})
+
+    def on_exception(self, invocation_id, exception) -> None:
+        self._outcomes.put(invocation_id, {
+            "error_type": type(exception).__name__, "error_message": str(exception)[:2000],
+            "error_traceback": "".join(tb.format_exception(type(exception), exception, exception.__traceback__))[-8000:],
+        })
+
+    def on_history(self, backend, invocation_ids, status_record, ctx) -> None:
+        status = status_record.status.name
+        owner = status_record.runner_id
+        when = time.time_ns()
+        runner = self.runner(ctx)
+        for inv_id in invocation_ids:
+            meta = self._invocations.get(inv_id, {}) if status == "REGISTERED" else {}
+            outcome = self._outcomes.pop(inv_id, {}) if status in ("SUCCESS", "FAILED", "RETRY") else {}
+            if status == "RETRY":
+                outcome.pop("result", None)
+            self.send(backend.app, lambda em, i=inv_id, m=meta, o=outcome: em.status(
+                i, status, runner=runner, owner_runner_id=owner, timestamp=when,
+                task_id=m.get("task_id") or self._task_of(i), parent_invocation_id=m.get("parent_invocation_id"),
+                parent_event_id=m.get("parent_event_id"), workflow_id=m.get("workflow_id"),
+                workflow_type=m.get("workflow_type"), workflow_parent_id=m.get("workflow_parent_id"),
+                arguments=m.get("arguments"), result=o.get("result"), error_type=o.get("error_type"),
+                error_message=o.get("error_message"), error_traceback=o.get("error_traceback")))
+
+    def _task_of(self, inv_id) -> Optional[str]:
+        meta = self._invocations.get(inv_id)
+        return meta.get("task_id") if meta else None
+
+    def on_context(self, backend, ctx) -> None:
+        while ctx is not None:
+            if ctx.runner_id not in self._contexts:
+                self._contexts.put(ctx.runner_id, ctx)
+                self.send(backend.app, lambda em, c=ctx: em.runner_started(self.runner(c)))
+            ctx = getattr(ctx, "parent_ctx", None)
+
+    def on_heartbeats(self, orchestrator, runner_ids, can_run_atomic_service, consumed_queues) -> None:
+        for rid in runner_ids:
+            ctx = self._contexts.get(rid)
+            runner = self.runner(ctx) if ctx is not None else Runner(rid, "Runner", hostname="", pid=0)
+            self.send(orchestrator.app, lambda em, r=runner: em.heartbeat(
+                r, atomic_eligible=bool(can_run_atomic_service),
+                consumed_queues=list(consumed_queues) if consumed_queues else None))
+
+    def on_decision(self, app, claim) -> None:
+        ctx = self._contexts.get(claim.runner_id)
+        runner = self.runner(ctx) if ctx is not None else Runner(claim.runner_id, "Runner", hostname="", pid=0)
+        self.send(app, lambda em: em.atomic_decision(
+            str(claim.reason).upper(), runner=runner, cycle_start=claim.cycle_start, slot_start=claim.slot_start,
+            slot_end=claim.slot_end, position=claim.runner_position, runner_count=claim.stable_runner_count,
+            assigned_runner_id=claim.assigned_runner_id, message=claim.skip_message or None))
+
+    def on_execution(self, orchestrator, run, start, end, status, reason) -> None:
+        ctx = self._contexts.get(run.runner_id)
+        runner = self.runner(ctx) if ctx is not None else Runner(run.runner_id, "Runner", hostname="", pid=0)
+        self.send(orchestrator.app, lambda em: em.atomic_execution(
+            run.atomic_service_run_id, str(getattr(status, "value", status)).upper(), runner=runner,
+            start=start or getattr(run, "started_at", None), end=end, reason=reason or None))
+
+    def on_event(self, trigger, event) -> None:
+        self.send(trigger.app, lambda em: em.event(
+            event.event_id, event.event_code, event.payload,
+            matched_condition_ids=list(event.matched_condition_ids or ()),
+            valid_condition_ids=list(event.valid_condition_ids or ()),
+            emitted_by_invocation_id=event.emitted_by_invocation_id, emitted_by_task_id=_s(event.emitted_by_task_id),
+            emitted_by_runner_id=event.emitted_by_runner_context_id, timestamp=event.timestamp))
+
+    def on_trigger_run(self, trigger, run) -> None:
+        participants = [{k: _s(getattr(p, k, None)) for k in (
+            "context_type", "condition_id", "valid_condition_id", "event_id", "source_invocation_id",
+            "context_timestamp", "context_summary")} for p in (run.participants or ())]
+        self.send(trigger.app, lambda em: em.trigger_run(
+            run.trigger_run_id, trigger_id=run.trigger_id, task_id=_s(run.task_id_key), logic=_s(run.logic_value),
+            condition_ids=list(run.condition_ids or ()), valid_condition_ids=list(run.valid_condition_ids or ()),
+            event_ids=list(run.event_ids or ()), source_invocation_ids=list(run.source_invocation_ids or ()),
+            triggered_invocation_id=run.triggered_invocation_id, arguments_preview=_s(run.arguments_preview),
+            claimed_at=run.claimed_at, executed_at=run.executed_at, participants=participants,
+            atomic_service_run_id=run.atomic_service_run_id, atomic_service_runner_id=run.atomic_service_runner_id))
+
+
+def _s(v: Any) -> Optional[str]:
+    if v is None:
+        return None
+    return v.isoformat() if hasattr(v, "isoformat") else str(getattr(v, "value", v))
+
+
+_installed: Optional[Exporter] = None
+
+
+def exporter() -> Optional[Exporter]:
+    return _installed
+
+
+def install(endpoint: Optional[str] = None, *, token: Optional[str] = None,
+            protocol: Optional[str] = None) -> Exporter:
+    """Hook pynenc (idempotent). Endpoint, token and protocol default to the TASKTRAIL_* variables."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    endpoint = endpoint or os.environ.get(ENV_ENDPOINT)
+    if not endpoint:
+        raise ValueError(f"no tasktrail endpoint: pass one or set {ENV_ENDPOINT}")
+    ex = Exporter(endpoint, token or os.environ.get(ENV_TOKEN), protocol or os.environ.get(ENV_PROTOCOL, "grpc"))
+    _patch(ex)
+    _installed = ex
+    return ex
+
+
+def install_from_env() -> Optional[Exporter]:
+    """What the `pynenc.plugins` entry point runs: install only when TASKTRAIL_ENDPOINT is set."""
+    if os.environ.get(ENV_ENDPOINT):
+        return install()
+    return None
+
+
+def _after(cls, name: str, hook: Callable) -> None:
+    """Wrap cls.name so `hook(self, *args, **kwargs)` runs after it returns (its errors swallowed)."""
+    original = getattr(cls, name)
+    if getattr(original, "__tasktrail__", False):
+        return
+
+    def wrapper(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        try:
+            hook(self, *args, **kwargs)
+        except Exception as exc:  # never into pynenc
+            log.debug("tasktrail hook %s failed: %s", name, exc)
+        return out
+
+    wrapper.__tasktrail__ = True
+    wrapper.__wrapped__ = original
+    wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
+    setattr(cls, name, wrapper)
+
+
+def _on_init(base, hooks: dict) -> None:
+    """When pynenc builds a `base` subclass, hook these methods on that concrete class."""
+    original = base.__init__
+    if getattr(original, "__tasktrail__", False):
+        return
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        for name, hook in hooks.items():
+            _after(type(self), name, hook)
+
+    init.__tasktrail__ = True
+    base.__init__ = init
+
+
+def _patch(ex: Exporter) -> None:
+    from pynenc.orchestrator import base_orchestrator
+    from pynenc.orchestrator.base_orchestrator import BaseOrchestrator
+    from pynenc.state_backend.base_state_backend import BaseStateBackend
+    from pynenc.trigger.base_trigger import BaseTrigger
+
+    _after(BaseStateBackend, "upsert_invocations", lambda self, invocations: ex.on_upsert(self, invocations))
+    _after(BaseStateBackend, "store_runner_context", lambda self, ctx: ex.on_context(self, ctx))
+    _after(BaseStateBackend, "add_histories",
+           lambda self, invocations, status_record, runner_context:
+           ex.on_history(self, [i.invocation_id for i in invocations], status_record, runner_context))
+    _after(BaseStateBackend, "add_history",
+           lambda self, invocation_id, status_record, runner_context:
+           ex.on_history(self, [invocation_id], status_record, runner_context))
+    _after(BaseStateBackend, "set_result", lambda self, invocation_id, result: ex.on_result(invocation_id, result))
+    _after(BaseStateBackend, "set_exception",
+           lambda self, invocation_id, exception, *a, **k: ex.on_exception(invocation_id, exception))
+    # Abstract in pynenc: hooked on the concrete class when pynenc builds the component.
+    orchestrator_hooks = {
+        "register_runner_heartbeats": lambda self, runner_ids, can_run_atomic_service=False, consumed_queues=None:
+            ex.on_heartbeats(self, runner_ids, can_run_atomic_service, consumed_queues),
+        "record_atomic_service_execution_start": lambda self, run, started_at, status=None, reason="":
+            ex.on_execution(self, run, started_at, None, status or "RUNNING", reason),
+        "finalize_atomic_service_execution": lambda self, run, end_time, status, reason="":
+            ex.on_execution(self, run, None, end_time, status, reason),
+    }
+    trigger_hooks = {
+        "store_event": lambda self, event: ex.on_event(self, event),
+        "store_trigger_run": lambda self, run: ex.on_trigger_run(self, run),
+    }
+    _on_init(BaseOrchestrator, orchestrator_hooks)
+    _on_init(BaseTrigger, trigger_hooks)
+
+    decide = base_orchestrator.decide_atomic_service_claim
+    if not getattr(decide, "__tasktrail__", False):
+        def decide_and_export(*args, **kwargs):
+            claim = decide(*args, **kwargs)  # arguments pass through untouched (they are keyword-only)
+            try:
+                ex.on_decision(_current_app.get("app"), claim)
+            except Exception as exc:  # never into pynenc
+                log.debug("tasktrail decision hook failed: %s", exc)
+            return claim
+        decide_and_export.__tasktrail__ = True
+        base_orchestrator.decide_atomic_service_claim = decide_and_export
+        # The decision needs the app; try_claim_atomic_service_run knows it.
+        original_claim = BaseOrchestrator.try_claim_atomic_service_run
+
+        def try_claim(self, *args, **kwargs):
+            _current_app["app"] = self.app
+            return original_claim(self, *args, **kwargs)
+
+        try_claim.__tasktrail__ = True
+        BaseOrchestrator.try_claim_atomic_service_run = try_claim
+
+
+_current_app: dict = {}
