@@ -198,6 +198,64 @@ def _print_rows(columns, rows, fmt) -> None:
 
 
 @main.command()
+@click.option("--db", default="./tasktrail-demo.duckdb", show_default=True, help="DuckDB file for the demo's data.")
+@click.option("--host", default=Settings.host, show_default=True)
+@click.option("--http-port", type=_port, default=Settings.http_port, show_default=True,
+              help="Web UI and API. Use 0 to pick a free port.")
+@click.option("--otlp-grpc-port", type=_port, default=Settings.otlp_grpc_port, show_default=True)
+@click.option("--otlp-http-port", type=_port, default=Settings.otlp_http_port, show_default=True)
+@click.option("--every", type=click.FloatRange(1), default=15.0, show_default=True,
+              help="Seconds between workload rounds.")
+@click.option("--runner", type=click.Choice(["auto", "pynenc", "rustvello"]), default="auto", show_default=True,
+              help="auto: pynenc when a Python 3.12 with pynenc is found, else rustvello.")
+def demo(db, host, http_port, otlp_grpc_port, otlp_http_port, every, runner):
+    """Serve tasktrail and feed it real runners until Ctrl-C.
+
+    pynenc 0.4 when a Python 3.12 with pynenc is found (TASKTRAIL_PY312 or the project's .venv312):
+    retries, a workflow, a status trigger, cron core tasks and the atomic service, alternating the
+    thread and persistent-process runners. Otherwise rustvello 0.9: retries and a workflow.
+    """
+    from pathlib import Path
+
+    from .demo.loop import DemoLoop, find_python312
+    from .server import print_bound, serve as run_server
+
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import secrets
+
+    # rustvello sends OTLP only with a bearer token: the demo's server makes one up for its runners.
+    token = secrets.token_urlsafe(16)
+    settings = Settings(db=db, host=host, http_port=http_port, otlp_grpc_port=otlp_grpc_port,
+                        otlp_http_port=otlp_http_port, ingest_token=token)
+    problems = settings.validate()
+    if problems:
+        raise click.UsageError("; ".join(problems))
+    python312 = None if runner == "rustvello" else find_python312(Path(__file__).resolve().parents[1])
+    if runner == "pynenc" and python312 is None:
+        raise click.ClickException("no Python 3.12 with pynenc 0.4 and tasktrail: set TASKTRAIL_PY312 "
+                                   "(bash .ci/run builds .venv312)")
+    loops = []
+
+    def ready(bound):
+        print_bound(settings, bound)
+        h = host if ":" not in host else f"[{host}]"
+        loop = DemoLoop(f"http://{h}:{bound.otlp_http_port}", f"{h}:{bound.otlp_grpc_port}", token, every, python312)
+        click.echo(f"demo: feeding it {loop.runner_name} every {every:g} s; open http://{h}:{bound.web_port}")
+        loop.start()
+        loops.append(loop)
+
+    try:
+        asyncio.run(run_server(settings, on_ready=ready))
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for loop in loops:
+            loop.stop()
+
+
+@main.command()
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 def conventions(output):
     """Print the tasktrail.v1 reference (docs/tasktrail-v1.md is this output)."""

@@ -18,6 +18,7 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from prometheus_client.parser import text_string_to_metric_families
 
+from tasktrail.demo import RUSTVELLO_RUN
 from tasktrail.proto.emitter import Emitter, Runner
 
 from . import pynenc_fixture_store
@@ -149,7 +150,7 @@ def test_explorer_resolves_real_pynenc_logs(server):
 
 
 def test_explorer_resolves_live_rustvello_lines(server, tmp_path):
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("rv_workload.py")), server.otlp_http,
+    proc = subprocess.run([sys.executable, str(RUSTVELLO_RUN), server.otlp_http,
                            "tok123", str(tmp_path / "rv.db"), "5"], capture_output=True, text=True, timeout=180,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

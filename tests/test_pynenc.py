@@ -11,7 +11,7 @@ import pytest
 from .helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = Path(__file__).with_name("pynenc_app")
+from tasktrail.demo import HERE as APP, PYNENC_RUN
 
 
 def python312() -> str | None:
@@ -36,7 +36,7 @@ if PY312 is None:
 def test_pynenc_histories_equal_pynencs_own(server, tmp_path, kind):
     env = {**os.environ, "TASKTRAIL_ENDPOINT": f"http://{server.otlp_grpc}", "TASKTRAIL_TOKEN": "tok123",
            "PN_KIND": kind, "PN_DB": str(tmp_path / "pn.sqlite"), "PYTHONPATH": str(APP)}
-    proc = subprocess.run([PY312, str(APP / "run_pn.py")], capture_output=True, text=True, timeout=240,
+    proc = subprocess.run([PY312, str(PYNENC_RUN)], capture_output=True, text=True, timeout=240,
                           cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     theirs = json.loads(proc.stdout.strip().splitlines()[-1])

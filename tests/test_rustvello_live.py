@@ -8,7 +8,7 @@ import pytest
 
 from .helpers import wait_until
 
-WORKLOAD = Path(__file__).with_name("rv_workload.py")
+from tasktrail.demo import RUSTVELLO_RUN as WORKLOAD
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from tasktrail.demo import RUSTVELLO_RUN
 from tasktrail.proto.emitter import Emitter, Runner
 
 XSS_TASK = "shop.<script>window.__xss=1</script>"
@@ -16,7 +17,7 @@ XSS_ARG = '"><img src=x onerror="window.__xss=2">'
 
 
 def run_rustvello(server, workdir: Path, n: int = 10) -> dict:
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("rv_workload.py")), server.otlp_http,
+    proc = subprocess.run([sys.executable, str(RUSTVELLO_RUN), server.otlp_http,
                            "tok123", str(workdir / "rv.db"), str(n)], capture_output=True, text=True, timeout=180,
                           cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]

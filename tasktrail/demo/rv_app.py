@@ -1,4 +1,4 @@
-"""A real rustvello 0.9 app for the live tests: run as `python rv_workload.py ENDPOINT TOKEN DB N`.
+"""A real rustvello 0.9 app: run as `python rv_app.py ENDPOINT TOKEN DB N` (tests and `tasktrail demo`).
 
 Prints one JSON object: {invocation_id: status} as rustvello itself reports them.
 """
