@@ -152,7 +152,10 @@ class Mapper:
             dialect = for_record(a.get(n.REVISION) or res.revision, scope, None)
             s_in = SpanIn(start, end, sp.name, a, trace_id, span_id, sp.parent_span_id.hex() or None,
                           sp.status.code, sp.status.message or None, scope)
-            inv = dialect.span_invocation(s_in) if dialect is not None else None
+            inv = None
+            if dialect is not None:
+                inv = dialect.span_invocation(s_in)
+                dialect.map_span(res, s_in, out)
             if inv is None:
                 inv = _first(a, n.INVOCATION_KEYS)
             events = None

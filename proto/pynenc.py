@@ -93,6 +93,9 @@ class Exporter:
             em = self.emitter(app)
             if em.queue_full():
                 self.stats.dropped += 1
+                if self.stats.dropped == 1 or self.stats.dropped % 10_000 == 0:
+                    log.warning("tasktrail exporter: export queue full, %d records dropped so far "
+                                "(tasktrail unreachable or slower than this app)", self.stats.dropped)
                 return
             fn(em)
             self.stats.emitted += 1

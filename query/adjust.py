@@ -1,7 +1,7 @@
 """History adjusters: read-time corrections, applied in a declared order (never written back).
 
-ORDER MATTERS: `collapse_retried_failures` needs the history sorted, and
-`fill_previous_status` must run last so it sees the adjusted sequence.
+ORDER MATTERS: `collapse_retried_failures` and `requeued_registration` need the history sorted,
+and `fill_previous_status` must run last so it sees the adjusted sequence.
 """
 from __future__ import annotations
 
@@ -37,6 +37,35 @@ def collapse_retried_failures(rows: list[dict]) -> list[dict]:
     return [r for i, r in enumerate(rows) if i not in drop]
 
 
+_OUTCOMES = frozenset({"RETRY", "SUCCESS", "FAILED", "KILLED"})
+
+
+def requeued_registration(rows: list[dict]) -> list[dict]:
+    """A task sent again under the same id (Celery re-sends a task it retries) is not a new
+    registration: every REGISTERED after the first reads as PENDING, pynenc's RETRY → PENDING.
+    Celery sends it from inside the running attempt, before that attempt's RETRY: such a re-send is
+    placed right after the outcome, at the outcome's time."""
+    out: list[dict] = []
+    registered = False
+    held = None
+    for r in rows:
+        if r["status"] == "REGISTERED":
+            if registered:
+                r["status"] = "PENDING"
+                if out and out[-1]["status"] == "RUNNING":
+                    held = r
+                    continue
+            registered = True
+        out.append(r)
+        if held is not None and r["status"] in _OUTCOMES:
+            held["timestamp"] = max(held["timestamp"], r["timestamp"])
+            out.append(held)
+            held = None
+    if held is not None:
+        out.append(held)
+    return out
+
+
 def fill_previous_status(rows: list[dict]) -> list[dict]:
     prev = None
     for r in rows:
@@ -46,7 +75,7 @@ def fill_previous_status(rows: list[dict]) -> list[dict]:
     return rows
 
 
-STANDARD_ADJUSTERS = (sort_by_time, collapse_retried_failures, fill_previous_status)
+STANDARD_ADJUSTERS = (sort_by_time, collapse_retried_failures, requeued_registration, fill_previous_status)
 
 
 def adjust(rows: list[dict]) -> list[dict]:

@@ -255,9 +255,13 @@ class QueryService:
             error = {"type": last("error_type"), "message": last("error_message"),
                      "traceback": last("error_traceback")}
         wf_id = last("workflow_id")
+        parent_id = last("parent_invocation_id")
+        if parent_id is None:
+            found = self.trace_parents(children=[invocation_id])
+            parent_id = found[0][1] if found else None
         return {
             "invocation_id": invocation_id, "app_id": raw[-1]["app_id"], "task_id": last("task_id"),
-            "status": status, "is_final": final, "parent_invocation_id": last("parent_invocation_id"),
+            "status": status, "is_final": final, "parent_invocation_id": parent_id,
             "parent_event_id": last("parent_event_id"),
             "workflow": {"id": wf_id, "type": last("workflow_type"), "parent_id": last("workflow_parent_id"),
                          "role": ("none" if not wf_id else "root" if wf_id == invocation_id else "member")},
@@ -299,6 +303,29 @@ class QueryService:
         tempo = s.tempo_url.format(trace_id=trace_id) if s.tempo_url else None
         return {"trace": f"/traces/{trace_id}", "jaeger": jaeger, "tempo": tempo}
 
+    # --- parent by trace context ---------------------------------------------------------
+    TRACE_PARENTS = """
+        SELECT DISTINCT t.invocation_id AS child,
+               CASE WHEN s.invocation_id IS NOT NULL AND s.invocation_id <> t.invocation_id THEN s.invocation_id
+                    ELSE p.invocation_id END AS parent
+        FROM transitions t
+        JOIN spans s ON s.span_id = t.span_id AND s.trace_id = t.trace_id
+        LEFT JOIN spans p ON p.span_id = s.parent_span_id AND p.trace_id = s.trace_id
+        WHERE t.status = 'REGISTERED' AND t.parent_invocation_id IS NULL AND {where}"""
+
+    def trace_parents(self, *, children: Sequence[str] = (), parents: Sequence[str] = ()) -> list[tuple]:
+        """(child, parent) links from trace context: a task registered inside another invocation's span
+        (or inside a span whose parent belongs to another invocation, as Celery's publish spans are).
+        Runners that say the parent outright (rustvello, tasktrail.v1) never need this."""
+        if children:
+            where, params = "t.invocation_id IN (SELECT unnest(?::VARCHAR[]))", [list(children)]
+        else:
+            where = ("t.trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE invocation_id IN "
+                     "(SELECT unnest(?::VARCHAR[])))")
+            params = [list(parents)]
+        rows = self._q(self.TRACE_PARENTS.format(where=where), params).rows
+        return [(c, p) for c, p in rows if p and p != c and (not parents or p in parents)]
+
     # --- family ----------------------------------------------------------------------
     def family(self, invocation_id: str, app: Optional[str] = None) -> dict:
         self._transitions(invocation_id, app)  # 404 when unknown
@@ -313,6 +340,9 @@ class QueryService:
                 e = self._q("SELECT arg_max(emitted_by_invocation_id, ts) FROM event_records WHERE event_id = ?",
                             [parent_event]).rows
                 parent = e[0][0] if e else None
+            if not parent:
+                found = self.trace_parents(children=[root])
+                parent = found[0][1] if found else None
             if not parent:
                 t = self._q("""SELECT source_invocation_ids[1] FROM trigger_runs
                                WHERE triggered_invocation_id = ? AND len(source_invocation_ids) > 0 LIMIT 1""",
@@ -341,6 +371,7 @@ class QueryService:
                   FROM trigger_runs tr, unnest(tr.source_invocation_ids) AS src(sid)
                  WHERE src.sid IN ({ph}) AND tr.triggered_invocation_id IS NOT NULL""",
                         frontier * 3).rows
+            r = list(r) + [(p, c, "direct") for c, p in self.trace_parents(parents=frontier)]
             nxt = []
             for parent, child, kind in sorted(r, key=lambda x: (x[0], x[1], x[2])):
                 edge = {"parent": parent, "child": child, "kind": kind}

@@ -49,6 +49,10 @@ def _build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict])
         hist = list(group)
         if len(hist) > 1:
             statuses = [h[_STATUS] for h in hist]
+            if statuses.count("REGISTERED") > 1:  # re-sends of a retried task (adjust.requeued_registration)
+                first = statuses.index("REGISTERED")
+                hist = [h for k, h in enumerate(hist) if h[_STATUS] != "REGISTERED" or k == first]
+                statuses = [h[_STATUS] for h in hist]
             if "RETRY" in statuses:
                 drop = retried_failures(statuses, [h[_ATTEMPT] for h in hist])
                 if drop:

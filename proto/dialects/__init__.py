@@ -7,10 +7,11 @@ dialect claims are kept raw (spans, log_records, metric_points), never dropped.
 from __future__ import annotations
 
 from .base import Dialect, LogIn, Out, ResourceInfo, SpanIn
+from .celery_otel import CeleryOtel
 from .rustvello_v1 import RustvelloV1
 from .tasktrail_v1 import TasktrailV1
 
-DIALECTS: tuple[Dialect, ...] = (TasktrailV1(), RustvelloV1())
+DIALECTS: tuple[Dialect, ...] = (TasktrailV1(), RustvelloV1(), CeleryOtel())
 BY_REVISION: dict[str, Dialect] = {d.name: d for d in DIALECTS}
 BY_SCOPE: dict[str, Dialect] = {s: d for d in DIALECTS for s in d.scopes}
 

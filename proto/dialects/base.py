@@ -81,6 +81,9 @@ class Dialect:
     def span_invocation(self, span: SpanIn) -> Optional[str]:
         return None
 
+    def map_span(self, res: ResourceInfo, span: SpanIn, out: Out) -> None:
+        """Append canonical rows a span stands for (most dialects: none; the span is kept raw anyway)."""
+
 
 # --- helpers shared by dialects ---------------------------------------------------------
 
