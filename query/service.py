@@ -44,6 +44,29 @@ class QuerySettings:
     timeline_lookback_s: float = 6 * 3600
 
 
+# One row per invocation from its transitions (the current status by status_order, as the views).
+INVOCATION_COLUMNS = """
+    app_id, invocation_id,
+    any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
+    arg_max(status, status_order(ts, status)) AS status,
+    any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
+    any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
+    any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
+    arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
+    min(ts) AS created_at, max(ts) AS updated_at,
+    count(*) FILTER (WHERE status = 'RUNNING') AS attempts"""
+
+
+def _where(*conditions: tuple) -> tuple[list, list]:
+    """(clauses, params) for the (clause, value) pairs whose value is given (not None, not "")."""
+    clauses, params = [], []
+    for clause, value in conditions:
+        if value is not None and value != "":
+            clauses.append(clause)
+            params.append(value)
+    return clauses, params
+
+
 def iso(value: Any) -> Optional[str]:
     """A naive-UTC datetime from DuckDB as RFC 3339 with microseconds."""
     if value is None:
@@ -159,13 +182,10 @@ class QueryService:
             if val:
                 where.append(f"{col} = ?")
                 params.append(val)
-        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        if t0:
-            where.append("created_at >= ?")
-            params.append(t0)
-        if t1:
-            where.append("created_at < ?")
-            params.append(t1)
+        more, more_params = _where(("created_at >= ?", parse_time(since, "since")),
+                                   ("created_at < ?", parse_time(until, "until")))
+        where += more
+        params += more_params
         if q:
             where.append("(invocation_id ILIKE ? OR task_id ILIKE ?)")
             params += [f"%{q}%", f"%{q}%"]
@@ -176,15 +196,7 @@ class QueryService:
         sql = f"""
             WITH t AS (SELECT * FROM transitions {('WHERE ' + ' AND '.join(inner_where)) if inner_where else ''}),
             inv AS (
-              SELECT app_id, invocation_id,
-                     any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                     arg_max(status, status_order(ts, status)) AS status,
-                     any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
-                     any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
-                     any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
-                     arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
-                     min(ts) AS created_at, max(ts) AS updated_at,
-                     count(*) FILTER (WHERE status = 'RUNNING') AS attempts
+              SELECT {INVOCATION_COLUMNS}
               FROM t GROUP BY app_id, invocation_id)
             SELECT * FROM inv {('WHERE ' + ' AND '.join(where)) if where else ''}
             ORDER BY {key} {'DESC' if desc else 'ASC'}, invocation_id {'DESC' if desc else 'ASC'}
@@ -493,12 +505,8 @@ class QueryService:
     def events(self, *, app=None, code=None, since=None, until=None, matched=None, triggered=None,
                limit=None) -> list[dict]:
         """Event records (latest state of each), newest first, with what they triggered."""
-        where, params = [], []
-        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        for cond, val in (("ts >= ?", t0), ("ts < ?", t1), ("app_id = ?", app), ("event_code = ?", code)):
-            if val is not None and val != "":
-                where.append(cond)
-                params.append(val)
+        where, params = _where(("ts >= ?", parse_time(since, "since")), ("ts < ?", parse_time(until, "until")),
+                               ("app_id = ?", app), ("event_code = ?", code))
         having = []
         for name, val, expr in (("matched", matched, "len(matched_condition_ids) > 0"),
                                 ("triggered", triggered, "len(triggered_invocation_ids) > 0")):
@@ -556,15 +564,7 @@ class QueryService:
     def _summaries(self, ids: list[str]) -> list[dict]:
         if not ids:
             return []
-        r = self._q("""SELECT app_id, invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                              arg_max(status, status_order(ts, status)) AS status,
-                              any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
-                                AS parent_invocation_id,
-                              any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
-                              any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
-                              arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
-                              min(ts) AS created_at, max(ts) AS updated_at,
-                              count(*) FILTER (WHERE status = 'RUNNING') AS attempts
+        r = self._q(f"""SELECT {INVOCATION_COLUMNS}
                        FROM transitions WHERE invocation_id IN (SELECT unnest(?::VARCHAR[]))
                        GROUP BY app_id, invocation_id ORDER BY created_at""", [list(ids)]).dicts()
         return [self._summary(d) for d in r]
@@ -572,13 +572,9 @@ class QueryService:
     def trigger_runs(self, *, app=None, since=None, until=None, task=None, event=None, invocation=None,
                      limit=None) -> list[dict]:
         """Trigger runs, newest first; `event` / `invocation` keep those it took part in or created."""
-        where, params = [], []
-        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        for cond, val in (("ts >= ?", t0), ("ts < ?", t1), ("app_id = ?", app), ("task_id = ?", task),
-                          ("list_contains(event_ids, ?)", event)):
-            if val is not None and val != "":
-                where.append(cond)
-                params.append(val)
+        where, params = _where(("ts >= ?", parse_time(since, "since")), ("ts < ?", parse_time(until, "until")),
+                               ("app_id = ?", app), ("task_id = ?", task),
+                          ("list_contains(event_ids, ?)", event))
         if invocation:
             where.append("(triggered_invocation_id = ? OR list_contains(source_invocation_ids, ?))")
             params += [invocation, invocation]
@@ -740,20 +736,8 @@ class QueryService:
     def event_markers(self, *, app=None, since=None, until=None, code=None, state=None, limit=None) -> dict:
         """Trigger events in a window as timeline markers: {markers, total, truncated}."""
         limit = limit or 1000
-        where, params = [], []
-        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        if t0:
-            where.append("ts >= ?")
-            params.append(t0)
-        if t1:
-            where.append("ts < ?")
-            params.append(t1)
-        if app:
-            where.append("app_id = ?")
-            params.append(app)
-        if code:
-            where.append("event_code = ?")
-            params.append(code)
+        where, params = _where(("ts >= ?", parse_time(since, "since")), ("ts < ?", parse_time(until, "until")),
+                               ("app_id = ?", app), ("event_code = ?", code))
         states = {None: None, "all": None, "matched": "matched", "unmatched": "NOT matched",
                   "triggered": "triggered", "untriggered": "NOT triggered"}
         if state not in states:
@@ -783,13 +767,9 @@ class QueryService:
 
     def _log_filters(self, *, app=None, q=None, level=None, runner=None, worker=None, invocation=None, task=None,
                      since=None, until=None) -> tuple[list, list]:
-        where, params = [], []
-        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        for cond, val in (("ts >= ?", t0), ("ts < ?", t1), ("app_id = ?", app), ("worker_id = ?", worker),
-                          ("task_id = ?", task)):
-            if val is not None and val != "":
-                where.append(cond)
-                params.append(val)
+        where, params = _where(("ts >= ?", parse_time(since, "since")), ("ts < ?", parse_time(until, "until")),
+                               ("app_id = ?", app), ("worker_id = ?", worker),
+                          ("task_id = ?", task))
         if invocation:
             # Its own lines, by attribute or through the trace context of one of its spans.
             where.append("(invocation_id = ? OR (invocation_id IS NULL AND span_id IS NOT NULL AND span_id IN "
@@ -981,11 +961,10 @@ class QueryService:
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             params += statuses
-        t0, t1 = parse_time(since, "since"), parse_time(until, "until")
-        for cond, val in (("started_at >= ?", t0), ("started_at < ?", t1), ("task_id = ?", task)):
-            if val is not None and val != "":
-                where.append(cond)
-                params.append(val)
+        more, more_params = _where(("started_at >= ?", parse_time(since, "since")),
+                                   ("started_at < ?", parse_time(until, "until")), ("task_id = ?", task))
+        where += more
+        params += more_params
         inner = "WHERE app_id = ?" if app else ""
         rows = self._q(f"""
             WITH i AS (
@@ -1111,7 +1090,7 @@ class QueryService:
                                max_rows=self.settings.sql_max_rows)
         except QueryError as exc:
             raise BadRequest(f"SQL error: {exc}") from None
-        return {"columns": r.columns, "rows": [[_jsonable(v) for v in row] for row in r.rows],
+        return {"columns": r.columns, "rows": [[jsonable(v) for v in row] for row in r.rows],
                 "truncated": r.truncated}
 
 
@@ -1173,7 +1152,7 @@ def _kv(d: dict) -> list:
     return [{"key": k, "value": _any(v)} for k, v in d.items()]
 
 
-def _jsonable(v):
+def jsonable(v):
     if isinstance(v, datetime):
         return iso(v)
     if isinstance(v, Decimal):  # DuckDB's HUGEINT/DECIMAL, e.g. sum() of integers
@@ -1183,9 +1162,9 @@ def _jsonable(v):
     if isinstance(v, (int, float, str, bool)) or v is None:
         return v
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     return str(v)
 
 

@@ -130,7 +130,7 @@ def _sql_local(db, statement, max_rows):
 
     from tasktrail.query import sql_guard
     from tasktrail.query.errors import BadRequest
-    from tasktrail.query.service import _jsonable
+    from tasktrail.query.service import jsonable
     from tasktrail.store.api import QueryError, StoreUnavailable
     from tasktrail.store.duckdb import DuckDBStore
 
@@ -149,7 +149,7 @@ def _sql_local(db, statement, max_rows):
         raise click.ClickException(f"SQL error: {exc}") from None
     finally:
         store.close()
-    return r.columns, [[_jsonable(v) for v in row] for row in r.rows], r.truncated
+    return r.columns, [[jsonable(v) for v in row] for row in r.rows], r.truncated
 
 
 def _sql_remote(url, token, statement):

@@ -1,12 +1,11 @@
-"""Settings: one frozen dataclass, a help table, env > CLI flag defaults, validated at start-up.
+"""Settings: one frozen dataclass with defaults, a help table, and validation at start-up.
 
-Every setting can come from the environment as TASKTRAIL_<NAME> (upper case); a
-`*_file` variant (e.g. TASKTRAIL_INGEST_TOKEN_FILE) reads a secret from a file.
+The CLI builds it (flags, else TASKTRAIL_<OPTION> environment variables, else these defaults;
+tokens also from files) and passes it down; nothing reads settings from globals.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Optional
 
 
@@ -83,19 +82,3 @@ SETTINGS_HELP = {
     "max_logs_per_invocation": "Log lines kept per invocation (its first ones); a marker says what was cut.",
     "retention_every_s": "How often retention runs (it also runs at start).",
 }
-
-
-def from_env(base: Settings, environ=os.environ, prefix: str = "TASKTRAIL_") -> Settings:
-    """`base` with every TASKTRAIL_* variable applied (a *_FILE variable reads the value from a file)."""
-    changes = {}
-    for f in fields(Settings):
-        key = prefix + f.name.upper()
-        raw = environ.get(key)
-        if raw is None and environ.get(key + "_FILE"):
-            with open(environ[key + "_FILE"], encoding="utf-8") as fh:
-                raw = fh.read().strip()
-        if raw is None:
-            continue
-        typ = type(getattr(base, f.name)) if getattr(base, f.name) is not None else str
-        changes[f.name] = typ(raw)
-    return replace(base, **changes)

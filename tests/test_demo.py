@@ -5,13 +5,14 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import httpx
 import pytest
 
-from .helpers import wait_until
-
 from tasktrail.demo.loop import find_python312
-from pathlib import Path
+
+from .helpers import wait_until
 
 
 def run_demo(tmp_path, runner):

@@ -8,23 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tasktrail.demo import HERE as APP, PYNENC_RUN
+from tasktrail.demo.loop import find_python312
+
 from .helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-from tasktrail.demo import HERE as APP, PYNENC_RUN
 
 
-def python312() -> str | None:
-    """The Python 3.12 that has pynenc 0.4.0 and tasktrail installed (.ci/run makes .venv312)."""
-    for candidate in (os.environ.get("TASKTRAIL_PY312"), str(ROOT / ".venv312" / "bin" / "python")):
-        if candidate and os.path.exists(candidate):
-            ok = subprocess.run([candidate, "-c", "import pynenc, tasktrail.proto.pynenc"], capture_output=True)
-            if ok.returncode == 0:
-                return candidate
-    return None
-
-
-PY312 = python312()
+PY312 = find_python312(ROOT)
 if PY312 is None:
     if os.environ.get("CI"):
         raise RuntimeError("no Python 3.12 with pynenc 0.4.0 (.ci/run builds .venv312)")
