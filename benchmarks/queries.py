@@ -72,6 +72,7 @@ def build(path: str, n: int) -> None:
         UNION ALL
         SELECT 1, TIMESTAMP '{last}' - to_microseconds(h * 30000000), 'bench', 'runner-' || r, 'heartbeat', NULL, NULL, NULL, 'bench'
         FROM range(6) t(r), range(100) v(h)""")
+    store.rebuild_state()  # the set-based load went around the writer: fill its cache as `tasktrail rebuild` does
     con.execute("CHECKPOINT")
     store.close()
 

@@ -142,8 +142,8 @@ class QueryService:
     # --- apps ------------------------------------------------------------------------
     def apps(self) -> list[dict]:
         r = self._q("""
-            WITH a AS (SELECT app_id, min(ts) AS first_seen, max(ts) AS last_seen,
-                              count(DISTINCT invocation_id) AS invocations FROM transitions GROUP BY app_id),
+            WITH a AS (SELECT app_id, min(created_at) AS first_seen, max(updated_at) AS last_seen,
+                              count(*) AS invocations FROM invocation_state GROUP BY app_id),
                  b AS (SELECT app_id, min(ts) AS first_seen, max(ts) AS last_seen FROM runner_events GROUP BY app_id),
                  c AS (SELECT app_id, min(ts) AS first_seen, max(ts) AS last_seen FROM log_records GROUP BY app_id)
             SELECT app_id, min(first_seen), max(last_seen), coalesce(max(invocations), 0)
@@ -193,11 +193,15 @@ class QueryService:
             c_key, c_id = _decode_cursor(cursor)
             where.append(f"({key}, invocation_id) {'<' if desc else '>'} (?{cast}, ?)")
             params += [c_key, c_id]
+        inner = ('WHERE ' + ' AND '.join(inner_where)) if inner_where else ''
+        if runner:  # every invocation that ran there, whoever holds it now: from the log
+            source = f"""SELECT {INVOCATION_COLUMNS} FROM transitions {inner} GROUP BY app_id, invocation_id"""
+        else:  # the writer-maintained cache: one row per invocation
+            source = f"""SELECT app_id, invocation_id, task_id, status, parent_invocation_id, workflow_id,
+                                workflow_type, runner_id, worker_id, created_at, updated_at, attempts
+                         FROM invocation_state {inner}"""
         sql = f"""
-            WITH t AS (SELECT * FROM transitions {('WHERE ' + ' AND '.join(inner_where)) if inner_where else ''}),
-            inv AS (
-              SELECT {INVOCATION_COLUMNS}
-              FROM t GROUP BY app_id, invocation_id)
+            WITH inv AS ({source})
             SELECT * FROM inv {('WHERE ' + ' AND '.join(where)) if where else ''}
             ORDER BY {key} {'DESC' if desc else 'ASC'}, invocation_id {'DESC' if desc else 'ASC'}
             LIMIT {limit + 1}"""
@@ -428,9 +432,7 @@ class QueryService:
         r = self._q(f"""
             WITH running AS (
               SELECT coalesce(worker_id, runner_id) AS rid, runner_id AS top, list(invocation_id) AS ids
-              FROM (SELECT invocation_id, arg_max(status, status_order(ts, status)) AS status, arg_max(runner_id, ts) AS runner_id,
-                           arg_max(worker_id, ts) AS worker_id FROM transitions GROUP BY invocation_id)
-              WHERE status = 'RUNNING' GROUP BY ALL)
+              FROM invocation_state WHERE status = 'RUNNING' GROUP BY ALL)
             SELECT r.*, (SELECT flatten(list(ids)) FROM running WHERE running.rid = r.runner_id
                                                                OR running.top = r.runner_id) AS running_ids
             FROM runners r {('WHERE ' + ' AND '.join(where)) if where else ''}
@@ -564,9 +566,8 @@ class QueryService:
     def _summaries(self, ids: list[str]) -> list[dict]:
         if not ids:
             return []
-        r = self._q(f"""SELECT {INVOCATION_COLUMNS}
-                       FROM transitions WHERE invocation_id IN (SELECT unnest(?::VARCHAR[]))
-                       GROUP BY app_id, invocation_id ORDER BY created_at""", [list(ids)]).dicts()
+        r = self._q("""SELECT * FROM invocation_state WHERE invocation_id IN (SELECT unnest(?::VARCHAR[]))
+                       ORDER BY created_at""", [list(ids)]).dicts()
         return [self._summary(d) for d in r]
 
     def trigger_runs(self, *, app=None, since=None, until=None, task=None, event=None, invocation=None,
@@ -968,13 +969,9 @@ class QueryService:
         inner = "WHERE app_id = ?" if app else ""
         rows = self._q(f"""
             WITH i AS (
-              SELECT app_id, invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                     arg_max(status, status_order(ts, status)) AS status, min(ts) AS created_at, max(ts) AS updated_at,
-                     coalesce(min(ts) FILTER (WHERE status = 'RUNNING'), min(ts)) AS started_at,
-                     count(*) FILTER (WHERE status = 'RUNNING') AS attempts,
-                     any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
-                     any_value(parent_event_id) FILTER (WHERE parent_event_id IS NOT NULL) AS parent_event_id
-              FROM transitions {inner} GROUP BY app_id, invocation_id),
+              SELECT app_id, invocation_id, task_id, status, created_at, updated_at,
+                     coalesce(started_at, created_at) AS started_at, attempts, parent_invocation_id, parent_event_id
+              FROM invocation_state {inner}),
             r AS (SELECT *, CASE WHEN status IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL')
                                  THEN epoch(updated_at) - epoch(started_at) END AS duration_s FROM i)
             SELECT r.*, tr.trigger_run_id, tr.participants
@@ -1047,17 +1044,13 @@ class QueryService:
     def metrics_snapshot(self) -> dict:
         """The log-derived figures behind /metrics: they come from the stored log, so they
         survive restarts and agree with the API."""
-        by_status = self._q("""SELECT app_id, status, count(*) FROM (
-                                 SELECT app_id, arg_max(status, status_order(ts, status)) AS status FROM transitions
-                                 GROUP BY app_id, invocation_id) GROUP BY ALL""").rows
+        by_status = self._q("SELECT app_id, status, count(*) FROM invocation_state GROUP BY ALL").rows
         transitions = self._q("SELECT app_id, status, count(*) FROM transitions GROUP BY ALL").rows
         cols = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in self.DURATION_BUCKETS)
         durations = self._q(f"""
             SELECT app_id, task_id, {cols}, count(*), sum(d)::DOUBLE FROM (
-              SELECT app_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                     epoch(max(ts)) - epoch(coalesce(min(ts) FILTER (WHERE status = 'RUNNING'), min(ts))) AS d
-              FROM transitions GROUP BY app_id, invocation_id
-              HAVING arg_max(status, status_order(ts, status)) IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL'))
+              SELECT app_id, task_id, epoch(updated_at) - epoch(coalesce(started_at, created_at)) AS d
+              FROM invocation_state WHERE status IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL'))
             GROUP BY ALL""").rows
         heartbeats = self._q("""SELECT app_id, runner_id, epoch(max(ts)) FROM runner_events
                                 WHERE kind = 'heartbeat' GROUP BY ALL""").rows
@@ -1069,8 +1062,7 @@ class QueryService:
     def overview(self, app: Optional[str] = None) -> dict:
         params = [app] if app else []
         cond = "WHERE app_id = ?" if app else ""
-        counts = dict(self._q(f"""SELECT status, count(*) FROM (SELECT arg_max(status, status_order(ts, status)) AS status FROM transitions
-                                  {cond} GROUP BY app_id, invocation_id) GROUP BY status""", params).rows)
+        counts = dict(self._q(f"SELECT status, count(*) FROM invocation_state {cond} GROUP BY status", params).rows)
         runners = self.runners(app)
         last = self._q("SELECT max(received_at) FROM ingest_ledger").rows
         return {

@@ -27,6 +27,7 @@ from tasktrail.proto.model import TABLES
 
 from .api import (Ack, LedgerEntry, QueryError, QueryTimeout, QueueFull, Result, StoreClosed,
                   StoreUnavailable, WriterStats)
+from . import state
 from .rows import arrow_schemas, check_schema, to_arrow
 
 log = logging.getLogger("tasktrail.store")
@@ -105,12 +106,19 @@ class DuckDBStore:
             con.begin()
             try:
                 con.execute(sql)
+                if name == "0002_invocation_state":
+                    con.execute("INSERT INTO invocation_state " + state._AGGREGATE.format(where="true"))
                 con.execute("INSERT INTO schema_migrations VALUES (?, now()::TIMESTAMP)", [name])
                 con.commit()
             except Exception:
                 con.rollback()
                 raise
             log.info("applied migration %s", name)
+
+    def rebuild_state(self) -> int:
+        """Recompute the invocation_state cache from the log (on the writer's connection: call it
+        with ingest stopped, as `tasktrail rebuild` does)."""
+        return state.rebuild(self._con)
 
     def schema_version(self) -> str:
         row = self.query("SELECT max(name) FROM schema_migrations").rows
@@ -237,6 +245,8 @@ class DuckDBStore:
                     rows = keep
                 if rows:
                     self._insert(con, table, batch, to_arrow(rows, self._schemas[table]))
+                    if table == "transitions":
+                        state.fold_batch(con, batch)
             ledger = [(it.entry.received_at, it.entry.request_hash, it.entry.transport, it.entry.signal,
                        it.entry.body_bytes, it.records, sum(len(v) for v in it.rows.values())) for it in items]
             cols = list(zip(*ledger))

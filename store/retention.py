@@ -53,6 +53,7 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
         kept = "invocation_id IS NOT NULL AND invocation_id NOT IN (SELECT invocation_id FROM _tt_gone)"
         statements = [
             f"DELETE FROM transitions WHERE {linked}",
+            f"DELETE FROM invocation_state WHERE {linked}",
             f"DELETE FROM spans WHERE start_ts < $cutoff AND NOT ({kept})",
             f"DELETE FROM log_records WHERE ts < $cutoff AND NOT ({kept})",
             "DELETE FROM runner_events WHERE ts < $cutoff AND kind <> 'context'",

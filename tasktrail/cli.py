@@ -256,6 +256,29 @@ def demo(db, host, http_port, otlp_grpc_port, otlp_http_port, every, runner):
 
 
 @main.command()
+@click.option("--db", default=Settings.db, show_default=True, envvar="TASKTRAIL_DB",
+              help="DuckDB file (stop the server first).")
+def rebuild(db):
+    """Recompute the caches kept beside the log (invocation_state) from the log itself."""
+    import os
+
+    from tasktrail.store.api import StoreUnavailable
+    from tasktrail.store.duckdb import DuckDBStore
+
+    if not os.path.exists(db):
+        raise click.ClickException(f"no store at {db}")
+    try:
+        store = DuckDBStore(db)
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"{exc}\n(stop the server that holds it first)") from None
+    try:
+        n = store.rebuild_state()
+    finally:
+        store.close()
+    click.echo(f"rebuilt invocation_state: {n} invocations")
+
+
+@main.command()
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 def conventions(output):
     """Print the tasktrail.v1 reference (docs/tasktrail-v1.md is this output)."""

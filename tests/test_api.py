@@ -10,6 +10,7 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from tasktrail.proto.reference import render
+from tasktrail.store.duckdb import migration_files
 
 from .helpers import fixture_requests, start_server, wait_until
 
@@ -105,7 +106,7 @@ def test_health_and_tokens(tmp_path):
     try:
         assert httpx.get(s.web + "/healthz").json() == {"status": "ok"}
         ready = httpx.get(s.web + "/readyz")
-        assert ready.status_code == 200 and ready.json()["schema_version"] == "0001_log"
+        assert ready.status_code == 200 and ready.json()["schema_version"] == migration_files()[-1][0] == "0002_invocation_state"
         r = httpx.get(s.api + "/invocations")
         assert r.status_code == 401 and r.json()["error"]["status"] == 401
         assert httpx.get(s.api + "/invocations", headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -276,6 +276,8 @@ def test_retention_keeps_recent_and_failed_and_ingest_goes_on(tmp_path):
         assert srv.get(f"/invocations/{ids['recent']}").json()["status"] == "SUCCESS"
         assert srv.get(f"/invocations/{ids['old_failed']}").json()["status"] == "FAILED"
         assert srv.get(f"/invocations/{ids['ancient_failed']}").status_code == 404
+        listed = {i["invocation_id"] for i in srv.get("/invocations", params={"app": "ret"}).json()["items"]}
+        assert listed == {ids["recent"], ids["old_failed"]}  # the list's cache follows retention
     finally:
         srv.stop()
     # Ingest goes on while a retention pass runs (its own connection; appends never conflict).

@@ -8,7 +8,7 @@ from tasktrail.ingest.decode import decode
 from tasktrail.ingest.map import Mapper
 from tasktrail.proto.model import TABLES
 from tasktrail.store.api import LedgerEntry, QueryError, QueryTimeout, QueueFull, StoreClosed
-from tasktrail.store.duckdb import DuckDBStore
+from tasktrail.store.duckdb import DuckDBStore, migration_files
 
 from .helpers import fixture_requests
 
@@ -70,7 +70,7 @@ def test_schema_matches_row_types_and_views_exist(tmp_path):
         assert cols == ["batch", *row._fields]
     views = {r[0] for r in store.query("select view_name from duckdb_views() where not internal").rows}
     assert {"invocations", "status_transitions", "runners", "logs", "atomic_service_executions"} <= views
-    assert store.schema_version() == "0001_log"
+    assert store.schema_version() == migration_files()[-1][0] == "0002_invocation_state"
     store.close()
 
 
@@ -85,3 +85,40 @@ def test_reads_have_time_limit_and_row_cap(tmp_path):
     with pytest.raises(QueryError):
         store.query("select * from read_csv('/etc/passwd')")
     store.close()
+
+
+def test_invocation_state_cache_equals_the_log_in_any_arrival_order(tmp_path):
+    """The writer-maintained cache gives what aggregating the log gives, however requests interleave,
+    and `tasktrail rebuild` recomputes it from the log."""
+    import random
+    import subprocess
+    import sys
+
+    from tasktrail.ingest.pipeline import Ingestor
+    from tasktrail.query.service import INVOCATION_COLUMNS
+
+    reqs = fixture_requests()
+    cols = ("invocation_id, task_id, status, parent_invocation_id, workflow_id, workflow_type, runner_id, "
+            "worker_id, created_at, updated_at, attempts")
+    from_log = f"SELECT {cols} FROM (SELECT {INVOCATION_COLUMNS} FROM transitions GROUP BY app_id, invocation_id) ORDER BY 1"
+    from_cache = f"SELECT {cols} FROM invocation_state ORDER BY 1"
+    for seed in range(3):
+        db = str(tmp_path / f"s{seed}.duckdb")
+        store = DuckDBStore(db)
+        ing = Ingestor(store)
+        order = list(reqs)
+        random.Random(seed).shuffle(order)
+        for sig, body in order:
+            rows, n, entry = ing.prepare(sig, body, "protobuf", "test")
+            store.submit(rows, n, entry).result(10)
+        expected = store.query(from_log).rows
+        assert len(expected) == 6 and store.query(from_cache).rows == expected
+        store._con.execute("DELETE FROM invocation_state WHERE status = 'SUCCESS'")
+        assert store.query(from_cache).rows != expected
+        store.close()
+        out = subprocess.run([sys.executable, "-m", "tasktrail", "rebuild", "--db", db], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0 and "6 invocations" in out.stdout, out.stderr
+        store = DuckDBStore(db)
+        assert store.query(from_cache).rows == expected
+        store.close()

@@ -13,19 +13,13 @@ SELECT ts AS timestamp, app_id, invocation_id, task_id, status,
        runner_id, worker_id, owner_runner_id, attempt, source, trace_id, span_id
 FROM transitions;
 
--- One row per invocation: its current status is the latest transition's.
+-- One row per invocation (the writer-maintained cache of the log, store/state.py): its current status is
+-- the latest transition's by status_order.
 CREATE OR REPLACE VIEW invocations AS
-SELECT app_id, invocation_id,
-       any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-       arg_max(status, status_order(ts, status)) AS status,
-       arg_max(status, status_order(ts, status)) IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL') AS is_final,
-       any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
-       any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
-       any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
-       arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
-       min(ts) AS created_at, max(ts) AS updated_at,
-       count(*) FILTER (WHERE status = 'RUNNING') AS attempts
-FROM transitions GROUP BY app_id, invocation_id;
+SELECT app_id, invocation_id, task_id, status,
+       status IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL') AS is_final,
+       parent_invocation_id, workflow_id, workflow_type, runner_id, worker_id, created_at, updated_at, attempts
+FROM invocation_state;
 
 -- One row per runner context: last activity from lifecycle, heartbeats and transitions.
 CREATE OR REPLACE VIEW runners AS
@@ -43,8 +37,8 @@ WITH ev AS (
            max(ts) AS last_event
     FROM runner_events GROUP BY app_id, runner_id
 ), act AS (
-    SELECT app_id, coalesce(worker_id, runner_id) AS runner_id, max(ts) AS last_transition
-    FROM transitions WHERE runner_id IS NOT NULL GROUP BY ALL
+    SELECT app_id, coalesce(worker_id, runner_id) AS runner_id, max(updated_at) AS last_transition
+    FROM invocation_state WHERE runner_id IS NOT NULL GROUP BY ALL
 )
 SELECT ev.* EXCLUDE (last_event), greatest(ev.last_event, act.last_transition) AS last_activity
 FROM ev LEFT JOIN act USING (app_id, runner_id);
