@@ -40,8 +40,9 @@ class QuerySettings:
     sql_max_rows: int = 10_000
     family_max_nodes: int = 200
     family_max_depth: int = 16
-    # How far before a timeline window to look for work still open at its start.
-    timeline_lookback_s: float = 6 * 3600
+    # How far before a timeline window to look for work still open at its start: one window length,
+    # at least this long (a bar opened earlier than that and silent since is not drawn).
+    timeline_lookback_s: float = 3600
 
 
 # One row per invocation from its transitions (the current status by status_order, as the views).
@@ -272,7 +273,7 @@ class QueryService:
                      "traceback": last("error_traceback")}
         wf_id = last("workflow_id")
         parent_id = last("parent_invocation_id")
-        if parent_id is None:
+        if parent_id is None and any(r["span_id"] for r in raw if r["status"] == "REGISTERED"):
             found = self.trace_parents(children=[invocation_id])
             parent_id = found[0][1] if found else None
         return {
@@ -336,9 +337,11 @@ class QueryService:
         if children:
             where, params = "t.invocation_id IN (SELECT unnest(?::VARCHAR[]))", [list(children)]
         else:
-            where = ("t.trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE invocation_id IN "
-                     "(SELECT unnest(?::VARCHAR[])))")
-            params = [list(parents)]
+            traces = [r[0] for r in self._q("SELECT DISTINCT trace_id FROM spans WHERE invocation_id IN "
+                                            "(SELECT unnest(?::VARCHAR[]))", [list(parents)]).rows]
+            if not traces:  # no spans of these invocations: nothing can hang below them by trace context
+                return []
+            where, params = "t.trace_id IN (SELECT unnest(?::VARCHAR[]))", [traces]
         rows = self._q(self.TRACE_PARENTS.format(where=where), params).rows
         return [(c, p) for c, p in rows if p and p != c and (not parents or p in parents)]
 
@@ -356,7 +359,8 @@ class QueryService:
                 e = self._q("SELECT arg_max(emitted_by_invocation_id, ts) FROM event_records WHERE event_id = ?",
                             [parent_event]).rows
                 parent = e[0][0] if e else None
-            if not parent:
+            if not parent and self._q("SELECT 1 FROM transitions WHERE invocation_id = ? AND status = 'REGISTERED' "
+                                      "AND span_id IS NOT NULL LIMIT 1", [root]).rows:
                 found = self.trace_parents(children=[root])
                 parent = found[0][1] if found else None
             if not parent:
@@ -708,7 +712,7 @@ class QueryService:
             wanted = [i.strip() for i in invocations.split(",") if i.strip()]
             filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
             fparams.append(wanted)
-        lookback = t0 - timedelta(seconds=self.settings.timeline_lookback_s)
+        lookback = t0 - max(t1 - t0, timedelta(seconds=self.settings.timeline_lookback_s))
         rows = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t0],
                        max_rows=10_000_000).rows
         total = int(rows[0][0]) if rows else 0

@@ -19,29 +19,28 @@ _AGGREGATE = f"""
 
 # Later transitions win the status and runner; first-seen facts keep their first value; times widen.
 _MERGE = """
-    ON CONFLICT (app_id, invocation_id) DO UPDATE SET
-        task_id = coalesce(invocation_state.task_id, excluded.task_id),
-        status = CASE WHEN excluded.status_key >= invocation_state.status_key
-                      THEN excluded.status ELSE invocation_state.status END,
-        runner_id = CASE WHEN excluded.status_key >= invocation_state.status_key
-                         THEN excluded.runner_id ELSE invocation_state.runner_id END,
-        worker_id = CASE WHEN excluded.status_key >= invocation_state.status_key
-                         THEN excluded.worker_id ELSE invocation_state.worker_id END,
-        status_key = greatest(invocation_state.status_key, excluded.status_key),
-        created_at = least(invocation_state.created_at, excluded.created_at),
-        updated_at = greatest(invocation_state.updated_at, excluded.updated_at),
-        started_at = coalesce(least(invocation_state.started_at, excluded.started_at),
-                              invocation_state.started_at, excluded.started_at),
-        parent_invocation_id = coalesce(invocation_state.parent_invocation_id, excluded.parent_invocation_id),
-        parent_event_id = coalesce(invocation_state.parent_event_id, excluded.parent_event_id),
-        workflow_id = coalesce(invocation_state.workflow_id, excluded.workflow_id),
-        workflow_type = coalesce(invocation_state.workflow_type, excluded.workflow_type),
-        attempts = invocation_state.attempts + excluded.attempts"""
+    MERGE INTO invocation_state AS s USING ({aggregate}) AS e
+    ON s.app_id = e.app_id AND s.invocation_id = e.invocation_id
+    WHEN MATCHED THEN UPDATE SET
+        task_id = coalesce(s.task_id, e.task_id),
+        status = CASE WHEN e.status_key >= s.status_key THEN e.status ELSE s.status END,
+        runner_id = CASE WHEN e.status_key >= s.status_key THEN e.runner_id ELSE s.runner_id END,
+        worker_id = CASE WHEN e.status_key >= s.status_key THEN e.worker_id ELSE s.worker_id END,
+        status_key = greatest(s.status_key, e.status_key),
+        created_at = least(s.created_at, e.created_at),
+        updated_at = greatest(s.updated_at, e.updated_at),
+        started_at = coalesce(least(s.started_at, e.started_at), s.started_at, e.started_at),
+        parent_invocation_id = coalesce(s.parent_invocation_id, e.parent_invocation_id),
+        parent_event_id = coalesce(s.parent_event_id, e.parent_event_id),
+        workflow_id = coalesce(s.workflow_id, e.workflow_id),
+        workflow_type = coalesce(s.workflow_type, e.workflow_type),
+        attempts = s.attempts + e.attempts
+    WHEN NOT MATCHED THEN INSERT BY NAME"""
 
 
 def fold_batch(con, batch: int) -> None:
-    """Fold one committed-to-be batch's transitions into the cache (same transaction as the append)."""
-    con.execute("INSERT INTO invocation_state " + _AGGREGATE.format(where=f"batch = {int(batch)}") + _MERGE)
+    """Fold one batch's transitions into the cache, in the transaction that appends them."""
+    con.execute(_MERGE.format(aggregate=_AGGREGATE.format(where=f"batch = {int(batch)}")))
 
 
 def rebuild(con) -> int:

@@ -6,6 +6,7 @@ CREATE TABLE invocation_state (
     app_id VARCHAR NOT NULL, invocation_id VARCHAR NOT NULL, task_id VARCHAR, status VARCHAR NOT NULL,
     status_key BIGINT NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, started_at TIMESTAMP,
     parent_invocation_id VARCHAR, parent_event_id VARCHAR, workflow_id VARCHAR, workflow_type VARCHAR,
-    runner_id VARCHAR, worker_id VARCHAR, attempts INTEGER NOT NULL,
-    PRIMARY KEY (app_id, invocation_id)
+    runner_id VARCHAR, worker_id VARCHAR, attempts INTEGER NOT NULL
 );
+-- No primary key on purpose: the writer folds with MERGE (store/state.py); a unique index over every
+-- invocation cost memory that the buffer cache (and with it the timeline) missed.
