@@ -2,6 +2,7 @@
 rebuilt from the log on demand. Only this module writes it."""
 from __future__ import annotations
 
+# = the status_order macro of views.sql, spelled out: the migration's backfill runs before the views exist.
 _KEY = ("epoch_us(ts) * 4 + CASE status WHEN 'REGISTERED' THEN 0 WHEN 'PENDING' THEN 1 "
         "WHEN 'RUNNING' THEN 2 ELSE 3 END")
 
