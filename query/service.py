@@ -578,37 +578,21 @@ class QueryService:
                      limit=None) -> list[dict]:
         """Trigger runs, newest first; `event` / `invocation` keep those it took part in or created."""
         where, params = _where(("ts >= ?", parse_time(since, "since")), ("ts < ?", parse_time(until, "until")),
-                               ("app_id = ?", app), ("task_id = ?", task),
-                          ("list_contains(event_ids, ?)", event))
+                               ("app_id = ?", app), ("task_id = ?", task), ("list_contains(event_ids, ?)", event))
         if invocation:
             where.append("(triggered_invocation_id = ? OR list_contains(source_invocation_ids, ?))")
             params += [invocation, invocation]
         rows = self._q(f"""SELECT * EXCLUDE (batch) FROM trigger_runs
                            {('WHERE ' + ' AND '.join(where)) if where else ''}
                            ORDER BY ts DESC LIMIT {_limit(limit)}""", params).dicts()
-        for d in rows:
-            for k in ("ts", "claimed_at", "executed_at"):
-                d[k] = iso(d[k])
-            d["timestamp"] = d.pop("ts")
-            try:
-                d["participants"] = json.loads(d["participants"]) if d["participants"] else []
-            except ValueError:
-                pass
-        return rows
+        return [_trigger_run_row(d) for d in rows]
 
     def trigger_run(self, trigger_run_id: str) -> dict:
         rows = self._q("SELECT * EXCLUDE (batch) FROM trigger_runs WHERE trigger_run_id = ? ORDER BY ts DESC LIMIT 1",
                        [trigger_run_id]).dicts()
         if not rows:
             raise NotFound(f"trigger run {trigger_run_id} is not in the log")
-        d = rows[0]
-        for k in ("ts", "claimed_at", "executed_at"):
-            d[k] = iso(d[k])
-        d["timestamp"] = d.pop("ts")
-        try:
-            d["participants"] = json.loads(d["participants"]) if d["participants"] else []
-        except ValueError:
-            pass
+        d = _trigger_run_row(rows[0])
         ids = list(d["source_invocation_ids"] or []) + ([d["triggered_invocation_id"]] if d["triggered_invocation_id"] else [])
         d["invocations"] = self._summaries(ids)
         d["events"] = [self._event_row(e) for e in (d["event_ids"] or [])
@@ -1093,6 +1077,19 @@ class QueryService:
 _SEVERITY_SQL = ("coalesce(nullif(severity_number, 0), CASE upper(severity_text) WHEN 'TRACE' THEN 1 "
                  "WHEN 'DEBUG' THEN 5 WHEN 'INFO' THEN 9 WHEN 'WARN' THEN 13 WHEN 'WARNING' THEN 13 "
                  "WHEN 'ERROR' THEN 17 WHEN 'CRITICAL' THEN 21 WHEN 'FATAL' THEN 21 ELSE 0 END)")
+
+
+def _trigger_run_row(d: dict) -> dict:
+    """A trigger_runs row as the API shows it: RFC 3339 times, `timestamp`, participants parsed
+    (kept as sent when they are not JSON)."""
+    for k in ("ts", "claimed_at", "executed_at"):
+        d[k] = iso(d[k])
+    d["timestamp"] = d.pop("ts")
+    try:
+        d["participants"] = json.loads(d["participants"]) if d["participants"] else []
+    except ValueError:
+        pass
+    return d
 
 
 def _log_line(d: dict) -> dict:

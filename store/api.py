@@ -74,7 +74,6 @@ class WriterStats:
     failed_batches: int = 0
     last_commit_at: Optional[float] = None
     last_commit_seconds: Optional[float] = None
-    commit_seconds: list = field(default_factory=list)
     # Commit latency as a cumulative histogram (for /metrics).
     commit_bounds: tuple = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
     commit_bucket_counts: list = field(default_factory=lambda: [0] * 12)

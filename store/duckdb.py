@@ -206,13 +206,10 @@ class DuckDBStore:
                     st.committed_records += sum(it.records for it in fresh)
                     st.last_commit_at = time.time()
                     st.last_commit_seconds = elapsed
-                    st.commit_seconds.append(elapsed)
                     st.commit_seconds_sum += elapsed
                     for k, bound in enumerate(st.commit_bounds):
                         if elapsed <= bound:
                             st.commit_bucket_counts[k] += 1
-                    if len(st.commit_seconds) > 1024:
-                        del st.commit_seconds[:512]
                 st.duplicates += len(dupes)
             else:
                 st.failed_batches += 1

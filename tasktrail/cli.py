@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import sys
-from dataclasses import replace
 
 import click
 

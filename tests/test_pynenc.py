@@ -3,7 +3,6 @@ invocation equals pynenc's own state-backend history, and so do atomic-service e
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

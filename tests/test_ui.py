@@ -3,7 +3,6 @@ run plus emitter traffic: every page loads clean, offline, and the views work as
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx

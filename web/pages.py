@@ -43,11 +43,6 @@ def render(request: Request, template: str, title: str, data: dict, api: str | N
         "app": app, "path": request.url.path, "settings": request.app.state.page_settings})
 
 
-def _app_param(request: Request) -> dict:
-    app = _p(request, "app")
-    return {"app": app} if app else {}
-
-
 def overview(request: Request) -> Response:
     qs, app = _qs(request), _p(request, "app")
     ov = qs.overview(app)

@@ -63,9 +63,6 @@ class Out:
         # Runner contexts already emitted for this request: one topology row each is enough.
         self.contexts: set = set()
 
-    def total_rows(self) -> int:
-        return sum(len(v) for v in self.rows.values())
-
 
 class Dialect:
     """Base dialect: subclasses override `map_log` and, if they know spans, `span_invocation`."""
