@@ -51,6 +51,37 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return cur, peak
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the ingest workers of a served tasktrail), from /proc."""
+    import os
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    parent[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out.extend(kids)
+        frontier.extend(kids)
+    return out
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Current RSS of a process and all its descendants, in MB."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        try:
+            total += rss_mb(p)[0]
+        except OSError:
+            pass
+    return total
+
+
 def machine() -> dict:
     import os
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "python": platform.python_version(),

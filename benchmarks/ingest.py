@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 
-from .common import report, rss_mb, start_server
+from .common import report, rss_mb, start_server, tree_rss_mb
 from .workload import Workload, count_records, unique
 
 POOL_RECORDS = 200_000
@@ -77,10 +77,11 @@ def _grpc_sender(target: str):
     return send
 
 
-def served_run(pool, records: int, clients: int, transport: str, rate: float | None = None):
+def served_run(pool, records: int, clients: int, transport: str, rate: float | None = None,
+               server_args: tuple = ()):
     """Records/s committed through a served tasktrail, ack latencies, peak RSS."""
     with tempfile.TemporaryDirectory() as d:
-        proc, ports = start_server(os.path.join(d, "served.duckdb"))
+        proc, ports = start_server(os.path.join(d, "served.duckdb"), *server_args)
         try:
             if transport == "json":
                 from .json_body import to_otlp_json
@@ -90,12 +91,13 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
             lock = threading.Lock()
             state = {"i": 0, "done": 0}
             lat: list[float] = []
-            peak = [0.0]
+            peak = [0.0, 0.0]  # server process; server + its ingest workers
             stop = threading.Event()
 
             def watch():
                 while not stop.is_set():
                     peak[0] = max(peak[0], rss_mb(proc.pid)[0])
+                    peak[1] = max(peak[1], tree_rss_mb(proc.pid))
                     time.sleep(0.2)
 
             def worker():
@@ -138,7 +140,8 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
             proc.wait(60)
     lat.sort()
     return {"records_per_s": state["done"] / elapsed, "ack_p50_ms": lat[len(lat) // 2] * 1000,
-            "ack_p99_ms": lat[int(len(lat) * 0.99)] * 1000, "peak_rss_mb": max(peak[0], hwm)}
+            "ack_p99_ms": lat[int(len(lat) * 0.99)] * 1000, "peak_rss_mb": max(peak[0], hwm),
+            "peak_rss_with_workers_mb": peak[1]}
 
 
 def _raw_http_sender(base: str, transport: str):
@@ -164,27 +167,32 @@ def main() -> None:
     ap.add_argument("--transport", choices=["grpc", "http", "json"], default="grpc")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--latency", action="store_true", help="B3: also run at half the measured throughput")
+    ap.add_argument("--workers", type=int, help="the server's --ingest-workers (default: its own default)")
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
+    server_args = ("--ingest-workers", str(args.workers)) if args.workers is not None else ()
     pool = _pool(args.records)
     limits, served = [], []
     for _ in range(args.runs):
         limits.append(limit_run(pool, args.records))
-        served.append(served_run(pool, args.records, args.clients, args.transport))
+        served.append(served_run(pool, args.records, args.clients, args.transport, server_args=server_args))
     lim = statistics.median(limits)
     ours = statistics.median(r["records_per_s"] for r in served)
     rows = [("transport", args.transport), ("records per run", f"{args.records:,}"), ("clients", str(args.clients)),
+            ("server ingest workers", "default" if args.workers is None else str(args.workers)),
             ("runs", str(args.runs)),
             ("served records/s (median)", f"{ours:,.0f}"), ("limit records/s (median)", f"{lim:,.0f}"),
             ("ours / limit", f"{ours / lim:.2f}"),
             ("ack p50 / p99 at full load", f"{statistics.median(r['ack_p50_ms'] for r in served):.1f} / "
                                            f"{statistics.median(r['ack_p99_ms'] for r in served):.1f} ms"),
-            ("server peak RSS", f"{max(r['peak_rss_mb'] for r in served):.0f} MB")]
+            ("server peak RSS / with its ingest workers",
+             f"{max(r['peak_rss_mb'] for r in served):.0f} / {max(r['peak_rss_with_workers_mb'] for r in served):.0f} MB")]
     data = {"transport": args.transport, "records": args.records, "clients": args.clients, "runs": args.runs,
             "served_records_per_s": ours, "limit_records_per_s": lim, "ratio": ours / lim, "served": served,
             "limits": limits}
     if args.latency:
-        half = served_run(pool, args.records // 2, args.clients, args.transport, rate=ours / 2)
+        half = served_run(pool, args.records // 2, args.clients, args.transport, rate=ours / 2,
+                          server_args=server_args)
         rows.append(("B3 ack p50 / p99 at half load", f"{half['ack_p50_ms']:.1f} / {half['ack_p99_ms']:.1f} ms"))
         data["half_load"] = half
     report(f"B1/B2 ingest ({args.transport})", rows, data, args.json_path)

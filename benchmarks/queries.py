@@ -87,6 +87,15 @@ def timed(fn, reps: int) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))]
 
 
+def invocation_page(qs, inv: str) -> None:
+    """What the invocation page asks for (web/pages.py)."""
+    qs.invocation(inv)
+    qs.history(inv)
+    qs.family(inv)
+    qs.invocation_logs(inv)
+    qs.trigger_runs(invocation=inv, limit=100)
+
+
 def measure(path: str, n: int, reps: int) -> dict:
     from tasktrail.query.service import QueryService
     from tasktrail.store.duckdb import DuckDBStore
@@ -108,6 +117,9 @@ def measure(path: str, n: int, reps: int) -> dict:
         "invocations page 2 (cursor)": lambda: qs.invocations(limit=50, cursor=page1["next_cursor"]),
         "invocations FAILED, 1 h": lambda: qs.invocations(status=["FAILED"], **window),
         "timeline 1 h (10k invocations)": lambda: qs.timeline(limit=10_000, **window),
+        "invocation page (detail + history + family + logs + trigger runs)": lambda: invocation_page(qs, inv),
+        "log search (literal, newest 100)": lambda: qs.logs(q="order 4242 step", limit=100),
+        "logs of one invocation": lambda: qs.invocation_logs(inv),
         "runners": lambda: qs.runners(),
         "overview": lambda: qs.overview(),
     }
@@ -150,14 +162,16 @@ def main() -> None:
     ap.add_argument("--invocations", type=int, default=1_000_000)
     ap.add_argument("--large", action="store_true", help="also 10M invocations, side by side")
     ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--keep", help="build the store here and keep it")
+    ap.add_argument("--keep", help="build the stores in this folder and keep them (reused when present)")
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
     sizes = [args.invocations] + ([10_000_000] if args.large else [])
     results = {}
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
     with tempfile.TemporaryDirectory() as d:
         for n in sizes:
-            path = args.keep or os.path.join(d, f"q{n}.duckdb")
+            path = os.path.join(args.keep or d, f"q{n}.duckdb")
             if not os.path.exists(path):
                 t = time.perf_counter()
                 build(path, n)

@@ -18,6 +18,7 @@ from tasktrail.store.api import Ack, EventLog, LedgerEntry
 
 from .decode import decode
 from .map import Mapper
+from .workers import MapPool
 
 
 @dataclass
@@ -63,9 +64,12 @@ class StoreCollector:
 
 
 class Ingestor:
-    def __init__(self, log: EventLog, registry: CollectorRegistry | None = None) -> None:
+    """`workers` > 0 maps requests in that many processes (ingest/workers.py); 0 maps in this one."""
+
+    def __init__(self, log: EventLog, registry: CollectorRegistry | None = None, *, workers: int = 0) -> None:
         self.log = log
         self.mapper = Mapper()
+        self.pool = MapPool(workers, log.arrow_schemas()) if workers > 0 else None
         self.metrics = IngestMetrics.create(registry) if registry is not None else None
         if registry is not None:
             registry.register(StoreCollector(log))
@@ -79,26 +83,38 @@ class Ingestor:
         if self.metrics:
             self.metrics.rejected.labels(signal, transport, reason).inc()
 
+    @staticmethod
+    def _hash(signal: str, body: bytes) -> str:
+        return hashlib.blake2b(body, digest_size=16, person=signal.encode()[:16]).hexdigest()
+
     def prepare(self, signal: str, body: bytes, fmt: str, transport: str):
-        """Decode and map one request; returns (rows, records, entry) or None for a known duplicate."""
-        h = hashlib.blake2b(body, digest_size=16, person=signal.encode()[:16]).hexdigest()
+        """Decode and map one request here; returns (rows, records, entry) or None for a known duplicate."""
+        h = self._hash(signal, body)
         if self.log.is_duplicate(h):
             return None
-        msg = decode(signal, body, fmt)
-        out = self.mapper.map(signal, msg)
+        out = self.mapper.map(signal, decode(signal, body, fmt))
         return out.rows, out.records, LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
 
     async def export(self, signal: str, body: bytes, fmt: str, transport: str) -> Ack:
         t0 = time.perf_counter()
-        prepared = self.prepare(signal, body, fmt, transport)
-        if prepared is None:
+        h = self._hash(signal, body)
+        if self.log.is_duplicate(h):
             if self.metrics:
                 self.metrics.duplicates.labels(signal, transport).inc()
             return Ack(0, True)
-        rows, records, entry = prepared
+        mapped = await self.pool.prepare(signal, body, fmt) if self.pool else None
+        if mapped is None:
+            out = self.mapper.map(signal, decode(signal, body, fmt))
+            mapped = (out.rows, out.records)
+        rows, records = mapped
+        entry = LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
         ack = await asyncio.wrap_future(self.log.submit(rows, records, entry))
         if self.metrics:
             if ack.duplicate:
                 self.metrics.duplicates.labels(signal, transport).inc()
             self.commit_latency.observe(time.perf_counter() - t0)
         return ack
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.close()

@@ -14,6 +14,24 @@ def sort_by_time(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["timestamp"], _RANK.get(r["status"], 3)))
 
 
+def sequential_attempts(rows: list[dict]) -> list[dict]:
+    """Attempts are sequential: an attempt's outcome goes before any row of a later attempt.
+
+    Celery re-sends a retried task from inside the running attempt and ends that attempt's span
+    only afterwards, so the next attempt can start (on another worker process) before the
+    outcome of the previous one is stamped."""
+    out: list[dict] = []
+    for r in rows:
+        a = r.get("attempt")
+        if a is not None and r["status"] != "RUNNING":
+            k = next((i for i, o in enumerate(out) if o.get("attempt") is not None and o["attempt"] > a), None)
+            if k is not None:
+                out.insert(k, r)
+                continue
+        out.append(r)
+    return out
+
+
 def retried_failures(statuses: list, attempts: list) -> set[int]:
     """Indexes of FAILED entries that a RETRY of the same attempt follows.
 
@@ -75,7 +93,7 @@ def fill_previous_status(rows: list[dict]) -> list[dict]:
     return rows
 
 
-STANDARD_ADJUSTERS = (sort_by_time, collapse_retried_failures, requeued_registration, fill_previous_status)
+STANDARD_ADJUSTERS = (sort_by_time, sequential_attempts, collapse_retried_failures, requeued_registration, fill_previous_status)
 
 
 def adjust(rows: list[dict]) -> list[dict]:

@@ -78,6 +78,8 @@ class WriterStats:
     commit_bounds: tuple = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
     commit_bucket_counts: list = field(default_factory=lambda: [0] * 12)
     commit_seconds_sum: float = 0.0
+    checkpoints: int = 0              # idle checkpoints run by the writer
+    checkpoint_seconds_sum: float = 0.0
 
 
 class EventLog(Protocol):
@@ -87,6 +89,10 @@ class EventLog(Protocol):
         QueueFull when the queue is over capacity and StoreClosed after close().
         Idempotent on `entry.request_hash`: a request already stored resolves with
         `duplicate=True` and appends nothing."""
+
+    def arrow_schemas(self) -> dict:
+        """{table: pyarrow.Schema} of the log's tables (without `batch`): `submit` takes a table's
+        rows either as row tuples or as an Arrow table of this schema."""
 
     def is_duplicate(self, request_hash: str) -> bool:
         """True when a request with this hash is already committed (cheap, in memory)."""

@@ -61,6 +61,9 @@ _port = click.IntRange(0, 65535)
               envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after gunzip.")
 @click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,
               envvar="TASKTRAIL_QUEUE_RECORDS", help="Write-queue capacity in records (then 429).")
+@click.option("--ingest-workers", type=click.IntRange(0, 64), default=Settings.ingest_workers,
+              show_default=True, envvar="TASKTRAIL_INGEST_WORKERS",
+              help="Processes that decode and map OTLP requests (0: in the server process).")
 @click.option("--runner-dead-after", type=float, default=Settings.runner_dead_after_s, show_default=True,
               envvar="TASKTRAIL_RUNNER_DEAD_AFTER", help="Seconds of silence after which a runner is dead.")
 @click.option("--jaeger-url", envvar="TASKTRAIL_JAEGER_URL", help="Jaeger base URL for trace links.")
@@ -78,8 +81,8 @@ _port = click.IntRange(0, 65535)
               help="Log lines kept per invocation; a marker line says what was cut.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ingest_token_file, api_token,
-          api_token_file, max_body_bytes, queue_records, runner_dead_after, jaeger_url, tempo_url, sql_timeout,
-          sql_max_rows, retention_days, keep_failed_days, max_logs_per_invocation, log_level):
+          api_token_file, max_body_bytes, queue_records, ingest_workers, runner_dead_after, jaeger_url, tempo_url,
+          sql_timeout, sql_max_rows, retention_days, keep_failed_days, max_logs_per_invocation, log_level):
     """Receive OTLP (gRPC and HTTP), store it, serve the UI and API, until Ctrl-C."""
     from .server import print_bound, serve as run_server
 
@@ -87,7 +90,8 @@ def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ing
     settings = Settings(
         db=db, host=host, http_port=http_port, otlp_grpc_port=otlp_grpc_port, otlp_http_port=otlp_http_port,
         ingest_token=_token(ingest_token, ingest_token_file), api_token=_token(api_token, api_token_file),
-        max_body_bytes=max_body_bytes, queue_records=queue_records, runner_dead_after_s=runner_dead_after,
+        max_body_bytes=max_body_bytes, queue_records=queue_records, ingest_workers=ingest_workers,
+        runner_dead_after_s=runner_dead_after,
         jaeger_url=jaeger_url, tempo_url=tempo_url, sql_timeout_s=sql_timeout, sql_max_rows=sql_max_rows,
         retention_days=retention_days, keep_failed_days=keep_failed_days,
         max_logs_per_invocation=max_logs_per_invocation)

@@ -82,7 +82,7 @@ async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None
     stop = stop or asyncio.Event()
     store = open_store(settings)
     registry = CollectorRegistry()
-    ingestor = Ingestor(store, registry)
+    ingestor = Ingestor(store, registry, workers=settings.ingest_workers)
     query = QueryService(store, query_settings(settings))
     registry.register(LogCollector(query))
     web_app = create_app(query, store, WebSettings(api_token=settings.api_token, jaeger_url=settings.jaeger_url,
@@ -128,6 +128,7 @@ async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=0)
+        await asyncio.get_running_loop().run_in_executor(None, ingestor.close)
         await asyncio.get_running_loop().run_in_executor(None, store.close)
 
 

@@ -5,8 +5,12 @@ tokens also from files) and passes it down; nothing reads settings from globals.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
+
+# Decode/map processes: one per core, at most 4 (the writer is one thread; more do not help it).
+DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     queue_records: int = 200_000
     max_batch_records: int = 100_000
+    ingest_workers: int = DEFAULT_INGEST_WORKERS
     duckdb_memory_limit: str = "1GB"
     runner_dead_after_s: float = 600.0
     jaeger_url: Optional[str] = None
@@ -44,6 +49,8 @@ class Settings:
             problems.append("http_port, otlp_grpc_port and otlp_http_port must differ (0 picks a free port)")
         if self.max_body_bytes < 1024:
             problems.append("max_body_bytes must be at least 1024")
+        if not 0 <= self.ingest_workers <= 64:
+            problems.append("ingest_workers must be between 0 and 64")
         if self.queue_records < 1:
             problems.append("queue_records must be positive")
         if self.runner_dead_after_s <= 0:
@@ -71,6 +78,7 @@ SETTINGS_HELP = {
     "max_body_bytes": "Largest OTLP request, before and after gunzip.",
     "queue_records": "Write-queue capacity in records; past it ingest answers 429 / RESOURCE_EXHAUSTED.",
     "max_batch_records": "Most records the writer commits in one transaction.",
+    "ingest_workers": "Processes that decode and map OTLP requests (0: in the server process).",
     "duckdb_memory_limit": "DuckDB memory limit.",
     "runner_dead_after_s": "A runner is dead when silent this long (pynenc's default: 10 min).",
     "jaeger_url": "Jaeger base URL; invocations link to {jaeger}/trace/{trace_id}.",

@@ -52,8 +52,10 @@ def test_celery_worker_statuses_retries_and_children(server, tmp_path):
     assert wait_until(lambda: detail(sent["add"]), timeout=20, message="add")["status"] == "SUCCESS"
     flaky = wait_until(lambda: detail(sent["flaky"]), timeout=20, message="flaky")
     assert flaky["status"] == "FAILED" and flaky["task_id"] == "cel_tasks.flaky"
-    hist = [h["status"] for h in server.get(f"/invocations/{sent['flaky']}/history").json()]
-    assert hist == ["REGISTERED", "RUNNING", "RETRY", "PENDING", "RUNNING", "RETRY", "PENDING", "RUNNING", "FAILED"]
+    full = server.get(f"/invocations/{sent['flaky']}/history").json()
+    hist = [h["status"] for h in full]
+    assert hist == ["REGISTERED", "RUNNING", "RETRY", "PENDING", "RUNNING", "RETRY", "PENDING", "RUNNING",
+                    "FAILED"], full
     assert [a["attempt"] for a in flaky["attempts"]] == [0, 1, 2]
     for child in sent["children"]:
         d = wait_until(lambda c=child: detail(c), timeout=20, message="children")

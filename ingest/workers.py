@@ -1,0 +1,73 @@
+"""Decode and map in worker processes, so one server uses every core.
+
+Decoding is fast (upb), but mapping records to rows and rows to Arrow columns is
+per-record Python: in the server process it shares one GIL with the receivers and
+the writer. `MapPool` runs decode + map + to_arrow in `spawn`ed processes (gRPC's
+threads make `fork` unsafe); a request goes out as bytes and comes back as Arrow
+tables, which pickle as their buffers. Resources stay rows: the writer drops the
+ones it already holds by id.
+
+A worker that dies (killed, out of memory) breaks the pool; the pool is rebuilt and
+that request is mapped in the server process instead, so nothing is refused for it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from tasktrail.store.rows import to_arrow
+
+from .decode import decode
+from .map import Mapper
+
+log = logging.getLogger("tasktrail.ingest")
+
+# Per-process state of a worker (set once by its initializer; never touched in the server process).
+_worker: dict = {}
+
+
+def _init(schemas: dict) -> None:
+    _worker["mapper"] = Mapper()
+    _worker["schemas"] = schemas
+
+
+def map_request(signal: str, body: bytes, fmt: str) -> tuple[dict, int]:
+    """In a worker: one request's rows, as Arrow tables per table (resources as rows)."""
+    out = _worker["mapper"].map(signal, decode(signal, body, fmt))
+    schemas = _worker["schemas"]
+    tables = {t: (rows if t == "resources" else to_arrow(rows, schemas[t])) for t, rows in out.rows.items() if rows}
+    return tables, out.records
+
+
+class MapPool:
+    """`workers` processes mapping requests; `prepare` is awaited on the event loop."""
+
+    def __init__(self, workers: int, schemas: dict) -> None:
+        self.workers = workers
+        self._schemas = schemas
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # Workers start on demand, so an idle server costs no extra processes.
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init, initargs=(self._schemas,))
+
+    async def prepare(self, signal: str, body: bytes, fmt: str) -> tuple[dict, int] | None:
+        """(rows, records) from a worker; None when the pool broke and the caller should map in-process."""
+        pool = self._pool
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, map_request, signal, body, fmt)
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    log.error("an ingest worker died; starting a new pool (this request is mapped in-process)")
+                    self._pool = self._new_pool()
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
