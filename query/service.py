@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, Optional, Sequence
 
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, is_final
+from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
 from . import log_explorer, sql_guard, timeline as tl
@@ -43,6 +44,9 @@ class QuerySettings:
     # How far before a timeline window to look for work still open at its start: one window length,
     # at least this long (a bar opened earlier than that and silent since is not drawn).
     timeline_lookback_s: float = 3600
+    # How long after an invocation's last transition its log lines are still looked for (per-invocation
+    # reads are bounded in time so they skip the rest of the log; see QueryService._bracket).
+    related_after_s: float = 3600
 
 
 # One row per invocation from its transitions (the current status by status_order, as the views).
@@ -66,6 +70,13 @@ def _where(*conditions: tuple) -> tuple[list, list]:
             clauses.append(clause)
             params.append(value)
     return clauses, params
+
+
+def _by_ids(n: int) -> str:
+    """Lookup of n invocation ids (params: the ids twice) through the state cache's id_hash."""
+    ph = ", ".join(["?"] * n)
+    hashes = ", ".join(["hash(?::VARCHAR)"] * n)
+    return f"id_hash IN ({hashes}) AND invocation_id IN ({ph})"
 
 
 def iso(value: Any) -> Optional[str]:
@@ -145,7 +156,8 @@ class QueryService:
         r = self._q("""
             WITH a AS (SELECT app_id, min(created_at) AS first_seen, max(updated_at) AS last_seen,
                               count(*) AS invocations FROM invocation_state GROUP BY app_id),
-                 b AS (SELECT app_id, min(ts) AS first_seen, max(ts) AS last_seen FROM runner_events GROUP BY app_id),
+                 b AS (SELECT app_id, min(first_seen) AS first_seen, max(last_event) AS last_seen
+                       FROM runner_state GROUP BY app_id),
                  c AS (SELECT app_id, min(ts) AS first_seen, max(ts) AS last_seen FROM log_records GROUP BY app_id)
             SELECT app_id, min(first_seen), max(last_seen), coalesce(max(invocations), 0)
             FROM (SELECT app_id, first_seen, last_seen, invocations FROM a
@@ -231,9 +243,26 @@ class QueryService:
             "duration_s": (updated - created).total_seconds() if final else None,
         }
 
+    def _bracket(self, invocation_id: str, app: Optional[str] = None):
+        """(first, last) transition time of an invocation, from the invocation_state cache; NotFound
+        when it is not in the log. Per-invocation reads filter on this range: the log is stored in
+        arrival order, so DuckDB's zone maps on `ts` skip every row group outside it and the cost
+        follows the invocation, not the size of the store."""
+        sql = "SELECT min(created_at), max(updated_at), bool_and(status IN ({})) FROM invocation_state " \
+              "WHERE {}".format(", ".join(f"'{x}'" for x in sorted(FINAL_STATUSES)), state.BY_ID)
+        params: list = [invocation_id, invocation_id]
+        if app:
+            sql += " AND app_id = ?"
+            params.append(app)
+        first, last, final = self._q(sql, params).rows[0]
+        if first is None:
+            raise NotFound(f"invocation {invocation_id} is not in the log")
+        return first, last, bool(final)
+
     def _transitions(self, invocation_id: str, app: Optional[str]) -> list[dict]:
-        sql = "SELECT * EXCLUDE (batch) FROM transitions WHERE invocation_id = ?"
-        params: list = [invocation_id]
+        first, last, _ = self._bracket(invocation_id, app)
+        sql = "SELECT * EXCLUDE (batch) FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ?"
+        params: list = [invocation_id, first, last]
         if app:
             sql += " AND app_id = ?"
             params.append(app)
@@ -345,22 +374,34 @@ class QueryService:
         rows = self._q(self.TRACE_PARENTS.format(where=where), params).rows
         return [(c, p) for c, p in rows if p and p != c and (not parents or p in parents)]
 
+    def _registered_in_span(self, invocation_id: str) -> bool:
+        """Whether its registration carries trace context (then its parent may be found by trace)."""
+        try:
+            first, last, _ = self._bracket(invocation_id)
+        except NotFound:
+            return False
+        return bool(self._q("SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? "
+                            "AND status = 'REGISTERED' AND span_id IS NOT NULL LIMIT 1",
+                            [invocation_id, first, last]).rows)
+
     # --- family ----------------------------------------------------------------------
     def family(self, invocation_id: str, app: Optional[str] = None) -> dict:
-        self._transitions(invocation_id, app)  # 404 when unknown
+        """The tree around an invocation: up to its root, then every descendant (direct children,
+        children of the events it emitted and of the triggers it fired). Parent links come from the
+        invocation_state cache, one row per invocation, instead of every transition."""
+        self._bracket(invocation_id, app)  # 404 when unknown
         s = self.settings
         root, seen = invocation_id, {invocation_id}
         for _ in range(s.family_max_depth * 4):
-            r = self._q("""SELECT any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL),
+            r = self._q(f"""SELECT any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL),
                                   any_value(parent_event_id) FILTER (WHERE parent_event_id IS NOT NULL)
-                           FROM transitions WHERE invocation_id = ?""", [root]).rows
+                           FROM invocation_state WHERE {state.BY_ID}""", [root, root]).rows
             parent, parent_event = r[0] if r else (None, None)
             if not parent and parent_event:
                 e = self._q("SELECT arg_max(emitted_by_invocation_id, ts) FROM event_records WHERE event_id = ?",
                             [parent_event]).rows
                 parent = e[0][0] if e else None
-            if not parent and self._q("SELECT 1 FROM transitions WHERE invocation_id = ? AND status = 'REGISTERED' "
-                                      "AND span_id IS NOT NULL LIMIT 1", [root]).rows:
+            if not parent and self._registered_in_span(root):
                 found = self.trace_parents(children=[root])
                 parent = found[0][1] if found else None
             if not parent:
@@ -381,10 +422,10 @@ class QueryService:
             ph = ", ".join("?" * len(frontier))
             r = self._q(f"""
                 SELECT DISTINCT parent_invocation_id AS parent, invocation_id AS child, 'direct' AS kind
-                  FROM transitions WHERE parent_invocation_id IN ({ph})
+                  FROM invocation_state WHERE parent_invocation_id IN ({ph})
                 UNION
                 SELECT e.emitted_by_invocation_id, t.invocation_id, 'event'
-                  FROM event_records e JOIN transitions t ON t.parent_event_id = e.event_id
+                  FROM event_records e JOIN invocation_state t ON t.parent_event_id = e.event_id
                  WHERE e.emitted_by_invocation_id IN ({ph})
                 UNION
                 SELECT src.sid, tr.triggered_invocation_id, 'trigger'
@@ -412,8 +453,9 @@ class QueryService:
         ph = ", ".join("?" * len(ids))
         info = {d["invocation_id"]: d for d in self._q(f"""
             SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-                   arg_max(status, status_order(ts, status)) AS status, min(ts) AS created_at, max(ts) AS updated_at
-            FROM transitions WHERE invocation_id IN ({ph}) GROUP BY invocation_id""", ids).dicts()}
+                   arg_max(status, status_key) AS status, min(created_at) AS created_at,
+                   max(updated_at) AS updated_at
+            FROM invocation_state WHERE {_by_ids(len(ids))} GROUP BY invocation_id""", ids + ids).dicts()}
         nodes = []
         for i in ids:
             d = info.get(i, {})
@@ -570,8 +612,9 @@ class QueryService:
     def _summaries(self, ids: list[str]) -> list[dict]:
         if not ids:
             return []
-        r = self._q("""SELECT * FROM invocation_state WHERE invocation_id IN (SELECT unnest(?::VARCHAR[]))
-                       ORDER BY created_at""", [list(ids)]).dicts()
+        ids = list(ids)
+        r = self._q(f"SELECT * EXCLUDE (id_hash) FROM invocation_state WHERE {_by_ids(len(ids))} ORDER BY created_at",
+                    ids + ids).dicts()
         return [self._summary(d) for d in r]
 
     def trigger_runs(self, *, app=None, since=None, until=None, task=None, event=None, invocation=None,
@@ -601,8 +644,14 @@ class QueryService:
 
     # --- logs of one invocation -------------------------------------------------------
     def invocation_logs(self, invocation_id: str, limit: int = 1000) -> list[dict]:
-        """Its log lines, oldest first: by attribute, or through the trace context of its spans."""
-        return list(reversed(self.logs(invocation=invocation_id, limit=min(limit, MAX_LIMIT))["items"]))
+        """Its log lines, oldest first: by attribute, or through the trace context of its spans.
+        Looked for from a minute before its first transition to `related_after_s` after its last
+        (unbounded while it is not final), so the read skips the rest of the log."""
+        first, last, final = self._bracket(invocation_id)
+        since = iso(first - timedelta(seconds=60))
+        until = iso(last + timedelta(seconds=self.settings.related_after_s)) if final else None
+        return list(reversed(self.logs(invocation=invocation_id, since=since, until=until,
+                                       limit=min(limit, MAX_LIMIT))["items"]))
 
     # --- atomic-service schedule --------------------------------------------------------
     def atomic_schedule(self, app: Optional[str] = None) -> dict:
@@ -756,14 +805,18 @@ class QueryService:
 
     def _log_filters(self, *, app=None, q=None, level=None, runner=None, worker=None, invocation=None, task=None,
                      since=None, until=None) -> tuple[list, list]:
-        where, params = _where(("ts >= ?", parse_time(since, "since")), ("ts < ?", parse_time(until, "until")),
-                               ("app_id = ?", app), ("worker_id = ?", worker),
-                          ("task_id = ?", task))
+        since_t, until_t = parse_time(since, "since"), parse_time(until, "until")
+        where, params = _where(("ts >= ?", since_t), ("ts < ?", until_t), ("app_id = ?", app),
+                               ("worker_id = ?", worker), ("task_id = ?", task))
         if invocation:
-            # Its own lines, by attribute or through the trace context of one of its spans.
+            # Its own lines, by attribute or through the trace context of one of its spans (spans of the
+            # same time range: the bound lets the span lookup skip most of the spans table too).
+            span_where, span_params = _where(("start_ts >= ?", since_t - timedelta(hours=1) if since_t else None),
+                                             ("start_ts < ?", until_t))
             where.append("(invocation_id = ? OR (invocation_id IS NULL AND span_id IS NOT NULL AND span_id IN "
-                         "(SELECT span_id FROM spans WHERE invocation_id = ?)))")
-            params += [invocation, invocation]
+                         "(SELECT span_id FROM spans WHERE invocation_id = ?"
+                         + "".join(" AND " + w for w in span_where) + ")))")
+            params += [invocation, invocation, *span_params]
         if runner:
             where.append("(runner_id = ? OR worker_id = ?)")
             params += [runner, runner]
@@ -818,9 +871,13 @@ class QueryService:
         spans = sorted({d["span_id"] for d in rows if not d["invocation_id"] and d["span_id"]})
         if not spans:
             return
+        # A line is logged while its span is open: the span started before it (a day of slack for long
+        # tasks), which bounds the lookup in time.
+        ts = [d["ts"] for d in rows if d["span_id"] in spans and d["ts"] is not None]
+        lo, hi = (min(ts) - timedelta(days=1), max(ts)) if ts else (datetime.min, datetime.max)
         owner = dict(self._q("SELECT span_id, any_value(invocation_id) FROM spans WHERE span_id IN "
-                             "(SELECT unnest(?::VARCHAR[])) AND invocation_id IS NOT NULL GROUP BY span_id",
-                             [spans]).rows)
+                             "(SELECT unnest(?::VARCHAR[])) AND invocation_id IS NOT NULL "
+                             "AND start_ts BETWEEN ? AND ? GROUP BY span_id", [spans, lo, hi]).rows)
         for d in rows:
             if not d["invocation_id"] and d["span_id"] in owner:
                 d["invocation_id"] = owner[d["span_id"]]
@@ -997,9 +1054,10 @@ class QueryService:
             i["elapsed_s"] = (now - parse_time(i["created_at"], "created_at")).total_seconds()
         failures = self.invocations(app=app, status=["FAILED"], limit=20, sort="-updated_at")["items"]
         cond, params = ("AND app_id = ?", [app]) if app else ("", [])
-        hb = self._q(f"""SELECT runner_id, max(ts) AS last, count(*) AS n,
-                                (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s
-                         FROM runner_events WHERE kind = 'heartbeat' {cond} GROUP BY runner_id ORDER BY last DESC""",
+        hb = self._q(f"""SELECT runner_id, max(last_heartbeat) AS last, sum(heartbeats) AS n,
+                                (epoch(max(last_heartbeat)) - epoch(min(first_heartbeat)))
+                                    / nullif(sum(heartbeats) - 1, 0) AS every_s
+                         FROM runner_state WHERE heartbeats > 0 {cond} GROUP BY runner_id ORDER BY last DESC""",
                      params).dicts()
         heartbeats = [{"runner_id": d["runner_id"], "last": iso(d["last"]), "every_s": d["every_s"],
                        "next_expected": iso(d["last"] + timedelta(seconds=d["every_s"])) if d["every_s"] else None,
@@ -1040,8 +1098,8 @@ class QueryService:
               SELECT app_id, task_id, epoch(updated_at) - epoch(coalesce(started_at, created_at)) AS d
               FROM invocation_state WHERE status IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL'))
             GROUP BY ALL""").rows
-        heartbeats = self._q("""SELECT app_id, runner_id, epoch(max(ts)) FROM runner_events
-                                WHERE kind = 'heartbeat' GROUP BY ALL""").rows
+        heartbeats = self._q("""SELECT app_id, runner_id, epoch(last_heartbeat) FROM runner_state
+                                WHERE last_heartbeat IS NOT NULL""").rows
         ingest = self._q("""SELECT signal, transport, count(*), sum(records)::BIGINT FROM ingest_ledger GROUP BY ALL""").rows
         return {"invocations_by_status": by_status, "transitions": transitions, "durations": durations,
                 "buckets": self.DURATION_BUCKETS, "heartbeats": heartbeats, "ingest": ingest}

@@ -1,5 +1,6 @@
-"""The invocation_state cache (store/sql/0002_invocation_state.sql): folded in by the writer per batch,
-rebuilt from the log on demand. Only this module writes it."""
+"""The caches of the log: invocation_state (store/sql/0002, 0003) and runner_state (0004). The writer
+folds each batch into them in the batch's own transaction; `rebuild` recomputes them from the log.
+Only this module writes them."""
 from __future__ import annotations
 
 # = the status_order macro of views.sql, spelled out: the migration's backfill runs before the views exist.
@@ -15,13 +16,14 @@ _AGGREGATE = f"""
            any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
            any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
            arg_max(runner_id, k) AS runner_id, arg_max(worker_id, k) AS worker_id,
-           (count(*) FILTER (WHERE status = 'RUNNING'))::INTEGER AS attempts
+           (count(*) FILTER (WHERE status = 'RUNNING'))::INTEGER AS attempts,
+           hash(invocation_id) AS id_hash
     FROM (SELECT *, {_KEY} AS k FROM transitions WHERE {{where}}) GROUP BY app_id, invocation_id"""
 
 # Later transitions win the status and runner; first-seen facts keep their first value; times widen.
 _MERGE = """
     MERGE INTO invocation_state AS s USING ({aggregate}) AS e
-    ON s.app_id = e.app_id AND s.invocation_id = e.invocation_id
+    ON s.id_hash = e.id_hash AND s.app_id = e.app_id AND s.invocation_id = e.invocation_id
     WHEN MATCHED THEN UPDATE SET
         task_id = coalesce(s.task_id, e.task_id),
         status = CASE WHEN e.status_key >= s.status_key THEN e.status ELSE s.status END,
@@ -39,20 +41,87 @@ _MERGE = """
     WHEN NOT MATCHED THEN INSERT BY NAME"""
 
 
-def fold_batch(con, batch: int) -> None:
-    """Fold one batch's transitions into the cache, in the transaction that appends them."""
-    con.execute(_MERGE.format(aggregate=_AGGREGATE.format(where=f"batch = {int(batch)}")))
+_RUNNER_EVENTS = """
+    SELECT app_id, runner_id,
+           any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL) AS runner_class,
+           any_value(parent_runner_id) FILTER (WHERE parent_runner_id IS NOT NULL) AS parent_runner_id,
+           any_value(hostname) FILTER (WHERE hostname IS NOT NULL) AS hostname,
+           any_value(pid) FILTER (WHERE pid IS NOT NULL) AS pid,
+           min(ts) AS first_seen,
+           max(ts) FILTER (WHERE kind <> 'context') AS last_lifecycle,
+           max(ts) FILTER (WHERE kind = 'heartbeat') AS last_heartbeat,
+           max(ts) FILTER (WHERE kind = 'stopped') AS stopped_at,
+           max(ts) FILTER (WHERE kind = 'started') AS started_at,
+           max(ts) AS last_event,
+           min(ts) FILTER (WHERE kind = 'heartbeat') AS first_heartbeat,
+           count(*) FILTER (WHERE kind = 'heartbeat') AS heartbeats
+    FROM runner_events WHERE {where} GROUP BY app_id, runner_id"""
+
+# A runner's activity: the newest transition it (or its worker) stamped.
+_RUNNER_ACTIVITY = """
+    SELECT app_id, coalesce(worker_id, runner_id) AS runner_id, max(ts) AS last_transition
+    FROM transitions WHERE {where} AND runner_id IS NOT NULL GROUP BY ALL"""
+
+_MERGE_RUNNER_EVENTS = """
+    MERGE INTO runner_state AS s USING ({aggregate}) AS e
+    ON s.app_id = e.app_id AND s.runner_id = e.runner_id
+    WHEN MATCHED THEN UPDATE SET
+        runner_class = coalesce(s.runner_class, e.runner_class),
+        parent_runner_id = coalesce(s.parent_runner_id, e.parent_runner_id),
+        hostname = coalesce(s.hostname, e.hostname), pid = coalesce(s.pid, e.pid),
+        first_seen = least(s.first_seen, e.first_seen), last_lifecycle = greatest(s.last_lifecycle, e.last_lifecycle),
+        last_heartbeat = greatest(s.last_heartbeat, e.last_heartbeat),
+        stopped_at = greatest(s.stopped_at, e.stopped_at), started_at = greatest(s.started_at, e.started_at),
+        last_event = greatest(s.last_event, e.last_event),
+        first_heartbeat = least(s.first_heartbeat, e.first_heartbeat),
+        heartbeats = coalesce(s.heartbeats, 0) + e.heartbeats
+    WHEN NOT MATCHED THEN INSERT BY NAME"""
+
+_MERGE_RUNNER_ACTIVITY = """
+    MERGE INTO runner_state AS s USING ({aggregate}) AS e
+    ON s.app_id = e.app_id AND s.runner_id = e.runner_id
+    WHEN MATCHED THEN UPDATE SET last_transition = greatest(s.last_transition, e.last_transition)
+    WHEN NOT MATCHED THEN INSERT BY NAME"""
+
+
+def fold_batch(con, batch: int, tables: set) -> None:
+    """Fold one batch into the caches, in the transaction that appends it; `tables` are the log
+    tables the batch wrote to."""
+    where = f"batch = {int(batch)}"
+    if "transitions" in tables:
+        con.execute(_MERGE.format(aggregate=_AGGREGATE.format(where=where)))
+        con.execute(_MERGE_RUNNER_ACTIVITY.format(aggregate=_RUNNER_ACTIVITY.format(where=where)))
+    if "runner_events" in tables:
+        con.execute(_MERGE_RUNNER_EVENTS.format(aggregate=_RUNNER_EVENTS.format(where=where)))
+
+
+# Migrations that create or reshape the cache: the store rebuilds it once they are applied.
+REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state")
+
+# A point lookup by id: `hash(?)` folds to a constant, compared with id_hash before the string.
+BY_ID = "id_hash = hash(?::VARCHAR) AND invocation_id = ?"
+
+
+def hash_is_current(con) -> bool:
+    """False when stored id hashes disagree with this DuckDB's hash() (a new hash function)."""
+    row = con.execute("SELECT bool_and(id_hash = hash(invocation_id)) FROM "
+                      "(SELECT id_hash, invocation_id FROM invocation_state LIMIT 100)").fetchone()
+    return row[0] is not False
 
 
 def rebuild(con) -> int:
-    """Drop and recompute the cache from the log; returns the invocations it holds."""
+    """Drop and recompute the caches from the log; returns the invocations it holds."""
     con.begin()
     try:
         con.execute("DELETE FROM invocation_state")
-        con.execute("INSERT INTO invocation_state " + _AGGREGATE.format(where="true"))
+        con.execute("INSERT INTO invocation_state BY NAME " + _AGGREGATE.format(where="true"))
+        con.execute("DELETE FROM runner_state")
+        con.execute("INSERT INTO runner_state BY NAME " + _RUNNER_EVENTS.format(where="true"))
+        con.execute(_MERGE_RUNNER_ACTIVITY.format(aggregate=_RUNNER_ACTIVITY.format(where="true")))
         n = con.execute("SELECT count(*) FROM invocation_state").fetchone()[0]
         con.commit()
     except Exception:
         con.rollback()
         raise
+    con.execute("CHECKPOINT")  # the deleted rows' space goes back to the file now, not at some later checkpoint
     return n

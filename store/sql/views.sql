@@ -21,27 +21,12 @@ SELECT app_id, invocation_id, task_id, status,
        parent_invocation_id, workflow_id, workflow_type, runner_id, worker_id, created_at, updated_at, attempts
 FROM invocation_state;
 
--- One row per runner context: last activity from lifecycle, heartbeats and transitions.
+-- One row per runner context (the writer-maintained cache, store/state.py): last activity from its
+-- lifecycle events, heartbeats and the transitions it stamped.
 CREATE OR REPLACE VIEW runners AS
-WITH ev AS (
-    SELECT app_id, runner_id,
-           any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL) AS runner_class,
-           any_value(parent_runner_id) FILTER (WHERE parent_runner_id IS NOT NULL) AS parent_runner_id,
-           any_value(hostname) FILTER (WHERE hostname IS NOT NULL) AS hostname,
-           any_value(pid) FILTER (WHERE pid IS NOT NULL) AS pid,
-           min(ts) AS first_seen,
-           max(ts) FILTER (WHERE kind <> 'context') AS last_lifecycle,
-           max(ts) FILTER (WHERE kind = 'heartbeat') AS last_heartbeat,
-           max(ts) FILTER (WHERE kind = 'stopped') AS stopped_at,
-           max(ts) FILTER (WHERE kind = 'started') AS started_at,
-           max(ts) AS last_event
-    FROM runner_events GROUP BY app_id, runner_id
-), act AS (
-    SELECT app_id, coalesce(worker_id, runner_id) AS runner_id, max(updated_at) AS last_transition
-    FROM invocation_state WHERE runner_id IS NOT NULL GROUP BY ALL
-)
-SELECT ev.* EXCLUDE (last_event), greatest(ev.last_event, act.last_transition) AS last_activity
-FROM ev LEFT JOIN act USING (app_id, runner_id);
+SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, first_seen, last_lifecycle,
+       last_heartbeat, stopped_at, started_at, greatest(last_event, last_transition) AS last_activity
+FROM runner_state WHERE first_seen IS NOT NULL;
 
 -- Log lines (application logs and records no dialect knew).
 CREATE OR REPLACE VIEW logs AS
