@@ -758,7 +758,7 @@ class QueryService:
                        any_value(hostname) FILTER (WHERE hostname IS NOT NULL) AS hostname,
                        any_value(pid) FILTER (WHERE pid IS NOT NULL) AS pid,
                        any_value(parent_runner_id) FILTER (WHERE parent_runner_id IS NOT NULL) AS parent_runner_id
-                FROM runner_events WHERE runner_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY runner_id""",
+                FROM runner_state WHERE runner_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY runner_id""",
                 [lane_ids]).dicts()}
         lanes, edges = tl.build(rows, iso(t0), iso(t1), contexts)
         markers = self.event_markers(app=app, since=iso(t0), until=iso(t1), limit=1000)

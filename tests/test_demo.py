@@ -40,7 +40,9 @@ def test_demo_fills_the_ui(tmp_path, runner):
             c = ov["counts_by_status"]
             return ov if c["SUCCESS"] >= 5 and c["FAILED"] >= 1 else None
         ov = wait_until(filled, timeout=90, interval=0.5, message="the demo's first round")
-        assert ov["runners"]["alive"] >= 2
+        # Each rustvello round stops its runners when done, and their last records (stop included)
+        # may land with the round's results: count the runners seen, alive or stopped since.
+        assert ov["runners"]["alive"] + ov["runners"]["dead"] >= 2
         items = httpx.get(web + "/api/v1/invocations", params={"limit": 200}).json()["items"]
         roots = [i for i in items if i["workflow_id"] and i["workflow_id"] == i["invocation_id"]]
         assert roots, "a workflow ran"
