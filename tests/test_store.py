@@ -87,9 +87,9 @@ def test_reads_have_time_limit_and_row_cap(tmp_path):
     store.close()
 
 
-def test_invocation_state_cache_equals_the_log_in_any_arrival_order(tmp_path):
-    """The writer-maintained cache gives what aggregating the log gives, however requests interleave,
-    and `tasktrail rebuild` recomputes it from the log."""
+def test_caches_equal_the_log_in_any_arrival_order(tmp_path):
+    """The writer-maintained caches give what aggregating the log gives, however requests interleave,
+    and `tasktrail rebuild` recomputes them from the log."""
     import random
     import subprocess
     import sys
@@ -113,7 +113,10 @@ def test_invocation_state_cache_equals_the_log_in_any_arrival_order(tmp_path):
             store.submit(rows, n, entry).result(10)
         expected = store.query(from_log).rows
         assert len(expected) == 6 and store.query(from_cache).rows == expected
+        runners_folded = store.query("SELECT * FROM runner_state ORDER BY app_id, runner_id").rows
+        assert len(runners_folded) >= 5 and all(r[6] is not None for r in runners_folded)  # first_seen
         store._con.execute("DELETE FROM invocation_state WHERE status = 'SUCCESS'")
+        store._con.execute("DELETE FROM runner_state")
         assert store.query(from_cache).rows != expected
         store.close()
         out = subprocess.run([sys.executable, "-m", "tasktrail", "rebuild", "--db", db], capture_output=True,
@@ -121,4 +124,5 @@ def test_invocation_state_cache_equals_the_log_in_any_arrival_order(tmp_path):
         assert out.returncode == 0 and "6 invocations" in out.stdout, out.stderr
         store = DuckDBStore(db)
         assert store.query(from_cache).rows == expected
+        assert store.query("SELECT * FROM runner_state ORDER BY app_id, runner_id").rows == runners_folded
         store.close()
