@@ -49,7 +49,7 @@ def gunzip(data: bytes, limit: int) -> bytes:
     except zlib.error as exc:
         raise DecodeError(f"body is not valid gzip: {exc}") from None
     if len(out) > limit or d.unconsumed_tail:
-        raise TooLarge(f"body is over {limit} bytes after gzip decompression")
+        raise TooLarge(f"body is over the {limit}-byte limit after gzip decompression")
     if not d.eof:
         raise DecodeError("gzip body is truncated")
     return out
@@ -64,7 +64,8 @@ def decode(signal: str, body: bytes, fmt: str):
     try:
         msg.ParseFromString(body)
     except _PbDecodeError as exc:
-        raise DecodeError(f"body is not a valid protobuf {cls.DESCRIPTOR.name}: {exc}") from None
+        why = ("messages nest deeper than protobuf's limit of 100 levels" if "MaxDepth" in str(exc) else str(exc))
+        raise DecodeError(f"body is not a valid protobuf {cls.DESCRIPTOR.name}: {why}") from None
     except RecursionError:
         raise DecodeError(f"body nests too deeply for {cls.DESCRIPTOR.name}") from None
     return msg

@@ -17,9 +17,27 @@ from tasktrail.proto import names as n
 from tasktrail.proto.dialects import DIALECTS, LogIn, Out, ResourceInfo, SpanIn, for_record
 from tasktrail.proto.model import LogRecord, MetricPoint, Resource, RunnerEvent, Span
 
+from .decode import DecodeError
+
 _TASKTRAIL = DIALECTS[0]
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
 _MAX_CACHED_RESOURCES = 4096
+# Limits on what one record may carry: past them the request is refused with a message naming the
+# record, never half-stored. OTel SDKs cap attributes at 128 by default.
+MAX_ATTRIBUTES = 1000
+MAX_AHEAD_US = 86_400 * 1_000_000   # a record timestamped more than a day ahead of this clock
+
+
+def _check_ids(what: str, trace_id: bytes, span_id: bytes, required: bool) -> None:
+    if (required or trace_id) and len(trace_id) != 16:
+        raise DecodeError(f"{what}: trace_id must be 16 bytes, got {len(trace_id)}")
+    if (required or span_id) and len(span_id) != 8:
+        raise DecodeError(f"{what}: span_id must be 8 bytes, got {len(span_id)}")
+
+
+def _check_time(what: str, ts_us: int, now_us: int) -> None:
+    if ts_us > now_us + MAX_AHEAD_US:
+        raise DecodeError(f"{what}: timestamp {ts_us * 1000} ns is more than a day ahead of the server's clock")
 
 
 def any_value(v):
@@ -44,6 +62,8 @@ def any_value(v):
 
 def attributes(kvs) -> dict:
     """OTLP KeyValues as a dict; strings and ints (nearly all attributes) take the short path."""
+    if len(kvs) > MAX_ATTRIBUTES:
+        raise DecodeError(f"a record or resource has {len(kvs)} attributes; the limit is {MAX_ATTRIBUTES}")
     out = {}
     for kv in kvs:
         v = kv.value
@@ -145,8 +165,14 @@ class Mapper:
         for sp in ss.spans:
             out.records += 1
             a = attributes(sp.attributes)
+            _check_ids(f"span {sp.name!r}", sp.trace_id, sp.span_id, True)
+            if sp.parent_span_id and len(sp.parent_span_id) != 8:
+                raise DecodeError(f"span {sp.name!r}: parent_span_id must be 8 bytes, got {len(sp.parent_span_id)}")
             trace_id, span_id = sp.trace_id.hex(), sp.span_id.hex()
             start, end = sp.start_time_unix_nano // 1000, sp.end_time_unix_nano // 1000
+            if not start:
+                raise DecodeError(f"span {sp.name!r}: start_time_unix_nano is 0 (a span must say when it started)")
+            _check_time(f"span {sp.name!r}", max(start, end), now)
             if start < first:
                 first = start
             dialect = for_record(a.get(n.REVISION) or res.revision, scope, None)
@@ -185,7 +211,11 @@ class Mapper:
         for lr in sl.log_records:
             out.records += 1
             a = attributes(lr.attributes)
+            # 0 means unknown (OTLP): the observed time, else the time it arrived.
             ts = (lr.time_unix_nano or lr.observed_time_unix_nano) // 1000 or now
+            _check_time("log record", ts, now)
+            if lr.trace_id or lr.span_id:
+                _check_ids("log record", lr.trace_id, lr.span_id, False)
             if ts < first:
                 first = ts
             event_name = lr.event_name or None

@@ -122,23 +122,14 @@ class DuckDBStore:
         # No file access for any statement (the SQL endpoint's second wall); Arrow appends still work.
         # Checkpoints block every commit while they run, so the writer checkpoints when it is idle
         # (`idle_checkpoint_bytes` of WAL) and DuckDB's own threshold is only the backstop under load.
-        config = {"threads": threads, "memory_limit": memory_limit, "enable_external_access": False,
-                  "checkpoint_threshold": checkpoint_threshold}
+        self._config = {"threads": threads, "memory_limit": memory_limit, "enable_external_access": False,
+                        "checkpoint_threshold": checkpoint_threshold}
         self._idle_checkpoint_bytes = idle_checkpoint_bytes
         self._wal = path + ".wal"
-        try:
-            self._con = duckdb.connect(path, read_only=read_only, config=config)
-        except duckdb.Error as exc:
-            raise StoreUnavailable(f"cannot open store {path}: {exc}") from None
-        self._con.execute("SET enable_progress_bar = false")  # a server's log is not a terminal
-        if not read_only:
-            self._migrate()
-            self._con.execute(views_sql())
-        self._con.execute("SET lock_configuration = true")
-        describe = {t: [(r[0], r[1]) for r in self._con.execute(f"DESCRIBE {t}").fetchall()] for t in TABLES}
-        check_schema(describe)
-        self._schemas = arrow_schemas(describe)
-        self._read_root = self._con.cursor()
+        self._generation = 0          # bumped when the database is reopened: thread cursors are renewed
+        self._cursors: list = []      # every cursor handed out, closed when the database is reopened
+        self._broken: str | None = None  # why the database is unusable (a fatal error), until reopened
+        self._open()
         self._read_lock = threading.Lock()
         self._local = threading.local()
         self._watchdog = _Watchdog()
@@ -156,6 +147,49 @@ class DuckDBStore:
             self._load_state()
             self._writer = threading.Thread(target=self._run, name="tasktrail-writer", daemon=True)
             self._writer.start()
+
+    def _open(self) -> None:
+        try:
+            self._con = duckdb.connect(self.path, read_only=self.read_only, config=self._config)
+        except duckdb.Error as exc:
+            raise StoreUnavailable(f"cannot open store {self.path}: {exc}") from None
+        self._con.execute("SET enable_progress_bar = false")  # a server's log is not a terminal
+        if not self.read_only:
+            self._migrate()
+            self._con.execute(views_sql())
+        self._con.execute("SET lock_configuration = true")
+        describe = {t: [(r[0], r[1]) for r in self._con.execute(f"DESCRIBE {t}").fetchall()] for t in TABLES}
+        check_schema(describe)
+        self._schemas = arrow_schemas(describe)
+        self._read_root = self._con.cursor()
+
+    def _reopen(self) -> bool:
+        """After a fatal error (disk full, I/O error) DuckDB refuses every statement until the database
+        is opened again: close every connection to it and open it afresh, which replays the WAL (a
+        batch whose commit failed is not in it). True once it works; the writer retries until then."""
+        with self._read_lock:
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except duckdb.Error:
+                    pass
+            self._cursors.clear()
+            for con in (self._read_root, self._con):
+                try:
+                    con.close()
+                except duckdb.Error:
+                    pass
+            try:
+                self._open()
+                self._load_state()
+            except Exception as exc:  # still no space, still unreadable: try again later
+                log.warning("reopening the store failed: %s", exc)
+                return False
+            self._generation += 1
+        with self._lock:
+            self._broken = None
+        log.warning("store reopened after a fatal error; ingest resumes")
+        return True
 
     # --- schema ----------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -210,6 +244,8 @@ class DuckDBStore:
         with self._lock:
             if self._closed:
                 raise StoreClosed("the store is closed")
+            if self._broken:
+                raise StoreUnavailable(f"the store cannot write now ({self._broken}); retry later")
             if self._pending and self._pending + records > self._capacity:
                 self._stats.rejected_full += 1
                 raise QueueFull(f"ingest queue is full ({self._pending} of {self._capacity} records queued)",
@@ -221,7 +257,12 @@ class DuckDBStore:
     def _run(self) -> None:
         stop = False
         while not stop:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if self._broken:  # a read found the database invalidated: reopen it
+                    self._recover()
+                continue
             if item is _STOP:
                 break
             items = [item]
@@ -237,8 +278,42 @@ class DuckDBStore:
                 items.append(nxt)
                 n += nxt.records
             self._commit(items)
-            if self._queue.empty():
+            if self._broken:
+                self._recover()
+            elif self._queue.empty():
                 self._checkpoint_if_due()
+
+    def _recover(self) -> None:
+        """Fail what is queued (its clients retry) and reopen the database until it works."""
+        delay = 0.2
+        while True:
+            self._fail_queued()
+            if self._reopen():
+                return
+            with self._lock:
+                if self._shut:
+                    return
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _fail_queued(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is _STOP:
+                self._queue.put(_STOP)
+                return
+            with self._lock:
+                self._pending -= item.records
+            item.future.set_exception(StoreUnavailable(f"the store cannot write now ({self._broken}); retry later"))
+
+    def _fatal(self, exc: Exception) -> None:
+        """Note a fatal DuckDB error: the database is invalidated until reopened."""
+        if isinstance(exc, duckdb.FatalException) or "invalidated" in str(exc):
+            with self._lock:
+                self._broken = str(exc).split("\n")[0][:300]
 
     def _checkpoint_if_due(self) -> None:
         """Fold the WAL into the file while nothing waits, so commits under load rarely pay for it."""
@@ -252,6 +327,9 @@ class DuckDBStore:
             self._con.execute("CHECKPOINT")
         except duckdb.Error as exc:
             log.warning("idle checkpoint failed: %s", exc)
+            self._fatal(exc)
+            if self._broken:
+                self._recover()
             return
         with self._lock:
             self._stats.checkpoints += 1
@@ -276,7 +354,8 @@ class DuckDBStore:
                 self._append(batch, fresh)
             except Exception as exc:  # disk full, unwritable file, I/O error: nothing of the batch stays
                 log.error("commit of batch %d failed: %s", batch, exc)
-                error = StoreUnavailable(f"the store could not commit: {exc}")
+                self._fatal(exc)
+                error = StoreUnavailable(f"the store could not commit: {str(exc).splitlines()[0][:300]}")
         elapsed = time.perf_counter() - t0
         with self._lock:
             self._pending -= sum(it.records for it in items)
@@ -369,9 +448,11 @@ class DuckDBStore:
     # --- reads -----------------------------------------------------------------------
     def _cursor(self):
         cur = getattr(self._local, "cursor", None)
-        if cur is None:
+        if cur is None or self._local.generation != self._generation:
             with self._read_lock:
                 cur = self._read_root.cursor()
+                self._cursors.append(cur)
+                self._local.generation = self._generation
             self._local.cursor = cur
         return cur
 
@@ -392,6 +473,10 @@ class DuckDBStore:
             fired = self._watchdog.disarm(token)
             if fired and "interrupt" in str(exc).lower():
                 raise QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s") from None
+            if isinstance(exc, duckdb.FatalException) or "invalidated" in str(exc):
+                self._fatal(exc)
+                raise StoreUnavailable(f"the store is unavailable ({str(exc).splitlines()[0][:200]}); "
+                                       "it is being reopened") from None
             raise QueryError(str(exc).split("\n")[0] if str(exc) else type(exc).__name__) from None
         finally:
             if not fired:
