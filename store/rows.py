@@ -5,6 +5,8 @@ stay the single source of the schema; `check_schema` pins them to proto/model.py
 """
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from tasktrail.proto.model import TABLES
@@ -30,7 +32,36 @@ def check_schema(describe: dict[str, list[tuple[str, str]]]) -> None:
 
 
 def to_arrow(rows: list[tuple], schema: pa.Schema) -> pa.Table:
-    """A list of row tuples (NamedTuples) as one Arrow table."""
+    """A list of row tuples (NamedTuples) as one Arrow table.
+
+    A column whose values do not fit its type (a runner that sends a task id as a number, a list
+    where text belongs) is converted value by value instead of failing the request or its batch:
+    text columns take the JSON of the value, numbers what converts, anything else NULL."""
     columns = list(zip(*rows))
-    arrays = [pa.array(col, type=f.type) for col, f in zip(columns, schema)]
+    arrays = []
+    for col, f in zip(columns, schema):
+        try:
+            arrays.append(pa.array(col, type=f.type))
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            arrays.append(pa.array([_coerce(v, f.type) for v in col], type=f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _coerce(v, t: pa.DataType):
+    if v is None:
+        return None
+    if pa.types.is_string(t):
+        return v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False)
+    if pa.types.is_boolean(t):
+        return v if isinstance(v, bool) else None
+    if pa.types.is_integer(t):
+        bits = t.bit_width - 1
+        return v if isinstance(v, int) and not isinstance(v, bool) and -(1 << bits) <= v < (1 << bits) else None
+    if pa.types.is_floating(t):
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if pa.types.is_timestamp(t):
+        return v if isinstance(v, int) and -(1 << 62) < v < (1 << 62) else None
+    if pa.types.is_list(t):
+        return [x if isinstance(x, str) else json.dumps(x, default=str) for x in v] if isinstance(v, (list, tuple)) \
+            else None
+    return None

@@ -17,8 +17,9 @@ BY_SCOPE: dict[str, Dialect] = {s: d for d in DIALECTS for s in d.scopes}
 
 
 def for_record(revision: str | None, scope_name: str | None, event_name: str | None) -> Dialect | None:
-    """Pick the dialect of one record, or None when no dialect knows it."""
-    if revision:
+    """Pick the dialect of one record, or None when no dialect knows it (values come from attributes:
+    anything that is not text names no dialect)."""
+    if revision and isinstance(revision, str):
         d = BY_REVISION.get(revision)
         if d is not None:
             return d
@@ -26,7 +27,7 @@ def for_record(revision: str | None, scope_name: str | None, event_name: str | N
         d = BY_SCOPE.get(scope_name)
         if d is not None:
             return d
-    if event_name and event_name.startswith("tasktrail."):
+    if event_name and isinstance(event_name, str) and event_name.startswith("tasktrail."):
         return DIALECTS[0]
     return None
 

@@ -1,0 +1,140 @@
+"""Fuzzing the decoder and the dialect mappers (hypothesis, a bounded number of examples per run).
+
+Whatever a runner sends, the only outcomes are a DecodeError (a 400 with a message) or rows that the
+store's Arrow schemas accept: no other exception, which would be a 500 or fail a whole batch.
+"""
+import os
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from tasktrail.ingest.decode import DecodeError, decode
+from tasktrail.ingest.map import Mapper
+from tasktrail.proto import names as n
+from tasktrail.store.rows import to_arrow
+
+from .helpers import fixture_requests
+
+EXAMPLES = int(os.environ.get("TASKTRAIL_FUZZ_EXAMPLES", "200"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(scope="module")
+def schemas():
+    """The real store the mapped rows go into (its Arrow schemas, its NOT NULL columns, its caches)."""
+    from tasktrail.store.duckdb import DuckDBStore
+    with tempfile.TemporaryDirectory() as d:
+        store = DuckDBStore(os.path.join(d, "s.duckdb"))
+        yield store
+        store.close()
+
+
+def _outcome(signal, body, fmt, store, tally):
+    """Decode + map + to_arrow + commit; a DecodeError is an answer, anything else raised is a bug."""
+    import hashlib
+    import time
+
+    from tasktrail.store.api import LedgerEntry
+
+    try:
+        out = Mapper().map(signal, decode(signal, body, fmt))
+    except DecodeError:
+        tally["refused"] += 1
+        return
+    schemas = store.arrow_schemas()
+    rows = {t: (r if t == "resources" else to_arrow(r, schemas[t])) for t, r in out.rows.items() if r}
+    h = hashlib.blake2b(body + signal.encode() + fmt.encode(), digest_size=16).hexdigest()
+    store.submit(rows, out.records, LedgerEntry(h, time.time_ns() // 1000, "fuzz", signal, len(body))).result(30)
+    tally["mapped"] += 1
+
+
+# Attribute keys the dialects read, plus anything.
+KEYS = sorted({getattr(n, k) for k in dir(n) if k.startswith(("TT_", "RV_")) and isinstance(getattr(n, k), str)}
+              | {n.SERVICE_NAME, n.REVISION, "invocation_id", "task_id", "celery.action", "messaging.message.id"})
+EVENTS = [spec.event_name for spec in n.TASKTRAIL_V1_EVENTS] + ["task.started", "task.failed", "whatever"]
+
+leaf = st.one_of(
+    st.builds(lambda v: common_pb2.AnyValue(string_value=v), st.text(max_size=30)),
+    st.builds(lambda v: common_pb2.AnyValue(int_value=v), st.integers(-2**63, 2**63 - 1)),
+    st.builds(lambda v: common_pb2.AnyValue(double_value=v), st.floats(allow_nan=True)),
+    st.builds(lambda v: common_pb2.AnyValue(bool_value=v), st.booleans()),
+    st.builds(lambda v: common_pb2.AnyValue(bytes_value=v), st.binary(max_size=20)),
+    st.just(common_pb2.AnyValue()),
+)
+any_value = st.recursive(leaf, lambda inner: st.one_of(
+    st.builds(lambda vs: common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=vs)), st.lists(inner, max_size=3)),
+    st.builds(lambda kv: common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(
+        values=[common_pb2.KeyValue(key=k, value=v) for k, v in kv])),
+              st.lists(st.tuples(st.sampled_from(KEYS), inner), max_size=3))), max_leaves=6)
+attrs = st.lists(st.builds(lambda k, v: common_pb2.KeyValue(key=k, value=v),
+                           st.one_of(st.sampled_from(KEYS), st.text(max_size=10)), any_value), max_size=12)
+ids = st.one_of(st.binary(min_size=16, max_size=16), st.binary(max_size=20))
+span_ids = st.one_of(st.binary(min_size=8, max_size=8), st.binary(max_size=10))
+times = st.one_of(st.integers(0, 2**64 - 1), st.integers(1_700_000_000 * 10**9, 1_800_000_000 * 10**9))
+
+log_record = st.builds(lambda t, ev, body, a, tid, sid, sev: logs_pb2.LogRecord(
+    time_unix_nano=t, event_name=ev, body=body, attributes=a, trace_id=tid, span_id=sid, severity_number=sev),
+    times, st.sampled_from(EVENTS), any_value, attrs, st.one_of(st.just(b""), ids), st.one_of(st.just(b""), span_ids),
+    st.integers(0, 2**31 - 1))
+span = st.builds(lambda tid, sid, name, t0, dt, a, kind, code: trace_pb2.Span(
+    trace_id=tid, span_id=sid, name=name, start_time_unix_nano=t0, end_time_unix_nano=min(t0 + dt, 2**64 - 1),
+    attributes=a, kind=kind, status=trace_pb2.Status(code=code)),
+    ids, span_ids, st.text(max_size=20), times, st.integers(0, 10**12), attrs, st.integers(0, 2**31 - 1),
+    st.integers(0, 2**31 - 1))
+scope = st.sampled_from(["", n.TT_SCOPE, "rustvello", "opentelemetry.instrumentation.celery", "x"])
+
+
+@FUZZ
+@given(res=attrs, sc=scope, records=st.lists(log_record, max_size=8))
+def test_log_requests_map_or_are_refused(schemas, res, sc, records):
+    body = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
+        resource=resource_pb2.Resource(attributes=res),
+        scope_logs=[logs_pb2.ScopeLogs(scope=common_pb2.InstrumentationScope(name=sc), log_records=records)])])
+    _outcome("logs", body.SerializeToString(), "protobuf", schemas, TALLY)
+
+
+@FUZZ
+@given(res=attrs, sc=scope, spans=st.lists(span, max_size=6))
+def test_trace_requests_map_or_are_refused(schemas, res, sc, spans):
+    body = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
+        resource=resource_pb2.Resource(attributes=res),
+        scope_spans=[trace_pb2.ScopeSpans(scope=common_pb2.InstrumentationScope(name=sc), spans=spans)])])
+    _outcome("traces", body.SerializeToString(), "protobuf", schemas, TALLY)
+
+
+REAL = fixture_requests()
+
+
+@FUZZ
+@given(pick=st.integers(0, len(REAL) - 1), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                          min_size=1, max_size=8),
+       cut=st.one_of(st.none(), st.integers(0, 10**6)), fmt=st.sampled_from(["protobuf", "json"]))
+def test_mutated_real_requests_and_raw_bytes(schemas, pick, flips, cut, fmt):
+    signal, body = REAL[pick]
+    data = bytearray(body)
+    for pos, val in flips:
+        data[pos % len(data)] = val
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    _outcome(signal, bytes(data), fmt, schemas, TALLY)
+
+
+TALLY = {"mapped": 0, "refused": 0}
+
+
+def test_fuzz_tally(record):
+    """Runs last in this module: puts the counts in docs/reliability.md."""
+    total = TALLY["mapped"] + TALLY["refused"]
+    assert total >= 3 * min(EXAMPLES, 50)
+    record("Fuzzing", "hypothesis: generated OTLP logs and traces (every tasktrail.v1 event, rustvello and Celery "
+                      "attribute keys, random AnyValues, ids of any length, any timestamps) and real rustvello "
+                      "requests with flipped bytes or cut short, as protobuf and as JSON", total,
+           f"{TALLY['mapped']} mapped and committed to a real store, {TALLY['refused']} refused with "
+           f"a DecodeError (400); no other exception")
