@@ -773,7 +773,7 @@ class QueryService:
 
     def event_markers(self, *, app=None, since=None, until=None, code=None, state=None, limit=None) -> dict:
         """Trigger events in a window as timeline markers: {markers, total, truncated}."""
-        limit = limit or 1000
+        limit = 1000 if limit is None else _limit(limit)
         where, params = _where(("ts >= ?", parse_time(since, "since")), ("ts < ?", parse_time(until, "until")),
                                ("app_id = ?", app), ("event_code = ?", code))
         states = {None: None, "all": None, "matched": "matched", "unmatched": "NOT matched",

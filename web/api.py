@@ -99,7 +99,7 @@ def trigger_run(request: Request):
 
 
 def invocation_logs(request: Request):
-    return JSONResponse(_qs(request).invocation_logs(request.path_params["id"]))
+    return JSONResponse(_qs(request).invocation_logs(request.path_params["id"], limit=_int(request, "limit") or 1000))
 
 
 def atomic_schedule(request: Request):
@@ -224,7 +224,13 @@ async def sql(request: Request):  # reads the body, then runs the query off the 
     return JSONResponse(await run_in_threadpool(_qs(request).sql, body["sql"]))
 
 
+def openapi(request: Request):
+    from .openapi import spec
+    return JSONResponse(spec())
+
+
 ROUTES = [
+    Route("/openapi.json", openapi),
     Route("/apps", apps),
     Route("/invocations", invocations),
     Route("/invocations/{id}", invocation),

@@ -1,0 +1,115 @@
+"""The OpenAPI 3.0 description of /api/v1, served at /api/v1/openapi.json.
+
+Written here beside the routes (web/api.py) rather than generated: the routes read query parameters
+by hand, and a test (tests/test_openapi.py) checks that every route is described and that
+schemathesis, driving the live server from this description, never gets a 5xx.
+"""
+from __future__ import annotations
+
+from tasktrail import __version__
+
+
+def _q(name: str, desc: str, kind: str = "string", **extra) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": desc, "schema": {"type": kind, **extra}}
+
+
+def _path(name: str, desc: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": desc, "schema": {"type": "string"}}
+
+
+APP = _q("app", "Only this app.")
+SINCE = _q("since", "RFC 3339 time, or relative like -1h.")
+UNTIL = _q("until", "RFC 3339 time, or relative like -10m.")
+LIMIT = _q("limit", "Most items to return.", "integer")
+CURSOR = _q("cursor", "The next_cursor of the previous page.")
+STATUS_LIST = {"name": "status", "in": "query", "required": False, "style": "form", "explode": True,
+               "description": "Statuses (repeat, or comma-separated).",
+               "schema": {"type": "array", "items": {"type": "string"}}}
+LOG_FILTERS = [APP, _q("q", "Literal text, any case."), _q("level", "At least this level (INFO, WARN, ...)."),
+               _q("runner", "Runner or worker id."), _q("worker", "Worker id."), _q("invocation", "Invocation id."),
+               _q("task", "Task id."), SINCE, UNTIL]
+ID = _path("id", "The id.")
+
+
+def _get(summary: str, params: list, result: str = "object", stream: bool = False) -> dict:
+    ok = ({"text/event-stream": {"schema": {"type": "string"}}} if stream
+          else {"application/json": {"schema": {"type": result}}})
+    return {"get": {"summary": summary, "parameters": params, "responses": {
+        "200": {"description": "OK", "content": ok},
+        "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
+        "504": {"$ref": "#/components/responses/Error"}}}}
+
+
+def _post(summary: str, body: dict) -> dict:
+    return {"post": {"summary": summary, "requestBody": {"required": True, "content": {"application/json": {
+        "schema": body}}}, "responses": {
+        "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+        "400": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}}
+
+
+PATHS = {
+    "/apps": _get("Apps seen, with first and last activity and invocation counts.", [], "array"),
+    "/invocations": _get("Invocations, filtered, sorted and paginated.", [
+        APP, STATUS_LIST, _q("task", "Task id."), _q("runner", "Ran on this runner or worker."),
+        _q("workflow", "Workflow id."), _q("parent", "Parent invocation id."), SINCE, UNTIL,
+        _q("q", "Part of an invocation or task id."), LIMIT, CURSOR,
+        _q("sort", "created_at, -created_at, updated_at, -updated_at.")]),
+    "/invocations/{id}": _get("One invocation: status, attempts, arguments, result, error, trace links.",
+                              [ID, APP]),
+    "/invocations/{id}/history": _get("Its status history, oldest first.", [ID, APP], "array"),
+    "/invocations/{id}/family": _get("Its family tree: root, nodes, edges.", [ID, APP]),
+    "/invocations/{id}/logs": _get("Its log lines, oldest first.", [ID, LIMIT], "array"),
+    "/runners": _get("Runner contexts, alive or not.", [APP], "array"),
+    "/runners/{id}": _get("One runner: context, workers, heartbeats, what it runs.", [ID, APP]),
+    "/atomic-services/executions": _get("Atomic-service executions.", [
+        APP, SINCE, UNTIL, _q("runner", "Runner id."), _q("status", "Status."), LIMIT], "array"),
+    "/atomic-services/decisions": _get("Atomic-service claim decisions.", [
+        APP, SINCE, UNTIL, _q("runner", "Runner id."), _q("reason", "Decision reason."), LIMIT], "array"),
+    "/atomic-services/schedule": _get("The current cycle's slots as the runners saw them.", [APP]),
+    "/events": _get("Events.", [APP, _q("code", "Event code."), SINCE, UNTIL, _q("matched", "true/false."),
+                                _q("triggered", "true/false."), LIMIT], "array"),
+    "/events/markers": _get("Event markers for a timeline window.", [
+        APP, SINCE, UNTIL, _q("code", "Event code."), _q("state", "matched, unmatched."), LIMIT]),
+    "/events/{id}": _get("One event with what it matched and triggered.", [ID]),
+    "/trigger-runs": _get("Trigger runs, newest first.", [
+        APP, SINCE, UNTIL, _q("task", "Task id."), _q("event", "Event id."), _q("invocation", "Invocation id."),
+        LIMIT], "array"),
+    "/trigger-runs/{id}": _get("One trigger run.", [ID]),
+    "/timeline": _get("Lanes, sub-lanes, segments and points of a time window.", [
+        APP, SINCE, UNTIL, _q("task", "Task id."), _q("workflow", "Workflow id."), _q("runner", "Runner id."),
+        _q("invocations", "Comma-separated invocation ids."), LIMIT]),
+    "/traces/{trace_id}": _get("A trace's spans as OTLP/JSON.", [_path("trace_id", "32 hex characters.")]),
+    "/overview": _get("Counts by status, in flight, runners alive, last ingest, apps.", [APP]),
+    "/logs": _get("Log lines, newest first.", LOG_FILTERS + [LIMIT, CURSOR]),
+    "/logs/tail": _get("Server-Sent Events: new log lines as they are committed.", [
+        p for p in LOG_FILTERS if p["name"] != "until"] + [_q("after", "Resume after this batch.", "integer"),
+                                                           _q("backfill", "First send the last N lines.", "integer")],
+                       stream=True),
+    "/log-explorer": _post("Resolve pasted pynenc / rustvello / tasktrail log lines against the store.", {
+        "type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
+    "/runs": _get("Runs: started newest first with live duration.", [
+        APP, _q("task", "Task id."), STATUS_LIST, SINCE, UNTIL, _q("sort", "Sort key."), LIMIT]),
+    "/ops": _get("In flight, recent failures, heartbeats, scheduler, ingest figures.", [APP]),
+    "/sql": _post("One read-only SELECT over the log (time limit and row cap apply).", {
+        "type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}),
+}
+
+
+def spec() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "tasktrail API", "version": __version__,
+                 "description": "Read API over tasktrail's log. Errors share one shape: "
+                                "{\"error\": {\"status\": N, \"message\": \"...\"}}."},
+        "servers": [{"url": "/api/v1"}],
+        "paths": PATHS,
+        "components": {
+            "responses": {"Error": {"description": "An error", "content": {"application/json": {"schema": {
+                "$ref": "#/components/schemas/Error"}}}}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["status", "message"],
+                "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+    }
