@@ -6,11 +6,14 @@ SELECT cannot read files (read_csv, read_text, glob), ATTACH, INSTALL or COPY.
 """
 from __future__ import annotations
 
+import re
+
 import duckdb
 
 from .errors import BadRequest
 
 MAX_SQL_CHARS = 100_000
+_PRAGMA = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*pragma\b", re.IGNORECASE | re.DOTALL)
 
 
 def check(statement: str) -> None:
@@ -30,3 +33,6 @@ def check(statement: str) -> None:
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         raise BadRequest(f"only read-only SELECT statements are allowed, got {kind.name}")
+    # DuckDB parses some PRAGMAs as SELECTs over pragma functions: refuse them by their keyword.
+    if _PRAGMA.match(statement):
+        raise BadRequest("only read-only SELECT statements are allowed, got PRAGMA")

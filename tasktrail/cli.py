@@ -57,6 +57,9 @@ _port = click.IntRange(0, 65535)
 @click.option("--api-token", envvar="TASKTRAIL_API_TOKEN", help="Bearer token the UI/API needs.")
 @click.option("--api-token-file", type=click.Path(exists=True, dir_okay=False),
               envvar="TASKTRAIL_API_TOKEN_FILE", help="Read the API token from this file.")
+@click.option("--metrics-public/--metrics-private", default=Settings.metrics_public, show_default=True,
+              envvar="TASKTRAIL_METRICS_PUBLIC",
+              help="Whether /metrics is served without the API token (Prometheus often has none).")
 @click.option("--max-body-bytes", type=click.IntRange(1024), default=Settings.max_body_bytes, show_default=True,
               envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after gunzip.")
 @click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,
@@ -81,7 +84,7 @@ _port = click.IntRange(0, 65535)
               help="Log lines kept per invocation; a marker line says what was cut.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ingest_token_file, api_token,
-          api_token_file, max_body_bytes, queue_records, ingest_workers, runner_dead_after, jaeger_url, tempo_url,
+          api_token_file, metrics_public, max_body_bytes, queue_records, ingest_workers, runner_dead_after, jaeger_url, tempo_url,
           sql_timeout, sql_max_rows, retention_days, keep_failed_days, max_logs_per_invocation, log_level):
     """Receive OTLP (gRPC and HTTP), store it, serve the UI and API, until Ctrl-C."""
     from .server import print_bound, serve as run_server
@@ -90,7 +93,7 @@ def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ing
     settings = Settings(
         db=db, host=host, http_port=http_port, otlp_grpc_port=otlp_grpc_port, otlp_http_port=otlp_http_port,
         ingest_token=_token(ingest_token, ingest_token_file), api_token=_token(api_token, api_token_file),
-        max_body_bytes=max_body_bytes, queue_records=queue_records, ingest_workers=ingest_workers,
+        metrics_public=metrics_public, max_body_bytes=max_body_bytes, queue_records=queue_records, ingest_workers=ingest_workers,
         runner_dead_after_s=runner_dead_after,
         jaeger_url=jaeger_url, tempo_url=tempo_url, sql_timeout_s=sql_timeout, sql_max_rows=sql_max_rows,
         retention_days=retention_days, keep_failed_days=keep_failed_days,

@@ -85,8 +85,9 @@ async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None
     ingestor = Ingestor(store, registry, workers=settings.ingest_workers)
     query = QueryService(store, query_settings(settings))
     registry.register(LogCollector(query))
-    web_app = create_app(query, store, WebSettings(api_token=settings.api_token, jaeger_url=settings.jaeger_url,
-                                                   tempo_url=settings.tempo_url), registry)
+    web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
+                               jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url)
+    web_app = create_app(query, store, web_settings, registry)
     otlp_app = create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
                                     max_body_bytes=settings.max_body_bytes)
     grpc_server = None

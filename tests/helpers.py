@@ -68,11 +68,11 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(db: str, *args: str, timeout: float = 30) -> Server:
+def start_server(db: str, *args: str, timeout: float = 30, env: dict | None = None) -> Server:
     """Start `tasktrail serve` on port 0 for every listener and read the ports it prints."""
     cmd = [sys.executable, "-m", "tasktrail", "serve", "--db", db, "--http-port", "0",
            "--otlp-http-port", "0", "--otlp-grpc-port", "0", "--log-level", "warning", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     ports = {}
