@@ -110,6 +110,11 @@ class _Watchdog:
 class DuckDBStore:
     """The append-only log in one DuckDB file (see store/api.py for the contract)."""
 
+    # Fold each batch into the caches in its own transaction (store/state.py). A lake folds apart.
+    fold_in_writer = True
+    # Seconds the writer gathers requests before a commit (0: commit whatever is queued now).
+    commit_interval_s = 0.0
+
     def __init__(self, path: str, *, read_only: bool = False, queue_records: int = 200_000,
                  max_batch_records: int = 100_000, dedupe_window: int = 200_000,
                  memory_limit: str = "1GB", threads: int = 2, idle_checkpoint_bytes: int = 8 << 20,
@@ -267,9 +272,11 @@ class DuckDBStore:
                 break
             items = [item]
             n = item.records
+            deadline = time.monotonic() + self.commit_interval_s
             while n < self._max_batch:
                 try:
-                    nxt = self._queue.get_nowait()
+                    wait = deadline - time.monotonic()
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is _STOP:
@@ -335,14 +342,29 @@ class DuckDBStore:
             self._stats.checkpoints += 1
             self._stats.checkpoint_seconds_sum += time.perf_counter() - t0
 
+    def _take_batch_id(self) -> int:
+        """The number of the next batch (here: one more than the last)."""
+        return self._next_batch
+
+    def _stored_elsewhere(self, hashes: list[str]) -> set[str]:
+        """Hashes of these requests that are already in the ledger though not in this process's window
+        (another node stored them: see store/ducklake.py). One node: none."""
+        return set()
+
     def _commit(self, items: list[_Item]) -> None:
-        batch = self._next_batch
+        batch = self._take_batch_id()
         fresh: list[_Item] = []
         dupes: list[_Item] = []
         in_batch: set[str] = set()
+        try:
+            elsewhere = self._stored_elsewhere([it.entry.request_hash for it in items
+                                                if it.entry.request_hash not in self._hashes])
+        except duckdb.Error as exc:
+            log.warning("ledger lookup failed, deduplicating by this node's window only: %s", exc)
+            elsewhere = set()
         for it in items:
             h = it.entry.request_hash
-            if h in self._hashes or h in in_batch:
+            if h in self._hashes or h in in_batch or h in elsewhere:
                 dupes.append(it)
             else:
                 in_batch.add(h)
@@ -362,7 +384,7 @@ class DuckDBStore:
             st = self._stats
             if error is None:
                 if fresh:
-                    self._next_batch += 1
+                    self._next_batch = batch + 1
                     for it in fresh:
                         self._hashes[it.entry.request_hash] = batch
                     while len(self._hashes) > self._dedupe_window:
@@ -427,7 +449,8 @@ class DuckDBStore:
                 "body_bytes": pa.array(cols[4], pa.int64()), "records": pa.array(cols[5], pa.int64()),
                 "rows": pa.array(cols[6], pa.int64())})
             self._insert(con, "ingest_ledger", batch, tbl)
-            state.fold_batch(con, batch, written)
+            if self.fold_in_writer:
+                state.fold_batch(con, batch, written)
             con.commit()
         except Exception:
             try:
@@ -451,10 +474,14 @@ class DuckDBStore:
         if cur is None or self._local.generation != self._generation:
             with self._read_lock:
                 cur = self._read_root.cursor()
+                self._init_cursor(cur)
                 self._cursors.append(cur)
                 self._local.generation = self._generation
             self._local.cursor = cur
         return cur
+
+    def _init_cursor(self, cur) -> None:
+        """Per-connection settings a new reading cursor needs (none for a DuckDB file)."""
 
     def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0,
               max_rows: int = 10_000) -> Result:
@@ -508,6 +535,7 @@ class DuckDBStore:
         now = now or datetime.now(timezone.utc).replace(tzinfo=None)
         with self._read_lock:
             con = self._read_root.cursor()
+            self._init_cursor(con)
         try:
             return retention.apply(con, policy, now)
         finally:

@@ -18,7 +18,7 @@ _AGGREGATE = f"""
            arg_max(runner_id, k) AS runner_id, arg_max(worker_id, k) AS worker_id,
            (count(*) FILTER (WHERE status = 'RUNNING'))::INTEGER AS attempts,
            hash(invocation_id) AS id_hash
-    FROM (SELECT *, {_KEY} AS k FROM transitions WHERE {{where}}) GROUP BY app_id, invocation_id"""
+    FROM (SELECT *, {_KEY} AS k FROM {{transitions}} WHERE {{where}}) GROUP BY app_id, invocation_id"""
 
 # Later transitions win the status and runner; first-seen facts keep their first value; times widen.
 _MERGE = """
@@ -58,10 +58,10 @@ _RUNNERS = """
            min(ts) FILTER (WHERE kind = 'heartbeat') AS first_heartbeat,
            count(*) FILTER (WHERE kind = 'heartbeat') AS heartbeats
     FROM (SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, ts, kind
-          FROM runner_events WHERE {where}
+          FROM {runner_events} WHERE {where}
           UNION ALL
           SELECT app_id, coalesce(worker_id, runner_id), NULL, NULL, NULL, NULL, ts, NULL
-          FROM transitions WHERE {where} AND runner_id IS NOT NULL)
+          FROM {transitions} WHERE {where} AND runner_id IS NOT NULL)
     GROUP BY app_id, runner_id"""
 
 _MERGE_RUNNERS = """
@@ -86,9 +86,21 @@ def fold_batch(con, batch: int, tables: set) -> None:
     tables the batch wrote to."""
     where = f"batch = {int(batch)}"
     if "transitions" in tables:
-        con.execute(_MERGE.format(aggregate=_AGGREGATE.format(where=where)))
+        con.execute(_MERGE.format(aggregate=_AGGREGATE.format(transitions="transitions", where=where)))
     if "transitions" in tables or "runner_events" in tables:
-        con.execute(_MERGE_RUNNERS.format(aggregate=_RUNNERS.format(where=where)))
+        con.execute(_MERGE_RUNNERS.format(aggregate=_RUNNERS.format(
+            transitions="transitions", runner_events="runner_events", where=where)))
+
+
+def fold_changes(con, catalog: str, start: int, end: int) -> None:
+    """Fold the rows DuckLake snapshots start..end inserted into the caches (store/ducklake.py: the
+    lake's writers only append; one folder keeps the caches)."""
+    def changes(table):
+        return (f"(SELECT * EXCLUDE (snapshot_id, rowid, change_type) FROM ducklake_table_changes("
+                f"'{catalog}', 'main', '{table}', {int(start)}, {int(end)}) WHERE change_type = 'insert')")
+    con.execute(_MERGE.format(aggregate=_AGGREGATE.format(transitions=changes("transitions"), where="true")))
+    con.execute(_MERGE_RUNNERS.format(aggregate=_RUNNERS.format(
+        transitions=changes("transitions"), runner_events=changes("runner_events"), where="true")))
 
 
 # Migrations that create or reshape the cache: the store rebuilds it once they are applied.
@@ -105,21 +117,26 @@ def hash_is_current(con) -> bool:
     return row[0] is not False
 
 
-def rebuild(con) -> int:
-    """Drop and recompute the caches from the log; returns the invocations it holds."""
+def rebuild(con, *, also=None, checkpoint: bool = True) -> int:
+    """Drop and recompute the caches from the log; returns the invocations it holds. `also(con)` runs in
+    the same transaction (a lake records the snapshot the caches reflect)."""
     con.begin()
     try:
         con.execute("DELETE FROM invocation_state")
         # In creation order, as the writer's folds leave it: zone maps on created_at then let the newest
         # page of a list skip every older row group.
-        con.execute("INSERT INTO invocation_state BY NAME SELECT * FROM (" + _AGGREGATE.format(where="true")
-                    + ") ORDER BY created_at")
+        con.execute("INSERT INTO invocation_state BY NAME SELECT * FROM ("
+                    + _AGGREGATE.format(transitions="transitions", where="true") + ") ORDER BY created_at")
         con.execute("DELETE FROM runner_state")
-        con.execute("INSERT INTO runner_state BY NAME " + _RUNNERS.format(where="true"))
+        con.execute("INSERT INTO runner_state BY NAME " + _RUNNERS.format(transitions="transitions",
+                                                                        runner_events="runner_events", where="true"))
         n = con.execute("SELECT count(*) FROM invocation_state").fetchone()[0]
+        if also is not None:
+            also(con)
         con.commit()
     except Exception:
         con.rollback()
         raise
-    con.execute("CHECKPOINT")  # the deleted rows' space goes back to the file now, not at some later checkpoint
+    if checkpoint:
+        con.execute("CHECKPOINT")  # the deleted rows' space goes back to the file now, not at some later checkpoint
     return n

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import json
 import logging
 import sys
@@ -41,75 +42,117 @@ def _token(value, path):
 _port = click.IntRange(0, 65535)
 
 
-@main.command()
-@click.option("--db", default=Settings.db, show_default=True, envvar="TASKTRAIL_DB", help="DuckDB file holding the log.")
-@click.option("--host", default=Settings.host, show_default=True, envvar="TASKTRAIL_HOST",
-              help="Address every listener binds.")
-@click.option("--http-port", type=_port, default=Settings.http_port, show_default=True, envvar="TASKTRAIL_HTTP_PORT",
-              help="Web UI and JSON API. Use 0 to pick a free port.")
-@click.option("--otlp-grpc-port", type=_port, default=Settings.otlp_grpc_port, show_default=True,
-              envvar="TASKTRAIL_OTLP_GRPC_PORT", help="OTLP/gRPC receiver. Use 0 to pick a free port.")
-@click.option("--otlp-http-port", type=_port, default=Settings.otlp_http_port, show_default=True,
-              envvar="TASKTRAIL_OTLP_HTTP_PORT", help="OTLP/HTTP receiver. Use 0 to pick a free port.")
-@click.option("--ingest-token", envvar="TASKTRAIL_INGEST_TOKEN", help="Bearer token OTLP clients must send.")
-@click.option("--ingest-token-file", type=click.Path(exists=True, dir_okay=False),
-              envvar="TASKTRAIL_INGEST_TOKEN_FILE", help="Read the ingest token from this file.")
-@click.option("--api-token", envvar="TASKTRAIL_API_TOKEN", help="Bearer token the UI/API needs.")
-@click.option("--api-token-file", type=click.Path(exists=True, dir_okay=False),
-              envvar="TASKTRAIL_API_TOKEN_FILE", help="Read the API token from this file.")
-@click.option("--metrics-public/--metrics-private", default=Settings.metrics_public, show_default=True,
-              envvar="TASKTRAIL_METRICS_PUBLIC",
-              help="Whether /metrics is served without the API token (Prometheus often has none).")
-@click.option("--max-body-bytes", type=click.IntRange(1024), default=Settings.max_body_bytes, show_default=True,
-              envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after gunzip.")
-@click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,
-              envvar="TASKTRAIL_QUEUE_RECORDS", help="Write-queue capacity in records (then 429).")
-@click.option("--ingest-workers", type=click.IntRange(0, 64), default=Settings.ingest_workers,
-              show_default=True, envvar="TASKTRAIL_INGEST_WORKERS",
-              help="Processes that decode and map OTLP requests (0: in the server process).")
-@click.option("--runner-dead-after", type=float, default=Settings.runner_dead_after_s, show_default=True,
-              envvar="TASKTRAIL_RUNNER_DEAD_AFTER", help="Seconds of silence after which a runner is dead.")
-@click.option("--jaeger-url", envvar="TASKTRAIL_JAEGER_URL", help="Jaeger base URL for trace links.")
-@click.option("--tempo-url", envvar="TASKTRAIL_TEMPO_URL", help="Tempo URL template holding {trace_id}.")
-@click.option("--sql-timeout", type=float, default=Settings.sql_timeout_s, show_default=True,
-              envvar="TASKTRAIL_SQL_TIMEOUT", help="Time limit in seconds of one ad-hoc SQL query.")
-@click.option("--sql-max-rows", type=click.IntRange(1), default=Settings.sql_max_rows, show_default=True,
-              envvar="TASKTRAIL_SQL_MAX_ROWS", help="Row cap of one ad-hoc SQL query.")
-@click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=Settings.retention_days,
-              show_default=True, envvar="TASKTRAIL_RETENTION_DAYS", help="Days of data kept (whole days).")
-@click.option("--keep-failed-days", type=click.FloatRange(min=0, min_open=True), default=Settings.keep_failed_days,
-              show_default=True, envvar="TASKTRAIL_KEEP_FAILED_DAYS", help="Days failed invocations are kept.")
-@click.option("--max-logs-per-invocation", type=click.IntRange(1), default=Settings.max_logs_per_invocation,
-              show_default=True, envvar="TASKTRAIL_MAX_LOGS_PER_INVOCATION",
-              help="Log lines kept per invocation; a marker line says what was cut.")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(db, host, http_port, otlp_grpc_port, otlp_http_port, ingest_token, ingest_token_file, api_token,
-          api_token_file, metrics_public, max_body_bytes, queue_records, ingest_workers, runner_dead_after, jaeger_url, tempo_url,
-          sql_timeout, sql_max_rows, retention_days, keep_failed_days, max_logs_per_invocation, log_level):
-    """Receive OTLP (gRPC and HTTP), store it, serve the UI and API, until Ctrl-C."""
+def _serve_options(fn):
+    """The options `serve`, `ingest` and `web` share (each ignores the listeners it does not open)."""
+    @click.option("--db", default=Settings.db, show_default=True, envvar="TASKTRAIL_DB",
+                  help="DuckDB file holding the log.")
+    @click.option("--store", default="", envvar="TASKTRAIL_STORE",
+                  help="A store many processes share instead of --db: ducklake:postgres:dbname=... host=... "
+                       "(or ducklake:FILE for one node's catalog).")
+    @click.option("--data-path", default="", envvar="TASKTRAIL_DATA_PATH",
+                  help="Where a DuckLake store keeps its Parquet files (shared storage).")
+    @click.option("--lake-commit-interval", type=click.FloatRange(0), default=Settings.lake_commit_interval_s,
+                  show_default=True, envvar="TASKTRAIL_LAKE_COMMIT_INTERVAL",
+                  help="Seconds a lake writer gathers requests per commit (fewer, larger Parquet files).")
+    @click.option("--host", default=Settings.host, show_default=True, envvar="TASKTRAIL_HOST",
+                  help="Address every listener binds.")
+    @click.option("--http-port", type=_port, default=Settings.http_port, show_default=True, envvar="TASKTRAIL_HTTP_PORT",
+                  help="Web UI and JSON API. Use 0 to pick a free port.")
+    @click.option("--otlp-grpc-port", type=_port, default=Settings.otlp_grpc_port, show_default=True,
+                  envvar="TASKTRAIL_OTLP_GRPC_PORT", help="OTLP/gRPC receiver. Use 0 to pick a free port.")
+    @click.option("--otlp-http-port", type=_port, default=Settings.otlp_http_port, show_default=True,
+                  envvar="TASKTRAIL_OTLP_HTTP_PORT", help="OTLP/HTTP receiver. Use 0 to pick a free port.")
+    @click.option("--ingest-token", envvar="TASKTRAIL_INGEST_TOKEN", help="Bearer token OTLP clients must send.")
+    @click.option("--ingest-token-file", type=click.Path(exists=True, dir_okay=False),
+                  envvar="TASKTRAIL_INGEST_TOKEN_FILE", help="Read the ingest token from this file.")
+    @click.option("--api-token", envvar="TASKTRAIL_API_TOKEN", help="Bearer token the UI/API needs.")
+    @click.option("--api-token-file", type=click.Path(exists=True, dir_okay=False),
+                  envvar="TASKTRAIL_API_TOKEN_FILE", help="Read the API token from this file.")
+    @click.option("--metrics-public/--metrics-private", default=Settings.metrics_public, show_default=True,
+                  envvar="TASKTRAIL_METRICS_PUBLIC",
+                  help="Whether /metrics is served without the API token (Prometheus often has none).")
+    @click.option("--max-body-bytes", type=click.IntRange(1024), default=Settings.max_body_bytes, show_default=True,
+                  envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after gunzip.")
+    @click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,
+                  envvar="TASKTRAIL_QUEUE_RECORDS", help="Write-queue capacity in records (then 429).")
+    @click.option("--ingest-workers", type=click.IntRange(0, 64), default=Settings.ingest_workers,
+                  show_default=True, envvar="TASKTRAIL_INGEST_WORKERS",
+                  help="Processes that decode and map OTLP requests (0: in the server process).")
+    @click.option("--runner-dead-after", type=float, default=Settings.runner_dead_after_s, show_default=True,
+                  envvar="TASKTRAIL_RUNNER_DEAD_AFTER", help="Seconds of silence after which a runner is dead.")
+    @click.option("--jaeger-url", envvar="TASKTRAIL_JAEGER_URL", help="Jaeger base URL for trace links.")
+    @click.option("--tempo-url", envvar="TASKTRAIL_TEMPO_URL", help="Tempo URL template holding {trace_id}.")
+    @click.option("--sql-timeout", type=float, default=Settings.sql_timeout_s, show_default=True,
+                  envvar="TASKTRAIL_SQL_TIMEOUT", help="Time limit in seconds of one ad-hoc SQL query.")
+    @click.option("--sql-max-rows", type=click.IntRange(1), default=Settings.sql_max_rows, show_default=True,
+                  envvar="TASKTRAIL_SQL_MAX_ROWS", help="Row cap of one ad-hoc SQL query.")
+    @click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=Settings.retention_days,
+                  show_default=True, envvar="TASKTRAIL_RETENTION_DAYS", help="Days of data kept (whole days).")
+    @click.option("--keep-failed-days", type=click.FloatRange(min=0, min_open=True), default=Settings.keep_failed_days,
+                  show_default=True, envvar="TASKTRAIL_KEEP_FAILED_DAYS", help="Days failed invocations are kept.")
+    @click.option("--max-logs-per-invocation", type=click.IntRange(1), default=Settings.max_logs_per_invocation,
+                  show_default=True, envvar="TASKTRAIL_MAX_LOGS_PER_INVOCATION",
+                  help="Log lines kept per invocation; a marker line says what was cut.")
+    @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+    @functools.wraps(fn)
+    def wrapper(**opts):
+        return fn(**opts)
+    return wrapper
+
+
+def _run(role: str, log_level: str, **opts) -> None:
     from .server import print_bound, serve as run_server
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(
-        db=db, host=host, http_port=http_port, otlp_grpc_port=otlp_grpc_port, otlp_http_port=otlp_http_port,
-        ingest_token=_token(ingest_token, ingest_token_file), api_token=_token(api_token, api_token_file),
-        metrics_public=metrics_public, max_body_bytes=max_body_bytes, queue_records=queue_records, ingest_workers=ingest_workers,
-        runner_dead_after_s=runner_dead_after,
-        jaeger_url=jaeger_url, tempo_url=tempo_url, sql_timeout_s=sql_timeout, sql_max_rows=sql_max_rows,
-        retention_days=retention_days, keep_failed_days=keep_failed_days,
-        max_logs_per_invocation=max_logs_per_invocation)
+        db=opts["db"], store=opts["store"], data_path=opts["data_path"],
+        lake_commit_interval_s=opts["lake_commit_interval"], host=opts["host"], http_port=opts["http_port"],
+        otlp_grpc_port=opts["otlp_grpc_port"], otlp_http_port=opts["otlp_http_port"],
+        ingest_token=_token(opts["ingest_token"], opts["ingest_token_file"]),
+        api_token=_token(opts["api_token"], opts["api_token_file"]), metrics_public=opts["metrics_public"],
+        max_body_bytes=opts["max_body_bytes"], queue_records=opts["queue_records"],
+        ingest_workers=opts["ingest_workers"], runner_dead_after_s=opts["runner_dead_after"],
+        jaeger_url=opts["jaeger_url"], tempo_url=opts["tempo_url"], sql_timeout_s=opts["sql_timeout"],
+        sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
+        keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"])
     problems = settings.validate()
+    if role != "all" and not settings.store:
+        problems.append(f"`tasktrail {role}` shares a store with other processes: give --store ducklake:... "
+                        "and --data-path (one DuckDB file belongs to one `tasktrail serve`)")
     if problems:
         raise click.UsageError("; ".join(problems))
     if settings.exposed_without_token():
-        click.echo(f"warning: listening on {host} without both --ingest-token and --api-token: "
+        click.echo(f"warning: listening on {settings.host} without both --ingest-token and --api-token: "
                    "anyone who can reach it can send data or read it", err=True)
     try:
-        asyncio.run(run_server(settings, on_ready=lambda b: print_bound(settings, b)))
+        asyncio.run(run_server(settings, role=role, on_ready=lambda b: print_bound(settings, b)))
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+@main.command()
+@_serve_options
+def serve(**opts):
+    """Receive OTLP (gRPC and HTTP), store it, serve the UI and API, until Ctrl-C."""
+    _run("all", **opts)
+
+
+@main.command()
+@_serve_options
+def ingest(**opts):
+    """Receivers and writer only (no web), into a shared --store ducklake:...; run several behind a
+    load balancer. The web options are ignored."""
+    _run("ingest", **opts)
+
+
+@main.command()
+@_serve_options
+def web(**opts):
+    """UI, API and /metrics only (no ingest) over a shared --store ducklake:...; it also keeps the
+    store's caches folded, compacts files and applies retention. The OTLP options are ignored."""
+    _run("web", **opts)
 
 
 @main.command()

@@ -34,9 +34,9 @@ log = logging.getLogger("tasktrail")
 
 @dataclass
 class Bound:
-    web_port: int
-    otlp_http_port: int
-    otlp_grpc_port: int
+    web_port: Optional[int]          # None when this process serves no web (tasktrail ingest)
+    otlp_http_port: Optional[int]    # None when it receives nothing (tasktrail web)
+    otlp_grpc_port: Optional[int]
 
 
 class _Server(uvicorn.Server):
@@ -66,9 +66,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def open_store(settings: Settings) -> DuckDBStore:
-    return DuckDBStore(settings.db, queue_records=settings.queue_records,
-                       max_batch_records=settings.max_batch_records, memory_limit=settings.duckdb_memory_limit)
+def open_store(settings: Settings, role: str = "all"):
+    """The embedded DuckDB file, or a DuckLake store (`--store ducklake:...`) shared by many processes."""
+    common = dict(queue_records=settings.queue_records, max_batch_records=settings.max_batch_records,
+                  memory_limit=settings.duckdb_memory_limit)
+    if settings.store:
+        from tasktrail.store.ducklake import DuckLakeStore
+        return DuckLakeStore(settings.store.removeprefix("ducklake:"), settings.data_path, fold=role != "ingest",
+                             commit_interval_s=settings.lake_commit_interval_s, **common)
+    if role != "all":
+        raise ValueError(f"`tasktrail {role}` shares a store with other processes: it needs --store "
+                         "ducklake:... (one DuckDB file belongs to one `tasktrail serve`)")
+    return DuckDBStore(settings.db, **common)
 
 
 def query_settings(settings: Settings) -> QuerySettings:
@@ -77,59 +86,66 @@ def query_settings(settings: Settings) -> QuerySettings:
                          sql_max_rows=settings.sql_max_rows)
 
 
-async def serve(settings: Settings, *, on_ready: Optional[Callable[[Bound], None]] = None,
+async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Callable[[Bound], None]] = None,
                 stop: Optional[asyncio.Event] = None) -> None:
+    """`role`: "all" (tasktrail serve), "ingest" (receivers + writer) or "web" (UI, API, metrics)."""
     stop = stop or asyncio.Event()
-    store = open_store(settings)
+    store = open_store(settings, role)
     registry = CollectorRegistry()
-    ingestor = Ingestor(store, registry, workers=settings.ingest_workers)
-    query = QueryService(store, query_settings(settings))
-    registry.register(LogCollector(query))
-    web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
-                               jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url)
-    web_app = create_app(query, store, web_settings, registry)
-    otlp_app = create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
-                                    max_body_bytes=settings.max_body_bytes)
+    ingestor = Ingestor(store, registry, workers=settings.ingest_workers) if role != "web" else None
     grpc_server = None
+    servers, socks = [], []
     try:
-        web_sock = _bind(settings.host, settings.http_port)
-        otlp_sock = _bind(settings.host, settings.otlp_http_port)
-        grpc_server, grpc_port = await start_grpc_server(
-            ingestor, settings.host, settings.otlp_grpc_port, ingest_token=settings.ingest_token,
-            max_body_bytes=settings.max_body_bytes)
-        servers = [
-            _Server(uvicorn.Config(web_app, log_level="warning", lifespan="off", access_log=False)),
-            _Server(uvicorn.Config(otlp_app, log_level="warning", lifespan="off", access_log=False,
-                                   h11_max_incomplete_event_size=1024 * 1024)),
-        ]
-        tasks = [asyncio.create_task(servers[0].serve(sockets=[web_sock])),
-                 asyncio.create_task(servers[1].serve(sockets=[otlp_sock]))]
+        if role != "ingest":
+            query = QueryService(store, query_settings(settings))
+            registry.register(LogCollector(query))
+            web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
+                                       jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url)
+            servers.append(_Server(uvicorn.Config(create_app(query, store, web_settings, registry),
+                                                  log_level="warning", lifespan="off", access_log=False)))
+            socks.append(_bind(settings.host, settings.http_port))
+        if ingestor is not None:
+            otlp_app = create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
+                                            max_body_bytes=settings.max_body_bytes)
+            servers.append(_Server(uvicorn.Config(otlp_app, log_level="warning", lifespan="off", access_log=False,
+                                                  h11_max_incomplete_event_size=1024 * 1024)))
+            socks.append(_bind(settings.host, settings.otlp_http_port))
+            grpc_server, grpc_port = await start_grpc_server(
+                ingestor, settings.host, settings.otlp_grpc_port, ingest_token=settings.ingest_token,
+                max_body_bytes=settings.max_body_bytes)
+        tasks = [asyncio.create_task(srv.serve(sockets=[sock])) for srv, sock in zip(servers, socks)]
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
                 for t in tasks:
                     if t.done() and t.exception():
                         raise t.exception()
             await asyncio.sleep(0.01)
-        bound = Bound(web_sock.getsockname()[1], otlp_sock.getsockname()[1], grpc_port)
+        ports = [sock.getsockname()[1] for sock in socks]
+        bound = Bound(ports[0] if role != "ingest" else None,
+                      ports[-1] if ingestor is not None else None,
+                      grpc_port if ingestor is not None else None)
         if on_ready:
             on_ready(bound)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        retention = asyncio.create_task(_retain_periodically(store, settings, stop))
+        retention = asyncio.create_task(_retain_periodically(store, settings, stop)) if role != "ingest" else None
         await stop.wait()
-        retention.cancel()
+        if retention is not None:
+            retention.cancel()
         log.info("stopping: closing listeners, draining the write queue")
         for s in servers:
             s.should_exit = True
-        await grpc_server.stop(grace=5)
-        grpc_server = None
+        if grpc_server is not None:
+            await grpc_server.stop(grace=5)
+            grpc_server = None
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=0)
-        await asyncio.get_running_loop().run_in_executor(None, ingestor.close)
+        if ingestor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, ingestor.close)
         await asyncio.get_running_loop().run_in_executor(None, store.close)
 
 
@@ -152,8 +168,10 @@ async def _retain_periodically(store, settings: Settings, stop: asyncio.Event) -
 
 def print_bound(settings: Settings, bound: Bound, out=sys.stdout) -> None:
     h = settings.host if ":" not in settings.host else f"[{settings.host}]"
-    print(f"tasktrail serving {settings.db}", file=out)
-    print(f"  web + API   http://{h}:{bound.web_port}", file=out)
-    print(f"  OTLP HTTP   http://{h}:{bound.otlp_http_port}", file=out)
-    print(f"  OTLP gRPC   {h}:{bound.otlp_grpc_port}", file=out)
+    print(f"tasktrail serving {settings.store or settings.db}", file=out)
+    if bound.web_port is not None:
+        print(f"  web + API   http://{h}:{bound.web_port}", file=out)
+    if bound.otlp_http_port is not None:
+        print(f"  OTLP HTTP   http://{h}:{bound.otlp_http_port}", file=out)
+        print(f"  OTLP gRPC   {h}:{bound.otlp_grpc_port}", file=out)
     out.flush()

@@ -16,6 +16,9 @@ DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 
 @dataclass(frozen=True)
 class Settings:
     db: str = "./tasktrail.duckdb"
+    store: str = ""                      # "" = the embedded file at `db`; "ducklake:<catalog>" = a lake
+    data_path: str = ""                  # the lake's Parquet files
+    lake_commit_interval_s: float = 1.0
     host: str = "127.0.0.1"
     http_port: int = 8000
     otlp_grpc_port: int = 4317
@@ -60,6 +63,10 @@ class Settings:
             problems.append("retention_days and keep_failed_days must be positive")
         if self.max_logs_per_invocation < 1:
             problems.append("max_logs_per_invocation must be at least 1")
+        if self.store and not self.store.startswith("ducklake:"):
+            problems.append("store must be ducklake:postgres:<libpq settings> or ducklake:<catalog file>")
+        if self.store and not self.data_path:
+            problems.append("a ducklake store needs data_path (--data-path)")
         if self.tempo_url and "{trace_id}" not in self.tempo_url:
             problems.append("tempo_url must be a template holding {trace_id}")
         return problems
@@ -70,6 +77,9 @@ class Settings:
 
 SETTINGS_HELP = {
     "db": "DuckDB file holding the log.",
+    "store": "ducklake:postgres:dbname=... host=... (or ducklake:FILE) for a store many processes share.",
+    "data_path": "Where a DuckLake store keeps its Parquet files (shared storage for many nodes).",
+    "lake_commit_interval_s": "Seconds a lake writer gathers requests per commit (fewer, larger files).",
     "host": "Address every listener binds (127.0.0.1 unless told).",
     "http_port": "Web UI, JSON API, /metrics, /healthz. 0 picks a free port.",
     "otlp_grpc_port": "OTLP/gRPC receiver. 0 picks a free port.",
