@@ -141,6 +141,8 @@ class DuckLakeStore(DuckDBStore):
                         con.rollback()
                         raise
                     rebuild = rebuild or name in state.REBUILT_BY
+                    if name == "0001_log":
+                        self._partition(con)
                     log.info("applied migration %s to the lake", name)
                 con.execute("CREATE TABLE IF NOT EXISTS cache_progress (snapshot_id BIGINT)")
                 if rebuild or not state.hash_is_current(con):
@@ -151,6 +153,16 @@ class DuckLakeStore(DuckDBStore):
                     raise
                 log.info("migration raced another node (%s); retrying", str(exc).splitlines()[0][:120])
                 time.sleep(0.2 + random.random())
+
+    @staticmethod
+    def _partition(con) -> None:
+        """Log tables are partitioned by day, so retention drops whole files and a time window reads
+        only its days' files."""
+        for table in TABLES:
+            col = {"spans": "start_ts", "resources": "first_seen"}.get(table, "ts")
+            con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (year({col}), month({col}), day({col}))")
+        con.execute("ALTER TABLE ingest_ledger SET PARTITIONED BY "
+                    "(year(received_at), month(received_at), day(received_at))")
 
     @staticmethod
     def rebuild_caches(con) -> int:
