@@ -307,24 +307,30 @@ def demo(db, host, http_port, otlp_grpc_port, otlp_http_port, every, runner):
 @main.command()
 @click.option("--db", default=Settings.db, show_default=True, envvar="TASKTRAIL_DB",
               help="DuckDB file (stop the server first).")
-def rebuild(db):
-    """Recompute the caches kept beside the log (invocation_state) from the log itself."""
+@click.option("--store", default="", envvar="TASKTRAIL_STORE", help="A DuckLake store (ducklake:...) instead.")
+@click.option("--data-path", default="", envvar="TASKTRAIL_DATA_PATH", help="The DuckLake store's Parquet files.")
+def rebuild(db, store, data_path):
+    """Recompute the caches kept beside the log (invocation_state, runner_state) from the log itself."""
     import os
 
     from tasktrail.store.api import StoreUnavailable
-    from tasktrail.store.duckdb import DuckDBStore
 
-    if not os.path.exists(db):
-        raise click.ClickException(f"no store at {db}")
     try:
-        store = DuckDBStore(db)
+        if store:
+            from tasktrail.store.ducklake import DuckLakeStore
+            st = DuckLakeStore(store.removeprefix("ducklake:"), data_path, fold=False)
+        else:
+            from tasktrail.store.duckdb import DuckDBStore
+            if not os.path.exists(db):
+                raise click.ClickException(f"no store at {db}")
+            st = DuckDBStore(db)
     except StoreUnavailable as exc:
         raise click.ClickException(f"{exc}\n(stop the server that holds it first)") from None
     try:
-        n = store.rebuild_state()
+        n = st.rebuild_state()
     finally:
-        store.close()
-    click.echo(f"rebuilt invocation_state: {n} invocations")
+        st.close()
+    click.echo(f"rebuilt invocation_state and runner_state: {n} invocations")
 
 
 @main.command()
