@@ -94,10 +94,18 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
             peak = [0.0, 0.0]  # server process; server + its ingest workers
             stop = threading.Event()
 
+            series: list[tuple[float, float]] = []  # (seconds into the run, RSS with workers), for B4's "flat"
+
             def watch():
+                last = 0.0
                 while not stop.is_set():
                     peak[0] = max(peak[0], rss_mb(proc.pid)[0])
-                    peak[1] = max(peak[1], tree_rss_mb(proc.pid))
+                    tree = tree_rss_mb(proc.pid)
+                    peak[1] = max(peak[1], tree)
+                    now = time.perf_counter() - t0
+                    if now - last >= 5:
+                        series.append((round(now, 1), round(tree, 1)))
+                        last = now
                     time.sleep(0.2)
 
             def worker():
@@ -124,9 +132,9 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
 
             mean_req = sum(n for _, _, n in bodies) / len(bodies)
             per_request_s = (mean_req / rate) if rate else 0.0
+            t0 = time.perf_counter()
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
-            t0 = time.perf_counter()
             threads = [threading.Thread(target=worker) for _ in range(clients)]
             for t in threads:
                 t.start()
@@ -141,7 +149,7 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
     lat.sort()
     return {"records_per_s": state["done"] / elapsed, "ack_p50_ms": lat[len(lat) // 2] * 1000,
             "ack_p99_ms": lat[int(len(lat) * 0.99)] * 1000, "peak_rss_mb": max(peak[0], hwm),
-            "peak_rss_with_workers_mb": peak[1]}
+            "peak_rss_with_workers_mb": peak[1], "rss_series": series}
 
 
 def _raw_http_sender(base: str, transport: str):
@@ -190,6 +198,10 @@ def main() -> None:
     data = {"transport": args.transport, "records": args.records, "clients": args.clients, "runs": args.runs,
             "served_records_per_s": ours, "limit_records_per_s": lim, "ratio": ours / lim, "served": served,
             "limits": limits}
+    series = served[-1]["rss_series"]
+    if len(series) >= 4:  # B4: is memory flat? RSS after the first minute vs at the end
+        settled = next((r for t, r in series if t >= 60), series[len(series) // 2][1])
+        rows.append(("RSS (with workers) after 1 min / at the end", f"{settled:.0f} / {series[-1][1]:.0f} MB"))
     if args.latency:
         half = served_run(pool, args.records // 2, args.clients, args.transport, rate=ours / 2,
                           server_args=server_args)

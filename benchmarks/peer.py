@@ -88,12 +88,12 @@ def one_size(n: int, reps: int, work: str) -> dict:
         res["list"] = (_timed(peer, f"{peer_url}/invocations", reps), _timed(ours, f"{base}/invocations", reps))
         res["detail"] = (statistics.median(_timed(peer, f"{peer_url}/invocations/{i}", reps) for i in sample),
                          statistics.median(_timed(ours, f"{base}/invocations/{i}", reps) for i in sample))
-        ours_tl = (_timed(ours, f"{base}/timeline?{o_window}", reps)
-                   + _timed(ours, f"{base}/api/v1/timeline?{o_window}", reps))
+        page = _timed(ours, f"{base}/timeline?{o_window}", reps)  # the page, then the JSON its script loads
         res["timeline_limit_500"] = (_timed(peer, f"{peer_url}/invocations/timeline?{p_window}&limit=500", reps),
-                                     ours_tl)
+                                     page + _timed(ours, f"{base}/api/v1/timeline?{o_window}&limit=500", reps))
         res["timeline_whole"] = (_timed(peer, f"{peer_url}/invocations/timeline?{p_window}&limit=1000000",
-                                        max(1, reps // 3)), ours_tl)
+                                        max(1, reps // 3)),
+                                 page + _timed(ours, f"{base}/api/v1/timeline?{o_window}&limit=20000", reps))
         res["rss_mb"] = (rss_mb(mon.pid)[1], tree_rss_mb(proc.pid))
         return res
     finally:

@@ -87,15 +87,6 @@ def timed(fn, reps: int) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))]
 
 
-def invocation_page(qs, inv: str) -> None:
-    """What the invocation page asks for (web/pages.py)."""
-    qs.invocation(inv)
-    qs.history(inv)
-    qs.family(inv)
-    qs.invocation_logs(inv)
-    qs.trigger_runs(invocation=inv, limit=100)
-
-
 def measure(path: str, n: int, reps: int) -> dict:
     from tasktrail.query.service import QueryService
     from tasktrail.store.duckdb import DuckDBStore
@@ -117,7 +108,7 @@ def measure(path: str, n: int, reps: int) -> dict:
         "invocations page 2 (cursor)": lambda: qs.invocations(limit=50, cursor=page1["next_cursor"]),
         "invocations FAILED, 1 h": lambda: qs.invocations(status=["FAILED"], **window),
         "timeline 1 h (10k invocations)": lambda: qs.timeline(limit=10_000, **window),
-        "invocation page (detail + history + family + logs + trigger runs)": lambda: invocation_page(qs, inv),
+        "invocation page (detail + history + family + logs + trigger runs)": lambda: qs.invocation_page(inv),
         "log search (literal, newest 100)": lambda: qs.logs(q="order 4242 step", limit=100),
         "logs of one invocation": lambda: qs.invocation_logs(inv),
         "runners": lambda: qs.runners(),

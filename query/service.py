@@ -273,15 +273,26 @@ class QueryService:
             r["timestamp"] = r.pop("ts")
         return rows
 
-    def history(self, invocation_id: str, app: Optional[str] = None) -> list[dict]:
-        rows = adjust(self._transitions(invocation_id, app))
+    def history(self, invocation_id: str, app: Optional[str] = None, *, raw: Optional[list] = None) -> list[dict]:
+        rows = adjust([dict(r) for r in raw] if raw is not None else self._transitions(invocation_id, app))
         return [{"timestamp": iso(r["timestamp"]), "status": r["status"], "previous_status": r["previous_status"],
                  "runner_id": r["runner_id"], "worker_id": r["worker_id"], "owner_runner_id": r["owner_runner_id"],
                  "attempt": r["attempt"], "source": r["source"], "error_type": r["error_type"]}
                 for r in rows]
 
-    def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
+    def invocation_page(self, invocation_id: str, app: Optional[str] = None) -> dict:
+        """What the invocation page shows: the detail, its history (from one read of its transitions),
+        family, log lines and trigger runs."""
         raw = self._transitions(invocation_id, app)
+        detail = self.invocation(invocation_id, app, raw=raw)
+        detail["history"] = self.history(invocation_id, raw=raw)
+        detail["family"] = self.family(invocation_id, app)
+        detail["logs"] = self.invocation_logs(invocation_id)
+        detail["trigger_runs"] = self.trigger_runs(invocation=invocation_id, limit=100)
+        return detail
+
+    def invocation(self, invocation_id: str, app: Optional[str] = None, *, raw: Optional[list] = None) -> dict:
+        raw = raw if raw is not None else self._transitions(invocation_id, app)
         rows = adjust([dict(r) for r in raw])
 
         def last(col):
@@ -355,22 +366,42 @@ class QueryService:
                CASE WHEN s.invocation_id IS NOT NULL AND s.invocation_id <> t.invocation_id THEN s.invocation_id
                     ELSE p.invocation_id END AS parent
         FROM transitions t
-        JOIN spans s ON s.span_id = t.span_id AND s.trace_id = t.trace_id
-        LEFT JOIN spans p ON p.span_id = s.parent_span_id AND p.trace_id = s.trace_id
-        WHERE t.status = 'REGISTERED' AND t.parent_invocation_id IS NULL AND {where}"""
+        JOIN spans s ON s.span_id = t.span_id AND s.trace_id = t.trace_id AND s.start_ts BETWEEN $lo AND $hi
+        LEFT JOIN spans p ON p.span_id = s.parent_span_id AND p.trace_id = s.trace_id AND p.start_ts BETWEEN $lo AND $hi
+        WHERE t.status = 'REGISTERED' AND t.parent_invocation_id IS NULL AND t.ts BETWEEN $t_lo AND $t_hi
+          AND {where}"""
+
+    def _range(self, ids: Sequence[str]):
+        """(first transition, last transition or None while any is not final) of these invocations."""
+        ids = list(ids)
+        row = self._q(f"SELECT min(created_at), max(updated_at), bool_and(status IN ("
+                      + ", ".join(f"'{x}'" for x in sorted(FINAL_STATUSES)) + f")) FROM invocation_state "
+                      f"WHERE {_by_ids(len(ids))}", ids + ids).rows[0]
+        return (row[0], row[1] if row[2] else None) if row[0] is not None else (None, None)
 
     def trace_parents(self, *, children: Sequence[str] = (), parents: Sequence[str] = ()) -> list[tuple]:
         """(child, parent) links from trace context: a task registered inside another invocation's span
         (or inside a span whose parent belongs to another invocation, as Celery's publish spans are).
-        Runners that say the parent outright (rustvello, tasktrail.v1) never need this."""
+        Runners that say the parent outright (rustvello, tasktrail.v1) never need this. Bounded in time
+        by the invocations' own range (spans start up to a day before), so the join skips the rest."""
+        lo, hi = self._range(children or parents)
+        if lo is None:
+            return []
+        far = datetime.max.replace(year=9999)
+        span_lo = lo - timedelta(days=1)
         if children:
-            where, params = "t.invocation_id IN (SELECT unnest(?::VARCHAR[]))", [list(children)]
+            where, params = "t.invocation_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": list(children)}
+            t_lo, t_hi = lo, hi or far
         else:
             traces = [r[0] for r in self._q("SELECT DISTINCT trace_id FROM spans WHERE invocation_id IN "
-                                            "(SELECT unnest(?::VARCHAR[]))", [list(parents)]).rows]
+                                            "(SELECT unnest(?::VARCHAR[])) AND start_ts BETWEEN ? AND ?",
+                                            [list(parents), span_lo, hi or far]).rows]
             if not traces:  # no spans of these invocations: nothing can hang below them by trace context
                 return []
-            where, params = "t.trace_id IN (SELECT unnest(?::VARCHAR[]))", [traces]
+            where, params = "t.trace_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": traces}
+            # Children are registered while a parent runs; a little after its end for slow exporters.
+            t_lo, t_hi = lo, (hi + timedelta(seconds=self.settings.related_after_s)) if hi else far
+        params.update(lo=span_lo, hi=hi or far, t_lo=t_lo, t_hi=t_hi)
         rows = self._q(self.TRACE_PARENTS.format(where=where), params).rows
         return [(c, p) for c, p in rows if p and p != c and (not parents or p in parents)]
 

@@ -99,7 +99,7 @@ class EventLog(Protocol):
 
     def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0,
               max_rows: int = 10_000) -> Result:
-        """Run one read on a fresh cursor. Never blocks the writer. Raises QueryTimeout
+        """Run one read on a fresh cursor (params: a sequence for `?`, or a dict for `$name`). Never blocks the writer. Raises QueryTimeout
         past `timeout_s` and cuts at `max_rows` (Result.truncated). Empty results are
         an empty `rows` list, never None."""
 

@@ -489,7 +489,7 @@ class DuckDBStore:
         token = self._watchdog.arm(cur, timeout_s)
         fired = False
         try:
-            res = cur.execute(sql, list(params))
+            res = cur.execute(sql, params if isinstance(params, dict) else list(params))
             if res.description is None:
                 return Result([], [], False)
             columns = [d[0] for d in res.description]

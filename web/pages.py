@@ -71,11 +71,7 @@ def invocations(request: Request) -> Response:
 
 def invocation(request: Request) -> Response:
     qs, inv_id = _qs(request), request.path_params["id"]
-    detail = qs.invocation(inv_id, _p(request, "app"))
-    detail["history"] = qs.history(inv_id)
-    detail["family"] = qs.family(inv_id)
-    detail["logs"] = qs.invocation_logs(inv_id)
-    detail["trigger_runs"] = qs.trigger_runs(invocation=inv_id, limit=100)
+    detail = qs.invocation_page(inv_id, _p(request, "app"))
     return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{inv_id}")
 
 
