@@ -75,6 +75,9 @@ def _serve_options(fn):
                   envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after gunzip.")
     @click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,
                   envvar="TASKTRAIL_QUEUE_RECORDS", help="Write-queue capacity in records (then 429).")
+    @click.option("--duckdb-memory-limit", default=Settings.duckdb_memory_limit, show_default=True,
+                  envvar="TASKTRAIL_DUCKDB_MEMORY_LIMIT",
+                  help="DuckDB's memory limit: its buffer pool grows to it, so it bounds most of the RSS.")
     @click.option("--ingest-workers", type=click.IntRange(0, 64), default=Settings.ingest_workers,
                   show_default=True, envvar="TASKTRAIL_INGEST_WORKERS",
                   help="Processes that decode and map OTLP requests (0: in the server process).")
@@ -111,7 +114,8 @@ def _run(role: str, log_level: str, **opts) -> None:
         ingest_token=_token(opts["ingest_token"], opts["ingest_token_file"]),
         api_token=_token(opts["api_token"], opts["api_token_file"]), metrics_public=opts["metrics_public"],
         max_body_bytes=opts["max_body_bytes"], queue_records=opts["queue_records"],
-        ingest_workers=opts["ingest_workers"], runner_dead_after_s=opts["runner_dead_after"],
+        ingest_workers=opts["ingest_workers"], duckdb_memory_limit=opts["duckdb_memory_limit"],
+        runner_dead_after_s=opts["runner_dead_after"],
         jaeger_url=opts["jaeger_url"], tempo_url=opts["tempo_url"], sql_timeout_s=opts["sql_timeout"],
         sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"])
