@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Optional, Sequence
 
+from tasktrail.proto import names
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, is_final
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
@@ -48,6 +49,9 @@ class QuerySettings:
     # reads are bounded in time so they skip the rest of the log; see QueryService._bracket).
     related_after_s: float = 3600
 
+
+# Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
+PARENT_SAYING_SOURCES = (names.RUSTVELLO_V1, names.TASKTRAIL_V1)
 
 # One row per invocation from its transitions (the current status by status_order, as the views).
 INVOCATION_COLUMNS = """
@@ -313,7 +317,8 @@ class QueryService:
                      "traceback": last("error_traceback")}
         wf_id = last("workflow_id")
         parent_id = last("parent_invocation_id")
-        if parent_id is None and any(r["span_id"] for r in raw if r["status"] == "REGISTERED"):
+        if parent_id is None and any(r["span_id"] and r["source"] not in PARENT_SAYING_SOURCES
+                                     for r in raw if r["status"] == "REGISTERED"):
             found = self.trace_parents(children=[invocation_id])
             parent_id = found[0][1] if found else None
         return {
@@ -412,7 +417,8 @@ class QueryService:
         except NotFound:
             return False
         return bool(self._q("SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? "
-                            "AND status = 'REGISTERED' AND span_id IS NOT NULL LIMIT 1",
+                            "AND status = 'REGISTERED' AND span_id IS NOT NULL AND source NOT IN ("
+                            + ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES) + ") LIMIT 1",
                             [invocation_id, first, last]).rows)
 
     # --- family ----------------------------------------------------------------------
