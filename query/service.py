@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -151,6 +153,8 @@ class QueryService:
     def __init__(self, log: EventLog, settings: QuerySettings = QuerySettings()) -> None:
         self.log = log
         self.settings = settings
+        # Per-thread memo of invocation brackets for the duration of one page (invocation_page).
+        self._page = threading.local()
 
     def _q(self, sql: str, params: Sequence[Any] = (), max_rows: int = 100_000):
         return self.log.query(sql, params, timeout_s=self.settings.query_timeout_s, max_rows=max_rows)
@@ -252,6 +256,9 @@ class QueryService:
         when it is not in the log. Per-invocation reads filter on this range: the log is stored in
         arrival order, so DuckDB's zone maps on `ts` skip every row group outside it and the cost
         follows the invocation, not the size of the store."""
+        memo = getattr(self._page, "brackets", None)
+        if memo is not None and (invocation_id, app) in memo:
+            return memo[(invocation_id, app)]
         sql = "SELECT min(created_at), max(updated_at), bool_and(status IN ({})) FROM invocation_state " \
               "WHERE {}".format(", ".join(f"'{x}'" for x in sorted(FINAL_STATUSES)), state.BY_ID)
         params: list = [invocation_id, invocation_id]
@@ -261,6 +268,8 @@ class QueryService:
         first, last, final = self._q(sql, params).rows[0]
         if first is None:
             raise NotFound(f"invocation {invocation_id} is not in the log")
+        if memo is not None:
+            memo[(invocation_id, app)] = (first, last, bool(final))
         return first, last, bool(final)
 
     def _transitions(self, invocation_id: str, app: Optional[str]) -> list[dict]:
@@ -287,12 +296,16 @@ class QueryService:
     def invocation_page(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """What the invocation page shows: the detail, its history (from one read of its transitions),
         family, log lines and trigger runs."""
-        raw = self._transitions(invocation_id, app)
-        detail = self.invocation(invocation_id, app, raw=raw)
-        detail["history"] = self.history(invocation_id, raw=raw)
-        detail["family"] = self.family(invocation_id, app)
-        detail["logs"] = self.invocation_logs(invocation_id)
-        detail["trigger_runs"] = self.trigger_runs(invocation=invocation_id, limit=100)
+        self._page.brackets = {}  # one bracket read per invocation for the whole page
+        try:
+            raw = self._transitions(invocation_id, app)
+            detail = self.invocation(invocation_id, app, raw=raw)
+            detail["history"] = self.history(invocation_id, raw=raw)
+            detail["family"] = self.family(invocation_id, app)
+            detail["logs"] = self.invocation_logs(invocation_id)
+            detail["trigger_runs"] = self.trigger_runs(invocation=invocation_id, limit=100)
+        finally:
+            self._page.brackets = None
         return detail
 
     def invocation(self, invocation_id: str, app: Optional[str] = None, *, raw: Optional[list] = None) -> dict:
@@ -410,6 +423,16 @@ class QueryService:
         rows = self._q(self.TRACE_PARENTS.format(where=where), params).rows
         return [(c, p) for c, p in rows if p and p != c and (not parents or p in parents)]
 
+    def _from_trace_only_source(self, invocation_id: str) -> bool:
+        """Whether any of its transitions comes from a source that does not say parents outright."""
+        try:
+            first, last, _ = self._bracket(invocation_id)
+        except NotFound:
+            return False
+        return bool(self._q("SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? AND source "
+                            "NOT IN (" + ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES) + ") LIMIT 1",
+                            [invocation_id, first, last]).rows)
+
     def _registered_in_span(self, invocation_id: str) -> bool:
         """Whether its registration carries trace context (then its parent may be found by trace)."""
         try:
@@ -451,6 +474,9 @@ class QueryService:
             seen.add(parent)
             root = parent
         nodes_depth = {root: 0}
+        # Children found by trace context exist only where a runner does not say parents (Celery): a
+        # family whose root comes from rustvello or tasktrail.v1 needs no span join.
+        by_trace = self._from_trace_only_source(root)
         edges: list[dict] = []
         frontier, truncated = [root], False
         depth = 0
@@ -469,7 +495,8 @@ class QueryService:
                   FROM trigger_runs tr, unnest(tr.source_invocation_ids) AS src(sid)
                  WHERE src.sid IN ({ph}) AND tr.triggered_invocation_id IS NOT NULL""",
                         frontier * 3).rows
-            r = list(r) + [(p, c, "direct") for c, p in self.trace_parents(parents=frontier)]
+            if by_trace:
+                r = list(r) + [(p, c, "direct") for c, p in self.trace_parents(parents=frontier)]
             nxt = []
             for parent, child, kind in sorted(r, key=lambda x: (x[0], x[1], x[2])):
                 edge = {"parent": parent, "child": child, "kind": kind}
