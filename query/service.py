@@ -1184,6 +1184,22 @@ class QueryService:
             "apps": self.apps(),
         }
 
+    # --- anomalies --------------------------------------------------------------------
+    def anomalies(self, app: Optional[str] = None, settings=None) -> dict:
+        """Stuck, orphaned and slow work, failure spikes, silent runners (query/anomalies.py)."""
+        from .anomalies import AnomalySettings, find
+        s = settings or AnomalySettings(runner_dead_after_s=self.settings.runner_dead_after_s)
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        items = [a for a in find(self._q, s, now) if not app or a["app_id"] == app]
+        for a in items:
+            a["since"] = iso(a["since"])
+            a["link"] = (f"/invocations/{a['invocation_id']}" if a.get("invocation_id")
+                         else f"/runners/{a['runner_id']}" if a.get("runner_id") else f"/runs?task={a['task_id']}")
+        counts: dict[str, int] = {}
+        for a in items:
+            counts[a["kind"]] = counts.get(a["kind"], 0) + 1
+        return {"items": items, "counts": counts}
+
     # --- ad-hoc SQL ------------------------------------------------------------------
     def sql(self, statement: str) -> dict:
         sql_guard.check(statement)

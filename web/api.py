@@ -224,6 +224,10 @@ async def sql(request: Request):  # reads the body, then runs the query off the 
     return JSONResponse(await run_in_threadpool(_qs(request).sql, body["sql"]))
 
 
+def anomalies(request: Request):
+    return JSONResponse(_qs(request).anomalies(_p(request, "app")))
+
+
 def openapi(request: Request):
     from .openapi import spec
     return JSONResponse(spec())
@@ -250,6 +254,7 @@ ROUTES = [
     Route("/timeline", timeline),
     Route("/traces/{trace_id}", trace),
     Route("/overview", overview),
+    Route("/anomalies", anomalies),
     Route("/logs", logs),
     Route("/logs/tail", logs_tail),
     Route("/log-explorer", log_explorer, methods=["POST"]),

@@ -79,6 +79,8 @@ PATHS = {
         APP, SINCE, UNTIL, _q("task", "Task id."), _q("workflow", "Workflow id."), _q("runner", "Runner id."),
         _q("invocations", "Comma-separated invocation ids."), LIMIT]),
     "/traces/{trace_id}": _get("A trace's spans as OTLP/JSON.", [_path("trace_id", "32 hex characters.")]),
+    "/anomalies": _get("Orphaned, stuck and slow invocations, failure spikes, silent runners; each says why.",
+                       [APP]),
     "/overview": _get("Counts by status, in flight, runners alive, last ingest, apps.", [APP]),
     "/logs": _get("Log lines, newest first.", LOG_FILTERS + [LIMIT, CURSOR]),
     "/logs/tail": _get("Server-Sent Events: new log lines as they are committed.", [

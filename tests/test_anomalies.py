@@ -1,0 +1,46 @@
+"""Anomalies (a first cut of issue 9): exactly the orphaned, stuck and slow invocations are flagged, each
+saying why. Driven by the tasktrail.v1 emitter with controlled timestamps; the live-runner test
+(a rustvello worker killed mid-task) is still to be written."""
+from datetime import datetime, timedelta, timezone
+
+from tasktrail.proto.emitter import Emitter, Runner
+
+from .helpers import wait_until
+
+
+def test_orphaned_pending_and_slow_are_flagged_and_nothing_else(server):
+    now = datetime.now(timezone.utc)
+    ago = lambda s: now - timedelta(seconds=s)  # noqa: E731
+    gone = Runner("runner-gone", "PersistentProcessRunner", hostname="h1", pid=1)
+    live = Runner("runner-live", "PersistentProcessRunner", hostname="h2", pid=2)
+    em = Emitter(endpoint=server.otlp_http, app_id="shop", runner=live, protocol="http/protobuf", token="tok123")
+    em.runner_started(gone, timestamp=ago(1300))
+    em.runner_started(timestamp=ago(1300))
+    for k in range(30):  # the task's history: 30 runs of about a second
+        inv = f"quick-{k}"
+        em.status(inv, "REGISTERED", task_id="shop.quick", timestamp=ago(1200 - k))
+        em.status(inv, "RUNNING", attempt=0, timestamp=ago(1200 - k) + timedelta(milliseconds=10))
+        em.status(inv, "SUCCESS", timestamp=ago(1199 - k))
+    em.status("orphan", "REGISTERED", task_id="shop.pay", runner=gone, timestamp=ago(1250))
+    em.status("orphan", "RUNNING", attempt=0, runner=gone, timestamp=ago(1240))
+    em.runner_stopped(gone, timestamp=ago(1230))  # its process went away mid-task
+    em.status("stuck", "REGISTERED", task_id="shop.ship", timestamp=ago(900))
+    em.status("stuck", "PENDING", timestamp=ago(899))
+    em.status("slow", "REGISTERED", task_id="shop.quick", timestamp=ago(70))
+    em.status("slow", "RUNNING", attempt=0, timestamp=ago(60))
+    em.status("fine", "REGISTERED", task_id="shop.quick", timestamp=ago(1))
+    em.status("fine", "RUNNING", attempt=0, timestamp=ago(0.5))
+    em.heartbeat(timestamp=ago(0))
+    assert em.flush()
+
+    def flagged():
+        a = server.get("/anomalies").json()
+        return a if len(a["items"]) >= 3 else None
+
+    a = wait_until(flagged, timeout=20, message="anomalies")
+    by = {(x["kind"], x.get("invocation_id") or x.get("runner_id")): x for x in a["items"]}
+    assert set(by) == {("orphaned", "orphan"), ("pending_too_long", "stuck"), ("slow", "slow")}, by
+    assert "runner-gone" in by[("orphaned", "orphan")]["why"] and "stopped" in by[("orphaned", "orphan")]["why"]
+    assert "p99" in by[("slow", "slow")]["why"] and by[("slow", "slow")]["link"] == "/invocations/slow"
+    assert a["counts"] == {"orphaned": 1, "pending_too_long": 1, "slow": 1}
+    em.shutdown()
