@@ -21,8 +21,8 @@ import threading
 import time
 import uuid
 
-from .common import http_client, report
-from .ingest import _pool
+from .common import report
+from .ingest import _pool, _raw_http_sender
 from .workload import unique
 
 
@@ -53,7 +53,7 @@ def run(pool, records: int, nodes: int, clients: int) -> dict:
             lock = threading.Lock()
 
             def client(k):
-                c = http_client(60)
+                senders = [_raw_http_sender(url, "http") for _, url in procs]  # retries 429/503 itself
                 while True:
                     with lock:
                         if state["done"] >= records:
@@ -61,15 +61,7 @@ def run(pool, records: int, nodes: int, clients: int) -> dict:
                         i = state["i"]
                         state["i"] += 1
                     sig, body, n = pool[i % len(pool)]
-                    url = procs[i % nodes][1]
-                    while True:
-                        r = c.post(f"{url}/v1/{sig}", content=unique(body, i),
-                                   headers={"Content-Type": "application/x-protobuf"})
-                        if r.status_code in (429, 503):
-                            time.sleep(0.05)
-                            continue
-                        r.raise_for_status()
-                        break
+                    senders[i % nodes](sig, unique(body, i))
                     with lock:
                         state["done"] += n
 

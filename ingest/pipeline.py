@@ -87,13 +87,17 @@ class Ingestor:
     def _hash(signal: str, body: bytes) -> str:
         return hashlib.blake2b(body, digest_size=16, person=signal.encode()[:16]).hexdigest()
 
+    def _map_here(self, signal: str, body: bytes, fmt: str) -> tuple[dict, int]:
+        out = self.mapper.map(signal, decode(signal, body, fmt))
+        return out.rows, out.records
+
     def prepare(self, signal: str, body: bytes, fmt: str, transport: str):
         """Decode and map one request here; returns (rows, records, entry) or None for a known duplicate."""
         h = self._hash(signal, body)
         if self.log.is_duplicate(h):
             return None
-        out = self.mapper.map(signal, decode(signal, body, fmt))
-        return out.rows, out.records, LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
+        rows, records = self._map_here(signal, body, fmt)
+        return rows, records, LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
 
     async def export(self, signal: str, body: bytes, fmt: str, transport: str) -> Ack:
         t0 = time.perf_counter()
@@ -104,8 +108,7 @@ class Ingestor:
             return Ack(0, True)
         mapped = await self.pool.prepare(signal, body, fmt) if self.pool else None
         if mapped is None:
-            out = self.mapper.map(signal, decode(signal, body, fmt))
-            mapped = (out.rows, out.records)
+            mapped = self._map_here(signal, body, fmt)
         rows, records = mapped
         entry = LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
         ack = await asyncio.wrap_future(self.log.submit(rows, records, entry))

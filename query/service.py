@@ -54,6 +54,8 @@ class QuerySettings:
 
 # Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
 PARENT_SAYING_SOURCES = (names.RUSTVELLO_V1, names.TASKTRAIL_V1)
+_PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
+_FINAL_IN = ", ".join(f"'{x}'" for x in sorted(FINAL_STATUSES))
 
 # One row per invocation from its transitions (the current status by status_order, as the views).
 INVOCATION_COLUMNS = """
@@ -259,8 +261,8 @@ class QueryService:
         memo = getattr(self._page, "brackets", None)
         if memo is not None and (invocation_id, app) in memo:
             return memo[(invocation_id, app)]
-        sql = "SELECT min(created_at), max(updated_at), bool_and(status IN ({})) FROM invocation_state " \
-              "WHERE {}".format(", ".join(f"'{x}'" for x in sorted(FINAL_STATUSES)), state.BY_ID)
+        sql = f"SELECT min(created_at), max(updated_at), bool_and(status IN ({_FINAL_IN})) FROM invocation_state " \
+              f"WHERE {state.BY_ID}"
         params: list = [invocation_id, invocation_id]
         if app:
             sql += " AND app_id = ?"
@@ -392,9 +394,8 @@ class QueryService:
     def _range(self, ids: Sequence[str]):
         """(first transition, last transition or None while any is not final) of these invocations."""
         ids = list(ids)
-        row = self._q(f"SELECT min(created_at), max(updated_at), bool_and(status IN ("
-                      + ", ".join(f"'{x}'" for x in sorted(FINAL_STATUSES)) + f")) FROM invocation_state "
-                      f"WHERE {_by_ids(len(ids))}", ids + ids).rows[0]
+        row = self._q(f"SELECT min(created_at), max(updated_at), bool_and(status IN ({_FINAL_IN})) "
+                      f"FROM invocation_state WHERE {_by_ids(len(ids))}", ids + ids).rows[0]
         return (row[0], row[1] if row[2] else None) if row[0] is not None else (None, None)
 
     def trace_parents(self, *, children: Sequence[str] = (), parents: Sequence[str] = ()) -> list[tuple]:
@@ -423,26 +424,14 @@ class QueryService:
         rows = self._q(self.TRACE_PARENTS.format(where=where), params).rows
         return [(c, p) for c, p in rows if p and p != c and (not parents or p in parents)]
 
-    def _from_trace_only_source(self, invocation_id: str) -> bool:
-        """Whether any of its transitions comes from a source that does not say parents outright."""
+    def _has_transition(self, invocation_id: str, condition: str) -> bool:
+        """Whether any of its transitions meets `condition` (SQL), read within its own time range."""
         try:
             first, last, _ = self._bracket(invocation_id)
         except NotFound:
             return False
-        return bool(self._q("SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? AND source "
-                            "NOT IN (" + ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES) + ") LIMIT 1",
-                            [invocation_id, first, last]).rows)
-
-    def _registered_in_span(self, invocation_id: str) -> bool:
-        """Whether its registration carries trace context (then its parent may be found by trace)."""
-        try:
-            first, last, _ = self._bracket(invocation_id)
-        except NotFound:
-            return False
-        return bool(self._q("SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? "
-                            "AND status = 'REGISTERED' AND span_id IS NOT NULL AND source NOT IN ("
-                            + ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES) + ") LIMIT 1",
-                            [invocation_id, first, last]).rows)
+        return bool(self._q(f"SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? "
+                            f"AND {condition} LIMIT 1", [invocation_id, first, last]).rows)
 
     # --- family ----------------------------------------------------------------------
     def family(self, invocation_id: str, app: Optional[str] = None) -> dict:
@@ -461,7 +450,9 @@ class QueryService:
                 e = self._q("SELECT arg_max(emitted_by_invocation_id, ts) FROM event_records WHERE event_id = ?",
                             [parent_event]).rows
                 parent = e[0][0] if e else None
-            if not parent and self._registered_in_span(root):
+            # A registration with trace context from a runner that does not say parents: look by trace.
+            if not parent and self._has_transition(root, "status = 'REGISTERED' AND span_id IS NOT NULL AND "
+                                                         f"source NOT IN ({_PARENT_SAYING_IN})"):
                 found = self.trace_parents(children=[root])
                 parent = found[0][1] if found else None
             if not parent:
@@ -476,7 +467,7 @@ class QueryService:
         nodes_depth = {root: 0}
         # Children found by trace context exist only where a runner does not say parents (Celery): a
         # family whose root comes from rustvello or tasktrail.v1 needs no span join.
-        by_trace = self._from_trace_only_source(root)
+        by_trace = self._has_transition(root, f"source NOT IN ({_PARENT_SAYING_IN})")
         edges: list[dict] = []
         frontier, truncated = [root], False
         depth = 0

@@ -162,11 +162,18 @@ class DuckDBStore:
         if not self.read_only:
             self._migrate()
             self._con.execute(views_sql())
-        self._con.execute("SET lock_configuration = true")
-        describe = {t: [(r[0], r[1]) for r in self._con.execute(f"DESCRIBE {t}").fetchall()] for t in TABLES}
+        self._ready()
+
+    def _ready(self, tables_in: str = "") -> None:
+        """Lock the configuration, pin the tables to the row types, and make the root of the readers'
+        cursors (`tables_in`: the catalog prefix of the tables, for a lake)."""
+        con = self._con
+        con.execute("SET lock_configuration = true")
+        describe = {t: [(r[0], r[1]) for r in con.execute(f"DESCRIBE {tables_in}{t}").fetchall()] for t in TABLES}
         check_schema(describe)
         self._schemas = arrow_schemas(describe)
-        self._read_root = self._con.cursor()
+        self._read_root = con.cursor()
+        self._init_cursor(self._read_root)
 
     def _reopen(self) -> bool:
         """After a fatal error (disk full, I/O error) DuckDB refuses every statement until the database
@@ -197,9 +204,13 @@ class DuckDBStore:
         return True
 
     # --- schema ----------------------------------------------------------------------
-    def _migrate(self) -> None:
-        con = self._con
-        con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
+    # Where applied migrations are recorded (a lake has no PRIMARY KEY: store/ducklake.py).
+    MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)"
+
+    def _apply_migrations(self, con) -> bool:
+        """Apply every migration not yet recorded, each in its own transaction; True when one of them
+        created or reshaped the caches (then they are rebuilt)."""
+        con.execute(self.MIGRATIONS_TABLE)
         done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
         rebuild = False
         for name, sql in migration_files():
@@ -214,8 +225,16 @@ class DuckDBStore:
                 con.rollback()
                 raise
             rebuild = rebuild or name in state.REBUILT_BY
+            self._migrated(con, name)
             log.info("applied migration %s", name)
-        if rebuild or not state.hash_is_current(con):
+        return rebuild
+
+    def _migrated(self, con, name: str) -> None:
+        """Called after each migration is applied (a lake partitions its new tables here)."""
+
+    def _migrate(self) -> None:
+        con = self._con
+        if self._apply_migrations(con) or not state.hash_is_current(con):
             n = state.rebuild(con)
             log.info("rebuilt the invocation_state cache (%d invocations)", n)
 

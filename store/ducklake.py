@@ -33,8 +33,7 @@ from tasktrail.proto.model import TABLES
 
 from . import state
 from .api import StoreUnavailable
-from .duckdb import DuckDBStore, migration_files, views_sql
-from .rows import arrow_schemas, check_schema
+from .duckdb import DuckDBStore, views_sql
 
 log = logging.getLogger("tasktrail.store")
 LAKE = "lake"
@@ -109,41 +108,21 @@ class DuckLakeStore(DuckDBStore):
                                       if not self.catalog.startswith("postgres:") else [])
         con.execute(f"SET allowed_directories = {allowed!r}")
         con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        describe = {t: [(r[0], r[1]) for r in con.execute(f"DESCRIBE {LAKE}.main.{t}").fetchall()] for t in TABLES}
-        check_schema(describe)
-        self._schemas = arrow_schemas(describe)
-        self._read_root = con.cursor()
-        self._init_cursor(self._read_root)
+        self._ready(f"{LAKE}.main.")
 
     def _init_cursor(self, cur) -> None:
         cur.execute(f"USE {LAKE}")
         cur.execute(f"SET search_path = '{LAKE}.main,memory.main'")
 
+    MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR, applied_at TIMESTAMP)"
+
     def _migrate(self) -> None:
-        """Migrations, as for a file, but several nodes may start at once: a conflicting migration is
-        retried after the winner's, which it then finds applied. No PRIMARY KEY (DuckLake has none)."""
+        """Migrations as for a file (no PRIMARY KEY: DuckLake has none), but several nodes may start at
+        once: a conflicting migration is retried after the winner's, which it then finds applied."""
         con = self._con
         for attempt in range(20):
             try:
-                con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR, applied_at TIMESTAMP)")
-                done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
-                rebuild = False
-                for name, sql in migration_files():
-                    if name in done:
-                        continue
-                    con.begin()
-                    try:
-                        con.execute(sql)
-                        con.execute("INSERT INTO schema_migrations VALUES (?, now()::TIMESTAMP)", [name])
-                        con.commit()
-                    except Exception:
-                        con.rollback()
-                        raise
-                    rebuild = rebuild or name in state.REBUILT_BY
-                    if name == "0001_log":
-                        self._partition(con)
-                    log.info("applied migration %s to the lake", name)
+                rebuild = self._apply_migrations(con)
                 con.execute("CREATE TABLE IF NOT EXISTS cache_progress (snapshot_id BIGINT)")
                 if rebuild or not state.hash_is_current(con):
                     self.rebuild_caches(con)
@@ -153,6 +132,10 @@ class DuckLakeStore(DuckDBStore):
                     raise
                 log.info("migration raced another node (%s); retrying", str(exc).splitlines()[0][:120])
                 time.sleep(0.2 + random.random())
+
+    def _migrated(self, con, name: str) -> None:
+        if name == "0001_log":
+            self._partition(con)
 
     @staticmethod
     def _partition(con) -> None:
