@@ -211,3 +211,42 @@ class Emitter:
 
     def shutdown(self) -> None:
         self._provider.shutdown()
+
+
+class ProcessPulse:
+    """A periodic OTLP metric export naming this process (app, host.name, process.pid): tasktrail counts
+    any record from a runner's process as that runner's sign of life (query/anomalies.py). For runners
+    that send nothing while a task runs (rustvello 0.9), start one in each worker process:
+
+        pulse = ProcessPulse("http://127.0.0.1:4318", app_id="shop", token="...")  # … pulse.shutdown()
+
+    It is the OTel SDK's own PeriodicExportingMetricReader with one observable gauge, `process.uptime`.
+    """
+
+    def __init__(self, endpoint: str, app_id: str, *, token: Optional[str] = None, interval_s: float = 30.0,
+                 protocol: str = "http/protobuf", service_name: str = "tasktrail-pulse") -> None:
+        from opentelemetry.metrics import Observation
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
+
+        hdrs = {"authorization": f"Bearer {token}"} if token else None
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+            exporter = OTLPMetricExporter(endpoint=endpoint.split("://", 1)[-1],
+                                          insecure=not endpoint.startswith("https://"), headers=hdrs)
+        elif protocol in ("http", "http/protobuf"):
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+            exporter = OTLPMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=hdrs)
+        else:
+            raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
+        started = time.monotonic()
+        res = Resource.create({n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id,
+                               n.HOST_NAME: socket.gethostname(), n.PROCESS_PID: os.getpid()})
+        self._reader = PeriodicExportingMetricReader(exporter, export_interval_millis=int(interval_s * 1000))
+        self._provider = MeterProvider(resource=res, metric_readers=[self._reader])
+        self._provider.get_meter(n.TT_SCOPE).create_observable_gauge(
+            "process.uptime", callbacks=[lambda _options: [Observation(time.monotonic() - started)]], unit="s")
+
+    def shutdown(self) -> None:
+        self._provider.shutdown()

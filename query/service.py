@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Optional, Sequence
+from urllib.parse import quote
 
 from tasktrail.proto import names
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, is_final
@@ -21,6 +22,7 @@ from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
 from . import log_explorer, sql_guard, timeline as tl
 from .adjust import adjust
+from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
 
 MAX_LIMIT = 1000
@@ -50,6 +52,7 @@ class QuerySettings:
     # How long after an invocation's last transition its log lines are still looked for (per-invocation
     # reads are bounded in time so they skip the rest of the log; see QueryService._bracket).
     related_after_s: float = 3600
+    anomalies: AnomalySettings = AnomalySettings()
 
 
 # Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
@@ -1156,8 +1159,16 @@ class QueryService:
         heartbeats = self._q("""SELECT app_id, runner_id, epoch(last_heartbeat) FROM runner_state
                                 WHERE last_heartbeat IS NOT NULL""").rows
         ingest = self._q("""SELECT signal, transport, count(*), sum(records)::BIGINT FROM ingest_ledger GROUP BY ALL""").rows
+        from .anomalies import KINDS, find
+        apps = [a for (a,) in self._q("SELECT DISTINCT app_id FROM invocation_state UNION "
+                                      "SELECT DISTINCT app_id FROM runner_state").rows]
+        found: dict = {}
+        for a in find(self._q, self.settings.anomalies, datetime.now(timezone.utc).replace(tzinfo=None)):
+            found[(a["app_id"], a["kind"])] = found.get((a["app_id"], a["kind"]), 0) + 1
+        anomalies = [(app, kind, found.get((app, kind), 0)) for app in sorted(apps) for kind in KINDS]
         return {"invocations_by_status": by_status, "transitions": transitions, "durations": durations,
-                "buckets": self.DURATION_BUCKETS, "heartbeats": heartbeats, "ingest": ingest}
+                "buckets": self.DURATION_BUCKETS, "heartbeats": heartbeats, "ingest": ingest,
+                "anomalies": anomalies}
 
     # --- overview --------------------------------------------------------------------
     def overview(self, app: Optional[str] = None) -> dict:
@@ -1166,7 +1177,11 @@ class QueryService:
         counts = dict(self._q(f"SELECT status, count(*) FROM invocation_state {cond} GROUP BY status", params).rows)
         runners = self.runners(app)
         last = self._q("SELECT max(received_at) FROM ingest_ledger").rows
+        from .anomalies import KINDS
+        anomalies = self.anomalies(app)
         return {
+            "anomalies": {k: anomalies["counts"].get(k, 0) for k in KINDS},
+            "anomaly_items": anomalies["items"][:20],
             "counts_by_status": {s: int(counts.get(s, 0)) for s in STATUSES},
             "in_flight": sum(int(counts.get(s, 0)) for s in ACTIVE_STATUSES),
             "runners": {"alive": sum(1 for r in runners if r["alive"]),
@@ -1178,18 +1193,22 @@ class QueryService:
     # --- anomalies --------------------------------------------------------------------
     def anomalies(self, app: Optional[str] = None, settings=None) -> dict:
         """Stuck, orphaned and slow work, failure spikes, silent runners (query/anomalies.py)."""
-        from .anomalies import AnomalySettings, find
-        s = settings or AnomalySettings(runner_dead_after_s=self.settings.runner_dead_after_s)
+        from .anomalies import KINDS, find
+        s = settings or self.settings.anomalies
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         items = [a for a in find(self._q, s, now) if not app or a["app_id"] == app]
         for a in items:
             a["since"] = iso(a["since"])
             a["link"] = (f"/invocations/{a['invocation_id']}" if a.get("invocation_id")
-                         else f"/runners/{a['runner_id']}" if a.get("runner_id") else f"/runs?task={a['task_id']}")
-        counts: dict[str, int] = {}
+                         else f"/runners/{a['runner_id']}" if a.get("runner_id")
+                         else f"/tasks/{quote(a['task_id'], safe='')}" if a.get("task_id") else "/atomic-services")
+        counts = {k: 0 for k in KINDS}
         for a in items:
-            counts[a["kind"]] = counts.get(a["kind"], 0) + 1
-        return {"items": items, "counts": counts}
+            counts[a["kind"]] += 1
+        return {"items": items, "counts": {k: v for k, v in counts.items() if v}, "now": iso(now),
+                "thresholds": {"runner_dead_after_s": s.runner_dead_after_s, "max_pending_s": s.max_pending_s,
+                               "slow_factor": s.slow_factor, "slow_min_samples": s.min_samples,
+                               "spike_window_s": s.spike_window_s, "spike_factor": s.spike_factor}}
 
     # --- ad-hoc SQL ------------------------------------------------------------------
     def sql(self, statement: str) -> dict:

@@ -83,6 +83,21 @@ def _serve_options(fn):
                   help="Processes that decode and map OTLP requests (0: in the server process).")
     @click.option("--runner-dead-after", type=float, default=Settings.runner_dead_after_s, show_default=True,
                   envvar="TASKTRAIL_RUNNER_DEAD_AFTER", help="Seconds of silence after which a runner is dead.")
+    @click.option("--max-pending", type=click.FloatRange(min=0, min_open=True), default=Settings.max_pending_s,
+                  show_default=True, envvar="TASKTRAIL_MAX_PENDING",
+                  help="Seconds PENDING after which an invocation is flagged stuck.")
+    @click.option("--slow-factor", type=click.FloatRange(min=0, min_open=True), default=Settings.slow_factor,
+                  show_default=True, envvar="TASKTRAIL_SLOW_FACTOR",
+                  help="Flag RUNNING invocations past this many times their task's p99.")
+    @click.option("--slow-min-samples", type=click.IntRange(1), default=Settings.slow_min_samples,
+                  show_default=True, envvar="TASKTRAIL_SLOW_MIN_SAMPLES",
+                  help="Finished invocations a task needs before its p99 is used.")
+    @click.option("--spike-window", type=click.FloatRange(min=0, min_open=True), default=Settings.spike_window_s,
+                  show_default=True, envvar="TASKTRAIL_SPIKE_WINDOW",
+                  help="Seconds over which a task's failure rate is compared with the day before.")
+    @click.option("--spike-factor", type=click.FloatRange(min=0, min_open=True), default=Settings.spike_factor,
+                  show_default=True, envvar="TASKTRAIL_SPIKE_FACTOR",
+                  help="Flag a task whose failure rate is this many times its baseline.")
     @click.option("--jaeger-url", envvar="TASKTRAIL_JAEGER_URL", help="Jaeger base URL for trace links.")
     @click.option("--tempo-url", envvar="TASKTRAIL_TEMPO_URL", help="Tempo URL template holding {trace_id}.")
     @click.option("--sql-timeout", type=float, default=Settings.sql_timeout_s, show_default=True,
@@ -115,7 +130,9 @@ def _run(role: str, log_level: str, **opts) -> None:
         api_token=_token(opts["api_token"], opts["api_token_file"]), metrics_public=opts["metrics_public"],
         max_body_bytes=opts["max_body_bytes"], queue_records=opts["queue_records"],
         ingest_workers=opts["ingest_workers"], duckdb_memory_limit=opts["duckdb_memory_limit"],
-        runner_dead_after_s=opts["runner_dead_after"],
+        runner_dead_after_s=opts["runner_dead_after"], max_pending_s=opts["max_pending"],
+        slow_factor=opts["slow_factor"], slow_min_samples=opts["slow_min_samples"],
+        spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],
         jaeger_url=opts["jaeger_url"], tempo_url=opts["tempo_url"], sql_timeout_s=opts["sql_timeout"],
         sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"])

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from tasktrail.ingest.grpc import start_grpc_server
 from tasktrail.ingest.http import create_otlp_http_app
 from tasktrail.ingest.pipeline import Ingestor
+from tasktrail.query.anomalies import AnomalySettings
 from tasktrail.query.service import QueryService, QuerySettings
 from tasktrail.store.duckdb import DuckDBStore
 from tasktrail.store.retention import RetentionPolicy
@@ -81,9 +82,13 @@ def open_store(settings: Settings, role: str = "all"):
 
 
 def query_settings(settings: Settings) -> QuerySettings:
+    anomalies = AnomalySettings(
+        runner_dead_after_s=settings.runner_dead_after_s, max_pending_s=settings.max_pending_s,
+        slow_factor=settings.slow_factor, min_samples=settings.slow_min_samples,
+        spike_window_s=settings.spike_window_s, spike_factor=settings.spike_factor)
     return QuerySettings(runner_dead_after_s=settings.runner_dead_after_s, jaeger_url=settings.jaeger_url,
                          tempo_url=settings.tempo_url, sql_timeout_s=settings.sql_timeout_s,
-                         sql_max_rows=settings.sql_max_rows)
+                         sql_max_rows=settings.sql_max_rows, anomalies=anomalies)
 
 
 async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Callable[[Bound], None]] = None,

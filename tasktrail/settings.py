@@ -32,6 +32,12 @@ class Settings:
     ingest_workers: int = DEFAULT_INGEST_WORKERS
     duckdb_memory_limit: str = "1GB"
     runner_dead_after_s: float = 600.0
+    # Anomaly thresholds (query/anomalies.py).
+    max_pending_s: float = 300.0
+    slow_factor: float = 3.0
+    slow_min_samples: int = 20
+    spike_window_s: float = 900.0
+    spike_factor: float = 3.0
     jaeger_url: Optional[str] = None
     tempo_url: Optional[str] = None
     sql_timeout_s: float = 10.0
@@ -59,6 +65,11 @@ class Settings:
             problems.append("queue_records must be positive")
         if self.runner_dead_after_s <= 0:
             problems.append("runner_dead_after_s must be positive")
+        for name in ("max_pending_s", "slow_factor", "spike_window_s", "spike_factor"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive")
+        if self.slow_min_samples < 1:
+            problems.append("slow_min_samples must be at least 1")
         if self.retention_days <= 0 or self.keep_failed_days <= 0:
             problems.append("retention_days and keep_failed_days must be positive")
         if self.max_logs_per_invocation < 1:
@@ -93,6 +104,11 @@ SETTINGS_HELP = {
     "ingest_workers": "Processes that decode and map OTLP requests (0: in the server process).",
     "duckdb_memory_limit": "DuckDB memory limit.",
     "runner_dead_after_s": "A runner is dead when silent this long (pynenc's default: 10 min).",
+    "max_pending_s": "An invocation PENDING longer than this is an anomaly (stuck).",
+    "slow_factor": "An invocation RUNNING longer than this many times its task's p99 is an anomaly (slow).",
+    "slow_min_samples": "Finished invocations a task needs before its p99 counts for `slow`.",
+    "spike_window_s": "Window of the failure-spike check, compared with the day before it.",
+    "spike_factor": "A task's failure rate over the window this many times its baseline is a spike.",
     "jaeger_url": "Jaeger base URL; invocations link to {jaeger}/trace/{trace_id}.",
     "tempo_url": "Grafana Tempo URL template holding {trace_id}.",
     "sql_timeout_s": "Time limit of one ad-hoc SQL query.",

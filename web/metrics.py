@@ -57,6 +57,12 @@ class LogCollector:
         for app, runner, t in snap["heartbeats"]:
             hb.add_metric([app, runner], t)
         yield hb
+        an = GaugeMetricFamily("tasktrail_anomalies", "Current anomalies (orphaned, pending_too_long, slow, "
+                               "failure_spike, runner_silent, scheduler_silent), by app and kind.",
+                               labels=["app", "kind"])
+        for app, kind, n in snap["anomalies"]:
+            an.add_metric([app, kind], n)
+        yield an
         req = CounterMetricFamily("tasktrail_ingest_requests", "OTLP export requests stored, by signal and transport.",
                                   labels=["signal", "transport"])
         rec = CounterMetricFamily("tasktrail_ingest_records",
