@@ -1190,6 +1190,50 @@ class QueryService:
             "apps": self.apps(),
         }
 
+    # --- tasks and workflows ----------------------------------------------------------
+    @staticmethod
+    def _now() -> datetime:
+        return datetime.now(timezone.utc).replace(tzinfo=None)
+
+    def tasks(self, *, app=None, since=None, until=None) -> dict:
+        """Per task: counts by status, success rate, duration p50/p95/p99, throughput (query/tasks.py)."""
+        from .tasks import task_list
+        return task_list(self._q, iso, self._now(), app=app, since=parse_time(since, "since"),
+                         until=parse_time(until, "until"))
+
+    def task(self, task_id: str, *, app=None, since=None, until=None, recent: int = 20) -> dict:
+        """One task: figures, a series over time, error types with their latest example, recent runs."""
+        from .tasks import task_detail
+        out = task_detail(self._q, iso, self._now(), task_id, app=app, since=parse_time(since, "since"),
+                          until=parse_time(until, "until"))
+        out["recent"] = self.invocations(app=app, task=task_id, since=since, until=until, limit=recent,
+                                         sort="-created_at")["items"]
+        return out
+
+    def _workflows(self):
+        from .workflows import Workflows
+        return Workflows(self._q, iso, self._now)
+
+    def workflow_types(self, *, app=None) -> dict:
+        return self._workflows().types(app=app)
+
+    def workflow_runs(self, *, app=None, workflow_type=None, status=None, since=None, until=None,
+                      limit=None) -> dict:
+        return self._workflows().runs(app=app, workflow_type=workflow_type, status=_statuses(status),
+                                      since=parse_time(since, "since"), until=parse_time(until, "until"),
+                                      limit=_limit(limit))
+
+    def workflow_type(self, workflow_type: str, *, app=None, status=None, limit=None, histogram_runs=None,
+                      histogram_status=None) -> dict:
+        return self._workflows().of_type(workflow_type, app=app, status=_statuses(status), limit=_limit(limit),
+                                         histogram_runs=histogram_runs, histogram_status=histogram_status)
+
+    def workflow_run(self, workflow_id: str, *, app=None, histogram_status=None) -> dict:
+        return self._workflows().run(workflow_id, app=app, histogram_status=histogram_status)
+
+    def workflow_compare(self, runs, *, app=None) -> dict:
+        return self._workflows().compare(runs, app=app)
+
     # --- anomalies --------------------------------------------------------------------
     def anomalies(self, app: Optional[str] = None, settings=None) -> dict:
         """Stuck, orphaned and slow work, failure spikes, silent runners (query/anomalies.py)."""

@@ -228,6 +228,44 @@ def anomalies(request: Request):
     return JSONResponse(_qs(request).anomalies(_p(request, "app")))
 
 
+def tasks(request: Request):
+    return JSONResponse(_qs(request).tasks(app=_p(request, "app"), since=_p(request, "since"),
+                                           until=_p(request, "until")))
+
+
+def task(request: Request):
+    return JSONResponse(_qs(request).task(request.path_params["task_id"], app=_p(request, "app"),
+                                          since=_p(request, "since"), until=_p(request, "until")))
+
+
+def workflow_types(request: Request):
+    return JSONResponse(_qs(request).workflow_types(app=_p(request, "app")))
+
+
+def workflow_runs(request: Request):
+    return JSONResponse(_qs(request).workflow_runs(
+        app=_p(request, "app"), workflow_type=_p(request, "type"), status=request.query_params.getlist("status"),
+        since=_p(request, "since"), until=_p(request, "until"), limit=_int(request, "limit")))
+
+
+def workflow_run(request: Request):
+    return JSONResponse(_qs(request).workflow_run(
+        request.path_params["id"], app=_p(request, "app"),
+        histogram_status=request.query_params.getlist("histogram_status")))
+
+
+def workflow_compare(request: Request):
+    return JSONResponse(_qs(request).workflow_compare(request.query_params.getlist("runs"), app=_p(request, "app")))
+
+
+def workflow_type(request: Request):
+    p = request.query_params
+    return JSONResponse(_qs(request).workflow_type(
+        request.path_params["type"], app=_p(request, "app"), status=p.getlist("status"),
+        limit=_int(request, "limit"), histogram_runs=p.getlist("histogram_workflow"),
+        histogram_status=p.getlist("histogram_status")))
+
+
 def openapi(request: Request):
     from .openapi import spec
     return JSONResponse(spec())
@@ -255,6 +293,13 @@ ROUTES = [
     Route("/traces/{trace_id}", trace),
     Route("/overview", overview),
     Route("/anomalies", anomalies),
+    Route("/tasks", tasks),
+    Route("/tasks/{task_id:path}", task),
+    Route("/workflows", workflow_types),
+    Route("/workflows/runs", workflow_runs),
+    Route("/workflows/runs/{id}", workflow_run),
+    Route("/workflows/compare", workflow_compare),
+    Route("/workflows/{type:path}", workflow_type),
     Route("/logs", logs),
     Route("/logs/tail", logs_tail),
     Route("/log-explorer", log_explorer, methods=["POST"]),

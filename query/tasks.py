@@ -1,0 +1,155 @@
+"""Per-task figures: counts by status, success rate, duration quantiles, throughput, a duration and
+throughput series over time, and error types with their latest example.
+
+All from the invocation_state cache, except error types, which read the log's FAILED and RETRY
+transitions of the task inside its own time range (zone maps skip the rest).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Optional
+
+from tasktrail.proto.status import FINAL_STATUSES
+
+from .errors import NotFound
+
+FINAL_IN = ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
+DURATION = "epoch(updated_at) - epoch(coalesce(started_at, created_at))"
+QUANTILES = (0.5, 0.95, 0.99)
+MAX_POINTS = 60
+# Series step sizes: the smallest that gives at most MAX_POINTS points over the window.
+STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
+
+
+def _cond(app: Optional[str], since, until, task: Optional[str] = None) -> tuple[str, dict]:
+    where, params = ["true"], {}
+    if app:
+        where.append("app_id = $app")
+        params["app"] = app
+    if task is not None:
+        where.append("task_id = $task")
+        params["task"] = task
+    if since is not None:
+        where.append("updated_at >= $since")
+        params["since"] = since
+    if until is not None:
+        where.append("created_at < $until")
+        params["until"] = until
+    return " AND ".join(where), params
+
+
+def _row(d: dict, window_s: float, iso) -> dict:
+    by = {k: int(v) for k, v in dict(d["by_status"] or {}).items()}
+    ok, failed = by.get("SUCCESS", 0), by.get("FAILED", 0)
+    q = d["q"] or [None] * len(QUANTILES)
+    return {"app_id": d["app_id"], "task_id": d["task_id"], "invocations": int(d["n"]), "counts_by_status": by,
+            "finished": int(d["finished"]), "success_rate": ok / (ok + failed) if ok + failed else None,
+            "duration_s": {"p50": q[0], "p95": q[1], "p99": q[2], "mean": d["mean"], "max": d["dmax"]},
+            "throughput_per_min": int(d["finished"]) / (window_s / 60) if window_s > 0 else None,
+            "first_seen": iso(d["first"]), "last_seen": iso(d["last"])}
+
+
+_STATS = f"""
+    SELECT app_id, task_id, count(*) AS n, histogram(status) AS by_status,
+           quantile_cont(d, [{', '.join(map(str, QUANTILES))}]) AS q, avg(d) AS mean, max(d) AS dmax,
+           count(d) AS finished, min(created_at) AS first, max(updated_at) AS last
+    FROM (SELECT app_id, task_id, status, created_at, updated_at,
+                 CASE WHEN status IN ({FINAL_IN}) THEN {DURATION} END AS d
+          FROM invocation_state WHERE {{where}})
+    GROUP BY app_id, task_id"""
+
+
+def task_list(q, iso, now: datetime, *, app=None, since=None, until=None) -> dict:
+    """One row per (app, task), busiest first."""
+    where, params = _cond(app, since, until)
+    rows = q(_STATS.format(where=where) + " ORDER BY n DESC, task_id", params).dicts()
+    items = []
+    for d in rows:
+        lo = since or d["first"]
+        hi = until or now
+        items.append(_row(d, (hi - lo).total_seconds(), iso))
+    return {"items": items, "since": iso(since), "until": iso(until)}
+
+
+def _step(window_s: float) -> int:
+    for s in STEPS:
+        if window_s / s <= MAX_POINTS:
+            return s
+    return STEPS[-1]
+
+
+def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, until=None) -> dict:
+    """One task: its figures, a series over the window, error types and where they were last seen."""
+    where, params = _cond(app, since, until, task_id)
+    rows = q(_STATS.format(where=where), params).dicts()
+    if not rows:
+        if since is None and until is None:
+            raise NotFound(f"task {task_id} is not in the log" + (f" of app {app}" if app else ""))
+        return {"task_id": task_id, "app_id": app, "invocations": 0, "series": None, "errors": [],
+                "since": iso(since), "until": iso(until), "apps": []}
+    lo = since or min(d["first"] for d in rows)
+    hi = until or max(max(d["last"] for d in rows), now if any(d["n"] > d["finished"] for d in rows) else lo)
+    window = max((hi - lo).total_seconds(), 1.0)
+    per_app = [_row(d, window, iso) for d in rows]
+    total = _merge(per_app) if len(per_app) > 1 else dict(per_app[0])
+    step = _step(window)
+    origin = lo.replace(microsecond=0)
+    series = q(f"""
+        SELECT floor((epoch(updated_at) - epoch($origin::TIMESTAMP)) / {step})::BIGINT AS b, count(*) AS n,
+               count(*) FILTER (WHERE status = 'FAILED') AS failed,
+               quantile_cont(d, [{', '.join(map(str, QUANTILES))}]) AS q
+        FROM (SELECT status, updated_at, {DURATION} AS d FROM invocation_state
+              WHERE {where} AND status IN ({FINAL_IN}))
+        GROUP BY b ORDER BY b""", {**params, "origin": origin}).dicts()
+    points = int(window // step) + 1
+    by_b = {int(d["b"]): d for d in series}
+    total["series"] = {
+        "step_s": step, "since": iso(origin), "until": iso(origin + timedelta(seconds=step * points)),
+        "t": [iso(origin + timedelta(seconds=step * i)) for i in range(points)],
+        "finished": [int(by_b[i]["n"]) if i in by_b else 0 for i in range(points)],
+        "failed": [int(by_b[i]["failed"]) if i in by_b else 0 for i in range(points)],
+        **{f"p{int(qq * 100)}": [by_b[i]["q"][k] if i in by_b else None for i in range(points)]
+           for k, qq in enumerate(QUANTILES)},
+    }
+    # Error types: from the log, bounded by the task's time range.
+    first = min(d["first"] for d in rows)
+    last = max(d["last"] for d in rows)
+    eparams = {"task": task_id, "lo": since or first, "hi": until or last}
+    # Runners that name the task only when it is registered leave it NULL on later transitions.
+    econd = ("ts BETWEEN $lo AND $hi AND status IN ('FAILED', 'RETRY') AND (task_id = $task OR (task_id IS NULL "
+             "AND invocation_id IN (SELECT invocation_id FROM invocation_state WHERE task_id = $task)))")
+    if app:
+        econd += " AND app_id = $app"
+        eparams["app"] = app
+    errors = q(f"""
+        SELECT coalesce(error_type, '(no type)') AS error_type, count(*) AS n,
+               count(*) FILTER (WHERE status = 'FAILED') AS failed, count(*) FILTER (WHERE status = 'RETRY') AS retried,
+               count(DISTINCT invocation_id) AS invocations, max(ts) AS last_at,
+               arg_max(invocation_id, ts) AS latest_invocation_id, arg_max(error_message, ts) AS latest_message,
+               arg_max(status, ts) AS latest_status
+        FROM transitions WHERE {econd} GROUP BY 1 ORDER BY n DESC, error_type""", eparams).dicts()
+    total["errors"] = [{"error_type": e["error_type"], "count": int(e["n"]), "failed": int(e["failed"]),
+                        "retried": int(e["retried"]), "invocations": int(e["invocations"]),
+                        "latest": {"invocation_id": e["latest_invocation_id"], "at": iso(e["last_at"]),
+                                   "status": e["latest_status"], "message": e["latest_message"]}}
+                       for e in errors]
+    total["apps"] = [r["app_id"] for r in per_app]
+    total["since"], total["until"] = iso(since), iso(until)
+    return total
+
+
+def _merge(rows: list[dict]) -> dict:
+    """A task seen in several apps: counts add up; quantiles are those of the busiest app (the API
+    takes `app` for exact figures per app)."""
+    out = dict(max(rows, key=lambda r: r["invocations"]))
+    out["app_id"] = None
+    out["counts_by_status"] = {}
+    for r in rows:
+        for k, v in r["counts_by_status"].items():
+            out["counts_by_status"][k] = out["counts_by_status"].get(k, 0) + v
+    out["invocations"] = sum(r["invocations"] for r in rows)
+    out["finished"] = sum(r["finished"] for r in rows)
+    ok, failed = out["counts_by_status"].get("SUCCESS", 0), out["counts_by_status"].get("FAILED", 0)
+    out["success_rate"] = ok / (ok + failed) if ok + failed else None
+    out["throughput_per_min"] = sum(r["throughput_per_min"] or 0 for r in rows)
+    return out

@@ -1,0 +1,389 @@
+"""Workflows: types, runs, one run's members and sub-workflows, pynmon's occupancy histogram, and a
+side-by-side comparison of up to 10 runs.
+
+A workflow run is identified by its workflow id, which is the id of the invocation that defines it
+(pynenc's and rustvello's rule); its members are the invocations carrying that workflow id. Runs,
+members and durations come from the invocation_state cache; time spent per status and the
+histogram from the members' transitions, read inside the run's own time range.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Optional, Sequence
+
+from tasktrail.proto.status import FINAL_STATUSES
+
+from .errors import BadRequest, NotFound
+
+FINAL_IN = ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
+MAX_COMPARE = 10
+MAX_MEMBERS = 5000
+
+# pynmon's occupancy categories (pynmon/util/histogram.py) and its default selection.
+CATEGORIES = {
+    "REGISTERED": ("REGISTERED", "REROUTED", "CONCURRENCY_CONTROLLED"),
+    "PENDING": ("PENDING", "PENDING_RECOVERY", "RETRY"),
+    "RUNNING": ("RUNNING", "RUNNING_RECOVERY"),
+}
+CATEGORY_OF = {s: c for c, ss in CATEGORIES.items() for s in ss}
+DEFAULT_CATEGORIES = ("PENDING", "RUNNING")
+# Bucket size by window length (seconds), then capped at 240 buckets and a 10 px bar over 1680 px.
+BUCKET_RULES = ((5, 0.25), (30, 0.5), (60, 1), (900, 5), (3600, 15), (10800, 60), (43200, 300),
+                (259200, 1800))
+MAX_BUCKETS = min(240, 1680 // 10)
+LEGEND_TASKS = 12
+
+RUN_COLUMNS = """
+    r.app_id, r.workflow_id, r.workflow_type, root.task_id AS root_task_id, root.status,
+    coalesce(root.created_at, r.first) AS created_at, greatest(root.updated_at, r.last) AS updated_at,
+    coalesce(root.started_at, root.created_at, r.first) AS started_at, r.members, r.failed_members,
+    r.running_members, root.invocation_id IS NOT NULL AS root_known"""
+
+# One row per workflow run: its members (the root included when it carries the id) and the root's row.
+RUNS = f"""
+    WITH r AS (
+        SELECT app_id, workflow_id, any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
+               count(*) FILTER (WHERE invocation_id <> workflow_id) AS members,
+               count(*) FILTER (WHERE invocation_id <> workflow_id AND status = 'FAILED') AS failed_members,
+               count(*) FILTER (WHERE invocation_id <> workflow_id AND status NOT IN ({FINAL_IN})) AS running_members,
+               min(created_at) AS first, max(updated_at) AS last
+        FROM invocation_state WHERE workflow_id IS NOT NULL {{where}} GROUP BY app_id, workflow_id)
+    SELECT {RUN_COLUMNS}
+    FROM r LEFT JOIN invocation_state root
+      ON root.id_hash = hash(r.workflow_id) AND root.invocation_id = r.workflow_id AND root.app_id = r.app_id"""
+
+
+def bucket_size(window_s: float) -> float:
+    """pynmon's rule: by window length, then at most MAX_BUCKETS buckets."""
+    size = 3600.0
+    for upto, s in BUCKET_RULES:
+        if window_s <= upto:
+            size = float(s)
+            break
+    if window_s / size > MAX_BUCKETS:
+        size = window_s / MAX_BUCKETS
+    return size
+
+
+def _categories(values: Optional[Sequence[str]]) -> tuple[str, ...]:
+    wanted = [v.strip().upper() for raw in (values or ()) for v in raw.split(",") if v.strip()]
+    if not wanted:
+        return DEFAULT_CATEGORIES
+    bad = [v for v in wanted if v not in CATEGORIES]
+    if bad:
+        raise BadRequest(f"histogram_status must be among {', '.join(c.lower() for c in CATEGORIES)}, got {bad[0]!r}")
+    return tuple(c for c in CATEGORIES if c in wanted)
+
+
+class Workflows:
+    """Reads behind /workflows. `q(sql, params)` runs a read; `iso` formats times; `now()` is UTC."""
+
+    def __init__(self, q, iso, now) -> None:
+        self.q, self.iso, self.now = q, iso, now
+
+    # --- runs --------------------------------------------------------------------------
+    def _run(self, d: dict) -> dict:
+        final = d["status"] in FINAL_STATUSES
+        end = d["updated_at"] if final else None
+        return {"workflow_id": d["workflow_id"], "app_id": d["app_id"], "workflow_type": d["workflow_type"],
+                "status": d["status"], "is_final": final, "created_at": self.iso(d["created_at"]),
+                "finished_at": self.iso(end),
+                "duration_s": (end - d["started_at"]).total_seconds() if end is not None else None,
+                "members": int(d["members"]), "failed_members": int(d["failed_members"]),
+                "running_members": int(d["running_members"])}
+
+    def runs(self, *, app=None, workflow_type=None, status=None, since=None, until=None, limit=50) -> dict:
+        where, params = [], {}
+        if app:
+            where.append("app_id = $app")
+            params["app"] = app
+        if workflow_type:
+            where.append("workflow_type = $type")
+            params["type"] = workflow_type
+        if since is not None:
+            where.append("updated_at >= $since")
+            params["since"] = since
+        if until is not None:
+            where.append("created_at < $until")
+            params["until"] = until
+        outer = ""
+        if status:
+            outer = "WHERE status IN (" + ", ".join(f"$s{i}" for i in range(len(status))) + ")"
+            params.update({f"s{i}": s for i, s in enumerate(status)})
+        rows = self.q(f"SELECT * FROM ({RUNS.format(where=''.join(' AND ' + w for w in where))}) {outer} "
+                      f"ORDER BY created_at DESC, workflow_id DESC LIMIT {int(limit) + 1}", params).dicts()
+        items = [self._run(d) for d in rows[:limit]]
+        self._parents(items)
+        return {"items": items, "truncated": len(rows) > limit}
+
+    def _parents(self, items: list[dict]) -> None:
+        """Each run's parent workflow (set on sub-workflows), from its root's transitions."""
+        if not items:
+            return
+        ids = [i["workflow_id"] for i in items]
+        lo = min(self._t(i["created_at"]) for i in items)
+        hi = max(self._t(i["finished_at"] or i["created_at"]) for i in items) + timedelta(days=1)
+        ph = ", ".join(f"$i{k}" for k in range(len(ids)))
+        rows = self.q(f"""SELECT invocation_id, any_value(workflow_parent_id) FROM transitions
+                          WHERE ts BETWEEN $lo AND $hi AND invocation_id IN ({ph}) AND workflow_parent_id IS NOT NULL
+                          GROUP BY 1""", {"lo": lo, "hi": hi, **{f"i{k}": v for k, v in enumerate(ids)}}).rows
+        parent = dict(rows)
+        for i in items:
+            i["parent_workflow_id"] = parent.get(i["workflow_id"])
+
+    @staticmethod
+    def _t(value: str) -> datetime:
+        return datetime.fromisoformat(value.rstrip("Z"))
+
+    def types(self, *, app=None) -> dict:
+        where, params = ("AND app_id = $app", {"app": app}) if app else ("", {})
+        rows = self.q(f"""
+            SELECT app_id, workflow_type, count(*) AS runs, histogram(status) AS by_status,
+                   quantile_cont(d, [0.5, 0.95]) AS q, sum(members) AS members, max(created_at) AS last_run
+            FROM (SELECT *, CASE WHEN status IN ({FINAL_IN})
+                                 THEN epoch(updated_at) - epoch(started_at) END AS d
+                  FROM ({RUNS.format(where=where)}))
+            GROUP BY app_id, workflow_type ORDER BY last_run DESC""", params).dicts()
+        return {"items": [{"app_id": d["app_id"], "workflow_type": d["workflow_type"], "runs": int(d["runs"]),
+                           "counts_by_status": {k or "UNKNOWN": int(v) for k, v in dict(d["by_status"] or {}).items()},
+                           "duration_s": {"p50": (d["q"] or [None])[0], "p95": (d["q"] or [None, None])[1]},
+                           "members": int(d["members"] or 0), "last_run_at": self.iso(d["last_run"])}
+                          for d in rows]}
+
+    def run_row(self, workflow_id: str, app=None) -> dict:
+        where, params = "AND workflow_id = $id", {"id": workflow_id}
+        if app:
+            where += " AND app_id = $app"
+            params["app"] = app
+        rows = self.q(RUNS.format(where=where), params).dicts()
+        if not rows:
+            raise NotFound(f"workflow run {workflow_id} is not in the log (no invocation carries that workflow id)")
+        return rows[0]
+
+    # --- one run ----------------------------------------------------------------------
+    def _members(self, workflow_id: str, app=None) -> list[dict]:
+        params = {"id": workflow_id}
+        cond = "workflow_id = $id"
+        if app:
+            cond += " AND app_id = $app"
+            params["app"] = app
+        return self.q(f"""SELECT invocation_id, task_id, status, created_at, updated_at, started_at, attempts,
+                                 parent_invocation_id, runner_id, worker_id
+                          FROM invocation_state WHERE {cond} ORDER BY created_at, invocation_id
+                          LIMIT {MAX_MEMBERS + 1}""", params).dicts()
+
+    def _intervals(self, ids: list[str], lo: datetime, hi: datetime, end: datetime) -> dict:
+        """{invocation: [(category or status, start, end)]}: each transition to the next; an open last
+        one (not final) runs to `end`."""
+        if not ids:
+            return {}
+        out: dict = {i: [] for i in ids}
+        rows = self.q(f"""
+            SELECT invocation_id, ts, status FROM transitions
+            WHERE ts BETWEEN $lo AND $hi AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))
+            ORDER BY invocation_id, status_order(ts, status)""", {"lo": lo, "hi": hi, "ids": ids}).rows
+        prev = None
+        for inv, ts, status in rows:
+            if prev is not None and prev[0] == inv:
+                out[inv].append((prev[2], prev[1], ts))
+            elif prev is not None and prev[2] not in FINAL_STATUSES:
+                out[prev[0]].append((prev[2], prev[1], max(end, prev[1])))
+            prev = (inv, ts, status)
+        if prev is not None and prev[2] not in FINAL_STATUSES:
+            out[prev[0]].append((prev[2], prev[1], max(end, prev[1])))
+        return out
+
+    @staticmethod
+    def _time_in(intervals: list) -> dict:
+        spent = {c: 0.0 for c in CATEGORIES}
+        for status, a, b in intervals:
+            c = CATEGORY_OF.get(status)
+            if c:
+                spent[c] += (b - a).total_seconds()
+        return spent
+
+    def _load(self, workflow_id: str, app=None) -> dict:
+        """A run, its members and their status intervals."""
+        root = self.run_row(workflow_id, app)
+        members = self._members(workflow_id, app)
+        truncated = len(members) > MAX_MEMBERS
+        members = members[:MAX_MEMBERS]
+        if not root["root_known"] and not members:
+            raise NotFound(f"workflow run {workflow_id} is not in the log")
+        lo = root["created_at"]
+        hi = root["updated_at"]
+        final = root["status"] in FINAL_STATUSES
+        end = hi if final and not root["running_members"] else self.now()
+        ids = [m["invocation_id"] for m in members]
+        if workflow_id not in ids:
+            ids.append(workflow_id)
+        return {"root": root, "members": members, "truncated": truncated, "lo": lo, "hi": hi, "end": end,
+                "intervals": self._intervals(ids, lo, hi, end)}
+
+    def run(self, workflow_id: str, *, app=None, histogram_status=None) -> dict:
+        loaded = self._load(workflow_id, app)
+        root, members, iv = loaded["root"], loaded["members"], loaded["intervals"]
+        run = self._run(root)
+        self._parents([run])
+        items = []
+        for m in members:
+            if m["invocation_id"] == workflow_id:
+                continue
+            final = m["status"] in FINAL_STATUSES
+            items.append({"invocation_id": m["invocation_id"], "task_id": m["task_id"], "status": m["status"],
+                          "is_final": final, "created_at": self.iso(m["created_at"]),
+                          "started_at": self.iso(m["started_at"]),
+                          "finished_at": self.iso(m["updated_at"]) if final else None,
+                          "duration_s": ((m["updated_at"] - (m["started_at"] or m["created_at"])).total_seconds()
+                                         if final else None),
+                          "attempts": int(m["attempts"] or 0), "parent_invocation_id": m["parent_invocation_id"],
+                          "runner_id": m["worker_id"] or m["runner_id"],
+                          "time_in": self._time_in(iv.get(m["invocation_id"], []))})
+        run["sub_workflows"] = self._subs(workflow_id, loaded["lo"], loaded["hi"], app)
+        run["members_list"] = items
+        run["members_truncated"] = loaded["truncated"]
+        run["time_in"] = self._sum_time(items)
+        run["window"] = {"since": self.iso(loaded["lo"]), "until": self.iso(loaded["end"])}
+        run["histogram"] = self.histogram(loaded, _categories(histogram_status))
+        return run
+
+    def _subs(self, workflow_id: str, lo: datetime, hi: datetime, app=None) -> list[dict]:
+        """Runs whose parent workflow is this one (said by their roots' transitions, inside this run)."""
+        ids = [i for (i,) in self.q("""SELECT DISTINCT invocation_id FROM transitions
+                                       WHERE ts BETWEEN $lo AND $hi AND workflow_parent_id = $id""",
+                                    {"lo": lo, "hi": hi, "id": workflow_id}).rows]
+        if not ids:
+            return []
+        where, params = "AND workflow_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": ids}
+        if app:
+            where += " AND app_id = $app"
+            params["app"] = app
+        items = [self._run(d) for d in self.q(RUNS.format(where=where) + " ORDER BY created_at", params).dicts()]
+        for i in items:
+            i["parent_workflow_id"] = workflow_id
+        return items
+
+    @staticmethod
+    def _sum_time(items: list[dict]) -> dict:
+        out = {c: 0.0 for c in CATEGORIES}
+        for m in items:
+            for c, v in m["time_in"].items():
+                out[c] += v
+        return out
+
+    # --- occupancy histogram ----------------------------------------------------------
+    def histogram(self, loaded: dict, categories: Sequence[str]) -> dict:
+        """pynmon's occupancy histogram over the run's window: in each bucket, how many status
+        intervals of the chosen categories overlap it, stacked by task (12 tasks, then Other)."""
+        lo, end = loaded["lo"], loaded["end"]
+        window = max((end - lo).total_seconds(), 0.001)
+        size = bucket_size(window)
+        n = max(1, int(-(-window // size)))
+        task_of = {m["invocation_id"]: m["task_id"] or "?" for m in loaded["members"]}
+        task_of.setdefault(loaded["root"]["workflow_id"], loaded["root"]["root_task_id"] or "?")
+        counts: dict[str, list[int]] = {}
+        for inv, intervals in loaded["intervals"].items():
+            task = task_of.get(inv, "?")
+            for status, a, b in intervals:
+                if CATEGORY_OF.get(status) not in categories:
+                    continue
+                first = int((a - lo).total_seconds() // size)
+                last = int((b - lo).total_seconds() // size) if b > a else first
+                if b > a and (b - lo).total_seconds() % size == 0:
+                    last -= 1  # touching a bucket's start is not overlapping it
+                row = counts.setdefault(task, [0] * n)
+                for k in range(max(first, 0), min(last, n - 1) + 1):
+                    row[k] += 1
+        ranked = sorted(counts, key=lambda t: (-sum(counts[t]), t))
+        series = [{"task_id": t, "counts": counts[t]} for t in ranked[:LEGEND_TASKS]]
+        if len(ranked) > LEGEND_TASKS:
+            other = [0] * n
+            for t in ranked[LEGEND_TASKS:]:
+                other = [x + y for x, y in zip(other, counts[t])]
+            series.append({"task_id": "Other", "counts": other})
+        return {"categories": [c.lower() for c in categories], "bucket_s": size, "since": self.iso(lo),
+                "until": self.iso(lo + timedelta(seconds=size * n)),
+                "buckets": [self.iso(lo + timedelta(seconds=size * k)) for k in range(n)], "series": series}
+
+    # --- a type's page ----------------------------------------------------------------
+    def of_type(self, workflow_type: str, *, app=None, status=None, limit=50, histogram_runs=None,
+                histogram_status=None) -> dict:
+        runs = self.runs(app=app, workflow_type=workflow_type, status=status, limit=limit)
+        if not runs["items"] and not status:
+            raise NotFound(f"workflow type {workflow_type} is not in the log")
+        chosen = [r for raw in (histogram_runs or ()) for r in raw.split(",") if r.strip()]
+        if len(chosen) > MAX_COMPARE:
+            raise BadRequest(f"at most {MAX_COMPARE} runs get histograms, got {len(chosen)}")
+        if not chosen:
+            chosen = [r["workflow_id"] for r in runs["items"][:3]]
+        cats = _categories(histogram_status)
+        histograms = []
+        for wid in chosen:
+            loaded = self._load(wid, app)
+            histograms.append({"workflow_id": wid, "histogram": self.histogram(loaded, cats)})
+        stats = next((t for t in self.types(app=app)["items"] if t["workflow_type"] == workflow_type), None)
+        return {"workflow_type": workflow_type, "summary": stats, **runs, "histograms": histograms}
+
+    # --- comparison -------------------------------------------------------------------
+    def compare(self, ids: Sequence[str], *, app=None) -> dict:
+        """Up to 10 runs side by side: each member task's count, durations and statuses per run, time
+        spent per status, and where the slowest run lost its time against the others' median."""
+        ids = list(dict.fromkeys(i.strip() for raw in ids for i in raw.split(",") if i.strip()))
+        if not ids:
+            raise BadRequest("runs is required: 1 to 10 workflow ids, comma-separated or repeated")
+        if len(ids) > MAX_COMPARE:
+            raise BadRequest(f"at most {MAX_COMPARE} runs can be compared, got {len(ids)}")
+        runs, tasks = [], {}
+        for wid in ids:
+            r = self.run(wid, app=app)
+            runs.append(r)
+            for m in r["members_list"]:
+                t = tasks.setdefault(m["task_id"] or "?", {})
+                cell = t.setdefault(wid, {"count": 0, "total_s": 0.0, "max_s": None, "statuses": {},
+                                          "wall_s": 0.0, "time_in": {c: 0.0 for c in CATEGORIES}})
+                cell["count"] += 1
+                cell["statuses"][m["status"]] = cell["statuses"].get(m["status"], 0) + 1
+                if m["duration_s"] is not None:
+                    cell["total_s"] += m["duration_s"]
+                    cell["max_s"] = max(cell["max_s"] or 0.0, m["duration_s"])
+                for c, v in m["time_in"].items():
+                    cell["time_in"][c] += v
+                    cell["wall_s"] += v
+        types = {r["workflow_type"] for r in runs}
+        out_runs = [{k: r[k] for k in ("workflow_id", "app_id", "workflow_type", "status", "is_final", "created_at",
+                                       "finished_at", "duration_s", "members", "failed_members", "time_in")}
+                    for r in runs]
+        table = [{"task_id": t, "runs": {wid: cells.get(wid) for wid in ids}} for t, cells in sorted(tasks.items())]
+        return {"runs": out_runs, "tasks": table, "same_type": len(types) == 1,
+                "slowest": self._slowest(out_runs, tasks)}
+
+    @staticmethod
+    def _slowest(runs: list[dict], tasks: dict) -> Optional[dict]:
+        done = [r for r in runs if r["duration_s"] is not None]
+        if len(done) < 2:
+            return None
+        slow = max(done, key=lambda r: r["duration_s"])
+        others = [r for r in done if r is not slow]
+
+        def median(xs):
+            xs = sorted(xs)
+            k = len(xs) // 2
+            return xs[k] if len(xs) % 2 else (xs[k - 1] + xs[k]) / 2
+
+        by_task = []  # wall time of the task's members (registered + pending + running), not only run time
+        for t, cells in tasks.items():
+            mine = cells.get(slow["workflow_id"])
+            theirs = [cells[o["workflow_id"]]["wall_s"] if cells.get(o["workflow_id"]) else 0.0 for o in others]
+            total = mine["wall_s"] if mine else 0.0
+            by_task.append({"task_id": t, "wall_s": total, "median_others_s": median(theirs),
+                            "excess_s": total - median(theirs),
+                            "time_in": mine["time_in"] if mine else {c: 0.0 for c in CATEGORIES}})
+        by_task.sort(key=lambda x: -x["excess_s"])
+        by_status = {c: {"total_s": slow["time_in"][c], "median_others_s": median([o["time_in"][c] for o in others])}
+                     for c in CATEGORIES}
+        for v in by_status.values():
+            v["excess_s"] = v["total_s"] - v["median_others_s"]
+        return {"workflow_id": slow["workflow_id"], "duration_s": slow["duration_s"],
+                "median_others_s": median([o["duration_s"] for o in others]),
+                "excess_s": slow["duration_s"] - median([o["duration_s"] for o in others]),
+                "by_task": by_task, "by_status": by_status}
