@@ -64,9 +64,9 @@ def task_list(q, iso, now: datetime, *, app=None, since=None, until=None) -> dic
     where, params = _cond(app, since, until)
     rows = q(_STATS.format(where=where) + " ORDER BY n DESC, task_id", params).dicts()
     items = []
-    for d in rows:
+    for d in rows:  # throughput over the window asked for, else over the task's own active span
         lo = since or d["first"]
-        hi = until or now
+        hi = until or (now if since is not None or d["n"] > d["finished"] else d["last"])
         items.append(_row(d, (hi - lo).total_seconds(), iso))
     return {"items": items, "since": iso(since), "until": iso(until)}
 

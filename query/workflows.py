@@ -383,7 +383,9 @@ class Workflows:
                      for c in CATEGORIES}
         for v in by_status.values():
             v["excess_s"] = v["total_s"] - v["median_others_s"]
+        worst = max(by_status, key=lambda c: by_status[c]["excess_s"])
         return {"workflow_id": slow["workflow_id"], "duration_s": slow["duration_s"],
+                "mostly": {"task_id": by_task[0]["task_id"] if by_task else None, "status": worst},
                 "median_others_s": median([o["duration_s"] for o in others]),
                 "excess_s": slow["duration_s"] - median([o["duration_s"] for o in others]),
                 "by_task": by_task, "by_status": by_status}

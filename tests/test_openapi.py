@@ -1,6 +1,7 @@
 """The API's OpenAPI description is complete, and schemathesis driving the live server from it gets no 5xx."""
 import collections
 import os
+import re
 
 import httpx
 import pytest
@@ -34,7 +35,7 @@ def api_schema(live):
 def test_every_route_is_described(live):
     doc = httpx.get(live.api + "/openapi.json").json()
     assert doc["openapi"].startswith("3.0")
-    routes = {r.path for r in ROUTES} - {"/openapi.json"}
+    routes = {re.sub(r"{(\w+):\w+}", r"{\1}", r.path) for r in ROUTES} - {"/openapi.json"}  # {x:path} → {x}
     assert set(doc["paths"]) == routes
 
 

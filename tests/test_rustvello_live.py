@@ -32,6 +32,10 @@ def test_live_rustvello_statuses_match(server, tmp_path):
     fam = server.get(f"/invocations/{fan}/family").json()
     assert len([e for e in fam["edges"] if e["parent"] == fan]) == 3
     assert all(n["status"] == "SUCCESS" for n in fam["nodes"])
+    run = server.get(f"/workflows/runs/{fan}").json()  # the workflow id is the defining invocation's id
+    assert run["status"] == "SUCCESS" and run["members"] == 3 and run["workflow_type"].endswith(".fan")
+    assert sorted(m["task_id"].rsplit(".", 1)[-1] for m in run["members_list"]) == ["add"] * 3
+    assert sum(sum(s["counts"]) for s in run["histogram"]["series"]) > 0
     boom = next(i for i, s in theirs.items() if s == "FAILED")
     hist = [h["status"] for h in server.get(f"/invocations/{boom}/history").json()]
     assert hist == ["REGISTERED", "RUNNING", "RETRY", "RUNNING", "RETRY", "RUNNING", "FAILED"]

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import httpx
+from urllib.parse import quote
 import pytest
 
 from .helpers import start_server, wait_until
@@ -78,7 +79,13 @@ def test_every_page_loads_clean_and_offline(filled, browser):
              "runner-shop": "/runners/runner-A", "atomic": "/atomic-services", "events": "/events",
              "event": "/events/ev-1", "trigger-runs": "/trigger-runs", "trigger-run": "/trigger-runs/tr-1",
              "sql": "/sql", "trace": f"/traces/{trace_id}", "ops": "/ops", "runs": "/runs", "logs": "/logs",
-             "log-explorer": "/log-explorer"}
+             "log-explorer": "/log-explorer", "tasks": "/tasks", "workflows": "/workflows",
+             "workflow-runs": "/workflows/runs"}
+    fan = next(t for t in srv.get("/workflows").json()["items"] if t["workflow_type"].endswith(".fan"))
+    fan_run = srv.get("/workflows/runs", params={"type": fan["workflow_type"]}).json()["items"][0]["workflow_id"]
+    pages.update({"task": "/tasks/" + quote(fan["workflow_type"], safe=""),
+                  "workflow-type": "/workflows/" + quote(fan["workflow_type"], safe=""),
+                  "workflow-run": f"/workflows/runs/{fan_run}", "workflow-compare": f"/workflows/compare?runs={fan_run}"})
     for name, path in pages.items():
         resp = w.page.goto(srv.web + path)
         assert resp.status == 200, path

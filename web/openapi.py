@@ -29,6 +29,9 @@ LOG_FILTERS = [APP, _q("q", "Literal text, any case."), _q("level", "At least th
                _q("runner", "Runner or worker id."), _q("worker", "Worker id."), _q("invocation", "Invocation id."),
                _q("task", "Task id."), SINCE, UNTIL]
 ID = _path("id", "The id.")
+HISTOGRAM_STATUS = {"name": "histogram_status", "in": "query", "required": False, "style": "form", "explode": True,
+                    "description": "Occupancy categories counted: registered, pending, running (default: pending, "
+                                   "running).", "schema": {"type": "array", "items": {"type": "string"}}}
 
 
 def _get(summary: str, params: list, result: str = "object", stream: bool = False) -> dict:
@@ -81,6 +84,28 @@ PATHS = {
     "/traces/{trace_id}": _get("A trace's spans as OTLP/JSON.", [_path("trace_id", "32 hex characters.")]),
     "/anomalies": _get("Orphaned, stuck and slow invocations, failure spikes, silent runners; each says why.",
                        [APP]),
+    "/tasks": _get("Per task: counts by status, success rate, duration p50/p95/p99, throughput.",
+                   [APP, SINCE, UNTIL]),
+    "/tasks/{task_id}": _get("One task: its figures, a duration and throughput series over time, error types with "
+                             "their latest example, recent invocations.",
+                             [_path("task_id", "The task id."), APP, SINCE, UNTIL]),
+    "/workflows": _get("Workflow types: runs, statuses, duration p50/p95, members.", [APP]),
+    "/workflows/runs": _get("Workflow runs, newest first, with status, duration, members, parent workflow.", [
+        APP, _q("type", "Workflow type."), STATUS_LIST, SINCE, UNTIL, LIMIT]),
+    "/workflows/runs/{id}": _get("One run: members with time per status, sub-workflows, occupancy histogram.", [
+        ID, APP, HISTOGRAM_STATUS]),
+    "/workflows/compare": _get("Up to 10 runs side by side: member tasks per run, time per status, where the "
+                               "slowest lost its time.", [
+        {"name": "runs", "in": "query", "required": True, "style": "form", "explode": True,
+         "description": "1 to 10 workflow ids (repeat, or comma-separated).",
+         "schema": {"type": "array", "items": {"type": "string"}, "minItems": 1}}, APP]),
+    "/workflows/{type}": _get("One workflow type: its runs and the occupancy histograms of the latest 3 (or chosen) "
+                              "runs.", [_path("type", "The workflow type."), APP, STATUS_LIST, LIMIT,
+                                        {"name": "histogram_workflow", "in": "query", "required": False,
+                                         "style": "form", "explode": True,
+                                         "description": "Runs to draw histograms for (up to 10).",
+                                         "schema": {"type": "array", "items": {"type": "string"}}},
+                                        HISTOGRAM_STATUS]),
     "/overview": _get("Counts by status, in flight, runners alive, last ingest, apps.", [APP]),
     "/logs": _get("Log lines, newest first.", LOG_FILTERS + [LIMIT, CURSOR]),
     "/logs/tail": _get("Server-Sent Events: new log lines as they are committed.", [

@@ -5,7 +5,7 @@ the browser as one JSON blob (no inline script), so a strict CSP holds.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,7 +23,7 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
                              FINAL_STATUSES=FINAL_STATUSES)
 NAV = [("/", "Overview"), ("/ops", "Ops"), ("/runs", "Runs"), ("/invocations", "Invocations"),
-       ("/timeline", "Timeline"), ("/logs", "Logs"), ("/log-explorer", "Log explorer"), ("/runners", "Runners"),
+       ("/timeline", "Timeline"), ("/tasks", "Tasks"), ("/workflows", "Workflows"), ("/logs", "Logs"), ("/log-explorer", "Log explorer"), ("/runners", "Runners"),
        ("/atomic-services", "Atomic services"), ("/events", "Events"), ("/trigger-runs", "Trigger runs"),
        ("/sql", "SQL")]
 
@@ -186,6 +186,67 @@ def trace_page(request: Request) -> Response:
                   f"/api/v1/traces/{trace_id}")
 
 
+def tasks_page(request: Request) -> Response:
+    f = {k: _p(request, k) for k in ("since", "until")}
+    data = _qs(request).tasks(app=_p(request, "app"), **f)
+    return render(request, "tasks.html", "Tasks", data, _api("/api/v1/tasks", request, ("app", "since", "until")))
+
+
+def task_page(request: Request) -> Response:
+    task_id = request.path_params["task_id"]
+    f = {k: _p(request, k) for k in ("since", "until")}
+    data = _qs(request).task(task_id, app=_p(request, "app"), **f)
+    return render(request, "task.html", f"Task {task_id}", data,
+                  _api(f"/api/v1/tasks/{quote(task_id, safe='')}", request, ("app", "since", "until")))
+
+
+def workflows_page(request: Request) -> Response:
+    data = _qs(request).workflow_types(app=_p(request, "app"))
+    return render(request, "workflows.html", "Workflows", data, _api("/api/v1/workflows", request, ("app",)))
+
+
+WORKFLOW_RUN_FILTERS = ("app", "type", "status", "since", "until", "limit")
+
+
+def workflow_runs_page(request: Request) -> Response:
+    p = request.query_params
+    data = _qs(request).workflow_runs(app=_p(request, "app"), workflow_type=_p(request, "type"),
+                                      status=p.getlist("status"), since=_p(request, "since"),
+                                      until=_p(request, "until"), limit=_int(request, "limit"))
+    return render(request, "workflow_runs.html", "Workflow runs", data,
+                  _api("/api/v1/workflows/runs", request, WORKFLOW_RUN_FILTERS))
+
+
+def workflow_type_page(request: Request) -> Response:
+    wtype, p = request.path_params["type"], request.query_params
+    data = _qs(request).workflow_type(wtype, app=_p(request, "app"), status=p.getlist("status"),
+                                      limit=_int(request, "limit"), histogram_runs=p.getlist("histogram_workflow"),
+                                      histogram_status=p.getlist("histogram_status"))
+    return render(request, "workflow_type.html", f"Workflow {wtype}", data,
+                  _api(f"/api/v1/workflows/{quote(wtype, safe='')}", request,
+                       ("app", "status", "limit", "histogram_workflow", "histogram_status")))
+
+
+def workflow_run_page(request: Request) -> Response:
+    wid = request.path_params["id"]
+    data = _qs(request).workflow_run(wid, app=_p(request, "app"),
+                                     histogram_status=request.query_params.getlist("histogram_status"))
+    return render(request, "workflow_run.html", f"Workflow run {wid}", data,
+                  _api(f"/api/v1/workflows/runs/{quote(wid, safe='')}", request, ("app", "histogram_status")))
+
+
+def workflow_compare_page(request: Request) -> Response:
+    data = _qs(request).workflow_compare(request.query_params.getlist("runs"), app=_p(request, "app"))
+    return render(request, "workflow_compare.html", f"Comparing {len(data['runs'])} workflow runs", data,
+                  _api("/api/v1/workflows/compare", request, ("app", "runs")))
+
+
+def _api(path: str, request: Request, keep: tuple) -> str:
+    """The API twin's URL with the page's own filters."""
+    q = [(k, v) for k, v in request.query_params.multi_items() if k in keep and v]
+    return path + ("?" + urlencode(q) if q else "")
+
+
 ROUTES = [
     Route("/", overview),
     Route("/invocations", invocations),
@@ -204,6 +265,13 @@ ROUTES = [
     Route("/runs", runs_page),
     Route("/ops", ops_page),
     Route("/traces/{trace_id}", trace_page),
+    Route("/tasks", tasks_page),
+    Route("/tasks/{task_id:path}", task_page),
+    Route("/workflows", workflows_page),
+    Route("/workflows/runs", workflow_runs_page),
+    Route("/workflows/runs/{id}", workflow_run_page),
+    Route("/workflows/compare", workflow_compare_page),
+    Route("/workflows/{type:path}", workflow_type_page),
 ]
 
 __all__ = ["ROUTES", "NotFound"]
