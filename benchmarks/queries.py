@@ -5,7 +5,8 @@
     python -m benchmarks.queries --invocations 20000 --reps 3    # what CI runs
 
 The store is built with set-based SQL in the store's own schema (10,000 invocations per
-hour, 6 runners × 4 workers, 5 tasks, 3% failed, 5% retried, two log lines each), in time
+hour, 6 runners × 4 workers, 5 tasks, 3% failed, 5% retried, two log lines each, a quarter of them in
+workflow runs of 5), in time
 order as a live store would be. Reads go through the QueryService, as the web does.
 """
 from __future__ import annotations
@@ -34,25 +35,28 @@ def build(path: str, n: int) -> None:
         hi = min(n, lo + chunk)
         con.execute(f"""
         INSERT INTO transitions (batch, ts, app_id, invocation_id, task_id, status, runner_id, worker_id, attempt,
-                                 source, trace_id, parent_invocation_id, error_type)
+                                 source, trace_id, parent_invocation_id, error_type, workflow_id, workflow_type)
         WITH inv AS (
             SELECT i, md5(i::VARCHAR) AS id, ['shop.checkout','shop.pay','shop.ship','mail.send','report.build'][1 + i % 5] AS task,
                    'runner-' || (i % 6) AS runner, 'worker-' || (i % 6) || '-' || ((i // 6) % 4) AS worker,
                    TIMESTAMP '{BASE}' + to_microseconds(i * {step_us}) AS t0,
                    (hash(i) % 2000000)::BIGINT AS dur_us, (hash(i * 7) % 100) AS fate,
-                   CASE WHEN i % 10 = 0 AND i > 10 THEN md5((i - 1)::VARCHAR) END AS parent
+                   CASE WHEN i % 10 = 0 AND i > 10 THEN md5((i - 1)::VARCHAR) END AS parent,
+                   CASE WHEN (i // 5) % 4 = 0 THEN md5((i // 5 * 5)::VARCHAR) END AS wf
             FROM range({lo}, {hi}) r(i))
-        SELECT 1, ts, 'bench', id, task, status, runner, worker, attempt, 'tasktrail.v1', md5(id), parent, err FROM (
-            SELECT t0 AS ts, id, task, 'REGISTERED' AS status, runner, NULL AS worker, 0 AS attempt, parent, NULL AS err, i, 0 AS k FROM inv
-            UNION ALL SELECT t0 + INTERVAL 2 MILLISECOND, id, task, 'PENDING', runner, worker, 0, parent, NULL, i, 1 FROM inv
-            UNION ALL SELECT t0 + INTERVAL 4 MILLISECOND, id, task, 'RUNNING', runner, worker, 0, parent, NULL, i, 2 FROM inv
+        SELECT 1, ts, 'bench', id, task, status, runner, worker, attempt, 'tasktrail.v1', md5(id), parent, err,
+               wf, CASE WHEN wf IS NOT NULL THEN 'flow.order' END
+        FROM (
+            SELECT t0 AS ts, id, task, 'REGISTERED' AS status, runner, NULL AS worker, 0 AS attempt, parent, NULL AS err, i, 0 AS k, wf FROM inv
+            UNION ALL SELECT t0 + INTERVAL 2 MILLISECOND, id, task, 'PENDING', runner, worker, 0, parent, NULL, i, 1, wf FROM inv
+            UNION ALL SELECT t0 + INTERVAL 4 MILLISECOND, id, task, 'RUNNING', runner, worker, 0, parent, NULL, i, 2, wf FROM inv
             UNION ALL SELECT t0 + INTERVAL 4 MILLISECOND + to_microseconds(dur_us), id, task,
                              CASE WHEN fate < 3 THEN 'FAILED' WHEN fate < 8 THEN 'RETRY' ELSE 'SUCCESS' END,
-                             runner, worker, 0, parent, CASE WHEN fate < 8 THEN 'ValueError' END, i, 3 FROM inv
+                             runner, worker, 0, parent, CASE WHEN fate < 8 THEN 'ValueError' END, i, 3, wf FROM inv
             UNION ALL SELECT t0 + INTERVAL 6 MILLISECOND + to_microseconds(dur_us), id, task, 'RUNNING', runner, worker, 1,
-                             parent, NULL, i, 4 FROM inv WHERE fate >= 3 AND fate < 8
+                             parent, NULL, i, 4, wf FROM inv WHERE fate >= 3 AND fate < 8
             UNION ALL SELECT t0 + INTERVAL 8 MILLISECOND + to_microseconds(2 * dur_us), id, task, 'SUCCESS', runner,
-                             worker, 1, parent, NULL, i, 5 FROM inv WHERE fate >= 3 AND fate < 8)
+                             worker, 1, parent, NULL, i, 5, wf FROM inv WHERE fate >= 3 AND fate < 8)
         ORDER BY ts, k""")
         con.execute(f"""
         INSERT INTO log_records (batch, ts, app_id, severity_number, severity_text, body, runner_id, worker_id,
@@ -100,6 +104,8 @@ def measure(path: str, n: int, reps: int) -> dict:
     hour0 = BASE + timedelta(seconds=mid * step)
     window = {"since": hour0.isoformat(), "until": (hour0 + timedelta(hours=1)).isoformat()}
     tl = qs.timeline(limit=10_000, **window)
+    runs = [r["workflow_id"] for r in qs.workflow_runs(workflow_type="flow.order", until=window["until"],
+                                                       limit=10)["items"]]
     reads = {
         "invocation detail": lambda: qs.invocation(inv),
         "invocation history": lambda: qs.history(inv),
@@ -113,6 +119,16 @@ def measure(path: str, n: int, reps: int) -> dict:
         "logs of one invocation": lambda: qs.invocation_logs(inv),
         "runners": lambda: qs.runners(),
         "overview": lambda: qs.overview(),
+        "tasks (all time)": lambda: qs.tasks(),
+        "tasks, 1 h": lambda: qs.tasks(**window),
+        "task detail (all time)": lambda: qs.task("shop.pay"),
+        "task detail, 1 h": lambda: qs.task("shop.pay", **window),
+        "workflow types": lambda: qs.workflow_types(),
+        "workflow runs of a type (newest 50)": lambda: qs.workflow_runs(workflow_type="flow.order"),
+        "workflow type page (runs + 3 histograms)": lambda: qs.workflow_type("flow.order"),
+        "workflow run page": lambda: qs.workflow_run(runs[0]),
+        "compare 10 workflow runs": lambda: qs.workflow_compare(runs),
+        "anomalies": lambda: qs.anomalies(),
     }
     out = {"timeline_invocations": tl["shown"], "timeline_total": tl["total"]}
     for name, fn in reads.items():
@@ -141,6 +157,9 @@ def measure_http(path: str, inv: str, window: dict, reps: int) -> dict:
                 "HTTP invocation detail": lambda: get(f"/invocations/{inv}"),
                 "HTTP invocations page": lambda: get("/invocations"),
                 "HTTP timeline 1 h (10k)": lambda: get("/timeline", limit=10_000, **window),
+                "HTTP tasks": lambda: get("/tasks"),
+                "HTTP task detail": lambda: get("/tasks/shop.pay"),
+                "HTTP workflow type": lambda: get("/workflows/flow.order"),
             }
             return {name: timed(fn, reps) for name, fn in reads.items()}
     finally:
