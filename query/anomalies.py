@@ -24,6 +24,7 @@ class AnomalySettings:
     max_pending_s: float = 300.0           # PENDING longer than this is stuck
     slow_factor: float = 3.0               # RUNNING longer than this × its task's p99 is slow
     min_samples: int = 20                  # finished invocations a task needs before its p99 counts
+    slow_baseline_s: float = 7 * 86_400    # ... among those that finished this recently
     spike_window_s: float = 900.0          # failure rate over this window ...
     spike_baseline_s: float = 86_400.0     # ... against this one before it
     spike_factor: float = 3.0
@@ -73,27 +74,34 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     def alive_by_process(app, host, pid) -> bool:
         return host is not None and pid is not None and (app, host, int(pid)) in procs
 
-    # RUNNING on a runner context (or its parent process) that stopped after it started, or went silent.
+    # RUNNING on a runner context that stopped after it started, or went silent. A context that sends
+    # heartbeats (pynenc's workers: the parent reports its OS-alive children every loop) is judged by its
+    # own; one that never does (threads, rustvello workers) by itself, its parent and its process.
     for d in q("""
         SELECT i.app_id, i.invocation_id, i.task_id, i.updated_at, coalesce(i.worker_id, i.runner_id) AS ctx,
                coalesce(r.stopped_at, p.stopped_at) AS stopped_at, coalesce(r.hostname, p.hostname) AS host,
-               coalesce(r.pid, p.pid) AS pid,
+               coalesce(r.pid, p.pid) AS pid, coalesce(r.heartbeats, 0) AS heartbeats,
+               greatest(r.last_event, r.last_transition) AS own_last,
                greatest(r.last_event, r.last_transition, p.last_event, p.last_transition) AS last_seen
         FROM invocation_state i
         JOIN runner_state r ON r.app_id = i.app_id AND r.runner_id = coalesce(i.worker_id, i.runner_id)
         LEFT JOIN runner_state p ON p.app_id = r.app_id AND p.runner_id = r.parent_runner_id
         WHERE i.status = 'RUNNING'
-          AND (coalesce(r.stopped_at, p.stopped_at) >= i.updated_at
-               OR greatest(r.last_event, r.last_transition, p.last_event, p.last_transition) < ?)""",
+          AND (coalesce(r.stopped_at, p.stopped_at) >= i.updated_at OR greatest(r.last_event, r.last_transition) < ?)""",
                  [dead]).dicts():
         stopped = d["stopped_at"] is not None and d["stopped_at"] >= d["updated_at"]
-        if not stopped and alive_by_process(d["app_id"], d["host"], d["pid"]):
-            continue  # quiet, but its process is still sending: a long task, not a dead worker
+        if not stopped:
+            if d["heartbeats"] and d["own_last"] >= dead:
+                continue
+            if not d["heartbeats"] and (d["last_seen"] >= dead or alive_by_process(d["app_id"], d["host"], d["pid"])):
+                continue  # quiet, but its parent or its process still sends: a long task, not a dead worker
+        last = d["own_last"] if d["heartbeats"] else d["last_seen"]
         why = (f"RUNNING since {d['updated_at']:%Y-%m-%d %H:%M:%S} on {d['ctx']}, which stopped at "
                f"{d['stopped_at']:%H:%M:%S}" if stopped
-               else f"RUNNING since {d['updated_at']:%Y-%m-%d %H:%M:%S} on {d['ctx']}, silent since "
-                    f"{d['last_seen']:%H:%M:%S} with nothing from its process (dead after "
-                    f"{s.runner_dead_after_s:g} s)")
+               else f"RUNNING since {d['updated_at']:%Y-%m-%d %H:%M:%S} on {d['ctx']}, "
+                    + (f"whose heartbeats stopped at {last:%H:%M:%S}" if d["heartbeats"]
+                       else f"silent since {last:%H:%M:%S} with nothing from its process")
+                    + f" (dead after {s.runner_dead_after_s:g} s)")
         out.append({"kind": "orphaned", "app_id": d["app_id"], "invocation_id": d["invocation_id"],
                     "task_id": d["task_id"], "runner_id": d["ctx"], "since": d["updated_at"], "why": why})
     for d in q("""SELECT app_id, invocation_id, task_id, updated_at FROM invocation_state
@@ -104,19 +112,26 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                     "why": f"PENDING since {d['updated_at']:%Y-%m-%d %H:%M:%S}, longer than the "
                            f"{s.max_pending_s:g} s limit"})
     orphaned = {a["invocation_id"] for a in out if a["kind"] == "orphaned"}
-    for d in q("""
-        WITH running AS (SELECT app_id, invocation_id, task_id, started_at FROM invocation_state
-                         WHERE status = 'RUNNING' AND started_at IS NOT NULL),
-        p AS (
-            SELECT app_id, task_id, quantile_cont(epoch(updated_at) - epoch(coalesce(started_at, created_at)), 0.99)
-                     AS p99, count(*) AS n
-            FROM invocation_state WHERE status IN ('SUCCESS', 'FAILED')
-              AND task_id IN (SELECT task_id FROM running)
-            GROUP BY ALL HAVING count(*) >= ?)
-        SELECT i.app_id, i.invocation_id, i.task_id, i.started_at, p.p99, p.n
-        FROM running i JOIN p USING (app_id, task_id)
-        WHERE epoch(?::TIMESTAMP) - epoch(i.started_at) > ? * greatest(p.p99, 0.001)""",
-               [s.min_samples, now, s.slow_factor]).dicts():
+    running = q("""SELECT app_id, invocation_id, task_id, started_at FROM invocation_state
+                   WHERE status = 'RUNNING' AND started_at IS NOT NULL""").dicts()
+    tasks = sorted({r["task_id"] for r in running if r["task_id"] is not None})
+    p99: dict = {}
+    if tasks:  # each task's p99 over its finished runs of the baseline window (the cost follows that window)
+        for app, task, value, n in q("""
+            SELECT app_id, task_id,
+                   quantile_cont(epoch(updated_at) - epoch(coalesce(started_at, created_at)), 0.99), count(*)
+            FROM invocation_state
+            WHERE updated_at >= $b AND status IN ('SUCCESS', 'FAILED') AND task_id IN (SELECT unnest($t::VARCHAR[]))
+            GROUP BY ALL HAVING count(*) >= $n""",
+                                     {"b": now - timedelta(seconds=s.slow_baseline_s), "t": tasks,
+                                      "n": s.min_samples}).rows:
+            p99[(app, task)] = (value, n)
+    for d in running:
+        if (d["app_id"], d["task_id"]) not in p99:
+            continue
+        d["p99"], d["n"] = p99[(d["app_id"], d["task_id"])]
+        if (now - d["started_at"]).total_seconds() <= s.slow_factor * max(d["p99"], 0.001):
+            continue
         if d["invocation_id"] in orphaned:
             continue  # its runner is gone: that is the news, not its duration
         ran = (now - d["started_at"]).total_seconds()
@@ -140,10 +155,11 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                         "why": f"{d['fw']} of {d['nw']} failed in the last {s.spike_window_s / 60:g} min "
                                f"({rate:.0%}), against {base:.0%} before"})
     alive_apps = set()
-    for d in q("""SELECT app_id, runner_id, hostname, pid, greatest(last_event, last_transition) AS last_seen,
-                         stopped_at FROM runner_state WHERE first_seen IS NOT NULL""").dicts():
-        if d["stopped_at"] is not None:
-            continue
+    for d in q("""SELECT app_id, runner_id, runner_class, hostname, pid, stopped_at,
+                         greatest(last_event, last_transition) AS last_seen
+                  FROM runner_state WHERE first_seen IS NOT NULL""").dicts():
+        if d["stopped_at"] is not None or d["runner_class"] == "ExternalRunner":
+            continue  # stopped, or a submitting client (pynenc's and rustvello's ExternalRunner), not a runner
         if d["last_seen"] is not None and d["last_seen"] >= dead:
             alive_apps.add(d["app_id"])
             continue

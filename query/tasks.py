@@ -115,12 +115,21 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
     first = min(d["first"] for d in rows)
     last = max(d["last"] for d in rows)
     eparams = {"task": task_id, "lo": since or first, "hi": until or last}
-    # Runners that name the task only when it is registered leave it NULL on later transitions.
-    econd = ("ts BETWEEN $lo AND $hi AND status IN ('FAILED', 'RETRY') AND (task_id = $task OR (task_id IS NULL "
-             "AND invocation_id IN (SELECT invocation_id FROM invocation_state WHERE task_id = $task)))")
+    # Runners that name the task only when it is registered leave it NULL on later transitions: find
+    # those invocations of this task first (usually none), then count their errors with the named ones.
+    base = "ts BETWEEN $lo AND $hi AND status IN ('FAILED', 'RETRY')" + (" AND app_id = $app" if app else "")
     if app:
-        econd += " AND app_id = $app"
         eparams["app"] = app
+    unnamed = [i for (i,) in q(f"SELECT DISTINCT invocation_id FROM transitions WHERE {base} AND task_id IS NULL",
+                               {k: v for k, v in eparams.items() if k != "task"}).rows]
+    if unnamed:
+        unnamed = [i for (i,) in q("""SELECT invocation_id FROM invocation_state
+                                      WHERE task_id = $task AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))""",
+                                   {"task": task_id, "ids": unnamed}).rows]
+    econd = base + " AND (task_id = $task" + (
+        " OR (task_id IS NULL AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))))" if unnamed else ")")
+    if unnamed:
+        eparams["ids"] = unnamed
     errors = q(f"""
         SELECT coalesce(error_type, '(no type)') AS error_type, count(*) AS n,
                count(*) FILTER (WHERE status = 'FAILED') AS failed, count(*) FILTER (WHERE status = 'RETRY') AS retried,

@@ -13,6 +13,8 @@ from typing import Optional, Sequence
 
 from tasktrail.proto.status import FINAL_STATUSES
 
+from tasktrail.store.state import BY_ID
+
 from .errors import BadRequest, NotFound
 
 FINAL_IN = ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
@@ -33,24 +35,19 @@ BUCKET_RULES = ((5, 0.25), (30, 0.5), (60, 1), (900, 5), (3600, 15), (10800, 60)
 MAX_BUCKETS = min(240, 1680 // 10)
 LEGEND_TASKS = 12
 
-RUN_COLUMNS = """
-    r.app_id, r.workflow_id, r.workflow_type, root.task_id AS root_task_id, root.status,
-    coalesce(root.created_at, r.first) AS created_at, greatest(root.updated_at, r.last) AS updated_at,
-    coalesce(root.started_at, root.created_at, r.first) AS started_at, r.members, r.failed_members,
-    r.running_members, root.invocation_id IS NOT NULL AS root_known"""
-
-# One row per workflow run: its members (the root included when it carries the id) and the root's row.
-RUNS = f"""
-    WITH r AS (
-        SELECT app_id, workflow_id, any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
-               count(*) FILTER (WHERE invocation_id <> workflow_id) AS members,
-               count(*) FILTER (WHERE invocation_id <> workflow_id AND status = 'FAILED') AS failed_members,
-               count(*) FILTER (WHERE invocation_id <> workflow_id AND status NOT IN ({FINAL_IN})) AS running_members,
-               min(created_at) AS first, max(updated_at) AS last
-        FROM invocation_state WHERE workflow_id IS NOT NULL {{where}} GROUP BY app_id, workflow_id)
-    SELECT {RUN_COLUMNS}
-    FROM r LEFT JOIN invocation_state root
-      ON root.id_hash = hash(r.workflow_id) AND root.invocation_id = r.workflow_id AND root.app_id = r.app_id"""
+# Runs are found by their defining invocations (a root carries its own id as workflow id); their members
+# are then counted inside the roots' time range (padded for clock skew between hosts), so zone maps on
+# the cache's created_at order skip the rest of the store.
+ROOT_COLUMNS = """app_id, invocation_id AS workflow_id, workflow_type, task_id AS root_task_id, status, created_at,
+                  updated_at, coalesce(started_at, created_at) AS started_at"""
+SKEW = timedelta(seconds=60)
+MEMBERS = f"""
+    SELECT app_id, workflow_id, any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
+           count(*) FILTER (WHERE invocation_id <> workflow_id) AS members,
+           count(*) FILTER (WHERE invocation_id <> workflow_id AND status = 'FAILED') AS failed_members,
+           count(*) FILTER (WHERE invocation_id <> workflow_id AND status NOT IN ({FINAL_IN})) AS running_members,
+           min(created_at) AS first, max(updated_at) AS last
+    FROM invocation_state WHERE {{where}} GROUP BY app_id, workflow_id"""
 
 
 def bucket_size(window_s: float) -> float:
@@ -93,28 +90,45 @@ class Workflows:
                 "running_members": int(d["running_members"])}
 
     def runs(self, *, app=None, workflow_type=None, status=None, since=None, until=None, limit=50) -> dict:
-        where, params = [], {}
-        if app:
-            where.append("app_id = $app")
-            params["app"] = app
-        if workflow_type:
-            where.append("workflow_type = $type")
-            params["type"] = workflow_type
-        if since is not None:
-            where.append("updated_at >= $since")
-            params["since"] = since
-        if until is not None:
-            where.append("created_at < $until")
-            params["until"] = until
-        outer = ""
+        """The newest runs, found by their defining invocations (whose workflow id is their own id), then
+        their members counted for those runs only: the cost follows the page, not the store."""
+        where, params = ["workflow_id = invocation_id"], {}
+        for cond, key, value in (("app_id = $app", "app", app), ("workflow_type = $type", "type", workflow_type),
+                                 ("updated_at >= $since", "since", since), ("created_at < $until", "until", until)):
+            if value is not None:
+                where.append(cond)
+                params[key] = value
         if status:
-            outer = "WHERE status IN (" + ", ".join(f"$s{i}" for i in range(len(status))) + ")"
+            where.append("status IN (" + ", ".join(f"$s{i}" for i in range(len(status))) + ")")
             params.update({f"s{i}": s for i, s in enumerate(status)})
-        rows = self.q(f"SELECT * FROM ({RUNS.format(where=''.join(' AND ' + w for w in where))}) {outer} "
-                      f"ORDER BY created_at DESC, workflow_id DESC LIMIT {int(limit) + 1}", params).dicts()
-        items = [self._run(d) for d in rows[:limit]]
+        roots = self.q(f"""SELECT {ROOT_COLUMNS} FROM invocation_state WHERE {' AND '.join(where)}
+                            ORDER BY created_at DESC, invocation_id DESC LIMIT {int(limit) + 1}""", params).dicts()
+        items = [self._run(d) for d in self._with_members(roots[:limit])]
         self._parents(items)
-        return {"items": items, "truncated": len(rows) > limit}
+        return {"items": items, "truncated": len(roots) > limit}
+
+    def _with_members(self, roots: list[dict]) -> list[dict]:
+        """Root rows completed with their members' counts and time range."""
+        if not roots:
+            return []
+        lo = min(r["created_at"] for r in roots) - SKEW
+        hi = max(r["updated_at"] for r in roots) + SKEW
+        open_ended = any(r["status"] not in FINAL_STATUSES for r in roots)
+        cond = "created_at >= $lo" + ("" if open_ended else " AND created_at <= $hi") + \
+               " AND workflow_id IN (SELECT unnest($ids::VARCHAR[]))"
+        params = {"lo": lo, "ids": [r["workflow_id"] for r in roots]}
+        if not open_ended:
+            params["hi"] = hi
+        found = {(m["app_id"], m["workflow_id"]): m for m in self.q(MEMBERS.format(where=cond), params).dicts()}
+        out = []
+        for r in roots:
+            m = found.get((r["app_id"], r["workflow_id"]), {})
+            out.append({**r, "members": m.get("members", 0), "failed_members": m.get("failed_members", 0),
+                        "running_members": m.get("running_members", 0), "root_known": True,
+                        "workflow_type": r["workflow_type"] or m.get("workflow_type"),
+                        "created_at": min(r["created_at"], m.get("first") or r["created_at"]),
+                        "updated_at": max(r["updated_at"], m.get("last") or r["updated_at"])})
+        return out
 
     def _parents(self, items: list[dict]) -> None:
         """Each run's parent workflow (set on sub-workflows), from its root's transitions."""
@@ -135,15 +149,25 @@ class Workflows:
     def _t(value: str) -> datetime:
         return datetime.fromisoformat(value.rstrip("Z"))
 
-    def types(self, *, app=None) -> dict:
-        where, params = ("AND app_id = $app", {"app": app}) if app else ("", {})
+    def types(self, *, app=None, workflow_type=None) -> dict:
+        where, params = "", {}
+        if app:
+            where += " AND app_id = $app"
+            params["app"] = app
+        if workflow_type is not None:
+            where += " AND workflow_type = $type"
+            params["type"] = workflow_type
         rows = self.q(f"""
-            SELECT app_id, workflow_type, count(*) AS runs, histogram(status) AS by_status,
-                   quantile_cont(d, [0.5, 0.95]) AS q, sum(members) AS members, max(created_at) AS last_run
-            FROM (SELECT *, CASE WHEN status IN ({FINAL_IN})
-                                 THEN epoch(updated_at) - epoch(started_at) END AS d
-                  FROM ({RUNS.format(where=where)}))
-            GROUP BY app_id, workflow_type ORDER BY last_run DESC""", params).dicts()
+            SELECT app_id, workflow_type, count(*) FILTER (WHERE root) AS runs,
+                   histogram(status) FILTER (WHERE root) AS by_status,
+                   quantile_cont(d, [0.5, 0.95]) FILTER (WHERE root) AS q,
+                   count(*) FILTER (WHERE NOT root) AS members, max(created_at) FILTER (WHERE root) AS last_run
+            FROM (SELECT *, invocation_id = workflow_id AS root,
+                         CASE WHEN status IN ({FINAL_IN})
+                              THEN epoch(updated_at) - epoch(coalesce(started_at, created_at)) END AS d
+                  FROM invocation_state WHERE workflow_id IS NOT NULL {where})
+            GROUP BY app_id, workflow_type HAVING count(*) FILTER (WHERE root) > 0
+            ORDER BY last_run DESC""", params).dicts()
         return {"items": [{"app_id": d["app_id"], "workflow_type": d["workflow_type"], "runs": int(d["runs"]),
                            "counts_by_status": {k or "UNKNOWN": int(v) for k, v in dict(d["by_status"] or {}).items()},
                            "duration_s": {"p50": (d["q"] or [None])[0], "p95": (d["q"] or [None, None])[1]},
@@ -151,19 +175,29 @@ class Workflows:
                           for d in rows]}
 
     def run_row(self, workflow_id: str, app=None) -> dict:
-        where, params = "AND workflow_id = $id", {"id": workflow_id}
+        cond, params = BY_ID, [workflow_id, workflow_id]
+        if app:
+            cond += " AND app_id = ?"
+            params.append(app)
+        roots = self.q(f"SELECT {ROOT_COLUMNS} FROM invocation_state WHERE {cond}", params).dicts()
+        if roots:
+            return self._with_members(roots[:1])[0]
+        # Members name the run but its defining invocation is not stored: count them over the whole cache.
+        where, p = "workflow_id = $id", {"id": workflow_id}
         if app:
             where += " AND app_id = $app"
-            params["app"] = app
-        rows = self.q(RUNS.format(where=where), params).dicts()
+            p["app"] = app
+        rows = self.q(MEMBERS.format(where=where), p).dicts()
         if not rows:
             raise NotFound(f"workflow run {workflow_id} is not in the log (no invocation carries that workflow id)")
-        return rows[0]
+        m = rows[0]
+        return {**m, "root_task_id": None, "status": None, "created_at": m["first"], "updated_at": m["last"],
+                "started_at": m["first"], "root_known": False}
 
     # --- one run ----------------------------------------------------------------------
-    def _members(self, workflow_id: str, app=None) -> list[dict]:
-        params = {"id": workflow_id}
-        cond = "workflow_id = $id"
+    def _members(self, workflow_id: str, lo: datetime, app=None) -> list[dict]:
+        params = {"id": workflow_id, "lo": lo - SKEW}
+        cond = "created_at >= $lo AND workflow_id = $id"
         if app:
             cond += " AND app_id = $app"
             params["app"] = app
@@ -205,7 +239,7 @@ class Workflows:
     def _load(self, workflow_id: str, app=None) -> dict:
         """A run, its members and their status intervals."""
         root = self.run_row(workflow_id, app)
-        members = self._members(workflow_id, app)
+        members = self._members(workflow_id, root["created_at"], app)
         truncated = len(members) > MAX_MEMBERS
         members = members[:MAX_MEMBERS]
         if not root["root_known"] and not members:
@@ -220,11 +254,12 @@ class Workflows:
         return {"root": root, "members": members, "truncated": truncated, "lo": lo, "hi": hi, "end": end,
                 "intervals": self._intervals(ids, lo, hi, end)}
 
-    def run(self, workflow_id: str, *, app=None, histogram_status=None) -> dict:
+    def run(self, workflow_id: str, *, app=None, histogram_status=None, full: bool = True) -> dict:
         loaded = self._load(workflow_id, app)
         root, members, iv = loaded["root"], loaded["members"], loaded["intervals"]
         run = self._run(root)
-        self._parents([run])
+        if full:
+            self._parents([run])
         items = []
         for m in members:
             if m["invocation_id"] == workflow_id:
@@ -239,10 +274,12 @@ class Workflows:
                           "attempts": int(m["attempts"] or 0), "parent_invocation_id": m["parent_invocation_id"],
                           "runner_id": m["worker_id"] or m["runner_id"],
                           "time_in": self._time_in(iv.get(m["invocation_id"], []))})
-        run["sub_workflows"] = self._subs(workflow_id, loaded["lo"], loaded["hi"], app)
         run["members_list"] = items
         run["members_truncated"] = loaded["truncated"]
         run["time_in"] = self._sum_time(items)
+        if not full:
+            return run
+        run["sub_workflows"] = self._subs(workflow_id, loaded["lo"], loaded["hi"], app)
         run["window"] = {"since": self.iso(loaded["lo"]), "until": self.iso(loaded["end"])}
         run["histogram"] = self.histogram(loaded, _categories(histogram_status))
         return run
@@ -254,11 +291,12 @@ class Workflows:
                                     {"lo": lo, "hi": hi, "id": workflow_id}).rows]
         if not ids:
             return []
-        where, params = "AND workflow_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": ids}
+        cond, params = "workflow_id = invocation_id AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": ids}
         if app:
-            where += " AND app_id = $app"
+            cond += " AND app_id = $app"
             params["app"] = app
-        items = [self._run(d) for d in self.q(RUNS.format(where=where) + " ORDER BY created_at", params).dicts()]
+        roots = self.q(f"SELECT {ROOT_COLUMNS} FROM invocation_state WHERE {cond} ORDER BY created_at", params).dicts()
+        items = [self._run(d) for d in self._with_members(roots)]
         for i in items:
             i["parent_workflow_id"] = workflow_id
         return items
@@ -321,7 +359,7 @@ class Workflows:
         for wid in chosen:
             loaded = self._load(wid, app)
             histograms.append({"workflow_id": wid, "histogram": self.histogram(loaded, cats)})
-        stats = next((t for t in self.types(app=app)["items"] if t["workflow_type"] == workflow_type), None)
+        stats = next(iter(self.types(app=app, workflow_type=workflow_type)["items"]), None)
         return {"workflow_type": workflow_type, "summary": stats, **runs, "histograms": histograms}
 
     # --- comparison -------------------------------------------------------------------
@@ -335,7 +373,7 @@ class Workflows:
             raise BadRequest(f"at most {MAX_COMPARE} runs can be compared, got {len(ids)}")
         runs, tasks = [], {}
         for wid in ids:
-            r = self.run(wid, app=app)
+            r = self.run(wid, app=app, full=False)
             runs.append(r)
             for m in r["members_list"]:
                 t = tasks.setdefault(m["task_id"] or "?", {})

@@ -1,0 +1,75 @@
+"""Anomalies from a real pynenc 0.4 run through tasktrail's exporter (Python 3.12): a PPR worker process is
+killed (kill -9) mid-task, another task is made slow; tasktrail flags that invocation orphaned (its worker's
+heartbeats stopped: the parent reports only OS-alive children) and that one slow, the dead worker silent,
+and nothing else."""
+import json
+import os
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from tasktrail.demo.loop import find_python312
+
+from .helpers import start_server, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+PY312 = find_python312(ROOT)
+if PY312 is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("no Python 3.12 with pynenc 0.4.0 (.ci/run builds .venv312)")
+    pytest.skip("no Python 3.12 with pynenc 0.4.0 and tasktrail (.venv312)", allow_module_level=True)
+DEAD_AFTER = 5.0
+
+
+@pytest.mark.slow
+def test_killed_pynenc_worker_is_orphaned_and_slow_task_is_slow(tmp_path):
+    srv = start_server(str(tmp_path / "tt.duckdb"), "--ingest-token", "tok123",
+                       "--runner-dead-after", str(DEAD_AFTER), "--slow-min-samples", "20")
+    env = {**os.environ, "TASKTRAIL_ENDPOINT": f"http://{srv.otlp_grpc}", "TASKTRAIL_TOKEN": "tok123",
+           "PN_DB": str(tmp_path / "pn.sqlite"), "PYTHONPATH": str(Path(__file__).parent), "SLOW": "60"}
+    err = open(tmp_path / "pn.stderr", "w")
+    main = subprocess.Popen([PY312, str(Path(__file__).with_name("pn_anomalies_app.py"))], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+    steps: dict = {}
+
+    def read():
+        for line in main.stdout:
+            if line.startswith("{"):
+                d = json.loads(line)
+                steps[d["step"]] = d
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        wait_until(lambda: "slow" in steps or main.poll() is not None, timeout=180,
+                   message="the pynenc run to submit its slow task")
+        assert "slow" in steps, (tmp_path / "pn.stderr").read_text()[-3000:]
+        hang, slow = steps["hang"]["id"], steps["slow"]["id"]
+
+        def running(inv):
+            r = srv.get(f"/invocations/{inv}")
+            return r.status_code == 200 and r.json()["status"] == "RUNNING"
+        wait_until(lambda: running(hang) and running(slow) and (tmp_path / "pid-hang").exists(), timeout=60,
+                   message="both RUNNING")
+        worker_pid = int((tmp_path / "pid-hang").read_text())
+        worker = srv.get(f"/invocations/{hang}").json()["attempts"][-1]["worker_id"]
+        os.kill(worker_pid, signal.SIGKILL)  # the worker process, mid-task; its parent runner lives on
+
+        def flagged():
+            a = srv.get("/anomalies").json()
+            kinds = {(x["kind"], x.get("invocation_id")) for x in a["items"]}
+            return a if {("orphaned", hang), ("slow", slow)} <= kinds else None
+        a = wait_until(flagged, timeout=DEAD_AFTER * 8, interval=0.5, message="the orphan and the slow task")
+        assert running(slow)
+        invocations = {(x["kind"], x["invocation_id"]) for x in a["items"] if x.get("invocation_id")}
+        assert invocations == {("orphaned", hang), ("slow", slow)}, a["items"]
+        silent = {x["runner_id"] for x in a["items"] if x["kind"] == "runner_silent"}
+        assert silent <= {worker}, a["items"]  # only the killed worker may be called silent
+        assert {x["kind"] for x in a["items"]} <= {"orphaned", "slow", "runner_silent"}, a["items"]
+        orphan = next(x for x in a["items"] if x["kind"] == "orphaned")
+        assert orphan["runner_id"] == worker and "heartbeats stopped" in orphan["why"]
+    finally:
+        if main.poll() is None:
+            os.killpg(main.pid, signal.SIGKILL)
+        srv.stop()
