@@ -2,11 +2,13 @@
 failing far above its baseline, runners and the atomic-service scheduler gone silent. Each says why it
 fired and names what it is about (the service adds links).
 
-Liveness: a runner context is alive while it, its parent runner or anything else from its process
-(same app, host and pid: a periodic metric export, a log line, a span) sent a record within
-`runner_dead_after_s`. rustvello 0.9 sends nothing while a worker runs a task, so its process's own
-OTel metric reader (or `tasktrail.proto.emitter.ProcessPulse`) is what tells a long task from a dead
-worker.
+Liveness, within `runner_dead_after_s`: a context that sends heartbeats (pynenc's workers, whose parent
+reports only its OS-alive children) is judged by its own heartbeats; one that never does (threads,
+rustvello workers) is alive while it, its parent runner or anything else from its process (same app,
+host and pid: a periodic metric export, a log line, a span) sent a record. rustvello 0.9 sends nothing
+while a worker runs a task, so its process's own OTel metric reader (or
+`tasktrail.proto.emitter.ProcessPulse`) is what tells a long task from a dead worker. ExternalRunner
+contexts are submitting clients, never flagged silent.
 """
 from __future__ import annotations
 

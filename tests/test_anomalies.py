@@ -44,3 +44,32 @@ def test_orphaned_pending_and_slow_are_flagged_and_nothing_else(server):
     assert "p99" in by[("slow", "slow")]["why"] and by[("slow", "slow")]["link"] == "/invocations/slow"
     assert a["counts"] == {"orphaned": 1, "pending_too_long": 1, "slow": 1}
     em.shutdown()
+
+
+def test_failure_spike_and_silent_scheduler_are_flagged(server):
+    now = datetime.now(timezone.utc)
+    ago = lambda s: now - timedelta(seconds=s)  # noqa: E731
+    r = Runner("runner-s", "PersistentProcessRunner", hostname="h3", pid=3)
+    em = Emitter(endpoint=server.otlp_http, app_id="mail", runner=r, protocol="http/protobuf", token="tok123")
+    em.runner_started(timestamp=ago(7200))
+
+    def run(inv, start, outcome):
+        em.status(inv, "REGISTERED", task_id="mail.send", timestamp=ago(start))
+        em.status(inv, "RUNNING", attempt=0, timestamp=ago(start - 0.1))
+        em.status(inv, outcome, error_type="SMTPError" if outcome == "FAILED" else None, timestamp=ago(start - 0.2))
+    for k in range(100):  # the day before: 2 failures in 100
+        run(f"base-{k}", 3600 + k * 30, "FAILED" if k in (10, 60) else "SUCCESS")
+    for k in range(12):  # the last 15 minutes: 9 of 12 fail
+        run(f"now-{k}", 600 - k * 30, "FAILED" if k < 9 else "SUCCESS")
+    for k in range(10):  # the scheduler fired every second, then stopped 60 s ago
+        em.atomic_decision("claimed", timestamp=ago(70 - k))
+    em.heartbeat(timestamp=ago(0))
+    assert em.flush()
+    a = wait_until(lambda: (lambda x: x if len(x["items"]) >= 2 else None)(server.get("/anomalies").json()),
+                   timeout=20, message="a spike and a silent scheduler")
+    assert {x["kind"] for x in a["items"]} == {"failure_spike", "scheduler_silent"}, a["items"]
+    spike = next(x for x in a["items"] if x["kind"] == "failure_spike")
+    assert spike["task_id"] == "mail.send" and "9 of 12" in spike["why"] and spike["link"] == "/tasks/mail.send"
+    sched = next(x for x in a["items"] if x["kind"] == "scheduler_silent")
+    assert "every 1.0 s" in sched["why"] and sched["link"] == "/atomic-services"
+    em.shutdown()
