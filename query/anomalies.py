@@ -119,7 +119,7 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     tasks = sorted({r["task_id"] for r in running if r["task_id"] is not None})
     p99: dict = {}
     if tasks:  # each task's p99 over its finished runs of the baseline window (the cost follows that window)
-        for app, task, value, n in q("""
+        for app, task, value, count in q("""
             SELECT app_id, task_id,
                    quantile_cont(epoch(updated_at) - epoch(coalesce(started_at, created_at)), 0.99), count(*)
             FROM invocation_state
@@ -127,7 +127,7 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
             GROUP BY ALL HAVING count(*) >= $n""",
                                      {"b": now - timedelta(seconds=s.slow_baseline_s), "t": tasks,
                                       "n": s.min_samples}).rows:
-            p99[(app, task)] = (value, n)
+            p99[(app, task)] = (value, count)
     for d in running:
         if (d["app_id"], d["task_id"]) not in p99:
             continue

@@ -212,7 +212,7 @@ class Workflows:
         if not ids:
             return {}
         out: dict = {i: [] for i in ids}
-        rows = self.q(f"""
+        rows = self.q("""
             SELECT invocation_id, ts, status FROM transitions
             WHERE ts BETWEEN $lo AND $hi AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))
             ORDER BY invocation_id, status_order(ts, status)""", {"lo": lo, "hi": hi, "ids": ids}).rows

@@ -100,3 +100,43 @@ def start_server(db: str, *args: str, timeout: float = 30, env: dict | None = No
 
     threading.Thread(target=drain, daemon=True).start()
     return Server(proc, db, ports["web"], ports["http"], ports["grpc"], lines)
+
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+
+
+def require_chromium() -> None:
+    """Skip the calling module without Debian's chromium; under CI (which installs it) fail instead."""
+    import pytest
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            raise RuntimeError("Debian's chromium is not installed at /usr/bin/chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def require_python312() -> str:
+    """A Python 3.12 with pynenc 0.4.0 and tasktrail (.venv312); skips the module without one, fails in CI."""
+    import pytest
+    from tasktrail.demo.loop import find_python312
+    py = find_python312(Path(__file__).resolve().parents[1])
+    if py is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("no Python 3.12 with pynenc 0.4.0 (.ci/run builds .venv312)")
+        pytest.skip("no Python 3.12 with pynenc 0.4.0 and tasktrail (.venv312)", allow_module_level=True)
+    return py
+
+
+def json_steps(proc: subprocess.Popen) -> dict:
+    """Collect, in a background thread, the JSON lines {"step": ...} a workload prints, by step."""
+    import json
+    import threading
+    steps: dict = {}
+
+    def read():
+        for line in proc.stdout:
+            if line.startswith("{"):
+                d = json.loads(line)
+                steps[d["step"]] = d
+    threading.Thread(target=read, daemon=True).start()
+    return steps

@@ -1,18 +1,16 @@
 """Anomalies from a real rustvello 0.9 run: one worker process is killed (kill -9) while it runs a task,
 one task is made slow; tasktrail flags exactly that invocation as orphaned and that one as slow, the
 killed runner's contexts as silent, and nothing else."""
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .helpers import start_server, wait_until
+from .helpers import json_steps, start_server, wait_until
 
 APP = Path(__file__).with_name("rv_anomalies_app.py")
 DEAD_AFTER = 4.0
@@ -32,14 +30,7 @@ def test_killed_worker_is_orphaned_and_slow_task_is_slow(tmp_path):
     victim = main = None
     try:
         main = _spawn("main", srv, db, "60", "25")
-        steps: dict = {}
-
-        def read():
-            for line in main.stdout:
-                if line.startswith("{"):
-                    d = json.loads(line)
-                    steps[d["step"]] = d
-        threading.Thread(target=read, daemon=True).start()
+        steps = json_steps(main)
         wait_until(lambda: "history" in steps, timeout=120, message="the task's history (25 quick runs)")
         victim = _spawn("victim", srv, db)  # after main made rustvello's tables: one of them at a time
         wait_until(lambda: "slow" in steps, timeout=120, message="the rustvello run to submit its slow task")

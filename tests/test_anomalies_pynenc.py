@@ -2,25 +2,16 @@
 killed (kill -9) mid-task, another task is made slow; tasktrail flags that invocation orphaned (its worker's
 heartbeats stopped: the parent reports only OS-alive children) and that one slow, the dead worker silent,
 and nothing else."""
-import json
 import os
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
-from tasktrail.demo.loop import find_python312
+from .helpers import json_steps, require_python312, start_server, wait_until
 
-from .helpers import start_server, wait_until
-
-ROOT = Path(__file__).resolve().parents[1]
-PY312 = find_python312(ROOT)
-if PY312 is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("no Python 3.12 with pynenc 0.4.0 (.ci/run builds .venv312)")
-    pytest.skip("no Python 3.12 with pynenc 0.4.0 and tasktrail (.venv312)", allow_module_level=True)
+PY312 = require_python312()
 DEAD_AFTER = 5.0
 
 
@@ -33,14 +24,7 @@ def test_killed_pynenc_worker_is_orphaned_and_slow_task_is_slow(tmp_path):
     err = open(tmp_path / "pn.stderr", "w")
     main = subprocess.Popen([PY312, str(Path(__file__).with_name("pn_anomalies_app.py"))], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
-    steps: dict = {}
-
-    def read():
-        for line in main.stdout:
-            if line.startswith("{"):
-                d = json.loads(line)
-                steps[d["step"]] = d
-    threading.Thread(target=read, daemon=True).start()
+    steps = json_steps(main)
     try:
         wait_until(lambda: "slow" in steps or main.poll() is not None, timeout=180,
                    message="the pynenc run to submit its slow task")

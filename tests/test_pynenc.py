@@ -8,18 +8,13 @@ from pathlib import Path
 import pytest
 
 from tasktrail.demo import HERE as APP, PYNENC_RUN
-from tasktrail.demo.loop import find_python312
 
-from .helpers import wait_until
+from .helpers import require_python312, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-PY312 = find_python312(ROOT)
-if PY312 is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("no Python 3.12 with pynenc 0.4.0 (.ci/run builds .venv312)")
-    pytest.skip("no Python 3.12 with pynenc 0.4.0 and tasktrail (.venv312)", allow_module_level=True)
+PY312 = require_python312()
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 
 from .helpers import fixture_requests, start_server
 

@@ -1,7 +1,6 @@
 """The web UI in a real headless Chromium (Debian's), against a server filled by a real rustvello
 run plus emitter traffic: every page loads clean, offline, and the views work as a user clicks them."""
 import json
-import os
 import re
 from pathlib import Path
 
@@ -9,16 +8,10 @@ import httpx
 from urllib.parse import quote
 import pytest
 
-from .helpers import start_server, wait_until
+from .helpers import CHROMIUM, SHOTS, require_chromium, start_server, wait_until
 from .ui_fill import XSS_ARG, XSS_TASK, emit_shop, run_rustvello
 
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
-
-if not os.path.exists(CHROMIUM):  # CI installs it (.ci/run); elsewhere say so loudly
-    if os.environ.get("CI"):
-        raise RuntimeError("Debian's chromium is not installed at /usr/bin/chromium")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()  # CI installs it (.ci/run); elsewhere the module is skipped, loudly
 
 sync_api = pytest.importorskip("playwright.sync_api")
 

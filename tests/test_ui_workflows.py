@@ -1,17 +1,11 @@
 """Tasks and workflows in a real headless Chromium: a user ticks 10 runs and compares them; every figure
 on the page and in its chart equals the API's; charts come from the vendored uPlot, offline."""
-import os
-
 import pytest
 
 from . import workflow_data as wd
-from .helpers import start_server, wait_until
+from .helpers import CHROMIUM, SHOTS, require_chromium, start_server, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        raise RuntimeError("Debian's chromium is not installed at /usr/bin/chromium")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -121,7 +115,5 @@ def test_task_page_charts_and_figures(shop, page):
 
 
 def _shots():
-    from pathlib import Path
-    d = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS
