@@ -103,6 +103,7 @@ def measure(path: str, n: int, reps: int) -> dict:
     page1 = qs.invocations(limit=50)
     hour0 = BASE + timedelta(seconds=mid * step)
     window = {"since": hour0.isoformat(), "until": (hour0 + timedelta(hours=1)).isoformat()}
+    day = {"since": (hour0 - timedelta(hours=23)).isoformat(), "until": (hour0 + timedelta(hours=1)).isoformat()}
     tl = qs.timeline(limit=10_000, **window)
     runs = [r["workflow_id"] for r in qs.workflow_runs(workflow_type="flow.order", until=window["until"],
                                                        limit=10)["items"]]
@@ -119,13 +120,16 @@ def measure(path: str, n: int, reps: int) -> dict:
         "logs of one invocation": lambda: qs.invocation_logs(inv),
         "runners": lambda: qs.runners(),
         "overview": lambda: qs.overview(),
-        "tasks (all time)": lambda: qs.tasks(),
         "tasks, 1 h": lambda: qs.tasks(**window),
-        "task detail (all time)": lambda: qs.task("shop.pay"),
+        "tasks, 24 h (the default window)": lambda: qs.tasks(**day),
+        "tasks, all time": lambda: qs.tasks(since="all"),
         "task detail, 1 h": lambda: qs.task("shop.pay", **window),
-        "workflow types": lambda: qs.workflow_types(),
+        "task detail, 24 h (the default window)": lambda: qs.task("shop.pay", **day),
+        "task detail, all time": lambda: qs.task("shop.pay", since="all"),
+        "workflow types, 24 h (the default window)": lambda: qs.workflow_types(**day),
+        "workflow types, all time": lambda: qs.workflow_types(since="all"),
         "workflow runs of a type (newest 50)": lambda: qs.workflow_runs(workflow_type="flow.order"),
-        "workflow type page (runs + 3 histograms)": lambda: qs.workflow_type("flow.order"),
+        "workflow type page (runs + 3 histograms, 24 h summary)": lambda: qs.workflow_type("flow.order", **day),
         "workflow run page": lambda: qs.workflow_run(runs[0]),
         "compare 10 workflow runs": lambda: qs.workflow_compare(runs),
         "anomalies": lambda: qs.anomalies(),
@@ -135,14 +139,14 @@ def measure(path: str, n: int, reps: int) -> dict:
         out[name] = timed(fn, reps)
     events = store.query("SELECT (SELECT count(*) FROM transitions) + (SELECT count(*) FROM log_records)").rows[0][0]
     store.close()
-    out.update(measure_http(path, inv, window, reps))
+    out.update(measure_http(path, inv, window, day, reps))
     size = os.path.getsize(path) + (os.path.getsize(path + ".wal") if os.path.exists(path + ".wal") else 0)
     out["events"] = events
     out["bytes_per_event"] = size / events
     return out
 
 
-def measure_http(path: str, inv: str, window: dict, reps: int) -> dict:
+def measure_http(path: str, inv: str, window: dict, day: dict, reps: int) -> dict:
     """The same reads through a served tasktrail: JSON encoding and HTTP included."""
     from .common import http_client, start_server
 
@@ -157,9 +161,9 @@ def measure_http(path: str, inv: str, window: dict, reps: int) -> dict:
                 "HTTP invocation detail": lambda: get(f"/invocations/{inv}"),
                 "HTTP invocations page": lambda: get("/invocations"),
                 "HTTP timeline 1 h (10k)": lambda: get("/timeline", limit=10_000, **window),
-                "HTTP tasks": lambda: get("/tasks"),
-                "HTTP task detail": lambda: get("/tasks/shop.pay"),
-                "HTTP workflow type": lambda: get("/workflows/flow.order"),
+                "HTTP tasks, 24 h": lambda: get("/tasks", **day),
+                "HTTP task detail, 24 h": lambda: get("/tasks/shop.pay", **day),
+                "HTTP workflow type": lambda: get("/workflows/flow.order", **day),
             }
             return {name: timed(fn, reps) for name, fn in reads.items()}
     finally:

@@ -25,6 +25,7 @@ from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
 
 MAX_LIMIT = 1000
+SUMMARY_WINDOW = timedelta(hours=24)  # tasks and workflow types: the default window
 DEFAULT_LIMIT = 50
 # sort name -> (column, descending, cast of the cursor value)
 SORTS = {
@@ -1194,18 +1195,27 @@ class QueryService:
     def _now() -> datetime:
         return datetime.now(timezone.utc).replace(tzinfo=None)
 
+    def _summary_window(self, since, until) -> tuple:
+        """The window of a summary page: `since` (default the last 24 h, `all` for no bound) and `until`,
+        so its cost follows the window and not the size of the store."""
+        if since == "all":
+            return None, parse_time(until, "until")
+        hi = parse_time(until, "until")
+        lo = parse_time(since, "since") if since else (hi or self._now()) - SUMMARY_WINDOW
+        return lo, hi
+
     def tasks(self, *, app=None, since=None, until=None) -> dict:
         """Per task: counts by status, success rate, duration p50/p95/p99, throughput (query/tasks.py)."""
         from .tasks import task_list
-        return task_list(self._q, iso, self._now(), app=app, since=parse_time(since, "since"),
-                         until=parse_time(until, "until"))
+        lo, hi = self._summary_window(since, until)
+        return task_list(self._q, iso, self._now(), app=app, since=lo, until=hi)
 
     def task(self, task_id: str, *, app=None, since=None, until=None, recent: int = 20) -> dict:
         """One task: figures, a series over time, error types with their latest example, recent runs."""
         from .tasks import task_detail
-        out = task_detail(self._q, iso, self._now(), task_id, app=app, since=parse_time(since, "since"),
-                          until=parse_time(until, "until"))
-        out["recent"] = self.invocations(app=app, task=task_id, since=since, until=until, limit=recent,
+        lo, hi = self._summary_window(since, until)
+        out = task_detail(self._q, iso, self._now(), task_id, app=app, since=lo, until=hi)
+        out["recent"] = self.invocations(app=app, task=task_id, since=iso(lo), until=iso(hi), limit=recent,
                                          sort="-created_at")["items"]
         return out
 
@@ -1213,8 +1223,9 @@ class QueryService:
         from .workflows import Workflows
         return Workflows(self._q, iso, self._now)
 
-    def workflow_types(self, *, app=None) -> dict:
-        return self._workflows().types(app=app)
+    def workflow_types(self, *, app=None, since=None, until=None) -> dict:
+        lo, hi = self._summary_window(since, until)
+        return {**self._workflows().types(app=app, since=lo, until=hi), "since": iso(lo), "until": iso(hi)}
 
     def workflow_runs(self, *, app=None, workflow_type=None, status=None, since=None, until=None,
                       limit=None) -> dict:
@@ -1223,9 +1234,12 @@ class QueryService:
                                       limit=_limit(limit))
 
     def workflow_type(self, workflow_type: str, *, app=None, status=None, limit=None, histogram_runs=None,
-                      histogram_status=None) -> dict:
+                      histogram_status=None, since=None, until=None) -> dict:
+        """A type's newest runs and histograms; its summary covers `since`–`until` (default the last 24 h)."""
+        lo, hi = self._summary_window(since, until)
         return self._workflows().of_type(workflow_type, app=app, status=_statuses(status), limit=_limit(limit),
-                                         histogram_runs=histogram_runs, histogram_status=histogram_status)
+                                         histogram_runs=histogram_runs, histogram_status=histogram_status,
+                                         since=lo, until=hi)
 
     def workflow_run(self, workflow_id: str, *, app=None, histogram_status=None) -> dict:
         return self._workflows().run(workflow_id, app=app, histogram_status=histogram_status)

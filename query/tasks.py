@@ -83,10 +83,13 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
     where, params = _cond(app, since, until, task_id)
     rows = q(_STATS.format(where=where), params).dicts()
     if not rows:
-        if since is None and until is None:
+        known = q("SELECT 1 FROM invocation_state WHERE task_id = $task" + (" AND app_id = $app" if app else "")
+                  + " LIMIT 1", {k: v for k, v in params.items() if k in ("task", "app")}).rows
+        if not known:
             raise NotFound(f"task {task_id} is not in the log" + (f" of app {app}" if app else ""))
-        return {"task_id": task_id, "app_id": app, "invocations": 0, "series": None, "errors": [],
-                "since": iso(since), "until": iso(until), "apps": []}
+        return {"task_id": task_id, "app_id": app, "invocations": 0, "counts_by_status": {}, "finished": 0,
+                "success_rate": None, "duration_s": None, "throughput_per_min": None, "series": None,
+                "errors": [], "since": iso(since), "until": iso(until), "apps": []}
     lo = since or min(d["first"] for d in rows)
     hi = until or max(max(d["last"] for d in rows), now if any(d["n"] > d["finished"] for d in rows) else lo)
     window = max((hi - lo).total_seconds(), 1.0)

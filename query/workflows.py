@@ -149,8 +149,15 @@ class Workflows:
     def _t(value: str) -> datetime:
         return datetime.fromisoformat(value.rstrip("Z"))
 
-    def types(self, *, app=None, workflow_type=None) -> dict:
+    def types(self, *, app=None, workflow_type=None, since=None, until=None) -> dict:
+        """Runs per type whose defining invocation was active in the window (None: no bound)."""
         where, params = "", {}
+        if since is not None:
+            where += " AND updated_at >= $since"
+            params["since"] = since
+        if until is not None:
+            where += " AND created_at < $until"
+            params["until"] = until
         if app:
             where += " AND app_id = $app"
             params["app"] = app
@@ -195,9 +202,13 @@ class Workflows:
                 "started_at": m["first"], "root_known": False}
 
     # --- one run ----------------------------------------------------------------------
-    def _members(self, workflow_id: str, lo: datetime, app=None) -> list[dict]:
+    def _members(self, workflow_id: str, lo: datetime, hi: Optional[datetime], app=None) -> list[dict]:
+        """The run's members, read inside its time range (to now while it runs)."""
         params = {"id": workflow_id, "lo": lo - SKEW}
         cond = "created_at >= $lo AND workflow_id = $id"
+        if hi is not None:
+            cond += " AND created_at <= $hi"
+            params["hi"] = hi + SKEW
         if app:
             cond += " AND app_id = $app"
             params["app"] = app
@@ -239,7 +250,8 @@ class Workflows:
     def _load(self, workflow_id: str, app=None) -> dict:
         """A run, its members and their status intervals."""
         root = self.run_row(workflow_id, app)
-        members = self._members(workflow_id, root["created_at"], app)
+        done = root["root_known"] and root["status"] in FINAL_STATUSES and not root["running_members"]
+        members = self._members(workflow_id, root["created_at"], root["updated_at"] if done else None, app)
         truncated = len(members) > MAX_MEMBERS
         members = members[:MAX_MEMBERS]
         if not root["root_known"] and not members:
@@ -345,7 +357,7 @@ class Workflows:
 
     # --- a type's page ----------------------------------------------------------------
     def of_type(self, workflow_type: str, *, app=None, status=None, limit=50, histogram_runs=None,
-                histogram_status=None) -> dict:
+                histogram_status=None, since=None, until=None) -> dict:
         runs = self.runs(app=app, workflow_type=workflow_type, status=status, limit=limit)
         if not runs["items"] and not status:
             raise NotFound(f"workflow type {workflow_type} is not in the log")
@@ -359,8 +371,9 @@ class Workflows:
         for wid in chosen:
             loaded = self._load(wid, app)
             histograms.append({"workflow_id": wid, "histogram": self.histogram(loaded, cats)})
-        stats = next(iter(self.types(app=app, workflow_type=workflow_type)["items"]), None)
-        return {"workflow_type": workflow_type, "summary": stats, **runs, "histograms": histograms}
+        stats = next(iter(self.types(app=app, workflow_type=workflow_type, since=since, until=until)["items"]), None)
+        return {"workflow_type": workflow_type, "summary": stats, "since": self.iso(since), "until": self.iso(until),
+                **runs, "histograms": histograms}
 
     # --- comparison -------------------------------------------------------------------
     def compare(self, ids: Sequence[str], *, app=None) -> dict:

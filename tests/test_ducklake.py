@@ -144,6 +144,15 @@ def test_three_ingest_nodes_and_a_web_node_equal_one_node(lake, tmp_path, record
         assert wait_until(lambda: _histories(web.api) == want, timeout=30, message="identical histories")
         runners = {r["runner_id"] for r in httpx.get(web.api + "/runners").json()}
         assert runners == {r["runner_id"] for r in single.get("/runners").json()}
+        # Tasks and workflows read the same off the lake's caches.
+        def figures(api):
+            tasks = {(t["task_id"], t["invocations"], tuple(sorted(t["counts_by_status"].items())))
+                     for t in httpx.get(api + "/tasks").json()["items"]}
+            runs = {(r["workflow_id"], r["members"], r["status"])
+                    for r in httpx.get(api + "/workflows/runs").json()["items"]}
+            return tasks, runs
+        assert wait_until(lambda: figures(web.api) == figures(single.api), timeout=30, message="same tasks and runs")
+        assert figures(single.api)[1], "the capture's workflow run is listed"
     finally:
         for n in ingest + [web]:
             n.stop()

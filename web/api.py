@@ -239,7 +239,8 @@ def task(request: Request):
 
 
 def workflow_types(request: Request):
-    return JSONResponse(_qs(request).workflow_types(app=_p(request, "app")))
+    return JSONResponse(_qs(request).workflow_types(app=_p(request, "app"), since=_p(request, "since"),
+                                                    until=_p(request, "until")))
 
 
 def workflow_runs(request: Request):
@@ -263,7 +264,7 @@ def workflow_type(request: Request):
     return JSONResponse(_qs(request).workflow_type(
         request.path_params["type"], app=_p(request, "app"), status=p.getlist("status"),
         limit=_int(request, "limit"), histogram_runs=p.getlist("histogram_workflow"),
-        histogram_status=p.getlist("histogram_status")))
+        histogram_status=p.getlist("histogram_status"), since=_p(request, "since"), until=_p(request, "until")))
 
 
 def openapi(request: Request):

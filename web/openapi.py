@@ -28,6 +28,7 @@ STATUS_LIST = {"name": "status", "in": "query", "required": False, "style": "for
 LOG_FILTERS = [APP, _q("q", "Literal text, any case."), _q("level", "At least this level (INFO, WARN, ...)."),
                _q("runner", "Runner or worker id."), _q("worker", "Worker id."), _q("invocation", "Invocation id."),
                _q("task", "Task id."), SINCE, UNTIL]
+SUMMARY_SINCE = _q("since", "RFC 3339 time, relative like -7d, or `all`; default the last 24 h.")
 ID = _path("id", "The id.")
 HISTOGRAM_STATUS = {"name": "histogram_status", "in": "query", "required": False, "style": "form", "explode": True,
                     "description": "Occupancy categories counted: registered, pending, running (default: pending, "
@@ -85,11 +86,11 @@ PATHS = {
     "/anomalies": _get("Orphaned, stuck and slow invocations, failure spikes, silent runners; each says why.",
                        [APP]),
     "/tasks": _get("Per task: counts by status, success rate, duration p50/p95/p99, throughput.",
-                   [APP, SINCE, UNTIL]),
+                   [APP, SUMMARY_SINCE, UNTIL]),
     "/tasks/{task_id}": _get("One task: its figures, a duration and throughput series over time, error types with "
                              "their latest example, recent invocations.",
-                             [_path("task_id", "The task id."), APP, SINCE, UNTIL]),
-    "/workflows": _get("Workflow types: runs, statuses, duration p50/p95, members.", [APP]),
+                             [_path("task_id", "The task id."), APP, SUMMARY_SINCE, UNTIL]),
+    "/workflows": _get("Workflow types: runs, statuses, duration p50/p95, members.", [APP, SUMMARY_SINCE, UNTIL]),
     "/workflows/runs": _get("Workflow runs, newest first, with status, duration, members, parent workflow.", [
         APP, _q("type", "Workflow type."), STATUS_LIST, SINCE, UNTIL, LIMIT]),
     "/workflows/runs/{id}": _get("One run: members with time per status, sub-workflows, occupancy histogram.", [
@@ -105,7 +106,7 @@ PATHS = {
                                          "style": "form", "explode": True,
                                          "description": "Runs to draw histograms for (up to 10).",
                                          "schema": {"type": "array", "items": {"type": "string"}}},
-                                        HISTOGRAM_STATUS]),
+                                        HISTOGRAM_STATUS, SUMMARY_SINCE, UNTIL]),
     "/overview": _get("Counts by status, in flight, runners alive, last ingest, apps.", [APP]),
     "/logs": _get("Log lines, newest first.", LOG_FILTERS + [LIMIT, CURSOR]),
     "/logs/tail": _get("Server-Sent Events: new log lines as they are committed.", [

@@ -201,8 +201,9 @@ def task_page(request: Request) -> Response:
 
 
 def workflows_page(request: Request) -> Response:
-    data = _qs(request).workflow_types(app=_p(request, "app"))
-    return render(request, "workflows.html", "Workflows", data, _api("/api/v1/workflows", request, ("app",)))
+    data = _qs(request).workflow_types(app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"))
+    return render(request, "workflows.html", "Workflows", data,
+                  _api("/api/v1/workflows", request, ("app", "since", "until")))
 
 
 WORKFLOW_RUN_FILTERS = ("app", "type", "status", "since", "until", "limit")
@@ -221,10 +222,11 @@ def workflow_type_page(request: Request) -> Response:
     wtype, p = request.path_params["type"], request.query_params
     data = _qs(request).workflow_type(wtype, app=_p(request, "app"), status=p.getlist("status"),
                                       limit=_int(request, "limit"), histogram_runs=p.getlist("histogram_workflow"),
-                                      histogram_status=p.getlist("histogram_status"))
+                                      histogram_status=p.getlist("histogram_status"), since=_p(request, "since"),
+                                      until=_p(request, "until"))
     return render(request, "workflow_type.html", f"Workflow {wtype}", data,
                   _api(f"/api/v1/workflows/{quote(wtype, safe='')}", request,
-                       ("app", "status", "limit", "histogram_workflow", "histogram_status")))
+                       ("app", "status", "limit", "histogram_workflow", "histogram_status", "since", "until")))
 
 
 def workflow_run_page(request: Request) -> Response:
