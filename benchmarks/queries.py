@@ -96,8 +96,9 @@ def measure(path: str, n: int, reps: int) -> dict:
     from tasktrail.store.duckdb import DuckDBStore
 
     store = DuckDBStore(path)
-    qs = QueryService(store)
     step = 3600 / PER_HOUR
+    end = BASE + timedelta(seconds=n * step)
+    qs = QueryService(store, clock=lambda: end)  # "now" is the end of the generated data, as in a live store
     mid = n // 2
     inv = qs.invocations(limit=1, since=(BASE + timedelta(seconds=mid * step)).isoformat())["items"][-1]["invocation_id"]
     page1 = qs.invocations(limit=50)

@@ -146,14 +146,18 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                count(*) FILTER (WHERE updated_at >= $w AND status = 'FAILED') AS fw,
                count(*) FILTER (WHERE updated_at >= $w) AS nw,
                count(*) FILTER (WHERE updated_at < $w AND status = 'FAILED') AS fb,
-               count(*) FILTER (WHERE updated_at < $w) AS nb
+               count(*) FILTER (WHERE updated_at < $w) AS nb,
+               min(updated_at) FILTER (WHERE updated_at >= $w AND status = 'FAILED') AS first_failed,
+               (list(invocation_id ORDER BY updated_at DESC) FILTER (WHERE updated_at >= $w AND status = 'FAILED'))[1:20]
+                   AS failed_ids
         FROM invocation_state WHERE updated_at >= $b AND status IN ('SUCCESS', 'FAILED') GROUP BY ALL""",
                {"w": now - timedelta(seconds=s.spike_window_s),
                 "b": now - timedelta(seconds=s.spike_window_s + s.spike_baseline_s)}).dicts():
         rate = d["fw"] / d["nw"] if d["nw"] else 0.0
         base = max(d["fb"] / d["nb"] if d["nb"] else 0.0, 0.01)
         if d["fw"] >= s.spike_min_failures and rate >= s.spike_factor * base:
-            out.append({"kind": "failure_spike", "app_id": d["app_id"], "task_id": d["task_id"], "since": None,
+            out.append({"kind": "failure_spike", "app_id": d["app_id"], "task_id": d["task_id"],
+                        "since": d["first_failed"], "invocation_ids": list(d["failed_ids"] or []),
                         "why": f"{d['fw']} of {d['nw']} failed in the last {s.spike_window_s / 60:g} min "
                                f"({rate:.0%}), against {base:.0%} before"})
     alive_apps = set()

@@ -155,9 +155,11 @@ def _statuses(status: Sequence[str] | None) -> list[str]:
 
 
 class QueryService:
-    def __init__(self, log: EventLog, settings: QuerySettings = QuerySettings()) -> None:
+    def __init__(self, log: EventLog, settings: QuerySettings = QuerySettings(), clock=None) -> None:
+        """`clock()` is the current time as naive UTC (a benchmark sets it to the end of its data)."""
         self.log = log
         self.settings = settings
+        self._clock = clock
         # Per-thread memo of invocation brackets for the duration of one page (invocation_page).
         self._page = threading.local()
 
@@ -1163,7 +1165,7 @@ class QueryService:
         apps = [a for (a,) in self._q("SELECT DISTINCT app_id FROM invocation_state UNION "
                                       "SELECT DISTINCT app_id FROM runner_state").rows]
         found: dict = {}
-        for a in find(self._q, self.settings.anomalies, datetime.now(timezone.utc).replace(tzinfo=None)):
+        for a in find(self._q, self.settings.anomalies, self._now()):
             found[(a["app_id"], a["kind"])] = found.get((a["app_id"], a["kind"]), 0) + 1
         anomalies = [(app, kind, found.get((app, kind), 0)) for app in sorted(apps) for kind in KINDS]
         return {"invocations_by_status": by_status, "transitions": transitions, "durations": durations,
@@ -1191,9 +1193,8 @@ class QueryService:
         }
 
     # --- tasks and workflows ----------------------------------------------------------
-    @staticmethod
-    def _now() -> datetime:
-        return datetime.now(timezone.utc).replace(tzinfo=None)
+    def _now(self) -> datetime:
+        return self._clock() if self._clock else datetime.now(timezone.utc).replace(tzinfo=None)
 
     def _summary_window(self, since, until) -> tuple:
         """The window of a summary page: `since` (default the last 24 h, `all` for no bound) and `until`,
@@ -1252,7 +1253,7 @@ class QueryService:
         """Stuck, orphaned and slow work, failure spikes, silent runners (query/anomalies.py)."""
         from .anomalies import KINDS, find
         s = settings or self.settings.anomalies
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = self._now()
         items = [a for a in find(self._q, s, now) if not app or a["app_id"] == app]
         for a in items:
             a["since"] = iso(a["since"])

@@ -70,6 +70,7 @@ def test_failure_spike_and_silent_scheduler_are_flagged(server):
     assert {x["kind"] for x in a["items"]} == {"failure_spike", "scheduler_silent"}, a["items"]
     spike = next(x for x in a["items"] if x["kind"] == "failure_spike")
     assert spike["task_id"] == "mail.send" and "9 of 12" in spike["why"] and spike["link"] == "/tasks/mail.send"
+    assert sorted(spike["invocation_ids"]) == sorted(f"now-{k}" for k in range(9))  # the failures involved
     sched = next(x for x in a["items"] if x["kind"] == "scheduler_silent")
     assert "every 1.0 s" in sched["why"] and sched["link"] == "/atomic-services"
     em.shutdown()
