@@ -543,13 +543,21 @@ class QueryService:
                                                                OR running.top = r.runner_id) AS running_ids
             FROM runners r {('WHERE ' + ' AND '.join(where)) if where else ''}
             ORDER BY r.first_seen, r.runner_id""", params)
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        dead_after = timedelta(seconds=self.settings.runner_dead_after_s)
+        from .anomalies import alive as is_alive, process_last_seen
+        dead = self._now() - timedelta(seconds=self.settings.runner_dead_after_s)
+        rows = r.dicts()
+        procs = process_last_seen(self._q, dead) if any(not d["heartbeats"] for d in rows) else {}
+        parents = {d["runner_id"]: d for d in rows}
+        missing = {d["parent_runner_id"] for d in rows if d["parent_runner_id"] and d["parent_runner_id"] not in parents}
+        if missing:
+            for p in self._q("SELECT * FROM runners WHERE runner_id IN (SELECT unnest(?::VARCHAR[]))",
+                             [sorted(missing)]).dicts():
+                parents[p["runner_id"]] = p
         out = []
-        for d in r.dicts():
+        for d in rows:
             last = d["last_activity"]
             stopped = d["stopped_at"]
-            alive = bool(last and last >= now - dead_after and (stopped is None or last > stopped))
+            alive = is_alive(d, parents.get(d["parent_runner_id"]), procs, dead)
             out.append({
                 "runner_id": d["runner_id"], "app_id": d["app_id"], "runner_class": d["runner_class"],
                 "parent_runner_id": d["parent_runner_id"], "hostname": d["hostname"], "pid": d["pid"],

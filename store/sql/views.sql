@@ -25,7 +25,8 @@ FROM invocation_state;
 -- lifecycle events, heartbeats and the transitions it stamped.
 CREATE OR REPLACE VIEW runners AS
 SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, first_seen, last_lifecycle,
-       last_heartbeat, stopped_at, started_at, greatest(last_event, last_transition) AS last_activity
+       last_heartbeat, stopped_at, started_at, greatest(last_event, last_transition) AS last_activity,
+       coalesce(heartbeats, 0) AS heartbeats
 FROM runner_state WHERE first_seen IS NOT NULL;
 
 -- Log lines (application logs and records no dialect knew).
