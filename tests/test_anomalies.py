@@ -43,6 +43,13 @@ def test_orphaned_pending_and_slow_are_flagged_and_nothing_else(server):
     assert "runner-gone" in by[("orphaned", "orphan")]["why"] and "stopped" in by[("orphaned", "orphan")]["why"]
     assert "p99" in by[("slow", "slow")]["why"] and by[("slow", "slow")]["link"] == "/invocations/slow"
     assert a["counts"] == {"orphaned": 1, "pending_too_long": 1, "slow": 1}
+    # The page lists them, filtered by kind, and its twin is the API's answer.
+    import httpx
+    page = httpx.get(server.web + "/anomalies", params={"kind": "orphaned"}).text
+    assert page.count('<tr data-kind="orphaned"') == 1 and 'data-kind="slow"' not in page.split("<tbody>")[1]
+    assert 'data-invocation-id="orphan"' in page
+    twin = httpx.get(server.web + "/anomalies?format=json").json()
+    assert {(x["kind"], x.get("invocation_id")) for x in twin["items"]} == set(by)
     em.shutdown()
 
 

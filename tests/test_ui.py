@@ -72,7 +72,7 @@ def test_every_page_loads_clean_and_offline(filled, browser):
              "runner-shop": "/runners/runner-A", "atomic": "/atomic-services", "events": "/events",
              "event": "/events/ev-1", "trigger-runs": "/trigger-runs", "trigger-run": "/trigger-runs/tr-1",
              "sql": "/sql", "trace": f"/traces/{trace_id}", "ops": "/ops", "runs": "/runs", "logs": "/logs",
-             "log-explorer": "/log-explorer", "tasks": "/tasks", "workflows": "/workflows",
+             "log-explorer": "/log-explorer", "tasks": "/tasks", "workflows": "/workflows", "anomalies": "/anomalies",
              "workflow-runs": "/workflows/runs"}
     fan = next(t for t in srv.get("/workflows").json()["items"] if t["workflow_type"].endswith(".fan"))
     fan_run = srv.get("/workflows/runs", params={"type": fan["workflow_type"]}).json()["items"][0]["workflow_id"]

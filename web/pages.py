@@ -22,7 +22,7 @@ from .responses import JSONResponse
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
                              FINAL_STATUSES=FINAL_STATUSES)
-NAV = [("/", "Overview"), ("/ops", "Ops"), ("/runs", "Runs"), ("/invocations", "Invocations"),
+NAV = [("/", "Overview"), ("/anomalies", "Anomalies"), ("/ops", "Ops"), ("/runs", "Runs"), ("/invocations", "Invocations"),
        ("/timeline", "Timeline"), ("/tasks", "Tasks"), ("/workflows", "Workflows"), ("/logs", "Logs"), ("/log-explorer", "Log explorer"), ("/runners", "Runners"),
        ("/atomic-services", "Atomic services"), ("/events", "Events"), ("/trigger-runs", "Trigger runs"),
        ("/sql", "SQL")]
@@ -32,15 +32,15 @@ def _qs(request: Request) -> QueryService:
     return request.app.state.query
 
 
-def render(request: Request, template: str, title: str, data: dict, api: str | None) -> Response:
-    """The page, or its JSON twin with ?format=json."""
+def render(request: Request, template: str, title: str, data: dict, api: str | None, **extra) -> Response:
+    """The page, or its JSON twin with ?format=json. `extra`: template-only values (not in the twin)."""
     if request.query_params.get("format") == "json":
         return JSONResponse(data)
     app = _p(request, "app")
     twin = request.url.include_query_params(format="json")
     return TEMPLATES.TemplateResponse(request, template, {
         "title": title, "data": data, "api": api, "twin": str(twin.path) + "?" + twin.query, "nav": NAV,
-        "app": app, "path": request.url.path, "settings": request.app.state.page_settings})
+        "app": app, "path": request.url.path, "settings": request.app.state.page_settings, **extra})
 
 
 def overview(request: Request) -> Response:
@@ -186,6 +186,15 @@ def trace_page(request: Request) -> Response:
                   f"/api/v1/traces/{trace_id}")
 
 
+def anomalies_page(request: Request) -> Response:
+    from tasktrail.query.anomalies import KINDS
+    data = _qs(request).anomalies(_p(request, "app"))
+    chosen = [k for k in request.query_params.getlist("kind") if k in KINDS]
+    resp = render(request, "anomalies.html", "Anomalies", data, _api("/api/v1/anomalies", request, ("app",)),
+                  kinds=KINDS, chosen=chosen)
+    return resp
+
+
 def tasks_page(request: Request) -> Response:
     f = {k: _p(request, k) for k in ("since", "until")}
     data = _qs(request).tasks(app=_p(request, "app"), **f)
@@ -267,6 +276,7 @@ ROUTES = [
     Route("/runs", runs_page),
     Route("/ops", ops_page),
     Route("/traces/{trace_id}", trace_page),
+    Route("/anomalies", anomalies_page),
     Route("/tasks", tasks_page),
     Route("/tasks/{task_id:path}", task_page),
     Route("/workflows", workflows_page),
