@@ -8,9 +8,15 @@
   TT.PALETTE = ["#3498db", "#e67e22", "#27ae60", "#9b59b6", "#e74c3c", "#16a085", "#f1c40f", "#34495e",
                 "#d35400", "#1abc9c", "#8e44ad", "#2c3e50"];
   TT.OTHER = "#bdc3c7";
-  /* A task keeps its colour on every chart: picked by a hash of its id. */
+  /* A task keeps its colour on every chart of a page: assignTaskColors gives the page's tasks distinct
+     colours in order; a task not assigned gets one by a hash of its id. */
+  const assigned = new Map();
+  TT.assignTaskColors = function (tasks) {
+    for (const t of tasks) if (t !== "Other" && !assigned.has(t)) assigned.set(t, TT.PALETTE[assigned.size % TT.PALETTE.length]);
+  };
   TT.taskColor = function (task) {
     if (task === "Other") return TT.OTHER;
+    if (assigned.has(task)) return assigned.get(task);
     let h = 0;
     for (let i = 0; i < task.length; i++) h = (h * 31 + task.charCodeAt(i)) >>> 0;
     return TT.PALETTE[h % TT.PALETTE.length];
@@ -65,14 +71,16 @@
     let acc = new Array(x.length).fill(0);
     const sums = series.map((s) => (acc = acc.map((a, i) => a + (s.values[i] || 0))));
     const order = series.map((_, i) => i).reverse();
-    const bars = uPlot.paths.bars({ size: [opts.barWidth || 0.9, 80], align: opts.time ? 1 : 0 });
+    const bars = uPlot.paths.bars({ size: [opts.barWidth || 0.9, opts.step ? Infinity : 80], align: opts.time ? 1 : 0 });
     const axisX = opts.labels
       ? { splits: () => x, values: (u, vals) => vals.map((v) => opts.labels[v] ?? ""), size: 50 }
       : {};
     const u = new uPlot({
       width: widthOf(el), height,
       scales: {
-        x: opts.labels ? { time: false, range: () => [-0.6, x.length - 0.4] } : { time: !!opts.time },
+        x: opts.labels ? { time: false, range: () => [-0.6, x.length - 0.4] }
+          : opts.step ? { time: !!opts.time, range: () => [x[0], x[x.length - 1] + opts.step] }  // room for the last bucket
+          : { time: !!opts.time },
         y: { range: (u, min, max) => [0, max > 0 ? max * 1.05 : 1] },
       },
       axes: [axisX, { label: opts.yLabel || "", size: 60, values: (u, vals) => vals.map((v) => fmtNum(v, opts.unit)) }],
@@ -94,6 +102,6 @@
     const x = h.buckets.map((t) => Date.parse(t) / 1000);
     const series = h.series.map((s) => ({ label: s.task_id, values: s.counts, color: TT.taskColor(s.task_id) }));
     el.dataset.bucketS = String(h.bucket_s);
-    return TT.stackedBars(el, x, series, { time: true, yLabel: h.categories.join(" + "), height: 180 });
+    return TT.stackedBars(el, x, series, { time: true, step: h.bucket_s, yLabel: h.categories.join(" + "), height: 180 });
   };
 })();
