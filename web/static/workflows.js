@@ -7,9 +7,11 @@
   // Occupancy histograms: one per element carrying data-histogram="<workflow id>" (or the run's own);
   // the page's tasks get distinct colours, busiest first, the same on every histogram.
   const all = (d.histogram ? [d.histogram] : []).concat((d.histograms || []).map((x) => x.histogram));
-  const load = new Map();
-  for (const h of all) for (const s of h.series) load.set(s.task_id, (load.get(s.task_id) || 0) + s.counts.reduce((a, b) => a + b, 0));
-  TT.assignTaskColors(Array.from(load.keys()).sort((a, b) => load.get(b) - load.get(a) || (a < b ? -1 : 1)));
+  if (all.length && TT.assignTaskColors) {  // pages without charts (the runs list) do not load charts.js
+    const load = new Map();
+    for (const h of all) for (const s of h.series) load.set(s.task_id, (load.get(s.task_id) || 0) + s.counts.reduce((a, b) => a + b, 0));
+    TT.assignTaskColors(Array.from(load.keys()).sort((a, b) => load.get(b) - load.get(a) || (a < b ? -1 : 1)));
+  }
   document.querySelectorAll("[data-histogram]").forEach((el) => {
     const wid = el.dataset.histogram;
     const h = d.histogram && d.workflow_id === wid ? d.histogram
