@@ -166,6 +166,12 @@ def measure_http(path: str, inv: str, window: dict, day: dict, reps: int) -> dic
                 "HTTP task detail, 24 h": lambda: get("/tasks/shop.pay", **day),
                 "HTTP workflow type": lambda: get("/workflows/flow.order", **day),
             }
+            # A fresh server first runs retention over the store and starts with a cold buffer pool: at 10M
+            # that tripled the first minute's reads. Time the steady state, as a long-running server is.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                for fn in reads.values():
+                    fn()
             return {name: timed(fn, reps) for name, fn in reads.items()}
     finally:
         proc.terminate()
