@@ -173,13 +173,11 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                         "since": d["first_failed"], "invocation_ids": list(d["failed_ids"] or []),
                         "why": f"{d['fw']} of {d['nw']} failed in the last {s.spike_window_s / 60:g} min "
                                f"({rate:.0%}), against {base:.0%} before"})
-    alive_apps = set()
     for d in runners.values():
         if d["first_seen"] is None or d["stopped_at"] is not None and (d["last_activity"] or now) <= d["stopped_at"]:
             continue  # known only from transitions, or stopped
-        if is_alive(d):
-            alive_apps.add(d["app_id"])
-        elif d["runner_class"] != "ExternalRunner":  # a submitting client (pynenc's, rustvello's), not a runner
+        # ExternalRunner: a submitting client (pynenc's, rustvello's), not a runner.
+        if not is_alive(d) and d["runner_class"] != "ExternalRunner":
             out.append({"kind": "runner_silent", "app_id": d["app_id"], "runner_id": d["runner_id"],
                         "since": d["last_activity"],
                         "why": f"no record from it, its parent or its process since "
@@ -187,16 +185,26 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                                f"(dead after {s.runner_dead_after_s:g} s)"})
     for d in q("""
         SELECT app_id, max(ts) AS last, count(*) AS n,
-               (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s
-        FROM (SELECT app_id, ts FROM atomic_decisions WHERE ts >= $b
-              UNION ALL SELECT app_id, ts FROM atomic_executions WHERE ts >= $b) GROUP BY app_id""",
+               (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s,
+               list(DISTINCT runner_id) FILTER (WHERE runner_id IS NOT NULL) AS runner_ids
+        FROM (SELECT app_id, ts, runner_id FROM atomic_decisions WHERE ts >= $b
+              UNION ALL SELECT app_id, ts, runner_id FROM atomic_executions WHERE ts >= $b) GROUP BY app_id""",
                {"b": now - timedelta(seconds=s.spike_baseline_s)}).dicts():
-        if d["n"] < 3 or not d["every_s"] or d["app_id"] not in alive_apps:
-            continue  # too few fires to know its rhythm, or no runner alive to run it (runner_silent says so)
+        # Only while a runner that has run the scheduler keeps talking (within the silence limit): a runner
+        # gone quiet as long as its scheduler is the runner's news (runner_silent), not the scheduler's.
+        if d["n"] < 3 or not d["every_s"]:
+            continue  # too few fires to know its rhythm
         limit = max(s.scheduler_factor * d["every_s"], s.scheduler_min_silence_s)
-        if (now - d["last"]).total_seconds() > limit:
+        if (now - d["last"]).total_seconds() <= limit:
+            continue
+        talking = [h for h in (runners.get((d["app_id"], r)) for r in d["runner_ids"] or [])
+                   if h is not None and h["runner_class"] != "ExternalRunner" and h["stopped_at"] is None
+                   and h["last_activity"] is not None and (now - h["last_activity"]).total_seconds() <= limit]
+        if talking:
             out.append({"kind": "scheduler_silent", "app_id": d["app_id"], "since": d["last"],
+                        "runner_id": talking[0]["runner_id"],
                         "why": f"the atomic-service scheduler last fired at {d['last']:%Y-%m-%d %H:%M:%S}; it "
-                               f"fires every {d['every_s']:.1f} s and runners are alive"})
+                               f"fires every {d['every_s']:.1f} s, and {talking[0]['runner_id']}, which ran it, "
+                               f"is still sending"})
     out.sort(key=lambda a: a["since"] or now, reverse=True)
     return out

@@ -1265,7 +1265,8 @@ class QueryService:
         items = [a for a in find(self._q, s, now) if not app or a["app_id"] == app]
         for a in items:
             a["since"] = iso(a["since"])
-            a["link"] = (f"/invocations/{a['invocation_id']}" if a.get("invocation_id")
+            a["link"] = ("/atomic-services" if a["kind"] == "scheduler_silent"
+                         else f"/invocations/{a['invocation_id']}" if a.get("invocation_id")
                          else f"/runners/{a['runner_id']}" if a.get("runner_id")
                          else f"/tasks/{quote(a['task_id'], safe='')}" if a.get("task_id") else "/atomic-services")
         counts = {k: 0 for k in KINDS}

@@ -72,6 +72,15 @@ def test_failure_spike_and_silent_scheduler_are_flagged(server):
         em.atomic_decision("claimed", timestamp=ago(70 - k))
     em.heartbeat(timestamp=ago(0))
     assert em.flush()
+    # Another app whose scheduler stopped with its runner (a stop between rounds): not an anomaly.
+    r2 = Runner("runner-done", "ThreadRunner", hostname="h4", pid=4)
+    em2 = Emitter(endpoint=server.otlp_http, app_id="batch", runner=r2, protocol="http/protobuf", token="tok123")
+    em2.runner_started(timestamp=ago(80))
+    for k in range(10):
+        em2.atomic_decision("claimed", timestamp=ago(70 - k))
+    em2.runner_stopped(timestamp=ago(60))
+    assert em2.flush()
+    em2.shutdown()
     a = wait_until(lambda: (lambda x: x if len(x["items"]) >= 2 else None)(server.get("/anomalies").json()),
                    timeout=20, message="a spike and a silent scheduler")
     assert {x["kind"] for x in a["items"]} == {"failure_spike", "scheduler_silent"}, a["items"]
@@ -79,5 +88,6 @@ def test_failure_spike_and_silent_scheduler_are_flagged(server):
     assert spike["task_id"] == "mail.send" and "9 of 12" in spike["why"] and spike["link"] == "/tasks/mail.send"
     assert sorted(spike["invocation_ids"]) == sorted(f"now-{k}" for k in range(9))  # the failures involved
     sched = next(x for x in a["items"] if x["kind"] == "scheduler_silent")
+    assert sched["app_id"] == "mail" and server.get("/anomalies", params={"app": "batch"}).json()["items"] == []
     assert "every 1.0 s" in sched["why"] and sched["link"] == "/atomic-services"
     em.shutdown()
