@@ -11,7 +11,8 @@ tasktrail.v1 through the emitter:
   history), with the runner context that made it, the owner, and for REGISTERED the task, parent,
   parent event, workflow identity and the arguments preview (`str(call.arguments)`, which honours
   `argument_print_mode`); results and exceptions ride on the final transition;
-- runner contexts (`store_runner_context`) and heartbeats (`register_runner_heartbeats`);
+- runner contexts (`store_runner_context`), heartbeats (`register_runner_heartbeats`) and the end of a
+  runner's loop (`BaseRunner.on_stop`);
 - every atomic-service claim decision, the ones pynenc drops too (`decide_atomic_service_claim`),
   and execution windows (`record_atomic_service_execution_start` / `finalize_...`);
 - trigger events and runs (`BaseTrigger.store_event` / `store_trigger_run`).
@@ -173,6 +174,12 @@ class Exporter:
                 self.send(backend.app, lambda em, c=ctx: em.runner_started(self.runner(c)))
             ctx = getattr(ctx, "parent_ctx", None)
 
+    def on_runner_stop(self, runner) -> None:
+        """A runner's loop ended (pynenc's `BaseRunner.on_stop`): its context is stopped, not silent."""
+        ctx = getattr(runner, "runner_context", None)
+        if ctx is not None:
+            self.send(runner.app, lambda em, c=ctx: em.runner_stopped(self.runner(c)))
+
     def on_heartbeats(self, orchestrator, runner_ids, can_run_atomic_service, consumed_queues) -> None:
         for rid in runner_ids:
             ctx = self._contexts.get(rid)
@@ -290,6 +297,7 @@ def _on_init(base, hooks: dict) -> None:
 def _patch(ex: Exporter) -> None:
     from pynenc.orchestrator import base_orchestrator
     from pynenc.orchestrator.base_orchestrator import BaseOrchestrator
+    from pynenc.runner.base_runner import BaseRunner
     from pynenc.state_backend.base_state_backend import BaseStateBackend
     from pynenc.trigger.base_trigger import BaseTrigger
 
@@ -302,6 +310,7 @@ def _patch(ex: Exporter) -> None:
            lambda self, invocation_id, status_record, runner_context:
            ex.on_history(self, [invocation_id], status_record, runner_context))
     _after(BaseStateBackend, "set_result", lambda self, invocation_id, result: ex.on_result(invocation_id, result))
+    _after(BaseRunner, "on_stop", lambda self: ex.on_runner_stop(self))
     _after(BaseStateBackend, "set_exception",
            lambda self, invocation_id, exception, *a, **k: ex.on_exception(invocation_id, exception))
     # Abstract in pynenc: hooked on the concrete class when pynenc builds the component.

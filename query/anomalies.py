@@ -110,12 +110,14 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
         ctx = runners.get((d["app_id"], d["ctx"])) if d["ctx"] else None
         if d["status"] != "RUNNING" or ctx is None:
             continue
-        stopped = ctx["stopped_at"] is not None and ctx["stopped_at"] >= d["updated_at"]
+        parent = runners.get((d["app_id"], ctx["parent_runner_id"]))
+        stopped_at = ctx["stopped_at"] or (parent["stopped_at"] if parent else None)  # it, or its process's runner
+        stopped = stopped_at is not None and stopped_at >= d["updated_at"]
         if not stopped and is_alive(ctx):
             continue
         last = ctx["last_activity"]
         why = (f"RUNNING since {d['updated_at']:%Y-%m-%d %H:%M:%S} on {d['ctx']}, which stopped at "
-               f"{ctx['stopped_at']:%H:%M:%S}" if stopped
+               f"{stopped_at:%H:%M:%S}" if stopped
                else f"RUNNING since {d['updated_at']:%Y-%m-%d %H:%M:%S} on {d['ctx']}, "
                     + (f"whose heartbeats stopped at {last:%H:%M:%S}" if ctx["heartbeats"]
                        else f"silent since {last:%H:%M:%S}, with nothing from its parent or its process")

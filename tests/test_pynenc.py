@@ -69,3 +69,9 @@ def test_pynenc_histories_equal_pynencs_own(server, tmp_path, kind):
     assert decisions and {d["reason"] for d in decisions} <= {
         "ASSIGNED", "NOT_ASSIGNED_SLOT", "NO_STABLE_RUNNERS", "SCHEDULED_RUNNER_IN_GRACE", "SLOT_WINDOW_INVALID",
         "LATE_START"}
+    # The runner's loop ended (stop_runner_loop / SIGTERM): its context reads stopped, not silent or alive.
+    def stopped():
+        top = [r for r in server.get("/runners", params={"app": f"pn-{kind}"}).json()
+               if r["runner_class"] != "ExternalRunner" and not r["parent_runner_id"]]
+        return top if top and all(r["stopped_at"] and not r["alive"] for r in top) else None
+    assert wait_until(stopped, timeout=15, message="the pynenc runner's stop")
