@@ -71,6 +71,27 @@ def _clean(attrs: Mapping[str, Any]) -> dict:
     return out
 
 
+# The OTel SDK's OTLP exporters: (transport, signal) -> (module under opentelemetry.exporter.otlp.proto, class).
+_EXPORTERS = {("grpc", "logs"): ("grpc._log_exporter", "OTLPLogExporter"),
+              ("grpc", "metrics"): ("grpc.metric_exporter", "OTLPMetricExporter"),
+              ("http", "logs"): ("http._log_exporter", "OTLPLogExporter"),
+              ("http", "metrics"): ("http.metric_exporter", "OTLPMetricExporter")}
+
+
+def _otlp_exporter(signal: str, endpoint: str, protocol: str, headers: Optional[Mapping[str, str]]):
+    """The OTel SDK's own OTLP exporter for `signal` (logs or metrics) over gRPC or HTTP/protobuf."""
+    import importlib
+    transport = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(protocol)
+    if transport is None:
+        raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
+    module, name = _EXPORTERS[(transport, signal)]
+    cls = getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
+    if transport == "grpc":
+        return cls(endpoint=endpoint.split("://", 1)[-1], insecure=not endpoint.startswith("https://"),
+                   headers=headers or None)
+    return cls(endpoint=endpoint.rstrip("/") + f"/v1/{signal}", headers=headers or None)
+
+
 class Emitter:
     """Sends tasktrail.v1 records for one app; each method names one canonical entity."""
 
@@ -89,16 +110,7 @@ class Emitter:
         hdrs = dict(headers or {})
         if token:
             hdrs["authorization"] = f"Bearer {token}"
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-            target = endpoint.split("://", 1)[-1]
-            exporter = OTLPLogExporter(endpoint=target, insecure=not endpoint.startswith("https://"),
-                                       headers=hdrs or None)
-        elif protocol in ("http", "http/protobuf"):
-            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-            exporter = OTLPLogExporter(endpoint=endpoint.rstrip("/") + "/v1/logs", headers=hdrs or None)
-        else:
-            raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
+        exporter = _otlp_exporter("logs", endpoint, protocol, hdrs)
         res = {n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id, n.TT_APP_ID: app_id,
                n.REVISION: n.TASKTRAIL_V1}
         if runner is not None:
@@ -231,15 +243,7 @@ class ProcessPulse:
         from opentelemetry.sdk.resources import Resource
 
         hdrs = {"authorization": f"Bearer {token}"} if token else None
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-            exporter = OTLPMetricExporter(endpoint=endpoint.split("://", 1)[-1],
-                                          insecure=not endpoint.startswith("https://"), headers=hdrs)
-        elif protocol in ("http", "http/protobuf"):
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-            exporter = OTLPMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=hdrs)
-        else:
-            raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
+        exporter = _otlp_exporter("metrics", endpoint, protocol, hdrs)
         started = time.monotonic()
         res = Resource.create({n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id,
                                n.HOST_NAME: socket.gethostname(), n.PROCESS_PID: os.getpid()})

@@ -26,6 +26,8 @@ class Status(str, Enum):
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 FINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "CONCURRENCY_CONTROLLED_FINAL"})
+# The same as an SQL list for `status IN (...)` (the query modules share it).
+FINAL_SQL = ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
 # Statuses drawn as bars on a timeline (pynmon's segment statuses).
 SEGMENT_STATUSES = frozenset({"PENDING", "RUNNING", "PAUSED"})
 # In flight: work that is owned by a runner or waiting for one.

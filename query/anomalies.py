@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from tasktrail.proto import names as n
 
@@ -67,37 +68,51 @@ def process_last_seen(q, since: datetime) -> dict:
     return seen
 
 
-def alive(ctx: dict, parent: dict | None, procs: dict, dead: datetime) -> bool:
-    """The one liveness rule (module doc). `ctx` and `parent`: runner rows with app_id, hostname, pid,
-    heartbeats, last_activity and stopped_at; `procs`: process_last_seen(); `dead`: now − dead-after."""
-    last, stopped = ctx["last_activity"], ctx["stopped_at"]
-    if stopped is not None and (last is None or last <= stopped):
-        return False
-    if last is not None and last >= dead:
-        return True
-    if ctx["heartbeats"]:
-        return False  # it heartbeats and stopped: its own word counts
-    if parent is not None and parent["stopped_at"] is None and (parent["last_activity"] or dead) > dead:
-        return True
-    return ctx["hostname"] is not None and ctx["pid"] is not None and \
-        (ctx["app_id"], ctx["hostname"], int(ctx["pid"])) in procs
+def stopped(ctx: dict) -> bool:
+    """A runner row whose last word is its stop (a later record means it started again)."""
+    return ctx["stopped_at"] is not None and (ctx["last_activity"] is None or ctx["last_activity"] <= ctx["stopped_at"])
 
 
-RUNNER_ROWS = """SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, stopped_at,
-                          coalesce(heartbeats, 0) AS heartbeats, greatest(last_event, last_transition) AS last_activity,
-                          first_seen
-                   FROM runner_state"""
+class Liveness:
+    """The one liveness rule (module doc) over the runner cache, read once per use. Rows carry app_id,
+    runner_id, parent_runner_id, hostname, pid, heartbeats, last_activity and stopped_at."""
+
+    ROWS = """SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, stopped_at,
+                     coalesce(heartbeats, 0) AS heartbeats, greatest(last_event, last_transition) AS last_activity,
+                     first_seen
+              FROM runner_state"""
+
+    def __init__(self, q, dead: datetime) -> None:
+        self.q, self.dead = q, dead
+        self.runners = {(d["app_id"], d["runner_id"]): d for d in q(self.ROWS).dicts()}
+
+    @cached_property
+    def procs(self) -> dict:  # read only when a context without heartbeats needs it
+        return process_last_seen(self.q, self.dead)
+
+    def parent(self, ctx: dict) -> dict | None:
+        return self.runners.get((ctx["app_id"], ctx["parent_runner_id"]))
+
+    def alive(self, ctx: dict) -> bool:
+        last = ctx["last_activity"]
+        if stopped(ctx):
+            return False
+        if last is not None and last >= self.dead:
+            return True
+        if ctx["heartbeats"]:
+            return False  # it heartbeats and stopped: its own word counts
+        parent = self.parent(ctx)
+        if parent is not None and parent["stopped_at"] is None and (parent["last_activity"] or self.dead) > self.dead:
+            return True
+        return ctx["hostname"] is not None and ctx["pid"] is not None and \
+            (ctx["app_id"], ctx["hostname"], int(ctx["pid"])) in self.procs
 
 
 def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     """`q(sql, params)` runs a read and returns a Result. Returns anomalies, most recent first."""
     out: list[dict] = []
-    dead = now - timedelta(seconds=s.runner_dead_after_s)
-    procs = process_last_seen(q, dead)
-    runners = {(d["app_id"], d["runner_id"]): d for d in q(RUNNER_ROWS).dicts()}
-
-    def is_alive(ctx: dict) -> bool:
-        return alive(ctx, runners.get((ctx["app_id"], ctx["parent_runner_id"])), procs, dead)
+    live = Liveness(q, now - timedelta(seconds=s.runner_dead_after_s))
+    runners = live.runners
 
     # One read of the work in flight serves the three invocation checks. Two `status = …` scans, not
     # `status IN (…)`: DuckDB 1.5 pushes an equality into the scan (other columns are read only for
@@ -106,18 +121,18 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     active = q(f"""SELECT {cols} FROM invocation_state WHERE status = 'RUNNING'
                    UNION ALL SELECT {cols} FROM invocation_state WHERE status = 'PENDING'""").dicts()
     orphaned = set()
-    for d in active:  # RUNNING on a context that stopped after it started, or is not alive (alive())
+    for d in active:  # RUNNING on a context that stopped after it started, or is not alive (Liveness)
         ctx = runners.get((d["app_id"], d["ctx"])) if d["ctx"] else None
         if d["status"] != "RUNNING" or ctx is None:
             continue
-        parent = runners.get((d["app_id"], ctx["parent_runner_id"]))
+        parent = live.parent(ctx)
         stopped_at = ctx["stopped_at"] or (parent["stopped_at"] if parent else None)  # it, or its process's runner
-        stopped = stopped_at is not None and stopped_at >= d["updated_at"]
-        if not stopped and is_alive(ctx):
+        gone = stopped_at is not None and stopped_at >= d["updated_at"]
+        if not gone and live.alive(ctx):
             continue
         last = ctx["last_activity"]
         why = (f"RUNNING since {d['updated_at']:%Y-%m-%d %H:%M:%S} on {d['ctx']}, which stopped at "
-               f"{stopped_at:%H:%M:%S}" if stopped
+               f"{stopped_at:%H:%M:%S}" if gone
                else f"RUNNING since {d['updated_at']:%Y-%m-%d %H:%M:%S} on {d['ctx']}, "
                     + (f"whose heartbeats stopped at {last:%H:%M:%S}" if ctx["heartbeats"]
                        else f"silent since {last:%H:%M:%S}, with nothing from its parent or its process")
@@ -141,7 +156,8 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
             SELECT app_id, task_id,
                    quantile_cont(epoch(updated_at) - epoch(coalesce(started_at, created_at)), 0.99), count(*)
             FROM invocation_state
-            WHERE updated_at >= $b AND status IN ('SUCCESS', 'FAILED') AND task_id IN (SELECT unnest($t::VARCHAR[]))
+            WHERE updated_at >= $b AND status IN ('SUCCESS', 'FAILED')
+              AND task_id IN (SELECT unnest($t::VARCHAR[]))
             GROUP BY ALL HAVING count(*) >= $n""",
                                      {"b": now - timedelta(seconds=s.slow_baseline_s), "t": tasks,
                                       "n": s.min_samples}).rows:
@@ -176,10 +192,10 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                         "why": f"{d['fw']} of {d['nw']} failed in the last {s.spike_window_s / 60:g} min "
                                f"({rate:.0%}), against {base:.0%} before"})
     for d in runners.values():
-        if d["first_seen"] is None or d["stopped_at"] is not None and (d["last_activity"] or now) <= d["stopped_at"]:
+        if d["first_seen"] is None or stopped(d):
             continue  # known only from transitions, or stopped
         # ExternalRunner: a submitting client (pynenc's, rustvello's), not a runner.
-        if not is_alive(d) and d["runner_class"] != "ExternalRunner":
+        if not live.alive(d) and d["runner_class"] != "ExternalRunner":
             out.append({"kind": "runner_silent", "app_id": d["app_id"], "runner_id": d["runner_id"],
                         "since": d["last_activity"],
                         "why": f"no record from it, its parent or its process since "

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
 from tasktrail.proto import names
-from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUSES, is_final
+from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINAL_STATUSES, STATUSES, is_final
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
@@ -58,7 +58,6 @@ class QuerySettings:
 # Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
 PARENT_SAYING_SOURCES = (names.RUSTVELLO_V1, names.TASKTRAIL_V1)
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
-_FINAL_IN = ", ".join(f"'{x}'" for x in sorted(FINAL_STATUSES))
 
 # One row per invocation from its transitions (the current status by status_order, as the views).
 INVOCATION_COLUMNS = """
@@ -543,21 +542,13 @@ class QueryService:
                                                                OR running.top = r.runner_id) AS running_ids
             FROM runners r {('WHERE ' + ' AND '.join(where)) if where else ''}
             ORDER BY r.first_seen, r.runner_id""", params)
-        from .anomalies import alive as is_alive, process_last_seen
-        dead = self._now() - timedelta(seconds=self.settings.runner_dead_after_s)
-        rows = r.dicts()
-        procs = process_last_seen(self._q, dead) if any(not d["heartbeats"] for d in rows) else {}
-        parents = {d["runner_id"]: d for d in rows}
-        missing = {d["parent_runner_id"] for d in rows if d["parent_runner_id"] and d["parent_runner_id"] not in parents}
-        if missing:
-            for p in self._q("SELECT * FROM runners WHERE runner_id IN (SELECT unnest(?::VARCHAR[]))",
-                             [sorted(missing)]).dicts():
-                parents[p["runner_id"]] = p
+        from .anomalies import Liveness
+        live = Liveness(self._q, self._now() - timedelta(seconds=self.settings.runner_dead_after_s))
         out = []
-        for d in rows:
+        for d in r.dicts():
             last = d["last_activity"]
             stopped = d["stopped_at"]
-            alive = is_alive(d, parents.get(d["parent_runner_id"]), procs, dead)
+            alive = live.alive(d)
             out.append({
                 "runner_id": d["runner_id"], "app_id": d["app_id"], "runner_class": d["runner_class"],
                 "parent_runner_id": d["parent_runner_id"], "hostname": d["hostname"], "pid": d["pid"],
@@ -1085,7 +1076,7 @@ class QueryService:
               SELECT app_id, invocation_id, task_id, status, created_at, updated_at,
                      coalesce(started_at, created_at) AS started_at, attempts, parent_invocation_id, parent_event_id
               FROM invocation_state {inner}),
-            r AS (SELECT *, CASE WHEN status IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL')
+            r AS (SELECT *, CASE WHEN status IN ({_FINAL_IN})
                                  THEN epoch(updated_at) - epoch(started_at) END AS duration_s FROM i)
             SELECT r.*, tr.trigger_run_id, tr.participants
             FROM r LEFT JOIN (SELECT triggered_invocation_id, arg_max(trigger_run_id, ts) AS trigger_run_id,
@@ -1164,7 +1155,7 @@ class QueryService:
         durations = self._q(f"""
             SELECT app_id, task_id, {cols}, count(*), sum(d)::DOUBLE FROM (
               SELECT app_id, task_id, epoch(updated_at) - epoch(coalesce(started_at, created_at)) AS d
-              FROM invocation_state WHERE status IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL'))
+              FROM invocation_state WHERE status IN ({_FINAL_IN}))
             GROUP BY ALL""").rows
         heartbeats = self._q("""SELECT app_id, runner_id, epoch(last_heartbeat) FROM runner_state
                                 WHERE last_heartbeat IS NOT NULL""").rows

@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Optional
 
-from tasktrail.proto.status import FINAL_STATUSES
+from tasktrail.proto.status import FINAL_SQL as FINAL_IN
 
 from .errors import NotFound
 
-FINAL_IN = ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
 DURATION = "epoch(updated_at) - epoch(coalesce(started_at, created_at))"
 QUANTILES = (0.5, 0.95, 0.99)
 MAX_POINTS = 60
@@ -90,8 +89,10 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
         return {"task_id": task_id, "app_id": app, "invocations": 0, "counts_by_status": {}, "finished": 0,
                 "success_rate": None, "duration_s": None, "throughput_per_min": None, "series": None,
                 "errors": [], "since": iso(since), "until": iso(until), "apps": []}
-    lo = since or min(d["first"] for d in rows)
-    hi = until or max(max(d["last"] for d in rows), now if any(d["n"] > d["finished"] for d in rows) else lo)
+    first = min(d["first"] for d in rows)
+    last = max(d["last"] for d in rows)
+    lo = since or first
+    hi = until or max(last, now if any(d["n"] > d["finished"] for d in rows) else lo)
     window = max((hi - lo).total_seconds(), 1.0)
     per_app = [_row(d, window, iso) for d in rows]
     total = _merge(per_app) if len(per_app) > 1 else dict(per_app[0])
@@ -115,8 +116,6 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
            for k, qq in enumerate(QUANTILES)},
     }
     # Error types: from the log, bounded by the task's time range.
-    first = min(d["first"] for d in rows)
-    last = max(d["last"] for d in rows)
     eparams = {"task": task_id, "lo": since or first, "hi": until or last}
     # Runners that name the task only when it is registered leave it NULL on later transitions: find
     # those invocations of this task first (usually none), then count their errors with the named ones.

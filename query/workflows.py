@@ -9,15 +9,15 @@ histogram from the members' transitions, read inside the run's own time range.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from statistics import median
 from typing import Optional, Sequence
 
-from tasktrail.proto.status import FINAL_STATUSES
+from tasktrail.proto.status import FINAL_SQL as FINAL_IN, FINAL_STATUSES
 
 from tasktrail.store.state import BY_ID
 
 from .errors import BadRequest, NotFound
 
-FINAL_IN = ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
 MAX_COMPARE = 10
 MAX_MEMBERS = 5000
 
@@ -137,10 +137,9 @@ class Workflows:
         ids = [i["workflow_id"] for i in items]
         lo = min(self._t(i["created_at"]) for i in items)
         hi = max(self._t(i["finished_at"] or i["created_at"]) for i in items) + timedelta(days=1)
-        ph = ", ".join(f"$i{k}" for k in range(len(ids)))
-        rows = self.q(f"""SELECT invocation_id, any_value(workflow_parent_id) FROM transitions
-                          WHERE ts BETWEEN $lo AND $hi AND invocation_id IN ({ph}) AND workflow_parent_id IS NOT NULL
-                          GROUP BY 1""", {"lo": lo, "hi": hi, **{f"i{k}": v for k, v in enumerate(ids)}}).rows
+        rows = self.q("""SELECT invocation_id, any_value(workflow_parent_id) FROM transitions
+                         WHERE ts BETWEEN $lo AND $hi AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))
+                           AND workflow_parent_id IS NOT NULL GROUP BY 1""", {"lo": lo, "hi": hi, "ids": ids}).rows
         parent = dict(rows)
         for i in items:
             i["parent_workflow_id"] = parent.get(i["workflow_id"])
@@ -250,16 +249,14 @@ class Workflows:
     def _load(self, workflow_id: str, app=None) -> dict:
         """A run, its members and their status intervals."""
         root = self.run_row(workflow_id, app)
-        done = root["root_known"] and root["status"] in FINAL_STATUSES and not root["running_members"]
-        members = self._members(workflow_id, root["created_at"], root["updated_at"] if done else None, app)
+        lo, hi = root["created_at"], root["updated_at"]
+        done = root["status"] in FINAL_STATUSES and not root["running_members"]  # (an unknown root has no status)
+        members = self._members(workflow_id, lo, hi if done else None, app)
         truncated = len(members) > MAX_MEMBERS
         members = members[:MAX_MEMBERS]
         if not root["root_known"] and not members:
             raise NotFound(f"workflow run {workflow_id} is not in the log")
-        lo = root["created_at"]
-        hi = root["updated_at"]
-        final = root["status"] in FINAL_STATUSES
-        end = hi if final and not root["running_members"] else self.now()
+        end = hi if done else self.now()
         ids = [m["invocation_id"] for m in members]
         if workflow_id not in ids:
             ids.append(workflow_id)
@@ -415,12 +412,6 @@ class Workflows:
             return None
         slow = max(done, key=lambda r: r["duration_s"])
         others = [r for r in done if r is not slow]
-
-        def median(xs):
-            xs = sorted(xs)
-            k = len(xs) // 2
-            return xs[k] if len(xs) % 2 else (xs[k - 1] + xs[k]) / 2
-
         by_task = []  # wall time of the task's members (registered + pending + running), not only run time
         for t, cells in tasks.items():
             mine = cells.get(slow["workflow_id"])
@@ -435,8 +426,8 @@ class Workflows:
         for v in by_status.values():
             v["excess_s"] = v["total_s"] - v["median_others_s"]
         worst = max(by_status, key=lambda c: by_status[c]["excess_s"])
+        usual = median(o["duration_s"] for o in others)
         return {"workflow_id": slow["workflow_id"], "duration_s": slow["duration_s"],
                 "mostly": {"task_id": by_task[0]["task_id"] if by_task else None, "status": worst},
-                "median_others_s": median([o["duration_s"] for o in others]),
-                "excess_s": slow["duration_s"] - median([o["duration_s"] for o in others]),
+                "median_others_s": usual, "excess_s": slow["duration_s"] - usual,
                 "by_task": by_task, "by_status": by_status}

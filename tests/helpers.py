@@ -140,3 +140,16 @@ def json_steps(proc: subprocess.Popen) -> dict:
                 steps[d["step"]] = d
     threading.Thread(target=read, daemon=True).start()
     return steps
+
+
+def is_running(srv: Server, invocation_id: str) -> bool:
+    r = srv.get(f"/invocations/{invocation_id}")
+    return r.status_code == 200 and r.json()["status"] == "RUNNING"
+
+
+def wait_flagged(srv: Server, expected: set, timeout: float) -> dict:
+    """Wait until /anomalies holds at least these (kind, invocation_id) pairs; returns its answer."""
+    def flagged():
+        a = srv.get("/anomalies").json()
+        return a if expected <= {(x["kind"], x.get("invocation_id")) for x in a["items"]} else None
+    return wait_until(flagged, timeout=timeout, interval=0.5, message=f"anomalies {sorted(expected)}")

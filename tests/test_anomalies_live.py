@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import json_steps, start_server, wait_until
+from .helpers import is_running, json_steps, wait_flagged, start_server, wait_until
 
 APP = Path(__file__).with_name("rv_anomalies_app.py")
 DEAD_AFTER = 4.0
@@ -36,21 +36,15 @@ def test_killed_worker_is_orphaned_and_slow_task_is_slow(tmp_path):
         wait_until(lambda: "slow" in steps, timeout=120, message="the rustvello run to submit its slow task")
         hang, slow = steps["hang"]["id"], steps["slow"]["id"]
 
-        def running(inv):
-            r = srv.get(f"/invocations/{inv}")
-            return r.status_code == 200 and r.json()["status"] == "RUNNING"
-        wait_until(lambda: running(hang) and running(slow), timeout=60, message="both to be RUNNING")
+        wait_until(lambda: is_running(srv, hang) and is_running(srv, slow), timeout=60,
+                   message="both to be RUNNING")
         victim_runners = {r["runner_id"] for r in srv.get("/runners").json() if r["pid"] == victim.pid}
         assert victim_runners, "the victim process's runner contexts are known"
         os.kill(victim.pid, signal.SIGKILL)  # mid-task: no worker.stopped, no task outcome
         victim.wait(10)
 
-        def flagged():
-            a = srv.get("/anomalies").json()
-            kinds = {(x["kind"], x.get("invocation_id")) for x in a["items"]}
-            return a if {("orphaned", hang), ("slow", slow)} <= kinds else None
-        a = wait_until(flagged, timeout=DEAD_AFTER * 6, interval=0.5, message="the orphan and the slow task")
-        assert running(slow), "the check ran while the slow task still ran"
+        a = wait_flagged(srv, {("orphaned", hang), ("slow", slow)}, timeout=DEAD_AFTER * 6)
+        assert is_running(srv, slow), "the check ran while the slow task still ran"
         invocations = {(x["kind"], x["invocation_id"]) for x in a["items"] if x.get("invocation_id")}
         assert invocations == {("orphaned", hang), ("slow", slow)}, a["items"]
         silent = {x["runner_id"] for x in a["items"] if x["kind"] == "runner_silent"}

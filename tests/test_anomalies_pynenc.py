@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import json_steps, require_python312, start_server, wait_until
+from .helpers import is_running, json_steps, wait_flagged, require_python312, start_server, wait_until
 
 PY312 = require_python312()
 DEAD_AFTER = 5.0
@@ -31,21 +31,14 @@ def test_killed_pynenc_worker_is_orphaned_and_slow_task_is_slow(tmp_path):
         assert "slow" in steps, (tmp_path / "pn.stderr").read_text()[-3000:]
         hang, slow = steps["hang"]["id"], steps["slow"]["id"]
 
-        def running(inv):
-            r = srv.get(f"/invocations/{inv}")
-            return r.status_code == 200 and r.json()["status"] == "RUNNING"
-        wait_until(lambda: running(hang) and running(slow) and (tmp_path / "pid-hang").exists(), timeout=60,
-                   message="both RUNNING")
+        wait_until(lambda: is_running(srv, hang) and is_running(srv, slow) and (tmp_path / "pid-hang").exists(),
+                   timeout=60, message="both RUNNING")
         worker_pid = int((tmp_path / "pid-hang").read_text())
         worker = srv.get(f"/invocations/{hang}").json()["attempts"][-1]["worker_id"]
         os.kill(worker_pid, signal.SIGKILL)  # the worker process, mid-task; its parent runner lives on
 
-        def flagged():
-            a = srv.get("/anomalies").json()
-            kinds = {(x["kind"], x.get("invocation_id")) for x in a["items"]}
-            return a if {("orphaned", hang), ("slow", slow)} <= kinds else None
-        a = wait_until(flagged, timeout=DEAD_AFTER * 8, interval=0.5, message="the orphan and the slow task")
-        assert running(slow)
+        a = wait_flagged(srv, {("orphaned", hang), ("slow", slow)}, timeout=DEAD_AFTER * 8)
+        assert is_running(srv, slow)
         invocations = {(x["kind"], x["invocation_id"]) for x in a["items"] if x.get("invocation_id")}
         assert invocations == {("orphaned", hang), ("slow", slow)}, a["items"]
         silent = {x["runner_id"] for x in a["items"] if x["kind"] == "runner_silent"}

@@ -224,47 +224,51 @@ async def sql(request: Request):  # reads the body, then runs the query off the 
     return JSONResponse(await run_in_threadpool(_qs(request).sql, body["sql"]))
 
 
-def anomalies(request: Request):
-    return JSONResponse(_qs(request).anomalies(_p(request, "app")))
+# Reads shared by an /api/v1 route and its page (web/pages.py): one place parses a request's parameters.
+def anomalies_data(request: Request) -> dict:
+    return _qs(request).anomalies(_p(request, "app"))
 
 
-def tasks(request: Request):
-    return JSONResponse(_qs(request).tasks(app=_p(request, "app"), since=_p(request, "since"),
-                                           until=_p(request, "until")))
+def tasks_data(request: Request) -> dict:
+    return _qs(request).tasks(app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"))
 
 
-def task(request: Request):
-    return JSONResponse(_qs(request).task(request.path_params["task_id"], app=_p(request, "app"),
-                                          since=_p(request, "since"), until=_p(request, "until")))
+def task_data(request: Request) -> dict:
+    return _qs(request).task(request.path_params["task_id"], app=_p(request, "app"), since=_p(request, "since"),
+                             until=_p(request, "until"))
 
 
-def workflow_types(request: Request):
-    return JSONResponse(_qs(request).workflow_types(app=_p(request, "app"), since=_p(request, "since"),
-                                                    until=_p(request, "until")))
+def workflow_types_data(request: Request) -> dict:
+    return _qs(request).workflow_types(app=_p(request, "app"), since=_p(request, "since"),
+                                       until=_p(request, "until"))
 
 
-def workflow_runs(request: Request):
-    return JSONResponse(_qs(request).workflow_runs(
+def workflow_runs_data(request: Request) -> dict:
+    return _qs(request).workflow_runs(
         app=_p(request, "app"), workflow_type=_p(request, "type"), status=request.query_params.getlist("status"),
-        since=_p(request, "since"), until=_p(request, "until"), limit=_int(request, "limit")))
+        since=_p(request, "since"), until=_p(request, "until"), limit=_int(request, "limit"))
 
 
-def workflow_run(request: Request):
-    return JSONResponse(_qs(request).workflow_run(
-        request.path_params["id"], app=_p(request, "app"),
-        histogram_status=request.query_params.getlist("histogram_status")))
+def workflow_run_data(request: Request) -> dict:
+    return _qs(request).workflow_run(request.path_params["id"], app=_p(request, "app"),
+                                     histogram_status=request.query_params.getlist("histogram_status"))
 
 
-def workflow_compare(request: Request):
-    return JSONResponse(_qs(request).workflow_compare(request.query_params.getlist("runs"), app=_p(request, "app")))
+def workflow_compare_data(request: Request) -> dict:
+    return _qs(request).workflow_compare(request.query_params.getlist("runs"), app=_p(request, "app"))
 
 
-def workflow_type(request: Request):
+def workflow_type_data(request: Request) -> dict:
     p = request.query_params
-    return JSONResponse(_qs(request).workflow_type(
+    return _qs(request).workflow_type(
         request.path_params["type"], app=_p(request, "app"), status=p.getlist("status"),
         limit=_int(request, "limit"), histogram_runs=p.getlist("histogram_workflow"),
-        histogram_status=p.getlist("histogram_status"), since=_p(request, "since"), until=_p(request, "until")))
+        histogram_status=p.getlist("histogram_status"), since=_p(request, "since"), until=_p(request, "until"))
+
+
+def _json(read):
+    """The /api/v1 route of a shared read."""
+    return lambda request: JSONResponse(read(request))
 
 
 def openapi(request: Request):
@@ -293,14 +297,14 @@ ROUTES = [
     Route("/timeline", timeline),
     Route("/traces/{trace_id}", trace),
     Route("/overview", overview),
-    Route("/anomalies", anomalies),
-    Route("/tasks", tasks),
-    Route("/tasks/{task_id:path}", task),
-    Route("/workflows", workflow_types),
-    Route("/workflows/runs", workflow_runs),
-    Route("/workflows/runs/{id}", workflow_run),
-    Route("/workflows/compare", workflow_compare),
-    Route("/workflows/{type:path}", workflow_type),
+    Route("/anomalies", _json(anomalies_data)),
+    Route("/tasks", _json(tasks_data)),
+    Route("/tasks/{task_id:path}", _json(task_data)),
+    Route("/workflows", _json(workflow_types_data)),
+    Route("/workflows/runs", _json(workflow_runs_data)),
+    Route("/workflows/runs/{id}", _json(workflow_run_data)),
+    Route("/workflows/compare", _json(workflow_compare_data)),
+    Route("/workflows/{type:path}", _json(workflow_type_data)),
     Route("/logs", logs),
     Route("/logs/tail", logs_tail),
     Route("/log-explorer", log_explorer, methods=["POST"]),

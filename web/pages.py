@@ -16,14 +16,16 @@ from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUS_COLOR
 from tasktrail.query.errors import NotFound
 from tasktrail.query.service import QueryService
 
+from . import api as reads
 from .api import _int, _p
 from .responses import JSONResponse
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
                              FINAL_STATUSES=FINAL_STATUSES)
-NAV = [("/", "Overview"), ("/anomalies", "Anomalies"), ("/ops", "Ops"), ("/runs", "Runs"), ("/invocations", "Invocations"),
-       ("/timeline", "Timeline"), ("/tasks", "Tasks"), ("/workflows", "Workflows"), ("/logs", "Logs"), ("/log-explorer", "Log explorer"), ("/runners", "Runners"),
+NAV = [("/", "Overview"), ("/anomalies", "Anomalies"), ("/ops", "Ops"), ("/runs", "Runs"),
+       ("/invocations", "Invocations"), ("/timeline", "Timeline"), ("/tasks", "Tasks"), ("/workflows", "Workflows"),
+       ("/logs", "Logs"), ("/log-explorer", "Log explorer"), ("/runners", "Runners"),
        ("/atomic-services", "Atomic services"), ("/events", "Events"), ("/trigger-runs", "Trigger runs"),
        ("/sql", "SQL")]
 
@@ -188,30 +190,24 @@ def trace_page(request: Request) -> Response:
 
 def anomalies_page(request: Request) -> Response:
     from tasktrail.query.anomalies import KINDS
-    data = _qs(request).anomalies(_p(request, "app"))
     chosen = [k for k in request.query_params.getlist("kind") if k in KINDS]
-    resp = render(request, "anomalies.html", "Anomalies", data, _api("/api/v1/anomalies", request, ("app",)),
-                  kinds=KINDS, chosen=chosen)
-    return resp
+    return render(request, "anomalies.html", "Anomalies", reads.anomalies_data(request),
+                  _api("/api/v1/anomalies", request, ("app",)), kinds=KINDS, chosen=chosen)
 
 
 def tasks_page(request: Request) -> Response:
-    f = {k: _p(request, k) for k in ("since", "until")}
-    data = _qs(request).tasks(app=_p(request, "app"), **f)
-    return render(request, "tasks.html", "Tasks", data, _api("/api/v1/tasks", request, ("app", "since", "until")))
+    return render(request, "tasks.html", "Tasks", reads.tasks_data(request),
+                  _api("/api/v1/tasks", request, ("app", "since", "until")))
 
 
 def task_page(request: Request) -> Response:
     task_id = request.path_params["task_id"]
-    f = {k: _p(request, k) for k in ("since", "until")}
-    data = _qs(request).task(task_id, app=_p(request, "app"), **f)
-    return render(request, "task.html", f"Task {task_id}", data,
+    return render(request, "task.html", f"Task {task_id}", reads.task_data(request),
                   _api(f"/api/v1/tasks/{quote(task_id, safe='')}", request, ("app", "since", "until")))
 
 
 def workflows_page(request: Request) -> Response:
-    data = _qs(request).workflow_types(app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"))
-    return render(request, "workflows.html", "Workflows", data,
+    return render(request, "workflows.html", "Workflows", reads.workflow_types_data(request),
                   _api("/api/v1/workflows", request, ("app", "since", "until")))
 
 
@@ -219,35 +215,25 @@ WORKFLOW_RUN_FILTERS = ("app", "type", "status", "since", "until", "limit")
 
 
 def workflow_runs_page(request: Request) -> Response:
-    p = request.query_params
-    data = _qs(request).workflow_runs(app=_p(request, "app"), workflow_type=_p(request, "type"),
-                                      status=p.getlist("status"), since=_p(request, "since"),
-                                      until=_p(request, "until"), limit=_int(request, "limit"))
-    return render(request, "workflow_runs.html", "Workflow runs", data,
+    return render(request, "workflow_runs.html", "Workflow runs", reads.workflow_runs_data(request),
                   _api("/api/v1/workflows/runs", request, WORKFLOW_RUN_FILTERS))
 
 
 def workflow_type_page(request: Request) -> Response:
-    wtype, p = request.path_params["type"], request.query_params
-    data = _qs(request).workflow_type(wtype, app=_p(request, "app"), status=p.getlist("status"),
-                                      limit=_int(request, "limit"), histogram_runs=p.getlist("histogram_workflow"),
-                                      histogram_status=p.getlist("histogram_status"), since=_p(request, "since"),
-                                      until=_p(request, "until"))
-    return render(request, "workflow_type.html", f"Workflow {wtype}", data,
+    wtype = request.path_params["type"]
+    return render(request, "workflow_type.html", f"Workflow {wtype}", reads.workflow_type_data(request),
                   _api(f"/api/v1/workflows/{quote(wtype, safe='')}", request,
                        ("app", "status", "limit", "histogram_workflow", "histogram_status", "since", "until")))
 
 
 def workflow_run_page(request: Request) -> Response:
     wid = request.path_params["id"]
-    data = _qs(request).workflow_run(wid, app=_p(request, "app"),
-                                     histogram_status=request.query_params.getlist("histogram_status"))
-    return render(request, "workflow_run.html", f"Workflow run {wid}", data,
+    return render(request, "workflow_run.html", f"Workflow run {wid}", reads.workflow_run_data(request),
                   _api(f"/api/v1/workflows/runs/{quote(wid, safe='')}", request, ("app", "histogram_status")))
 
 
 def workflow_compare_page(request: Request) -> Response:
-    data = _qs(request).workflow_compare(request.query_params.getlist("runs"), app=_p(request, "app"))
+    data = reads.workflow_compare_data(request)
     return render(request, "workflow_compare.html", f"Comparing {len(data['runs'])} workflow runs", data,
                   _api("/api/v1/workflows/compare", request, ("app", "runs")))
 
