@@ -145,9 +145,10 @@ def _run(role: str, log_level: str, **opts) -> None:
     if settings.exposed_without_token():
         click.echo(f"warning: listening on {settings.host} without both --ingest-token and --api-token: "
                    "anyone who can reach it can send data or read it", err=True)
+    from tasktrail.store.api import StoreUnavailable
     try:
         asyncio.run(run_server(settings, role=role, on_ready=lambda b: print_bound(settings, b)))
-    except OSError as exc:
+    except (OSError, StoreUnavailable) as exc:  # a port taken, a store another process holds
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
@@ -314,9 +315,10 @@ def demo(db, host, http_port, otlp_grpc_port, otlp_http_port, every, runner):
         loop.start()
         loops.append(loop)
 
+    from tasktrail.store.api import StoreUnavailable
     try:
         asyncio.run(run_server(settings, on_ready=ready))
-    except OSError as exc:
+    except (OSError, StoreUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass

@@ -1,4 +1,4 @@
-"""`tasktrail sql` against the file and against a running server."""
+"""`tasktrail sql` against the file and against a running server; a second `serve` on a held file."""
 import json
 import subprocess
 import sys
@@ -40,3 +40,17 @@ def test_sql_file_and_url(tmp_path):
     assert r.returncode == 1 and "Error" in r.stderr
     r = run("select 1", "--db", str(tmp_path / "missing.duckdb"))
     assert r.returncode == 1 and "no store at" in r.stderr
+
+
+def test_second_serve_on_a_held_file_says_why(tmp_path):
+    db = str(tmp_path / "tt.duckdb")
+    srv = start_server(db)
+    try:
+        r = subprocess.run([sys.executable, "-m", "tasktrail", "serve", "--db", db, "--http-port", "0",
+                            "--otlp-http-port", "0", "--otlp-grpc-port", "0"], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert r.stderr.startswith("Error: cannot open store") and "lock" in r.stderr
+        assert srv.get("/apps").status_code == 200  # the first one serves on
+    finally:
+        srv.stop()
