@@ -20,7 +20,7 @@ from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
 from . import log_explorer, sql_guard, timeline as tl
-from .adjust import adjust
+from .adjust import adjustment, settled
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
 
@@ -58,19 +58,6 @@ class QuerySettings:
 # Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
 PARENT_SAYING_SOURCES = (names.RUSTVELLO_V1, names.TASKTRAIL_V1)
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
-
-# One row per invocation from its transitions (the current status by status_order, as the views).
-INVOCATION_COLUMNS = """
-    app_id, invocation_id,
-    any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-    arg_max(status, status_order(ts, status)) AS status,
-    any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
-    any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
-    any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
-    arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
-    min(ts) AS created_at, max(ts) AS updated_at,
-    count(*) FILTER (WHERE status = 'RUNNING') AS attempts"""
-
 
 def _where(*conditions: tuple) -> tuple[list, list]:
     """(clauses, params) for the (clause, value) pairs whose value is given (not None, not "")."""
@@ -221,12 +208,11 @@ class QueryService:
             where.append(f"({key}, invocation_id) {'<' if desc else '>'} (?{cast}, ?)")
             params += [c_key, c_id]
         inner = ('WHERE ' + ' AND '.join(inner_where)) if inner_where else ''
-        if runner:  # every invocation that ran there, whoever holds it now: from the log
-            source = f"""SELECT {INVOCATION_COLUMNS} FROM transitions {inner} GROUP BY app_id, invocation_id"""
-        else:  # the writer-maintained cache: one row per invocation
-            source = f"""SELECT app_id, invocation_id, task_id, status, parent_invocation_id, workflow_id,
-                                workflow_type, runner_id, worker_id, created_at, updated_at, attempts
-                         FROM invocation_state {inner}"""
+        # The writer-maintained cache: one row per invocation (with `runner`: every invocation that ran
+        # there, whoever holds it now, picked from the log).
+        source = f"""SELECT app_id, invocation_id, task_id, status, parent_invocation_id, workflow_id,
+                            workflow_type, runner_id, worker_id, created_at, updated_at, attempts
+                     FROM invocation_state {inner}"""
         sql = f"""
             WITH inv AS ({source})
             SELECT * FROM inv {('WHERE ' + ' AND '.join(where)) if where else ''}
@@ -258,14 +244,15 @@ class QueryService:
         }
 
     def _bracket(self, invocation_id: str, app: Optional[str] = None):
-        """(first, last) transition time of an invocation, from the invocation_state cache; NotFound
+        """(first, last) time its records carry (raw, before any clock adjustment) and whether it is final,
+        from the invocation_state cache; NotFound
         when it is not in the log. Per-invocation reads filter on this range: the log is stored in
         arrival order, so DuckDB's zone maps on `ts` skip every row group outside it and the cost
         follows the invocation, not the size of the store."""
         memo = getattr(self._page, "brackets", None)
         if memo is not None and (invocation_id, app) in memo:
             return memo[(invocation_id, app)]
-        sql = f"SELECT min(created_at), max(updated_at), bool_and(status IN ({_FINAL_IN})) FROM invocation_state " \
+        sql = f"SELECT min(first_ts), max(last_ts), bool_and(status IN ({_FINAL_IN})) FROM invocation_state " \
               f"WHERE {state.BY_ID}"
         params: list = [invocation_id, invocation_id]
         if app:
@@ -280,23 +267,27 @@ class QueryService:
 
     def _transitions(self, invocation_id: str, app: Optional[str]) -> list[dict]:
         first, last, _ = self._bracket(invocation_id, app)
-        sql = "SELECT * EXCLUDE (batch) FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ?"
+        sql = ("SELECT * EXCLUDE (batch, ts), epoch_us(ts) AS ts FROM transitions "
+               "WHERE invocation_id = ? AND ts BETWEEN ? AND ?")
         params: list = [invocation_id, first, last]
         if app:
             sql += " AND app_id = ?"
             params.append(app)
-        rows = self._q(sql + " ORDER BY ts", params).dicts()
+        rows = self._q(sql + " ORDER BY batch, rowid", params).dicts()  # arrival order
         if not rows:
             raise NotFound(f"invocation {invocation_id} is not in the log")
-        for r in rows:
-            r["timestamp"] = r.pop("ts")
         return rows
 
     def history(self, invocation_id: str, app: Optional[str] = None, *, raw: Optional[list] = None) -> list[dict]:
-        rows = adjust([dict(r) for r in raw] if raw is not None else self._transitions(invocation_id, app))
+        """The invocation's history, oldest first, by the one rule (proto/history.py): each record once, in
+        causal order; `timestamp` is the time shown (moved forward where a clock disagreed), `sent_timestamp`
+        the time the record carried and `clock_adjustment_s` how far it was moved (null when not)."""
+        rows = settled(raw if raw is not None else self._transitions(invocation_id, app))
         return [{"timestamp": iso(r["timestamp"]), "status": r["status"], "previous_status": r["previous_status"],
                  "runner_id": r["runner_id"], "worker_id": r["worker_id"], "owner_runner_id": r["owner_runner_id"],
-                 "attempt": r["attempt"], "source": r["source"], "error_type": r["error_type"]}
+                 "attempt": r["attempt"], "source": r["source"], "error_type": r["error_type"],
+                 "seq": r.get("seq"), "record_id": r.get("record_id"),
+                 "sent_timestamp": iso(r["sent_timestamp"]), "clock_adjustment_s": r["clock_adjustment_s"]}
                 for r in rows]
 
     def invocation_page(self, invocation_id: str, app: Optional[str] = None) -> dict:
@@ -316,9 +307,12 @@ class QueryService:
 
     def invocation(self, invocation_id: str, app: Optional[str] = None, *, raw: Optional[list] = None) -> dict:
         raw = raw if raw is not None else self._transitions(invocation_id, app)
-        rows = adjust([dict(r) for r in raw])
+        rows = settled(raw)
 
         def last(col):
+            for r in reversed(rows):
+                if r.get(col) is not None:
+                    return r[col]
             for r in reversed(raw):
                 if r.get(col) is not None:
                     return r[col]
@@ -349,6 +343,7 @@ class QueryService:
             "attempts": attempts, "arguments": last("arguments"), "result": last("result"), "error": error,
             "created_at": iso(created), "finished_at": iso(finished),
             "duration_s": (finished - created).total_seconds() if finished else None,
+            "clock_adjusted": adjustment(rows),
             "links": self.trace_links(trace_id),
         }
 
@@ -398,7 +393,7 @@ class QueryService:
     def _range(self, ids: Sequence[str]):
         """(first transition, last transition or None while any is not final) of these invocations."""
         ids = list(ids)
-        row = self._q(f"SELECT min(created_at), max(updated_at), bool_and(status IN ({_FINAL_IN})) "
+        row = self._q(f"SELECT min(first_ts), max(last_ts), bool_and(status IN ({_FINAL_IN})) "
                       f"FROM invocation_state WHERE {_by_ids(len(ids))}", ids + ids).rows[0]
         return (row[0], row[1] if row[2] else None) if row[0] is not None else (None, None)
 
@@ -805,7 +800,7 @@ class QueryService:
             filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
             fparams.append(wanted)
         lookback = t0 - max(t1 - t0, timedelta(seconds=self.settings.timeline_lookback_s))
-        rows = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t0],
+        rows = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t1],
                        max_rows=10_000_000).rows
         total = int(rows[0][0]) if rows else 0
         shown = len({r[1] for r in rows})
@@ -1040,10 +1035,9 @@ class QueryService:
             cond, param = "invocation_id = ?", inv
         else:
             cond, param = "starts_with(invocation_id, ?)", inv
-        rows = self._q(f"""SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL),
-                                  arg_max(status, status_order(ts, status)),
-                                  any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
-                           FROM transitions WHERE {cond} GROUP BY invocation_id ORDER BY 1 LIMIT 6""",
+        rows = self._q(f"""SELECT invocation_id, any_value(task_id), arg_max(status, status_key),
+                                  any_value(parent_invocation_id)
+                           FROM invocation_state WHERE {cond} GROUP BY invocation_id ORDER BY 1 LIMIT 6""",
                        [param]).rows
         if len(rows) == 1:
             i, task, status, parent = rows[0]

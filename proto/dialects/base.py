@@ -37,6 +37,7 @@ class LogIn(NamedTuple):
     severity_number: int
     severity_text: Optional[str]
     scope_name: Optional[str]
+    record_id: Optional[str] = None  # the record's identity: its event id, else its content (ingest/map.py)
 
 
 class SpanIn(NamedTuple):
@@ -50,6 +51,11 @@ class SpanIn(NamedTuple):
     status_code: int
     status_message: Optional[str]
     scope_name: Optional[str]
+
+    @property
+    def record_id(self) -> str:
+        """A span's identity, as Jaeger and Tempo have it: trace id and span id (hex)."""
+        return self.trace_id + self.span_id
 
 
 class Out:
