@@ -19,7 +19,7 @@ from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINA
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
-from . import log_explorer, sql_guard, timeline as tl
+from . import log_explorer, sql_guard, timeline as tl, traces
 from .adjust import adjustment, settled
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
@@ -727,22 +727,40 @@ class QueryService:
 
     # --- traces ----------------------------------------------------------------------
     def trace(self, trace_id: str) -> dict:
+        """The trace's spans as OTLP/JSON `{resourceSpans}` from the stored spans: each span once, clocks
+        adjusted as query/traces.py says (an adjusted span carries a `tasktrail` object with the shift in
+        nanos, the sent times and why). Raises BadRequest for an id that is not 32 hex characters, NotFound
+        when no span of it is stored."""
         tid = trace_id.lower()
         if len(tid) != 32 or any(c not in "0123456789abcdef" for c in tid):
             raise BadRequest(f"trace id must be 32 hex characters, got {trace_id!r}")
         rows = self._q("""SELECT s.*, r.attributes AS resource_attributes FROM spans s
                           LEFT JOIN (SELECT resource_id, any_value(attributes) AS attributes FROM resources
                                      GROUP BY resource_id) r USING (resource_id)
-                          WHERE trace_id = ? ORDER BY start_ts""", [tid]).dicts()
+                          WHERE trace_id = ? ORDER BY s.batch, s.rowid""", [tid]).dicts()
         if not rows:
             raise NotFound(f"trace {tid} is not in the log")
+        rows = traces.dedupe(rows)  # each span once, as first stored
+        resources: dict = {}
+        for d in rows:
+            if d["resource_id"] not in resources:
+                resources[d["resource_id"]] = json.loads(d["resource_attributes"] or "{}")
+            attrs = resources[d["resource_id"]]
+            d["host"] = attrs.get("host.name") or attrs.get(names.TT_RUNNER_HOSTNAME) or d["resource_id"]
+            d["start_ns"], d["end_ns"] = _nanos(d["start_ts"]), _nanos(d["end_ts"])
+        fixes = traces.adjust(rows)
+        rows.sort(key=lambda d: (d["start_ns"] + fixes.get(d["span_id"], {}).get("clockAdjustmentNs", 0), d["span_id"]))
         by_res: dict = {}
         for d in rows:
-            res = by_res.setdefault(d["resource_id"], {"resource": {"attributes": _kv(json.loads(d["resource_attributes"] or "{}"))},
+            res = by_res.setdefault(d["resource_id"], {"resource": {"attributes": _kv(resources[d["resource_id"]])},
                                                        "scopes": {}})
             scope = res["scopes"].setdefault(d["scope_name"] or "", [])
+            fix = fixes.get(d["span_id"])
+            start, end = d["start_ns"], d["end_ns"]
+            if fix:
+                start, end = start + fix["clockAdjustmentNs"], max(end, d["start_ns"]) + fix["clockAdjustmentNs"]
             span = {"traceId": d["trace_id"], "spanId": d["span_id"], "name": d["name"], "kind": d["kind"],
-                    "startTimeUnixNano": str(_nanos(d["start_ts"])), "endTimeUnixNano": str(_nanos(d["end_ts"])),
+                    "startTimeUnixNano": str(start), "endTimeUnixNano": str(end),
                     "attributes": _kv(json.loads(d["attributes"] or "{}")),
                     "status": {"code": d["status_code"], **({"message": d["status_message"]} if d["status_message"] else {})}}
             if d["parent_span_id"]:
@@ -753,6 +771,10 @@ class QueryService:
             if d["links"]:
                 span["links"] = [{"traceId": lk["trace_id"], "spanId": lk["span_id"], "attributes": _kv(lk["attributes"])}
                                  for lk in json.loads(d["links"])]
+            if fix:  # not OTLP: what tasktrail changed, as Jaeger's UI warns of its clock-skew adjustments
+                span["tasktrail"] = {"clockAdjustmentNs": str(fix["clockAdjustmentNs"]), "warnings": fix["warnings"],
+                                     "sentStartTimeUnixNano": str(d["start_ns"]),
+                                     "sentEndTimeUnixNano": str(d["end_ns"])}
             scope.append(span)
         return {"resourceSpans": [
             {"resource": v["resource"],
@@ -1322,7 +1344,7 @@ def _level(number: Optional[int]) -> Optional[str]:
 def _nanos(value: Optional[datetime]) -> int:
     if value is None:
         return 0
-    return int((value - datetime(1970, 1, 1)).total_seconds() * 1_000_000) * 1000
+    return (value - datetime(1970, 1, 1)) // timedelta(microseconds=1) * 1000
 
 
 def _any(v) -> dict:

@@ -61,13 +61,16 @@ class SpanIn(NamedTuple):
 class Out:
     """Rows produced from one request, by table, plus counts for the ingest ledger."""
 
-    __slots__ = ("rows", "records", "contexts")
+    __slots__ = ("rows", "records", "contexts", "content_ids")
 
     def __init__(self) -> None:
         self.rows: dict[str, list] = {name: [] for name in model.TABLES}
         self.records = 0
         # Runner contexts already emitted for this request: one topology row each is enough.
         self.contexts: set = set()
+        # Content identities given in this request, with how often: the k-th of several identical records
+        # in one request is another record (one clock tick), not a copy (ingest/map.py `content_id`).
+        self.content_ids: dict[str, int] = {}
 
 
 class Dialect:
