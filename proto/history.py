@@ -314,6 +314,28 @@ def settle(rows: list[dict]) -> list[dict]:
     return settled
 
 
+def quick_summary(ts: list, status: list, attempt: list, seq: list, senders: list, record_ids: list):
+    """What `settle` would say of the current state, for the common history that needs no correction
+    (distinct records, one registration, no retried FAILED, plain time order already meeting every
+    rule), from parallel lists in arrival order: (index of the first record, index of the last,
+    first RUNNING's ts or None, number of RUNNING). None when the history needs the full rule."""
+    n = len(ts)
+    if n == 0:
+        return None
+    rids = [r for r in record_ids if r is not None]
+    if len(rids) != len(set(rids)):
+        return None
+    if status.count("REGISTERED") > 1 or ("FAILED" in status and "RETRY" in status):
+        return None
+    rank = [RANK.get(x, 3) for x in status]
+    order = sorted(range(n), key=lambda i: (ts[i], rank[i], i)) if n > 1 else [0]
+    terminal = [x in FINAL for x in status]
+    if n > 1 and (n > MAX_CAUSAL or not _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank)):
+        return None
+    started = next((ts[i] for i in order if status[i] == "RUNNING"), None)
+    return order[0], order[-1], started, status.count("RUNNING")
+
+
 def current(settled: list[dict]) -> Optional[dict]:
     """The row that decides the current status: the last of a settled history."""
     return settled[-1] if settled else None
