@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
 from tasktrail.proto import names
+from tasktrail.proto.urlpath import segment
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINAL_STATUSES, STATUSES, is_final
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
@@ -382,7 +383,7 @@ class QueryService:
             jaeger = (s.jaeger_url.format(trace_id=trace_id) if "{trace_id}" in s.jaeger_url
                       else f"{s.jaeger_url.rstrip('/')}/trace/{trace_id}")
         tempo = s.tempo_url.format(trace_id=trace_id) if s.tempo_url else None
-        return {"trace": f"/traces/{trace_id}", "jaeger": jaeger, "tempo": tempo}
+        return {"trace": f"/traces/{segment(trace_id)}", "jaeger": jaeger, "tempo": tempo}
 
     # --- parent by trace context ---------------------------------------------------------
     TRACE_PARENTS = """
@@ -976,22 +977,22 @@ class QueryService:
             if kind in log_explorer.INVOCATION_KINDS:
                 m = invocations.get(value)
                 return {"resolved": bool(m and m["invocation_id"]), "id": m and m["invocation_id"],
-                        "link": f"/invocations/{m['invocation_id']}" if m and m["invocation_id"] else None,
+                        "link": f"/invocations/{segment(m['invocation_id'])}" if m and m["invocation_id"] else None,
                         "candidates": m["candidates"] if m else []}
             if kind in log_explorer.RUNNER_KINDS:
                 m = runners.get(value)
                 return {"resolved": bool(m and m["runner_id"]), "id": m and m["runner_id"],
-                        "link": f"/runners/{m['runner_id']}" if m and m["runner_id"] else None,
+                        "link": f"/runners/{segment(m['runner_id'])}" if m and m["runner_id"] else None,
                         "candidates": m["candidates"] if m else []}
             if kind == "task":
                 ok = value in known_tasks
                 return {"resolved": ok, "id": value if ok else None,
-                        "link": f"/invocations?task={value}" if ok else None, "candidates": []}
+                        "link": f"/invocations?task={quote(value, safe='')}" if ok else None, "candidates": []}
             if (kind, value) in other:
                 ok = other[(kind, value)]
                 prefix = lookups[kind][2]
                 return {"resolved": ok, "id": value if ok else None,
-                        "link": (prefix + value) if ok and prefix else None, "candidates": []}
+                        "link": (prefix + segment(value)) if ok and prefix else None, "candidates": []}
             return {"resolved": None, "id": None, "link": None, "candidates": []}  # not an entity kind
 
         lines = []
@@ -1257,9 +1258,9 @@ class QueryService:
         for a in items:
             a["since"] = iso(a["since"])
             a["link"] = ("/atomic-services" if a["kind"] == "scheduler_silent"
-                         else f"/invocations/{a['invocation_id']}" if a.get("invocation_id")
-                         else f"/runners/{a['runner_id']}" if a.get("runner_id")
-                         else f"/tasks/{quote(a['task_id'], safe='')}" if a.get("task_id") else "/atomic-services")
+                         else f"/invocations/{segment(a['invocation_id'])}" if a.get("invocation_id")
+                         else f"/runners/{segment(a['runner_id'])}" if a.get("runner_id")
+                         else f"/tasks/{segment(a['task_id'])}" if a.get("task_id") else "/atomic-services")
         counts = {k: 0 for k in KINDS}
         for a in items:
             counts[a["kind"]] += 1

@@ -45,7 +45,7 @@
       layout: { name: "breadthfirst", directed: true, roots: [fam.root_id], spacingFactor: 0.9 },
     });
     cy.on("tap", "node", (ev) => select(ev.target.id(), "graph"));
-    cy.on("dbltap", "node", (ev) => { location.href = "/invocations/" + encodeURIComponent(ev.target.id()); });
+    cy.on("dbltap", "node", (ev) => { location.href = "/invocations/" + TT.seg(ev.target.id()); });
     window.TT.cy = cy;
   }
   document.querySelectorAll("#family-list li").forEach((li) => li.addEventListener("click", (ev) => {
@@ -70,7 +70,7 @@
     });
     TT.invocationTail = src;
     setInterval(() => {
-      fetch("/api/v1/invocations/" + encodeURIComponent(d.invocation_id)).then((r) => r.json())
+      fetch("/api/v1/invocations/" + TT.seg(d.invocation_id)).then((r) => r.json())
         .then((now) => { if (now.status && now.status !== d.status) { src.close(); location.reload(); } });
     }, 5000);
   }

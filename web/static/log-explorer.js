@@ -10,7 +10,7 @@
   const tip = document.createElement("div"); tip.className = "tip"; tip.hidden = true;
   const canvas = document.getElementById("explorer-timeline");
   canvas.parentNode.style.position = "relative"; canvas.parentNode.appendChild(tip);
-  const timeline = new TT.Timeline(canvas, { compact: true, tip, onOpen: (id) => { location.href = "/invocations/" + encodeURIComponent(id); } });
+  const timeline = new TT.Timeline(canvas, { compact: true, tip, onOpen: (id) => { location.href = "/invocations/" + TT.seg(id); } });
 
   function chip(kind, value, r) {
     const el = document.createElement(r.link ? "a" : "span");
