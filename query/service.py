@@ -141,6 +141,16 @@ def _decode_cursor(cursor: str) -> list:
         raise BadRequest("cursor is not one this server issued") from None
 
 
+def _id_list(value: str | Sequence[str]) -> list[str]:
+    """Ids from a query parameter: repeated, each value is one id as written; a single value is a comma
+    list (its whole text is also tried, so one id holding commas is still found)."""
+    values = [value] if isinstance(value, str) else [v for v in value if v]
+    if len(values) != 1:
+        return values
+    parts = [i.strip() for i in values[0].split(",") if i.strip()]
+    return parts + ([values[0]] if values[0] not in parts else [])
+
+
 def _statuses(status: Sequence[str] | None) -> list[str]:
     out: list[str] = []
     for s in status or ():
@@ -770,8 +780,10 @@ class QueryService:
     TIMELINE_MAX_LIMIT = 20_000
 
     def timeline(self, *, app=None, since=None, until=None, task=None, workflow=None, runner=None,
-                 invocations: Optional[str] = None, limit: Optional[int] = None) -> dict:
-        """Lanes, sub-lanes, segments and points of every invocation active in the window."""
+                 invocations: Optional[str | Sequence[str]] = None, limit: Optional[int] = None) -> dict:
+        """Lanes, sub-lanes, segments and points of every invocation active in the window.
+        `invocations`: a comma list of ids, or ids one per value (repeated `invocations=`, for ids that
+        hold commas)."""
         if limit is None:
             limit = self.TIMELINE_DEFAULT_LIMIT
         if not 1 <= limit <= self.TIMELINE_MAX_LIMIT:
@@ -802,7 +814,7 @@ class QueryService:
                            "WHERE runner_id = ? OR worker_id = ?)")
             fparams += [runner, runner]
         if invocations:
-            wanted = [i.strip() for i in invocations.split(",") if i.strip()]
+            wanted = _id_list(invocations)
             filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
             fparams.append(wanted)
         lookback = t0 - max(t1 - t0, timedelta(seconds=self.settings.timeline_lookback_s))

@@ -222,6 +222,12 @@ def test_query_string_filters_take_any_id(srv, kind):
     assert [r["trigger_run_id"] for r in runs] == [v]
     wf = srv.get("/workflows/runs", params={"type": v}).json()["items"]
     assert [r["workflow_id"] for r in wf] == [v]
+    # The family timeline asks for its ids one per value (an id may hold commas); one value alone is
+    # still read whole.
+    for params in ([("since", "-1h"), ("invocations", v), ("invocations", PARENT)], {"since": "-1h", "invocations": v}):
+        lanes = srv.get("/timeline", params=params).json()["lanes"]
+        drawn = {bar["invocation_id"] for lane in lanes for sub in lane["sublanes"] for bar in sub}
+        assert v in drawn, params
 
 
 def _links(srv, path: str) -> set[str]:

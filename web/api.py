@@ -197,7 +197,8 @@ def ops(request: Request):
 def timeline(request: Request):
     return JSONResponse(_qs(request).timeline(
         app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"), task=_p(request, "task"),
-        workflow=_p(request, "workflow"), runner=_p(request, "runner"), invocations=_p(request, "invocations"),
+        workflow=_p(request, "workflow"), runner=_p(request, "runner"),
+        invocations=request.query_params.getlist("invocations") or None,
         limit=_int(request, "limit")))
 
 

@@ -85,8 +85,9 @@
   const linkParams = new URLSearchParams({ since, until, selected: d.invocation_id });
   if (d.workflow && d.workflow.id) linkParams.set("workflow", d.workflow.id);
   link.href = "/timeline?" + linkParams.toString();
-  const ids = fam.nodes.map((n) => n.invocation_id).join(",");
-  fetch("/api/v1/timeline?" + new URLSearchParams({ since, until, invocations: ids, limit: "2000" }))
+  const q = new URLSearchParams({ since, until, limit: "2000" });
+  fam.nodes.forEach((n) => q.append("invocations", n.invocation_id)); // one per value: ids may hold commas
+  fetch("/api/v1/timeline?" + q)
     .then((r) => r.json())
     .then((body) => { if (body.lanes) { timeline.setData(body); select(d.invocation_id); } });
 })();

@@ -46,7 +46,8 @@
     status.textContent = `${c.lines} lines · runners ${c.runners.resolved}/${c.runners.total} resolved · invocations ${c.invocations.resolved}/${c.invocations.total} resolved`;
     if (res.timeline) {
       tlCard.hidden = false;
-      const q = new URLSearchParams({ since: res.timeline.since, until: res.timeline.until, invocations: res.timeline.invocations.join(","), limit: "2000" });
+      const q = new URLSearchParams({ since: res.timeline.since, until: res.timeline.until, limit: "2000" });
+      res.timeline.invocations.forEach((id) => q.append("invocations", id)); // one per value: ids may hold commas
       fetch("/api/v1/timeline?" + q).then((r) => r.json()).then((tl) => { if (tl.lanes) { timeline.setData(tl); canvas.dataset.shown = String(tl.shown); } });
     } else {
       tlCard.hidden = true;
