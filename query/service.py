@@ -962,6 +962,7 @@ class QueryService:
         """Parse pasted log lines and resolve every runner, invocation, task and `kind:value`
         reference to what is stored; unresolvable ids are marked so, never guessed."""
         entries = log_explorer.parse(text)
+        self._known_tokens(entries)
         runner_ids = {r["id"] for e in entries for r in e["runners"]}
         runner_ids |= {ref["value"] for e in entries for ref in e["refs"] if ref["kind"] in log_explorer.RUNNER_KINDS}
         runners = {rid: self._match_runner(rid) for rid in runner_ids}
@@ -1005,12 +1006,15 @@ class QueryService:
                 prefix = lookups[kind][2]
                 return {"resolved": ok, "id": value if ok else None,
                         "link": (prefix + segment(value)) if ok and prefix else None, "candidates": []}
+            if kind == "id":  # an id-like word of an unparsed line that names nothing stored
+                return {"resolved": False, "id": None, "link": None, "candidates": []}
             return {"resolved": None, "id": None, "link": None, "candidates": []}  # not an entity kind
 
         lines = []
         for e in entries:
             lines.append({
-                "line_no": e["line_no"], "raw": e["raw"], "format": e["format"], "timestamp": e["timestamp"],
+                "line_no": e["line_no"], "raw": e["raw"], "format": e["format"], "source": e["source"],
+                "timestamp": e["timestamp"],
                 "level": e["level"], "logger": e["logger"], "message": e["message"],
                 "continuation": e["continuation"],
                 "runners": [{"class": r["class"], "value": r["id"], **ref_view("runner", r["id"])}
@@ -1038,6 +1042,26 @@ class QueryService:
                     "invocations": {"resolved": len(resolved_invs), "total": len(invocations)}},
                 "timeline": window}
 
+    def _known_tokens(self, entries: list[dict]) -> None:
+        """Refs for the bare words of unparsed lines that are stored ids: an invocation, a runner or a
+        task id, matched exactly (one query each); a UUID that is none of them is an unresolved `id`."""
+        tokens = sorted({t for e in entries for t in e.get("tokens", ())})[:log_explorer.MAX_TOKENS]
+        if not tokens:
+            return
+        found: dict[str, str] = {}
+        for kind, sql in (("task", "SELECT DISTINCT task_id FROM invocation_state WHERE task_id IN "),
+                          ("runner", "SELECT DISTINCT runner_id FROM runner_state WHERE runner_id IN "),
+                          ("invocation", "SELECT invocation_id FROM invocation_state WHERE invocation_id IN ")):
+            for (value,) in self._q(sql + "(SELECT unnest(?::VARCHAR[]))", [tokens]).rows:
+                found[value] = kind
+        for e in entries:
+            have = {(r["kind"], r["value"]) for r in e["refs"]}
+            for tok in e.get("tokens", ()):
+                kind = found.get(tok) or ("id" if log_explorer.UUID_RE.fullmatch(tok) else None)
+                if kind and (kind, tok) not in have:
+                    have.add((kind, tok))
+                    e["refs"].append({"kind": kind, "value": tok})
+
     def _match_runner(self, rid: str) -> dict:
         rows = self._q("""SELECT runner_id, any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL)
                           FROM runner_events WHERE starts_with(runner_id, ?) GROUP BY runner_id
@@ -1058,8 +1082,9 @@ class QueryService:
                                   any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
                            FROM transitions WHERE {cond} GROUP BY invocation_id ORDER BY 1 LIMIT 6""",
                        [param]).rows
-        if len(rows) == 1:
-            i, task, status, parent = rows[0]
+        exact = [r for r in rows if r[0] == inv]
+        if exact or len(rows) == 1:
+            i, task, status, parent = (exact or rows)[0]
             return {"invocation_id": i, "task_id": task, "status": status, "parent_invocation_id": parent,
                     "candidates": []}
         return {"invocation_id": None, "task_id": None, "status": None, "parent_invocation_id": None,

@@ -38,6 +38,7 @@
       if (l.invocation && l.invocation.status) { const p = document.createElement("span"); p.className = "pill s-" + l.invocation.status; p.textContent = l.invocation.status; ic.append(" ", p); }
       const tc = tr.insertCell(); if (l.task) tc.append(chip("task", l.task.value, l.task));
       const mc = tr.insertCell();
+      if (l.source) { const s = document.createElement("span"); s.className = "muted small source"; s.textContent = l.source; s.title = "the prefix of the pasted line (container, pod, unit)"; mc.append(s); }
       const pre = document.createElement("pre"); pre.textContent = l.message + (l.continuation.length ? "\n" + l.continuation.join("\n") : "");
       mc.append(pre);
       l.refs.forEach((r) => mc.append(chip(r.kind, r.value, r), " "));
