@@ -48,6 +48,7 @@ HOSTILE = {
     "backslash": "C:\\jobs\\7",
     "long": "long-" + "ž/" * 400 + "x" * 1200,
 }
+PAGE_KINDS = ("slashes", "slash-ends", "hash-query", "quotes-angle", "non-ascii", "dots", "tilde-escape", "long")
 APP = "team/a & b"
 PARENT = "parent/of #all"
 FAMILIES = ("invocation", "runner", "task", "workflow_type", "workflow_run", "event", "trigger_run")
@@ -135,16 +136,17 @@ def test_api_and_page_answer_with_the_same_id(srv, family, kind):
     r = httpx.get(api_url(srv, family, v), timeout=30)
     assert r.status_code == 200, (r.status_code, r.text[:300])
     assert id_of(family, r.json()) == v
+    if family not in ("invocation", "runner") and kind not in PAGE_KINDS:
+        return  # the pages of the other families are read for a cross-section of the classes (time)
     page_url = api_url(srv, family, v).replace("/api/v1", "", 1)
     page = httpx.get(page_url, timeout=30)
     assert page.status_code == 200, page.text[:300]
     assert str(escape(v)) in page.text
-    twin = httpx.get(page_url, params={"format": "json"}, timeout=30)
-    assert twin.status_code == 200 and id_of(family, twin.json()) == v
-    # The page's links to itself (JSON twin, API twin) name the same id.
+    # The page's links to itself (its JSON twin, its API twin) name the same id.
     links = hrefs(page.text)
     twin_link = next(h for h in links if "format=json" in h)
-    assert id_of(family, httpx.get(srv.web + twin_link, timeout=30).json()) == v
+    twin = httpx.get(srv.web + twin_link, timeout=30)
+    assert twin.status_code == 200 and id_of(family, twin.json()) == v
     api_link = next(h for h in links if h.startswith("/api/v1/"))
     assert id_of(family, httpx.get(srv.web + api_link, timeout=30).json()) == v
 
