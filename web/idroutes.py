@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 from urllib.parse import unquote
 
-from starlette._utils import get_route_path
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
@@ -44,7 +43,7 @@ class IdRoute(Route):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
             return Match.NONE, {}
-        route_path = get_route_path(scope)
+        route_path = _route_path(scope)
         if not route_path.startswith(self.prefix) or len(route_path) == len(self.prefix):
             return Match.NONE, {}
         rest = route_path[len(self.prefix):]
@@ -79,6 +78,12 @@ class IdRoute(Route):
         return ident or None
 
 
+def _route_path(scope: Scope) -> str:
+    """The decoded path below the mount this route sits in (what Starlette's own routes match)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root + "/") else path
+
+
 def _raw_rest(scope: Scope, rest: str):
     """What follows the route prefix in the raw path, still percent-encoded; None without a raw path;
     False when the raw path does not have the prefix as real segments (an encoded `/` inside it)."""
@@ -86,10 +91,12 @@ def _raw_rest(scope: Scope, rest: str):
     if not raw_path:
         return None
     raw = raw_path.decode("latin-1")
-    path = scope["path"]
-    head = path[: len(path) - len(rest)]  # the decoded path up to the id: literal segments only
-    parts = raw.split("/", head.count("/"))
-    if len(parts) <= head.count("/"):
+    path = unquote(raw)  # the whole decoded path, as the server decoded it
+    if not path.endswith(rest):
+        return False
+    slashes = path[: len(path) - len(rest)].count("/")  # up to the id: literal segments, real slashes
+    parts = raw.split("/", slashes)
+    if len(parts) <= slashes:
         return False
     tail = parts[-1]
     return tail if unquote(tail) == rest else False
