@@ -2,7 +2,15 @@
 
 Formats: pynenc TEXT (colours stripped) and JSON (its `text` key), rustvello's unified lines
 (`[R]`/`[P]` tag, then app), tasktrail's own download format, and plain JSON log objects.
-A line that does not start a new entry (a traceback) stays with the entry above it.
+Lines as log tooling prints them are read as if unprefixed, the prefix kept as the entry's `source`:
+`docker compose logs` ("worker-1  | "), `docker logs -t` / `kubectl logs --timestamps` (an RFC 3339
+time), `kubectl logs --prefix` ("[pod/name/container] "), journalctl's short formats and syslog
+headers ("Nov 30 10:00:00 host unit[pid]: ", "<13>1 2026-... host app pid msgid - "), and their
+combinations.
+A traceback (a line starting with whitespace or "Traceback", the exception line closing it, chained
+tracebacks) stays with the entry above it from the same source; any other line is an entry of its own.
+A line in no known format is still searched: its `kind:value` references, and its bare tokens, which
+the query service matches against stored invocation, runner and task ids (`tokens`).
 Runner ids may be truncated (pynenc prints 8 characters): a prefix that matches exactly one
 stored runner resolves; several matches are listed as candidates; none is unresolved.
 Nothing is ever guessed.
@@ -19,6 +27,7 @@ START = re.compile(
     r"(?P<level>TRACE|DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\s+(?P<rest>.*)$")
 RUNNER_PART = re.compile(r"([A-Za-z]+)\(([^)]*)\)")
 UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+UUID_RE = re.compile(UUID)
 BRACKET = re.compile(rf"^(?P<runners>(?:[A-Za-z]+\([^)]*\)\.?)*)(?P<inv>{UUID})?(?::(?P<task>\S+))?$")
 KINDS = {
     "invocation", "runner", "worker", "task", "parent-invocation", "child-invocation", "new-invocation",
@@ -36,34 +45,106 @@ INVOCATION_KINDS = {"invocation", "parent-invocation", "child-invocation", "new-
                     "triggered-invocation", "workflow", "sub-workflow", "parent-workflow"}
 RUNNER_KINDS = {"runner", "worker", "current-owner-runner", "attempted-owner-runner"}
 MAX_LINES = 20_000
+MAX_TOKENS = 50_000
+
+# Prefixes that log tooling puts before a line; `strip_prefixes` takes them off one after another.
+COMPOSE = re.compile(r"^(?P<source>[A-Za-z0-9][\w.@-]*)[ \t]*\| ?")       # docker compose logs: "worker-1  | "
+KUBECTL = re.compile(r"^\[(?P<source>[\w.-]+/[^\]\s]+)\] ")                # kubectl logs --prefix
+STAMP = re.compile(r"^(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})) ")  # docker -t
+JOURNAL = re.compile(  # journalctl -o short / short-iso, BSD syslog (optionally with <PRI>)
+    r"^(?:<\d{1,3}>)?(?P<ts>[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|"
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?[+-]\d{2}:?\d{2}) "  # journald writes an offset, docker a Z
+    r"(?P<host>[^\s\[\]]+) (?P<source>[^\s\[\]:]+)(?:\[\d+\])?: ")
+SYSLOG5424 = re.compile(r"^<\d{1,3}>1 (?P<ts>\S+) (?P<host>\S+) (?P<source>\S+) \S+ \S+ (?:-|(?:\[[^\]]*\])+) ?")
+TRACEBACK = "Traceback (most recent call last):"
+CHAINED = ("During handling of the above exception, another exception occurred:",
+           "The above exception was the direct cause of the following exception:")
+TOKEN = re.compile(r"[^\s\"'`()\[\]{}<>,;=|]+")
+
+
+def strip_prefixes(line: str) -> tuple[str, Optional[str], Optional[str]]:
+    """(the line without the prefixes log tooling put before it, their source joined by " / " or None,
+    the earliest timestamp a prefix carried or None). A line already in a known format is left alone."""
+    sources: list[str] = []
+    stamp = None
+    for _ in range(6):
+        if START.match(line) or line.startswith("{"):
+            break
+        m = COMPOSE.match(line) or KUBECTL.match(line)
+        if m is None:
+            m = SYSLOG5424.match(line) or JOURNAL.match(line) or STAMP.match(line)
+            if m is None:
+                break
+            stamp = stamp or m.group("ts")
+        if "source" in m.groupdict():
+            sources.append(m.group("source"))
+        line = line[m.end():]
+    return line, (" / ".join(sources) or None), stamp
 
 
 def parse(text: str) -> list[dict]:
     """Split pasted text into entries; each keeps its raw line(s) and what the line names."""
     entries: list[dict] = []
+    last: dict = {}  # source -> its latest entry (compose interleaves containers)
+    tb: dict = {}  # source -> where its open traceback is: "frames", "done" (after the exception line)
     for no, raw in enumerate(text.splitlines()[:MAX_LINES], start=1):
         line = ANSI.sub("", raw).rstrip("\r")
+        if not line.strip():
+            continue
+        line, source, stamp = strip_prefixes(line)
         if not line.strip():
             continue
         entry = _parse_json(line) if line.lstrip().startswith("{") else None
         if entry is None:
             m = START.match(line)
             if m is None:
-                if entries:
-                    entries[-1]["continuation"].append(line)
-                else:
-                    entries.append(_entry(no, line, None, None, "text", line))
-                continue
-            entry = _parse_text(m, line)
+                owner = last.get(source)
+                state = tb.get(source)
+                if owner is not None and _continues(line, state):
+                    owner["continuation"].append(line)
+                    tb[source] = ("frames" if line.startswith(TRACEBACK) else "chained" if line in CHAINED
+                                  else "done" if state == "frames" and not line[:1].isspace() else state)
+                    continue
+                entry = _entry(no, line, stamp, None, "text", line)
+                _refs(entry, line)
+                entry["tokens"] = _tokens(line)
+            else:
+                entry = _parse_text(m, line)
         entry["line_no"] = no
+        entry["raw"] = raw.rstrip("\r") if source or stamp else entry["raw"]
+        entry["source"] = source
+        entry["timestamp"] = entry["timestamp"] or stamp
         entries.append(entry)
+        last[source] = entry
+        tb[source] = None
     return entries
+
+
+def _continues(line: str, traceback_state: Optional[str]) -> bool:
+    """Whether an unparsed line belongs to the entry above it: indented, a traceback's start, its
+    exception line, or the sentence chaining two tracebacks."""
+    if line[:1].isspace() or line.startswith(TRACEBACK):
+        return True
+    if traceback_state == "frames":  # "ValueError: boom", "KeyboardInterrupt"
+        return True
+    return traceback_state == "done" and line in CHAINED
+
+
+def _tokens(line: str) -> list[str]:
+    """Bare words of an unparsed line that could be ids (hold a digit or one of - _ . : / @), without
+    the trailing punctuation of a sentence."""
+    out = []
+    for tok in TOKEN.findall(line):
+        tok = tok.rstrip(".:!?")
+        if len(tok) >= 3 and any(c.isdigit() or c in "-_.:/@" for c in tok):
+            out.append(tok)
+    return out
 
 
 def _entry(no, raw, ts, level, fmt, message) -> dict:
     return {"line_no": no, "raw": raw, "format": fmt, "timestamp": ts, "level": level, "logger": None,
             "runners": [], "invocation_id": None, "task_id": None, "atomic_service_run_id": None,
-            "message": message, "refs": [], "continuation": []}
+            "message": message, "refs": [], "continuation": [], "source": None, "tokens": []}
 
 
 def _parse_text(m: re.Match, line: str, fmt: str = "text") -> dict:

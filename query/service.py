@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
 from tasktrail.proto import names
+from tasktrail.proto.urlpath import segment
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINAL_STATUSES, STATUSES, is_final
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
@@ -125,6 +126,16 @@ def _decode_cursor(cursor: str) -> list:
         return values
     except (ValueError, TypeError):
         raise BadRequest("cursor is not one this server issued") from None
+
+
+def _id_list(value: str | Sequence[str]) -> list[str]:
+    """Ids from a query parameter: repeated, each value is one id as written; a single value is a comma
+    list (its whole text is also tried, so one id holding commas is still found)."""
+    values = [value] if isinstance(value, str) else [v for v in value if v]
+    if len(values) != 1:
+        return values
+    parts = [i.strip() for i in values[0].split(",") if i.strip()]
+    return parts + ([values[0]] if values[0] not in parts else [])
 
 
 def _statuses(status: Sequence[str] | None) -> list[str]:
@@ -377,7 +388,7 @@ class QueryService:
             jaeger = (s.jaeger_url.format(trace_id=trace_id) if "{trace_id}" in s.jaeger_url
                       else f"{s.jaeger_url.rstrip('/')}/trace/{trace_id}")
         tempo = s.tempo_url.format(trace_id=trace_id) if s.tempo_url else None
-        return {"trace": f"/traces/{trace_id}", "jaeger": jaeger, "tempo": tempo}
+        return {"trace": f"/traces/{segment(trace_id)}", "jaeger": jaeger, "tempo": tempo}
 
     # --- parent by trace context ---------------------------------------------------------
     TRACE_PARENTS = """
@@ -786,8 +797,10 @@ class QueryService:
     TIMELINE_MAX_LIMIT = 20_000
 
     def timeline(self, *, app=None, since=None, until=None, task=None, workflow=None, runner=None,
-                 invocations: Optional[str] = None, limit: Optional[int] = None) -> dict:
-        """Lanes, sub-lanes, segments and points of every invocation active in the window."""
+                 invocations: Optional[str | Sequence[str]] = None, limit: Optional[int] = None) -> dict:
+        """Lanes, sub-lanes, segments and points of every invocation active in the window.
+        `invocations`: a comma list of ids, or ids one per value (repeated `invocations=`, for ids that
+        hold commas)."""
         if limit is None:
             limit = self.TIMELINE_DEFAULT_LIMIT
         if not 1 <= limit <= self.TIMELINE_MAX_LIMIT:
@@ -818,7 +831,7 @@ class QueryService:
                            "WHERE runner_id = ? OR worker_id = ?)")
             fparams += [runner, runner]
         if invocations:
-            wanted = [i.strip() for i in invocations.split(",") if i.strip()]
+            wanted = _id_list(invocations)
             filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
             fparams.append(wanted)
         lookback = t0 - max(t1 - t0, timedelta(seconds=self.settings.timeline_lookback_s))
@@ -966,6 +979,7 @@ class QueryService:
         """Parse pasted log lines and resolve every runner, invocation, task and `kind:value`
         reference to what is stored; unresolvable ids are marked so, never guessed."""
         entries = log_explorer.parse(text)
+        self._known_tokens(entries)
         runner_ids = {r["id"] for e in entries for r in e["runners"]}
         runner_ids |= {ref["value"] for e in entries for ref in e["refs"] if ref["kind"] in log_explorer.RUNNER_KINDS}
         runners = {rid: self._match_runner(rid) for rid in runner_ids}
@@ -993,28 +1007,31 @@ class QueryService:
             if kind in log_explorer.INVOCATION_KINDS:
                 m = invocations.get(value)
                 return {"resolved": bool(m and m["invocation_id"]), "id": m and m["invocation_id"],
-                        "link": f"/invocations/{m['invocation_id']}" if m and m["invocation_id"] else None,
+                        "link": f"/invocations/{segment(m['invocation_id'])}" if m and m["invocation_id"] else None,
                         "candidates": m["candidates"] if m else []}
             if kind in log_explorer.RUNNER_KINDS:
                 m = runners.get(value)
                 return {"resolved": bool(m and m["runner_id"]), "id": m and m["runner_id"],
-                        "link": f"/runners/{m['runner_id']}" if m and m["runner_id"] else None,
+                        "link": f"/runners/{segment(m['runner_id'])}" if m and m["runner_id"] else None,
                         "candidates": m["candidates"] if m else []}
             if kind == "task":
                 ok = value in known_tasks
                 return {"resolved": ok, "id": value if ok else None,
-                        "link": f"/invocations?task={value}" if ok else None, "candidates": []}
+                        "link": f"/invocations?task={quote(value, safe='')}" if ok else None, "candidates": []}
             if (kind, value) in other:
                 ok = other[(kind, value)]
                 prefix = lookups[kind][2]
                 return {"resolved": ok, "id": value if ok else None,
-                        "link": (prefix + value) if ok and prefix else None, "candidates": []}
+                        "link": (prefix + segment(value)) if ok and prefix else None, "candidates": []}
+            if kind == "id":  # an id-like word of an unparsed line that names nothing stored
+                return {"resolved": False, "id": None, "link": None, "candidates": []}
             return {"resolved": None, "id": None, "link": None, "candidates": []}  # not an entity kind
 
         lines = []
         for e in entries:
             lines.append({
-                "line_no": e["line_no"], "raw": e["raw"], "format": e["format"], "timestamp": e["timestamp"],
+                "line_no": e["line_no"], "raw": e["raw"], "format": e["format"], "source": e["source"],
+                "timestamp": e["timestamp"],
                 "level": e["level"], "logger": e["logger"], "message": e["message"],
                 "continuation": e["continuation"],
                 "runners": [{"class": r["class"], "value": r["id"], **ref_view("runner", r["id"])}
@@ -1042,6 +1059,26 @@ class QueryService:
                     "invocations": {"resolved": len(resolved_invs), "total": len(invocations)}},
                 "timeline": window}
 
+    def _known_tokens(self, entries: list[dict]) -> None:
+        """Refs for the bare words of unparsed lines that are stored ids: an invocation, a runner or a
+        task id, matched exactly (one query each); a UUID that is none of them is an unresolved `id`."""
+        tokens = sorted({t for e in entries for t in e.get("tokens", ())})[:log_explorer.MAX_TOKENS]
+        if not tokens:
+            return
+        found: dict[str, str] = {}
+        for kind, sql in (("task", "SELECT DISTINCT task_id FROM invocation_state WHERE task_id IN "),
+                          ("runner", "SELECT DISTINCT runner_id FROM runner_state WHERE runner_id IN "),
+                          ("invocation", "SELECT invocation_id FROM invocation_state WHERE invocation_id IN ")):
+            for (value,) in self._q(sql + "(SELECT unnest(?::VARCHAR[]))", [tokens]).rows:
+                found[value] = kind
+        for e in entries:
+            have = {(r["kind"], r["value"]) for r in e["refs"]}
+            for tok in e.get("tokens", ()):
+                kind = found.get(tok) or ("id" if log_explorer.UUID_RE.fullmatch(tok) else None)
+                if kind and (kind, tok) not in have:
+                    have.add((kind, tok))
+                    e["refs"].append({"kind": kind, "value": tok})
+
     def _match_runner(self, rid: str) -> dict:
         rows = self._q("""SELECT runner_id, any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL)
                           FROM runner_events WHERE starts_with(runner_id, ?) GROUP BY runner_id
@@ -1061,8 +1098,9 @@ class QueryService:
                                   any_value(parent_invocation_id)
                            FROM invocation_state WHERE {cond} GROUP BY invocation_id ORDER BY 1 LIMIT 6""",
                        [param]).rows
-        if len(rows) == 1:
-            i, task, status, parent = rows[0]
+        exact = [r for r in rows if r[0] == inv]
+        if exact or len(rows) == 1:
+            i, task, status, parent = (exact or rows)[0]
             return {"invocation_id": i, "task_id": task, "status": status, "parent_invocation_id": parent,
                     "candidates": []}
         return {"invocation_id": None, "task_id": None, "status": None, "parent_invocation_id": None,
@@ -1273,9 +1311,9 @@ class QueryService:
         for a in items:
             a["since"] = iso(a["since"])
             a["link"] = ("/atomic-services" if a["kind"] == "scheduler_silent"
-                         else f"/invocations/{a['invocation_id']}" if a.get("invocation_id")
-                         else f"/runners/{a['runner_id']}" if a.get("runner_id")
-                         else f"/tasks/{quote(a['task_id'], safe='')}" if a.get("task_id") else "/atomic-services")
+                         else f"/invocations/{segment(a['invocation_id'])}" if a.get("invocation_id")
+                         else f"/runners/{segment(a['runner_id'])}" if a.get("runner_id")
+                         else f"/tasks/{segment(a['task_id'])}" if a.get("task_id") else "/atomic-services")
         counts = {k: 0 for k in KINDS}
         for a in items:
             counts[a["kind"]] += 1

@@ -12,6 +12,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
+from .idroutes import IdRoute, id_routes
 from .responses import JSONResponse
 from starlette.routing import Route
 
@@ -196,7 +197,8 @@ def ops(request: Request):
 def timeline(request: Request):
     return JSONResponse(_qs(request).timeline(
         app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"), task=_p(request, "task"),
-        workflow=_p(request, "workflow"), runner=_p(request, "runner"), invocations=_p(request, "invocations"),
+        workflow=_p(request, "workflow"), runner=_p(request, "runner"),
+        invocations=request.query_params.getlist("invocations") or None,
         limit=_int(request, "limit")))
 
 
@@ -280,31 +282,28 @@ ROUTES = [
     Route("/openapi.json", openapi),
     Route("/apps", apps),
     Route("/invocations", invocations),
-    Route("/invocations/{id}", invocation),
-    Route("/invocations/{id}/history", history),
-    Route("/invocations/{id}/family", family),
-    Route("/invocations/{id}/logs", invocation_logs),
+    *id_routes("/invocations/", invocation, {"history": history, "family": family, "logs": invocation_logs}),
     Route("/runners", runners),
-    Route("/runners/{id}", runner),
+    IdRoute("/runners/", runner),
     Route("/atomic-services/executions", atomic_executions),
     Route("/atomic-services/decisions", atomic_decisions),
     Route("/atomic-services/schedule", atomic_schedule),
     Route("/events", events),
     Route("/events/markers", event_markers),
-    Route("/events/{id}", event),
+    IdRoute("/events/", event),
     Route("/trigger-runs", trigger_runs),
-    Route("/trigger-runs/{id}", trigger_run),
+    IdRoute("/trigger-runs/", trigger_run),
     Route("/timeline", timeline),
-    Route("/traces/{trace_id}", trace),
+    IdRoute("/traces/", trace, param="trace_id"),
     Route("/overview", overview),
     Route("/anomalies", _json(anomalies_data)),
     Route("/tasks", _json(tasks_data)),
-    Route("/tasks/{task_id:path}", _json(task_data)),
+    IdRoute("/tasks/", _json(task_data), param="task_id"),
     Route("/workflows", _json(workflow_types_data)),
     Route("/workflows/runs", _json(workflow_runs_data)),
-    Route("/workflows/runs/{id}", _json(workflow_run_data)),
+    IdRoute("/workflows/runs/", _json(workflow_run_data)),
     Route("/workflows/compare", _json(workflow_compare_data)),
-    Route("/workflows/{type:path}", _json(workflow_type_data)),
+    IdRoute("/workflows/", _json(workflow_type_data), param="type"),
     Route("/logs", logs),
     Route("/logs/tail", logs_tail),
     Route("/log-explorer", log_explorer, methods=["POST"]),

@@ -5,7 +5,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -64,7 +64,9 @@ class TokenMiddleware:
                 if not ok:
                     if request.method == "GET" and not path.startswith("/api/") and \
                             "text/html" in request.headers.get("accept", ""):
-                        await RedirectResponse(f"/login?next={path}", status_code=303)(scope, receive, send)
+                        sent = (scope.get("raw_path") or path.encode()).decode("latin-1")  # an id's %2F, %23 kept
+                        await RedirectResponse("/login?" + urlencode({"next": sent}), status_code=303)(
+                            scope, receive, send)
                         return
                     resp = error_response(401, "missing or wrong API token (Authorization: Bearer <token>)",
                                           {"WWW-Authenticate": "Bearer"})

@@ -29,7 +29,7 @@ LOG_FILTERS = [APP, _q("q", "Literal text, any case."), _q("level", "At least th
                _q("runner", "Runner or worker id."), _q("worker", "Worker id."), _q("invocation", "Invocation id."),
                _q("task", "Task id."), SINCE, UNTIL]
 SUMMARY_SINCE = _q("since", "RFC 3339 time, relative like -7d, or `all`; default the last 24 h.")
-ID = _path("id", "The id.")
+ID = _path("id", "The id as one path segment: percent-encoded, `/` as %2F; an id of dots only as ~2E per dot.")
 HISTOGRAM_STATUS = {"name": "histogram_status", "in": "query", "required": False, "style": "form", "explode": True,
                     "description": "Occupancy categories counted: registered, pending, running (default: pending, "
                                    "running).", "schema": {"type": "array", "items": {"type": "string"}}}

@@ -13,16 +13,19 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUS_COLORS, STATUSES, UNKNOWN_COLOR
+from tasktrail.proto.urlpath import segment
 from tasktrail.query.errors import NotFound
 from tasktrail.query.service import QueryService
 
 from . import api as reads
 from .api import _int, _p
+from .idroutes import IdRoute
 from .responses import JSONResponse
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
                              FINAL_STATUSES=FINAL_STATUSES)
+TEMPLATES.env.filters["seg"] = segment  # an id as one path segment: href="/runners/{{ id|seg }}"
 NAV = [("/", "Overview"), ("/anomalies", "Anomalies"), ("/ops", "Ops"), ("/runs", "Runs"),
        ("/invocations", "Invocations"), ("/timeline", "Timeline"), ("/tasks", "Tasks"), ("/workflows", "Workflows"),
        ("/logs", "Logs"), ("/log-explorer", "Log explorer"), ("/runners", "Runners"),
@@ -39,10 +42,13 @@ def render(request: Request, template: str, title: str, data: dict, api: str | N
     if request.query_params.get("format") == "json":
         return JSONResponse(data)
     app = _p(request, "app")
-    twin = request.url.include_query_params(format="json")
+    # The path as sent (request.url re-parses the decoded path, so an id's '#' or '?' would cut it).
+    sent = request.scope.get("raw_path", b"").decode("latin-1") or quote(request.scope["path"])
+    twin = sent + "?" + urlencode([*((k, v) for k, v in request.query_params.multi_items() if k != "format"),
+                                   ("format", "json")])
     return TEMPLATES.TemplateResponse(request, template, {
-        "title": title, "data": data, "api": api, "twin": str(twin.path) + "?" + twin.query, "nav": NAV,
-        "app": app, "path": request.url.path, "settings": request.app.state.page_settings, **extra})
+        "title": title, "data": data, "api": api, "twin": twin, "nav": NAV,
+        "app": app, "path": request.scope["path"], "settings": request.app.state.page_settings, **extra})
 
 
 def overview(request: Request) -> Response:
@@ -74,7 +80,7 @@ def invocations(request: Request) -> Response:
 def invocation(request: Request) -> Response:
     qs, inv_id = _qs(request), request.path_params["id"]
     detail = qs.invocation_page(inv_id, _p(request, "app"))
-    return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{inv_id}")
+    return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{segment(inv_id)}")
 
 
 def timeline(request: Request) -> Response:
@@ -99,7 +105,7 @@ def runner(request: Request) -> Response:
     data = qs.runner(rid, _p(request, "app"))
     data["atomic_executions"] = qs.atomic_executions(runner=rid, limit=50)
     data["atomic_decisions"] = qs.atomic_decisions(runner=rid, limit=50)
-    return render(request, "runner.html", f"Runner {rid}", data, f"/api/v1/runners/{rid}")
+    return render(request, "runner.html", f"Runner {rid}", data, f"/api/v1/runners/{segment(rid)}")
 
 
 def atomic_services(request: Request) -> Response:
@@ -123,7 +129,7 @@ def events(request: Request) -> Response:
 
 def event(request: Request) -> Response:
     ev_id = request.path_params["id"]
-    return render(request, "event.html", f"Event {ev_id}", _qs(request).event(ev_id), f"/api/v1/events/{ev_id}")
+    return render(request, "event.html", f"Event {ev_id}", _qs(request).event(ev_id), f"/api/v1/events/{segment(ev_id)}")
 
 
 def trigger_runs(request: Request) -> Response:
@@ -136,7 +142,7 @@ def trigger_runs(request: Request) -> Response:
 def trigger_run(request: Request) -> Response:
     run_id = request.path_params["id"]
     return render(request, "trigger_run.html", f"Trigger run {run_id}", _qs(request).trigger_run(run_id),
-                  f"/api/v1/trigger-runs/{run_id}")
+                  f"/api/v1/trigger-runs/{segment(run_id)}")
 
 
 def logs_page(request: Request) -> Response:
@@ -185,7 +191,7 @@ def trace_page(request: Request) -> Response:
             for sp in ss["spans"]:
                 spans.append({**sp, "service": service})
     return render(request, "trace.html", f"Trace {trace_id}", {"trace_id": trace_id, "spans": spans},
-                  f"/api/v1/traces/{trace_id}")
+                  f"/api/v1/traces/{segment(trace_id)}")
 
 
 def anomalies_page(request: Request) -> Response:
@@ -203,7 +209,7 @@ def tasks_page(request: Request) -> Response:
 def task_page(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     return render(request, "task.html", f"Task {task_id}", reads.task_data(request),
-                  _api(f"/api/v1/tasks/{quote(task_id, safe='')}", request, ("app", "since", "until")))
+                  _api(f"/api/v1/tasks/{segment(task_id)}", request, ("app", "since", "until")))
 
 
 def workflows_page(request: Request) -> Response:
@@ -222,14 +228,14 @@ def workflow_runs_page(request: Request) -> Response:
 def workflow_type_page(request: Request) -> Response:
     wtype = request.path_params["type"]
     return render(request, "workflow_type.html", f"Workflow {wtype}", reads.workflow_type_data(request),
-                  _api(f"/api/v1/workflows/{quote(wtype, safe='')}", request,
+                  _api(f"/api/v1/workflows/{segment(wtype)}", request,
                        ("app", "status", "limit", "histogram_workflow", "histogram_status", "since", "until")))
 
 
 def workflow_run_page(request: Request) -> Response:
     wid = request.path_params["id"]
     return render(request, "workflow_run.html", f"Workflow run {wid}", reads.workflow_run_data(request),
-                  _api(f"/api/v1/workflows/runs/{quote(wid, safe='')}", request, ("app", "histogram_status")))
+                  _api(f"/api/v1/workflows/runs/{segment(wid)}", request, ("app", "histogram_status")))
 
 
 def workflow_compare_page(request: Request) -> Response:
@@ -247,29 +253,29 @@ def _api(path: str, request: Request, keep: tuple) -> str:
 ROUTES = [
     Route("/", overview),
     Route("/invocations", invocations),
-    Route("/invocations/{id}", invocation),
+    IdRoute("/invocations/", invocation),
     Route("/timeline", timeline),
     Route("/runners", runners),
-    Route("/runners/{id}", runner),
+    IdRoute("/runners/", runner),
     Route("/atomic-services", atomic_services),
     Route("/events", events),
-    Route("/events/{id}", event),
+    IdRoute("/events/", event),
     Route("/trigger-runs", trigger_runs),
-    Route("/trigger-runs/{id}", trigger_run),
+    IdRoute("/trigger-runs/", trigger_run),
     Route("/sql", sql_page),
     Route("/logs", logs_page),
     Route("/log-explorer", log_explorer_page),
     Route("/runs", runs_page),
     Route("/ops", ops_page),
-    Route("/traces/{trace_id}", trace_page),
+    IdRoute("/traces/", trace_page, param="trace_id"),
     Route("/anomalies", anomalies_page),
     Route("/tasks", tasks_page),
-    Route("/tasks/{task_id:path}", task_page),
+    IdRoute("/tasks/", task_page, param="task_id"),
     Route("/workflows", workflows_page),
     Route("/workflows/runs", workflow_runs_page),
-    Route("/workflows/runs/{id}", workflow_run_page),
+    IdRoute("/workflows/runs/", workflow_run_page),
     Route("/workflows/compare", workflow_compare_page),
-    Route("/workflows/{type:path}", workflow_type_page),
+    IdRoute("/workflows/", workflow_type_page, param="type"),
 ]
 
 __all__ = ["ROUTES", "NotFound"]

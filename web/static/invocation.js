@@ -45,7 +45,7 @@
       layout: { name: "breadthfirst", directed: true, roots: [fam.root_id], spacingFactor: 0.9 },
     });
     cy.on("tap", "node", (ev) => select(ev.target.id(), "graph"));
-    cy.on("dbltap", "node", (ev) => { location.href = "/invocations/" + encodeURIComponent(ev.target.id()); });
+    cy.on("dbltap", "node", (ev) => { location.href = "/invocations/" + TT.seg(ev.target.id()); });
     window.TT.cy = cy;
   }
   document.querySelectorAll("#family-list li").forEach((li) => li.addEventListener("click", (ev) => {
@@ -70,7 +70,7 @@
     });
     TT.invocationTail = src;
     setInterval(() => {
-      fetch("/api/v1/invocations/" + encodeURIComponent(d.invocation_id)).then((r) => r.json())
+      fetch("/api/v1/invocations/" + TT.seg(d.invocation_id)).then((r) => r.json())
         .then((now) => { if (now.status && now.status !== d.status) { src.close(); location.reload(); } });
     }, 5000);
   }
@@ -85,8 +85,9 @@
   const linkParams = new URLSearchParams({ since, until, selected: d.invocation_id });
   if (d.workflow && d.workflow.id) linkParams.set("workflow", d.workflow.id);
   link.href = "/timeline?" + linkParams.toString();
-  const ids = fam.nodes.map((n) => n.invocation_id).join(",");
-  fetch("/api/v1/timeline?" + new URLSearchParams({ since, until, invocations: ids, limit: "2000" }))
+  const q = new URLSearchParams({ since, until, limit: "2000" });
+  fam.nodes.forEach((n) => q.append("invocations", n.invocation_id)); // one per value: ids may hold commas
+  fetch("/api/v1/timeline?" + q)
     .then((r) => r.json())
     .then((body) => { if (body.lanes) { timeline.setData(body); select(d.invocation_id); } });
 })();

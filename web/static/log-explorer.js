@@ -10,7 +10,7 @@
   const tip = document.createElement("div"); tip.className = "tip"; tip.hidden = true;
   const canvas = document.getElementById("explorer-timeline");
   canvas.parentNode.style.position = "relative"; canvas.parentNode.appendChild(tip);
-  const timeline = new TT.Timeline(canvas, { compact: true, tip, onOpen: (id) => { location.href = "/invocations/" + encodeURIComponent(id); } });
+  const timeline = new TT.Timeline(canvas, { compact: true, tip, onOpen: (id) => { location.href = "/invocations/" + TT.seg(id); } });
 
   function chip(kind, value, r) {
     const el = document.createElement(r.link ? "a" : "span");
@@ -38,6 +38,7 @@
       if (l.invocation && l.invocation.status) { const p = document.createElement("span"); p.className = "pill s-" + l.invocation.status; p.textContent = l.invocation.status; ic.append(" ", p); }
       const tc = tr.insertCell(); if (l.task) tc.append(chip("task", l.task.value, l.task));
       const mc = tr.insertCell();
+      if (l.source) { const s = document.createElement("span"); s.className = "muted small source"; s.textContent = l.source; s.title = "the prefix of the pasted line (container, pod, unit)"; mc.append(s); }
       const pre = document.createElement("pre"); pre.textContent = l.message + (l.continuation.length ? "\n" + l.continuation.join("\n") : "");
       mc.append(pre);
       l.refs.forEach((r) => mc.append(chip(r.kind, r.value, r), " "));
@@ -46,7 +47,8 @@
     status.textContent = `${c.lines} lines · runners ${c.runners.resolved}/${c.runners.total} resolved · invocations ${c.invocations.resolved}/${c.invocations.total} resolved`;
     if (res.timeline) {
       tlCard.hidden = false;
-      const q = new URLSearchParams({ since: res.timeline.since, until: res.timeline.until, invocations: res.timeline.invocations.join(","), limit: "2000" });
+      const q = new URLSearchParams({ since: res.timeline.since, until: res.timeline.until, limit: "2000" });
+      res.timeline.invocations.forEach((id) => q.append("invocations", id)); // one per value: ids may hold commas
       fetch("/api/v1/timeline?" + q).then((r) => r.json()).then((tl) => { if (tl.lanes) { timeline.setData(tl); canvas.dataset.shown = String(tl.shown); } });
     } else {
       tlCard.hidden = true;

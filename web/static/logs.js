@@ -36,8 +36,8 @@
     cell(tr, TT.fmtTime(TT.parseTime(l.timestamp)));
     cell(tr, l.level);
     const rid = l.worker_id || l.runner_id;
-    link(tr, "/runners/" + encodeURIComponent(rid || ""), (rid || "").slice(0, 12), "data-runner-id", rid);
-    link(tr, "/invocations/" + encodeURIComponent(l.invocation_id || ""), (l.invocation_id || "").slice(0, 8), "data-invocation-id", l.invocation_id);
+    link(tr, "/runners/" + TT.seg(rid || ""), (rid || "").slice(0, 12), "data-runner-id", rid);
+    link(tr, "/invocations/" + TT.seg(l.invocation_id || ""), (l.invocation_id || "").slice(0, 8), "data-invocation-id", l.invocation_id);
     cell(tr, l.task_id, "task");
     const pre = document.createElement("pre"); pre.textContent = l.message || "";
     tr.insertCell().appendChild(pre);

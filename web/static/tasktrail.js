@@ -13,6 +13,15 @@
   };
   TT.color = (s) => TT.STATUS_COLORS[s] || "#7f8c8d";
   TT.parseTime = (s) => (s ? Date.parse(s) : NaN);
+  // An id as one URL path segment (proto/urlpath.py): every reserved character encoded ('/' too); an id of
+  // dots only as "~2E" per dot (browsers drop "." and ".." segments, even %2E); a "~2E"-looking id keeps its
+  // "~" encoded.
+  TT.seg = function (id) {
+    const s = encodeURIComponent(String(id)).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+    if (/^\.+$/.test(s)) return s.replace(/\./g, "~2E");
+    if (/^(~2[Ee])+$/.test(s)) return s.replace(/~/g, "%7E");
+    return s;
+  };
 
   TT.fmtTime = function (ms, withDate) {
     if (!isFinite(ms)) return "—";

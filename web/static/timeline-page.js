@@ -13,7 +13,7 @@
 
   const tl = new TT.Timeline(canvas, {
     tip: document.getElementById("timeline-tip"),
-    onOpen: (id) => { location.href = "/invocations/" + encodeURIComponent(id); },
+    onOpen: (id) => { location.href = "/invocations/" + TT.seg(id); },
     onZoom: (a, b) => { params.set("since", a); params.set("until", b); go(); },
   });
   tl.select(params.get("selected"));

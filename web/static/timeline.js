@@ -299,7 +299,7 @@
           if (this.opts.onSelect) this.opts.onSelect(h.inv);
           if (this.opts.onOpen) this.opts.onOpen(h.inv);
         } else if (h.event && this.opts.onOpen) {
-          location.href = "/events/" + encodeURIComponent(h.event.event_id);
+          location.href = "/events/" + TT.seg(h.event.event_id);
         }
       });
       window.addEventListener("resize", () => this.draw());

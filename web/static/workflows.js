@@ -24,7 +24,7 @@
   if (canvas && TT.Timeline && d.window) {
     const tl = new TT.Timeline(canvas, {
       tip: document.getElementById("timeline-tip"),
-      onOpen: (id) => { location.href = "/invocations/" + encodeURIComponent(id); },
+      onOpen: (id) => { location.href = "/invocations/" + TT.seg(id); },
       onZoom: (a, b) => { location.href = `/timeline?workflow=${encodeURIComponent(d.workflow_id)}&since=${a}&until=${b}`; },
     });
     const pad = Math.max(0.05 * (Date.parse(d.window.until) - Date.parse(d.window.since)), 50);
