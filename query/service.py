@@ -19,7 +19,7 @@ from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINA
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
-from . import log_explorer, sql_guard, timeline as tl
+from . import log_explorer, sql_guard, timeline as tl, values
 from .adjust import adjust
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
@@ -53,6 +53,8 @@ class QuerySettings:
     # reads are bounded in time so they skip the rest of the log; see QueryService._bracket).
     related_after_s: float = 3600
     anomalies: AnomalySettings = AnomalySettings()
+    # Preview sizes of arguments, results, errors and log bodies (query/values.py).
+    previews: values.PreviewLimits = values.PreviewLimits()
 
 
 # Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
@@ -280,7 +282,7 @@ class QueryService:
 
     def _transitions(self, invocation_id: str, app: Optional[str]) -> list[dict]:
         first, last, _ = self._bracket(invocation_id, app)
-        sql = "SELECT * EXCLUDE (batch) FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ?"
+        sql = f"SELECT {values.TRANSITION_COLUMNS} FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ?"
         params: list = [invocation_id, first, last]
         if app:
             sql += " AND app_id = ?"
@@ -330,10 +332,11 @@ class QueryService:
         created = rows[0]["timestamp"]
         finished = rows[-1]["timestamp"] if final else None
         trace_id = next((a["trace_id"] for a in reversed(attempts) if a["trace_id"]), None) or last("trace_id")
+        vals = self._values(invocation_id, app)
         error = None
         if status in ("FAILED", "RETRY") or last("error_type"):
-            error = {"type": last("error_type"), "message": last("error_message"),
-                     "traceback": last("error_traceback")}
+            error = {"type": last("error_type"), "message": vals.text("error_message"),
+                     "traceback": vals.text("error_traceback")}
         wf_id = last("workflow_id")
         parent_id = last("parent_invocation_id")
         if parent_id is None and any(r["span_id"] and r["source"] not in PARENT_SAYING_SOURCES
@@ -346,11 +349,41 @@ class QueryService:
             "parent_event_id": last("parent_event_id"),
             "workflow": {"id": wf_id, "type": last("workflow_type"), "parent_id": last("workflow_parent_id"),
                          "role": ("none" if not wf_id else "root" if wf_id == invocation_id else "member")},
-            "attempts": attempts, "arguments": last("arguments"), "result": last("result"), "error": error,
+            "attempts": attempts, "arguments": vals.text("arguments"), "result": vals.text("result"), "error": error,
+            "values": vals.described,
             "created_at": iso(created), "finished_at": iso(finished),
             "duration_s": (finished - created).total_seconds() if finished else None,
             "links": self.trace_links(trace_id),
         }
+
+    # --- huge values: previews in the detail, whole values by download (query/values.py) ---------
+    def _values(self, invocation_id: str, app: Optional[str]) -> values.Values:
+        """Previews and sizes of its arguments, result, error message and traceback, in one read."""
+        first, last, _ = self._bracket(invocation_id, app)
+        params = {"id": invocation_id, "lo": first, "hi": last, **({"app": app} if app else {})}
+        row = self._q(values.previews_sql(self.settings.previews, bool(app)), params).dicts()[0]
+        return values.Values(row, self.settings.previews, invocation_id, app)
+
+    def invocation_value(self, invocation_id: str, name: str, app: Optional[str] = None) -> tuple[bytes, bool]:
+        """The whole value `name` (arguments, result, error_message, error_traceback) as UTF-8 bytes, and
+        whether it is JSON (arguments and results runners sent as JSON). The value a detail previews.
+        Raises NotFound for an unknown invocation or name, or when no transition carried the value."""
+        values.check(name)
+        first, last, _ = self._bracket(invocation_id, app)
+        params = {"id": invocation_id, "lo": first, "hi": last, **({"app": app} if app else {})}
+        rows = self._q(values.whole_sql(name, self.settings.previews, bool(app)), params, max_rows=1).rows
+        if not rows:
+            raise NotFound(f"invocation {invocation_id} has no {name.replace('_', ' ')}")
+        return bytes(rows[0][0]), bool(rows[0][1])
+
+    def log_body(self, key: str) -> bytes:
+        """The whole body of the log line a preview's url names (`values.log_key`), as UTF-8 bytes.
+        Raises BadRequest for a malformed key, NotFound when no line matches it."""
+        batch, ts_us, md5 = values.parse_log_key(key)
+        rows = self._q(values.LOG_BODY_SQL, {"batch": batch, "ts_us": ts_us, "md5": md5}, max_rows=1).rows
+        if not rows:
+            raise NotFound(f"no log line {key}")
+        return bytes(rows[0][0])
 
     @staticmethod
     def _attempts(rows: list[dict]) -> list[dict]:
@@ -898,12 +931,11 @@ class QueryService:
             c_ts, c_batch = _decode_cursor(cursor)
             where.append("(ts, batch) < (?::TIMESTAMP, ?)")
             params += [c_ts, c_batch]
-        rows = self._q(f"""SELECT batch, ts, app_id, severity_text, severity_number, body, runner_id, worker_id,
-                                  invocation_id, task_id, trace_id, span_id, event_name, scope_name
-                           FROM log_records {('WHERE ' + ' AND '.join(where)) if where else ''}
-                           ORDER BY ts DESC, batch DESC LIMIT {limit + 1}""", params).dicts()
+        preview = self.settings.previews.value_bytes
+        rows = self._q(values.log_lines_sql(LOG_COLUMNS, ('WHERE ' + ' AND '.join(where)) if where else '',
+                                            "ts DESC, batch DESC", limit + 1, preview), params).dicts()
         self._link_by_trace(rows)
-        items = [_log_line(d) for d in rows[:limit]]
+        items = [_log_line(d, preview) for d in rows[:limit]]
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -916,13 +948,12 @@ class QueryService:
         where, params = self._log_filters(**filters)
         where.append("batch > ?")
         params.append(after_batch)
-        rows = self._q(f"""SELECT batch, ts, app_id, severity_text, severity_number, body, runner_id, worker_id,
-                                  invocation_id, task_id, trace_id, span_id, event_name, scope_name
-                           FROM log_records WHERE {' AND '.join(where)} ORDER BY batch, ts LIMIT {int(limit)}""",
+        preview = self.settings.previews.value_bytes
+        rows = self._q(values.log_lines_sql(LOG_COLUMNS, 'WHERE ' + ' AND '.join(where), "batch, ts", limit, preview),
                        params).dicts()
         last = max((d["batch"] for d in rows), default=after_batch)
         self._link_by_trace(rows)
-        return [_log_line(d) for d in rows], last
+        return [_log_line(d, preview) for d in rows], last
 
     def _link_by_trace(self, rows: list[dict]) -> None:
         """Lines without an invocation attribute belong to the invocation of the span they were
@@ -1298,12 +1329,20 @@ def _trigger_run_row(d: dict) -> dict:
     return d
 
 
-def _log_line(d: dict) -> dict:
+# The columns of a log line besides its body (read as a preview: values.log_lines_sql).
+LOG_COLUMNS = ("batch, ts, app_id, severity_text, severity_number, runner_id, worker_id, invocation_id, task_id, "
+               "trace_id, span_id, event_name, scope_name")
+
+
+def _log_line(d: dict, preview_bytes: int) -> dict:
+    """A log line as the API shows it: `message` is the body's preview, `values.message` its size and,
+    when cut, where the whole body downloads."""
+    message, described = values.log_message(d, preview_bytes)
     return {"timestamp": iso(d["ts"]), "level": d["severity_text"] or _level(d["severity_number"]),
-            "severity_number": d["severity_number"], "message": d["body"], "app_id": d["app_id"],
+            "severity_number": d["severity_number"], "message": message, "app_id": d["app_id"],
             "runner_id": d["runner_id"], "worker_id": d["worker_id"], "invocation_id": d["invocation_id"],
             "task_id": d["task_id"], "trace_id": d["trace_id"], "span_id": d["span_id"],
-            "event_name": d["event_name"], "logger": d["scope_name"], "batch": d["batch"]}
+            "event_name": d["event_name"], "logger": d["scope_name"], "batch": d["batch"], "values": described}
 
 
 def _bool(name: str, value) -> bool:

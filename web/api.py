@@ -11,10 +11,11 @@ import asyncio
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from .responses import JSONResponse
 from starlette.routing import Route
 
+from tasktrail.query import values
 from tasktrail.query.errors import BadRequest
 from tasktrail.query.service import QueryService
 
@@ -53,6 +54,25 @@ def invocations(request: Request):
 
 def invocation(request: Request):
     return JSONResponse(_qs(request).invocation(request.path_params["id"], _p(request, "app")))
+
+
+def invocation_value(request: Request):
+    """The whole value a detail previews: a download (attachment) of its bytes as stored."""
+    inv_id, name = request.path_params["id"], request.path_params["name"]
+    data, is_json = _qs(request).invocation_value(inv_id, name, _p(request, "app"))
+    return download(data, values.filename(inv_id, name, is_json), is_json)
+
+
+def log_body(request: Request):
+    """The whole body of a log line whose preview was cut (its `values.message.url`)."""
+    key = request.path_params["key"]
+    return download(_qs(request).log_body(key), values.filename("log-" + key, "body", False), False)
+
+
+def download(data: bytes, name: str, is_json: bool) -> Response:
+    """`data` as an attachment named `name`: application/json or text/plain (UTF-8), with its length."""
+    return Response(data, media_type="application/json" if is_json else "text/plain; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def history(request: Request):
@@ -281,6 +301,7 @@ ROUTES = [
     Route("/apps", apps),
     Route("/invocations", invocations),
     Route("/invocations/{id}", invocation),
+    Route("/invocations/{id}/values/{name}", invocation_value),
     Route("/invocations/{id}/history", history),
     Route("/invocations/{id}/family", family),
     Route("/invocations/{id}/logs", invocation_logs),
@@ -307,6 +328,7 @@ ROUTES = [
     Route("/workflows/{type:path}", _json(workflow_type_data)),
     Route("/logs", logs),
     Route("/logs/tail", logs_tail),
+    Route("/logs/{key}/body", log_body),
     Route("/log-explorer", log_explorer, methods=["POST"]),
     Route("/runs", runs),
     Route("/ops", ops),
