@@ -143,21 +143,27 @@ def log_message(d: dict, preview_bytes: int) -> tuple[Optional[str], dict]:
 
 
 def log_key(batch: int, ts_us: int, body_md5: str) -> str:
-    """A log line's address: `<batch>-<time in epoch micros>-<md5 of its body>` (two identical lines
+    """A log line's address: `<batch>.<time in epoch micros>.<md5 of its body>` (two identical lines
     in one commit at one time are one value)."""
-    return f"{int(batch)}-{int(ts_us)}-{body_md5}"
+    return f"{int(batch)}.{int(ts_us)}.{body_md5}"
+
+
+_TS_US = (-62135596800000000, 253402300799999999)  # years 1 to 9999
 
 
 def parse_log_key(key: str) -> tuple[int, int, str]:
     """(batch, epoch micros, md5) of a `log_key`; raises BadRequest for anything else."""
-    parts = key.split("-")
+    parts = key.split(".")
     try:
-        if len(parts) != 3 or len(parts[2]) != 32:
+        if len(parts) != 3 or len(parts[2]) != 32 or not parts[0].isdigit():
             raise ValueError
         int(parts[2], 16)
-        return int(parts[0]), int(parts[1]), parts[2].lower()
+        batch, ts_us = int(parts[0]), int(parts[1])
+        if batch >= 1 << 63 or not _TS_US[0] <= ts_us <= _TS_US[1]:
+            raise ValueError
+        return batch, ts_us, parts[2].lower()
     except ValueError:
-        raise BadRequest(f"log line key must be <batch>-<epoch micros>-<md5 of the body>, got {key!r}") from None
+        raise BadRequest(f"log line key must be <batch>.<epoch micros>.<md5 of the body>, got {key!r}") from None
 
 
 LOG_BODY_SQL = ("SELECT encode(body) FROM log_records WHERE batch = $batch AND ts = make_timestamp($ts_us::BIGINT) "
