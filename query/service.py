@@ -1245,7 +1245,8 @@ class QueryService:
         """One task: figures, a series over time, error types with their latest example, recent runs."""
         from .tasks import task_detail
         lo, hi = self._summary_window(since, until)
-        out = task_detail(self._q, iso, self._now(), task_id, app=app, since=lo, until=hi)
+        out = task_detail(self._q, iso, self._now(), task_id, app=app, since=lo, until=hi,
+                          message_bytes=self.settings.previews.value_bytes)
         out["recent"] = self.invocations(app=app, task=task_id, since=iso(lo), until=iso(hi), limit=recent,
                                          sort="-created_at")["items"]
         return out
