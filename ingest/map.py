@@ -40,6 +40,18 @@ def _check_time(what: str, ts_us: int, now_us: int) -> None:
         raise DecodeError(f"{what}: timestamp {ts_us * 1000} ns is more than a day ahead of the server's clock")
 
 
+def content_id(out: Out, resource_id: str, raw: bytes) -> str:
+    """A record's content identity: the same record delivered again (re-batched by a collector, sent by two
+    processors, retried in a new request) has the same one. 24 hex characters: blake2b of the resource's
+    identity and the record's protobuf bytes (JSON input is decoded to the same message first). Identical
+    records inside one request are told apart by their rank among them (".1", ".2"): several statuses
+    sent in one clock tick are several records."""
+    h = hashlib.blake2b(raw, digest_size=12, key=resource_id.encode()[:64]).hexdigest()
+    k = out.content_ids.get(h, 0)
+    out.content_ids[h] = k + 1
+    return h if k == 0 else f"{h}.{k}"
+
+
 def any_value(v):
     """An OTLP AnyValue as a plain Python value (bytes as base64 text)."""
     k = v.WhichOneof("value")
@@ -192,8 +204,11 @@ class Mapper:
                     evs.append({"t": e.time_unix_nano, "name": e.name, "attributes": ea})
                     if e.name.startswith("tasktrail."):
                         # tasktrail.v1 entities may ride on span events.
+                        rid = ea.get(n.TT_RECORD_ID)
+                        rid = str(rid) if rid else content_id(out, res.resource_id, sp.trace_id + sp.span_id
+                                                              + e.SerializeToString())
                         _TASKTRAIL.map_log(res, LogIn(e.time_unix_nano // 1000 or start, None, e.name, None,
-                                                      ea, trace_id, span_id, 9, None, scope), out)
+                                                      ea, trace_id, span_id, 9, None, scope, rid), out)
                 events = _JSON(evs)
             links = None
             if sp.links:
@@ -223,8 +238,10 @@ class Mapper:
             trace_id = lr.trace_id.hex() or None
             span_id = lr.span_id.hex() or None
             dialect = for_record(a.get(n.REVISION) or res.revision, scope, event_name)
+            rid = a.get(n.TT_RECORD_ID)
+            rid = str(rid) if rid else content_id(out, res.resource_id, lr.SerializeToString())
             rec = LogIn(ts, lr.observed_time_unix_nano // 1000 or None, event_name, body, a, trace_id, span_id,
-                        lr.severity_number, lr.severity_text or None, scope)
+                        lr.severity_number, lr.severity_text or None, scope, rid)
             if dialect is not None and dialect.map_log(res, rec, out):
                 continue
             runner = _first(a, n.RUNNER_KEYS)
@@ -238,7 +255,7 @@ class Mapper:
                 ts, rec.observed_ts, res.app_id, res.resource_id, lr.severity_number, rec.severity_text,
                 body if isinstance(body, str) or body is None else _JSON(body), event_name, trace_id, span_id,
                 scope, runner, worker, str(inv) if inv is not None else None,
-                str(task) if task is not None else None, _JSON(a) if a else None))
+                str(task) if task is not None else None, _JSON(a) if a else None, rid))
         return first
 
     def _metrics(self, res: ResourceInfo, sm, out: Out, now: int) -> int:

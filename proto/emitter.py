@@ -11,6 +11,7 @@ processor queues and exports in the background. Needs `tasktrail[emitter]`.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -41,6 +42,29 @@ class Runner:
         if self.thread_id is not None:
             a[n.TT_RUNNER_THREAD_ID] = self.thread_id
         return a
+
+
+class _Identity:
+    """Record ids and the sender's sequence for one process: ids are a random process prefix and a counter
+    (unique across processes, and renewed in a forked child, which would otherwise repeat its parent's),
+    the sequence grows with every record this process sends (tasktrail.seq: the order shown when
+    timestamps are equal or a clock steps back)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def next(self) -> tuple[str, int]:
+        """(record id, seq) of the next record."""
+        k = next(self._count)  # itertools.count is atomic under the GIL
+        return f"{self._prefix}-{k:x}", k
+
+
+_IDENTITY = _Identity()
 
 
 def _ns(value) -> Optional[int]:
@@ -209,6 +233,7 @@ class Emitter:
         if runner is not None:
             attrs.update(runner.attributes())
         attrs[n.REVISION] = n.TASKTRAIL_V1
+        attrs[n.TT_RECORD_ID], attrs[n.TT_SEQ] = _IDENTITY.next()
         self._logger.emit(timestamp=_ns(timestamp) or time.time_ns(), event_name=event_name, body=event_name,
                           severity_number=SeverityNumber.INFO, severity_text="INFO", attributes=attrs)
 

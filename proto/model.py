@@ -39,6 +39,8 @@ class Transition(NamedTuple):
     error_traceback: Optional[str]
     duration_s: Optional[float]
     attrs: Optional[str]            # JSON of attributes no column holds
+    seq: Optional[int] = None       # the sender's own order (tasktrail.seq)
+    record_id: Optional[str] = None  # identity of the record it came from (see store/sql/0005)
 
 
 class RunnerEvent(NamedTuple):
@@ -56,6 +58,7 @@ class RunnerEvent(NamedTuple):
     consumed_queues: Optional[tuple]
     source: str
     attrs: Optional[str]
+    record_id: Optional[str] = None
 
 
 class AtomicDecision(NamedTuple):
@@ -72,6 +75,7 @@ class AtomicDecision(NamedTuple):
     assigned_runner_id: Optional[str]
     message: Optional[str]
     source: str
+    record_id: Optional[str] = None
 
 
 class AtomicExecution(NamedTuple):
@@ -85,6 +89,7 @@ class AtomicExecution(NamedTuple):
     status: str
     reason: Optional[str]
     source: str
+    record_id: Optional[str] = None
 
 
 class EventRecord(NamedTuple):
@@ -100,6 +105,7 @@ class EventRecord(NamedTuple):
     emitted_by_task_id: Optional[str]
     emitted_by_runner_id: Optional[str]
     source: str
+    record_id: Optional[str] = None
 
 
 class TriggerRun(NamedTuple):
@@ -122,6 +128,7 @@ class TriggerRun(NamedTuple):
     atomic_service_run_id: Optional[str]
     atomic_service_runner_id: Optional[str]
     source: str
+    record_id: Optional[str] = None
 
 
 class Span(NamedTuple):
@@ -162,6 +169,7 @@ class LogRecord(NamedTuple):
     invocation_id: Optional[str]
     task_id: Optional[str]
     attributes: Optional[str]
+    record_id: Optional[str] = None
 
 
 class MetricPoint(NamedTuple):

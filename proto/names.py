@@ -68,6 +68,10 @@ TT_ERROR_MESSAGE = "tasktrail.error.message"
 TT_ERROR_TRACEBACK = "tasktrail.error.traceback"
 TT_DURATION_S = "tasktrail.duration.s"
 
+# identity and order of any tasktrail.v1 record (at-least-once delivery, one clock tick)
+TT_RECORD_ID = "tasktrail.record.id"
+TT_SEQ = "tasktrail.seq"
+
 # heartbeat
 TT_ATOMIC_ELIGIBLE = "tasktrail.runner.atomic_eligible"
 TT_CONSUMED_QUEUES = "tasktrail.runner.consumed_queues"
@@ -142,6 +146,14 @@ class EventSpec(NamedTuple):
 
 
 _TS = "timestamp"  # int nanoseconds since the epoch, or an RFC 3339 string
+
+# Every tasktrail.v1 record may carry these (the emitter and the pynenc exporter always do).
+_IDENTITY = (
+    Attr(TT_RECORD_ID, "string", False, "This record's own id, the same on every delivery of it (a re-sent, re-batched "
+         "or retried record counts once). Without it the record's content is its identity."),
+    Attr(TT_SEQ, "int", False, "The sender's own order: a number that grows with every record one process sends. "
+         "Records of one sender are shown in this order, also when their timestamps are equal or go back."),
+)
 
 _RUNNER_CTX = (
     Attr(TT_RUNNER_ID, "string", False, "Runner context that acts (falls back to the resource's)."),
@@ -224,6 +236,7 @@ TASKTRAIL_V1_EVENTS: tuple[EventSpec, ...] = (
         Attr(TT_TR_AS_RUNNER_ID, "string", False, "Runner of that atomic-service run."),
     )),
 )
+TASKTRAIL_V1_EVENTS = tuple(e._replace(attributes=e.attributes + _IDENTITY) for e in TASKTRAIL_V1_EVENTS)
 
 RESOURCE_ATTRIBUTES: tuple[Attr, ...] = (
     Attr(SERVICE_NAMESPACE, "string", True, "The app id (else tasktrail.app.id, else service.name)."),

@@ -19,8 +19,8 @@ from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINA
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
-from . import log_explorer, sql_guard, timeline as tl, values
-from .adjust import adjust
+from . import log_explorer, sql_guard, timeline as tl, traces, values
+from .adjust import adjustment, settled
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
 
@@ -60,19 +60,6 @@ class QuerySettings:
 # Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
 PARENT_SAYING_SOURCES = (names.RUSTVELLO_V1, names.TASKTRAIL_V1)
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
-
-# One row per invocation from its transitions (the current status by status_order, as the views).
-INVOCATION_COLUMNS = """
-    app_id, invocation_id,
-    any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-    arg_max(status, status_order(ts, status)) AS status,
-    any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
-    any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
-    any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
-    arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
-    min(ts) AS created_at, max(ts) AS updated_at,
-    count(*) FILTER (WHERE status = 'RUNNING') AS attempts"""
-
 
 def _where(*conditions: tuple) -> tuple[list, list]:
     """(clauses, params) for the (clause, value) pairs whose value is given (not None, not "")."""
@@ -223,12 +210,11 @@ class QueryService:
             where.append(f"({key}, invocation_id) {'<' if desc else '>'} (?{cast}, ?)")
             params += [c_key, c_id]
         inner = ('WHERE ' + ' AND '.join(inner_where)) if inner_where else ''
-        if runner:  # every invocation that ran there, whoever holds it now: from the log
-            source = f"""SELECT {INVOCATION_COLUMNS} FROM transitions {inner} GROUP BY app_id, invocation_id"""
-        else:  # the writer-maintained cache: one row per invocation
-            source = f"""SELECT app_id, invocation_id, task_id, status, parent_invocation_id, workflow_id,
-                                workflow_type, runner_id, worker_id, created_at, updated_at, attempts
-                         FROM invocation_state {inner}"""
+        # The writer-maintained cache: one row per invocation (with `runner`: every invocation that ran
+        # there, whoever holds it now, picked from the log).
+        source = f"""SELECT app_id, invocation_id, task_id, status, parent_invocation_id, workflow_id,
+                            workflow_type, runner_id, worker_id, created_at, updated_at, attempts
+                     FROM invocation_state {inner}"""
         sql = f"""
             WITH inv AS ({source})
             SELECT * FROM inv {('WHERE ' + ' AND '.join(where)) if where else ''}
@@ -260,14 +246,15 @@ class QueryService:
         }
 
     def _bracket(self, invocation_id: str, app: Optional[str] = None):
-        """(first, last) transition time of an invocation, from the invocation_state cache; NotFound
+        """(first, last) time its records carry (raw, before any clock adjustment) and whether it is final,
+        from the invocation_state cache; NotFound
         when it is not in the log. Per-invocation reads filter on this range: the log is stored in
         arrival order, so DuckDB's zone maps on `ts` skip every row group outside it and the cost
         follows the invocation, not the size of the store."""
         memo = getattr(self._page, "brackets", None)
         if memo is not None and (invocation_id, app) in memo:
             return memo[(invocation_id, app)]
-        sql = f"SELECT min(created_at), max(updated_at), bool_and(status IN ({_FINAL_IN})) FROM invocation_state " \
+        sql = f"SELECT min(first_ts), max(last_ts), bool_and(status IN ({_FINAL_IN})) FROM invocation_state " \
               f"WHERE {state.BY_ID}"
         params: list = [invocation_id, invocation_id]
         if app:
@@ -282,23 +269,27 @@ class QueryService:
 
     def _transitions(self, invocation_id: str, app: Optional[str]) -> list[dict]:
         first, last, _ = self._bracket(invocation_id, app)
-        sql = f"SELECT {values.TRANSITION_COLUMNS} FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ?"
+        sql = (f"SELECT {values.transition_columns(self.settings.previews)} FROM transitions "
+               "WHERE invocation_id = ? AND ts BETWEEN ? AND ?")
         params: list = [invocation_id, first, last]
         if app:
             sql += " AND app_id = ?"
             params.append(app)
-        rows = self._q(sql + " ORDER BY ts", params).dicts()
+        rows = self._q(sql + " ORDER BY batch, rowid", params).dicts()  # arrival order
         if not rows:
             raise NotFound(f"invocation {invocation_id} is not in the log")
-        for r in rows:
-            r["timestamp"] = r.pop("ts")
-        return rows
+        return values.as_previews(rows, self.settings.previews)
 
     def history(self, invocation_id: str, app: Optional[str] = None, *, raw: Optional[list] = None) -> list[dict]:
-        rows = adjust([dict(r) for r in raw] if raw is not None else self._transitions(invocation_id, app))
+        """The invocation's history, oldest first, by the one rule (proto/history.py): each record once, in
+        causal order; `timestamp` is the time shown (moved forward where a clock disagreed), `sent_timestamp`
+        the time the record carried and `clock_adjustment_s` how far it was moved (null when not)."""
+        rows = settled(raw if raw is not None else self._transitions(invocation_id, app))
         return [{"timestamp": iso(r["timestamp"]), "status": r["status"], "previous_status": r["previous_status"],
                  "runner_id": r["runner_id"], "worker_id": r["worker_id"], "owner_runner_id": r["owner_runner_id"],
-                 "attempt": r["attempt"], "source": r["source"], "error_type": r["error_type"]}
+                 "attempt": r["attempt"], "source": r["source"], "error_type": r["error_type"],
+                 "seq": r.get("seq"), "record_id": r.get("record_id"),
+                 "sent_timestamp": iso(r["sent_timestamp"]), "clock_adjustment_s": r["clock_adjustment_s"]}
                 for r in rows]
 
     def invocation_page(self, invocation_id: str, app: Optional[str] = None) -> dict:
@@ -318,13 +309,10 @@ class QueryService:
 
     def invocation(self, invocation_id: str, app: Optional[str] = None, *, raw: Optional[list] = None) -> dict:
         raw = raw if raw is not None else self._transitions(invocation_id, app)
-        rows = adjust([dict(r) for r in raw])
+        rows = settled(raw)
 
         def last(col):
-            for r in reversed(raw):
-                if r.get(col) is not None:
-                    return r[col]
-            return None
+            return _last(rows, raw, col)
 
         status = rows[-1]["status"]
         final = is_final(status)
@@ -332,11 +320,10 @@ class QueryService:
         created = rows[0]["timestamp"]
         finished = rows[-1]["timestamp"] if final else None
         trace_id = next((a["trace_id"] for a in reversed(attempts) if a["trace_id"]), None) or last("trace_id")
-        vals = self._values(invocation_id, app)
         error = None
         if status in ("FAILED", "RETRY") or last("error_type"):
-            error = {"type": last("error_type"), "message": vals.text("error_message"),
-                     "traceback": vals.text("error_traceback")}
+            error = {"type": last("error_type"), "message": last("error_message"),
+                     "traceback": last("error_traceback")}
         wf_id = last("workflow_id")
         parent_id = last("parent_invocation_id")
         if parent_id is None and any(r["span_id"] and r["source"] not in PARENT_SAYING_SOURCES
@@ -349,30 +336,33 @@ class QueryService:
             "parent_event_id": last("parent_event_id"),
             "workflow": {"id": wf_id, "type": last("workflow_type"), "parent_id": last("workflow_parent_id"),
                          "role": ("none" if not wf_id else "root" if wf_id == invocation_id else "member")},
-            "attempts": attempts, "arguments": vals.text("arguments"), "result": vals.text("result"), "error": error,
-            "values": vals.described,
+            "attempts": attempts, "arguments": last("arguments"), "result": last("result"), "error": error,
+            "values": values.described({name: last(name) for name in values.INVOCATION_VALUES}, invocation_id, app),
             "created_at": iso(created), "finished_at": iso(finished),
             "duration_s": (finished - created).total_seconds() if finished else None,
+            "clock_adjusted": adjustment(rows),
             "links": self.trace_links(trace_id),
         }
 
     # --- huge values: previews in the detail, whole values by download (query/values.py) ---------
-    def _values(self, invocation_id: str, app: Optional[str]) -> values.Values:
-        """Previews and sizes of its arguments, result, error message and traceback, in one read."""
-        first, last, _ = self._bracket(invocation_id, app)
-        params = {"id": invocation_id, "lo": first, "hi": last, **({"app": app} if app else {})}
-        row = self._q(values.previews_sql(self.settings.previews, bool(app)), params).dicts()[0]
-        return values.Values(row, self.settings.previews, invocation_id, app)
-
     def invocation_value(self, invocation_id: str, name: str, app: Optional[str] = None) -> tuple[bytes, bool]:
         """The whole value `name` (arguments, result, error_message, error_traceback) as UTF-8 bytes, and
-        whether it is JSON (arguments and results runners sent as JSON). The value a detail previews.
-        Raises NotFound for an unknown invocation or name, or when no transition carried the value."""
+        whether it is JSON (arguments and results runners sent as JSON): the value the detail previews,
+        read from the record that carries it. Raises NotFound for an unknown invocation or name, or when
+        no record of it carried the value."""
         values.check(name)
+        raw = self._transitions(invocation_id, app)
+        preview = _last(settled(raw), raw, name)
+        if preview is None:
+            raise NotFound(f"invocation {invocation_id} has no {name.replace('_', ' ')}")
         first, last, _ = self._bracket(invocation_id, app)
-        params = {"id": invocation_id, "lo": first, "hi": last, **({"app": app} if app else {})}
-        rows = self._q(values.whole_sql(name, self.settings.previews, bool(app)), params, max_rows=1).rows
-        if not rows:
+        sql, params = values.whole_sql(name, preview, self.settings.previews)
+        params.update(id=invocation_id, lo=first, hi=last)
+        if app:
+            sql += " AND app_id = $app"
+            params["app"] = app
+        rows = self._q(sql + " LIMIT 1", params, max_rows=1).rows
+        if not rows:  # removed by retention since the detail was read
             raise NotFound(f"invocation {invocation_id} has no {name.replace('_', ' ')}")
         return bytes(rows[0][0]), bool(rows[0][1])
 
@@ -431,7 +421,7 @@ class QueryService:
     def _range(self, ids: Sequence[str]):
         """(first transition, last transition or None while any is not final) of these invocations."""
         ids = list(ids)
-        row = self._q(f"SELECT min(created_at), max(updated_at), bool_and(status IN ({_FINAL_IN})) "
+        row = self._q(f"SELECT min(first_ts), max(last_ts), bool_and(status IN ({_FINAL_IN})) "
                       f"FROM invocation_state WHERE {_by_ids(len(ids))}", ids + ids).rows[0]
         return (row[0], row[1] if row[2] else None) if row[0] is not None else (None, None)
 
@@ -765,22 +755,40 @@ class QueryService:
 
     # --- traces ----------------------------------------------------------------------
     def trace(self, trace_id: str) -> dict:
+        """The trace's spans as OTLP/JSON `{resourceSpans}` from the stored spans: each span once, clocks
+        adjusted as query/traces.py says (an adjusted span carries a `tasktrail` object with the shift in
+        nanos, the sent times and why). Raises BadRequest for an id that is not 32 hex characters, NotFound
+        when no span of it is stored."""
         tid = trace_id.lower()
         if len(tid) != 32 or any(c not in "0123456789abcdef" for c in tid):
             raise BadRequest(f"trace id must be 32 hex characters, got {trace_id!r}")
         rows = self._q("""SELECT s.*, r.attributes AS resource_attributes FROM spans s
                           LEFT JOIN (SELECT resource_id, any_value(attributes) AS attributes FROM resources
                                      GROUP BY resource_id) r USING (resource_id)
-                          WHERE trace_id = ? ORDER BY start_ts""", [tid]).dicts()
+                          WHERE trace_id = ? ORDER BY s.batch, s.rowid""", [tid]).dicts()
         if not rows:
             raise NotFound(f"trace {tid} is not in the log")
+        rows = traces.dedupe(rows)  # each span once, as first stored
+        resources: dict = {}
+        for d in rows:
+            if d["resource_id"] not in resources:
+                resources[d["resource_id"]] = json.loads(d["resource_attributes"] or "{}")
+            attrs = resources[d["resource_id"]]
+            d["host"] = attrs.get("host.name") or attrs.get(names.TT_RUNNER_HOSTNAME) or d["resource_id"]
+            d["start_ns"], d["end_ns"] = _nanos(d["start_ts"]), _nanos(d["end_ts"])
+        fixes = traces.adjust(rows)
+        rows.sort(key=lambda d: (d["start_ns"] + fixes.get(d["span_id"], {}).get("clockAdjustmentNs", 0), d["span_id"]))
         by_res: dict = {}
         for d in rows:
-            res = by_res.setdefault(d["resource_id"], {"resource": {"attributes": _kv(json.loads(d["resource_attributes"] or "{}"))},
+            res = by_res.setdefault(d["resource_id"], {"resource": {"attributes": _kv(resources[d["resource_id"]])},
                                                        "scopes": {}})
             scope = res["scopes"].setdefault(d["scope_name"] or "", [])
+            fix = fixes.get(d["span_id"])
+            start, end = d["start_ns"], d["end_ns"]
+            if fix:
+                start, end = start + fix["clockAdjustmentNs"], max(end, d["start_ns"]) + fix["clockAdjustmentNs"]
             span = {"traceId": d["trace_id"], "spanId": d["span_id"], "name": d["name"], "kind": d["kind"],
-                    "startTimeUnixNano": str(_nanos(d["start_ts"])), "endTimeUnixNano": str(_nanos(d["end_ts"])),
+                    "startTimeUnixNano": str(start), "endTimeUnixNano": str(end),
                     "attributes": _kv(json.loads(d["attributes"] or "{}")),
                     "status": {"code": d["status_code"], **({"message": d["status_message"]} if d["status_message"] else {})}}
             if d["parent_span_id"]:
@@ -791,6 +799,10 @@ class QueryService:
             if d["links"]:
                 span["links"] = [{"traceId": lk["trace_id"], "spanId": lk["span_id"], "attributes": _kv(lk["attributes"])}
                                  for lk in json.loads(d["links"])]
+            if fix:  # not OTLP: what tasktrail changed, as Jaeger's UI warns of its clock-skew adjustments
+                span["tasktrail"] = {"clockAdjustmentNs": str(fix["clockAdjustmentNs"]), "warnings": fix["warnings"],
+                                     "sentStartTimeUnixNano": str(d["start_ns"]),
+                                     "sentEndTimeUnixNano": str(d["end_ns"])}
             scope.append(span)
         return {"resourceSpans": [
             {"resource": v["resource"],
@@ -838,7 +850,7 @@ class QueryService:
             filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
             fparams.append(wanted)
         lookback = t0 - max(t1 - t0, timedelta(seconds=self.settings.timeline_lookback_s))
-        rows = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t0],
+        rows = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t1],
                        max_rows=10_000_000).rows
         total = int(rows[0][0]) if rows else 0
         shown = len({r[1] for r in rows})
@@ -1071,10 +1083,9 @@ class QueryService:
             cond, param = "invocation_id = ?", inv
         else:
             cond, param = "starts_with(invocation_id, ?)", inv
-        rows = self._q(f"""SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL),
-                                  arg_max(status, status_order(ts, status)),
-                                  any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
-                           FROM transitions WHERE {cond} GROUP BY invocation_id ORDER BY 1 LIMIT 6""",
+        rows = self._q(f"""SELECT invocation_id, any_value(task_id), arg_max(status, status_key),
+                                  any_value(parent_invocation_id)
+                           FROM invocation_state WHERE {cond} GROUP BY invocation_id ORDER BY 1 LIMIT 6""",
                        [param]).rows
         if len(rows) == 1:
             i, task, status, parent = rows[0]
@@ -1330,6 +1341,18 @@ def _trigger_run_row(d: dict) -> dict:
     return d
 
 
+def _last(rows: list[dict], raw: list[dict], col: str):
+    """An invocation's latest `col`: from the last record of its settled history that has it, else (a
+    column only a record the history drops carries) from the last raw record."""
+    for r in reversed(rows):
+        if r.get(col) is not None:
+            return r[col]
+    for r in reversed(raw):
+        if r.get(col) is not None:
+            return r[col]
+    return None
+
+
 # The columns of a log line besides its body (read as a preview: values.log_lines_sql).
 LOG_COLUMNS = ("batch, ts, app_id, severity_text, severity_number, runner_id, worker_id, invocation_id, task_id, "
                "trace_id, span_id, event_name, scope_name")
@@ -1368,7 +1391,7 @@ def _level(number: Optional[int]) -> Optional[str]:
 def _nanos(value: Optional[datetime]) -> int:
     if value is None:
         return 0
-    return int((value - datetime(1970, 1, 1)).total_seconds() * 1_000_000) * 1000
+    return (value - datetime(1970, 1, 1)) // timedelta(microseconds=1) * 1000
 
 
 def _any(v) -> dict:

@@ -18,13 +18,31 @@ from typing import Optional
 
 from tasktrail.proto.status import FINAL_STATUSES, SEGMENT_STATUSES
 
-from .adjust import retried_failures
+from tasktrail.proto.history import settle
+
+from .adjust import at
 
 TERMINAL = FINAL_STATUSES | {"KILLED"}
 
 
 # Column positions of window_sql's rows.
-_TOTAL, _INV, _TASK, _TS, _STATUS, _PREV, _ATTEMPT, _RUNNER, _WORKER, _PARENT = range(10)
+(_TOTAL, _INV, _TASK, _TS, _STATUS, _PREV, _ATTEMPT, _RUNNER, _WORKER, _PARENT, _US, _SEQ, _RID,
+ _SOURCE) = range(14)
+_FIELDS = ("ts", "status", "attempt", "seq", "record_id", "runner_id", "worker_id", "source")
+_ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _settled(hist: list[tuple]) -> list[tuple]:
+    """One invocation's rows in the order and at the times of its settled history (proto/history.py:
+    each record once, causal order, adjusted clocks, the dialects' readings), as window_sql's tuples."""
+    rows = [{"ts": h[_US], "status": h[_STATUS], "attempt": h[_ATTEMPT], "seq": h[_SEQ], "record_id": h[_RID],
+             "runner_id": h[_RUNNER], "worker_id": h[_WORKER], "source": h[_SOURCE], "_row": h} for h in hist]
+    out = []
+    for d in settle(rows):
+        h = d["_row"]
+        ts = h[_TS] if d["ts"] == h[_US] else at(d["ts"]).strftime(_ISO)
+        out.append(h[:_TS] + (ts, d["status"]) + h[_PREV:])
+    return out
 
 
 def build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
@@ -48,15 +66,7 @@ def _build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict])
     for inv_id, group in groupby(rows, key=itemgetter(_INV)):
         hist = list(group)
         if len(hist) > 1:
-            statuses = [h[_STATUS] for h in hist]
-            if statuses.count("REGISTERED") > 1:  # re-sends of a retried task (adjust.requeued_registration)
-                first = statuses.index("REGISTERED")
-                hist = [h for k, h in enumerate(hist) if h[_STATUS] != "REGISTERED" or k == first]
-                statuses = [h[_STATUS] for h in hist]
-            if "RETRY" in statuses:
-                drop = retried_failures(statuses, [h[_ATTEMPT] for h in hist])
-                if drop:
-                    hist = [h for k, h in enumerate(hist) if k not in drop]
+            hist = _settled(hist)
         task = parent = None
         for h in hist:
             if task is None and h[_TASK]:
@@ -144,17 +154,16 @@ ISO = "'%Y-%m-%dT%H:%M:%S.%fZ'"
 def window_sql(filters: list[str]) -> str:
     """The rows a timeline of [since, until) needs, in one statement (the chosen ids never travel
     to Python and back): every transition inside the window of the first `limit` invocations
-    active in it, plus, for each, its last transition before the window (one pass over the
-    look-back range), which is what opens a bar across the window's start. Invocations count as
+    active in it, plus, for each, its transitions in the look-back range before the window, which is
+    what opens a bar across the window's start and what its history's order needs. Invocations count as
     active with a transition inside, or a PENDING/RUNNING/PAUSED one open across the start.
-    Times come back as fixed-width RFC 3339 strings, which compare as times.
-    Parameters: since, until, filters, lookback, since, filters, limit, lookback, since."""
+    Times come back as fixed-width RFC 3339 strings, which compare as times, and as micros; rows are in
+    arrival order per invocation (the history rule orders them: proto/history.py).
+    Parameters: since, until, filters, lookback, since, filters, limit, lookback, until."""
     extra = (" AND " + " AND ".join(filters)) if filters else ""
     return f"""
         WITH inside AS (
-            SELECT invocation_id, task_id, ts, status, previous_status, attempt, runner_id, worker_id,
-                   parent_invocation_id
-            FROM transitions WHERE ts >= ? AND ts < ? {extra}),
+            SELECT invocation_id, ts FROM transitions WHERE ts >= ? AND ts < ? {extra}),
         open_before AS (
             SELECT invocation_id, max(ts) AS ts FROM transitions
             WHERE ts >= ? AND ts < ? {extra}
@@ -164,25 +173,13 @@ def window_sql(filters: list[str]) -> str:
                 SELECT invocation_id, ts FROM inside UNION ALL SELECT invocation_id, ts FROM open_before)
             GROUP BY invocation_id),
         picked AS (
-            SELECT invocation_id, count(*) OVER () AS total FROM chosen ORDER BY first_ts, invocation_id LIMIT ?),
-        before AS (
-            SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id, max(ts) AS ts,
-                   arg_max(status, status_order(ts, status)) AS status, NULL::VARCHAR AS previous_status, arg_max(attempt, ts) AS attempt,
-                   arg_max(runner_id, ts) AS runner_id, arg_max(worker_id, ts) AS worker_id,
-                   any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL)
-                     AS parent_invocation_id
-            FROM transitions WHERE ts >= ? AND ts < ? AND invocation_id IN (SELECT invocation_id FROM picked)
-            GROUP BY invocation_id),
-        rows AS (
-            SELECT * FROM inside WHERE invocation_id IN (SELECT invocation_id FROM picked)
-            UNION ALL
-            SELECT * FROM before WHERE invocation_id IN (SELECT invocation_id FROM picked))
+            SELECT invocation_id, count(*) OVER () AS total FROM chosen ORDER BY first_ts, invocation_id LIMIT ?)
         SELECT (SELECT any_value(total) FROM picked) AS total, r.invocation_id, r.task_id,
                strftime(r.ts, {ISO}) AS timestamp, r.status, r.previous_status, r.attempt, r.runner_id,
-               r.worker_id, r.parent_invocation_id
-        FROM rows r
-        ORDER BY r.invocation_id, r.ts,
-                 CASE r.status WHEN 'REGISTERED' THEN 0 WHEN 'PENDING' THEN 1 WHEN 'RUNNING' THEN 2 ELSE 3 END"""
+               r.worker_id, r.parent_invocation_id, epoch_us(r.ts) AS us, r.seq, r.record_id, r.source
+        FROM transitions r
+        WHERE r.ts >= ? AND r.ts < ? AND r.invocation_id IN (SELECT invocation_id FROM picked)
+        ORDER BY r.invocation_id, r.batch, r.rowid"""
 
 
 def default_window(latest: Optional[datetime], now: datetime, span) -> tuple[datetime, datetime]:

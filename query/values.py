@@ -24,8 +24,6 @@ from .errors import BadRequest, NotFound
 INVOCATION_VALUES = ("arguments", "result", "error_message", "error_traceback")
 # Values that runners send as JSON (tasktrail.v1 encodes non-string arguments and results as JSON).
 JSON_VALUES = ("arguments", "result")
-# What a per-invocation read of its transitions selects: everything but the values (read as previews).
-TRANSITION_COLUMNS = "* EXCLUDE (batch, " + ", ".join(INVOCATION_VALUES) + ")"
 
 
 @dataclass(frozen=True)
@@ -64,58 +62,67 @@ def invocation_value_url(invocation_id: str, name: str, app: Optional[str] = Non
 
 
 # --- an invocation's values ------------------------------------------------------------------
-def _latest(col: str, limit: int) -> str:
-    """The order that picks the latest transition carrying `col`: by time, then commit, then size and
-    preview (so the preview, the size and the download pick the same value among equal times; two
-    values alike in all of these differ only past the preview). Comparing whole values instead costs
-    a copy of each into the aggregate, about 3x the read."""
-    return f"{{'ts': ts, 'batch': batch, 'n': strlen({col}), 'p': left({col}, {int(limit)})}}"
+class Preview(str):
+    """A value's preview (a str: its first bytes, cut on a character) that knows the whole value's size
+    (`total_bytes`) and the record carrying it (`record_id`, `ts` in micros as sent, `status`), so the
+    value a history picks (copies included) can be described and downloaded."""
+    total_bytes: int
+    record_id: Optional[str]
+    ts: int
+    status: str
+
+    @classmethod
+    def of(cls, text: str, limit: int, total_bytes: int, row: dict) -> "Preview":
+        p = cls(cut(text, limit))
+        p.total_bytes, p.record_id, p.ts, p.status = int(total_bytes), row.get("record_id"), row["ts"], row["status"]
+        return p
 
 
-def previews_sql(limits: PreviewLimits, with_app: bool) -> str:
-    """One read of an invocation's values within its time range (params: $id, $lo, $hi[, $app]):
-    per value, a prefix of at most `limit` characters (cut to bytes by `cut`) and its size in bytes."""
-    cols = []
+def transition_columns(limits: PreviewLimits) -> str:
+    """What a read of an invocation's transitions selects: every column but `batch`, `ts` in epoch
+    micros, and each value as a prefix of at most its limit in characters (cut to bytes by
+    `as_previews`) with its size in bytes (`<name>_bytes`)."""
+    cols = ["* EXCLUDE (batch, ts, " + ", ".join(INVOCATION_VALUES) + ")", "epoch_us(ts) AS ts"]
     for name in INVOCATION_VALUES:
-        key = _latest(name, limits.of(name))
-        cols.append(f"arg_max(left({name}, {int(limits.of(name))}), {key}) FILTER (WHERE {name} IS NOT NULL) AS {name}")
-        cols.append(f"arg_max(strlen({name}), {key}) FILTER (WHERE {name} IS NOT NULL) AS {name}_bytes")
-    return (f"SELECT {', '.join(cols)} FROM transitions WHERE invocation_id = $id AND ts BETWEEN $lo AND $hi"
-            + (" AND app_id = $app" if with_app else ""))
+        cols.append(f"left({name}, {int(limits.of(name))}) AS {name}, strlen({name}) AS {name}_bytes")
+    return ", ".join(cols)
 
 
-def whole_sql(name: str, limits: PreviewLimits, with_app: bool) -> str:
-    """The whole value `name` of an invocation as bytes, and whether it is JSON (params as
-    `previews_sql`): the value `previews_sql` previews."""
+def as_previews(rows: list[dict], limits: PreviewLimits) -> list[dict]:
+    """`rows` read with `transition_columns`, each value turned into a `Preview` (in place)."""
+    for r in rows:
+        for name in INVOCATION_VALUES:
+            total = r.pop(f"{name}_bytes")
+            if r[name] is not None:
+                r[name] = Preview.of(r[name], limits.of(name), total, r)
+    return rows
+
+
+def described(previews: dict, invocation_id: str, app: Optional[str] = None) -> dict:
+    """{name: description} of an invocation's values ({name: Preview or None}); a value never sent has
+    no entry."""
+    return {name: describe(p, p.total_bytes, invocation_value_url(invocation_id, name, app))
+            for name, p in previews.items() if p is not None}
+
+
+def whole_sql(name: str, preview: Preview, limits: PreviewLimits) -> tuple[str, dict]:
+    """(SQL, params) reading the whole value `name` as bytes, and whether it is JSON, from the record
+    `preview` came from (its record id, else its time and status; its size and preview must match).
+    The caller adds $id, $lo, $hi (the invocation's range) and may append conditions."""
     check(name)
     is_json = f"json_valid({name})" if name in JSON_VALUES else "false"
-    return (f"SELECT encode({name}), {is_json} FROM transitions WHERE invocation_id = $id AND ts BETWEEN $lo AND $hi"
-            + (" AND app_id = $app" if with_app else "")
-            + f" AND {name} IS NOT NULL ORDER BY {_latest(name, limits.of(name))} DESC LIMIT 1")
+    where = "record_id = $rid" if preview.record_id is not None else "epoch_us(ts) = $ts AND status = $status"
+    params = ({"rid": preview.record_id} if preview.record_id is not None
+              else {"ts": preview.ts, "status": preview.status})
+    params.update(n=preview.total_bytes, p=str(preview))
+    return (f"SELECT encode({name}), {is_json} FROM transitions WHERE invocation_id = $id AND ts BETWEEN $lo AND $hi "
+            f"AND {where} AND strlen({name}) = $n AND starts_with({name}, $p)", params)
 
 
 def check(name: str) -> None:
     """Raises NotFound unless `name` is one of INVOCATION_VALUES."""
     if name not in INVOCATION_VALUES:
         raise NotFound(f"no value {name!r}: an invocation's values are {', '.join(INVOCATION_VALUES)}")
-
-
-class Values:
-    """An invocation's value previews from one `previews_sql` row."""
-
-    def __init__(self, row: dict, limits: PreviewLimits, invocation_id: str, app: Optional[str]) -> None:
-        self._text: dict = {}
-        self.described: dict = {}
-        for name in INVOCATION_VALUES:
-            text = cut(row.get(name), limits.of(name))
-            self._text[name] = text
-            if text is not None:
-                self.described[name] = describe(text, row[f"{name}_bytes"],
-                                                invocation_value_url(invocation_id, name, app))
-
-    def text(self, name: str) -> Optional[str]:
-        """The preview of `name` (None when no transition carried it)."""
-        return self._text[name]
 
 
 # --- log line bodies ---------------------------------------------------------------------------

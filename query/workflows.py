@@ -9,13 +9,17 @@ histogram from the members' transitions, read inside the run's own time range.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from statistics import median
 from typing import Optional, Sequence
 
+from tasktrail.proto.history import settle
 from tasktrail.proto.status import FINAL_SQL as FINAL_IN, FINAL_STATUSES
 
 from tasktrail.store.state import BY_ID
 
+from .adjust import at
 from .errors import BadRequest, NotFound
 
 MAX_COMPARE = 10
@@ -222,10 +226,14 @@ class Workflows:
         if not ids:
             return {}
         out: dict = {i: [] for i in ids}
-        rows = self.q("""
-            SELECT invocation_id, ts, status FROM transitions
+        raw = self.q("""
+            SELECT invocation_id, epoch_us(ts) AS ts, status, attempt, seq, record_id, runner_id, worker_id, source
+            FROM transitions
             WHERE ts BETWEEN $lo AND $hi AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))
-            ORDER BY invocation_id, status_order(ts, status)""", {"lo": lo, "hi": hi, "ids": ids}).rows
+            ORDER BY invocation_id, batch, rowid""", {"lo": lo, "hi": hi, "ids": ids}).dicts()
+        rows = []  # each member's settled history (proto/history.py), as the invocation page shows it
+        for _, group in groupby(raw, key=itemgetter("invocation_id")):
+            rows.extend((h["invocation_id"], at(h["ts"]), h["status"]) for h in settle(list(group)))
         prev = None
         for inv, ts, status in rows:
             if prev is not None and prev[0] == inv:
@@ -261,7 +269,7 @@ class Workflows:
         if workflow_id not in ids:
             ids.append(workflow_id)
         return {"root": root, "members": members, "truncated": truncated, "lo": lo, "hi": hi, "end": end,
-                "intervals": self._intervals(ids, lo, hi, end)}
+                "intervals": self._intervals(ids, lo - SKEW, hi + SKEW, end)}
 
     def run(self, workflow_id: str, *, app=None, histogram_status=None, full: bool = True) -> dict:
         loaded = self._load(workflow_id, app)

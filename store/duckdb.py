@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from concurrent.futures import Future
 from importlib import resources as importlib_resources
 from typing import Any, NamedTuple, Sequence
@@ -35,6 +35,10 @@ from .rows import arrow_schemas, check_schema, to_arrow
 
 log = logging.getLogger("tasktrail.store")
 _STOP = object()
+# The identity of a record in each log table that has one (store/sql/0005): a record delivered again
+# (at-least-once delivery) is not appended twice. Spans are identified as Jaeger and Tempo do.
+IDENTITY = {t: "record_id" for t in ("transitions", "runner_events", "atomic_decisions", "atomic_executions",
+                                     "event_records", "trigger_runs", "log_records")} | {"spans": "trace_id || span_id"}
 _LEDGER_COLUMNS = ("received_at", "request_hash", "transport", "signal", "body_bytes", "records", "rows")
 
 
@@ -116,7 +120,7 @@ class DuckDBStore:
     commit_interval_s = 0.0
 
     def __init__(self, path: str, *, read_only: bool = False, queue_records: int = 200_000,
-                 max_batch_records: int = 100_000, dedupe_window: int = 200_000,
+                 max_batch_records: int = 100_000, dedupe_window: int = 200_000, record_window: int = 300_000,
                  memory_limit: str = "1GB", threads: int = 2, idle_checkpoint_bytes: int = 8 << 20,
                  checkpoint_threshold: str = "128MB") -> None:
         self.path = path
@@ -124,6 +128,12 @@ class DuckDBStore:
         self._capacity = queue_records
         self._max_batch = max_batch_records
         self._dedupe_window = dedupe_window
+        # Identities of the latest `record_window` records (as hashes of this process): a re-delivered span,
+        # log line or heartbeat is dropped before it is appended. Transitions are checked exactly against
+        # their invocation's records (store/state.py); reads count every record once whatever gets through.
+        self._record_window = record_window
+        self._seen: set[int] = set()
+        self._seen_order: deque = deque()
         # No file access for any statement (the SQL endpoint's second wall); Arrow appends still work.
         # Checkpoints block every commit while they run, so the writer checkpoints when it is idle
         # (`idle_checkpoint_bytes` of WAL) and DuckDB's own threshold is only the backstop under load.
@@ -255,6 +265,49 @@ class DuckDBStore:
         for h, b in reversed(rows):
             self._hashes[h] = b
         self._resource_ids = {r[0] for r in con.execute("SELECT DISTINCT resource_id FROM resources").fetchall()}
+        self._seen.clear()
+        self._seen_order.clear()
+        if self._record_window > 0:
+            each = max(1, self._record_window // len(IDENTITY))
+            for table, key in IDENTITY.items():
+                ids = con.execute(f"SELECT {key} FROM {table} WHERE {key} IS NOT NULL ORDER BY batch DESC LIMIT ?",
+                                  [each]).fetchall()
+                self._remember([hash(r[0]) for r in reversed(ids)])
+
+    def _remember(self, hashes) -> None:
+        """Note committed record identities; the oldest are forgotten past the window."""
+        for h in hashes:
+            if h not in self._seen:
+                self._seen.add(h)
+                self._seen_order.append(h)
+        while len(self._seen_order) > self._record_window:
+            self._seen.discard(self._seen_order.popleft())
+
+    def _drop_seen(self, table: str, tbl, noted: list):
+        """`tbl` without the records this node committed lately or that repeat one earlier in the batch;
+        their identities are added to `noted` (remembered once the batch commits)."""
+        key = IDENTITY.get(table)
+        if key is None or self._record_window <= 0:
+            return tbl
+        if table == "spans":
+            ids = [a + b for a, b in zip(tbl.column("trace_id").to_pylist(), tbl.column("span_id").to_pylist())]
+        else:
+            ids = tbl.column("record_id").to_pylist()
+        keep = []
+        batch: set = set()
+        seen = self._seen
+        for v in ids:
+            if v is None:
+                keep.append(True)
+                continue
+            h = hash(v)
+            if h in seen or h in batch:
+                keep.append(False)
+            else:
+                batch.add(h)
+                keep.append(True)
+        noted.extend(batch)
+        return tbl if all(keep) else tbl.filter(pa.array(keep))
 
     # --- writes ----------------------------------------------------------------------
     def arrow_schemas(self) -> dict:
@@ -390,9 +443,10 @@ class DuckDBStore:
                 fresh.append(it)
         error = None
         t0 = time.perf_counter()
+        noted: list[int] = []
         if fresh:
             try:
-                self._append(batch, fresh)
+                noted = self._append(batch, fresh)
             except Exception as exc:  # disk full, unwritable file, I/O error: nothing of the batch stays
                 log.error("commit of batch %d failed: %s", batch, exc)
                 self._fatal(exc)
@@ -404,6 +458,7 @@ class DuckDBStore:
             if error is None:
                 if fresh:
                     self._next_batch = batch + 1
+                    self._remember(noted)
                     for it in fresh:
                         self._hashes[it.entry.request_hash] = batch
                     while len(self._hashes) > self._dedupe_window:
@@ -431,10 +486,13 @@ class DuckDBStore:
             else:
                 it.future.set_result(Ack(self._hashes.get(it.entry.request_hash, batch), True))
 
-    def _append(self, batch: int, items: list[_Item]) -> None:
+    def _append(self, batch: int, items: list[_Item]) -> list[int]:
+        """Append one batch in one transaction; returns the record identities it holds (to remember once
+        committed)."""
         con = self._con
         new_resources: set[str] = set()
         written: set[str] = set()
+        noted: list[int] = []
         con.begin()
         try:
             for table in TABLES:
@@ -457,8 +515,12 @@ class DuckDBStore:
                     parts.append(to_arrow(rows, self._schemas[table]))
                 if parts:
                     tbl = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-                    self._insert(con, table, batch, tbl)
-                    written.add(table)
+                    tbl = self._drop_seen(table, tbl, noted)
+                    if table == "transitions" and self.fold_in_writer:
+                        tbl = state.fold_transitions(con, tbl)  # exact: against each invocation's records
+                    if tbl.num_rows:
+                        self._insert(con, table, batch, tbl)
+                        written.add(table)
             ledger = [(it.entry.received_at, it.entry.request_hash, it.entry.transport, it.entry.signal,
                        it.entry.body_bytes, it.records, sum(len(v) for v in it.rows.values())) for it in items]
             cols = list(zip(*ledger))
@@ -478,6 +540,7 @@ class DuckDBStore:
                 pass
             raise
         self._resource_ids |= new_resources
+        return noted
 
     def _insert(self, con, table: str, batch: int, tbl) -> None:
         """Append an Arrow table to `table`. A relation over the Arrow table costs less per statement

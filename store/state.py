@@ -3,42 +3,174 @@ folds each batch into them in the batch's own transaction; `rebuild` recomputes 
 Only this module writes them."""
 from __future__ import annotations
 
-# = the status_order macro of views.sql, spelled out: the migration's backfill runs before the views exist.
-_KEY = ("epoch_us(ts) * 4 + CASE status WHEN 'REGISTERED' THEN 0 WHEN 'PENDING' THEN 1 "
-        "WHEN 'RUNNING' THEN 2 ELSE 3 END")
+from datetime import datetime
+from typing import Iterable, Optional
 
-_AGGREGATE = f"""
-    SELECT app_id, invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
-           arg_max(status, k) AS status, max(k) AS status_key, min(ts) AS created_at, max(ts) AS updated_at,
-           min(ts) FILTER (WHERE status = 'RUNNING') AS started_at,
-           any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL) AS parent_invocation_id,
-           any_value(parent_event_id) FILTER (WHERE parent_event_id IS NOT NULL) AS parent_event_id,
-           any_value(workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflow_id,
-           any_value(workflow_type) FILTER (WHERE workflow_type IS NOT NULL) AS workflow_type,
-           arg_max(runner_id, k) AS runner_id, arg_max(worker_id, k) AS worker_id,
-           (count(*) FILTER (WHERE status = 'RUNNING'))::INTEGER AS attempts,
-           hash(invocation_id) AS id_hash
-    FROM (SELECT *, {_KEY} AS k FROM {{transitions}} WHERE {{where}}) GROUP BY app_id, invocation_id"""
+import pyarrow as pa
 
-# Later transitions win the status and runner; first-seen facts keep their first value; times widen.
-_MERGE = """
-    MERGE INTO invocation_state AS s USING ({aggregate}) AS e
+from tasktrail.proto.history import RANK, settle
+
+# What the fold reads of an invocation's records, in arrival order (batch, then position in the batch).
+HISTORY_COLUMNS = ("ts", "app_id", "invocation_id", "task_id", "status", "attempt", "seq", "record_id",
+                   "runner_id", "worker_id", "source", "parent_invocation_id", "parent_event_id", "workflow_id",
+                   "workflow_type")
+_SELECT = ", ".join("epoch_us(ts) AS ts" if c == "ts" else c for c in HISTORY_COLUMNS)
+# Invocations whose records are this close in time are read back in one statement.
+_GAP_US = 3600 * 1_000_000
+_EPOCH = datetime(1970, 1, 1)
+_STATE = pa.schema([
+    ("app_id", pa.string()), ("invocation_id", pa.string()), ("task_id", pa.string()), ("status", pa.string()),
+    ("status_key", pa.int64()), ("created_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us")),
+    ("started_at", pa.timestamp("us")), ("parent_invocation_id", pa.string()), ("parent_event_id", pa.string()),
+    ("workflow_id", pa.string()), ("workflow_type", pa.string()), ("runner_id", pa.string()),
+    ("worker_id", pa.string()), ("attempts", pa.int32()), ("first_ts", pa.timestamp("us")),
+    ("last_ts", pa.timestamp("us"))])
+
+_SETS = ", ".join(f"{f.name} = e.{f.name}" for f in _STATE if f.name not in ("app_id", "invocation_id"))
+_UPSERT = """
+    MERGE INTO invocation_state AS s USING (SELECT *, hash(invocation_id) AS id_hash FROM {src}) AS e
     ON s.id_hash = e.id_hash AND s.app_id = e.app_id AND s.invocation_id = e.invocation_id
-    WHEN MATCHED THEN UPDATE SET
-        task_id = coalesce(s.task_id, e.task_id),
-        status = CASE WHEN e.status_key >= s.status_key THEN e.status ELSE s.status END,
-        runner_id = CASE WHEN e.status_key >= s.status_key THEN e.runner_id ELSE s.runner_id END,
-        worker_id = CASE WHEN e.status_key >= s.status_key THEN e.worker_id ELSE s.worker_id END,
-        status_key = greatest(s.status_key, e.status_key),
-        created_at = least(s.created_at, e.created_at),
-        updated_at = greatest(s.updated_at, e.updated_at),
-        started_at = coalesce(least(s.started_at, e.started_at), s.started_at, e.started_at),
-        parent_invocation_id = coalesce(s.parent_invocation_id, e.parent_invocation_id),
-        parent_event_id = coalesce(s.parent_event_id, e.parent_event_id),
-        workflow_id = coalesce(s.workflow_id, e.workflow_id),
-        workflow_type = coalesce(s.workflow_type, e.workflow_type),
-        attempts = s.attempts + e.attempts
+    WHEN MATCHED THEN UPDATE SET {sets}
     WHEN NOT MATCHED THEN INSERT BY NAME"""
+
+
+def _first(rows: list[dict], col: str):
+    for r in rows:
+        v = r.get(col)
+        if v is not None:
+            return v
+    return None
+
+
+def state_of(rows: list[dict]) -> Optional[tuple]:
+    """One invocation_state row (in _STATE's column order, times as micros) from all of an invocation's
+    records in arrival order: the current status and times are those of its settled history
+    (proto/history.py), first-known facts are the first sent, the raw time range bounds reads."""
+    hist = settle(rows)
+    if not hist:
+        return None
+    last = hist[-1]
+    started = next((h["ts"] for h in hist if h["status"] == "RUNNING"), None)
+    raw = [r["ts"] for r in rows]
+    return (last["app_id"], last["invocation_id"], _first(rows, "task_id"), last["status"],
+            last["ts"] * 8 + RANK.get(last["status"], 3), hist[0]["ts"], last["ts"], started,
+            _first(rows, "parent_invocation_id"), _first(rows, "parent_event_id"), _first(rows, "workflow_id"),
+            _first(rows, "workflow_type"), last.get("runner_id"), last.get("worker_id"),
+            sum(1 for h in hist if h["status"] == "RUNNING"), min(raw), max(raw))
+
+
+def _upsert(con, states: list[tuple]) -> None:
+    if not states:
+        return
+    tbl = pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(zip(*states), _STATE)], schema=_STATE)
+    con.register("tt_state_in", tbl)
+    try:
+        con.execute(_UPSERT.format(src="tt_state_in", sets=_SETS))
+    finally:
+        con.unregister("tt_state_in")
+
+
+def _us(dt) -> int:
+    return int((dt - _EPOCH).total_seconds() * 1_000_000) if not isinstance(dt, int) else dt
+
+
+def read_histories(con, keys: Iterable[tuple], table: str = "transitions") -> dict[tuple, list[dict]]:
+    """Every stored record of these (app_id, invocation_id) that invocation_state knows, in arrival order,
+    as {key: [row dict, ts in micros]}. Reads are bounded by each invocation's raw time range; invocations
+    far apart in time are read in separate statements, so the scan skips what lies between."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    ids = [k[1] for k in keys]
+    wanted = set(keys)
+    known = [(a, i, lo, hi) for a, i, lo, hi in con.execute(
+        "SELECT app_id, invocation_id, epoch_us(first_ts), epoch_us(last_ts) FROM invocation_state "
+        "WHERE id_hash IN (SELECT hash(x) FROM unnest(?::VARCHAR[]) AS u(x)) "
+        "AND invocation_id IN (SELECT unnest(?::VARCHAR[]))", [ids, ids]).fetchall() if (a, i) in wanted]
+    out: dict[tuple, list[dict]] = {}
+    if not known:
+        return out
+    known.sort(key=lambda k: k[2] if k[2] is not None else 0)
+    clusters: list[list] = []
+    for k in known:
+        lo, hi = (k[2] or 0), (k[3] or 0)
+        if clusters and lo - clusters[-1][1] <= _GAP_US:
+            c = clusters[-1]
+            c[1] = max(c[1], hi)
+            c[2].append(k[1])
+        else:
+            clusters.append([lo, hi, [k[1]]])
+    for lo_us, hi_us, cids in clusters:
+        cur = con.execute(
+            f"SELECT {_SELECT} FROM {table} WHERE ts BETWEEN make_timestamp(?) AND make_timestamp(?) "
+            f"AND invocation_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY batch, rowid",
+            [lo_us, hi_us, cids])
+        cols = [d[0] for d in cur.description]
+        for row in cur.fetchall():
+            d = dict(zip(cols, row))
+            key = (d["app_id"], d["invocation_id"])
+            if key in wanted:
+                out.setdefault(key, []).append(d)
+    return out
+
+
+def fold_transitions(con, new: pa.Table) -> pa.Table:
+    """Fold one batch's transitions into invocation_state, in the transaction that appends them, and
+    return the rows to append: those whose record_id this invocation already holds (an at-least-once
+    re-delivery) or that repeat one earlier in the batch are left out. Call it before appending."""
+    cols = new.select(list(HISTORY_COLUMNS)).to_pydict()
+    n = new.num_rows
+    ts = cols["ts"]
+    if n and not isinstance(ts[0], int):
+        ts = cols["ts"] = [_us(t) for t in ts]
+    rows = [{c: cols[c][i] for c in HISTORY_COLUMNS} for i in range(n)]
+    by_key: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_key.setdefault((r["app_id"], r["invocation_id"]), []).append(i)
+    prior = read_histories(con, by_key)
+    keep = [True] * n
+    states = []
+    for key, idx in by_key.items():
+        old = prior.get(key, [])
+        seen = {r["record_id"] for r in old if r["record_id"] is not None}
+        fresh = []
+        for i in idx:
+            rid = rows[i]["record_id"]
+            if rid is not None:
+                if rid in seen:
+                    keep[i] = False
+                    continue
+                seen.add(rid)
+            fresh.append(rows[i])
+        if fresh:
+            st = state_of(old + fresh)
+            if st is not None:
+                states.append(st)
+    _upsert(con, states)
+    return new if all(keep) else new.filter(pa.array(keep))
+
+
+def refold(con, keys: Iterable[tuple]) -> int:
+    """Recompute invocation_state for these (app_id, invocation_id) from every record the log holds of
+    them (a lake's folder: the records are already appended, maybe twice by two nodes). Returns how many."""
+    keys = list(keys)
+    # New invocations are not in invocation_state yet: read them without its bounds.
+    hist = read_histories(con, keys)
+    missing = [k for k in keys if k not in hist]
+    if missing:
+        ids = [k[1] for k in missing]
+        cur = con.execute(f"SELECT {_SELECT} FROM transitions WHERE invocation_id IN (SELECT unnest(?::VARCHAR[])) "
+                          "ORDER BY batch, rowid", [ids])
+        cols = [d[0] for d in cur.description]
+        want = set(missing)
+        for row in cur.fetchall():
+            d = dict(zip(cols, row))
+            key = (d["app_id"], d["invocation_id"])
+            if key in want:
+                hist.setdefault(key, []).append(d)
+    states = [st for st in (state_of(rows) for rows in hist.values()) if st is not None]
+    _upsert(con, states)
+    return len(states)
 
 
 # One row per runner context from runner events and the transitions it (or its worker) stamped.
@@ -82,11 +214,9 @@ _MERGE_RUNNERS = """
 
 
 def fold_batch(con, batch: int, tables: set) -> None:
-    """Fold one batch into the caches, in the transaction that appends it; `tables` are the log
-    tables the batch wrote to."""
+    """Fold one batch into runner_state, in the transaction that appends it; `tables` are the log
+    tables the batch wrote to (invocation_state is folded before the append: fold_transitions)."""
     where = f"batch = {int(batch)}"
-    if "transitions" in tables:
-        con.execute(_MERGE.format(aggregate=_AGGREGATE.format(transitions="transitions", where=where)))
     if "transitions" in tables or "runner_events" in tables:
         con.execute(_MERGE_RUNNERS.format(aggregate=_RUNNERS.format(
             transitions="transitions", runner_events="runner_events", where=where)))
@@ -98,13 +228,14 @@ def fold_changes(con, catalog: str, start: int, end: int) -> None:
     def changes(table):
         return (f"(SELECT * EXCLUDE (snapshot_id, rowid, change_type) FROM ducklake_table_changes("
                 f"'{catalog}', 'main', '{table}', {int(start)}, {int(end)}) WHERE change_type = 'insert')")
-    con.execute(_MERGE.format(aggregate=_AGGREGATE.format(transitions=changes("transitions"), where="true")))
+    keys = con.execute(f"SELECT DISTINCT app_id, invocation_id FROM {changes('transitions')}").fetchall()
+    refold(con, [tuple(k) for k in keys])
     con.execute(_MERGE_RUNNERS.format(aggregate=_RUNNERS.format(
         transitions=changes("transitions"), runner_events=changes("runner_events"), where="true")))
 
 
 # Migrations that create or reshape the cache: the store rebuilds it once they are applied.
-REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state")
+REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state", "0005_record_identity")
 
 # A point lookup by id: `hash(?)` folds to a constant, compared with id_hash before the string.
 BY_ID = "id_hash = hash(?::VARCHAR) AND invocation_id = ?"
@@ -117,16 +248,47 @@ def hash_is_current(con) -> bool:
     return row[0] is not False
 
 
+def _rebuild_invocations(con, part_rows: int = 500_000) -> None:
+    """Every invocation's state from its records (the same fold as the writer's), read in parts by id hash
+    so memory stays bounded, inserted in creation order as the writer's folds leave it: zone maps on
+    created_at then let the newest page of a list skip every older row group."""
+    total = con.execute("SELECT count(*) FROM transitions").fetchone()[0]
+    parts = max(1, -(-total // part_rows))
+    con.execute("CREATE OR REPLACE TEMP TABLE tt_rebuild AS SELECT * EXCLUDE (id_hash) FROM invocation_state LIMIT 0")
+    names = list(HISTORY_COLUMNS)
+    for part in range(parts):
+        cols = con.execute(f"SELECT {_SELECT} FROM transitions WHERE hash(invocation_id) % {parts} = {part} "
+                           "ORDER BY app_id, invocation_id, batch, rowid").to_arrow_table().to_pydict()
+        states: list[tuple] = []
+        key, rows = None, []
+        for i in range(len(cols["ts"])):
+            d = {c: cols[c][i] for c in names}
+            k = (d["app_id"], d["invocation_id"])
+            if k != key:
+                if rows:
+                    states.append(state_of(rows))
+                key, rows = k, []
+            rows.append(d)
+        if rows:
+            states.append(state_of(rows))
+        states = [st for st in states if st is not None]
+        if states:
+            tbl = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(zip(*states), _STATE)], schema=_STATE)
+            con.register("tt_state_in", tbl)
+            con.execute("INSERT INTO tt_rebuild BY NAME SELECT * FROM tt_state_in")
+            con.unregister("tt_state_in")
+    con.execute("INSERT INTO invocation_state BY NAME SELECT *, hash(invocation_id) AS id_hash FROM tt_rebuild "
+                "ORDER BY created_at")
+    con.execute("DROP TABLE tt_rebuild")
+
+
 def rebuild(con, *, also=None, checkpoint: bool = True) -> int:
     """Drop and recompute the caches from the log; returns the invocations it holds. `also(con)` runs in
     the same transaction (a lake records the snapshot the caches reflect)."""
     con.begin()
     try:
         con.execute("DELETE FROM invocation_state")
-        # In creation order, as the writer's folds leave it: zone maps on created_at then let the newest
-        # page of a list skip every older row group.
-        con.execute("INSERT INTO invocation_state BY NAME SELECT * FROM ("
-                    + _AGGREGATE.format(transitions="transitions", where="true") + ") ORDER BY created_at")
+        _rebuild_invocations(con)
         con.execute("DELETE FROM runner_state")
         con.execute("INSERT INTO runner_state BY NAME " + _RUNNERS.format(transitions="transitions",
                                                                         runner_events="runner_events", where="true"))

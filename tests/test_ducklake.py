@@ -210,3 +210,57 @@ def test_killing_an_ingest_node_loses_nothing_it_acknowledged(lake, record):
                               "other nodes)", 1,
            f"{len(acked)} requests acknowledged ({before} before the kill), every one stored once in full; the "
            f"other two nodes went on")
+
+
+def test_duplicates_skew_and_one_tick_across_two_ingest_nodes(lake):
+    """At-least-once delivery through a load balancer: the same records reach two ingest nodes (a retry
+    that lands on the other node), a publisher's clock runs 2 s ahead of the worker's, and seven statuses
+    share one tick. The web node shows each record once, in causal and sent order, the same status in
+    the detail, the list and /metrics."""
+    from .test_delivery import logs_doc, status_record
+
+    store, data = lake
+    a, b = Node("ingest", store, data), Node("ingest", store, data)
+    web = Node("web", store, data)
+    try:
+        now = time.time_ns() - 30 * 10**9
+        dup, skew, tick = (f"{k}-{uuid.uuid4().hex[:6]}" for k in ("dup", "skew", "tick"))
+        dup_recs = [status_record(dup, st, now + k * 10**9, **extra) for k, (st, extra) in enumerate(
+            (("REGISTERED", {}), ("RUNNING", {"tasktrail.attempt": 0}), ("SUCCESS", {"tasktrail.attempt": 0})))]
+        tick_recs = [status_record(tick, st, now, **{"tasktrail.seq": k, "tasktrail.record.id": f"{tick}-{k}",
+                                                     **({"tasktrail.attempt": att} if att is not None else {})})
+                     for k, (st, att) in enumerate((("REGISTERED", None), ("PENDING", None), ("RUNNING", 0),
+                                                    ("RETRY", 0), ("PENDING", None), ("RUNNING", 1), ("SUCCESS", 1)))]
+        sends = [
+            (a, logs_doc("lake-delivery", "w1", dup_recs, host="w")),
+            (b, logs_doc("lake-delivery", "w1", list(reversed(dup_recs)), host="w")),   # the same, other node
+            (a, logs_doc("lake-delivery", "w1", [status_record(skew, "RUNNING", now + int(0.1 * 10**9)),
+                                                 status_record(skew, "SUCCESS", now + int(1.1 * 10**9))], host="w")),
+            (b, logs_doc("lake-delivery", "client", [status_record(skew, "REGISTERED", now + 2 * 10**9)], host="c")),
+            (a, logs_doc("lake-delivery", "w1", tick_recs[::2], host="w")),
+            (b, logs_doc("lake-delivery", "w1", tick_recs[1::2] + tick_recs[:2], host="w")),
+        ]
+        for node, doc in sends:
+            r = httpx.post(node.otlp_http + "/v1/logs", json=doc, headers={"Authorization": "Bearer tok123"},
+                           timeout=30)
+            assert r.status_code == 200, r.text
+        expected = {dup: ["REGISTERED", "RUNNING", "SUCCESS"], skew: ["REGISTERED", "RUNNING", "SUCCESS"],
+                    tick: ["REGISTERED", "PENDING", "RUNNING", "RETRY", "PENDING", "RUNNING", "SUCCESS"]}
+
+        def folded():
+            items = {i["invocation_id"]: i for i in httpx.get(web.api + "/invocations", params={"app": "lake-delivery"},
+                                                              timeout=30).json()["items"]}
+            return len(items) == 3 and all(i["status"] == "SUCCESS" for i in items.values()) and items
+        items = wait_until(folded, timeout=60, message="the folder's state")
+        for inv, statuses in expected.items():
+            hist = httpx.get(f"{web.api}/invocations/{inv}/history", timeout=30).json()
+            assert [h["status"] for h in hist] == statuses, (inv, hist)
+            d = httpx.get(f"{web.api}/invocations/{inv}", timeout=30).json()
+            assert d["status"] == "SUCCESS" and d["duration_s"] >= 0
+            assert items[inv]["attempts"] == len(d["attempts"]) == statuses.count("RUNNING")
+        assert httpx.get(f"{web.api}/invocations/{skew}", timeout=30).json()["clock_adjusted"]["max_s"] > 1.8
+        text = httpx.get(web.web + "/metrics", timeout=30).text
+        assert re.search(r'tasktrail_invocations\{app="lake-delivery",status="SUCCESS"\} 3\.0', text), text[-2000:]
+    finally:
+        for n in (a, b, web):
+            n.stop()

@@ -215,6 +215,50 @@ def test_multibyte_cut_point_stays_valid_utf8(tmp_path):
         srv.stop()
 
 
+def test_the_value_shown_and_downloaded_is_the_one_the_history_ends_with(server):
+    """Two failed attempts with different errors, the second sent by a host whose clock is behind (its
+    records carry earlier times): the detail previews the second attempt's error and its links download
+    that one. A retried FAILED whose message moves onto the RETRY (rustvello) still downloads whole."""
+    em = Emitter(f"http://{server.otlp_grpc}", "skew", Runner("skew-runner"), token="tok123")
+    w1, w2 = Runner("w-ahead", parent_id="skew-runner"), Runner("w-behind", parent_id="skew-runner")
+    now = datetime.now(timezone.utc)
+    at = lambda s: now - timedelta(seconds=60 - s)  # noqa: E731
+    msg_a, msg_b = "first attempt: ä " * 400, "second attempt: ✓ " * 500
+    tb_a, tb_b = "Traceback A\n" + "  frame a\n" * 3000, "Traceback B\n" + "  frame b\n" * 4000
+    skewed, moved = str(uuid.uuid4()), str(uuid.uuid4())
+    em.status(skewed, "REGISTERED", task_id="skew.job", arguments=[1, 2], timestamp=at(0))
+    em.status(skewed, "RUNNING", runner=w1, attempt=0, timestamp=at(10))
+    em.status(skewed, "FAILED", runner=w1, attempt=0, error_type="A", error_message=msg_a, error_traceback=tb_a,
+              timestamp=at(20))
+    em.status(skewed, "RETRY", runner=w1, attempt=0, timestamp=at(20.1))
+    em.status(skewed, "RUNNING", runner=w2, attempt=1, timestamp=at(5))    # w-behind: 20 s slow
+    em.status(skewed, "FAILED", runner=w2, attempt=1, error_type="B", error_message=msg_b, error_traceback=tb_b,
+              timestamp=at(6))
+    em.status(moved, "REGISTERED", task_id="skew.job", timestamp=at(0))
+    em.status(moved, "RUNNING", runner=w1, attempt=0, timestamp=at(1))
+    em.status(moved, "FAILED", runner=w1, attempt=0, error_type="A", error_message=msg_a, timestamp=at(2))
+    em.status(moved, "RETRY", runner=w1, attempt=0, timestamp=at(2))
+    em.status(moved, "RUNNING", runner=w1, attempt=1, timestamp=at(3))
+    em.status(moved, "SUCCESS", runner=w1, attempt=1, result="done", timestamp=at(4))
+    assert em.flush()
+    em.shutdown()
+    wait_until(lambda: server.get(f"/invocations/{moved}").json()["status"] == "SUCCESS", message="both invocations")
+    d = server.get(f"/invocations/{skewed}").json()
+    assert [(h["status"], h["attempt"]) for h in server.get(f"/invocations/{skewed}/history").json()] == [
+        ("REGISTERED", None), ("RUNNING", 0), ("RETRY", 0), ("RUNNING", 1), ("FAILED", 1)]
+    assert d["status"] == "FAILED" and d["error"]["type"] == "B"
+    assert msg_b.encode().startswith(d["error"]["message"].encode()) and d["values"]["error_message"]["truncated"]
+    assert d["values"]["error_message"]["bytes"] == len(msg_b.encode())
+    assert d["values"]["error_traceback"]["bytes"] == len(tb_b.encode())
+    assert server.get(f"/invocations/{skewed}/values/error_message").content == msg_b.encode()
+    assert server.get(f"/invocations/{skewed}/values/error_traceback").content == tb_b.encode()
+    m = server.get(f"/invocations/{moved}").json()
+    assert [h["status"] for h in server.get(f"/invocations/{moved}/history").json()] == [
+        "REGISTERED", "RUNNING", "RETRY", "RUNNING", "SUCCESS"]
+    assert m["error"]["type"] == "A" and m["values"]["error_message"]["bytes"] == len(msg_a.encode())
+    assert server.get(f"/invocations/{moved}/values/error_message").content == msg_a.encode()
+
+
 def test_huge_log_line_is_previewed_and_downloadable(filled):
     srv, big, _, whole = filled
     lines = {l["message"][:9]: l for l in srv.get("/logs", params={"invocation": big}).json()["items"]}

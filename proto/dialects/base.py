@@ -37,6 +37,7 @@ class LogIn(NamedTuple):
     severity_number: int
     severity_text: Optional[str]
     scope_name: Optional[str]
+    record_id: Optional[str] = None  # the record's identity: its event id, else its content (ingest/map.py)
 
 
 class SpanIn(NamedTuple):
@@ -51,17 +52,25 @@ class SpanIn(NamedTuple):
     status_message: Optional[str]
     scope_name: Optional[str]
 
+    @property
+    def record_id(self) -> str:
+        """A span's identity, as Jaeger and Tempo have it: trace id and span id (hex)."""
+        return self.trace_id + self.span_id
+
 
 class Out:
     """Rows produced from one request, by table, plus counts for the ingest ledger."""
 
-    __slots__ = ("rows", "records", "contexts")
+    __slots__ = ("rows", "records", "contexts", "content_ids")
 
     def __init__(self) -> None:
         self.rows: dict[str, list] = {name: [] for name in model.TABLES}
         self.records = 0
         # Runner contexts already emitted for this request: one topology row each is enough.
         self.contexts: set = set()
+        # Content identities given in this request, with how often: the k-th of several identical records
+        # in one request is another record (one clock tick), not a copy (ingest/map.py `content_id`).
+        self.content_ids: dict[str, int] = {}
 
 
 class Dialect:

@@ -38,7 +38,7 @@ class CeleryOtel(Dialect):
             out.rows["transitions"].append(Transition(
                 span.start_ts, res.app_id, str(task_id), task, "REGISTERED", None, runner, None, None, None,
                 self.name, span.trace_id, span.span_id, None, None, None, None, None, None, None, None, None,
-                None, None, None))
+                None, None, None, None, span.record_id + ":sent"))
             return
         worker_process = f"{host}-{pid}" if host else f"celery-worker-{pid}"
         parent_runner = host or None
@@ -58,7 +58,8 @@ class CeleryOtel(Dialect):
                 worker_process if status == "RUNNING" else None, attempt, self.name, span.trace_id, span.span_id,
                 None, None, None, None, None, None, None, error_type if status != "RUNNING" else None,
                 span.status_message if status == "FAILED" else None, None,
-                (span.end_ts - span.start_ts) / 1e6 if status != "RUNNING" else None, None))
+                (span.end_ts - span.start_ts) / 1e6 if status != "RUNNING" else None, None, None,
+                span.record_id + (":start" if status == "RUNNING" else ":end")))
 
     @staticmethod
     def _runner(res: ResourceInfo, out: Out, runner_id: str, cls: str, parent, ts: int) -> None:

@@ -51,14 +51,14 @@ class RustvelloV1(Dialect):
                 a.get(n.RV_PARENT_INVOCATION_ID), None,
                 a.get(n.RV_WORKFLOW_ID), a.get(n.RV_WORKFLOW_TYPE), a.get(n.RV_WORKFLOW_PARENT_ID),
                 None, None, a.get(n.RV_ERROR_TYPE), None, None,
-                as_float(a.get(n.RV_DURATION_S)), leftover_json(a, _KNOWN),
+                as_float(a.get(n.RV_DURATION_S)), leftover_json(a, _KNOWN), None, rec.record_id,
             ))
             return True
         kind = _WORKER.get(event)
         if kind is not None and res.runner_id:
             out.rows["runner_events"].append(RunnerEvent(
                 rec.ts, res.app_id, res.runner_id, kind, res.runner_class, res.parent_runner_id,
-                res.hostname, res.pid, None, None, None, self.name, leftover_json(a, _KNOWN),
+                res.hostname, res.pid, None, None, None, self.name, leftover_json(a, _KNOWN), rec.record_id,
             ))
             return True
         return False

@@ -13,7 +13,8 @@ from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, 
                    leftover_json, to_micros)
 
 _CTX_KEYS = frozenset({n.REVISION, n.TT_RUNNER_ID, n.TT_RUNNER_CLASS, n.TT_RUNNER_PARENT_ID,
-                       n.TT_RUNNER_HOSTNAME, n.TT_RUNNER_PID, n.TT_RUNNER_THREAD_ID, n.THREAD_ID})
+                       n.TT_RUNNER_HOSTNAME, n.TT_RUNNER_PID, n.TT_RUNNER_THREAD_ID, n.THREAD_ID,
+                       n.TT_RECORD_ID, n.TT_SEQ})
 _KNOWN = {spec.event_name: frozenset(a.name for a in spec.attributes) | _CTX_KEYS
           for spec in n.TASKTRAIL_V1_EVENTS}
 _RUNNER_KIND = {n.EV_RUNNER_CONTEXT: "context", n.EV_RUNNER_STARTED: "started",
@@ -43,6 +44,7 @@ class TasktrailV1(Dialect):
         app = res.app_id
         rows = out.rows
         extra = leftover_json(a, known)
+        rid = rec.record_id
 
         if ev == n.EV_STATUS:
             status = normalize(as_str(a.get(n.TT_STATUS)))
@@ -58,18 +60,18 @@ class TasktrailV1(Dialect):
                 a.get(n.TT_WORKFLOW_ID), a.get(n.TT_WORKFLOW_TYPE), a.get(n.TT_WORKFLOW_PARENT_ID),
                 as_str(a.get(n.TT_ARGUMENTS)), as_str(a.get(n.TT_RESULT)), a.get(n.TT_ERROR_TYPE),
                 as_str(a.get(n.TT_ERROR_MESSAGE)), as_str(a.get(n.TT_ERROR_TRACEBACK)),
-                as_float(a.get(n.TT_DURATION_S)), extra,
+                as_float(a.get(n.TT_DURATION_S)), extra, as_int(a.get(n.TT_SEQ)), rid,
             ))
             # The acting context is a runner too: keep its topology (once per request).
             if ctx_id and n.TT_RUNNER_ID in a and (app, ctx_id) not in out.contexts:
                 out.contexts.add((app, ctx_id))
-                self._context(rec, res, out, ctx_id, "context", cls, parent, a, None)
+                self._context(rec, res, out, ctx_id, "context", cls, parent, a, None, None)
             return True
 
         if ev in _RUNNER_KIND:
             if not ctx_id:
                 return False
-            self._context(rec, res, out, ctx_id, _RUNNER_KIND[ev], cls, parent, a, extra)
+            self._context(rec, res, out, ctx_id, _RUNNER_KIND[ev], cls, parent, a, extra, rid)
             return True
 
         if ev == n.EV_ATOMIC_DECISION:
@@ -80,7 +82,7 @@ class TasktrailV1(Dialect):
                 rec.ts, app, ctx_id, reason, to_micros(a.get(n.TT_AS_CYCLE_START)),
                 to_micros(a.get(n.TT_AS_SLOT_START)), to_micros(a.get(n.TT_AS_SLOT_END)),
                 as_int(a.get(n.TT_AS_POSITION)), as_int(a.get(n.TT_AS_RUNNER_COUNT)),
-                a.get(n.TT_AS_ASSIGNED_RUNNER_ID), as_str(a.get(n.TT_AS_MESSAGE)), self.name,
+                a.get(n.TT_AS_ASSIGNED_RUNNER_ID), as_str(a.get(n.TT_AS_MESSAGE)), self.name, rid,
             ))
             return True
 
@@ -90,7 +92,7 @@ class TasktrailV1(Dialect):
                 return False
             rows["atomic_executions"].append(AtomicExecution(
                 rec.ts, app, str(run_id), ctx_id, to_micros(a.get(n.TT_AS_START)),
-                to_micros(a.get(n.TT_AS_END)), status, as_str(a.get(n.TT_AS_REASON)), self.name,
+                to_micros(a.get(n.TT_AS_END)), status, as_str(a.get(n.TT_AS_REASON)), self.name, rid,
             ))
             return True
 
@@ -102,7 +104,7 @@ class TasktrailV1(Dialect):
                 rec.ts, app, str(event_id), a.get(n.TT_EVENT_CODE), as_str(a.get(n.TT_EVENT_PAYLOAD)),
                 as_ids(a.get(n.TT_EVENT_MATCHED)), as_ids(a.get(n.TT_EVENT_VALID)),
                 a.get(n.TT_EVENT_EMITTED_BY_INVOCATION), a.get(n.TT_EVENT_EMITTED_BY_TASK),
-                a.get(n.TT_EVENT_EMITTED_BY_RUNNER) or a.get(n.TT_RUNNER_ID), self.name,
+                a.get(n.TT_EVENT_EMITTED_BY_RUNNER) or a.get(n.TT_RUNNER_ID), self.name, rid,
             ))
             return True
 
@@ -117,12 +119,12 @@ class TasktrailV1(Dialect):
                 as_ids(a.get(n.TT_TR_SOURCE_INVOCATION_IDS)), a.get(n.TT_TR_TRIGGERED_INVOCATION_ID),
                 as_str(a.get(n.TT_TR_ARGUMENTS)), to_micros(a.get(n.TT_TR_CLAIMED_AT)),
                 to_micros(a.get(n.TT_TR_EXECUTED_AT)), as_str(a.get(n.TT_TR_PARTICIPANTS)),
-                a.get(n.TT_TR_AS_RUN_ID), a.get(n.TT_TR_AS_RUNNER_ID), self.name,
+                a.get(n.TT_TR_AS_RUN_ID), a.get(n.TT_TR_AS_RUNNER_ID), self.name, rid,
             ))
             return True
         return False
 
-    def _context(self, rec, res, out, ctx_id, kind, cls, parent, a, extra):
+    def _context(self, rec, res, out, ctx_id, kind, cls, parent, a, extra, rid):
         eligible = a.get(n.TT_ATOMIC_ELIGIBLE)
         queues = a.get(n.TT_CONSUMED_QUEUES)
         out.rows["runner_events"].append(RunnerEvent(
@@ -131,7 +133,7 @@ class TasktrailV1(Dialect):
             as_int(a.get(n.TT_RUNNER_PID)) or res.pid,
             as_int(a.get(n.TT_RUNNER_THREAD_ID) or a.get(n.THREAD_ID)),
             bool(eligible) if eligible is not None else None,
-            as_ids(queues) if queues is not None else None, self.name, extra,
+            as_ids(queues) if queues is not None else None, self.name, extra, rid,
         ))
 
     def span_invocation(self, span: SpanIn):

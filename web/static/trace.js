@@ -19,6 +19,15 @@
     name.textContent = `${"  ".repeat(depth(s))}${s.name} · ${s.service || ""}`;
     const attrs = (s.attributes || []).map((a) => `${a.key}=${Object.values(a.value)[0]}`).join("\n");
     name.title = `${s.spanId}\n${attrs}`;
+    if (s.tasktrail && s.tasktrail.warnings && s.tasktrail.warnings.length) {
+      // Clock corrections made when read (query/traces.py), said as Jaeger's UI says its own.
+      const warn = document.createElement("span");
+      warn.className = "clock-warning";
+      warn.textContent = " ⚠ clock adjusted";
+      warn.title = s.tasktrail.warnings.join("\n");
+      name.appendChild(warn);
+      row.classList.add("adjusted");
+    }
     const track = document.createElement("div");
     track.className = "bar-track";
     const bar = document.createElement("div");

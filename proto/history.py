@@ -1,0 +1,291 @@
+"""The one rule that turns an invocation's status records into its history and current status.
+
+Records of one invocation arrive from several processes and hosts, more than once, with clocks that
+disagree and timestamps that collide. `settle` decides, for every surface that shows an invocation
+(its history and detail, the list and the invocation_state cache, /metrics, the timeline):
+
+1. **Once.** Records with the same identity (`record_id`: the event id a runner sends, else the
+   span's or the record's content identity) count once; the first arrival is kept.
+2. **Causality first.** An order is a topological sort under the status machine of pynenc
+   (reference §1): the first registration goes before everything else; within known attempts a
+   start goes before its outcome and every record of attempt n goes before attempt n+1's; a final
+   status (SUCCESS, CONCURRENCY_CONTROLLED_FINAL, a FAILED that no RETRY of its attempt follows) goes
+   after every other record; one sender's records keep the sender's own `seq` (without one, records
+   of one sender that share a timestamp keep the order they arrived in).
+3. **Wall-clock time only inside that**: among the records free to go next, the earliest (on the
+   sender's clock as adjusted so far), then the lifecycle rank, then arrival.
+4. **Adjusted times.** Walking that order, a record that reads earlier than the one before it is
+   moved forward to it, and so is every later record of the same sender (a clock behind by d is
+   behind by d for all its records, as Jaeger's clock-skew adjuster assumes), so durations are never
+   negative and one sender's own durations are kept. Each moved record says by how much.
+5. **Readings of the runners' dialects** (read-time, never written back): rustvello's FAILED that its
+   RETRY follows reads as that RETRY; a task sent again under the same id (Celery re-sends a task it
+   retries) reads as PENDING after the outcome it follows; previous_status is filled in.
+
+Times are integer microseconds since the epoch (UTC). Pure Python, no imports of ours: the store's
+fold and the query layer's reads both call it.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Any, Optional
+
+FINAL = frozenset({"SUCCESS", "FAILED", "CONCURRENCY_CONTROLLED_FINAL"})
+# Stage inside one attempt: registration, waiting, running, outcome (RETRY after FAILED: rustvello sends
+# both for a retried attempt, in that order). Also the tie-break between equal times of different senders.
+RANK = {
+    "REGISTERED": 0,
+    "CONCURRENCY_CONTROLLED": 1, "REROUTED": 1, "PENDING": 1, "PENDING_RECOVERY": 1,
+    "RUNNING": 2, "PAUSED": 2, "RUNNING_RECOVERY": 2,
+    "FAILED": 3, "KILLED": 3,
+    "RETRY": 4, "SUCCESS": 4, "CONCURRENCY_CONTROLLED_FINAL": 4,
+}
+_OUTCOMES = frozenset({"RETRY", "SUCCESS", "FAILED", "KILLED"})
+# Past this many records an invocation is ordered by (time, rank, arrival) alone: the sort is O(n²).
+MAX_CAUSAL = 400
+
+
+def once(rows: list[dict]) -> list[dict]:
+    """`rows` (in arrival order) without later copies of a record_id; rows without one are kept."""
+    seen: set = set()
+    out = []
+    for r in rows:
+        rid = r.get("record_id")
+        if rid is not None:
+            if rid in seen:
+                continue
+            seen.add(rid)
+        out.append(r)
+    return out
+
+
+def _sender(r: dict) -> Any:
+    return r.get("worker_id") or r.get("runner_id") or r.get("source")
+
+
+def _terminal(rows: list[dict]) -> list[bool]:
+    """Which rows are final outcomes that must come last: SUCCESS and CONCURRENCY_CONTROLLED_FINAL
+    always, FAILED unless a RETRY of the same attempt exists (rustvello's retried attempts)."""
+    retried = {r.get("attempt") for r in rows if r["status"] == "RETRY"}
+    out = []
+    for r in rows:
+        s = r["status"]
+        if s == "FAILED":
+            a = r.get("attempt")
+            out.append(not (a in retried or (a is None and retried) or (None in retried)))
+        else:
+            out.append(s in FINAL)
+    return out
+
+
+def causal_order(rows: list[dict]) -> list[tuple[int, int]]:
+    """The order of `rows` (dicts with ts (micros), status, attempt, seq, runner_id, worker_id; given in
+    arrival order) as [(index, adjusted ts micros)], oldest first. See the module's rules 2-4."""
+    n = len(rows)
+    if n == 0:
+        return []
+    ts = [int(r["ts"]) for r in rows]
+    rank = [RANK.get(r["status"], 3) for r in rows]
+    if n == 1:
+        return [(0, ts[0])]
+    senders = [_sender(r) for r in rows]
+    if n > MAX_CAUSAL:
+        order = sorted(range(n), key=lambda i: (ts[i], rank[i], i))
+        return _adjust(order, ts, senders)
+    status = [r["status"] for r in rows]
+    attempt = [r.get("attempt") for r in rows]
+    seq = [r.get("seq") for r in rows]
+    terminal = _terminal(rows)
+    order = sorted(range(n), key=lambda i: (ts[i], rank[i], i))
+    if _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank):
+        return [(i, ts[i]) for i in order]  # what the full sort below would give, without its O(n²)
+    regs = [i for i in range(n) if status[i] == "REGISTERED"]
+    first_reg = min(regs, key=lambda i: (ts[i], i)) if regs else None
+    preds: list[set] = [set() for _ in range(n)]
+    for i in range(n):
+        p = preds[i]
+        if first_reg is not None and i != first_reg:
+            p.add(first_reg)
+        ai, si = attempt[i], senders[i]
+        for j in range(n):
+            if j == i:
+                continue
+            if terminal[i] and not terminal[j]:
+                p.add(j)
+                continue
+            if terminal[j]:
+                continue
+            aj = attempt[j]
+            if ai is not None and aj is not None and status[j] != "REGISTERED" and \
+                    (aj < ai or (aj == ai and rank[j] < rank[i])):
+                p.add(j)
+            elif senders[j] == si:
+                if seq[i] is not None and seq[j] is not None:
+                    if seq[j] < seq[i]:
+                        p.add(j)
+                elif ts[j] == ts[i] and j < i:  # one clock tick: the order it was sent in
+                    p.add(j)
+        if first_reg is not None and i != first_reg:
+            p.discard(i)
+    # Kahn's sort; among the free rows the earliest on its sender's adjusted clock goes first.
+    waiting = [len(p) for p in preds]
+    succ: list[list] = [[] for _ in range(n)]
+    for i, p in enumerate(preds):
+        for j in p:
+            succ[j].append(i)
+    shift: dict = {}
+    heap = [(ts[i], rank[i], i) for i in range(n) if waiting[i] == 0]
+    heapq.heapify(heap)
+    done = [False] * n
+    out: list[tuple[int, int]] = []
+    last = None
+    while len(out) < n:
+        i = None
+        while heap:
+            _, _, k = heapq.heappop(heap)
+            if not done[k]:
+                # Its key may be stale (its sender's clock was adjusted since): re-check.
+                key = (ts[k] + shift.get(senders[k], 0), rank[k], k)
+                if heap and key > heap[0] and heap[0][2] != k:
+                    heapq.heappush(heap, key)
+                    continue
+                i = k
+                break
+        if i is None:  # contradictory constraints (a seq against an attempt): the earliest left goes
+            i = min((k for k in range(n) if not done[k]),
+                    key=lambda k: (ts[k] + shift.get(senders[k], 0), rank[k], k))
+        done[i] = True
+        t = ts[i] + shift.get(senders[i], 0)
+        if last is not None and t < last:
+            shift[senders[i]] = shift.get(senders[i], 0) + (last - t)
+            t = last
+        last = t
+        out.append((i, t))
+        for k in succ[i]:
+            waiting[k] -= 1
+            if waiting[k] == 0 and not done[k]:
+                heapq.heappush(heap, (ts[k] + shift.get(senders[k], 0), rank[k], k))
+    return out
+
+
+def _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank) -> bool:
+    """Whether plain (time, rank, arrival) order already meets every rule of `causal_order` (nearly every
+    history: one clock, distinct or lifecycle-ordered times); then it is the causal order."""
+    first_reg = None
+    for i in order:
+        if status[i] == "REGISTERED":
+            first_reg = i
+            break
+    if first_reg is not None and order[0] != first_reg:
+        return False
+    seen_terminal = False
+    last_attempt = None     # (attempt, rank) of the latest row with a known attempt
+    last_seq: dict = {}
+    last_tick: dict = {}    # sender -> (ts, arrival) of its latest row without seq
+    for i in order:
+        if terminal[i]:
+            seen_terminal = True
+        elif seen_terminal:
+            return False
+        a = attempt[i]
+        if a is not None and status[i] != "REGISTERED":
+            if last_attempt is not None and (a, rank[i]) < last_attempt and not terminal[i]:
+                return False
+            if last_attempt is None or (a, rank[i]) > last_attempt:
+                last_attempt = (a, rank[i])
+        sd = senders[i]
+        if seq[i] is not None:
+            if sd in last_seq and seq[i] < last_seq[sd]:
+                return False
+            last_seq[sd] = seq[i]
+        else:
+            prev = last_tick.get(sd)
+            if prev is not None and prev[0] == ts[i] and prev[1] > i:
+                return False
+            last_tick[sd] = (ts[i], i)
+    return True
+
+
+def _adjust(order: list[int], ts: list[int], senders: list) -> list[tuple[int, int]]:
+    shift: dict = {}
+    out, last = [], None
+    for i in order:
+        t = ts[i] + shift.get(senders[i], 0)
+        if last is not None and t < last:
+            shift[senders[i]] = shift.get(senders[i], 0) + (last - t)
+            t = last
+        last = t
+        out.append((i, t))
+    return out
+
+
+def retried_failures(statuses: list, attempts: list) -> set[int]:
+    """Indexes of FAILED entries that a RETRY of the same attempt follows (rustvello sends task.failed
+    then task.retry_scheduled for an attempt that will be retried: that FAILED is not final)."""
+    drop = set()
+    for i in range(len(statuses) - 1):
+        if (statuses[i] == "FAILED" and statuses[i + 1] == "RETRY"
+                and (attempts[i] is None or attempts[i + 1] in (None, attempts[i]))):
+            drop.add(i)
+    return drop
+
+
+def _collapse_retried_failures(rows: list[dict]) -> list[dict]:
+    drop = retried_failures([r["status"] for r in rows], [r.get("attempt") for r in rows])
+    for i in drop:
+        for k in ("error_type", "error_message"):
+            if not rows[i + 1].get(k) and rows[i].get(k):
+                rows[i + 1][k] = rows[i][k]
+    return [r for i, r in enumerate(rows) if i not in drop]
+
+
+def _requeued_registration(rows: list[dict]) -> list[dict]:
+    """Every REGISTERED after the first reads as PENDING (pynenc's RETRY → PENDING); one sent from
+    inside a running attempt (Celery's retry) is placed right after that attempt's outcome."""
+    out: list[dict] = []
+    registered = False
+    held = None
+    for r in rows:
+        if r["status"] == "REGISTERED":
+            if registered:
+                r["status"] = "PENDING"
+                if out and out[-1]["status"] == "RUNNING":
+                    held = r
+                    continue
+            registered = True
+        out.append(r)
+        if held is not None and r["status"] in _OUTCOMES:
+            held["ts"] = max(held["ts"], r["ts"])
+            out.append(held)
+            held = None
+    if held is not None:
+        out.append(held)
+    return out
+
+
+def settle(rows: list[dict]) -> list[dict]:
+    """The history of one invocation from its raw records (dicts with at least ts (micros), status,
+    attempt, seq, record_id, runner_id, worker_id, source; in arrival order). Returns new dicts, oldest
+    first, each with `ts` adjusted, `sent_ts` (the time the record carried) and `previous_status`."""
+    rows = once(rows)
+    settled = []
+    for i, t in causal_order(rows):
+        d = dict(rows[i])
+        d["sent_ts"] = d["ts"]
+        d["ts"] = t
+        settled.append(d)
+    settled = _requeued_registration(_collapse_retried_failures(settled))
+    prev, last = None, None
+    for d in settled:
+        if last is not None and d["ts"] < last:
+            d["ts"] = last
+        last = d["ts"]
+        if not d.get("previous_status"):
+            d["previous_status"] = prev
+        prev = d["status"]
+    return settled
+
+
+def current(settled: list[dict]) -> Optional[dict]:
+    """The row that decides the current status: the last of a settled history."""
+    return settled[-1] if settled else None
