@@ -84,19 +84,21 @@ def causal_order(rows: list[dict]) -> list[tuple[int, int]]:
     n = len(rows)
     if n == 0:
         return []
-    ts = [int(r["ts"]) for r in rows]
-    rank = [RANK.get(r["status"], 3) for r in rows]
     if n == 1:
-        return [(0, ts[0])]
-    senders = [_sender(r) for r in rows]
-    if n > MAX_CAUSAL:
-        order = sorted(range(n), key=lambda i: (ts[i], rank[i], i))
-        return _adjust(order, ts, senders)
-    status = [r["status"] for r in rows]
-    attempt = [r.get("attempt") for r in rows]
-    seq = [r.get("seq") for r in rows]
-    terminal = _terminal(rows)
+        return [(0, int(rows[0]["ts"]))]
+    ts, rank, status, attempt, seq, senders = [], [], [], [], [], []
+    for r in rows:
+        ts.append(int(r["ts"]))
+        st = r["status"]
+        status.append(st)
+        rank.append(RANK.get(st, 3))
+        attempt.append(r.get("attempt"))
+        seq.append(r.get("seq"))
+        senders.append(r.get("worker_id") or r.get("runner_id") or r.get("source"))
     order = sorted(range(n), key=lambda i: (ts[i], rank[i], i))
+    if n > MAX_CAUSAL:
+        return _adjust(order, ts, senders)
+    terminal = _terminal(rows)
     if _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank):
         return [(i, ts[i]) for i in order]  # what the full sort below would give, without its O(n²)
     regs = [i for i in range(n) if status[i] == "REGISTERED"]
@@ -267,14 +269,27 @@ def settle(rows: list[dict]) -> list[dict]:
     """The history of one invocation from its raw records (dicts with at least ts (micros), status,
     attempt, seq, record_id, runner_id, worker_id, source; in arrival order). Returns new dicts, oldest
     first, each with `ts` adjusted, `sent_ts` (the time the record carried) and `previous_status`."""
-    rows = once(rows)
+    if any(r.get("record_id") is not None for r in rows):
+        rows = once(rows)
     settled = []
+    n_reg = 0
+    failed = retry = False
     for i, t in causal_order(rows):
         d = dict(rows[i])
         d["sent_ts"] = d["ts"]
         d["ts"] = t
+        s = d["status"]
+        if s == "REGISTERED":
+            n_reg += 1
+        elif s == "FAILED":
+            failed = True
+        elif s == "RETRY":
+            retry = True
         settled.append(d)
-    settled = _requeued_registration(_collapse_retried_failures(settled))
+    if failed and retry:
+        settled = _collapse_retried_failures(settled)
+    if n_reg > 1:
+        settled = _requeued_registration(settled)
     prev, last = None, None
     for d in settled:
         if last is not None and d["ts"] < last:

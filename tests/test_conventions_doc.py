@@ -18,7 +18,14 @@ def test_the_documented_otlp_json_request(server):
     assert [(h["status"], h["worker_id"], h["runner_id"]) for h in hist] == [
         ("REGISTERED", "worker-1", "runner-1"), ("RUNNING", "worker-1", "runner-1"),
         ("SUCCESS", "worker-1", "runner-1")]
+    assert [h["seq"] for h in hist] == sorted(h["seq"] for h in hist) and all(h["record_id"] for h in hist)
+    # The documented record ids make a re-delivery (a retry, a collector's re-batch) count once.
+    again = json.loads(body)
+    again["resourceLogs"][0]["scopeLogs"][0]["logRecords"].reverse()
+    r = httpx.post(server.otlp_http + "/v1/logs", json=again, headers={"Authorization": "Bearer tok123"})
+    assert r.status_code == 200 and len(server.get("/invocations/inv-js-1/history").json()) == 3
     detail = server.get("/invocations/inv-js-1").json()
+    assert len(detail["attempts"]) == 1
     assert (detail["task_id"], detail["arguments"], detail["result"]) == ("shop.send_invoice", '{"order": 7}', '"sent"')
     runners = {r["runner_id"]: r for r in server.get("/runners", params={"app": "shop"}).json()}
     assert runners["worker-1"]["parent_runner_id"] == "runner-1" and runners["worker-1"]["last_heartbeat"]
