@@ -43,7 +43,7 @@ def limit_run(pool, records: int) -> float:
         t0 = time.perf_counter()
         while done < records:
             sig, body, n = pool[i % len(pool)]
-            rows, nrec, entry = ing.prepare(sig, unique(body, i), "protobuf", "bench")
+            rows, nrec, entry = ing.prepare(sig, unique(body, i, i // len(pool)), "protobuf", "bench")
             while True:
                 try:
                     futures.append(store.submit(rows, nrec, entry))
@@ -129,7 +129,8 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
                         if delay > 0:
                             time.sleep(delay)
                     s = time.perf_counter()
-                    send(sig, unique(body, i) if transport != "json" else body.replace(b"{", b'{"_u":%d,' % i, 1))
+                    send(sig, unique(body, i, i // len(bodies)) if transport != "json"
+                         else unique(body, 0, i // len(bodies)).replace(b"{", b'{"_u":%d,' % i, 1))
                     lat.append(time.perf_counter() - s)
 
             mean_req = sum(n for _, _, n in bodies) / len(bodies)

@@ -61,7 +61,7 @@ def run(pool, records: int, nodes: int, clients: int) -> dict:
                         i = state["i"]
                         state["i"] += 1
                     sig, body, n = pool[i % len(pool)]
-                    senders[i % nodes](sig, unique(body, i))
+                    senders[i % nodes](sig, unique(body, i, i // len(pool)))
                     with lock:
                         state["done"] += n
 

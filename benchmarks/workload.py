@@ -60,8 +60,8 @@ class Workload:
             worker = workers[inv_no % len(workers)]
             inv_no += 1
             task, mean = TASKS[rnd.randrange(len(TASKS))]
-            inv = str(uuid.UUID(int=rnd.getrandbits(128)))
-            trace = rnd.getrandbits(128).to_bytes(16, "big")
+            inv = INV_MARK.decode() + str(uuid.UUID(int=rnd.getrandbits(128)))[8:]
+            trace = TRACE_MARK + rnd.getrandbits(80).to_bytes(10, "big")
             t += rnd.randrange(1_000_000, 20_000_000)
             dur = int(rnd.expovariate(1 / mean) * 1e9) + 1_000_000
             fate = rnd.random()
@@ -163,8 +163,18 @@ def count_records(signal: str, body: bytes) -> int:
     return sum(len(ss.spans) for rs in m.resource_spans for ss in rs.scope_spans)
 
 
-def unique(body: bytes, n: int) -> bytes:
-    """`body` plus an unknown field 1000 holding `n`: decodes to the same records, hashes differently."""
+# Every invocation id starts with INV_MARK and every trace id with TRACE_MARK, so `unique` can make a
+# reused request carry new invocations and traces with a byte replace (same lengths, no re-encoding).
+INV_MARK = b"c0c0c0c0"
+TRACE_MARK = b"\xc0" * 6
+
+
+def unique(body: bytes, n: int, cycle: int = 0) -> bytes:
+    """`body` plus an unknown field 1000 holding `n` (so the server's retry dedupe does not swallow it), and
+    for `cycle` > 0 its invocation and trace ids renamed: the k-th pass over a pool of requests sends new
+    invocations, not copies of the first pass (which tasktrail would count once: at-least-once dedupe)."""
+    if cycle:
+        body = body.replace(INV_MARK, b"%08x" % (cycle & 0xFFFFFFFF)).replace(TRACE_MARK, cycle.to_bytes(6, "big"))
     tag = (1000 << 3) | 0
     out = bytearray()
     for v in (tag, n):

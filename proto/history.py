@@ -99,10 +99,18 @@ def causal_order(rows: list[dict]) -> list[tuple[int, int]]:
     if n > MAX_CAUSAL:
         return _adjust(order, ts, senders)
     terminal = _terminal(rows)
-    if _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank):
+    if status.count("REGISTERED") <= 1 and _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank):
         return [(i, ts[i]) for i in order]  # what the full sort below would give, without its O(n²)
     regs = [i for i in range(n) if status[i] == "REGISTERED"]
     first_reg = min(regs, key=lambda i: (ts[i], i)) if regs else None
+    # A registration after the first is a re-send from inside a running attempt (Celery retries so): it
+    # follows the start it was sent during, and the next attempt follows it.
+    resent: dict[int, int] = {}
+    for i in regs:
+        if i != first_reg:
+            runs = [j for j in range(n) if status[j] == "RUNNING" and ts[j] <= ts[i]]
+            if runs:
+                resent[i] = max(runs, key=lambda j: (ts[j], j))
     preds: list[set] = [set() for _ in range(n)]
     for i in range(n):
         p = preds[i]
@@ -127,8 +135,14 @@ def causal_order(rows: list[dict]) -> list[tuple[int, int]]:
                         p.add(j)
                 elif ts[j] == ts[i] and j < i:  # one clock tick: the order it was sent in
                     p.add(j)
-        if first_reg is not None and i != first_reg:
-            p.discard(i)
+        if i in resent:
+            p.add(resent[i])
+        p.discard(i)
+    for i, j in resent.items():
+        if attempt[j] is not None:
+            for k in range(n):
+                if attempt[k] is not None and attempt[k] > attempt[j] and status[k] != "REGISTERED":
+                    preds[k].add(i)
     # Kahn's sort; among the free rows the earliest on its sender's adjusted clock goes first.
     waiting = [len(p) for p in preds]
     succ: list[list] = [[] for _ in range(n)]
@@ -246,23 +260,22 @@ def _requeued_registration(rows: list[dict]) -> list[dict]:
     inside a running attempt (Celery's retry) is placed right after that attempt's outcome."""
     out: list[dict] = []
     registered = False
-    held = None
+    held: list[dict] = []
     for r in rows:
         if r["status"] == "REGISTERED":
             if registered:
                 r["status"] = "PENDING"
-                if out and out[-1]["status"] == "RUNNING":
-                    held = r
+                if held or (out and out[-1]["status"] == "RUNNING"):
+                    held.append(r)
                     continue
             registered = True
         out.append(r)
-        if held is not None and r["status"] in _OUTCOMES:
-            held["ts"] = max(held["ts"], r["ts"])
-            out.append(held)
-            held = None
-    if held is not None:
-        out.append(held)
-    return out
+        if held and r["status"] in _OUTCOMES:
+            for h in held:
+                h["ts"] = max(h["ts"], r["ts"])
+            out += held
+            held = []
+    return out + held
 
 
 def settle(rows: list[dict]) -> list[dict]:

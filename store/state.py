@@ -74,10 +74,12 @@ def _us(dt) -> int:
     return int((dt - _EPOCH).total_seconds() * 1_000_000) if not isinstance(dt, int) else dt
 
 
-def read_histories(con, keys: Iterable[tuple], table: str = "transitions") -> dict[tuple, list[dict]]:
+def read_histories(con, keys: Iterable[tuple], table: str = "transitions",
+                   widen: Optional[dict] = None) -> dict[tuple, list[dict]]:
     """Every stored record of these (app_id, invocation_id) that invocation_state knows, in arrival order,
-    as {key: [row dict, ts in micros]}. Reads are bounded by each invocation's raw time range; invocations
-    far apart in time are read in separate statements, so the scan skips what lies between."""
+    as {key: [row dict, ts in micros]}. Reads are bounded by each invocation's raw time range, widened to
+    `widen[key]` = (lo, hi) micros where given (records appended since it was folded); invocations far
+    apart in time are read in separate statements, so the scan skips what lies between."""
     keys = list(keys)
     if not keys:
         return {}
@@ -90,6 +92,9 @@ def read_histories(con, keys: Iterable[tuple], table: str = "transitions") -> di
     out: dict[tuple, list[dict]] = {}
     if not known:
         return out
+    if widen:
+        known = [(a, i, min(lo, widen[(a, i)][0]), max(hi, widen[(a, i)][1])) if (a, i) in widen else (a, i, lo, hi)
+                 for a, i, lo, hi in known]
     known.sort(key=lambda k: k[2] if k[2] is not None else 0)
     clusters: list[list] = []
     for k in known:
@@ -150,17 +155,20 @@ def fold_transitions(con, new: pa.Table) -> pa.Table:
     return new if all(keep) else new.filter(pa.array(keep))
 
 
-def refold(con, keys: Iterable[tuple]) -> int:
-    """Recompute invocation_state for these (app_id, invocation_id) from every record the log holds of
-    them (a lake's folder: the records are already appended, maybe twice by two nodes). Returns how many."""
-    keys = list(keys)
+def refold(con, ranges: dict[tuple, tuple]) -> int:
+    """Recompute invocation_state for these (app_id, invocation_id) → (lo, hi) micros of their records
+    appended since the last fold, from every record the log holds of them (a lake's folder: the records
+    are already appended, maybe twice by two nodes). Returns how many."""
+    keys = list(ranges)
     # New invocations are not in invocation_state yet: read them without its bounds.
-    hist = read_histories(con, keys)
+    hist = read_histories(con, keys, widen=ranges)
     missing = [k for k in keys if k not in hist]
     if missing:
         ids = [k[1] for k in missing]
-        cur = con.execute(f"SELECT {_SELECT} FROM transitions WHERE invocation_id IN (SELECT unnest(?::VARCHAR[])) "
-                          "ORDER BY batch, rowid", [ids])
+        lo, hi = min(ranges[k][0] for k in missing), max(ranges[k][1] for k in missing)
+        cur = con.execute(f"SELECT {_SELECT} FROM transitions WHERE ts BETWEEN make_timestamp(?) AND "
+                          "make_timestamp(?) AND invocation_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY batch, rowid",
+                          [lo, hi, ids])
         cols = [d[0] for d in cur.description]
         want = set(missing)
         for row in cur.fetchall():
@@ -228,8 +236,9 @@ def fold_changes(con, catalog: str, start: int, end: int) -> None:
     def changes(table):
         return (f"(SELECT * EXCLUDE (snapshot_id, rowid, change_type) FROM ducklake_table_changes("
                 f"'{catalog}', 'main', '{table}', {int(start)}, {int(end)}) WHERE change_type = 'insert')")
-    keys = con.execute(f"SELECT DISTINCT app_id, invocation_id FROM {changes('transitions')}").fetchall()
-    refold(con, [tuple(k) for k in keys])
+    ranges = con.execute(f"SELECT app_id, invocation_id, epoch_us(min(ts)), epoch_us(max(ts)) "
+                         f"FROM {changes('transitions')} GROUP BY ALL").fetchall()
+    refold(con, {(a, i): (lo, hi) for a, i, lo, hi in ranges})
     con.execute(_MERGE_RUNNERS.format(aggregate=_RUNNERS.format(
         transitions=changes("transitions"), runner_events=changes("runner_events"), where="true")))
 

@@ -252,6 +252,8 @@ def test_duplicates_skew_and_one_tick_across_two_ingest_nodes(lake):
                                                               timeout=30).json()["items"]}
             return len(items) == 3 and all(i["status"] == "SUCCESS" for i in items.values()) and items
         items = wait_until(folded, timeout=60, message="the folder's state")
+        wait_until(lambda: all(len(httpx.get(f"{web.api}/invocations/{i}/history", timeout=30).json()) == len(st)
+                               for i, st in expected.items()), timeout=60, message="every record folded")
         for inv, statuses in expected.items():
             hist = httpx.get(f"{web.api}/invocations/{inv}/history", timeout=30).json()
             assert [h["status"] for h in hist] == statuses, (inv, hist)

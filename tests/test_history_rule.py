@@ -97,3 +97,16 @@ def test_a_long_history_is_ordered_in_linear_time():
         rows += [rec((k * 2 + 1) * S, "RUNNING", sender="w"), rec((k * 2 + 2) * S, "PAUSED", sender="w")]
     hist = settle(rows)
     assert len(hist) == 2001 and hist[-1]["status"] == "PAUSED"
+
+
+def test_a_real_celery_retry_sequence():
+    """Times from a real Celery 5 worker (tests/test_celery.py): each retry's run span ends after the next
+    attempt started, and each re-send is published from inside the attempt it retries."""
+    raw = [(340886662, "REGISTERED", None, "client"), (340972037, "REGISTERED", None, "w-client"),
+           (341219379, "REGISTERED", None, "w-client"), (340927468, "RUNNING", 0, "w"), (341415506, "RETRY", 0, "w"),
+           (341174475, "RUNNING", 1, "w"), (341952630, "RETRY", 1, "w"), (341967523, "RUNNING", 2, "w"),
+           (342024453, "FAILED", 2, "w")]
+    hist = settle([rec(t, st, att, sender=sd) for t, st, att, sd in raw])
+    assert [h["status"] for h in hist] == ["REGISTERED", "RUNNING", "RETRY", "PENDING", "RUNNING", "RETRY", "PENDING",
+                                           "RUNNING", "FAILED"]
+    assert [h["ts"] for h in hist] == sorted(h["ts"] for h in hist)
