@@ -20,7 +20,7 @@ from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINA
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
-from . import log_explorer, sql_guard, timeline as tl, traces
+from . import log_explorer, sql_guard, timeline as tl, traces, values
 from .adjust import adjustment, settled
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
@@ -54,6 +54,8 @@ class QuerySettings:
     # reads are bounded in time so they skip the rest of the log; see QueryService._bracket).
     related_after_s: float = 3600
     anomalies: AnomalySettings = AnomalySettings()
+    # Preview sizes of arguments, results, errors and log bodies (query/values.py).
+    previews: values.PreviewLimits = values.PreviewLimits()
 
 
 # Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
@@ -278,7 +280,7 @@ class QueryService:
 
     def _transitions(self, invocation_id: str, app: Optional[str]) -> list[dict]:
         first, last, _ = self._bracket(invocation_id, app)
-        sql = ("SELECT * EXCLUDE (batch, ts), epoch_us(ts) AS ts FROM transitions "
+        sql = (f"SELECT {values.transition_columns(self.settings.previews)} FROM transitions "
                "WHERE invocation_id = ? AND ts BETWEEN ? AND ?")
         params: list = [invocation_id, first, last]
         if app:
@@ -287,7 +289,7 @@ class QueryService:
         rows = self._q(sql + " ORDER BY batch, rowid", params).dicts()  # arrival order
         if not rows:
             raise NotFound(f"invocation {invocation_id} is not in the log")
-        return rows
+        return values.as_previews(rows, self.settings.previews)
 
     def history(self, invocation_id: str, app: Optional[str] = None, *, raw: Optional[list] = None) -> list[dict]:
         """The invocation's history, oldest first, by the one rule (proto/history.py): each record once, in
@@ -321,13 +323,7 @@ class QueryService:
         rows = settled(raw)
 
         def last(col):
-            for r in reversed(rows):
-                if r.get(col) is not None:
-                    return r[col]
-            for r in reversed(raw):
-                if r.get(col) is not None:
-                    return r[col]
-            return None
+            return _last(rows, raw, col)
 
         status = rows[-1]["status"]
         final = is_final(status)
@@ -352,11 +348,43 @@ class QueryService:
             "workflow": {"id": wf_id, "type": last("workflow_type"), "parent_id": last("workflow_parent_id"),
                          "role": ("none" if not wf_id else "root" if wf_id == invocation_id else "member")},
             "attempts": attempts, "arguments": last("arguments"), "result": last("result"), "error": error,
+            "values": values.described({name: last(name) for name in values.INVOCATION_VALUES}, invocation_id, app),
             "created_at": iso(created), "finished_at": iso(finished),
             "duration_s": (finished - created).total_seconds() if finished else None,
             "clock_adjusted": adjustment(rows),
             "links": self.trace_links(trace_id),
         }
+
+    # --- huge values: previews in the detail, whole values by download (query/values.py) ---------
+    def invocation_value(self, invocation_id: str, name: str, app: Optional[str] = None) -> tuple[bytes, bool]:
+        """The whole value `name` (arguments, result, error_message, error_traceback) as UTF-8 bytes, and
+        whether it is JSON (arguments and results runners sent as JSON): the value the detail previews,
+        read from the record that carries it. Raises NotFound for an unknown invocation or name, or when
+        no record of it carried the value."""
+        values.check(name)
+        raw = self._transitions(invocation_id, app)
+        preview = _last(settled(raw), raw, name)
+        if preview is None:
+            raise NotFound(f"invocation {invocation_id} has no {name.replace('_', ' ')}")
+        first, last, _ = self._bracket(invocation_id, app)
+        sql, params = values.whole_sql(name, preview, self.settings.previews)
+        params.update(id=invocation_id, lo=first, hi=last)
+        if app:
+            sql += " AND app_id = $app"
+            params["app"] = app
+        rows = self._q(sql + " LIMIT 1", params, max_rows=1).rows
+        if not rows:  # removed by retention since the detail was read
+            raise NotFound(f"invocation {invocation_id} has no {name.replace('_', ' ')}")
+        return bytes(rows[0][0]), bool(rows[0][1])
+
+    def log_body(self, key: str) -> bytes:
+        """The whole body of the log line a preview's url names (`values.log_key`), as UTF-8 bytes.
+        Raises BadRequest for a malformed key, NotFound when no line matches it."""
+        batch, ts_us, md5 = values.parse_log_key(key)
+        rows = self._q(values.LOG_BODY_SQL, {"batch": batch, "ts_us": ts_us, "md5": md5}, max_rows=1).rows
+        if not rows:
+            raise NotFound(f"no log line {key}")
+        return bytes(rows[0][0])
 
     @staticmethod
     def _attempts(rows: list[dict]) -> list[dict]:
@@ -928,12 +956,11 @@ class QueryService:
             c_ts, c_batch = _decode_cursor(cursor)
             where.append("(ts, batch) < (?::TIMESTAMP, ?)")
             params += [c_ts, c_batch]
-        rows = self._q(f"""SELECT batch, ts, app_id, severity_text, severity_number, body, runner_id, worker_id,
-                                  invocation_id, task_id, trace_id, span_id, event_name, scope_name
-                           FROM log_records {('WHERE ' + ' AND '.join(where)) if where else ''}
-                           ORDER BY ts DESC, batch DESC LIMIT {limit + 1}""", params).dicts()
+        preview = self.settings.previews.value_bytes
+        rows = self._q(values.log_lines_sql(LOG_COLUMNS, ('WHERE ' + ' AND '.join(where)) if where else '',
+                                            "ts DESC, batch DESC", limit + 1, preview), params).dicts()
         self._link_by_trace(rows)
-        items = [_log_line(d) for d in rows[:limit]]
+        items = [_log_line(d, preview) for d in rows[:limit]]
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -946,13 +973,12 @@ class QueryService:
         where, params = self._log_filters(**filters)
         where.append("batch > ?")
         params.append(after_batch)
-        rows = self._q(f"""SELECT batch, ts, app_id, severity_text, severity_number, body, runner_id, worker_id,
-                                  invocation_id, task_id, trace_id, span_id, event_name, scope_name
-                           FROM log_records WHERE {' AND '.join(where)} ORDER BY batch, ts LIMIT {int(limit)}""",
+        preview = self.settings.previews.value_bytes
+        rows = self._q(values.log_lines_sql(LOG_COLUMNS, 'WHERE ' + ' AND '.join(where), "batch, ts", limit, preview),
                        params).dicts()
         last = max((d["batch"] for d in rows), default=after_batch)
         self._link_by_trace(rows)
-        return [_log_line(d) for d in rows], last
+        return [_log_line(d, preview) for d in rows], last
 
     def _link_by_trace(self, rows: list[dict]) -> None:
         """Lines without an invocation attribute belong to the invocation of the span they were
@@ -1268,7 +1294,8 @@ class QueryService:
         """One task: figures, a series over time, error types with their latest example, recent runs."""
         from .tasks import task_detail
         lo, hi = self._summary_window(since, until)
-        out = task_detail(self._q, iso, self._now(), task_id, app=app, since=lo, until=hi)
+        out = task_detail(self._q, iso, self._now(), task_id, app=app, since=lo, until=hi,
+                          message_bytes=self.settings.previews.value_bytes)
         out["recent"] = self.invocations(app=app, task=task_id, since=iso(lo), until=iso(hi), limit=recent,
                                          sort="-created_at")["items"]
         return out
@@ -1352,12 +1379,32 @@ def _trigger_run_row(d: dict) -> dict:
     return d
 
 
-def _log_line(d: dict) -> dict:
+def _last(rows: list[dict], raw: list[dict], col: str):
+    """An invocation's latest `col`: from the last record of its settled history that has it, else (a
+    column only a record the history drops carries) from the last raw record."""
+    for r in reversed(rows):
+        if r.get(col) is not None:
+            return r[col]
+    for r in reversed(raw):
+        if r.get(col) is not None:
+            return r[col]
+    return None
+
+
+# The columns of a log line besides its body (read as a preview: values.log_lines_sql).
+LOG_COLUMNS = ("batch, ts, app_id, severity_text, severity_number, runner_id, worker_id, invocation_id, task_id, "
+               "trace_id, span_id, event_name, scope_name")
+
+
+def _log_line(d: dict, preview_bytes: int) -> dict:
+    """A log line as the API shows it: `message` is the body's preview, `values.message` its size and,
+    when cut, where the whole body downloads."""
+    message, described = values.log_message(d, preview_bytes)
     return {"timestamp": iso(d["ts"]), "level": d["severity_text"] or _level(d["severity_number"]),
-            "severity_number": d["severity_number"], "message": d["body"], "app_id": d["app_id"],
+            "severity_number": d["severity_number"], "message": message, "app_id": d["app_id"],
             "runner_id": d["runner_id"], "worker_id": d["worker_id"], "invocation_id": d["invocation_id"],
             "task_id": d["task_id"], "trace_id": d["trace_id"], "span_id": d["span_id"],
-            "event_name": d["event_name"], "logger": d["scope_name"], "batch": d["batch"]}
+            "event_name": d["event_name"], "logger": d["scope_name"], "batch": d["batch"], "values": described}
 
 
 def _bool(name: str, value) -> bool:

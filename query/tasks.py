@@ -12,6 +12,7 @@ from typing import Optional
 from tasktrail.proto.status import FINAL_SQL as FINAL_IN
 
 from .errors import NotFound
+from .values import cut, describe
 
 DURATION = "epoch(updated_at) - epoch(coalesce(started_at, created_at))"
 QUANTILES = (0.5, 0.95, 0.99)
@@ -77,8 +78,10 @@ def _step(window_s: float) -> int:
     return STEPS[-1]
 
 
-def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, until=None) -> dict:
-    """One task: its figures, a series over the window, error types and where they were last seen."""
+def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, until=None,
+                message_bytes: int = 4096) -> dict:
+    """One task: its figures, a series over the window, error types and where they were last seen (the
+    latest message as a preview of at most `message_bytes`, described as query/values.py does)."""
     where, params = _cond(app, since, until, task_id)
     rows = q(_STATS.format(where=where), params).dicts()
     if not rows:
@@ -136,17 +139,25 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
         SELECT coalesce(error_type, '(no type)') AS error_type, count(*) AS n,
                count(*) FILTER (WHERE status = 'FAILED') AS failed, count(*) FILTER (WHERE status = 'RETRY') AS retried,
                count(DISTINCT invocation_id) AS invocations, max(ts) AS last_at,
-               arg_max(invocation_id, ts) AS latest_invocation_id, arg_max(error_message, ts) AS latest_message,
+               arg_max(invocation_id, ts) AS latest_invocation_id, arg_max(left(error_message, {int(message_bytes)}), {{'ts': ts, 'n': strlen(error_message)}}) AS latest_message,
+               arg_max(strlen(error_message), {{'ts': ts, 'n': strlen(error_message)}}) AS latest_message_bytes,
                arg_max(status, ts) AS latest_status
         FROM transitions WHERE {econd} GROUP BY 1 ORDER BY n DESC, error_type""", eparams).dicts()
     total["errors"] = [{"error_type": e["error_type"], "count": int(e["n"]), "failed": int(e["failed"]),
                         "retried": int(e["retried"]), "invocations": int(e["invocations"]),
-                        "latest": {"invocation_id": e["latest_invocation_id"], "at": iso(e["last_at"]),
-                                   "status": e["latest_status"], "message": e["latest_message"]}}
-                       for e in errors]
+                        "latest": _latest_error(e, iso, message_bytes)} for e in errors]
     total["apps"] = [r["app_id"] for r in per_app]
     total["since"], total["until"] = iso(since), iso(until)
     return total
+
+
+def _latest_error(e: dict, iso, message_bytes: int) -> dict:
+    """Where an error type was last seen; a long message as a preview, `values.message` saying so (its
+    url is null: the invocation's page has the whole message)."""
+    message = cut(e["latest_message"], message_bytes)
+    described = {} if message is None else {"message": describe(message, e["latest_message_bytes"], None)}
+    return {"invocation_id": e["latest_invocation_id"], "at": iso(e["last_at"]), "status": e["latest_status"],
+            "message": message, "values": described}
 
 
 def _merge(rows: list[dict]) -> dict:

@@ -111,6 +111,13 @@ def _serve_options(fn):
     @click.option("--max-logs-per-invocation", type=click.IntRange(1), default=Settings.max_logs_per_invocation,
                   show_default=True, envvar="TASKTRAIL_MAX_LOGS_PER_INVOCATION",
                   help="Log lines kept per invocation; a marker line says what was cut.")
+    @click.option("--preview-bytes", type=click.IntRange(64), default=Settings.preview_bytes, show_default=True,
+                  envvar="TASKTRAIL_PREVIEW_BYTES",
+                  help="Bytes of an argument, result, error message or log body shown inline (UTF-8); "
+                       "the whole value downloads from its link.")
+    @click.option("--traceback-preview-bytes", type=click.IntRange(64), default=Settings.traceback_preview_bytes,
+                  show_default=True, envvar="TASKTRAIL_TRACEBACK_PREVIEW_BYTES",
+                  help="Bytes of an error traceback shown inline (UTF-8); the whole traceback downloads.")
     @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
     @functools.wraps(fn)
     def wrapper(**opts):
@@ -135,7 +142,8 @@ def _run(role: str, log_level: str, **opts) -> None:
         spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],
         jaeger_url=opts["jaeger_url"], tempo_url=opts["tempo_url"], sql_timeout_s=opts["sql_timeout"],
         sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
-        keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"])
+        keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"],
+        preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"])
     problems = settings.validate()
     if role != "all" and not settings.store:
         problems.append(f"`tasktrail {role}` shares a store with other processes: give --store ducklake:... "

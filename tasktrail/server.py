@@ -23,6 +23,7 @@ from tasktrail.ingest.http import create_otlp_http_app
 from tasktrail.ingest.pipeline import Ingestor
 from tasktrail.query.anomalies import AnomalySettings
 from tasktrail.query.service import QueryService, QuerySettings
+from tasktrail.query.values import PreviewLimits
 from tasktrail.store.duckdb import DuckDBStore
 from tasktrail.store.retention import RetentionPolicy
 from tasktrail.web.app import WebSettings, create_app
@@ -88,7 +89,8 @@ def query_settings(settings: Settings) -> QuerySettings:
         spike_window_s=settings.spike_window_s, spike_factor=settings.spike_factor)
     return QuerySettings(runner_dead_after_s=settings.runner_dead_after_s, jaeger_url=settings.jaeger_url,
                          tempo_url=settings.tempo_url, sql_timeout_s=settings.sql_timeout_s,
-                         sql_max_rows=settings.sql_max_rows, anomalies=anomalies)
+                         sql_max_rows=settings.sql_max_rows, anomalies=anomalies,
+                         previews=PreviewLimits(settings.preview_bytes, settings.traceback_preview_bytes))
 
 
 async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Callable[[Bound], None]] = None,

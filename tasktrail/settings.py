@@ -46,6 +46,9 @@ class Settings:
     keep_failed_days: float = 180
     max_logs_per_invocation: int = 10_000
     retention_every_s: float = 86_400
+    # Previews of huge values (arguments, results, error messages, log bodies; tracebacks): UTF-8 bytes.
+    preview_bytes: int = 4096
+    traceback_preview_bytes: int = 16384
 
     def validate(self) -> list[str]:
         """Reasons the settings cannot work; empty when they can."""
@@ -72,6 +75,8 @@ class Settings:
             problems.append("slow_min_samples must be at least 1")
         if self.retention_days <= 0 or self.keep_failed_days <= 0:
             problems.append("retention_days and keep_failed_days must be positive")
+        if self.preview_bytes < 64 or self.traceback_preview_bytes < 64:
+            problems.append("preview_bytes and traceback_preview_bytes must be at least 64")
         if self.max_logs_per_invocation < 1:
             problems.append("max_logs_per_invocation must be at least 1")
         if self.store and not self.store.startswith("ducklake:"):
@@ -117,4 +122,6 @@ SETTINGS_HELP = {
     "keep_failed_days": "Keep failed invocations this long.",
     "max_logs_per_invocation": "Log lines kept per invocation (its first ones); a marker says what was cut.",
     "retention_every_s": "How often retention runs (it also runs at start).",
+    "preview_bytes": "Bytes of an argument, result, error message or log body shown inline; the rest downloads.",
+    "traceback_preview_bytes": "Bytes of an error traceback shown inline; the rest downloads.",
 }

@@ -56,7 +56,8 @@ class Recorder:
         out = ["# Reliability: what was tried and what came of it",
                "",
                "Written by the test suite (test_reliability, test_bad_input, test_fuzz, test_openapi, test_security,",
-               "test_ducklake) on every full green run; each row is one test's own count, not a claim made by hand.",
+               "test_ducklake, test_values) on every full green run; each row is one test's own count, not a claim "
+               "made by hand.",
                ""]
         for section in ("Faults and load", "Bad input", "Fuzzing", "API", "Security"):
             rows = [r for r in self.rows if r[0] == section]

@@ -11,11 +11,12 @@ import asyncio
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from .idroutes import IdRoute, id_routes
 from .responses import JSONResponse
 from starlette.routing import Route
 
+from tasktrail.query import values
 from tasktrail.query.errors import BadRequest
 from tasktrail.query.service import QueryService
 
@@ -54,6 +55,25 @@ def invocations(request: Request):
 
 def invocation(request: Request):
     return JSONResponse(_qs(request).invocation(request.path_params["id"], _p(request, "app")))
+
+
+def invocation_value(request: Request):
+    """The whole value a detail previews: a download (attachment) of its bytes as stored."""
+    inv_id, name = request.path_params["id"], request.path_params["name"]
+    data, is_json = _qs(request).invocation_value(inv_id, name, _p(request, "app"))
+    return download(data, values.filename(inv_id, name, is_json), is_json)
+
+
+def log_body(request: Request):
+    """The whole body of a log line whose preview was cut (its `values.message.url`)."""
+    key = request.path_params["key"]
+    return download(_qs(request).log_body(key), values.filename("log-" + key, "body", False), False)
+
+
+def download(data: bytes, name: str, is_json: bool) -> Response:
+    """`data` as an attachment named `name`: application/json or text/plain (UTF-8), with its length."""
+    return Response(data, media_type="application/json" if is_json else "text/plain; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def history(request: Request):
@@ -282,7 +302,8 @@ ROUTES = [
     Route("/openapi.json", openapi),
     Route("/apps", apps),
     Route("/invocations", invocations),
-    *id_routes("/invocations/", invocation, {"history": history, "family": family, "logs": invocation_logs}),
+    *id_routes("/invocations/", invocation, {"history": history, "family": family, "logs": invocation_logs,
+                                             "values/{name}": invocation_value}),
     Route("/runners", runners),
     IdRoute("/runners/", runner),
     Route("/atomic-services/executions", atomic_executions),
@@ -306,6 +327,7 @@ ROUTES = [
     IdRoute("/workflows/", _json(workflow_type_data), param="type"),
     Route("/logs", logs),
     Route("/logs/tail", logs_tail),
+    Route("/logs/{key}/body", log_body),
     Route("/log-explorer", log_explorer, methods=["POST"]),
     Route("/runs", runs),
     Route("/ops", ops),

@@ -50,10 +50,12 @@ class IdRoute(Route):
         raw = _raw_rest(scope, rest)
         if raw is False:
             return Match.NONE, {}
-        ident = self._ident(raw.split("/") if raw is not None else None, rest)
-        if ident is None:
+        found = self._ident(raw.split("/") if raw is not None else None, rest)
+        if found is None:
             return Match.NONE, {}
-        child = {"endpoint": self.endpoint, "path_params": {**scope.get("path_params", {}), self.param: ident}}
+        ident, extra = found
+        child = {"endpoint": self.endpoint,
+                 "path_params": {**scope.get("path_params", {}), **extra, self.param: ident}}
         if self.methods and scope["method"] not in self.methods:
             return Match.PARTIAL, child
         return Match.FULL, child
@@ -68,14 +70,33 @@ class IdRoute(Route):
             decode = unsegment
         if raw_segments[-1] == "" and len(raw_segments) > 1:
             return None  # a trailing slash: Starlette's redirect to the path without it
+        extra: dict = {}
         if self.suffix is not None:
-            if len(raw_segments) < 2 or raw_segments[-1] != self.suffix:
+            parts = self.suffix.split("/")  # several segments ("values/{name}"); "{x}" takes any one
+            got = _tail(raw_segments, parts)
+            if got is None:
                 return None
-            raw_segments = raw_segments[:-1]
-        elif len(raw_segments) > 1 and raw_segments[-1] in self.siblings:
+            extra = {k: decode(v) for k, v in got.items()}
+            raw_segments = raw_segments[:-len(parts)]
+        elif any(_tail(raw_segments, sib.split("/")) is not None for sib in self.siblings):
             return None
         ident = "/".join(decode(s) for s in raw_segments)
-        return ident or None
+        return (ident, extra) if ident else None
+
+
+def _tail(segments: list[str], parts: list[str]) -> Optional[dict]:
+    """{placeholder: raw segment} when the last segments are `parts` (after at least one id segment)."""
+    if len(segments) <= len(parts):
+        return None
+    got = {}
+    for seg, part in zip(segments[-len(parts):], parts):
+        if part.startswith("{") and part.endswith("}"):
+            if not seg:
+                return None
+            got[part[1:-1]] = seg
+        elif seg != part:
+            return None
+    return got
 
 
 def _route_path(scope: Scope) -> str:

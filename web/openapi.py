@@ -44,6 +44,15 @@ def _get(summary: str, params: list, result: str = "object", stream: bool = Fals
         "504": {"$ref": "#/components/responses/Error"}}}}
 
 
+def _download(summary: str, params: list) -> dict:
+    """A route answering a whole value as an attachment (text/plain or application/json)."""
+    ok = {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": {}}}
+    return {"get": {"summary": summary, "parameters": params, "responses": {
+        "200": {"description": "The whole value, as an attachment with Content-Length", "content": ok},
+        "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
+        "504": {"$ref": "#/components/responses/Error"}}}}
+
+
 def _post(summary: str, body: dict) -> dict:
     return {"post": {"summary": summary, "requestBody": {"required": True, "content": {"application/json": {
         "schema": body}}}, "responses": {
@@ -58,8 +67,17 @@ PATHS = {
         _q("workflow", "Workflow id."), _q("parent", "Parent invocation id."), SINCE, UNTIL,
         _q("q", "Part of an invocation or task id."), LIMIT, CURSOR,
         _q("sort", "created_at, -created_at, updated_at, -updated_at.")]),
-    "/invocations/{id}": _get("One invocation: status, attempts, arguments, result, error, trace links.",
+    "/invocations/{id}": _get("One invocation: status, attempts, arguments, result, error, trace links. "
+                              "Arguments, result, error message and traceback are previews (the first "
+                              "--preview-bytes / --traceback-preview-bytes, cut on a character); `values` "
+                              "describes each: {bytes, preview_bytes, truncated, url}, url downloading it whole.",
                               [ID, APP]),
+    "/invocations/{id}/values/{name}": _download(
+        "The whole value a detail previews, as stored: application/json (arguments or result sent as JSON) or "
+        "text/plain, as an attachment.",
+        [ID, {"name": "name", "in": "path", "required": True, "description": "Which value.",
+              "schema": {"type": "string", "enum": ["arguments", "result", "error_message", "error_traceback"]}},
+         APP]),
     "/invocations/{id}/history": _get("Its status history, oldest first.", [ID, APP], "array"),
     "/invocations/{id}/family": _get("Its family tree: root, nodes, edges.", [ID, APP]),
     "/invocations/{id}/logs": _get("Its log lines, oldest first.", [ID, LIMIT], "array"),
@@ -108,7 +126,11 @@ PATHS = {
                                          "schema": {"type": "array", "items": {"type": "string"}}},
                                         HISTOGRAM_STATUS, SUMMARY_SINCE, UNTIL]),
     "/overview": _get("Counts by status, in flight, runners alive, last ingest, apps.", [APP]),
-    "/logs": _get("Log lines, newest first.", LOG_FILTERS + [LIMIT, CURSOR]),
+    "/logs": _get("Log lines, newest first. `message` is a preview of the body (the first --preview-bytes); "
+                  "`values.message` says {bytes, preview_bytes, truncated, url}, url downloading a cut body whole.",
+                  LOG_FILTERS + [LIMIT, CURSOR]),
+    "/logs/{key}/body": _download("The whole body of a log line whose preview was cut (its values.message.url).",
+                                  [_path("key", "<batch>.<epoch micros>.<md5 of the body>, from the url.")]),
     "/logs/tail": _get("Server-Sent Events: new log lines as they are committed.", [
         p for p in LOG_FILTERS if p["name"] != "until"] + [_q("after", "Resume after this batch.", "integer"),
                                                            _q("backfill", "First send the last N lines.", "integer")],

@@ -64,8 +64,7 @@
       tr.insertCell().textContent = TT.fmtTime(TT.parseTime(l.timestamp));
       tr.insertCell().textContent = l.level || "";
       tr.insertCell().textContent = (l.worker_id || l.runner_id || "").slice(0, 12);
-      const pre = document.createElement("pre"); pre.textContent = l.message || "";
-      tr.insertCell().appendChild(pre);
+      TT.messageCell(tr.insertCell(), l);
       const empty = document.getElementById("inv-logs-empty"); if (empty) empty.remove();
     });
     TT.invocationTail = src;

@@ -15,7 +15,9 @@
     for (const [key, kind] of [["runner_id", "runner"], ["worker_id", "worker"], ["invocation_id", "invocation"], ["task_id", "task"]]) {
       if (l[key]) parts.push(`${kind}:${l[key]}`);
     }
-    return parts.join(" ") + " | " + String(l.message || "").replace(/\n/g, "\n    ");
+    const v = l.values && l.values.message;
+    const cut = v && v.truncated ? ` … [cut: the first ${v.preview_bytes} of ${v.bytes} bytes]` : "";
+    return parts.join(" ") + " | " + (String(l.message || "") + cut).replace(/\n/g, "\n    ");
   };
 
   function cell(tr, text, cls) { const td = tr.insertCell(); if (cls) td.className = cls; td.textContent = text || ""; return td; }
@@ -39,8 +41,7 @@
     link(tr, "/runners/" + TT.seg(rid || ""), (rid || "").slice(0, 12), "data-runner-id", rid);
     link(tr, "/invocations/" + TT.seg(l.invocation_id || ""), (l.invocation_id || "").slice(0, 8), "data-invocation-id", l.invocation_id);
     cell(tr, l.task_id, "task");
-    const pre = document.createElement("pre"); pre.textContent = l.message || "";
-    tr.insertCell().appendChild(pre);
+    TT.messageCell(tr.insertCell(), l);
     if (prepend) body.insertBefore(tr, body.firstChild); else body.appendChild(tr);
     const empty = document.getElementById("logs-empty");
     if (empty) empty.remove();

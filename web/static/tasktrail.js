@@ -58,6 +58,33 @@
   }
   TT.renderTimes = renderTimes;
 
+  /* A byte count as the pages write it (binary units, like Jinja's filesizeformat(true)). */
+  TT.fmtBytes = function (n) {
+    if (n < 1024) return `${n} Bytes`;
+    const units = ["KiB", "MiB", "GiB", "TiB"];
+    let v = n / 1024, i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+    return `${v.toFixed(1)} ${units[i]}`;
+  };
+  /* The cell of a log line's message: its preview and, when the body was cut, its size and a link to the
+   * whole line (the `values.message` the API describes it with). */
+  TT.messageCell = function (td, l) {
+    const pre = document.createElement("pre");
+    pre.textContent = l.message || "";
+    td.appendChild(pre);
+    const v = l.values && l.values.message;
+    if (v && v.truncated && v.url) {
+      const p = document.createElement("p"); p.className = "value-cut";
+      const size = document.createElement("span"); size.className = "muted";
+      size.textContent = `${TT.fmtBytes(v.bytes)}, showing the first ${TT.fmtBytes(v.preview_bytes)}`;
+      const a = document.createElement("a"); a.className = "download"; a.href = v.url; a.download = "";
+      a.textContent = "Download whole line";
+      p.append(size, " · ", a);
+      td.appendChild(p);
+    }
+    return td;
+  };
+
   function appSwitcher() {
     const sel = document.getElementById("app-switch");
     if (!sel) return;
