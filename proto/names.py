@@ -17,6 +17,11 @@ SERVICE_INSTANCE_ID = "service.instance.id"
 HOST_NAME = "host.name"
 PROCESS_PID = "process.pid"
 THREAD_ID = "thread.id"
+MESSAGING_DESTINATION = "messaging.destination"  # the queue a Celery task was sent to / taken from
+
+# Attributes a transition keeps (transitions.attrs) that name the queue its invocation waits in.
+RV_QUEUE = "rustvello.queue"
+QUEUE_ATTRS = (MESSAGING_DESTINATION, RV_QUEUE)
 
 # --- rustvello-otel.v1 (what rustvello 0.9 sends) ----------------------------------------
 RUSTVELLO_V1 = "rustvello-otel.v1"
