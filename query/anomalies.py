@@ -136,10 +136,11 @@ class Liveness:
 
 
 def _ago(seconds: float) -> str:
-    """A duration as people say it: 45 s, 12 min, 2 h, 3 d."""
+    """A duration as people say it: 45 s, 12 min, 1.5 h, 3 d."""
     for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
         if seconds >= 1.5 * size:
-            return f"{seconds / size:.0f} {unit}"
+            value = seconds / size
+            return (f"{value:.1f}".rstrip("0").rstrip(".") if value < 10 else f"{value:.0f}") + f" {unit}"
     return f"{seconds:.0f} s"
 
 
