@@ -16,11 +16,11 @@ def test_orphaned_pending_and_slow_are_flagged_and_nothing_else(server):
     em = Emitter(endpoint=server.otlp_http, app_id="shop", runner=live, protocol="http/protobuf", token="tok123")
     em.runner_started(gone, timestamp=ago(1300))
     em.runner_started(timestamp=ago(1300))
-    for k in range(30):  # the task's history: 30 runs of about a second
+    for k in range(30):  # the task's history: 30 runs of about 3 s ('fine' is slow only after some 9 s)
         inv = f"quick-{k}"
         em.status(inv, "REGISTERED", task_id="shop.quick", timestamp=ago(1200 - k))
         em.status(inv, "RUNNING", attempt=0, timestamp=ago(1200 - k) + timedelta(milliseconds=10))
-        em.status(inv, "SUCCESS", timestamp=ago(1199 - k))
+        em.status(inv, "SUCCESS", timestamp=ago(1197 - k))
     em.status("orphan", "REGISTERED", task_id="shop.pay", runner=gone, timestamp=ago(1250))
     em.status("orphan", "RUNNING", attempt=0, runner=gone, timestamp=ago(1240))
     em.runner_stopped(gone, timestamp=ago(1230))  # its process went away mid-task
