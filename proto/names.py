@@ -152,8 +152,8 @@ _RUNNER_CTX = (
     Attr(TT_RUNNER_ID, "string", False, "Runner context that acts (falls back to the resource's)."),
     Attr(TT_RUNNER_CLASS, "string", False, "Its class, e.g. ThreadRunner, PPRWorker."),
     Attr(TT_RUNNER_PARENT_ID, "string", False, "Parent runner id: a worker's parent is its runner."),
-    Attr(TT_RUNNER_HOSTNAME, "string", False, "Host (else resource host.name)."),
-    Attr(TT_RUNNER_PID, "int", False, "Process id (else resource process.pid)."),
+    Attr(TT_RUNNER_HOSTNAME, "string", False, "Host (else resource host.name, for the resource's own context)."),
+    Attr(TT_RUNNER_PID, "int", False, "Process id (else resource process.pid, for the resource's own context)."),
     Attr(TT_RUNNER_THREAD_ID, "int", False, "Thread id."),
 )
 

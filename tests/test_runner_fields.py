@@ -61,6 +61,13 @@ def test_placeholders_never_hide_a_runners_own_class_host_and_pid(tmp_path):
         assert em.flush()
         em.heartbeat(_placeholder("ppr-w1"), timestamp=ago(60))
         em.atomic_decision("not_assigned_slot", runner=_placeholder("ppr-w1"), timestamp=ago(59))
+        #    The parent's own process (its resource names it, with its host and pid) reports the worker by
+        #    id alone: the parent's pid is not the worker's.
+        parent = Emitter(endpoint=srv.otlp_http, app_id="fields", protocol="http/protobuf", token="tok123",
+                         runner=Runner("ppr-1", "PersistentProcessRunner", hostname="host-a", pid=4100))
+        parent.heartbeat(Runner("ppr-w1", None, hostname=None, pid=None), timestamp=ago(50))
+        assert parent.flush()
+        parent.shutdown()
         # 2. Real then placeholder within one batch, and a placeholder that is the latest record.
         em.runner_started(Runner("thr-1", "ThreadRunner", hostname="host-b", pid=5200), timestamp=ago(100))
         em.heartbeat(_placeholder("thr-1"), timestamp=ago(10))
