@@ -149,13 +149,17 @@ def _queue_sql(col: str) -> str:
     return "coalesce(" + ", ".join(f"""TRY({col}->>'$."{a}"')""" for a in n.QUEUE_ATTRS) + ")"
 
 
+CONSUMERS_LOOKBACK_S = 86_400.0  # how far back "took work from the queue since" looks (bounds the scan)
+
+
 def never_picked_up(q, waiting: list[dict], s: AnomalySettings, now: datetime) -> list[dict]:
     """`pending_too_long` anomalies of invocations REGISTERED past the limit and never run (rows with app_id,
     invocation_id, task_id, created_at, updated_at): each names its queue when a transition said it, and
-    says whether any runner took work from that queue since it was registered."""
+    says whether any runner took work from that queue since it was registered (within the last day)."""
     if not waiting:
         return []
     since = min(d["created_at"] for d in waiting)
+    recent = max(since, now - timedelta(seconds=CONSUMERS_LOOKBACK_S))
     queues = {(app, inv): queue for app, inv, queue in q(f"""
         SELECT app_id, invocation_id, arg_min({_queue_sql('attrs')}, ts) FILTER (WHERE {_queue_sql('attrs')} IS NOT NULL)
         FROM transitions WHERE status = 'REGISTERED' AND ts >= $s AND attrs IS NOT NULL
@@ -171,7 +175,7 @@ def never_picked_up(q, waiting: list[dict], s: AnomalySettings, now: datetime) -
                 SELECT app_id, unnest(consumed_queues), runner_id, ts FROM runner_events
                 WHERE kind = 'heartbeat' AND ts >= $s AND consumed_queues IS NOT NULL)
             WHERE queue IN (SELECT unnest($q::VARCHAR[])) GROUP BY ALL""",
-                                       {"s": since, "q": sorted(set(queues.values()))}).rows:
+                                       {"s": recent, "q": sorted(set(queues.values()))}).rows:
             consumers.setdefault((app, queue), []).append((ctx, last))
     out = []
     for d in waiting:
@@ -199,10 +203,10 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     live = Liveness(q, now - timedelta(seconds=s.runner_dead_after_s))
     runners = live.runners
 
-    # One read of the work in flight serves the three invocation checks. Two `status = …` scans, not
+    # One read of the work in flight serves the three invocation checks. `status = …` scans, not
     # `status IN (…)`: DuckDB 1.5 pushes an equality into the scan (other columns are read only for
-    # matching rows) but not an IN list: 15 against 116 ms over a 10M-row cache.
-    # REGISTERED only once it waited past the limit, never run (a retry's re-send has run before).
+    # matching rows) but not an IN list: 15 against 116 ms over a 10M-row cache. REGISTERED work only
+    # once it waited past the limit and never ran (a retry's re-send has run before).
     stuck_before = now - timedelta(seconds=s.max_pending_s)
     cols = ("app_id, invocation_id, task_id, status, created_at, updated_at, started_at, "
             "coalesce(worker_id, runner_id) AS ctx")
