@@ -45,30 +45,29 @@ _MERGE = """
 # Each descriptive field (class, parent, host, pid) keeps its most specific report, whatever the order
 # reports arrive in: a NULL says nothing; a placeholder (what a process sends for a context it does not
 # hold: pynenc's `Runner`, an empty host, pid 0) loses against any real value; between reports of the same
-# kind the latest (by ts) wins, and the larger value breaks a tie of the same ts. Fold and rebuild
-# compare the same key, {'r': specificity, 't': reported at, 'v': value} (STRUCTs order field by field),
-# so they agree; `<field>_at` keeps the kept report's time for the next fold.
+# kind the latest (by ts) wins, and the larger value breaks a tie of the same ts. The order is one BIGINT
+# key per report (`_key`), kept beside the value (`<field>_key`), so a fold compares two integers and a
+# rebuild takes the max of {key, value}: the two agree.
 _PLACEHOLDERS = ("", "unknown", "none", "null", "?")
 _PLACEHOLDER_CLASSES = ("runner", "baserunner")
-_FIELDS = (("runner_class", "class_at"), ("parent_runner_id", "parent_at"), ("hostname", "hostname_at"),
-           ("pid", "pid_at"))
+_FIELDS = (("runner_class", "class_key"), ("parent_runner_id", "parent_key"), ("hostname", "hostname_key"),
+           ("pid", "pid_key"))
 # Transitions that say their context does the work (picked it up, ran it, or reported its outcome), not
 # only submitted or cancelled it: `last_work` tells a runner from a client (query/anomalies.py).
 _WORK = "('PENDING', 'PENDING_RECOVERY', 'RUNNING', 'RUNNING_RECOVERY', 'PAUSED', 'RETRY', 'SUCCESS', 'FAILED')"
 
 
-def _specificity(value: str, col: str) -> str:
-    """SQL: 2 for a real value of `col`, 1 for a placeholder (NULL is never compared: it says nothing)."""
+def _key(col: str) -> str:
+    """SQL: the order of one report of `col` at `ts`, a BIGINT: 2^62 for a real value (0 for a
+    placeholder) plus its time in micros since 1970 (clamped to 0 .. 2^62 - 1: the log's times fit)."""
     if col == "pid":
-        return f"(1 + ({value} > 0)::INTEGER)"
-    generic = _PLACEHOLDERS + (_PLACEHOLDER_CLASSES if col == "runner_class" else ())
-    # list_contains, not CASE … IN (…): DuckDB plans the IN form some ten times slower (~10 ms a field),
-    # which the writer would pay on every batch.
-    return f"(2 - list_contains([{', '.join(repr(p) for p in generic)}], lower(trim({value})))::INTEGER)"
-
-
-def _report(value: str, at: str, col: str) -> str:
-    return f"{{'r': {_specificity(value, col)}, 't': {at}, 'v': {value}}}"
+        real = f"({col} > 0)"
+    else:
+        generic = _PLACEHOLDERS + (_PLACEHOLDER_CLASSES if col == "runner_class" else ())
+        # list_contains, not `… IN (…)`: DuckDB plans the IN form inside an expression some ten times
+        # slower (~10 ms a field), which the writer would pay on every batch.
+        real = f"NOT list_contains([{', '.join(repr(p) for p in generic)}], lower(trim({col})))"
+    return f"(({real})::BIGINT * 4611686018427387904 + least(greatest(epoch_us(ts), 0), 4611686018427387903))"
 
 
 def _literal(sql: str) -> str:
@@ -77,12 +76,12 @@ def _literal(sql: str) -> str:
 
 
 _RUNNERS = """
-    SELECT app_id, runner_id, """ + ", ".join(f"{c}_best.v AS {c}, {c}_best.t AS {at}" for c, at in _FIELDS) + """,
+    SELECT app_id, runner_id, """ + ", ".join(f"{c}_best.v AS {c}, {c}_best.k AS {k}" for c, k in _FIELDS) + """,
            first_seen, last_lifecycle, last_heartbeat, stopped_at, started_at, last_event, last_transition,
            first_heartbeat, heartbeats, last_work
     FROM (
     SELECT app_id, runner_id, """ + _literal(", ".join(
-        f"max({_report(c, 'ts', c)}) FILTER (WHERE {c} IS NOT NULL) AS {c}_best" for c, _ in _FIELDS)) + """,
+        f"max({{'k': {_key(c)}, 'v': {c}}}) FILTER (WHERE {c} IS NOT NULL) AS {c}_best" for c, _ in _FIELDS)) + """,
            min(ts) FILTER (WHERE kind IS NOT NULL) AS first_seen,
            max(ts) FILTER (WHERE kind IS NOT NULL AND kind <> 'context') AS last_lifecycle,
            max(ts) FILTER (WHERE kind = 'heartbeat') AS last_heartbeat,
@@ -101,27 +100,22 @@ _RUNNERS = """
     GROUP BY app_id, runner_id)"""
 
 
-def _keep(col: str, at: str) -> str:
-    """SQL SET clauses of one field: the batch's report replaces the kept one only when it is more
-    specific, or as specific and later (the same order `max` of _RUNNERS uses)."""
-    wins = (f"(e.{col} IS NOT NULL AND (s.{col} IS NULL OR "
-            f"{_report(f'e.{col}', f'e.{at}', col)} > {_report(f's.{col}', f's.{at}', col)}))")
-    return (f"{col} = CASE WHEN {wins} THEN e.{col} ELSE s.{col} END, "
-            f"{at} = CASE WHEN {wins} THEN e.{at} ELSE s.{at} END")
-
-
 def best_of(col: str) -> str:
     """SQL aggregate over runner_state rows (e.g. one runner id across apps): the most specific kept value
     of field `col` (runner_class, parent_runner_id, hostname or pid), by the fold's own order."""
-    at = dict(_FIELDS)[col]
-    return f"struct_extract(max({_report(col, at, col)}) FILTER (WHERE {col} IS NOT NULL), 'v')"
+    key = dict(_FIELDS)[col]
+    return f"struct_extract(max({{'k': {key}, 'v': {col}}}) FILTER (WHERE {col} IS NOT NULL), 'v')"
 
 
+# A batch's report replaces the kept one when its key is greater (or equal, with a greater value: the
+# order of max({key, value}) in _RUNNERS).
 _MERGE_RUNNERS = """
     MERGE INTO runner_state AS s USING ({aggregate}) AS e
     ON s.app_id = e.app_id AND s.runner_id = e.runner_id
     WHEN MATCHED THEN UPDATE SET
-        """ + _literal(",\n        ".join(_keep(c, at) for c, at in _FIELDS)) + """,
+        """ + ",\n        ".join(
+    f"{c} = CASE WHEN e.{k} > s.{k} OR s.{k} IS NULL OR (e.{k} = s.{k} AND e.{c} > s.{c}) THEN e.{c} "
+    f"ELSE s.{c} END, {k} = greatest(e.{k}, s.{k})" for c, k in _FIELDS) + """,
         first_seen = least(s.first_seen, e.first_seen), last_lifecycle = greatest(s.last_lifecycle, e.last_lifecycle),
         last_heartbeat = greatest(s.last_heartbeat, e.last_heartbeat),
         stopped_at = greatest(s.stopped_at, e.stopped_at), started_at = greatest(s.started_at, e.started_at),
