@@ -26,21 +26,24 @@ from .status import normalize
 
 @dataclass(frozen=True)
 class Runner:
-    """A runner context: a top-level runner, or a worker (with `parent_id`)."""
+    """A runner context: a top-level runner, or a worker (with `parent_id`). A field set to None (or
+    empty) is not sent: a process that names a context it does not hold (a heartbeat for a child) sends
+    the id alone, and tasktrail keeps what the context's own records said."""
     runner_id: str
-    runner_class: str = "Runner"
+    runner_class: Optional[str] = "Runner"
     parent_id: Optional[str] = None
-    hostname: str = field(default_factory=socket.gethostname)
-    pid: int = field(default_factory=os.getpid)
+    hostname: Optional[str] = field(default_factory=socket.gethostname)
+    pid: Optional[int] = field(default_factory=os.getpid)
     thread_id: Optional[int] = None
 
     def attributes(self) -> dict:
-        a = {n.TT_RUNNER_ID: self.runner_id, n.TT_RUNNER_CLASS: self.runner_class,
-             n.TT_RUNNER_HOSTNAME: self.hostname, n.TT_RUNNER_PID: self.pid}
-        if self.parent_id:
-            a[n.TT_RUNNER_PARENT_ID] = self.parent_id
-        if self.thread_id is not None:
-            a[n.TT_RUNNER_THREAD_ID] = self.thread_id
+        """The tasktrail.runner.* record attributes of the fields that are known."""
+        a = {n.TT_RUNNER_ID: self.runner_id}
+        for key, value in ((n.TT_RUNNER_CLASS, self.runner_class), (n.TT_RUNNER_HOSTNAME, self.hostname),
+                           (n.TT_RUNNER_PID, self.pid), (n.TT_RUNNER_PARENT_ID, self.parent_id),
+                           (n.TT_RUNNER_THREAD_ID, self.thread_id)):
+            if value is not None and value != "":
+                a[key] = value
         return a
 
 

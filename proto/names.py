@@ -17,6 +17,11 @@ SERVICE_INSTANCE_ID = "service.instance.id"
 HOST_NAME = "host.name"
 PROCESS_PID = "process.pid"
 THREAD_ID = "thread.id"
+MESSAGING_DESTINATION = "messaging.destination"  # the queue a Celery task was sent to / taken from
+
+# Attributes a transition keeps (transitions.attrs) that name the queue its invocation waits in.
+RV_QUEUE = "rustvello.queue"
+QUEUE_ATTRS = (MESSAGING_DESTINATION, RV_QUEUE)
 
 # --- rustvello-otel.v1 (what rustvello 0.9 sends) ----------------------------------------
 RUSTVELLO_V1 = "rustvello-otel.v1"
@@ -159,8 +164,8 @@ _RUNNER_CTX = (
     Attr(TT_RUNNER_ID, "string", False, "Runner context that acts (falls back to the resource's)."),
     Attr(TT_RUNNER_CLASS, "string", False, "Its class, e.g. ThreadRunner, PPRWorker."),
     Attr(TT_RUNNER_PARENT_ID, "string", False, "Parent runner id: a worker's parent is its runner."),
-    Attr(TT_RUNNER_HOSTNAME, "string", False, "Host (else resource host.name)."),
-    Attr(TT_RUNNER_PID, "int", False, "Process id (else resource process.pid)."),
+    Attr(TT_RUNNER_HOSTNAME, "string", False, "Host (else resource host.name, for the resource's own context)."),
+    Attr(TT_RUNNER_PID, "int", False, "Process id (else resource process.pid, for the resource's own context)."),
     Attr(TT_RUNNER_THREAD_ID, "int", False, "Thread id."),
 )
 

@@ -115,8 +115,17 @@ class Exporter:
             return None
         parent = getattr(ctx, "parent_ctx", None)
         return Runner(ctx.runner_id, ctx.runner_cls, parent_id=parent.runner_id if parent else None,
-                      hostname=getattr(ctx, "hostname", None) or "", pid=getattr(ctx, "pid", None) or 0,
+                      hostname=getattr(ctx, "hostname", None) or None, pid=getattr(ctx, "pid", None) or None,
                       thread_id=getattr(ctx, "thread_id", None))
+
+    def known(self, runner_id: str) -> Runner:
+        """The context `runner_id` as this process knows it; for one it does not hold (a parent runner
+        reporting its children's heartbeats: the children stored their contexts in their own processes),
+        the id alone: no placeholder class, host or pid that would hide what the context said itself."""
+        ctx = self._contexts.get(runner_id)
+        if ctx is not None:
+            return self.runner(ctx)
+        return Runner(runner_id, None, hostname=None, pid=None)
 
     # --- hooks ---------------------------------------------------------------------------
     def on_upsert(self, backend, invocations) -> None:
@@ -182,23 +191,20 @@ class Exporter:
 
     def on_heartbeats(self, orchestrator, runner_ids, can_run_atomic_service, consumed_queues) -> None:
         for rid in runner_ids:
-            ctx = self._contexts.get(rid)
-            runner = self.runner(ctx) if ctx is not None else Runner(rid, "Runner", hostname="", pid=0)
+            runner = self.known(rid)
             self.send(orchestrator.app, lambda em, r=runner: em.heartbeat(
                 r, atomic_eligible=bool(can_run_atomic_service),
                 consumed_queues=list(consumed_queues) if consumed_queues else None))
 
     def on_decision(self, app, claim) -> None:
-        ctx = self._contexts.get(claim.runner_id)
-        runner = self.runner(ctx) if ctx is not None else Runner(claim.runner_id, "Runner", hostname="", pid=0)
+        runner = self.known(claim.runner_id)
         self.send(app, lambda em: em.atomic_decision(
             str(claim.reason).upper(), runner=runner, cycle_start=claim.cycle_start, slot_start=claim.slot_start,
             slot_end=claim.slot_end, position=claim.runner_position, runner_count=claim.stable_runner_count,
             assigned_runner_id=claim.assigned_runner_id, message=claim.skip_message or None))
 
     def on_execution(self, orchestrator, run, start, end, status, reason) -> None:
-        ctx = self._contexts.get(run.runner_id)
-        runner = self.runner(ctx) if ctx is not None else Runner(run.runner_id, "Runner", hostname="", pid=0)
+        runner = self.known(run.runner_id)
         self.send(orchestrator.app, lambda em: em.atomic_execution(
             run.atomic_service_run_id, str(getattr(status, "value", status)).upper(), runner=runner,
             start=start or getattr(run, "started_at", None), end=end, reason=reason or None))

@@ -7,8 +7,18 @@ reports only its OS-alive children) is judged by its own heartbeats; one that ne
 rustvello workers) is alive while it, its parent runner or anything else from its process (same app,
 host and pid: a periodic metric export, a log line, a span) sent a record. rustvello 0.9 sends nothing
 while a worker runs a task, so its process's own OTel metric reader (or
-`tasktrail.proto.emitter.ProcessPulse`) is what tells a long task from a dead worker. ExternalRunner
-contexts are submitting clients, never flagged silent.
+`tasktrail.proto.emitter.ProcessPulse`) is what tells a long task from a dead worker.
+
+Roles: a context that only submits work is a client, never flagged silent (its process may well be gone:
+a script, a web request). It is one whose class says so (pynenc's and rustvello's `ExternalRunner`,
+Celery's publishing `CeleryClient`), or one that never did work (no PENDING, RUNNING or outcome it
+stamped: runner_state.last_work), sends no heartbeats, never said it started, and has no worker that did.
+
+Work waiting to start (`pending_too_long`): PENDING past `max_pending_s` as before, and REGISTERED past it
+with no RUNNING ever: Celery and rustvello have no PENDING stage (a task nobody consumes stays REGISTERED),
+and a pynenc invocation REGISTERED that long was not picked up either. The `why` names the queue when a
+transition said it (Celery's routing key, rustvello's queue) and whether any runner took work from that
+queue since (a RUNNING transition of the queue, or a heartbeat listing it in its consumed queues).
 """
 from __future__ import annotations
 
@@ -68,6 +78,9 @@ def process_last_seen(q, since: datetime) -> dict:
     return seen
 
 
+CLIENT_CLASSES = frozenset({"ExternalRunner", "CeleryClient"})  # classes that only ever submit work
+
+
 def stopped(ctx: dict) -> bool:
     """A runner row whose last word is its stop (a later record means it started again)."""
     return ctx["stopped_at"] is not None and (ctx["last_activity"] is None or ctx["last_activity"] <= ctx["stopped_at"])
@@ -79,12 +92,26 @@ class Liveness:
 
     ROWS = """SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, stopped_at,
                      coalesce(heartbeats, 0) AS heartbeats, greatest(last_event, last_transition) AS last_activity,
-                     first_seen
+                     first_seen, started_at, last_work
               FROM runner_state"""
 
     def __init__(self, q, dead: datetime) -> None:
         self.q, self.dead = q, dead
         self.runners = {(d["app_id"], d["runner_id"]): d for d in q(self.ROWS).dicts()}
+        self._working_parents = {(d["app_id"], d["parent_runner_id"]) for d in self.runners.values()
+                                 if d["parent_runner_id"] and self._works(d)}
+
+    @staticmethod
+    def _works(d: dict) -> bool:
+        return bool(d["heartbeats"]) or d["last_work"] is not None or d["started_at"] is not None
+
+    def role(self, ctx: dict) -> str:
+        """'client' for a context that only submits work (module doc), else 'runner'."""
+        key = (ctx["app_id"], ctx["runner_id"])
+        d = self.runners.get(key, ctx)
+        if d["runner_class"] in CLIENT_CLASSES:
+            return "client"
+        return "runner" if self._works(d) or key in self._working_parents else "client"
 
     @cached_property
     def procs(self) -> dict:  # read only when a context without heartbeats needs it
@@ -108,18 +135,86 @@ class Liveness:
             (ctx["app_id"], ctx["hostname"], int(ctx["pid"])) in self.procs
 
 
+def _ago(seconds: float) -> str:
+    """A duration as people say it: 45 s, 12 min, 1.5 h, 3 d."""
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= 1.5 * size:
+            value = seconds / size
+            return (f"{value:.1f}".rstrip("0").rstrip(".") if value < 10 else f"{value:.0f}") + f" {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _queue_sql(col: str) -> str:
+    """SQL: the queue a transition's attrs name (n.QUEUE_ATTRS), or NULL."""
+    return "coalesce(" + ", ".join(f"""TRY({col}->>'$."{a}"')""" for a in n.QUEUE_ATTRS) + ")"
+
+
+CONSUMERS_LOOKBACK_S = 86_400.0  # how far back "took work from the queue since" looks (bounds the scan)
+
+
+def never_picked_up(q, waiting: list[dict], s: AnomalySettings, now: datetime) -> list[dict]:
+    """`pending_too_long` anomalies of invocations REGISTERED past the limit and never run (rows with app_id,
+    invocation_id, task_id, created_at, updated_at): each names its queue when a transition said it, and
+    says whether any runner took work from that queue since it was registered (within the last day)."""
+    if not waiting:
+        return []
+    since = min(d["created_at"] for d in waiting)
+    recent = max(since, now - timedelta(seconds=CONSUMERS_LOOKBACK_S))
+    queues = {(app, inv): queue for app, inv, queue in q(f"""
+        SELECT app_id, invocation_id, arg_min({_queue_sql('attrs')}, ts) FILTER (WHERE {_queue_sql('attrs')} IS NOT NULL)
+        FROM transitions WHERE status = 'REGISTERED' AND ts >= $s AND attrs IS NOT NULL
+          AND invocation_id IN (SELECT unnest($ids::VARCHAR[])) GROUP BY ALL""",
+        {"s": since, "ids": sorted({d["invocation_id"] for d in waiting})}).rows if queue is not None}
+    consumers: dict = {}  # (app, queue) -> [(context, last time it took work from the queue)]
+    if queues:
+        for app, queue, ctx, last in q(f"""
+            SELECT app_id, queue, ctx, max(ts) FROM (
+                SELECT app_id, {_queue_sql('attrs')} AS queue, coalesce(worker_id, runner_id) AS ctx, ts
+                FROM transitions WHERE status = 'RUNNING' AND ts >= $s AND attrs IS NOT NULL
+                UNION ALL
+                SELECT app_id, unnest(consumed_queues), runner_id, ts FROM runner_events
+                WHERE kind = 'heartbeat' AND ts >= $s AND consumed_queues IS NOT NULL)
+            WHERE queue IN (SELECT unnest($q::VARCHAR[])) GROUP BY ALL""",
+                                       {"s": recent, "q": sorted(set(queues.values()))}).rows:
+            consumers.setdefault((app, queue), []).append((ctx, last))
+    out = []
+    for d in waiting:
+        registered = f"registered {_ago((now - d['updated_at']).total_seconds())} ago " \
+                     f"({d['updated_at']:%Y-%m-%d %H:%M:%S}) and never picked up"
+        queue = queues.get((d["app_id"], d["invocation_id"]))
+        if queue is None:
+            why = registered
+        else:
+            took = {c for c, last in consumers.get((d["app_id"], queue), ()) if last >= d["created_at"]}
+            why = (f"{registered}, though {len(took)} runner{'s' if len(took) > 1 else ''} took work from queue "
+                   f"'{queue}' since" if took else f"{registered}: no runner consumes queue '{queue}'")
+        item = {"kind": "pending_too_long", "app_id": d["app_id"], "invocation_id": d["invocation_id"],
+                "task_id": d["task_id"], "since": d["updated_at"],
+                "why": f"{why} (limit {s.max_pending_s:g} s)"}
+        if queue is not None:
+            item["queue"] = queue
+        out.append(item)
+    return out
+
+
 def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     """`q(sql, params)` runs a read and returns a Result. Returns anomalies, most recent first."""
     out: list[dict] = []
     live = Liveness(q, now - timedelta(seconds=s.runner_dead_after_s))
     runners = live.runners
 
-    # One read of the work in flight serves the three invocation checks. Two `status = …` scans, not
+    # One read of the work in flight serves the three invocation checks. `status = …` scans, not
     # `status IN (…)`: DuckDB 1.5 pushes an equality into the scan (other columns are read only for
-    # matching rows) but not an IN list: 15 against 116 ms over a 10M-row cache.
-    cols = "app_id, invocation_id, task_id, status, updated_at, started_at, coalesce(worker_id, runner_id) AS ctx"
+    # matching rows) but not an IN list: 15 against 116 ms over a 10M-row cache. REGISTERED work only
+    # once it waited past the limit and never ran (a retry's re-send has run before).
+    stuck_before = now - timedelta(seconds=s.max_pending_s)
+    cols = ("app_id, invocation_id, task_id, status, created_at, updated_at, started_at, "
+            "coalesce(worker_id, runner_id) AS ctx")
     active = q(f"""SELECT {cols} FROM invocation_state WHERE status = 'RUNNING'
-                   UNION ALL SELECT {cols} FROM invocation_state WHERE status = 'PENDING'""").dicts()
+                   UNION ALL SELECT {cols} FROM invocation_state WHERE status = 'PENDING'
+                   UNION ALL SELECT {cols} FROM invocation_state
+                             WHERE status = 'REGISTERED' AND updated_at < $w AND started_at IS NULL""",
+               {"w": stuck_before}).dicts()
     orphaned = set()
     for d in active:  # RUNNING on a context that stopped after it started, or is not alive (Liveness)
         ctx = runners.get((d["app_id"], d["ctx"])) if d["ctx"] else None
@@ -140,13 +235,13 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
         orphaned.add(d["invocation_id"])
         out.append({"kind": "orphaned", "app_id": d["app_id"], "invocation_id": d["invocation_id"],
                     "task_id": d["task_id"], "runner_id": d["ctx"], "since": d["updated_at"], "why": why})
-    stuck_before = now - timedelta(seconds=s.max_pending_s)
     for d in active:
         if d["status"] == "PENDING" and d["updated_at"] < stuck_before:
             out.append({"kind": "pending_too_long", "app_id": d["app_id"], "invocation_id": d["invocation_id"],
                         "task_id": d["task_id"], "since": d["updated_at"],
                         "why": f"PENDING since {d['updated_at']:%Y-%m-%d %H:%M:%S}, longer than the "
                                f"{s.max_pending_s:g} s limit"})
+    out += never_picked_up(q, [d for d in active if d["status"] == "REGISTERED"], s, now)
     running = [d for d in active if d["status"] == "RUNNING" and d["started_at"] is not None
                and d["invocation_id"] not in orphaned]  # a gone runner is the news, not the duration
     tasks = sorted({r["task_id"] for r in running if r["task_id"] is not None})
@@ -192,10 +287,9 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                         "why": f"{d['fw']} of {d['nw']} failed in the last {s.spike_window_s / 60:g} min "
                                f"({rate:.0%}), against {base:.0%} before"})
     for d in runners.values():
-        if d["first_seen"] is None or stopped(d):
-            continue  # known only from transitions, or stopped
-        # ExternalRunner: a submitting client (pynenc's, rustvello's), not a runner.
-        if not live.alive(d) and d["runner_class"] != "ExternalRunner":
+        if d["first_seen"] is None or stopped(d) or live.role(d) == "client":
+            continue  # known only from transitions, stopped, or a client that only submits work
+        if not live.alive(d):
             out.append({"kind": "runner_silent", "app_id": d["app_id"], "runner_id": d["runner_id"],
                         "since": d["last_activity"],
                         "why": f"no record from it, its parent or its process since "
@@ -216,7 +310,7 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
         if (now - d["last"]).total_seconds() <= limit:
             continue
         talking = [h for h in (runners.get((d["app_id"], r)) for r in d["runner_ids"] or [])
-                   if h is not None and h["runner_class"] != "ExternalRunner" and h["stopped_at"] is None
+                   if h is not None and live.role(h) != "client" and h["stopped_at"] is None
                    and h["last_activity"] is not None and (now - h["last_activity"]).total_seconds() <= limit]
         if talking:
             out.append({"kind": "scheduler_silent", "app_id": d["app_id"], "since": d["last"],

@@ -587,7 +587,7 @@ class QueryService:
                 "runner_id": d["runner_id"], "app_id": d["app_id"], "runner_class": d["runner_class"],
                 "parent_runner_id": d["parent_runner_id"], "hostname": d["hostname"], "pid": d["pid"],
                 "first_seen": iso(d["first_seen"]), "last_heartbeat": iso(d["last_heartbeat"]),
-                "last_activity": iso(last), "stopped_at": iso(stopped), "alive": alive,
+                "last_activity": iso(last), "stopped_at": iso(stopped), "alive": alive, "role": live.role(d),
                 "running_invocations": sorted(set(d["running_ids"] or [])),
             })
         return out
@@ -870,11 +870,10 @@ class QueryService:
         lane_ids = sorted({r[8] or r[7] for r in rows if r[8] or r[7]})
         contexts = {}
         if lane_ids:
-            contexts = {d["runner_id"]: d for d in self._q("""
-                SELECT runner_id, any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL) AS runner_class,
-                       any_value(hostname) FILTER (WHERE hostname IS NOT NULL) AS hostname,
-                       any_value(pid) FILTER (WHERE pid IS NOT NULL) AS pid,
-                       any_value(parent_runner_id) FILTER (WHERE parent_runner_id IS NOT NULL) AS parent_runner_id
+            contexts = {d["runner_id"]: d for d in self._q(f"""
+                SELECT runner_id, {state.best_of('runner_class')} AS runner_class,
+                       {state.best_of('hostname')} AS hostname, {state.best_of('pid')} AS pid,
+                       {state.best_of('parent_runner_id')} AS parent_runner_id
                 FROM runner_state WHERE runner_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY runner_id""",
                 [lane_ids]).dicts()}
         lanes, edges = tl.build(rows, iso(t0), iso(t1), contexts)
@@ -1106,9 +1105,9 @@ class QueryService:
                     e["refs"].append({"kind": kind, "value": tok})
 
     def _match_runner(self, rid: str) -> dict:
-        rows = self._q("""SELECT runner_id, any_value(runner_class) FILTER (WHERE runner_class IS NOT NULL)
-                          FROM runner_events WHERE starts_with(runner_id, ?) GROUP BY runner_id
-                          ORDER BY runner_id LIMIT 6""", [rid]).rows
+        rows = self._q(f"""SELECT runner_id, {state.best_of('runner_class')} FROM runner_state
+                           WHERE starts_with(runner_id, ?) AND first_seen IS NOT NULL GROUP BY runner_id
+                           ORDER BY runner_id LIMIT 6""", [rid]).rows
         exact = [r for r in rows if r[0] == rid]
         if exact or len(rows) == 1:
             hit = (exact or rows)[0]
@@ -1265,8 +1264,9 @@ class QueryService:
             "anomaly_items": anomalies["items"][:20],
             "counts_by_status": {s: int(counts.get(s, 0)) for s in STATUSES},
             "in_flight": sum(int(counts.get(s, 0)) for s in ACTIVE_STATUSES),
-            "runners": {"alive": sum(1 for r in runners if r["alive"]),
-                        "dead": sum(1 for r in runners if not r["alive"])},
+            "runners": {"alive": sum(1 for r in runners if r["alive"] and r["role"] != "client"),
+                        "dead": sum(1 for r in runners if not r["alive"] and r["role"] != "client"),
+                        "clients": sum(1 for r in runners if r["role"] == "client")},
             "last_ingest_at": iso(last[0][0]) if last else None,
             "apps": self.apps(),
         }

@@ -85,7 +85,7 @@ def _serve_options(fn):
                   envvar="TASKTRAIL_RUNNER_DEAD_AFTER", help="Seconds of silence after which a runner is dead.")
     @click.option("--max-pending", type=click.FloatRange(min=0, min_open=True), default=Settings.max_pending_s,
                   show_default=True, envvar="TASKTRAIL_MAX_PENDING",
-                  help="Seconds PENDING after which an invocation is flagged stuck.")
+                  help="Seconds waiting to start (PENDING, or REGISTERED and never run) after which an invocation is flagged stuck.")
     @click.option("--slow-factor", type=click.FloatRange(min=0, min_open=True), default=Settings.slow_factor,
                   show_default=True, envvar="TASKTRAIL_SLOW_FACTOR",
                   help="Flag RUNNING invocations past this many times their task's p99.")

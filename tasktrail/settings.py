@@ -109,7 +109,7 @@ SETTINGS_HELP = {
     "ingest_workers": "Processes that decode and map OTLP requests (0: in the server process).",
     "duckdb_memory_limit": "DuckDB memory limit.",
     "runner_dead_after_s": "A runner is dead when silent this long (pynenc's default: 10 min).",
-    "max_pending_s": "An invocation PENDING longer than this is an anomaly (stuck).",
+    "max_pending_s": "An invocation waiting to start (PENDING, or REGISTERED and never run) longer than this is an anomaly (stuck).",
     "slow_factor": "An invocation RUNNING longer than this many times its task's p99 is an anomaly (slow).",
     "slow_min_samples": "Finished invocations a task needs before its p99 counts for `slow`.",
     "spike_window_s": "Window of the failure-spike check, compared with the day before it.",

@@ -126,6 +126,74 @@ def test_mutated_real_requests_and_raw_bytes(schemas, pick, flips, cut, fmt):
     _outcome(signal, bytes(data), fmt, schemas, TALLY)
 
 
+# --- runner_state: the writer's fold agrees with a rebuild, whatever the order and batching -----------
+
+CLASSES = [None, "Runner", "BaseRunner", "", "ThreadRunner", "PersistentProcessRunner", "PPRWorker"]
+HOSTS = [None, "", "unknown", "h1", "h2"]
+PIDS = [None, 0, 1, 2]
+PARENTS = [None, "", "p1", "p2"]
+runner_report = st.tuples(st.integers(0, 6), st.sampled_from(["r1", "r2"]),
+                          st.sampled_from(["context", "started", "stopped", "heartbeat"]),
+                          st.sampled_from(CLASSES), st.sampled_from(HOSTS), st.sampled_from(PIDS),
+                          st.sampled_from(PARENTS))
+stamp = st.tuples(st.integers(0, 6), st.sampled_from(["r1", "r2"]), st.sampled_from([None, "w1"]),
+                  st.sampled_from(["REGISTERED", "PENDING", "RUNNING", "SUCCESS", "KILLED"]))
+
+
+def _placeholder(report) -> bool:
+    return report[3] in (None, "Runner", "BaseRunner", "") or report[4] in (None, "", "unknown")
+
+
+@settings(FUZZ, max_examples=min(EXAMPLES, 50))  # each example commits a few batches and rebuilds: ~0.4 s
+@given(reports=st.lists(runner_report, min_size=1, max_size=14), stamps=st.lists(stamp, max_size=6),
+       order=st.sampled_from(["shuffled", "placeholders first", "placeholders last"]),
+       perm=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 20), max_size=4))
+def test_runner_state_fold_agrees_with_rebuild(schemas, reports, stamps, order, perm, cuts):
+    """Runner events (placeholders such as pynenc's `Runner` among real classes, hosts and pids) and
+    transitions, in any order and split into any batches: the folded runner_state equals what a rebuild
+    computes from the log, and each field holds the most specific, then latest, report."""
+    import time
+    import uuid
+
+    from tasktrail.proto.model import RunnerEvent, Transition
+    from tasktrail.store.api import LedgerEntry
+
+    app = uuid.uuid4().hex
+    t0 = 1_750_000_000_000_000
+    rows = [("runner_events", RunnerEvent(t0 + ts, app, rid, kind, cls, parent, host, pid, None, None, None,
+                                          "fuzz", None))
+            for ts, rid, kind, cls, host, pid, parent in reports]
+    rows += [("transitions", Transition(t0 + ts, app, f"i{k}", "t", status, None, rid, worker, None, None, "fuzz",
+                                        None, None, None, None, None, None, None, None, None, None, None, None,
+                                        None, None))
+             for k, (ts, rid, worker, status) in enumerate(stamps)]
+    perm.shuffle(rows)
+    if order != "shuffled":  # every placeholder report before (or after) every real one
+        first = order == "placeholders first"
+        rows.sort(key=lambda r: r[0] == "runner_events" and _placeholder(
+            (0, 0, 0, r[1].runner_class, r[1].hostname)) != first)
+    bounds = sorted({c % (len(rows) + 1) for c in cuts} | {0, len(rows)})
+    for a, b in zip(bounds, bounds[1:]):
+        batch = {"runner_events": [r for t, r in rows[a:b] if t == "runner_events"],
+                 "transitions": [r for t, r in rows[a:b] if t == "transitions"]}
+        schemas.submit({k: v for k, v in batch.items() if v}, b - a,
+                       LedgerEntry(uuid.uuid4().hex, time.time_ns() // 1000, "fuzz", "logs", 1)).result(30)
+    read = "SELECT * FROM runner_state WHERE app_id = ? ORDER BY runner_id"
+    folded = schemas.query(read, [app]).rows
+    schemas.rebuild_state()
+    assert folded == schemas.query(read, [app]).rows
+    # The rule itself, from the reports: the most specific (real over placeholder), then latest, then largest.
+    cols = [c for c in schemas.query(read + " LIMIT 0", [app]).columns]
+    by = {r[cols.index("runner_id")]: dict(zip(cols, r)) for r in folded}
+    real = {"runner_class": lambda v: v not in ("Runner", "BaseRunner", ""),
+            "hostname": lambda v: v not in ("", "unknown"), "pid": lambda v: v > 0,
+            "parent_runner_id": lambda v: v != ""}
+    for rid, got in by.items():
+        for col, pos in (("runner_class", 3), ("hostname", 4), ("pid", 5), ("parent_runner_id", 6)):
+            seen = [(real[col](r[pos]), r[0], r[pos]) for r in reports if r[1] == rid and r[pos] is not None]
+            assert got[col] == (max(seen)[2] if seen else None), (rid, col, seen, got)
+
+
 TALLY = {"mapped": 0, "refused": 0}
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tasktrail.demo import HERE as APP, PYNENC_RUN
@@ -75,3 +76,14 @@ def test_pynenc_histories_equal_pynencs_own(server, tmp_path, kind):
                if r["runner_class"] != "ExternalRunner" and not r["parent_runner_id"]]
         return top if top and all(r["stopped_at"] and not r["alive"] for r in top) else None
     assert wait_until(stopped, timeout=15, message="the pynenc runner's stop")
+    # The parent reports its workers' heartbeats without holding their contexts: it sends their ids alone,
+    # never a placeholder class or host, and every context shows the class and host it said itself.
+    sent = httpx.post(server.api + "/sql", timeout=30, json={"sql": f"""
+        SELECT count(*) FILTER (WHERE runner_class IN ('Runner', 'BaseRunner', '')),
+               count(*) FILTER (WHERE kind = 'heartbeat') FROM runner_events WHERE app_id = 'pn-{kind}'"""}).json()
+    placeholders, heartbeats = sent["rows"][0]
+    assert heartbeats > 0 and placeholders == 0, sent
+    runners = server.get("/runners", params={"app": f"pn-{kind}"}).json()
+    assert runners and all(r["runner_class"] not in ("Runner", None) and r["hostname"] for r in runners), runners
+    assert {r["role"] for r in runners if r["runner_class"] == "ExternalRunner"} <= {"client"}
+    assert all(r["role"] == "runner" for r in runners if r["runner_class"] != "ExternalRunner"), runners

@@ -4,13 +4,18 @@
   task that is being retried reads as PENDING: query/adjust.py).
 - `run/<task>` (CONSUMER): RUNNING at its start, and at its end the outcome from `celery.state`
   (SUCCESS, FAILURE → FAILED, RETRY, REVOKED → KILLED) or, without a state, from the span status.
-- The task id is `messaging.message.id`; the worker is `celery.hostname` (plus the process id).
+- The task id is `messaging.message.id`; the worker is `celery.hostname` (plus the process id); the
+  queue (`messaging.destination`, the routing key) rides in the REGISTERED and RUNNING transitions'
+  attrs, so work never picked up can say which queue nobody consumes (query/anomalies.py).
 - The parent of a task sent from inside another task is the invocation of the span it was sent from.
   That span usually arrives later (it ends after its children are sent), so the link is made when
   read, from the stored spans (query/service.py, `trace_parents`).
 """
 from __future__ import annotations
 
+import json
+
+from .. import names as n
 from ..model import RunnerEvent, Transition
 from .base import Dialect, LogIn, Out, ResourceInfo, SpanIn, as_int
 
@@ -32,13 +37,15 @@ class CeleryOtel(Dialect):
         task = a.get("celery.task_name") or span.name.split("/", 1)[-1]
         host = a.get("celery.hostname") or res.hostname
         pid = res.pid
+        queue = a.get(n.MESSAGING_DESTINATION)
+        attrs = json.dumps({n.MESSAGING_DESTINATION: str(queue)}) if queue else None
         if action == "apply_async":
             runner = f"{res.service_name or 'celery-client'}@{res.hostname or '?'}-{pid}"
             self._runner(res, out, runner, "CeleryClient", None, span.start_ts)
             out.rows["transitions"].append(Transition(
                 span.start_ts, res.app_id, str(task_id), task, "REGISTERED", None, runner, None, None, None,
                 self.name, span.trace_id, span.span_id, None, None, None, None, None, None, None, None, None,
-                None, None, None, None, span.record_id + ":sent"))
+                None, None, attrs, None, span.record_id + ":sent"))
             return
         worker_process = f"{host}-{pid}" if host else f"celery-worker-{pid}"
         parent_runner = host or None
@@ -58,7 +65,8 @@ class CeleryOtel(Dialect):
                 worker_process if status == "RUNNING" else None, attempt, self.name, span.trace_id, span.span_id,
                 None, None, None, None, None, None, None, error_type if status != "RUNNING" else None,
                 span.status_message if status == "FAILED" else None, None,
-                (span.end_ts - span.start_ts) / 1e6 if status != "RUNNING" else None, None, None,
+                (span.end_ts - span.start_ts) / 1e6 if status != "RUNNING" else None,
+                attrs if status == "RUNNING" else None, None,
                 span.record_id + (":start" if status == "RUNNING" else ":end")))
 
     @staticmethod

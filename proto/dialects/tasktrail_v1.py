@@ -127,10 +127,13 @@ class TasktrailV1(Dialect):
     def _context(self, rec, res, out, ctx_id, kind, cls, parent, a, extra, rid):
         eligible = a.get(n.TT_ATOMIC_ELIGIBLE)
         queues = a.get(n.TT_CONSUMED_QUEUES)
+        # The resource's host and pid describe the sending process: they fill in only for the resource's
+        # own context, never for another one the record names (a parent reporting a child's heartbeat).
+        own = n.TT_RUNNER_ID not in a or str(ctx_id) == res.runner_id
         out.rows["runner_events"].append(RunnerEvent(
             rec.ts, res.app_id, str(ctx_id), kind, cls, parent,
-            a.get(n.TT_RUNNER_HOSTNAME) or res.hostname,
-            as_int(a.get(n.TT_RUNNER_PID)) or res.pid,
+            a.get(n.TT_RUNNER_HOSTNAME) or (res.hostname if own else None),
+            as_int(a.get(n.TT_RUNNER_PID)) or (res.pid if own else None),
             as_int(a.get(n.TT_RUNNER_THREAD_ID) or a.get(n.THREAD_ID)),
             bool(eligible) if eligible is not None else None,
             as_ids(queues) if queues is not None else None, self.name, extra, rid,
