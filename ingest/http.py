@@ -10,6 +10,7 @@ then reads the 413 instead of a connection reset.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -29,11 +30,11 @@ DRAIN_SECONDS = 5.0
 MAX_DRAIN_BYTES = 256 * 1024 * 1024
 
 
-async def _drain(request: Request, budget: int) -> None:
-    """Read and drop the rest of the body, up to `budget` bytes and DRAIN_SECONDS."""
+async def _drain(stream: AsyncIterator[bytes], budget: int) -> None:
+    """Read and drop the rest of the body from `stream`, up to `budget` bytes and DRAIN_SECONDS."""
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
-            async for chunk in request.stream():
+            async for chunk in stream:
                 budget -= len(chunk)
                 if budget < 0:
                     return
@@ -79,14 +80,14 @@ def create_otlp_http_app(ingestor: Ingestor, *, ingest_token: str | None, max_bo
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
             # With `Expect: 100-continue` the client waits for this answer before sending the body.
             if "100-continue" not in request.headers.get("expect", "").lower() and int(declared) <= drain_bytes:
-                await _drain(request, drain_bytes)
+                await _drain(request.stream(), drain_bytes)
             return answer(413, f"body of {declared} bytes is over the {max_body_bytes}-byte limit", fmt, signal,
                           "too_large")
-        chunks, size = [], 0
-        async for chunk in request.stream():
+        chunks, size, stream = [], 0, request.stream()
+        async for chunk in stream:
             size += len(chunk)
             if size > max_body_bytes:
-                await _drain(request, drain_bytes - size)
+                await _drain(stream, drain_bytes - size)
                 return answer(413, f"body is over the {max_body_bytes}-byte limit", fmt, signal, "too_large")
             chunks.append(chunk)
         body = b"".join(chunks)
