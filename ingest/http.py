@@ -2,10 +2,10 @@
 
 Moves bytes and maps errors; decoding is ingest/decode.py's. The body is capped
 while it is read (chunked bodies have no Content-Length) and again after inflating.
-A body refused as too large is still read (and thrown away) up to `drain_bytes`
-and for `DRAIN_SECONDS`, as nginx's lingering close does: a client that sends its
-whole body before reading the answer (urllib, requests: no `Expect: 100-continue`)
-then reads the 413 instead of a connection reset.
+A body refused unread (too large, no token, wrong type) is still read and thrown
+away, up to `drain_bytes` and for `DRAIN_SECONDS`, as nginx's lingering close does:
+a client that sends its whole body before reading the answer (urllib, requests: no
+`Expect: 100-continue`) then reads the 413 / 401 / 415 instead of a connection reset.
 """
 from __future__ import annotations
 
@@ -63,26 +63,32 @@ def create_otlp_http_app(ingestor: Ingestor, *, ingest_token: str | None, max_bo
         return Response(rpc_status(status, message, fmt, retry_after), status_code=status,
                         media_type=_JSON if fmt == "json" else _PROTOBUF, headers=headers)
 
+    async def refuse_unread(request: Request, status: int, message: str, fmt: str, signal: str, reason: str):
+        """Refuse before reading the body: read and drop it first (within `drain_bytes`), unless the client
+        waits for this answer before sending it (`Expect: 100-continue`)."""
+        declared = request.headers.get("content-length", "")
+        fits = not declared.isdigit() or int(declared) <= drain_bytes
+        if fits and "100-continue" not in request.headers.get("expect", "").lower():
+            await _drain(request.stream(), drain_bytes)
+        return answer(status, message, fmt, signal, reason)
+
     async def export(request: Request) -> Response:
         signal = request.path_params["signal"]
         fmt = _fmt(request.headers.get("content-type", ""))
         if fmt is None:
-            return answer(415, f"unsupported Content-Type {request.headers.get('content-type')!r}: "
-                               f"use {_PROTOBUF} or {_JSON}", "json", signal, "content_type")
+            return await refuse_unread(request, 415, f"unsupported Content-Type {request.headers.get('content-type')!r}"
+                                                     f": use {_PROTOBUF} or {_JSON}", "json", signal, "content_type")
         if not token_ok(ingest_token, request.headers.get("authorization")):
-            return answer(401, "missing or wrong ingest token (Authorization: Bearer <token>)", fmt, signal,
-                          "unauthenticated")
+            return await refuse_unread(request, 401, "missing or wrong ingest token (Authorization: Bearer <token>)",
+                                       fmt, signal, "unauthenticated")
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in _INFLATE and encoding not in ("identity", ""):
-            return answer(415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none", fmt, signal,
-                          "content_encoding")
+            return await refuse_unread(request, 415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate "
+                                                     f"or none", fmt, signal, "content_encoding")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
-            # With `Expect: 100-continue` the client waits for this answer before sending the body.
-            if "100-continue" not in request.headers.get("expect", "").lower() and int(declared) <= drain_bytes:
-                await _drain(request.stream(), drain_bytes)
-            return answer(413, f"body of {declared} bytes is over the {max_body_bytes}-byte limit", fmt, signal,
-                          "too_large")
+            return await refuse_unread(request, 413, f"body of {declared} bytes is over the {max_body_bytes}-byte "
+                                                     f"limit", fmt, signal, "too_large")
         chunks, size, stream = [], 0, request.stream()
         async for chunk in stream:
             size += len(chunk)

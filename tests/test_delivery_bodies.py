@@ -155,6 +155,13 @@ def test_oversize_post_from_a_client_that_sends_it_all_reads_413(tmp_path, recor
                 urllib.request.urlopen(req, timeout=30)
             assert err.value.code == 413
             assert f"over the {CAP}-byte limit" in read(err.value.read())
+        # Refused for another reason before the body is read (no token, wrong type): readable all the same.
+        for headers, code in (({"Content-Type": "application/x-protobuf"}, 401),
+                              ({"Content-Type": "text/plain", "Authorization": "Bearer tok123"}, 415)):
+            req = urllib.request.Request(srv.otlp_http + "/v1/logs", data=big, method="POST", headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=30)
+            assert err.value.code == code
         # Chunked (no Content-Length to refuse early): the rest is read and dropped, then the answer.
         host = srv.otlp_http.split("//")[1]
         head = (f"POST /v1/logs HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -183,9 +190,10 @@ def test_oversize_post_from_a_client_that_sends_it_all_reads_413(tmp_path, recor
     finally:
         srv.stop()
     record(SECTION, "body 1 MiB past --max-body-bytes sent whole before reading (urllib, JSON and protobuf; "
-                    "chunked on a bare socket)", 3,
-           "413 with its error body read by the client (the rest of the body is read and dropped, up to 4x the "
-           "limit and 5 s), not a connection reset; with Expect: 100-continue the 413 comes before the body")
+                    "chunked on a bare socket; without a token; as text/plain)", 5,
+           "413 (401, 415) with its error body read by the client (the rest of the body is read and dropped, up "
+           "to 4x the limit and 5 s), not a connection reset; with Expect: 100-continue the 413 comes before "
+           "the body")
     record(SECTION, "3 gzip members inflating to 1.2 MB in all; a deflate bomb (50 MB inflated)", 2,
            "413: the limit holds for the inflated total; nothing stored")
 
