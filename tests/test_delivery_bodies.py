@@ -56,6 +56,19 @@ def test_gzip_of_three_members_keeps_every_member(server, record):
            "400, nothing stored")
 
 
+def test_gzip_members_many_and_small():
+    """A body of many members (bgzip writes one per 64 KiB) is read whole in linear time; past the member
+    cap (empty members cost time and carry nothing) it is refused."""
+    from tasktrail.ingest.decode import MAX_GZIP_MEMBERS, DecodeError, gunzip
+    data = os.urandom(4_000_000)
+    members = b"".join(gzip.compress(data[i:i + 200], compresslevel=1) for i in range(0, len(data), 200))
+    t0 = time.perf_counter()
+    assert gunzip(members, len(data)) == data
+    assert time.perf_counter() - t0 < 2   # 20,000 members in 4 MB; copying the rest per member: ~40 GB, ~10 s
+    with pytest.raises(DecodeError, match=f"more than {MAX_GZIP_MEMBERS} members"):
+        gunzip(gzip.compress(b"") * (MAX_GZIP_MEMBERS + 1), 1 << 20)
+
+
 def test_deflate_zlib_and_raw(server, record):
     now = time.time_ns()
     for wrap, pack in (("zlib", zlib.compress), ("raw", _raw_deflate)):
