@@ -1,6 +1,8 @@
 """OTLP/gRPC receiver: the three collector services' Export, on grpc.aio.
 
-Requests arrive as raw bytes (no deserializer) so the one decoder handles them.
+Requests arrive as raw bytes (no deserializer) so the one decoder handles them; grpc
+itself inflates messages a client compressed (gzip or deflate). Records refused one by
+one are answered OK with the response's partial_success, as over HTTP.
 Backpressure answers RESOURCE_EXHAUSTED / UNAVAILABLE with a RetryInfo in the
 `google.rpc.retryinfo-bin` trailer, which is where OTel exporters read the delay.
 """
@@ -32,7 +34,7 @@ def _handler(ingestor: Ingestor, signal: str, ingest_token: str | None):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong ingest token "
                                     "(metadata authorization: Bearer <token>)")
         try:
-            await ingestor.export(signal, request, "protobuf", "grpc")
+            accepted = await ingestor.export(signal, request, "protobuf", "grpc")
         except DecodeError as exc:
             ingestor.reject(signal, "grpc", "bad_data")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -45,6 +47,8 @@ def _handler(ingestor: Ingestor, signal: str, ingest_token: str | None):
             ingestor.reject(signal, "grpc", "unavailable")
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc),
                                 trailing_metadata=(("google.rpc.retryinfo-bin", retry_info_bytes(5.0)),))
+        if accepted.rejected or accepted.message:
+            return success(signal, "protobuf", accepted.rejected, accepted.message)
         return empty
 
     return grpc.unary_unary_rpc_method_handler(export, request_deserializer=None, response_serializer=None)

@@ -1,23 +1,45 @@
-"""OTLP/HTTP receiver: POST /v1/{traces,logs,metrics}; protobuf or JSON; gzip; chunked bodies.
+"""OTLP/HTTP receiver: POST /v1/{traces,logs,metrics}; protobuf or JSON; gzip or deflate; chunked bodies.
 
 Moves bytes and maps errors; decoding is ingest/decode.py's. The body is capped
-while it is read (chunked bodies have no Content-Length) and again after gunzip.
+while it is read (chunked bodies have no Content-Length) and again after inflating.
+A body refused unread (too large, no token, wrong type) is still read and thrown
+away, up to `drain_bytes` and for `DRAIN_SECONDS`, as nginx's lingering close does:
+a client that sends its whole body before reading the answer (urllib, requests: no
+`Expect: 100-continue`) then reads the 413 / 401 / 415 instead of a connection reset.
 """
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from tasktrail.store.api import QueueFull, StoreClosed, StoreUnavailable
 from tasktrail.web.auth import token_ok
 
-from .decode import DecodeError, TooLarge, gunzip, rpc_status, success
+from .decode import DecodeError, TooLarge, gunzip, inflate, rpc_status, success
 from .pipeline import Ingestor
 
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
+_INFLATE = {"gzip": gunzip, "x-gzip": gunzip, "deflate": inflate}
+DRAIN_SECONDS = 5.0
+MAX_DRAIN_BYTES = 256 * 1024 * 1024
+
+
+async def _drain(stream: AsyncIterator[bytes], budget: int) -> None:
+    """Read and drop the rest of the body from `stream`, up to `budget` bytes and DRAIN_SECONDS."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in stream:
+                budget -= len(chunk)
+                if budget < 0:
+                    return
+    except (TimeoutError, ClientDisconnect, OSError):  # slow or gone: the connection closes after the answer
+        return
 
 
 def _fmt(content_type: str) -> str | None:
@@ -30,40 +52,55 @@ def _fmt(content_type: str) -> str | None:
 
 
 def create_otlp_http_app(ingestor: Ingestor, *, ingest_token: str | None, max_body_bytes: int) -> Starlette:
+    """The OTLP/HTTP app. Answers 200 with an Export*ServiceResponse (its partial_success names the
+    records refused one by one and any repaired string), else a google.rpc.Status body: 400 bad data,
+    401 token, 413 too large, 415 content type or encoding, 429 / 503 with Retry-After."""
+    drain_bytes = min(4 * max_body_bytes, MAX_DRAIN_BYTES)
+
     def answer(status: int, message: str, fmt: str, signal: str, reason: str, retry_after: float | None = None):
         ingestor.reject(signal, "http", reason)
         headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
         return Response(rpc_status(status, message, fmt, retry_after), status_code=status,
                         media_type=_JSON if fmt == "json" else _PROTOBUF, headers=headers)
 
+    async def refuse_unread(request: Request, status: int, message: str, fmt: str, signal: str, reason: str):
+        """Refuse before reading the body: read and drop it first (within `drain_bytes`), unless the client
+        waits for this answer before sending it (`Expect: 100-continue`)."""
+        declared = request.headers.get("content-length", "")
+        fits = not declared.isdigit() or int(declared) <= drain_bytes
+        if fits and "100-continue" not in request.headers.get("expect", "").lower():
+            await _drain(request.stream(), drain_bytes)
+        return answer(status, message, fmt, signal, reason)
+
     async def export(request: Request) -> Response:
         signal = request.path_params["signal"]
         fmt = _fmt(request.headers.get("content-type", ""))
         if fmt is None:
-            return answer(415, f"unsupported Content-Type {request.headers.get('content-type')!r}: "
-                               f"use {_PROTOBUF} or {_JSON}", "json", signal, "content_type")
+            return await refuse_unread(request, 415, f"unsupported Content-Type {request.headers.get('content-type')!r}"
+                                                     f": use {_PROTOBUF} or {_JSON}", "json", signal, "content_type")
         if not token_ok(ingest_token, request.headers.get("authorization")):
-            return answer(401, "missing or wrong ingest token (Authorization: Bearer <token>)", fmt, signal,
-                          "unauthenticated")
+            return await refuse_unread(request, 401, "missing or wrong ingest token (Authorization: Bearer <token>)",
+                                       fmt, signal, "unauthenticated")
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("gzip", "identity", ""):
-            return answer(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none", fmt, signal,
-                          "content_encoding")
+        if encoding not in _INFLATE and encoding not in ("identity", ""):
+            return await refuse_unread(request, 415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate "
+                                                     f"or none", fmt, signal, "content_encoding")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
-            return answer(413, f"body of {declared} bytes is over the {max_body_bytes}-byte limit", fmt, signal,
-                          "too_large")
-        chunks, size = [], 0
-        async for chunk in request.stream():
+            return await refuse_unread(request, 413, f"body of {declared} bytes is over the {max_body_bytes}-byte "
+                                                     f"limit", fmt, signal, "too_large")
+        chunks, size, stream = [], 0, request.stream()
+        async for chunk in stream:
             size += len(chunk)
             if size > max_body_bytes:
+                await _drain(stream, drain_bytes - size)
                 return answer(413, f"body is over the {max_body_bytes}-byte limit", fmt, signal, "too_large")
             chunks.append(chunk)
         body = b"".join(chunks)
         try:
-            if encoding == "gzip":
-                body = gunzip(body, max_body_bytes)
-            ack = await ingestor.export(signal, body, fmt, "http")
+            if encoding in _INFLATE:
+                body = _INFLATE[encoding](body, max_body_bytes)
+            accepted = await ingestor.export(signal, body, fmt, "http")
         except TooLarge as exc:
             return answer(413, str(exc), fmt, signal, "too_large")
         except DecodeError as exc:
@@ -72,8 +109,9 @@ def create_otlp_http_app(ingestor: Ingestor, *, ingest_token: str | None, max_bo
             return answer(429, str(exc), fmt, signal, "queue_full", exc.retry_after_s)
         except (StoreClosed, StoreUnavailable) as exc:
             return answer(503, str(exc), fmt, signal, "unavailable", 5.0)
-        return Response(success(signal, fmt), media_type=_JSON if fmt == "json" else _PROTOBUF,
-                        headers={"X-Tasktrail-Batch": str(ack.batch)})
+        return Response(success(signal, fmt, accepted.rejected, accepted.message),
+                        media_type=_JSON if fmt == "json" else _PROTOBUF,
+                        headers={"X-Tasktrail-Batch": str(accepted.ack.batch)})
 
     app = Starlette(routes=[Route("/v1/{signal:str}", export, methods=["POST"])])
 

@@ -12,12 +12,13 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
+from datetime import datetime, timezone
 
 from tasktrail.proto import names as n
 from tasktrail.proto.dialects import DIALECTS, LogIn, Out, ResourceInfo, SpanIn, for_record
 from tasktrail.proto.model import LogRecord, MetricPoint, Resource, RunnerEvent, Span
 
-from .decode import DecodeError
+from .decode import MAX_NOTES, DecodeError
 
 _TASKTRAIL = DIALECTS[0]
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
@@ -25,7 +26,30 @@ _MAX_CACHED_RESOURCES = 4096
 # Limits on what one record may carry: past them the request is refused with a message naming the
 # record, never half-stored. OTel SDKs cap attributes at 128 by default.
 MAX_ATTRIBUTES = 1000
-MAX_AHEAD_US = 86_400 * 1_000_000   # a record timestamped more than a day ahead of this clock
+# A record's time must be plausible, else that record alone is refused (partial success): not before
+# 2000-01-01 (earlier times are a unit mistake, e.g. milliseconds in a *_unix_nano field, which would
+# be stored in 1970), and not more than a day ahead of this server's clock.
+MIN_TIME_US = 946_684_800 * 1_000_000
+MAX_AHEAD_US = 86_400 * 1_000_000
+_UNITS = (("seconds", "s", 10**9), ("milliseconds", "ms", 10**6), ("microseconds", "µs", 10**3))
+
+
+class MapOut(Out):
+    """Out plus the records refused one by one (OTLP partial success): they yield no rows."""
+
+    __slots__ = ("refused", "notes")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: dict[str, int] = {}    # reason -> records refused
+        self.notes: list[str] = []           # the first MAX_NOTES refusals, each naming its record
+
+    def refuse(self, reason: str, message: str) -> None:
+        """Refuse the record being mapped: counted under `reason`, and no longer in `records`."""
+        self.records -= 1
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(message)
 
 
 def _check_ids(what: str, trace_id: bytes, span_id: bytes, required: bool) -> None:
@@ -35,9 +59,55 @@ def _check_ids(what: str, trace_id: bytes, span_id: bytes, required: bool) -> No
         raise DecodeError(f"{what}: span_id must be 8 bytes, got {len(span_id)}")
 
 
-def _check_time(what: str, ts_us: int, now_us: int) -> None:
-    if ts_us > now_us + MAX_AHEAD_US:
-        raise DecodeError(f"{what}: timestamp {ts_us * 1000} ns is more than a day ahead of the server's clock")
+def _check_time(field: str, ns: int, now_us: int) -> str | None:
+    """Why `ns` (a *_unix_nano field as sent) cannot be the time of a record, naming the unit it was
+    likely written in; None when it is plausible."""
+    us = ns // 1000
+    if us > now_us + MAX_AHEAD_US:
+        days = (us - now_us) / 86_400e6
+        return f"{field} {ns} is {_iso(us)}, {days:,.0f} days ahead of the server's clock"
+    if us >= MIN_TIME_US:
+        return None
+    why = f"{field} {ns} is {_iso(us)}, before 2000-01-01"
+    for unit, short, scale in _UNITS:
+        as_us = ns * scale // 1000
+        if MIN_TIME_US <= as_us <= now_us + MAX_AHEAD_US:
+            return f"{why}; looks like {unit}: {_sci(ns)} would be {_iso(as_us)} in {short}"
+    return why
+
+
+def _span_time(sp, now_us: int) -> str | None:
+    """Why a span's start, end (when set) or an event's time is implausible; None when none is."""
+    why = _check_time("start_time_unix_nano", sp.start_time_unix_nano, now_us)
+    if not why and sp.end_time_unix_nano:
+        why = _check_time("end_time_unix_nano", sp.end_time_unix_nano, now_us)
+    for j, e in enumerate(sp.events):
+        if why:
+            break
+        if e.time_unix_nano:
+            w = _check_time("time_unix_nano", e.time_unix_nano, now_us)
+            why = w and f"events[{j}].{w}"
+    return why
+
+
+def _sci(v: int) -> str:
+    return f"{v:.3g}".replace("e+", "e")
+
+
+def _iso(us: int) -> str:
+    try:
+        return datetime.fromtimestamp(us / 1e6, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return "past the year 9999"
+
+
+def _who(kind: str, name, attrs: dict) -> str:
+    """How a refused record is named besides its path: its name and the invocation it carries."""
+    parts = [f"{kind} {name!r}"] if name else []
+    inv = _first(attrs, n.INVOCATION_KEYS)
+    if inv is not None:
+        parts.append(f"invocation {str(inv)!r}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def content_id(out: Out, resource_id: str, raw: bytes) -> str:
@@ -103,23 +173,28 @@ class Mapper:
     def __init__(self) -> None:
         self._resources: OrderedDict[bytes, ResourceInfo] = OrderedDict()
 
-    def map(self, signal: str, msg) -> Out:
-        out = Out()
+    def map(self, signal: str, msg) -> MapOut:
+        """Rows of one decoded request. Records with an implausible time are refused one by one
+        (`MapOut.refused`, `MapOut.notes`); anything else wrong raises DecodeError for the request."""
+        out = MapOut()
         now = time.time_ns() // 1000
         if signal == "traces":
-            for rs in msg.resource_spans:
+            for ri, rs in enumerate(msg.resource_spans):
                 res = self._resource(rs.resource, out, now)
-                first = min((self._spans(res, ss, out, now) for ss in rs.scope_spans), default=now)
+                first = min((self._spans(res, ss, out, now, f"resource_spans[{ri}].scope_spans[{si}]")
+                             for si, ss in enumerate(rs.scope_spans)), default=now)
                 self._context(res, out, first)
         elif signal == "logs":
-            for rl in msg.resource_logs:
+            for ri, rl in enumerate(msg.resource_logs):
                 res = self._resource(rl.resource, out, now)
-                first = min((self._logs(res, sl, out, now) for sl in rl.scope_logs), default=now)
+                first = min((self._logs(res, sl, out, now, f"resource_logs[{ri}].scope_logs[{si}]")
+                             for si, sl in enumerate(rl.scope_logs)), default=now)
                 self._context(res, out, first)
         else:
-            for rm in msg.resource_metrics:
+            for ri, rm in enumerate(msg.resource_metrics):
                 res = self._resource(rm.resource, out, now)
-                first = min((self._metrics(res, sm, out, now) for sm in rm.scope_metrics), default=now)
+                first = min((self._metrics(res, sm, out, now, f"resource_metrics[{ri}].scope_metrics[{si}]")
+                             for si, sm in enumerate(rm.scope_metrics)), default=now)
                 self._context(res, out, first)
         return out
 
@@ -170,11 +245,11 @@ class Mapper:
         )
 
     # --- signals ---------------------------------------------------------------------
-    def _spans(self, res: ResourceInfo, ss, out: Out, now: int) -> int:
+    def _spans(self, res: ResourceInfo, ss, out: MapOut, now: int, where: str = "") -> int:
         scope = ss.scope.name or None
         spans = out.rows["spans"]
         first = now
-        for sp in ss.spans:
+        for i, sp in enumerate(ss.spans):
             out.records += 1
             a = attributes(sp.attributes)
             _check_ids(f"span {sp.name!r}", sp.trace_id, sp.span_id, True)
@@ -184,7 +259,10 @@ class Mapper:
             start, end = sp.start_time_unix_nano // 1000, sp.end_time_unix_nano // 1000
             if not start:
                 raise DecodeError(f"span {sp.name!r}: start_time_unix_nano is 0 (a span must say when it started)")
-            _check_time(f"span {sp.name!r}", max(start, end), now)
+            why = _span_time(sp, now)
+            if why:
+                out.refuse("timestamp", f"{where}.spans[{i}]{_who('span', sp.name, a)}: {why}")
+                continue
             if start < first:
                 first = start
             dialect = for_record(a.get(n.REVISION) or res.revision, scope, None)
@@ -219,16 +297,21 @@ class Mapper:
                               str(inv) if inv is not None else None, _JSON(a) if a else None, events, links))
         return first
 
-    def _logs(self, res: ResourceInfo, sl, out: Out, now: int) -> int:
+    def _logs(self, res: ResourceInfo, sl, out: MapOut, now: int, where: str = "") -> int:
         scope = sl.scope.name or None
         logs = out.rows["log_records"]
         first = now
-        for lr in sl.log_records:
+        for i, lr in enumerate(sl.log_records):
             out.records += 1
             a = attributes(lr.attributes)
             # 0 means unknown (OTLP): the observed time, else the time it arrived.
             ts = (lr.time_unix_nano or lr.observed_time_unix_nano) // 1000 or now
-            _check_time("log record", ts, now)
+            why = (_check_time("time_unix_nano", lr.time_unix_nano, now) if lr.time_unix_nano else
+                   _check_time("observed_time_unix_nano", lr.observed_time_unix_nano, now)
+                   if lr.observed_time_unix_nano else None)
+            if why:
+                out.refuse("timestamp", f"{where}.log_records[{i}]{_who('event', lr.event_name, a)}: {why}")
+                continue
             if lr.trace_id or lr.span_id:
                 _check_ids("log record", lr.trace_id, lr.span_id, False)
             if ts < first:
@@ -258,17 +341,22 @@ class Mapper:
                 str(task) if task is not None else None, _JSON(a) if a else None, rid))
         return first
 
-    def _metrics(self, res: ResourceInfo, sm, out: Out, now: int) -> int:
+    def _metrics(self, res: ResourceInfo, sm, out: MapOut, now: int, where: str = "") -> int:
         scope = sm.scope.name or None
         points = out.rows["metric_points"]
         first = now
-        for m in sm.metrics:
+        for mi, m in enumerate(sm.metrics):
             kind = m.WhichOneof("data")
             if kind is None:
                 continue
             data = getattr(m, kind)
-            for p in data.data_points:
+            for pi, p in enumerate(data.data_points):
                 out.records += 1
+                why = p.time_unix_nano and _check_time("time_unix_nano", p.time_unix_nano, now)
+                if why:
+                    out.refuse("timestamp", f"{where}.metrics[{mi}].{kind}.data_points[{pi}] (metric {m.name!r}): "
+                                            f"{why}")
+                    continue
                 a = _JSON(attributes(p.attributes)) if p.attributes else None
                 ts = p.time_unix_nano // 1000 or now
                 if ts < first:

@@ -1,8 +1,9 @@
 """The transport-independent ingest path: dedupe, decode, map, queue, await the commit.
 
 Both receivers call `Ingestor.export`; it raises DecodeError (bad data), QueueFull
-(backpressure), StoreClosed / StoreUnavailable (cannot store now), and returns the
-Ack only once the rows are committed.
+(backpressure), StoreClosed / StoreUnavailable (cannot store now), and returns an
+`Accepted` only once the rows are committed: the Ack, plus the records refused one
+by one and the strings repaired, for OTLP's partial_success.
 """
 from __future__ import annotations
 
@@ -10,15 +11,31 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from tasktrail.store.api import Ack, EventLog, LedgerEntry
 
-from .decode import decode
 from .map import Mapper
-from .workers import MapPool
+from .workers import MapPool, Mapped, map_body
+
+
+class Accepted(NamedTuple):
+    """What a receiver answers for a stored request."""
+    ack: Ack
+    rejected: int             # records refused one by one (not stored): partial_success's rejected_*
+    message: str              # why, naming each record, and what was repaired; "" when nothing was
+
+
+def _message(mapped: Mapped) -> str:
+    parts = list(mapped.notes)
+    named = len(mapped.notes)
+    total = sum(mapped.refused.values()) + mapped.repaired
+    if total > named:
+        parts.append(f"and {total - named} more")
+    return "; ".join(parts)
 
 
 @dataclass
@@ -26,6 +43,8 @@ class IngestMetrics:
     """Process-only ingest figures (what was refused never reaches the log). Stored requests and
     records are counted from the ingest ledger instead (web/metrics.py), so they survive restarts."""
     rejected: Counter
+    rejected_records: Counter
+    repaired: Counter
     duplicates: Counter
 
     @classmethod
@@ -34,6 +53,12 @@ class IngestMetrics:
         return cls(
             rejected=Counter("tasktrail_ingest_rejected_requests", "Requests refused, by reason.",
                              labels + ("reason",), registry=registry),
+            rejected_records=Counter("tasktrail_ingest_rejected_records",
+                                     "Records refused one by one while the rest of their request was stored "
+                                     "(OTLP partial success), by reason.", labels + ("reason",), registry=registry),
+            repaired=Counter("tasktrail_ingest_repaired_strings",
+                             "String fields whose invalid UTF-8 was replaced with U+FFFD (the record was stored).",
+                             labels, registry=registry),
             duplicates=Counter("tasktrail_ingest_duplicate_requests",
                                "Retried identical requests acknowledged without storing twice.",
                                labels, registry=registry),
@@ -87,36 +112,40 @@ class Ingestor:
     def _hash(signal: str, body: bytes) -> str:
         return hashlib.blake2b(body, digest_size=16, person=signal.encode()[:16]).hexdigest()
 
-    def _map_here(self, signal: str, body: bytes, fmt: str) -> tuple[dict, int]:
-        out = self.mapper.map(signal, decode(signal, body, fmt))
-        return out.rows, out.records
+    def _map_here(self, signal: str, body: bytes, fmt: str) -> Mapped:
+        return map_body(self.mapper, signal, body, fmt)
 
     def prepare(self, signal: str, body: bytes, fmt: str, transport: str):
         """Decode and map one request here; returns (rows, records, entry) or None for a known duplicate."""
         h = self._hash(signal, body)
         if self.log.is_duplicate(h):
             return None
-        rows, records = self._map_here(signal, body, fmt)
-        return rows, records, LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
+        mapped = self._map_here(signal, body, fmt)
+        return mapped.rows, mapped.records, LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
 
-    async def export(self, signal: str, body: bytes, fmt: str, transport: str) -> Ack:
+    async def export(self, signal: str, body: bytes, fmt: str, transport: str) -> Accepted:
+        """Store one request; returns once its rows are committed. A retried identical request is
+        acknowledged as a duplicate (nothing refused or repaired is reported again)."""
         t0 = time.perf_counter()
         h = self._hash(signal, body)
         if self.log.is_duplicate(h):
             if self.metrics:
                 self.metrics.duplicates.labels(signal, transport).inc()
-            return Ack(0, True)
+            return Accepted(Ack(0, True), 0, "")
         mapped = await self.pool.prepare(signal, body, fmt) if self.pool else None
         if mapped is None:
             mapped = self._map_here(signal, body, fmt)
-        rows, records = mapped
         entry = LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
-        ack = await asyncio.wrap_future(self.log.submit(rows, records, entry))
+        ack = await asyncio.wrap_future(self.log.submit(mapped.rows, mapped.records, entry))
         if self.metrics:
             if ack.duplicate:
                 self.metrics.duplicates.labels(signal, transport).inc()
             self.commit_latency.observe(time.perf_counter() - t0)
-        return ack
+            for reason, count in mapped.refused.items():
+                self.metrics.rejected_records.labels(signal, transport, reason).inc(count)
+            if mapped.repaired:
+                self.metrics.repaired.labels(signal, transport).inc(mapped.repaired)
+        return Accepted(ack, sum(mapped.refused.values()), _message(mapped))
 
     def close(self) -> None:
         if self.pool:

@@ -18,10 +18,11 @@ import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import NamedTuple
 
 from tasktrail.store.rows import to_arrow
 
-from .decode import decode
+from .decode import decode_request
 from .map import Mapper
 
 log = logging.getLogger("tasktrail.ingest")
@@ -30,17 +31,34 @@ log = logging.getLogger("tasktrail.ingest")
 _worker: dict = {}
 
 
+class Mapped(NamedTuple):
+    """One request mapped: rows by table, records stored, and what was refused or repaired."""
+    rows: dict
+    records: int
+    refused: dict             # reason -> records refused one by one (they have no rows)
+    repaired: int             # string fields whose invalid UTF-8 was replaced
+    notes: tuple              # the first refusals and repairs, each naming its record or field
+
+
 def _init(schemas: dict) -> None:
     _worker["mapper"] = Mapper()
     _worker["schemas"] = schemas
 
 
-def map_request(signal: str, body: bytes, fmt: str) -> tuple[dict, int]:
-    """In a worker: one request's rows, as Arrow tables per table (resources as rows)."""
-    out = _worker["mapper"].map(signal, decode(signal, body, fmt))
-    schemas = _worker["schemas"]
-    tables = {t: (rows if t == "resources" else to_arrow(rows, schemas[t])) for t, rows in out.rows.items() if rows}
-    return tables, out.records
+def map_body(mapper: Mapper, signal: str, body: bytes, fmt: str, schemas: dict | None = None) -> Mapped:
+    """Decode and map one request; with `schemas`, its rows as Arrow tables per table (resources stay
+    rows). Raises DecodeError."""
+    decoded = decode_request(signal, body, fmt)
+    out = mapper.map(signal, decoded.message)
+    rows = out.rows
+    if schemas is not None:
+        rows = {t: (r if t == "resources" else to_arrow(r, schemas[t])) for t, r in rows.items() if r}
+    return Mapped(rows, out.records, out.refused, decoded.repaired, tuple(out.notes) + decoded.notes)
+
+
+def map_request(signal: str, body: bytes, fmt: str) -> Mapped:
+    """In a worker: one request mapped, its rows as Arrow tables."""
+    return map_body(_worker["mapper"], signal, body, fmt, _worker["schemas"])
 
 
 class MapPool:
@@ -57,8 +75,8 @@ class MapPool:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init, initargs=(self._schemas,))
 
-    async def prepare(self, signal: str, body: bytes, fmt: str) -> tuple[dict, int] | None:
-        """(rows, records) from a worker; None when the pool broke and the caller should map in-process."""
+    async def prepare(self, signal: str, body: bytes, fmt: str) -> Mapped | None:
+        """The request mapped by a worker; None when the pool broke and the caller should map in-process."""
         pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, map_request, signal, body, fmt)

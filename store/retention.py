@@ -4,6 +4,12 @@ its own so the writer keeps committing meanwhile (appends never conflict with th
 - An invocation goes when its last transition is older than `cutoff`, with its spans and log lines;
   failed ones stay until `failed_cutoff`. Other records (runner events, decisions, executions, events,
   trigger runs, metric points, unlinked spans and logs, the ingest ledger) go by their own time.
+- Nothing goes before the window has passed since it was *received* as well: a row is removed only
+  when its own time is older than the cutoff AND the batch that stored it was committed before the
+  cutoff (the ingest ledger's `received_at`). A record acknowledged today with an old but plausible
+  time (a backfill, a replay, a clock set to 2003) is kept for the whole window, never removed by the
+  next pass at start. Batch numbers only grow (one more per commit on a file; time-based on a lake),
+  so "committed before the cutoff" is `batch < the first batch received after it`.
 - Cutoffs are whole UTC days, so the log loses one day at a time, never a part of one.
 - Each invocation keeps at most `max_logs_per_invocation` log lines (the first ones); the rest are
   removed and one marker line (`event_name = 'tasktrail.truncated'`) says how many and why.
@@ -38,34 +44,39 @@ class RetentionReport:
 
 
 def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
-    """Run one retention pass on `con` (a cursor of the store) in one transaction."""
+    """Run one retention pass on `con` (a cursor of the store) in one transaction; returns what it removed."""
     cutoff, failed_cutoff = policy.cutoffs(now)
     rep = RetentionReport(cutoff, failed_cutoff)
     con.begin()
     try:
+        # The first batch received after the cutoff: rows of it or of any later batch stay.
+        young = con.execute("SELECT min(batch) FROM ingest_ledger WHERE received_at >= $cutoff",
+                            {"cutoff": cutoff}).fetchone()[0]
+        young = young if young is not None else 2**62
         con.execute("""
             CREATE OR REPLACE TEMP TABLE _tt_gone AS
             SELECT invocation_id FROM transitions GROUP BY invocation_id
-            HAVING max(ts) < $cutoff AND NOT (arg_max(status, status_order(ts, status)) = 'FAILED' AND max(ts) >= $failed)""",
-                    {"cutoff": cutoff, "failed": failed_cutoff})
+            HAVING max(ts) < $cutoff AND max(batch) < $young
+               AND NOT (arg_max(status, status_order(ts, status)) = 'FAILED' AND max(ts) >= $failed)""",
+                    {"cutoff": cutoff, "failed": failed_cutoff, "young": young})
         rep.invocations = con.execute("SELECT count(*) FROM _tt_gone").fetchone()[0]
         linked = "invocation_id IN (SELECT invocation_id FROM _tt_gone)"
         kept = "invocation_id IS NOT NULL AND invocation_id NOT IN (SELECT invocation_id FROM _tt_gone)"
         statements = [
             f"DELETE FROM transitions WHERE {linked}",
             f"DELETE FROM invocation_state WHERE {linked}",
-            f"DELETE FROM spans WHERE start_ts < $cutoff AND NOT ({kept})",
-            f"DELETE FROM log_records WHERE ts < $cutoff AND NOT ({kept})",
-            "DELETE FROM runner_events WHERE ts < $cutoff AND kind <> 'context'",
-            "DELETE FROM atomic_decisions WHERE ts < $cutoff",
-            "DELETE FROM atomic_executions WHERE ts < $cutoff",
-            "DELETE FROM event_records WHERE ts < $cutoff",
-            "DELETE FROM trigger_runs WHERE ts < $cutoff",
-            "DELETE FROM metric_points WHERE ts < $cutoff",
+            f"DELETE FROM spans WHERE start_ts < $cutoff AND batch < $young AND NOT ({kept})",
+            f"DELETE FROM log_records WHERE ts < $cutoff AND batch < $young AND NOT ({kept})",
+            "DELETE FROM runner_events WHERE ts < $cutoff AND batch < $young AND kind <> 'context'",
+            "DELETE FROM atomic_decisions WHERE ts < $cutoff AND batch < $young",
+            "DELETE FROM atomic_executions WHERE ts < $cutoff AND batch < $young",
+            "DELETE FROM event_records WHERE ts < $cutoff AND batch < $young",
+            "DELETE FROM trigger_runs WHERE ts < $cutoff AND batch < $young",
+            "DELETE FROM metric_points WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM ingest_ledger WHERE received_at < $cutoff",
         ]
         for sql in statements:
-            params = {"cutoff": cutoff} if "$cutoff" in sql else {}
+            params = {k: v for k, v in (("cutoff", cutoff), ("young", young)) if f"${k}" in sql}
             rep.rows += con.execute(sql, params).fetchone()[0]
         rep.truncated_invocations = _cap_logs(con, policy.max_logs_per_invocation)
         con.execute("DROP TABLE _tt_gone")

@@ -72,7 +72,7 @@ def _serve_options(fn):
                   envvar="TASKTRAIL_METRICS_PUBLIC",
                   help="Whether /metrics is served without the API token (Prometheus often has none).")
     @click.option("--max-body-bytes", type=click.IntRange(1024), default=Settings.max_body_bytes, show_default=True,
-                  envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after gunzip.")
+                  envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after inflating (gzip, deflate).")
     @click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,
                   envvar="TASKTRAIL_QUEUE_RECORDS", help="Write-queue capacity in records (then 429).")
     @click.option("--duckdb-memory-limit", default=Settings.duckdb_memory_limit, show_default=True,
@@ -105,7 +105,8 @@ def _serve_options(fn):
     @click.option("--sql-max-rows", type=click.IntRange(1), default=Settings.sql_max_rows, show_default=True,
                   envvar="TASKTRAIL_SQL_MAX_ROWS", help="Row cap of one ad-hoc SQL query.")
     @click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=Settings.retention_days,
-                  show_default=True, envvar="TASKTRAIL_RETENTION_DAYS", help="Days of data kept (whole days).")
+                  show_default=True, envvar="TASKTRAIL_RETENTION_DAYS",
+                  help="Days of data kept (whole days), counted from a record's time and from its arrival.")
     @click.option("--keep-failed-days", type=click.FloatRange(min=0, min_open=True), default=Settings.keep_failed_days,
                   show_default=True, envvar="TASKTRAIL_KEEP_FAILED_DAYS", help="Days failed invocations are kept.")
     @click.option("--max-logs-per-invocation", type=click.IntRange(1), default=Settings.max_logs_per_invocation,

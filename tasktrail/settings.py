@@ -103,7 +103,7 @@ SETTINGS_HELP = {
     "ingest_token": "Bearer token OTLP clients must send.",
     "api_token": "Bearer token the UI/API needs (health stays open).",
     "metrics_public": "Serve /metrics without the API token (for a Prometheus that has none).",
-    "max_body_bytes": "Largest OTLP request, before and after gunzip.",
+    "max_body_bytes": "Largest OTLP request, before and after inflating (gzip, deflate).",
     "queue_records": "Write-queue capacity in records; past it ingest answers 429 / RESOURCE_EXHAUSTED.",
     "max_batch_records": "Most records the writer commits in one transaction.",
     "ingest_workers": "Processes that decode and map OTLP requests (0: in the server process).",
@@ -118,7 +118,8 @@ SETTINGS_HELP = {
     "tempo_url": "Grafana Tempo URL template holding {trace_id}.",
     "sql_timeout_s": "Time limit of one ad-hoc SQL query.",
     "sql_max_rows": "Row cap of one ad-hoc SQL query.",
-    "retention_days": "Keep this many days of data (whole days; invocations go whole).",
+    "retention_days": "Keep this many days of data (whole days; invocations go whole), counted from a record's "
+                      "time and from its arrival: nothing goes within this many days of being acknowledged.",
     "keep_failed_days": "Keep failed invocations this long.",
     "max_logs_per_invocation": "Log lines kept per invocation (its first ones); a marker says what was cut.",
     "retention_every_s": "How often retention runs (it also runs at start).",

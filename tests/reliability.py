@@ -58,7 +58,7 @@ class Recorder:
                "Written by the test suite (test_reliability, test_bad_input, test_fuzz, test_openapi, test_security,",
                "test_ducklake, test_values) on every full green run; each row is one test's own count, not a claim "
                "made by hand.",
-               ""]
+               ""] + DELIVERY_RULES
         for section in ("Faults and load", "Bad input", "Fuzzing", "API", "Security"):
             rows = [r for r in self.rows if r[0] == section]
             if not rows:
@@ -68,6 +68,29 @@ class Recorder:
             out.append("")
         return "\n".join(out)
 
+
+# The rules the "Bad input" rows below put to the test (test_delivery_bodies, test_delivery_times).
+DELIVERY_RULES = [
+    "## Delivery: what is kept, what is refused",
+    "",
+    "One bad record never costs the good ones of its request, and nothing acknowledged is lost later:",
+    "",
+    "- A record whose time cannot be real is refused alone: before 2000-01-01 (milliseconds, seconds or",
+    "  microseconds in a `*_unix_nano` field, which would otherwise be stored in 1970, drawn as a 1 µs task and",
+    "  removed by the next retention pass) or more than a day ahead of the server's clock. The answer is",
+    "  200 / OK with OTLP's `partial_success`: the count refused and a message naming each record (path, event",
+    "  or span name, invocation) and the unit it likely is. The rest of the request is stored.",
+    "- Invalid UTF-8 in a string (protobuf's parser refuses the whole request for it) is replaced with U+FFFD,",
+    "  as opentelemetry-proto recommends, and the record stored; `partial_success` names the field, 0 refused.",
+    "  A body whose lengths are broken too cannot be trusted: 400 naming the string where parsing stopped.",
+    "- gzip bodies are read to their last member; deflate is accepted zlib-wrapped or raw; the size limit",
+    "  holds for the inflated total. An oversize body is read on and dropped (up to 4 × the limit, 256 MiB at",
+    "  most, and 5 s) so a client that sends it whole before reading gets the 413, not a connection reset.",
+    "- Retention counts from arrival as well as from a record's own time: a row goes only when both are older",
+    "  than the window (`store/retention.py`). A record acknowledged today with a time in 2003 stays for the",
+    "  whole window; no retention pass, not even the one at the next start, removes what it just acknowledged.",
+    "",
+]
 
 RECORDER = Recorder()
 EXPECTED_SECTIONS = {"Faults and load", "Bad input", "Fuzzing", "API", "Security"}

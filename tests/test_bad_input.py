@@ -1,4 +1,5 @@
-"""Bad input gets a clear error and changes nothing stored; odd but valid input is stored as sent."""
+"""Bad input gets a clear error and changes nothing stored; odd but valid input is stored as sent.
+(Records refused one by one, and strings repaired, while the rest is stored: test_delivery_*.py.)"""
 import gzip
 import json
 import os
@@ -66,11 +67,6 @@ def _varint(n):
             return bytes(out)
 
 
-def _bad_utf8():
-    body = _logs(logs_pb2.LogRecord(time_unix_nano=NOW_NS, body=common_pb2.AnyValue(string_value="ok-zz")))
-    return body.replace(b"ok-zz", b"ok-\xff\xfe")
-
-
 TRACES_BODY = next(b for s, b in fixture_requests() if s == "traces")
 
 CASES = [
@@ -91,9 +87,6 @@ CASES = [
     ("AnyValue nested 100 levels deep (protobuf)", "logs", _deep_bytes(100), PB, 400, "nest deeper"),
     ("AnyValue nested 100 levels deep (OTLP/JSON)", "logs", json.dumps({"resourceLogs": [{"scopeLogs": [
         {"logRecords": [{"body": _json_nested(100)}]}]}]}).encode(), JS, 400, "nests too deeply"),
-    ("invalid UTF-8 in a protobuf string", "logs", _bad_utf8(), PB, 400, "not a valid protobuf"),
-    ("invalid UTF-8 in an OTLP/JSON body", "logs", b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": '
-     b'{"stringValue": "\xff\xfe"}}]}]}]}', JS, 400, "not valid JSON"),
     ("span trace_id of 5 bytes (protobuf)", "traces", _span(trace_id=b"12345"), PB, 400,
      "trace_id must be 16 bytes, got 5"),
     ("span_id of 3 bytes on a log record (protobuf)", "logs",
@@ -102,9 +95,6 @@ CASES = [
     ("traceId of 3 hex characters (OTLP/JSON)", "traces", json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
         {"traceId": "abc", "spanId": "EEE19B7EC3C1B174"}]}]}]}).encode(), JS, 400, "traceId must be 32 hex"),
     ("span with start time 0", "traces", _span(start_time_unix_nano=0), PB, 400, "start_time_unix_nano is 0"),
-    ("log record timestamped in the year 2100", "logs",
-     _logs(logs_pb2.LogRecord(time_unix_nano=4_102_444_800 * 10**9, body=common_pb2.AnyValue(string_value="x"))),
-     PB, 400, "more than a day ahead"),
 ]
 
 

@@ -268,6 +268,12 @@ def test_retention_keeps_recent_and_failed_and_ingest_goes_on(tmp_path):
     em.shutdown()
     wait_until(lambda: srv.get(f"/invocations/{ids['recent']}").status_code == 200, message="data")
     srv.stop()
+    # Retention counts from arrival too (what was acknowledged today stays a whole window): make the
+    # store say all of it arrived 200 days ago.
+    import duckdb
+    con = duckdb.connect(db)
+    con.execute("UPDATE ingest_ledger SET received_at = received_at - INTERVAL 200 DAY")
+    con.close()
     # Retention runs at start: 90 days kept, failed ones 150.
     srv = start_server(db, "--ingest-token", "tok123", "--retention-days", "90", "--keep-failed-days", "150")
     try:
