@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from hashlib import blake2b as _blake2b
 import json
 import time
 from collections import OrderedDict
@@ -110,16 +111,20 @@ def _who(kind: str, name, attrs: dict) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def content_id(out: Out, resource_id: str, raw: bytes) -> str:
+def content_id(out, resource_id: str, raw: bytes) -> str:
     """A record's content identity: the same record delivered again (re-batched by a collector, sent by two
     processors, retried in a new request) has the same one. 24 hex characters: blake2b of the resource's
     identity and the record's protobuf bytes (JSON input is decoded to the same message first). Identical
     records inside one request are told apart by their rank among them (".1", ".2"): several statuses
     sent in one clock tick are several records."""
-    h = hashlib.blake2b(raw, digest_size=12, key=resource_id.encode()[:64]).hexdigest()
-    k = out.content_ids.get(h, 0)
-    out.content_ids[h] = k + 1
-    return h if k == 0 else f"{h}.{k}"
+    h = _blake2b(resource_id.encode() + raw, digest_size=12).hexdigest()
+    seen = out.content_ids
+    if h in seen:
+        k = seen[h]
+        seen[h] = k + 1
+        return f"{h}.{k}"
+    seen[h] = 1
+    return h
 
 
 def any_value(v):

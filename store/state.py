@@ -66,13 +66,18 @@ def state_of(rows: list[dict]) -> Optional[tuple]:
             sum(1 for h in hist if h["status"] == "RUNNING"), min(raw), max(raw))
 
 
-def _upsert(con, states: list[tuple]) -> None:
+def _upsert(con, states: list[tuple], new: bool = False) -> None:
+    """Write these invocation_state rows; `new`: none of them is there yet (a plain INSERT, cheaper than
+    MERGE)."""
     if not states:
         return
     tbl = pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(zip(*states), _STATE)], schema=_STATE)
     con.register("tt_state_in", tbl)
     try:
-        con.execute(_UPSERT.format(src="tt_state_in", sets=_SETS))
+        if new:
+            con.execute("INSERT INTO invocation_state BY NAME SELECT *, hash(invocation_id) AS id_hash FROM tt_state_in")
+        else:
+            con.execute(_UPSERT.format(src="tt_state_in", sets=_SETS))
     finally:
         con.unregister("tt_state_in")
 
@@ -152,7 +157,7 @@ def fold_transitions(con, new: pa.Table) -> pa.Table:
         return {c: cols[c][i] for c in HISTORY_COLUMNS}
     prior = read_histories(con, by_key)
     keep = [True] * n
-    states = []
+    states, new_states = [], []
     c_ts, c_status, c_att, c_seq, c_rid = cols["ts"], cols["status"], cols["attempt"], cols["seq"], cols["record_id"]
     c_worker, c_runner, c_source = cols["worker_id"], cols["runner_id"], cols["source"]
     for key, idx in by_key.items():
@@ -163,7 +168,7 @@ def fold_transitions(con, new: pa.Table) -> pa.Table:
             if q is not None:
                 first, last, started, runs = idx[q[0]], idx[q[1]], q[2], q[3]
                 raw = [c_ts[i] for i in idx]
-                states.append((key[0], key[1], _first_of(cols["task_id"], idx), c_status[last],
+                new_states.append((key[0], key[1], _first_of(cols["task_id"], idx), c_status[last],
                                c_ts[last] * 8 + RANK.get(c_status[last], 3), c_ts[first], c_ts[last], started,
                                _first_of(cols["parent_invocation_id"], idx), _first_of(cols["parent_event_id"], idx),
                                _first_of(cols["workflow_id"], idx), _first_of(cols["workflow_type"], idx),
@@ -183,7 +188,8 @@ def fold_transitions(con, new: pa.Table) -> pa.Table:
         if fresh:
             st = state_of(old + fresh)
             if st is not None:
-                states.append(st)
+                (states if old else new_states).append(st)
+    _upsert(con, new_states, new=True)
     _upsert(con, states)
     return new if all(keep) else new.filter(pa.array(keep))
 
