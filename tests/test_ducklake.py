@@ -247,10 +247,11 @@ def test_duplicates_skew_and_one_tick_across_two_ingest_nodes(lake):
         expected = {dup: ["REGISTERED", "RUNNING", "SUCCESS"], skew: ["REGISTERED", "RUNNING", "SUCCESS"],
                     tick: ["REGISTERED", "PENDING", "RUNNING", "RETRY", "PENDING", "RUNNING", "SUCCESS"]}
 
-        def folded():
+        def folded():  # every record folded: the list (the folder's cache) has every attempt
             items = {i["invocation_id"]: i for i in httpx.get(web.api + "/invocations", params={"app": "lake-delivery"},
                                                               timeout=30).json()["items"]}
-            return len(items) == 3 and all(i["status"] == "SUCCESS" for i in items.values()) and items
+            return (len(items) == 3 and all(i["status"] == "SUCCESS" for i in items.values())
+                    and all(items[i]["attempts"] == st.count("RUNNING") for i, st in expected.items()) and items)
         items = wait_until(folded, timeout=60, message="the folder's state")
         wait_until(lambda: all(len(httpx.get(f"{web.api}/invocations/{i}/history", timeout=30).json()) == len(st)
                                for i, st in expected.items()), timeout=60, message="every record folded")
