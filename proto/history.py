@@ -314,23 +314,34 @@ def settle(rows: list[dict]) -> list[dict]:
     return settled
 
 
-def quick_summary(ts: list, status: list, attempt: list, seq: list, senders: list, record_ids: list):
-    """What `settle` would say of the current state, for the common history that needs no correction
-    (distinct records, one registration, no retried FAILED, plain time order already meeting every
-    rule), from parallel lists in arrival order: (index of the first record, index of the last,
-    first RUNNING's ts or None, number of RUNNING). None when the history needs the full rule."""
+def plain_order(ts: list, status: list, attempt: list, seq: list, senders: list, record_ids: list):
+    """The order `settle` would give, for the common history that needs no correction (distinct records, one
+    registration, no retried FAILED, plain (time, rank, arrival) order already meeting every rule), from
+    parallel lists in arrival order: indexes, oldest first, times unchanged. None when the history needs
+    the full rule."""
     n = len(ts)
-    if n == 0:
-        return None
+    if n <= 1:
+        return list(range(n))
     rids = [r for r in record_ids if r is not None]
     if len(rids) != len(set(rids)):
         return None
-    if status.count("REGISTERED") > 1 or ("FAILED" in status and "RETRY" in status):
+    if status.count("REGISTERED") > 1 or ("FAILED" in status and "RETRY" in status) or n > MAX_CAUSAL:
         return None
     rank = [RANK.get(x, 3) for x in status]
-    order = sorted(range(n), key=lambda i: (ts[i], rank[i], i)) if n > 1 else [0]
+    order = sorted(range(n), key=lambda i: (ts[i], rank[i], i))
     terminal = [x in FINAL for x in status]
-    if n > 1 and (n > MAX_CAUSAL or not _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank)):
+    if not _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank):
+        return None
+    return order
+
+
+def quick_summary(ts: list, status: list, attempt: list, seq: list, senders: list, record_ids: list):
+    """What `settle` would say of the current state when `plain_order` applies: (index of the first
+    record, index of the last, first RUNNING's ts or None, number of RUNNING). None otherwise."""
+    if not ts:
+        return None
+    order = plain_order(ts, status, attempt, seq, senders, record_ids)
+    if order is None:
         return None
     started = next((ts[i] for i in order if status[i] == "RUNNING"), None)
     return order[0], order[-1], started, status.count("RUNNING")

@@ -18,7 +18,7 @@ from typing import Optional
 
 from tasktrail.proto.status import FINAL_STATUSES, SEGMENT_STATUSES
 
-from tasktrail.proto.history import settle
+from tasktrail.proto.history import plain_order, settle
 
 from .adjust import at
 
@@ -35,6 +35,11 @@ _ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 def _settled(hist: list[tuple]) -> list[tuple]:
     """One invocation's rows in the order and at the times of its settled history (proto/history.py:
     each record once, causal order, adjusted clocks, the dialects' readings), as window_sql's tuples."""
+    order = plain_order([h[_US] for h in hist], [h[_STATUS] for h in hist], [h[_ATTEMPT] for h in hist],
+                        [h[_SEQ] for h in hist], [h[_WORKER] or h[_RUNNER] or h[_SOURCE] for h in hist],
+                        [h[_RID] for h in hist])
+    if order is not None:  # nearly every history: already in order, nothing moved
+        return [hist[i] for i in order]
     rows = [{"ts": h[_US], "status": h[_STATUS], "attempt": h[_ATTEMPT], "seq": h[_SEQ], "record_id": h[_RID],
              "runner_id": h[_RUNNER], "worker_id": h[_WORKER], "source": h[_SOURCE], "_row": h} for h in hist]
     out = []
