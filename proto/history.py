@@ -171,12 +171,8 @@ def causal_order(rows: list[dict]) -> list[tuple[int, int]]:
             i = min((k for k in range(n) if not done[k]),
                     key=lambda k: (ts[k] + shift.get(senders[k], 0), rank[k], k))
         done[i] = True
-        t = ts[i] + shift.get(senders[i], 0)
-        if last is not None and t < last:
-            shift[senders[i]] = shift.get(senders[i], 0) + (last - t)
-            t = last
-        last = t
-        out.append((i, t))
+        last = _place(ts[i], senders[i], shift, last)
+        out.append((i, last))
         for k in succ[i]:
             waiting[k] -= 1
             if waiting[k] == 0 and not done[k]:
@@ -222,16 +218,23 @@ def _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank) -
     return True
 
 
+def _place(ts_i: int, sender, shift: dict, last: Optional[int]) -> int:
+    """The time a record is shown at: its own plus its sender's shift so far, moved forward to `last` when it
+    reads earlier — and its sender's later records with it (the shift grows by as much)."""
+    t = ts_i + shift.get(sender, 0)
+    if last is not None and t < last:
+        shift[sender] = shift.get(sender, 0) + (last - t)
+        t = last
+    return t
+
+
 def _adjust(order: list[int], ts: list[int], senders: list) -> list[tuple[int, int]]:
+    """`order` with its shown times (see _place): the long-history path, plain order."""
     shift: dict = {}
     out, last = [], None
     for i in order:
-        t = ts[i] + shift.get(senders[i], 0)
-        if last is not None and t < last:
-            shift[senders[i]] = shift.get(senders[i], 0) + (last - t)
-            t = last
-        last = t
-        out.append((i, t))
+        last = _place(ts[i], senders[i], shift, last)
+        out.append((i, last))
     return out
 
 
