@@ -3,7 +3,6 @@ folds each batch into them in the batch's own transaction; `rebuild` recomputes 
 Only this module writes them."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Iterable, Optional
 
 import pyarrow as pa
@@ -17,7 +16,6 @@ HISTORY_COLUMNS = ("ts", "app_id", "invocation_id", "task_id", "status", "attemp
 _SELECT = ", ".join("epoch_us(ts) AS ts" if c == "ts" else c for c in HISTORY_COLUMNS)
 # Invocations whose records are this close in time are read back in one statement.
 _GAP_US = 3600 * 1_000_000
-_EPOCH = datetime(1970, 1, 1)
 _STATE = pa.schema([
     ("app_id", pa.string()), ("invocation_id", pa.string()), ("task_id", pa.string()), ("status", pa.string()),
     ("status_key", pa.int64()), ("created_at", pa.timestamp("us")), ("updated_at", pa.timestamp("us")),
