@@ -348,8 +348,3 @@ def quick_summary(ts: list, status: list, attempt: list, seq: list, senders: lis
         return None
     started = next((ts[i] for i in order if status[i] == "RUNNING"), None)
     return order[0], order[-1], started, status.count("RUNNING")
-
-
-def current(settled: list[dict]) -> Optional[dict]:
-    """The row that decides the current status: the last of a settled history."""
-    return settled[-1] if settled else None
