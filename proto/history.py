@@ -59,7 +59,8 @@ def once(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _sender(r: dict) -> Any:
+def sender(r: dict) -> Any:
+    """Who sent a record, for its own order and clock: the acting context, else its runner, else the dialect."""
     return r.get("worker_id") or r.get("runner_id") or r.get("source")
 
 
@@ -94,7 +95,7 @@ def causal_order(rows: list[dict]) -> list[tuple[int, int]]:
         rank.append(RANK.get(st, 3))
         attempt.append(r.get("attempt"))
         seq.append(r.get("seq"))
-        senders.append(r.get("worker_id") or r.get("runner_id") or r.get("source"))
+        senders.append(sender(r))
     order = sorted(range(n), key=lambda i: (ts[i], rank[i], i))
     if n > MAX_CAUSAL:
         return _adjust(order, ts, senders)
