@@ -25,12 +25,14 @@ from typing import Any, NamedTuple, Sequence
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasktrail.proto.model import TABLES
 
 from .api import (Ack, LedgerEntry, QueryError, QueryTimeout, QueueFull, Result, StoreClosed,
                   StoreUnavailable, WriterStats)
 from . import state
+from .runner_fold import RunnerFold
 from .rows import arrow_schemas, check_schema, to_arrow
 
 log = logging.getLogger("tasktrail.store")
@@ -133,7 +135,11 @@ class DuckDBStore:
         # their invocation's records (store/state.py); reads count every record once whatever gets through.
         self._record_window = record_window
         self._seen: set[int] = set()
-        self._seen_order: deque = deque()
+        self._seen_order: deque = deque()   # the remembered identities, a set per batch, oldest first
+        self._seen_count = 0
+        # runner_state as last committed, folded in Python by the writer (store/runner_fold.py).
+        self._runners = RunnerFold()
+        self._runner_changes: dict = {}
         # No file access for any statement (the SQL endpoint's second wall); Arrow appends still work.
         # Checkpoints block every commit while they run, so the writer checkpoints when it is idle
         # (`idle_checkpoint_bytes` of WAL) and DuckDB's own threshold is only the backstop under load.
@@ -251,7 +257,10 @@ class DuckDBStore:
     def rebuild_state(self) -> int:
         """Recompute the invocation_state cache from the log (on the writer's connection: call it
         with ingest stopped, as `tasktrail rebuild` does)."""
-        return state.rebuild(self._con)
+        n = state.rebuild(self._con)
+        if self.fold_in_writer:
+            self._runners.load(self._con)
+        return n
 
     def schema_version(self) -> str:
         row = self.query("SELECT max(name) FROM schema_migrations").rows
@@ -267,6 +276,7 @@ class DuckDBStore:
         self._resource_ids = {r[0] for r in con.execute("SELECT DISTINCT resource_id FROM resources").fetchall()}
         self._seen.clear()
         self._seen_order.clear()
+        self._seen_count = 0
         if self._record_window > 0:
             each = max(1, self._record_window // len(IDENTITY))
             for table, key in IDENTITY.items():
@@ -274,39 +284,51 @@ class DuckDBStore:
                                   [each]).fetchall()
                 self._remember([hash(r[0]) for r in reversed(ids)])
 
-    def _remember(self, hashes) -> None:
-        """Note committed record identities; the oldest are forgotten past the window."""
-        for h in hashes:
-            if h not in self._seen:
-                self._seen.add(h)
-                self._seen_order.append(h)
-        while len(self._seen_order) > self._record_window:
-            self._seen.discard(self._seen_order.popleft())
+        if self.fold_in_writer:
+            self._runners.load(con)
 
-    def _drop_seen(self, table: str, tbl, noted: list):
+    def _remember(self, hashes) -> None:
+        """Note committed record identities; the oldest are forgotten past the window (a whole batch's
+        at a time: set operations, not a loop per record)."""
+        new = set(hashes)
+        new -= self._seen
+        if not new:
+            return
+        self._seen |= new
+        self._seen_order.append(new)
+        self._seen_count += len(new)
+        while self._seen_count - len(self._seen_order[0]) >= self._record_window:
+            old = self._seen_order.popleft()
+            self._seen -= old
+            self._seen_count -= len(old)
+
+    def _drop_seen(self, table: str, tbl, noted: set):
         """`tbl` without the records this node committed lately or that repeat one earlier in the batch;
         their identities are added to `noted` (remembered once the batch commits)."""
         key = IDENTITY.get(table)
         if key is None or self._record_window <= 0:
             return tbl
         if table == "spans":
-            ids = [a + b for a, b in zip(tbl.column("trace_id").to_pylist(), tbl.column("span_id").to_pylist())]
+            ids = pc.binary_join_element_wise(tbl.column("trace_id"), tbl.column("span_id"), "").to_pylist()
         else:
             ids = tbl.column("record_id").to_pylist()
-        keep = []
-        batch: set = set()
+        hashes = list(map(hash, ids))
+        batch = set(hashes)
         seen = self._seen
-        for v in ids:
+        if len(batch) == len(hashes) and seen.isdisjoint(batch) and None not in ids:  # nearly always
+            noted |= batch
+            return tbl
+        keep = []
+        batch = set()
+        for v, h in zip(ids, hashes):
             if v is None:
                 keep.append(True)
-                continue
-            h = hash(v)
-            if h in seen or h in batch:
+            elif h in seen or h in batch:
                 keep.append(False)
             else:
                 batch.add(h)
                 keep.append(True)
-        noted.extend(batch)
+        noted |= batch
         return tbl if all(keep) else tbl.filter(pa.array(keep))
 
     # --- writes ----------------------------------------------------------------------
@@ -443,7 +465,7 @@ class DuckDBStore:
                 fresh.append(it)
         error = None
         t0 = time.perf_counter()
-        noted: list[int] = []
+        noted: set[int] = set()
         if fresh:
             try:
                 noted = self._append(batch, fresh)
@@ -459,6 +481,7 @@ class DuckDBStore:
                 if fresh:
                     self._next_batch = batch + 1
                     self._remember(noted)
+                    self._runners.apply(self._runner_changes)
                     for it in fresh:
                         self._hashes[it.entry.request_hash] = batch
                     while len(self._hashes) > self._dedupe_window:
@@ -486,13 +509,14 @@ class DuckDBStore:
             else:
                 it.future.set_result(Ack(self._hashes.get(it.entry.request_hash, batch), True))
 
-    def _append(self, batch: int, items: list[_Item]) -> list[int]:
+    def _append(self, batch: int, items: list[_Item]) -> set[int]:
         """Append one batch in one transaction; returns the record identities it holds (to remember once
         committed)."""
         con = self._con
         new_resources: set[str] = set()
-        written: set[str] = set()
-        noted: list[int] = []
+        noted: set[int] = set()
+        appended: dict = {}
+        self._runner_changes = {}
         con.begin()
         try:
             for table in TABLES:
@@ -520,7 +544,7 @@ class DuckDBStore:
                         tbl = state.fold_transitions(con, tbl)  # exact: against each invocation's records
                     if tbl.num_rows:
                         self._insert(con, table, batch, tbl)
-                        written.add(table)
+                        appended[table] = tbl
             ledger = [(it.entry.received_at, it.entry.request_hash, it.entry.transport, it.entry.signal,
                        it.entry.body_bytes, it.records, sum(len(v) for v in it.rows.values())) for it in items]
             cols = list(zip(*ledger))
@@ -531,7 +555,8 @@ class DuckDBStore:
                 "rows": pa.array(cols[6], pa.int64())})
             self._insert(con, "ingest_ledger", batch, tbl)
             if self.fold_in_writer:
-                state.fold_batch(con, batch, written)
+                self._runner_changes = self._runners.fold(con, appended.get("transitions"),
+                                                          appended.get("runner_events"))
             con.commit()
         except Exception:
             try:

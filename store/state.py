@@ -7,8 +7,15 @@ from typing import Iterable, Optional
 
 import pyarrow as pa
 
-from tasktrail.proto.history import RANK, quick_summary, settle
+import numpy as np
+import pyarrow.compute as pc
 
+from tasktrail.proto.history import RANK, settle
+
+from . import plain_batch
+
+_RANK_STATUSES = pa.array(list(RANK), pa.string())
+_RANK_VALUES = pa.array(list(RANK.values()) + [3], pa.int64())   # an unknown status ranks 3
 # What the fold reads of an invocation's records, in arrival order (batch, then position in the batch).
 HISTORY_COLUMNS = ("ts", "app_id", "invocation_id", "task_id", "status", "attempt", "seq", "record_id",
                    "runner_id", "worker_id", "source", "parent_invocation_id", "parent_event_id", "workflow_id",
@@ -37,13 +44,6 @@ def _first(rows: list[dict], col: str):
         v = r.get(col)
         if v is not None:
             return v
-    return None
-
-
-def _first_of(col: list, idx: list):
-    for i in idx:
-        if col[i] is not None:
-            return col[i]
     return None
 
 
@@ -142,54 +142,86 @@ def _read_into(out: dict, con, table: str, lo_us: int, hi_us: int, ids: list, wa
 def fold_transitions(con, new: pa.Table) -> pa.Table:
     """Fold one batch's transitions into invocation_state, in the transaction that appends them, and
     return the rows to append: those whose record_id this invocation already holds (an at-least-once
-    re-delivery) or that repeat one earlier in the batch are left out. Call it before appending."""
+    re-delivery) or that repeat one earlier in the batch are left out. Call it before appending.
+
+    New invocations in plain order (nearly all) are summed up for the whole batch at once
+    (store/plain_batch.py); the others get the full rule from all their records (`state_of`)."""
     sel = new.select(list(HISTORY_COLUMNS))
     sel = sel.set_column(0, "ts", sel.column("ts").cast(pa.int64()))  # timestamp[us] -> micros
-    cols = sel.to_pydict()
-    n = new.num_rows
-    by_key: dict[tuple, list[int]] = {}
-    for i, key in enumerate(zip(cols["app_id"], cols["invocation_id"])):
-        by_key.setdefault(key, []).append(i)
-
-    def row(i: int) -> dict:
-        return {c: cols[c][i] for c in HISTORY_COLUMNS}
-    prior = read_histories(con, by_key)
-    keep = [True] * n
+    grp = plain_batch.group(sel)
+    firsts = sel.select(["app_id", "invocation_id"]).take(pa.array(grp.first_row)).to_pydict()
+    keys = list(zip(firsts["app_id"], firsts["invocation_id"]))
+    prior = read_histories(con, keys)
+    quick = grp.plain.copy()
+    for k, key in enumerate(keys):
+        if key in prior:
+            quick[k] = False
+    if quick.any():
+        _insert_new(con, sel, grp, np.nonzero(quick)[0])
+    if quick.all():
+        return new
+    # The rest, one invocation at a time: its stored records and this batch's, under the full rule.
+    slow = np.nonzero(~quick[grp.of_row])[0]
+    cols = sel.take(pa.array(slow)).to_pydict()
+    rows_of: dict[tuple, list[tuple[int, dict]]] = {}
+    for j, i in enumerate(slow.tolist()):
+        d = {c: cols[c][j] for c in HISTORY_COLUMNS}
+        rows_of.setdefault((d["app_id"], d["invocation_id"]), []).append((i, d))
+    keep = np.ones(new.num_rows, bool)
     states, new_states = [], []
-    c_ts, c_status, c_att, c_seq, c_rid = cols["ts"], cols["status"], cols["attempt"], cols["seq"], cols["record_id"]
-    c_worker, c_runner, c_source = cols["worker_id"], cols["runner_id"], cols["source"]
-    for key, idx in by_key.items():
-        if key not in prior:  # a new invocation, nearly always in plain order: no dicts, no full sort
-            q = quick_summary([c_ts[i] for i in idx], [c_status[i] for i in idx], [c_att[i] for i in idx],
-                              [c_seq[i] for i in idx], [c_worker[i] or c_runner[i] or c_source[i] for i in idx],
-                              [c_rid[i] for i in idx])
-            if q is not None:
-                first, last, started, runs = idx[q[0]], idx[q[1]], q[2], q[3]
-                raw = [c_ts[i] for i in idx]
-                new_states.append((key[0], key[1], _first_of(cols["task_id"], idx), c_status[last],
-                               c_ts[last] * 8 + RANK.get(c_status[last], 3), c_ts[first], c_ts[last], started,
-                               _first_of(cols["parent_invocation_id"], idx), _first_of(cols["parent_event_id"], idx),
-                               _first_of(cols["workflow_id"], idx), _first_of(cols["workflow_type"], idx),
-                               c_runner[last], c_worker[last], runs, min(raw), max(raw)))
-                continue
+    for key, rows in rows_of.items():
         old = prior.get(key, [])
         seen = {r["record_id"] for r in old if r["record_id"] is not None}
         fresh = []
-        for i in idx:
-            rid = c_rid[i]
+        for i, d in rows:
+            rid = d["record_id"]
             if rid is not None:
                 if rid in seen:
                     keep[i] = False
                     continue
                 seen.add(rid)
-            fresh.append(row(i))
+            fresh.append(d)
         if fresh:
             st = state_of(old + fresh)
             if st is not None:
                 (states if old else new_states).append(st)
     _upsert(con, new_states, new=True)
     _upsert(con, states)
-    return new if all(keep) else new.filter(pa.array(keep))
+    return new if keep.all() else new.filter(pa.array(keep))
+
+
+def _insert_new(con, sel: pa.Table, grp, which) -> None:
+    """INSERT the state of the invocations `which` (group numbers of `grp`, plain order, not yet in
+    invocation_state) from their summaries, as columns: no Python value per record."""
+    def rows(idx):
+        return pa.array(idx[which])
+
+    def known(col):
+        idx = plain_batch.first_known(sel.column(col), grp.of_row, grp.count)[which]
+        return sel.column(col).take(pa.array(idx, mask=idx < 0))
+
+    tail, head = rows(grp.tail), rows(grp.head)
+    last_ts = sel.column("ts").take(tail)
+    status = sel.column("status").take(tail)
+    rank = pc.fill_null(pc.index_in(status, value_set=_RANK_STATUSES), len(_RANK_VALUES) - 1)
+    started = grp.started[which]
+    us = pa.timestamp("us")
+    tbl = pa.table({
+        "app_id": sel.column("app_id").take(tail), "invocation_id": sel.column("invocation_id").take(tail),
+        "task_id": known("task_id"), "status": status,
+        "status_key": pc.add(pc.multiply(last_ts, 8), pc.take(_RANK_VALUES, rank)),
+        "created_at": sel.column("ts").take(head).cast(us), "updated_at": last_ts.cast(us),
+        "started_at": pa.array(started, mask=started < 0).cast(us),
+        "parent_invocation_id": known("parent_invocation_id"), "parent_event_id": known("parent_event_id"),
+        "workflow_id": known("workflow_id"), "workflow_type": known("workflow_type"),
+        "runner_id": sel.column("runner_id").take(tail), "worker_id": sel.column("worker_id").take(tail),
+        "attempts": pa.array(grp.runs[which].astype("int32")),
+        "first_ts": pa.array(grp.lo[which]).cast(us), "last_ts": pa.array(grp.hi[which]).cast(us)})
+    con.register("tt_state_in", tbl)
+    try:
+        con.execute("INSERT INTO invocation_state BY NAME SELECT *, hash(invocation_id) AS id_hash FROM tt_state_in")
+    finally:
+        con.unregister("tt_state_in")
 
 
 def refold(con, ranges: dict[tuple, tuple]) -> int:
@@ -292,15 +324,6 @@ _MERGE_RUNNERS = """
         heartbeats = coalesce(s.heartbeats, 0) + e.heartbeats,
         last_work = greatest(s.last_work, e.last_work)
     WHEN NOT MATCHED THEN INSERT BY NAME"""
-
-
-def fold_batch(con, batch: int, tables: set) -> None:
-    """Fold one batch into runner_state, in the transaction that appends it; `tables` are the log
-    tables the batch wrote to (invocation_state is folded before the append: fold_transitions)."""
-    where = f"batch = {int(batch)}"
-    if "transitions" in tables or "runner_events" in tables:
-        con.execute(_MERGE_RUNNERS.format(aggregate=_RUNNERS.format(
-            transitions="transitions", runner_events="runner_events", where=where)))
 
 
 def fold_changes(con, catalog: str, start: int, end: int) -> None:
