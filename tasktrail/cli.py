@@ -145,8 +145,8 @@ def _run(role: str, log_level: str, **opts) -> None:
         runner_dead_after_s=opts["runner_dead_after"], max_pending_s=opts["max_pending"],
         slow_factor=opts["slow_factor"], slow_min_samples=opts["slow_min_samples"],
         spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],
-        jaeger_url=opts["jaeger_url"], public_url=opts["public_url"], tempo_url=opts["tempo_url"], sql_timeout_s=opts["sql_timeout"],
-        sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
+        jaeger_url=opts["jaeger_url"], public_url=opts["public_url"], tempo_url=opts["tempo_url"],
+        sql_timeout_s=opts["sql_timeout"], sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"],
         preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"])
     problems = settings.validate()

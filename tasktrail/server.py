@@ -30,7 +30,6 @@ from tasktrail.web.app import WebSettings, create_app
 from tasktrail.web.metrics import InfoCollector, LogCollector
 
 from . import __version__
-
 from .settings import Settings
 
 log = logging.getLogger("tasktrail")

@@ -39,8 +39,8 @@ class LogCollector:
     def collect(self):
         snap = self._snapshot()
         inv = GaugeMetricFamily("tasktrail_invocations", "Invocations stored, by app and the status each is in "
-                                "now (finished ones included until retention removes them); every status of every app, 0 "
-                                "included.", labels=["app", "status"])
+                                "now (finished ones included until retention removes them); every status of every "
+                                "app, 0 included.", labels=["app", "status"])
         for app, status, n in snap["invocations_by_status"]:
             inv.add_metric([app, status], n)
         yield inv
