@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from tasktrail.store.api import Ack, EventLog, LedgerEntry
 
@@ -38,6 +38,15 @@ def _message(mapped: Mapped) -> str:
     return "; ".join(parts)
 
 
+SIGNALS = ("traces", "logs", "metrics")
+# Why each receiver refuses a whole request (the `reason` label of tasktrail_ingest_rejected_requests_total).
+REJECT_REASONS = {
+    "http": ("unauthenticated", "content_type", "content_encoding", "too_large", "bad_data", "queue_full",
+             "unavailable"),
+    "grpc": ("unauthenticated", "bad_data", "queue_full", "unavailable"),
+}
+
+
 @dataclass
 class IngestMetrics:
     """Process-only ingest figures (what was refused never reaches the log). Stored requests and
@@ -51,7 +60,11 @@ class IngestMetrics:
     def create(cls, registry: CollectorRegistry) -> "IngestMetrics":
         labels = ("signal", "transport")
         return cls(
-            rejected=Counter("tasktrail_ingest_rejected_requests", "Requests refused, by reason.",
+            rejected=Counter("tasktrail_ingest_rejected_requests", "OTLP export requests refused whole (nothing of "
+                             "them stored), by signal, transport and reason: unauthenticated, content_type, "
+                             "content_encoding, too_large, bad_data, queue_full (backpressure, 429 / "
+                             "RESOURCE_EXHAUSTED), unavailable (the store cannot write or is closing, 503 / "
+                             "UNAVAILABLE).",
                              labels + ("reason",), registry=registry),
             rejected_records=Counter("tasktrail_ingest_rejected_records",
                                      "Records refused one by one while the rest of their request was stored "
@@ -64,21 +77,34 @@ class IngestMetrics:
                                labels, registry=registry),
         )
 
+    def __post_init__(self) -> None:
+        # Every known refusal starts at 0, so rate() and alerts see a series before the first one happens.
+        for transport, reasons in REJECT_REASONS.items():
+            for signal in SIGNALS:
+                for reason in reasons:
+                    self.rejected.labels(signal, transport, reason)
+
 
 class StoreCollector:
-    """Writer gauges read at scrape time: queue depth, capacity, commits."""
+    """Writer figures read at scrape time: queue depth and capacity, commits, failed commits, size on disk."""
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
 
     def collect(self):
         st = self.log.stats()
-        yield GaugeMetricFamily("tasktrail_ingest_queue_records", "Records waiting for the writer.",
+        yield GaugeMetricFamily("tasktrail_ingest_queue_records",
+                                "Records accepted and waiting in the write queue for the writer to commit them.",
                                 value=st.queue_records)
-        yield GaugeMetricFamily("tasktrail_ingest_queue_capacity_records", "Write queue capacity in records.",
+        yield GaugeMetricFamily("tasktrail_ingest_queue_capacity_records",
+                                "Records the write queue holds; past it ingest answers 429 / RESOURCE_EXHAUSTED.",
                                 value=st.queue_capacity)
-        yield GaugeMetricFamily("tasktrail_store_batches_committed", "Batches committed since start.",
-                                value=st.batches)
+        yield CounterMetricFamily("tasktrail_store_batches_committed",
+                                  "Batches the writer of this process committed since it started.", value=st.batches)
+        yield CounterMetricFamily("tasktrail_store_failed_batches",
+                                  "Batches whose commit failed (disk full, unwritable file) since this process "
+                                  "started; their requests were answered 503 / UNAVAILABLE.",
+                                  value=st.failed_batches)
         if st.last_commit_at:
             yield GaugeMetricFamily("tasktrail_store_last_commit_timestamp_seconds",
                                     "Unix time of the last commit.", value=st.last_commit_at)
@@ -86,6 +112,11 @@ class StoreCollector:
             "tasktrail_store_batch_commit_seconds", "Time to append and commit one batch.",
             buckets=[(str(b), c) for b, c in zip(st.commit_bounds, st.commit_bucket_counts)]
             + [("+Inf", st.batches)], sum_value=st.commit_seconds_sum)
+        size = getattr(self.log, "size_bytes", lambda: None)()
+        if size is not None:
+            yield GaugeMetricFamily("tasktrail_store_size_bytes",
+                                    "Bytes the store takes on disk: the DuckDB file and its write-ahead log, or "
+                                    "a lake's data files.", value=size)
 
 
 class Ingestor:

@@ -1223,32 +1223,11 @@ class QueryService:
                 "scheduler": scheduler, "ingest": ingest}
 
     # --- metrics -----------------------------------------------------------------------
-    DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
-
     def metrics_snapshot(self) -> dict:
-        """The log-derived figures behind /metrics: they come from the stored log, so they
-        survive restarts and agree with the API."""
-        by_status = self._q("SELECT app_id, status, count(*) FROM invocation_state GROUP BY ALL").rows
-        transitions = self._q("SELECT app_id, status, count(*) FROM transitions GROUP BY ALL").rows
-        cols = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in self.DURATION_BUCKETS)
-        durations = self._q(f"""
-            SELECT app_id, task_id, {cols}, count(*), sum(d)::DOUBLE FROM (
-              SELECT app_id, task_id, epoch(updated_at) - epoch(coalesce(started_at, created_at)) AS d
-              FROM invocation_state WHERE status IN ({_FINAL_IN}))
-            GROUP BY ALL""").rows
-        heartbeats = self._q("""SELECT app_id, runner_id, epoch(last_heartbeat) FROM runner_state
-                                WHERE last_heartbeat IS NOT NULL""").rows
-        ingest = self._q("""SELECT signal, transport, count(*), sum(records)::BIGINT FROM ingest_ledger GROUP BY ALL""").rows
-        from .anomalies import KINDS, find
-        apps = [a for (a,) in self._q("SELECT DISTINCT app_id FROM invocation_state UNION "
-                                      "SELECT DISTINCT app_id FROM runner_state").rows]
-        found: dict = {}
-        for a in find(self._q, self.settings.anomalies, self._now()):
-            found[(a["app_id"], a["kind"])] = found.get((a["app_id"], a["kind"]), 0) + 1
-        anomalies = [(app, kind, found.get((app, kind), 0)) for app in sorted(apps) for kind in KINDS]
-        return {"invocations_by_status": by_status, "transitions": transitions, "durations": durations,
-                "buckets": self.DURATION_BUCKETS, "heartbeats": heartbeats, "ingest": ingest,
-                "anomalies": anomalies}
+        """The log-derived figures behind /metrics (query/metrics.py): they come from the stored log, so
+        they survive restarts and agree with the API."""
+        from .metrics import snapshot
+        return snapshot(self._q, self.settings.anomalies, self._now())
 
     # --- overview --------------------------------------------------------------------
     def overview(self, app: Optional[str] = None) -> dict:

@@ -105,5 +105,9 @@ class EventLog(Protocol):
 
     def stats(self) -> WriterStats: ...
 
+    def size_bytes(self) -> Optional[int]:
+        """Bytes the store takes on disk (database file and write-ahead log, or a lake's data files);
+        None when it cannot say (in memory)."""
+
     def close(self) -> None:
         """Stop accepting, drain the queue, commit, close. Idempotent."""

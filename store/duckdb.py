@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict, deque
 from concurrent.futures import Future
 from importlib import resources as importlib_resources
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -647,6 +647,13 @@ class DuckDBStore:
             return retention.apply(con, policy, now)
         finally:
             con.close()
+
+    def size_bytes(self) -> Optional[int]:
+        """Bytes the store takes on disk: the database file and its write-ahead log (0 for what is
+        missing), or None for an in-memory database."""
+        if self.path == ":memory:" or self.path.startswith("ducklake:"):
+            return None
+        return sum(os.path.getsize(f) for f in (self.path, self._wal) if os.path.exists(f))
 
     def stats(self) -> WriterStats:
         with self._lock:

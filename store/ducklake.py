@@ -18,6 +18,7 @@ What differs from one DuckDB file, and why:
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import logging
@@ -26,6 +27,7 @@ import random
 import re
 import threading
 import time
+from typing import Optional
 
 import duckdb
 
@@ -109,6 +111,17 @@ class DuckLakeStore(DuckDBStore):
         con.execute(f"SET allowed_directories = {allowed!r}")
         con.execute("SET enable_external_access = false")
         self._ready(f"{LAKE}.main.")
+
+    def size_bytes(self) -> Optional[int]:
+        """Bytes of the lake's data files under --data-path (and of its catalog, when that is a file)."""
+        total = 0
+        for root, _dirs, files in os.walk(self.data_path):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.path.getsize(os.path.join(root, f))
+        if not self.catalog.startswith("postgres:") and os.path.exists(self.catalog):
+            total += os.path.getsize(self.catalog)
+        return total
 
     def _init_cursor(self, cur) -> None:
         cur.execute(f"USE {LAKE}")

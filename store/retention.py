@@ -13,11 +13,15 @@ its own so the writer keeps committing meanwhile (appends never conflict with th
 - Cutoffs are whole UTC days, so the log loses one day at a time, never a part of one.
 - Each invocation keeps at most `max_logs_per_invocation` log lines (the first ones); the rest are
   removed and one marker line (`event_name = 'tasktrail.truncated'`) says how many and why.
+- What goes is first added to `metric_carry` (store/carry.py), so the counters /metrics derives from the
+  log never go down.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from .carry import carry_statements
 
 TRUNCATED = "tasktrail.truncated"
 
@@ -62,6 +66,8 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
         rep.invocations = con.execute("SELECT count(*) FROM _tt_gone").fetchone()[0]
         linked = "invocation_id IN (SELECT invocation_id FROM _tt_gone)"
         kept = "invocation_id IS NOT NULL AND invocation_id NOT IN (SELECT invocation_id FROM _tt_gone)"
+        for sql in carry_statements(linked, "received_at < $cutoff"):
+            con.execute(sql, {"cutoff": cutoff} if "$cutoff" in sql else None)
         statements = [
             f"DELETE FROM transitions WHERE {linked}",
             f"DELETE FROM invocation_state WHERE {linked}",

@@ -98,6 +98,10 @@ def _serve_options(fn):
     @click.option("--spike-factor", type=click.FloatRange(min=0, min_open=True), default=Settings.spike_factor,
                   show_default=True, envvar="TASKTRAIL_SPIKE_FACTOR",
                   help="Flag a task whose failure rate is this many times its baseline.")
+    @click.option("--public-url", envvar="TASKTRAIL_PUBLIC_URL",
+                  help="Base URL people reach the web UI at (behind a proxy, with its path prefix); alert rules "
+                       "and the Grafana dashboard link to its pages (tasktrail_info on /metrics). "
+                       "Default: the served address, http://HOST:PORT.")
     @click.option("--jaeger-url", envvar="TASKTRAIL_JAEGER_URL", help="Jaeger base URL for trace links.")
     @click.option("--tempo-url", envvar="TASKTRAIL_TEMPO_URL", help="Tempo URL template holding {trace_id}.")
     @click.option("--sql-timeout", type=float, default=Settings.sql_timeout_s, show_default=True,
@@ -141,8 +145,8 @@ def _run(role: str, log_level: str, **opts) -> None:
         runner_dead_after_s=opts["runner_dead_after"], max_pending_s=opts["max_pending"],
         slow_factor=opts["slow_factor"], slow_min_samples=opts["slow_min_samples"],
         spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],
-        jaeger_url=opts["jaeger_url"], tempo_url=opts["tempo_url"], sql_timeout_s=opts["sql_timeout"],
-        sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
+        jaeger_url=opts["jaeger_url"], public_url=opts["public_url"], tempo_url=opts["tempo_url"],
+        sql_timeout_s=opts["sql_timeout"], sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"],
         preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"])
     problems = settings.validate()

@@ -27,8 +27,9 @@ from tasktrail.query.values import PreviewLimits
 from tasktrail.store.duckdb import DuckDBStore
 from tasktrail.store.retention import RetentionPolicy
 from tasktrail.web.app import WebSettings, create_app
-from tasktrail.web.metrics import LogCollector
+from tasktrail.web.metrics import InfoCollector, LogCollector
 
+from . import __version__
 from .settings import Settings
 
 log = logging.getLogger("tasktrail")
@@ -131,6 +132,8 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         bound = Bound(ports[0] if role != "ingest" else None,
                       ports[-1] if ingestor is not None else None,
                       grpc_port if ingestor is not None else None)
+        if bound.web_port is not None:
+            registry.register(InfoCollector(__version__, public_url(settings, bound.web_port)))
         if on_ready:
             on_ready(bound)
         loop = asyncio.get_running_loop()
@@ -173,11 +176,24 @@ async def _retain_periodically(store, settings: Settings, stop: asyncio.Event) -
             await asyncio.wait_for(stop.wait(), timeout=settings.retention_every_s)
 
 
+def public_url(settings: Settings, web_port: int) -> str:
+    """The base URL of the web pages: --public-url without a trailing slash, else the served address
+    (this machine's name when the listeners bind every address)."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"http://{'[' + host + ']' if ':' in host else host}:{web_port}"
+
+
 def print_bound(settings: Settings, bound: Bound, out=sys.stdout) -> None:
     h = settings.host if ":" not in settings.host else f"[{settings.host}]"
     print(f"tasktrail serving {settings.store or settings.db}", file=out)
     if bound.web_port is not None:
         print(f"  web + API   http://{h}:{bound.web_port}", file=out)
+        if settings.public_url:
+            print(f"  public URL  {public_url(settings, bound.web_port)}", file=out)
     if bound.otlp_http_port is not None:
         print(f"  OTLP HTTP   http://{h}:{bound.otlp_http_port}", file=out)
         print(f"  OTLP gRPC   {h}:{bound.otlp_grpc_port}", file=out)

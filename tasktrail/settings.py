@@ -6,6 +6,7 @@ tokens also from files) and passes it down; nothing reads settings from globals.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -39,6 +40,7 @@ class Settings:
     spike_window_s: float = 900.0
     spike_factor: float = 3.0
     jaeger_url: Optional[str] = None
+    public_url: Optional[str] = None     # None: the served address (server.public_url)
     tempo_url: Optional[str] = None
     sql_timeout_s: float = 10.0
     sql_max_rows: int = 10_000
@@ -83,6 +85,9 @@ class Settings:
             problems.append("store must be ducklake:postgres:<libpq settings> or ducklake:<catalog file>")
         if self.store and not self.data_path:
             problems.append("a ducklake store needs data_path (--data-path)")
+        if self.public_url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url):
+            problems.append(f"public_url must be an http:// or https:// URL without query or fragment, "
+                            f"got {self.public_url!r}")
         if self.tempo_url and "{trace_id}" not in self.tempo_url:
             problems.append("tempo_url must be a template holding {trace_id}")
         return problems
@@ -116,6 +121,8 @@ SETTINGS_HELP = {
     "spike_factor": "A task's failure rate over the window this many times its baseline is a spike.",
     "jaeger_url": "Jaeger base URL; invocations link to {jaeger}/trace/{trace_id}.",
     "tempo_url": "Grafana Tempo URL template holding {trace_id}.",
+    "public_url": "Base URL people reach the web UI at (behind a proxy, a path prefix included); alerts and the "
+                  "Grafana dashboard link to its pages through tasktrail_info. Default: the served address.",
     "sql_timeout_s": "Time limit of one ad-hoc SQL query.",
     "sql_max_rows": "Row cap of one ad-hoc SQL query.",
     "retention_days": "Keep this many days of data (whole days; invocations go whole), counted from a record's "

@@ -115,6 +115,22 @@ def require_chromium() -> None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
+PROMTOOL = "/usr/bin/promtool"
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+def require_prometheus_tools() -> None:
+    """Skip the calling module without Debian's prometheus package (promtool and prometheus); under CI
+    (which installs it) fail instead."""
+    import pytest
+    missing = [p for p in (PROMTOOL, PROMETHEUS) if not os.path.exists(p)]
+    if missing:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"Debian's prometheus package is not installed ({', '.join(missing)} missing)")
+        pytest.skip(f"Debian's prometheus package is not installed ({', '.join(missing)} missing; "
+                    "apt-get install prometheus)", allow_module_level=True)
+
+
 def require_python312() -> str:
     """A Python 3.12 with pynenc 0.4.0 and tasktrail (.venv312); skips the module without one, fails in CI."""
     import pytest

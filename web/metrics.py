@@ -10,13 +10,17 @@ import threading
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+                                   InfoMetricFamily)
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tasktrail.query.metrics import MAX_SUBJECTS
+
 
 class LogCollector:
-    """Prometheus collector over QueryService.metrics_snapshot(), cached for `ttl_s`."""
+    """Prometheus collector over QueryService.metrics_snapshot(), cached for `ttl_s` seconds. Counters
+    include what retention removed (store/carry.py), so they never go down."""
 
     def __init__(self, query, ttl_s: float = 5.0) -> None:
         self.query = query
@@ -34,45 +38,85 @@ class LogCollector:
 
     def collect(self):
         snap = self._snapshot()
-        inv = GaugeMetricFamily("tasktrail_invocations", "Invocations by current status.", labels=["app", "status"])
+        inv = GaugeMetricFamily("tasktrail_invocations", "Invocations stored, by app and the status each is in "
+                                "now (finished ones included until retention removes them); every status of every "
+                                "app, 0 included.", labels=["app", "status"])
         for app, status, n in snap["invocations_by_status"]:
             inv.add_metric([app, status], n)
         yield inv
-        tr = CounterMetricFamily("tasktrail_status_transitions", "Status transitions stored, by status.",
-                                 labels=["app", "status"])
+        tr = CounterMetricFamily("tasktrail_status_transitions", "Status transitions stored (every status change "
+                                 "of every invocation), by app and the status entered.", labels=["app", "status"])
         for app, status, n in snap["transitions"]:
             tr.add_metric([app, status], n)
         yield tr
-        hist = HistogramMetricFamily("tasktrail_task_duration_seconds",
-                                     "From first RUNNING to the final status, per task.", labels=["app", "task"])
+        fin = CounterMetricFamily("tasktrail_invocations_finished", "Invocations that reached a final status "
+                                  "(SUCCESS, FAILED, CONCURRENCY_CONTROLLED_FINAL), by app, task and that status.",
+                                  labels=["app", "task", "status"])
+        for app, task, status, n in snap["finished"]:
+            fin.add_metric([app, task, status], n)
+        yield fin
+        hist = HistogramMetricFamily("tasktrail_task_duration_seconds", "Durations of finished invocations, from "
+                                     "their first RUNNING (else their registration) to their final status, by app "
+                                     "and task.", labels=["app", "task"])
         buckets = snap["buckets"]
-        for row in snap["durations"]:
-            app, task = row[0], row[1] or ""
-            counts, total, total_sum = row[2:2 + len(buckets)], row[2 + len(buckets)], row[3 + len(buckets)]
+        for app, task, counts, total, total_sum in snap["durations"]:
             hist.add_metric([app, task], [(str(b), c) for b, c in zip(buckets, counts)] + [("+Inf", total)],
                             sum_value=total_sum or 0.0)
         yield hist
         hb = GaugeMetricFamily("tasktrail_runner_last_heartbeat_timestamp_seconds",
-                               "Unix time of each runner's last heartbeat.", labels=["app", "runner"])
+                               "Unix time of each runner's last heartbeat, for runners that sent one within the "
+                               "last day.", labels=["app", "runner"])
         for app, runner, t in snap["heartbeats"]:
             hb.add_metric([app, runner], t)
         yield hb
+        rn = GaugeMetricFamily("tasktrail_runners", "Runner contexts stored, by app and state: alive (heard from "
+                               "within --runner-dead-after), stopped (said so), silent (neither), client (only "
+                               "submits work).", labels=["app", "state"])
+        for app, state, n in snap["runners"]:
+            rn.add_metric([app, state], n)
+        yield rn
+        last = GaugeMetricFamily("tasktrail_app_last_record_timestamp_seconds",
+                                 "Unix time, by the sender's clock, of the newest record stored from each app (a "
+                                 "status transition, runner event, log line, span or metric point).", labels=["app"])
+        for app, t in snap["app_last_record"]:
+            last.add_metric([app], t)
+        yield last
         an = GaugeMetricFamily("tasktrail_anomalies", "Current anomalies (orphaned, pending_too_long, slow, "
-                               "failure_spike, runner_silent, scheduler_silent), by app and kind.",
-                               labels=["app", "kind"])
+                               "failure_spike, runner_silent, scheduler_silent), by app and kind; every kind of "
+                               "every app, 0 included.", labels=["app", "kind"])
         for app, kind, n in snap["anomalies"]:
             an.add_metric([app, kind], n)
         yield an
-        req = CounterMetricFamily("tasktrail_ingest_requests", "OTLP export requests stored, by signal and transport.",
-                                  labels=["signal", "transport"])
-        rec = CounterMetricFamily("tasktrail_ingest_records",
-                                  "Records (spans, log records, data points) stored, by signal and transport.",
-                                  labels=["signal", "transport"])
+        sub = GaugeMetricFamily("tasktrail_anomalies_by_subject", "Current anomalies by app, kind and what they "
+                                "are about: the task (orphaned, pending_too_long, slow, failure_spike) and the "
+                                "runner (orphaned: the one that held the work; runner_silent; scheduler_silent: the "
+                                "one that ran it), empty where none applies. Only subjects with an anomaly, at "
+                                f"most {MAX_SUBJECTS} per app and kind (the most recent).",
+                                labels=["app", "kind", "task", "runner"])
+        for app, kind, task, runner, n in snap["anomaly_subjects"]:
+            sub.add_metric([app, kind, task, runner], n)
+        yield sub
+        req = CounterMetricFamily("tasktrail_ingest_requests", "OTLP export requests stored (duplicates not "
+                                  "counted), by signal and transport.", labels=["signal", "transport"])
+        rec = CounterMetricFamily("tasktrail_ingest_records", "Records stored (spans, log records, data points), "
+                                  "by signal and transport.", labels=["signal", "transport"])
         for signal, transport, n, records in snap["ingest"]:
             req.add_metric([signal, transport], n)
             rec.add_metric([signal, transport], records or 0)
         yield req
         yield rec
+
+
+class InfoCollector:
+    """tasktrail_info: this server's version and the base URL its pages are reached at (--public-url),
+    which alert rules and dashboards join to link to the page that explains what they show."""
+
+    def __init__(self, version: str, public_url: str) -> None:
+        self.labels = {"version": version, "public_url": public_url}
+
+    def collect(self):
+        yield InfoMetricFamily("tasktrail", "This tasktrail server: its version and the base URL of its pages "
+                               "(--public-url).", value=self.labels)
 
 
 def metrics_endpoint(request: Request) -> Response:
