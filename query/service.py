@@ -14,6 +14,9 @@ from decimal import Decimal
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from tasktrail.proto import names
 from tasktrail.proto.urlpath import segment
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINAL_STATUSES, STATUSES, is_final
@@ -863,11 +866,14 @@ class QueryService:
             filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
             fparams.append(wanted)
         lookback = t0 - max(t1 - t0, timedelta(seconds=self.settings.timeline_lookback_s))
-        rows = self._q(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t1],
-                       max_rows=10_000_000).rows
-        total = int(rows[0][0]) if rows else 0
-        shown = len({r[1] for r in rows})
-        lane_ids = sorted({r[8] or r[7] for r in rows if r[8] or r[7]})
+        rows = self.log.query_arrow(tl.window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit,
+                                                             lookback, t1], timeout_s=self.settings.query_timeout_s)
+        total = int(rows.column("total")[0].as_py()) if rows.num_rows else 0
+        shown = pc.count_distinct(rows.column("invocation_id")).as_py()
+        worker = rows.column("worker_id")  # a lane is the worker, else the runner ('' is no worker: `or`)
+        lanes_of = pc.coalesce(pc.if_else(pc.equal(worker, ""), pa.scalar(None, pa.string()), worker),
+                               rows.column("runner_id"))
+        lane_ids = sorted(x for x in pc.unique(lanes_of).to_pylist() if x)
         contexts = {}
         if lane_ids:
             contexts = {d["runner_id"]: d for d in self._q(f"""

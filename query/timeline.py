@@ -10,7 +10,6 @@ shares a row (touching at a boundary is not overlapping).
 from __future__ import annotations
 
 import gc
-from itertools import groupby
 from operator import itemgetter
 
 from datetime import datetime
@@ -18,40 +17,64 @@ from typing import Optional
 
 from tasktrail.proto.status import FINAL_STATUSES, SEGMENT_STATUSES
 
-from tasktrail.proto.history import plain_order, settle
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasktrail.proto import history_batch
+from tasktrail.proto.history import settle
 
 from .adjust import at
 
 TERMINAL = FINAL_STATUSES | {"KILLED"}
 
 
-# Column positions of window_sql's rows.
-(_TOTAL, _INV, _TASK, _TS, _STATUS, _PREV, _ATTEMPT, _RUNNER, _WORKER, _PARENT, _US, _SEQ, _RID,
- _SOURCE) = range(14)
-_FIELDS = ("ts", "status", "attempt", "seq", "record_id", "runner_id", "worker_id", "source")
+# What _build reads of each record: a narrow row, so only these columns become Python values.
+NARROW = ("invocation_id", "task_id", "timestamp", "status", "runner_id", "worker_id", "parent_invocation_id")
+_INV, _TASK, _TS, _STATUS, _RUNNER, _WORKER, _PARENT = range(len(NARROW))
 _ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def _settled(hist: list[tuple]) -> list[tuple]:
-    """One invocation's rows in the order and at the times of its settled history (proto/history.py:
-    each record once, causal order, adjusted clocks, the dialects' readings), as window_sql's tuples."""
-    order = plain_order([h[_US] for h in hist], [h[_STATUS] for h in hist], [h[_ATTEMPT] for h in hist],
-                        [h[_SEQ] for h in hist], [h[_WORKER] or h[_RUNNER] or h[_SOURCE] for h in hist],
-                        [h[_RID] for h in hist])
-    if order is not None:  # nearly every history: already in order, nothing moved
-        return [hist[i] for i in order]
-    rows = [{"ts": h[_US], "status": h[_STATUS], "attempt": h[_ATTEMPT], "seq": h[_SEQ], "record_id": h[_RID],
-             "runner_id": h[_RUNNER], "worker_id": h[_WORKER], "source": h[_SOURCE], "_row": h} for h in hist]
+def histories(tbl: pa.Table):
+    """Each invocation's records (window_sql's Arrow table: grouped by invocation, arrival order) in the
+    order and at the times of its settled history (proto/history.py: each record once, causal order,
+    adjusted clocks, the dialects' readings): yields (invocation_id, [NARROW tuples]). Histories that
+    plain order settles (nearly all) are decided for the whole window at once (proto/history_batch.py),
+    the rest one at a time."""
+    n = tbl.num_rows
+    if not n:
+        return
+    grp = history_batch.group(tbl.select(["us", "invocation_id", "status", "attempt", "seq", "record_id",
+                                          "runner_id", "worker_id", "source"]).rename_columns(
+        ["ts", "invocation_id", "status", "attempt", "seq", "record_id", "runner_id", "worker_id", "source"]))
+    order = grp.order
+    narrow = tbl.select(list(NARROW)).take(pa.array(order))
+    rows = list(zip(*(c.to_pylist() for c in narrow.columns)))
+    ends = (np.nonzero(np.diff(grp.of_row[order]))[0] + 1).tolist() + [n]
+    start = 0
+    for k, end in enumerate(ends):
+        if grp.plain[k]:
+            yield rows[start][_INV], rows[start:end]
+        else:
+            yield rows[start][_INV], _settled(tbl.take(pa.array(np.sort(order[start:end]))).to_pylist())
+        start = end
+
+
+def _settled(records: list[dict]) -> list[tuple]:
+    """One invocation's records (window_sql's columns, arrival order) as its settled history (settle), as
+    NARROW tuples."""
+    for r in records:
+        r["ts"] = r["us"]
     out = []
-    for d in settle(rows):
-        h = d["_row"]
-        ts = h[_TS] if d["ts"] == h[_US] else at(d["ts"]).strftime(_ISO)
-        out.append(h[:_TS] + (ts, d["status"]) + h[_PREV:])
+    for d in settle(records):
+        ts = d["timestamp"] if d["ts"] == d["us"] else at(d["ts"]).strftime(_ISO)
+        out.append((d["invocation_id"], d["task_id"], ts, d["status"], d["runner_id"], d["worker_id"],
+                    d["parent_invocation_id"]))
     return out
 
 
-def build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
-    """`rows`: window_sql's rows, grouped by invocation and in lifecycle order; times (and
+def build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
+    """`rows`: window_sql's Arrow table, grouped by invocation, arrival order; times (and
     since/until) are fixed-width RFC 3339 strings, which order as the times do.
     Returns (lanes, edges). Tens of thousands of small dicts are made here and none is
     cyclic, so the cyclic collector is paused meanwhile (it otherwise doubles the time)."""
@@ -64,14 +87,11 @@ def build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict]) 
             gc.enable()
 
 
-def _build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
+def _build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
     lanes: dict[str, dict[str, dict]] = {}   # lane id -> invocation id -> entry (with its bounds _lo/_hi)
     parents: dict[str, str] = {}
     segment_statuses, terminal = SEGMENT_STATUSES, TERMINAL
-    for inv_id, group in groupby(rows, key=itemgetter(_INV)):
-        hist = list(group)
-        if len(hist) > 1:
-            hist = _settled(hist)
+    for inv_id, hist in histories(rows):
         task = parent = None
         for h in hist:
             if task is None and h[_TASK]:
@@ -148,7 +168,7 @@ def _build(rows: list[tuple], since: str, until: str, contexts: dict[str, dict])
         group_first[g] = min(group_first.get(g, first[rid]), first[rid])
     out_lanes.sort(key=lambda ln: (group_first[group[ln["runner_id"]]], group[ln["runner_id"]],
                                    ln["parent_runner_id"] is not None, first[ln["runner_id"]], ln["runner_id"]))
-    seen = {r[_INV] for r in rows}
+    seen = set(pc.unique(rows.column("invocation_id")).to_pylist())
     edges = [{"parent": p, "child": c} for c, p in parents.items() if p in seen]
     return out_lanes, edges
 

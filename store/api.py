@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol, Sequence
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class StoreError(Exception):
@@ -102,6 +105,9 @@ class EventLog(Protocol):
         """Run one read on a fresh cursor (params: a sequence for `?`, or a dict for `$name`). Never blocks the writer. Raises QueryTimeout
         past `timeout_s` and cuts at `max_rows` (Result.truncated). Empty results are
         an empty `rows` list, never None."""
+
+    def query_arrow(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0) -> "pa.Table":
+        """`query`, answered as one Arrow table (no row cap): for reads that work on whole columns."""
 
     def stats(self) -> WriterStats: ...
 

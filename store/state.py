@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from tasktrail.proto.history import RANK, settle
 
-from . import plain_batch
+from tasktrail.proto import history_batch
 
 _RANK_STATUSES = pa.array(list(RANK), pa.string())
 _RANK_VALUES = pa.array(list(RANK.values()) + [3], pa.int64())   # an unknown status ranks 3
@@ -145,10 +145,10 @@ def fold_transitions(con, new: pa.Table) -> pa.Table:
     re-delivery) or that repeat one earlier in the batch are left out. Call it before appending.
 
     New invocations in plain order (nearly all) are summed up for the whole batch at once
-    (store/plain_batch.py); the others get the full rule from all their records (`state_of`)."""
+    (store/history_batch.py); the others get the full rule from all their records (`state_of`)."""
     sel = new.select(list(HISTORY_COLUMNS))
     sel = sel.set_column(0, "ts", sel.column("ts").cast(pa.int64()))  # timestamp[us] -> micros
-    grp = plain_batch.group(sel)
+    grp = history_batch.group(sel)
     firsts = sel.select(["app_id", "invocation_id"]).take(pa.array(grp.first_row)).to_pydict()
     keys = list(zip(firsts["app_id"], firsts["invocation_id"]))
     prior = read_histories(con, keys)
@@ -197,7 +197,7 @@ def _insert_new(con, sel: pa.Table, grp, which) -> None:
         return pa.array(idx[which])
 
     def known(col):
-        idx = plain_batch.first_known(sel.column(col), grp.of_row, grp.count)[which]
+        idx = history_batch.first_known(sel.column(col), grp.of_row, grp.count)[which]
         return sel.column(col).take(pa.array(idx, mask=idx < 0))
 
     tail, head = rows(grp.tail), rows(grp.head)

@@ -1,4 +1,4 @@
-"""The writer's batch-at-once plain-order path (store/plain_batch.py) decides and sums up every invocation
+"""The writer's batch-at-once plain-order path (proto/history_batch.py) decides and sums up every invocation
 exactly as the per-invocation rule does (proto/history.py: plain_order, quick_summary)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tasktrail.proto.history import RANK, plain_order, quick_summary
-from tasktrail.store import plain_batch
+from tasktrail.proto import history_batch
 
 STATUSES = list(RANK) + ["SOMETHING_ELSE"]
 SCHEMA = pa.schema([("ts", pa.int64()), ("app_id", pa.string()), ("invocation_id", pa.string()),
@@ -53,7 +53,7 @@ def _r(status, ts=5, inv="i", **kw):
 @example([_r("REGISTERED", ts=1), _r("REGISTERED", ts=2, inv="j"), _r("RUNNING", ts=3)])  # two invocations
 def test_batch_path_agrees_with_the_rule_for_every_invocation(rows):
     tbl = pa.Table.from_pylist(rows, schema=SCHEMA)
-    grp = plain_batch.group(tbl)
+    grp = history_batch.group(tbl)
     by_key: dict[tuple, list[int]] = {}
     for i, r in enumerate(rows):
         by_key.setdefault((r["app_id"], r["invocation_id"]), []).append(i)
@@ -77,7 +77,7 @@ def test_first_known_is_the_first_value_sent():
     tbl = pa.table({"g": [None, "x", None, "y", "z"]})
     import numpy as np
     of_row = np.array([0, 0, 1, 1, 2])
-    got = plain_batch.first_known(tbl.column("g"), of_row, 3)
+    got = history_batch.first_known(tbl.column("g"), of_row, 3)
     assert got.tolist() == [1, 3, 4]
-    got = plain_batch.first_known(pa.chunked_array([pa.array([None, None], pa.string())]), np.array([0, 1]), 2)
+    got = history_batch.first_known(pa.chunked_array([pa.array([None, None], pa.string())]), np.array([0, 1]), 2)
     assert got.tolist() == [-1, -1]

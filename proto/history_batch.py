@@ -6,7 +6,7 @@ invocation at a time in Python cost the writer ~70 µs an invocation; here the s
 are a few numpy operations over the whole batch (~1 ms for 4,000 records). Invocations it cannot decide —
 more than one REGISTERED, FAILED with RETRY, repeated record ids, more than MAX_CAUSAL records, or a rule
 that plain order breaks — are left to the per-invocation path, which applies the full rule.
-tests/test_plain_batch.py holds this to `plain_order` / `quick_summary` on random batches.
+tests/test_history_batch.py holds this to `plain_order` / `quick_summary` on random batches.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasktrail.proto.history import FINAL, MAX_CAUSAL, RANK
+from .history import FINAL, MAX_CAUSAL, RANK
 
 _STATUSES = pa.array(list(RANK), pa.string())
 _RANKS = np.array(list(RANK.values()) + [3], dtype=np.int64)   # an unknown status ranks 3, as RANK.get(s, 3)
@@ -37,6 +37,7 @@ class Groups(NamedTuple):
     runs: np.ndarray          # group -> number of RUNNING records
     lo: np.ndarray            # group -> smallest raw ts (micros)
     hi: np.ndarray            # group -> greatest raw ts (micros)
+    order: np.ndarray         # every row, grouped (groups in order of first arrival), each group in plain order
 
 
 def _codes(col) -> np.ndarray:
@@ -62,10 +63,14 @@ def _first_per_group(values_sorted_groups: np.ndarray, positions: np.ndarray, co
 
 
 def group(t: pa.Table) -> Groups:
-    """Group `t` (transitions with ts as int64 micros, in arrival order) by (app_id, invocation_id) and
+    """Group `t` (transitions with ts as int64 micros, in arrival order) by (app_id, invocation_id) (by
+    invocation_id alone when `t` has no app_id) and
     decide, per group, whether plain order is its settled order (see the module's docstring)."""
     n = t.num_rows
-    g = _codes(pc.binary_join_element_wise(t.column("app_id"), t.column("invocation_id"), "\x00"))
+    key = t.column("invocation_id")
+    if "app_id" in t.column_names:
+        key = pc.binary_join_element_wise(t.column("app_id"), key, "\x00")
+    g = _codes(key)
     count = int(g.max()) + 1 if n else 0
     ts = _np(t.column("ts"), 0).astype(np.int64)
     code = _np(pc.index_in(t.column("status"), value_set=_STATUSES), len(_STATUSES)).astype(np.int64)
@@ -140,7 +145,7 @@ def group(t: pa.Table) -> Groups:
     u, idx = np.unique(g, return_index=True)
     first_row[u] = idx
     return Groups(count, g, first_row, ~bad, head, tail, started,
-                  np.bincount(g, weights=is_run, minlength=count).astype(np.int64), tss[first], tss[last])
+                  np.bincount(g, weights=is_run, minlength=count).astype(np.int64), tss[first], tss[last], o)
 
 
 def first_known(col, g: np.ndarray, count: int) -> np.ndarray:
