@@ -69,7 +69,7 @@ async def start_grpc_server(ingestor: Ingestor, host: str, port: int, *, ingest_
     for signal, service in SERVICES.items():
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             service, {"Export": _handler(ingestor, signal, ingest_token)}),))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")  # IPv6 in brackets
     if bound == 0:
         raise OSError(f"cannot bind OTLP gRPC to {host}:{port}")
     await server.start()
