@@ -3,6 +3,8 @@ the OTLP/HTTP port, whatever the spelling (port suffix, IPv6 literal forms, case
 import itertools
 import json
 import socket
+import subprocess
+import sys
 
 import httpx
 
@@ -143,3 +145,15 @@ def test_token_listeners_serve_any_host_with_the_token(tmp_path, record):
                     "OTLP/HTTP without --ingest-token", 2,
            "with a token any Host is served and the token decides (401 / 200, as before); a listener without "
            "one refuses the foreign name")
+
+
+def test_malformed_allowed_hosts_are_refused_at_start(tmp_path):
+    for bad, needle in (("a*b", "without scheme or path"), ("http://x.example/", "without scheme or path"),
+                        ("*.", "wildcard"), ("[::1", "not a host name")):
+        out = subprocess.run([sys.executable, "-m", "tasktrail", "serve", "--db", str(tmp_path / "x.duckdb"),
+                              "--allowed-host", bad], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and needle in out.stderr, (bad, out.stderr)
+    out = subprocess.run([sys.executable, "-m", "tasktrail", "serve", "--help"], capture_output=True, text=True)
+    for flag in ("--allowed-host", "--public-url", "--max-connections", "--header-timeout", "--body-timeout",
+                 "--keep-alive-timeout"):
+        assert flag in out.stdout, flag
