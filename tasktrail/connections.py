@@ -55,6 +55,7 @@ def guarded_protocol(limits: ConnectionLimits, refusal: Refusal, listener: str,
     """An H11Protocol subclass for one listener (pass it as uvicorn.Config(http=...)); `refusal` builds the
     body of its 408 / 503 answers in the listener's error shape; `closed` counts the connections it closes."""
     open_conns: set = set()  # this listener's connections, in the guard's own count (evicted ones leave at once)
+    waiting: dict = {}       # those waiting for a request head, longest-waiting first (insertion order)
 
     def count(reason: str) -> None:
         if closed is not None:
@@ -63,7 +64,6 @@ def guarded_protocol(limits: ConnectionLimits, refusal: Refusal, listener: str,
     class GuardedH11Protocol(H11Protocol):
         _timer: Optional[asyncio.TimerHandle] = None
         _phase: str = ""           # "head", "body" or "" (the request is with the app, or idle keep-alive)
-        _waiting_since: float = 0.0
         _got_bytes: bool = False   # bytes of the current head arrived (a timeout then answers 408)
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -76,16 +76,13 @@ def guarded_protocol(limits: ConnectionLimits, refusal: Refusal, listener: str,
                 transport.close()
                 return
             open_conns.add(self)
-            self._waiting_since = self.loop.time()
+            waiting[self] = None
             self._arm("head", limits.header_timeout_s)
 
-        def _evict_one(self) -> bool:
+        @staticmethod
+        def _evict_one() -> bool:
             """Close the connection that has waited longest for a request head; False when none waits."""
-            victim = None
-            for c in open_conns:
-                if c.conn.their_state is h11.IDLE and c.conn.our_state is h11.IDLE and \
-                        (victim is None or c._waiting_since < victim._waiting_since):
-                    victim = c
+            victim = next(iter(waiting), None)
             if victim is None:
                 return False
             count("evicted")
@@ -94,13 +91,18 @@ def guarded_protocol(limits: ConnectionLimits, refusal: Refusal, listener: str,
 
         def _close(self) -> None:
             open_conns.discard(self)
+            waiting.pop(self, None)
             self._disarm()
             self.transport.close()
 
         def connection_lost(self, exc) -> None:
             open_conns.discard(self)
+            waiting.pop(self, None)
             self._disarm()
             super().connection_lost(exc)
+
+        def _idle(self) -> bool:
+            return self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE
 
         def data_received(self, data: bytes) -> None:
             if self not in open_conns:  # refused or evicted: its transport is closing
@@ -108,23 +110,32 @@ def guarded_protocol(limits: ConnectionLimits, refusal: Refusal, listener: str,
             super().data_received(data)
             if self.transport.is_closing():
                 self._disarm()
-                return
-            their = self.conn.their_state
-            if their is h11.IDLE and self.conn.our_state is h11.IDLE:
+            elif self._idle():  # part of a head: the deadline runs from its first byte (or the connection)
                 self._got_bytes = True
-                if self._phase != "head":  # the first byte of a later request on a kept-alive connection
+                if self._phase != "head":
                     self._arm("head", limits.header_timeout_s)
-            elif their is h11.SEND_BODY:
+            else:
+                waiting.pop(self, None)
+                self._follow_request()
+
+        def _follow_request(self) -> None:
+            if self.conn.their_state is h11.SEND_BODY:
                 if self._phase != "body":
                     self._arm("body", limits.body_timeout_s)
-            else:
+            else:  # the whole request is in: the app has it
                 self._disarm()
 
         def on_response_complete(self) -> None:
-            super().on_response_complete()  # arms uvicorn's keep-alive timer
+            super().on_response_complete()  # arms uvicorn's keep-alive timer; may start a pipelined request
+            if self.transport.is_closing() or self not in open_conns:
+                return
             self._disarm()
             self._got_bytes = False
-            self._waiting_since = self.loop.time()
+            if self._idle():  # waiting again, from now: to the end of the line
+                waiting.pop(self, None)
+                waiting[self] = None
+            else:
+                self._follow_request()
 
         def _arm(self, phase: str, seconds: float) -> None:
             self._disarm()
