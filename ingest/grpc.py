@@ -55,16 +55,21 @@ def _handler(ingestor: Ingestor, signal: str, ingest_token: str | None):
 
 
 async def start_grpc_server(ingestor: Ingestor, host: str, port: int, *, ingest_token: str | None,
-                            max_body_bytes: int) -> tuple[grpc.aio.Server, int]:
-    """Start the server; returns it and the bound port (port 0 picks a free one)."""
+                            max_body_bytes: int, max_connections: int = 1000,
+                            handshake_timeout_s: float = 10.0) -> tuple[grpc.aio.Server, int]:
+    """Start the server; returns it and the bound port (port 0 picks a free one). A connection that has not
+    sent its HTTP/2 settings within `handshake_timeout_s` is closed; past `max_connections` open ones, new
+    ones are closed at once (grpc's own connection quota)."""
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", max_body_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ("grpc.server_handshake_timeout_ms", max(1, round(handshake_timeout_s * 1000))),
+        ("grpc.max_allowed_incoming_connections", max_connections),
     ])
     for signal, service in SERVICES.items():
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             service, {"Export": _handler(ingestor, signal, ingest_token)}),))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")  # IPv6 in brackets
     if bound == 0:
         raise OSError(f"cannot bind OTLP gRPC to {host}:{port}")
     await server.start()

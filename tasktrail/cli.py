@@ -71,6 +71,24 @@ def _serve_options(fn):
     @click.option("--metrics-public/--metrics-private", default=Settings.metrics_public, show_default=True,
                   envvar="TASKTRAIL_METRICS_PUBLIC",
                   help="Whether /metrics is served without the API token (Prometheus often has none).")
+    @click.option("--allowed-host", "allowed_hosts", multiple=True, envvar="TASKTRAIL_ALLOWED_HOSTS",
+                  help="Repeatable. Another Host name a listener without a token answers to (DNS rebinding "
+                       "protection): besides localhost, 127.0.0.1, [::1], --host and --public-url's host (and, "
+                       "with --host 0.0.0.0 or ::, any IP address and this machine's hostname). "
+                       "'*.example.com' allows subdomains, '*' any Host. Environment: space-separated.")
+    @click.option("--max-connections", type=click.IntRange(1), default=Settings.max_connections, show_default=True,
+                  envvar="TASKTRAIL_MAX_CONNECTIONS",
+                  help="Open connections per HTTP listener (web, OTLP/HTTP; also gRPC). At the cap a new connection "
+                       "closes the one that has waited longest for a request head, else it gets 503.")
+    @click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.header_timeout_s,
+                  show_default=True, envvar="TASKTRAIL_HEADER_TIMEOUT",
+                  help="Seconds a client has to send a request's line and headers; then 408 and close.")
+    @click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=Settings.body_timeout_s,
+                  show_default=True, envvar="TASKTRAIL_BODY_TIMEOUT",
+                  help="Seconds a client has to send a request's body once its headers arrived; then 408 and close.")
+    @click.option("--keep-alive-timeout", type=click.FloatRange(min=0, min_open=True),
+                  default=Settings.keep_alive_timeout_s, show_default=True, envvar="TASKTRAIL_KEEP_ALIVE_TIMEOUT",
+                  help="Seconds an idle keep-alive HTTP connection stays open.")
     @click.option("--max-body-bytes", type=click.IntRange(1024), default=Settings.max_body_bytes, show_default=True,
                   envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after inflating (gzip, deflate).")
     @click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,
@@ -99,9 +117,10 @@ def _serve_options(fn):
                   show_default=True, envvar="TASKTRAIL_SPIKE_FACTOR",
                   help="Flag a task whose failure rate is this many times its baseline.")
     @click.option("--public-url", envvar="TASKTRAIL_PUBLIC_URL",
-                  help="Base URL people reach the web UI at (behind a proxy, with its path prefix); alert rules "
-                       "and the Grafana dashboard link to its pages (tasktrail_info on /metrics). "
-                       "Default: the served address, http://HOST:PORT.")
+                  help="Base URL people reach the web UI at (behind a reverse proxy, with its path prefix): its "
+                       "host is allowed, https:// makes the login cookie Secure (as does X-Forwarded-Proto: https "
+                       "from a trusted proxy, FORWARDED_ALLOW_IPS), and alert rules and the Grafana dashboard link "
+                       "to its pages (tasktrail_info on /metrics). Default: the served address, http://HOST:PORT.")
     @click.option("--jaeger-url", envvar="TASKTRAIL_JAEGER_URL", help="Jaeger base URL for trace links.")
     @click.option("--tempo-url", envvar="TASKTRAIL_TEMPO_URL", help="Tempo URL template holding {trace_id}.")
     @click.option("--sql-timeout", type=float, default=Settings.sql_timeout_s, show_default=True,
@@ -140,12 +159,15 @@ def _run(role: str, log_level: str, **opts) -> None:
         otlp_grpc_port=opts["otlp_grpc_port"], otlp_http_port=opts["otlp_http_port"],
         ingest_token=_token(opts["ingest_token"], opts["ingest_token_file"]),
         api_token=_token(opts["api_token"], opts["api_token_file"]), metrics_public=opts["metrics_public"],
+        allowed_hosts=tuple(opts["allowed_hosts"]),
+        max_connections=opts["max_connections"], header_timeout_s=opts["header_timeout"],
+        body_timeout_s=opts["body_timeout"], keep_alive_timeout_s=opts["keep_alive_timeout"],
         max_body_bytes=opts["max_body_bytes"], queue_records=opts["queue_records"],
         ingest_workers=opts["ingest_workers"], duckdb_memory_limit=opts["duckdb_memory_limit"],
         runner_dead_after_s=opts["runner_dead_after"], max_pending_s=opts["max_pending"],
         slow_factor=opts["slow_factor"], slow_min_samples=opts["slow_min_samples"],
         spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],
-        jaeger_url=opts["jaeger_url"], public_url=opts["public_url"], tempo_url=opts["tempo_url"],
+        jaeger_url=opts["jaeger_url"], public_url=opts["public_url"] or None, tempo_url=opts["tempo_url"],
         sql_timeout_s=opts["sql_timeout"], sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"],
         preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"])

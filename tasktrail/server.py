@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import socket
@@ -18,6 +19,7 @@ from typing import Callable, Optional
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from tasktrail.ingest.decode import rpc_status
 from tasktrail.ingest.grpc import start_grpc_server
 from tasktrail.ingest.http import create_otlp_http_app
 from tasktrail.ingest.pipeline import Ingestor
@@ -27,9 +29,12 @@ from tasktrail.query.values import PreviewLimits
 from tasktrail.store.duckdb import DuckDBStore
 from tasktrail.store.retention import RetentionPolicy
 from tasktrail.web.app import WebSettings, create_app
+from tasktrail.web.errors import error_body
 from tasktrail.web.metrics import InfoCollector, LogCollector
 
 from . import __version__
+from .connections import LISTEN_QUEUE, ConnectionLimits, closed_counter, fit_file_limit, guarded_protocol
+from .hosts import HostGuard, host_rule
 from .settings import Settings
 
 log = logging.getLogger("tasktrail")
@@ -64,9 +69,45 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise OSError(f"cannot bind {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
+    sock.listen(LISTEN_QUEUE)
     sock.setblocking(False)
     return sock
+
+
+def _web_refusal(status: int, message: str) -> tuple[str, bytes]:
+    """The web port's one error shape."""
+    return "application/json", json.dumps(error_body(status, message)).encode()
+
+
+def _otlp_refusal(status: int, message: str) -> tuple[str, bytes]:
+    """OTLP/HTTP's error shape: a google.rpc.Status, as JSON (the client's content type is not known yet)."""
+    return "application/json", rpc_status(status, message, "json")
+
+
+def guard_hosts(app, settings: Settings, token: Optional[str], refusal):
+    """`app` behind the Host check when its listener needs no token (tasktrail/hosts.py), else `app`."""
+    if token:
+        return app
+    return HostGuard(app, host_rule(settings.host, settings.allowed_hosts, settings.public_url), refusal)
+
+
+def connection_limits(settings: Settings, listeners: int) -> ConnectionLimits:
+    """The per-listener limits; the connection cap lowered (with a warning) when this process's file limit
+    cannot hold `listeners` × --max-connections."""
+    cap, batch = fit_file_limit(listeners, settings.max_connections)
+    if cap < settings.max_connections:
+        log.warning("the file limit (ulimit -n) cannot hold %d listeners x %d connections: at most %d "
+                    "connections per listener; raise the limit to lift this", listeners, settings.max_connections, cap)
+    return ConnectionLimits(max_connections=cap, header_timeout_s=settings.header_timeout_s,
+                            body_timeout_s=settings.body_timeout_s,
+                            keep_alive_timeout_s=settings.keep_alive_timeout_s, accept_batch=batch)
+
+
+def _http_config(app, limits: ConnectionLimits, refusal, listener: str, closed, **kw) -> uvicorn.Config:
+    """uvicorn's config for one HTTP listener, with the guarded h11 protocol (tasktrail/connections.py)."""
+    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                          http=guarded_protocol(limits, refusal, listener, closed),
+                          timeout_keep_alive=limits.keep_alive_timeout_s, backlog=limits.accept_batch, **kw)
 
 
 def open_store(settings: Settings, role: str = "all"):
@@ -104,23 +145,29 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
     grpc_server = None
     servers, socks = [], []
     try:
+        limits = connection_limits(settings, listeners=(role != "ingest") + 2 * (ingestor is not None))
+        closed = closed_counter(registry)
         if role != "ingest":
             query = QueryService(store, query_settings(settings))
             registry.register(LogCollector(query))
             web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
-                                       jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url)
-            servers.append(_Server(uvicorn.Config(create_app(query, store, web_settings, registry),
-                                                  log_level="warning", lifespan="off", access_log=False)))
+                                       jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url,
+                                       public_url=settings.public_url)
+            web_app = guard_hosts(create_app(query, store, web_settings, registry), settings,
+                                  settings.api_token, _web_refusal)
+            servers.append(_Server(_http_config(web_app, limits, _web_refusal, "web", closed)))
             socks.append(_bind(settings.host, settings.http_port))
         if ingestor is not None:
-            otlp_app = create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
-                                            max_body_bytes=settings.max_body_bytes)
-            servers.append(_Server(uvicorn.Config(otlp_app, log_level="warning", lifespan="off", access_log=False,
-                                                  h11_max_incomplete_event_size=1024 * 1024)))
+            otlp_app = guard_hosts(create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
+                                                        max_body_bytes=settings.max_body_bytes),
+                                   settings, settings.ingest_token, _otlp_refusal)
+            servers.append(_Server(_http_config(otlp_app, limits, _otlp_refusal, "otlp_http", closed,
+                                                h11_max_incomplete_event_size=1024 * 1024)))
             socks.append(_bind(settings.host, settings.otlp_http_port))
             grpc_server, grpc_port = await start_grpc_server(
                 ingestor, settings.host, settings.otlp_grpc_port, ingest_token=settings.ingest_token,
-                max_body_bytes=settings.max_body_bytes)
+                max_body_bytes=settings.max_body_bytes, max_connections=limits.max_connections,
+                handshake_timeout_s=limits.header_timeout_s)
         tasks = [asyncio.create_task(srv.serve(sockets=[sock])) for srv, sock in zip(servers, socks)]
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
@@ -128,6 +175,9 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
                     if t.done() and t.exception():
                         raise t.exception()
             await asyncio.sleep(0.01)
+        for sock in socks:
+            # asyncio listened with uvicorn's `backlog`, our accept batch; give the kernel's queue its room back.
+            sock.listen(LISTEN_QUEUE)
         ports = [sock.getsockname()[1] for sock in socks]
         bound = Bound(ports[0] if role != "ingest" else None,
                       ports[-1] if ingestor is not None else None,

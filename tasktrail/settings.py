@@ -9,6 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Optional
+from urllib.parse import urlsplit
 
 # Decode/map processes: one per core, at most 4 (the writer is one thread; more do not help it).
 DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
@@ -27,6 +28,16 @@ class Settings:
     ingest_token: Optional[str] = None
     api_token: Optional[str] = None
     metrics_public: bool = True
+    # Hosts a listener without a token answers to, besides loopback and --host (tasktrail/hosts.py).
+    allowed_hosts: tuple = ()
+    # Where browsers reach the UI: its host is allowed, https:// makes the login cookie Secure, and alerts and
+    # dashboards link to its pages. None: the served address (server.public_url).
+    public_url: Optional[str] = None
+    # Per HTTP listener (web, OTLP/HTTP): tasktrail/connections.py.
+    max_connections: int = 1000
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    keep_alive_timeout_s: float = 5.0
     max_body_bytes: int = 64 * 1024 * 1024
     queue_records: int = 200_000
     max_batch_records: int = 100_000
@@ -40,7 +51,6 @@ class Settings:
     spike_window_s: float = 900.0
     spike_factor: float = 3.0
     jaeger_url: Optional[str] = None
-    public_url: Optional[str] = None     # None: the served address (server.public_url)
     tempo_url: Optional[str] = None
     sql_timeout_s: float = 10.0
     sql_max_rows: int = 10_000
@@ -85,11 +95,23 @@ class Settings:
             problems.append("store must be ducklake:postgres:<libpq settings> or ducklake:<catalog file>")
         if self.store and not self.data_path:
             problems.append("a ducklake store needs data_path (--data-path)")
-        if self.public_url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url):
-            problems.append(f"public_url must be an http:// or https:// URL without query or fragment, "
-                            f"got {self.public_url!r}")
+        if self.public_url is not None and (
+                not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url)
+                or not urlsplit(self.public_url).hostname):
+            problems.append(f"public_url must be an http:// or https:// URL with a host and without query or "
+                            f"fragment, got {self.public_url!r}")
         if self.tempo_url and "{trace_id}" not in self.tempo_url:
             problems.append("tempo_url must be a template holding {trace_id}")
+        if self.max_connections < 1:
+            problems.append("max_connections must be at least 1")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive")
+        from .hosts import host_rule
+        try:
+            host_rule(self.host, self.allowed_hosts, hostname="")
+        except ValueError as exc:
+            problems.append(str(exc))
         return problems
 
     def exposed_without_token(self) -> bool:
@@ -108,6 +130,14 @@ SETTINGS_HELP = {
     "ingest_token": "Bearer token OTLP clients must send.",
     "api_token": "Bearer token the UI/API needs (health stays open).",
     "metrics_public": "Serve /metrics without the API token (for a Prometheus that has none).",
+    "allowed_hosts": "More Host names a listener without a token answers to (besides localhost, 127.0.0.1, [::1], "
+                     "--host and --public-url's host; with --host 0.0.0.0 also IP addresses and the hostname); "
+                     "'*.example.com' for subdomains, '*' for any.",
+    "max_connections": "Open connections per HTTP listener; at the cap the one that waited longest for a request "
+                       "head is closed, else 503.",
+    "header_timeout_s": "Seconds a client has to send a request's line and headers (then 408 and close).",
+    "body_timeout_s": "Seconds a client has to send a request's body after its headers (then 408 and close).",
+    "keep_alive_timeout_s": "Seconds an idle keep-alive connection stays open.",
     "max_body_bytes": "Largest OTLP request, before and after inflating (gzip, deflate).",
     "queue_records": "Write-queue capacity in records; past it ingest answers 429 / RESOURCE_EXHAUSTED.",
     "max_batch_records": "Most records the writer commits in one transaction.",
@@ -121,8 +151,9 @@ SETTINGS_HELP = {
     "spike_factor": "A task's failure rate over the window this many times its baseline is a spike.",
     "jaeger_url": "Jaeger base URL; invocations link to {jaeger}/trace/{trace_id}.",
     "tempo_url": "Grafana Tempo URL template holding {trace_id}.",
-    "public_url": "Base URL people reach the web UI at (behind a proxy, a path prefix included); alerts and the "
-                  "Grafana dashboard link to its pages through tasktrail_info. Default: the served address.",
+    "public_url": "Base URL people reach the web UI at (behind a proxy, a path prefix included): its host is "
+                  "allowed, https:// makes the login cookie Secure, alerts and the Grafana dashboard link to its "
+                  "pages through tasktrail_info. Default: the served address.",
     "sql_timeout_s": "Time limit of one ad-hoc SQL query.",
     "sql_max_rows": "Row cap of one ad-hoc SQL query.",
     "retention_days": "Keep this many days of data (whole days; invocations go whole), counted from a record's "

@@ -68,11 +68,13 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(db: str, *args: str, timeout: float = 30, env: dict | None = None) -> Server:
-    """Start `tasktrail serve` on port 0 for every listener and read the ports it prints."""
+def start_server(db: str, *args: str, timeout: float = 30, env: dict | None = None, preexec_fn=None) -> Server:
+    """Start `tasktrail serve` on port 0 for every listener and read the ports it prints (`preexec_fn` runs
+    in the child before it starts, e.g. to lower its file limit)."""
     cmd = [sys.executable, "-m", "tasktrail", "serve", "--db", db, "--http-port", "0",
            "--otlp-http-port", "0", "--otlp-grpc-port", "0", "--log-level", "warning", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env,
+                            preexec_fn=preexec_fn)
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     ports = {}

@@ -56,9 +56,9 @@ class Recorder:
         out = ["# Reliability: what was tried and what came of it",
                "",
                "Written by the test suite (test_reliability, test_bad_input, test_fuzz, test_openapi, test_security,",
-               "test_ducklake, test_values) on every full green run; each row is one test's own count, not a claim "
-               "made by hand.",
-               ""] + DELIVERY_RULES
+               "test_hosts, test_slow_clients, test_session, test_ui_login, test_ducklake, test_values) on every full",
+               "green run; each row is one test's own count, not a claim made by hand.",
+               ""] + DELIVERY_RULES + connection_limits()
         for section in ("Faults and load", "Bad input", "Fuzzing", "API", "Security"):
             rows = [r for r in self.rows if r[0] == section]
             if not rows:
@@ -91,6 +91,37 @@ DELIVERY_RULES = [
     "  whole window; no retention pass, not even the one at the next start, removes what it just acknowledged.",
     "",
 ]
+
+def connection_limits() -> list[str]:
+    """The limits on connections and Hosts (tasktrail/connections.py, tasktrail/hosts.py), defaults read
+    from Settings so the page cannot disagree with the code; test_slow_clients and test_hosts try them."""
+    from tasktrail.connections import ACCEPT_BATCH, LISTEN_QUEUE
+    from tasktrail.settings import Settings as S
+    rows = [
+        ("open connections per listener (web, OTLP/HTTP, gRPC)", f"{S.max_connections}", "`--max-connections`",
+         "HTTP: a new connection closes the one that has waited longest for a request head (slow or idle "
+         "keep-alive); when every one is busy with a request, 503 + Retry-After: 1 and close. gRPC: new "
+         "connections are closed (grpc's quota)"),
+        ("request line and headers", f"{S.header_timeout_s:g} s from the connection (or the next request's first "
+         "byte)", "`--header-timeout`", "408 in the listener's error shape if part of a head came, else close; "
+         "bytes trickling in do not extend it. gRPC: the HTTP/2 handshake, then close"),
+        ("request body", f"{S.body_timeout_s:g} s from the head (time the server pauses reading not counted)",
+         "`--body-timeout`", "408 and close"),
+        ("idle keep-alive connection", f"{S.keep_alive_timeout_s:g} s", "`--keep-alive-timeout`", "close"),
+        ("file descriptors", f"listeners × (connections + {ACCEPT_BATCH}) + 256", "`ulimit -n`",
+         "the soft limit is raised to fit (up to the hard limit); if the hard limit is smaller, the connection "
+         "cap is lowered to fit and a warning says so, so accept() never runs out of files"),
+        ("listen queue", f"{LISTEN_QUEUE} connections", "—", "the kernel's; costs the process no file"),
+        ("Host header of a listener without a token", "localhost, 127.0.0.1, [::1], `--host`, `--public-url`'s "
+         "host; with `--host 0.0.0.0`/`::` also IP literals and the hostname", "`--allowed-host` (repeatable; "
+         "`*.domain`, `*`)", "400 in the listener's error shape, naming `--allowed-host`; with a token the "
+         "token decides and any Host is served"),
+    ]
+    return ["## Limits: connections, request deadlines, Hosts (web and OTLP/HTTP ports)", "",
+            "What one client can hold, and for how long. Counted in `tasktrail_http_connections_closed_total"
+            "{listener, reason}`.", "", "| limit | default | flag | past it |", "|---|---|---|---|"] + \
+        [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows] + [""]
+
 
 RECORDER = Recorder()
 EXPECTED_SECTIONS = {"Faults and load", "Bad input", "Fuzzing", "API", "Security"}

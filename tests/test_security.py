@@ -119,13 +119,13 @@ def test_headers_content_types_and_csrf(server, record):
         if path.startswith("/api/"):
             assert r.headers["content-type"].startswith("application/json")
     mutating = [("/api/v1/sql", {"json": {"sql": "select 1"}}), ("/api/v1/log-explorer", {"json": {"text": "x"}}),
-                ("/login", {"data": {"token": "x"}})]
+                ("/login", {"data": {"token": "x"}}), ("/logout", {})]
     for path, kw in mutating:
         r = httpx.post(server.web + path, headers={"Origin": "http://evil.example"}, **kw)
         assert r.status_code == 403 and "cross-site" in r.json()["error"]["message"], (path, r.text)
         same = httpx.post(server.web + path, headers={"Origin": server.web}, **kw)
         assert same.status_code != 403, path
     record(SECTION, "security headers and content types on pages, API answers and errors; cross-site POSTs to "
-                    "every mutating route (/api/v1/sql, /api/v1/log-explorer, /login)", len(pages) + len(mutating),
+                    "every mutating route (/api/v1/sql, /api/v1/log-explorer, /login, /logout)", len(pages) + len(mutating),
            "CSP with script-src 'self' (no inline script), X-Frame-Options DENY, nosniff on every answer; API "
            "answers application/json; cross-site POSTs 403, same-origin ones served")

@@ -1,6 +1,7 @@
 """create_app: the web/API Starlette app. Resources (store, query service) are passed in."""
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from .auth import token_ok
 from .errors import EXCEPTION_HANDLERS, error_response
 from .metrics import metrics_endpoint
 
-OPEN_PATHS = ("/healthz", "/readyz", "/login")
-COOKIE = "tasktrail_token"
+OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout")
+# The login cookie holds a value derived from the API token (session_value), never the token itself.
+COOKIE = "tasktrail_session"
 # Scripts: only our own files (no inline script, no eval). Styles may be inline: the graph library sets them.
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -42,6 +44,15 @@ class WebSettings:
     jaeger_url: Optional[str] = None
     tempo_url: Optional[str] = None
     tail_interval_s: float = 0.25
+    public_url: Optional[str] = None  # https:// here makes the login cookie Secure
+
+
+def session_value(api_token: str) -> str:
+    """The login cookie's value: HMAC-SHA256 of a fixed label keyed with the API token, hex (64 chars).
+
+    It proves the browser logged in with the token without holding it (the cookie cannot be replayed as
+    a bearer token, nor read back into one), and it changes when the token does, which ends every session."""
+    return hmac.new(api_token.encode(), b"tasktrail browser session v1", hashlib.sha256).hexdigest()
 
 
 class TokenMiddleware:
@@ -51,6 +62,7 @@ class TokenMiddleware:
     def __init__(self, app: ASGIApp, settings: WebSettings) -> None:
         self.app = app
         self.settings = settings
+        self.session = session_value(settings.api_token) if settings.api_token else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.settings.api_token:
@@ -60,7 +72,7 @@ class TokenMiddleware:
                 request = Request(scope)
                 cookie = request.cookies.get(COOKIE)
                 ok = token_ok(self.settings.api_token, request.headers.get("authorization")) or (
-                    cookie is not None and hmac.compare_digest(cookie.encode(), self.settings.api_token.encode()))
+                    cookie is not None and hmac.compare_digest(cookie.encode(), self.session.encode()))
                 if not ok:
                     if request.method == "GET" and not path.startswith("/api/") and \
                             "text/html" in request.headers.get("accept", ""):
@@ -117,11 +129,18 @@ def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "schema_version": version})
 
 
+def _served_over_https(request: Request, settings: WebSettings) -> bool:
+    """True when the browser reaches this server over https: the request's scheme (uvicorn takes it from
+    X-Forwarded-Proto when the proxy is trusted, FORWARDED_ALLOW_IPS) or an https --public-url."""
+    return request.url.scheme == "https" or (settings.public_url or "").lower().startswith("https://")
+
+
 async def login(request: Request) -> Response:
-    """A token form for browsers: sets an HttpOnly, SameSite=Strict cookie holding the API token."""
+    """A token form for browsers: sets an HttpOnly, SameSite=Strict cookie holding session_value(token),
+    Secure when served over https."""
     settings: WebSettings = request.app.state.web_settings
     nxt = request.query_params.get("next") or "/"
-    if not nxt.startswith("/") or nxt.startswith("//"):
+    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
         nxt = "/"
     error = None
     if request.method == "POST":
@@ -129,7 +148,8 @@ async def login(request: Request) -> Response:
         token = str(form.get("token") or "")
         if settings.api_token and hmac.compare_digest(token.encode(), settings.api_token.encode()):
             resp = RedirectResponse(nxt, status_code=303)
-            resp.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            resp.set_cookie(COOKIE, session_value(settings.api_token), httponly=True, samesite="strict",
+                            secure=_served_over_https(request, settings))
             return resp
         error = "That token is not the one this server was started with."
     return pages.TEMPLATES.TemplateResponse(request, "login.html", {
@@ -138,11 +158,20 @@ async def login(request: Request) -> Response:
         status_code=401 if error else 200)
 
 
+async def logout(request: Request) -> Response:
+    """POST only (the CSRF check covers it): expires the login cookie and sends the browser to /login."""
+    settings: WebSettings = request.app.state.web_settings
+    resp = RedirectResponse("/login" if settings.api_token else "/", status_code=303)
+    resp.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=_served_over_https(request, settings))
+    return resp
+
+
 def create_app(query: QueryService, store, settings: WebSettings = WebSettings(), registry=None) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
         Route("/metrics", metrics_endpoint),
         Mount("/api/v1", routes=api.ROUTES),
         Mount("/static", app=StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
