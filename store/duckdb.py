@@ -32,6 +32,7 @@ from tasktrail.proto.model import TABLES
 from .api import (Ack, LedgerEntry, QueryError, QueryTimeout, QueueFull, Result, StoreClosed,
                   StoreUnavailable, WriterStats)
 from . import state
+from .fold_cache import KnownIds, RecentHistories
 from .runner_fold import RunnerFold
 from .rows import arrow_schemas, check_schema, to_arrow
 
@@ -140,6 +141,10 @@ class DuckDBStore:
         # runner_state as last committed, folded in Python by the writer (store/runner_fold.py).
         self._runners = RunnerFold()
         self._runner_changes: dict = {}
+        # What spares the fold a read of stored records (store/fold_cache.py).
+        self._known = KnownIds()
+        self._recent = RecentHistories()
+        self._recent_updates: dict = {}
         # No file access for any statement (the SQL endpoint's second wall); Arrow appends still work.
         # Checkpoints block every commit while they run, so the writer checkpoints when it is idle
         # (`idle_checkpoint_bytes` of WAL) and DuckDB's own threshold is only the backstop under load.
@@ -260,6 +265,8 @@ class DuckDBStore:
         n = state.rebuild(self._con)
         if self.fold_in_writer:
             self._runners.load(self._con)
+            self._known.load(self._con)
+            self._recent.clear()
         return n
 
     def schema_version(self) -> str:
@@ -286,6 +293,8 @@ class DuckDBStore:
 
         if self.fold_in_writer:
             self._runners.load(con)
+            self._known.load(con)
+            self._recent.clear()
 
     def _remember(self, hashes) -> None:
         """Note committed record identities; the oldest are forgotten past the window (a whole batch's
@@ -482,6 +491,7 @@ class DuckDBStore:
                     self._next_batch = batch + 1
                     self._remember(noted)
                     self._runners.apply(self._runner_changes)
+                    self._recent.apply(self._recent_updates)
                     for it in fresh:
                         self._hashes[it.entry.request_hash] = batch
                     while len(self._hashes) > self._dedupe_window:
@@ -517,6 +527,7 @@ class DuckDBStore:
         noted: set[int] = set()
         appended: dict = {}
         self._runner_changes = {}
+        self._recent_updates = {}
         con.begin()
         try:
             for table in TABLES:
@@ -541,7 +552,8 @@ class DuckDBStore:
                     tbl = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
                     tbl = self._drop_seen(table, tbl, noted)
                     if table == "transitions" and self.fold_in_writer:
-                        tbl = state.fold_transitions(con, tbl)  # exact: against each invocation's records
+                        # exact: against each invocation's records
+                        tbl, self._recent_updates = state.fold_transitions(con, tbl, self._known, self._recent)
                     if tbl.num_rows:
                         self._insert(con, table, batch, tbl)
                         appended[table] = tbl

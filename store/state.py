@@ -11,10 +11,12 @@ import numpy as np
 import pyarrow.compute as pc
 
 from tasktrail.proto.history import RANK, settle
+from tasktrail.proto.status import FINAL_STATUSES
 
 from tasktrail.proto import history_batch
 
 _RANK_STATUSES = pa.array(list(RANK), pa.string())
+_FINAL = pa.array(sorted(FINAL_STATUSES), pa.string())
 _RANK_VALUES = pa.array(list(RANK.values()) + [3], pa.int64())   # an unknown status ranks 3
 # What the fold reads of an invocation's records, in arrival order (batch, then position in the batch).
 HISTORY_COLUMNS = ("ts", "app_id", "invocation_id", "task_id", "status", "attempt", "seq", "record_id",
@@ -139,60 +141,84 @@ def _read_into(out: dict, con, table: str, lo_us: int, hi_us: int, ids: list, wa
             out.setdefault(key, []).append(d)
 
 
-def fold_transitions(con, new: pa.Table) -> pa.Table:
-    """Fold one batch's transitions into invocation_state, in the transaction that appends them, and
-    return the rows to append: those whose record_id this invocation already holds (an at-least-once
-    re-delivery) or that repeat one earlier in the batch are left out. Call it before appending.
+def fold_transitions(con, new: pa.Table, known=None, recent=None) -> tuple[pa.Table, dict]:
+    """Fold one batch's transitions into invocation_state, in the transaction that appends them. Returns
+    the rows to append — those whose record_id this invocation already holds (an at-least-once
+    re-delivery) or that repeat one earlier in the batch are left out; call it before appending — and the
+    updates of `recent` to apply once the batch commits.
 
     New invocations in plain order (nearly all) are summed up for the whole batch at once
-    (store/history_batch.py); the others get the full rule from all their records (`state_of`)."""
+    (proto/history_batch.py); the others get the full rule from all their records (`state_of`).
+    `known` and `recent` (store/fold_cache.py, the writer's) spare the read of stored records: an id
+    `known` never saw is new, a history `recent` holds is the stored one."""
     sel = new.select(list(HISTORY_COLUMNS))
     sel = sel.set_column(0, "ts", sel.column("ts").cast(pa.int64()))  # timestamp[us] -> micros
     grp = history_batch.group(sel)
     firsts = sel.select(["app_id", "invocation_id"]).take(pa.array(grp.first_row)).to_pydict()
     keys = list(zip(firsts["app_id"], firsts["invocation_id"]))
-    prior = read_histories(con, keys)
+    maybe = known.maybe(firsts["invocation_id"]) if known is not None else None
+    prior: dict[tuple, list[dict]] = {}
+    ask = []
+    for k, key in enumerate(keys):
+        held = recent.get(key) if recent is not None else None
+        if held is not None:
+            prior[key] = held
+        elif maybe is None or maybe[k]:
+            ask.append(key)
+    if ask:
+        prior.update(read_histories(con, ask))
     quick = grp.plain.copy()
     for k, key in enumerate(keys):
         if key in prior:
             quick[k] = False
+    updates: dict[tuple, Optional[list]] = {}
     if quick.any():
-        _insert_new(con, sel, grp, np.nonzero(quick)[0])
-    if quick.all():
-        return new
-    # The rest, one invocation at a time: its stored records and this batch's, under the full rule.
-    slow = np.nonzero(~quick[grp.of_row])[0]
-    cols = sel.take(pa.array(slow)).to_pydict()
-    rows_of: dict[tuple, list[tuple[int, dict]]] = {}
-    for j, i in enumerate(slow.tolist()):
-        d = {c: cols[c][j] for c in HISTORY_COLUMNS}
-        rows_of.setdefault((d["app_id"], d["invocation_id"]), []).append((i, d))
+        which = np.nonzero(quick)[0]
+        final = _insert_new(con, sel, grp, which)
+        if recent is not None and not final.all():  # unfinished: their next records are on their way
+            open_rows = np.nonzero(np.isin(grp.of_row, which[~final]))[0]
+            for d in sel.take(pa.array(open_rows)).to_pylist():
+                updates.setdefault((d["app_id"], d["invocation_id"]), []).append(d)
     keep = np.ones(new.num_rows, bool)
-    states, new_states = [], []
-    for key, rows in rows_of.items():
-        old = prior.get(key, [])
-        seen = {r["record_id"] for r in old if r["record_id"] is not None}
-        fresh = []
-        for i, d in rows:
-            rid = d["record_id"]
-            if rid is not None:
-                if rid in seen:
-                    keep[i] = False
-                    continue
-                seen.add(rid)
-            fresh.append(d)
-        if fresh:
-            st = state_of(old + fresh)
-            if st is not None:
-                (states if old else new_states).append(st)
-    _upsert(con, new_states, new=True)
-    _upsert(con, states)
-    return new if keep.all() else new.filter(pa.array(keep))
+    if not quick.all():
+        # The rest, one invocation at a time: its stored records and this batch's, under the full rule.
+        slow = np.nonzero(~quick[grp.of_row])[0]
+        cols = sel.take(pa.array(slow)).to_pydict()
+        rows_of: dict[tuple, list[tuple[int, dict]]] = {}
+        for j, i in enumerate(slow.tolist()):
+            d = {c: cols[c][j] for c in HISTORY_COLUMNS}
+            rows_of.setdefault((d["app_id"], d["invocation_id"]), []).append((i, d))
+        states, new_states = [], []
+        for key, rows in rows_of.items():
+            old = prior.get(key, [])
+            seen = {r["record_id"] for r in old if r["record_id"] is not None}
+            fresh = []
+            for i, d in rows:
+                rid = d["record_id"]
+                if rid is not None:
+                    if rid in seen:
+                        keep[i] = False
+                        continue
+                    seen.add(rid)
+                fresh.append(d)
+            if fresh:
+                st = state_of(old + fresh)
+                if st is not None:
+                    (states if old else new_states).append(st)
+                    updates[key] = None if st[3] in FINAL_STATUSES else old + fresh
+        _upsert(con, new_states, new=True)
+        _upsert(con, states)
+    if known is not None:
+        fresh_ids = [key[1] for key in keys if key not in prior]
+        if fresh_ids:
+            known.add(fresh_ids, con)
+    return (new if keep.all() else new.filter(pa.array(keep))), updates
 
 
-def _insert_new(con, sel: pa.Table, grp, which) -> None:
+def _insert_new(con, sel: pa.Table, grp, which) -> np.ndarray:
     """INSERT the state of the invocations `which` (group numbers of `grp`, plain order, not yet in
-    invocation_state) from their summaries, as columns: no Python value per record."""
+    invocation_state) from their summaries, as columns: no Python value per record. Returns, per
+    invocation of `which`, whether its status is final."""
     def rows(idx):
         return pa.array(idx[which])
 
@@ -222,6 +248,7 @@ def _insert_new(con, sel: pa.Table, grp, which) -> None:
         con.execute("INSERT INTO invocation_state BY NAME SELECT *, hash(invocation_id) AS id_hash FROM tt_state_in")
     finally:
         con.unregister("tt_state_in")
+    return pc.is_in(status, value_set=_FINAL).to_numpy(zero_copy_only=False)
 
 
 def refold(con, ranges: dict[tuple, tuple]) -> int:
