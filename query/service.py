@@ -21,6 +21,7 @@ from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
 from . import log_explorer, sql_guard, timeline as tl, traces, values
+from .times import cursor_time, parse_time
 from .adjust import adjustment, settled
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
@@ -90,23 +91,6 @@ def iso(value: Any) -> Optional[str]:
     return str(value)
 
 
-def parse_time(value: Optional[str], name: str) -> Optional[datetime]:
-    """An RFC 3339 / ISO 8601 filter value as naive UTC; relative forms like `-1h` too."""
-    if value is None or value == "":
-        return None
-    v = value.strip()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if v[:1] == "-" and v[-1:] in units and v[1:-1].replace(".", "", 1).isdigit():
-        return datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=float(v[1:-1]) * units[v[-1]])
-    try:
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name} is not an RFC 3339 time or a relative time like -1h: {value!r}") from None
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
-    return dt
-
-
 def _limit(limit: Optional[int]) -> int:
     if limit is None:
         return DEFAULT_LIMIT
@@ -119,11 +103,12 @@ def _encode_cursor(values: list) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> list:
+def _decode_cursor(cursor: str, n: int = 2) -> list:
+    """The `n` values a cursor of this server holds; BadRequest for anything else."""
     try:
         pad = "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(cursor + pad))
-        if not isinstance(values, list):
+        if not isinstance(values, list) or len(values) != n:
             raise ValueError
         return values
     except (ValueError, TypeError):
@@ -218,6 +203,9 @@ class QueryService:
             params += [f"%{q}%", f"%{q}%"]
         if cursor:
             c_key, c_id = _decode_cursor(cursor)
+            c_key = cursor_time(c_key) if cast else c_key
+            if not isinstance(c_key, (str, datetime, type(None))) or not isinstance(c_id, str):
+                raise BadRequest("cursor is not one this server issued")
             where.append(f"({key}, invocation_id) {'<' if desc else '>'} (?{cast}, ?)")
             params += [c_key, c_id]
         inner = ('WHERE ' + ' AND '.join(inner_where)) if inner_where else ''
@@ -953,6 +941,9 @@ class QueryService:
         where, params = self._log_filters(**filters)
         if cursor:
             c_ts, c_batch = _decode_cursor(cursor)
+            c_ts = cursor_time(c_ts)
+            if not isinstance(c_batch, int) or isinstance(c_batch, bool) or abs(c_batch) >= 2**63:
+                raise BadRequest("cursor is not one this server issued")
             where.append("(ts, batch) < (?::TIMESTAMP, ?)")
             params += [c_ts, c_batch]
         preview = self.settings.previews.value_bytes
