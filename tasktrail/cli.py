@@ -70,7 +70,9 @@ def _serve_options(fn):
                   envvar="TASKTRAIL_API_TOKEN_FILE", help="Read the API token from this file.")
     @click.option("--metrics-public/--metrics-private", default=Settings.metrics_public, show_default=True,
                   envvar="TASKTRAIL_METRICS_PUBLIC",
-                  help="Whether /metrics is served without the API token (Prometheus often has none).")
+                  help="Serve /metrics without the API token. Private by default: with --api-token set, /metrics "
+                       "needs the token too (its labels name apps, tasks and runners); --metrics-public opens it "
+                       "for a Prometheus that has none. Without --api-token every read is open.")
     @click.option("--max-body-bytes", type=click.IntRange(1024), default=Settings.max_body_bytes, show_default=True,
                   envvar="TASKTRAIL_MAX_BODY_BYTES", help="Largest OTLP request, before and after inflating (gzip, deflate).")
     @click.option("--queue-records", type=click.IntRange(1), default=Settings.queue_records, show_default=True,

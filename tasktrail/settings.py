@@ -25,7 +25,8 @@ class Settings:
     otlp_http_port: int = 4318
     ingest_token: Optional[str] = None
     api_token: Optional[str] = None
-    metrics_public: bool = True
+    # /metrics needs the API token like every read (its labels name apps, tasks and runners) unless opened.
+    metrics_public: bool = False
     max_body_bytes: int = 64 * 1024 * 1024
     queue_records: int = 200_000
     max_batch_records: int = 100_000
@@ -102,7 +103,8 @@ SETTINGS_HELP = {
     "otlp_http_port": "OTLP/HTTP receiver. 0 picks a free port.",
     "ingest_token": "Bearer token OTLP clients must send.",
     "api_token": "Bearer token the UI/API needs (health stays open).",
-    "metrics_public": "Serve /metrics without the API token (for a Prometheus that has none).",
+    "metrics_public": "Serve /metrics without the API token (for a Prometheus that has none). Off by default: "
+                      "with an API token set, /metrics needs it too.",
     "max_body_bytes": "Largest OTLP request, before and after inflating (gzip, deflate).",
     "queue_records": "Write-queue capacity in records; past it ingest answers 429 / RESOURCE_EXHAUSTED.",
     "max_batch_records": "Most records the writer commits in one transaction.",

@@ -38,7 +38,7 @@ SECURITY_HEADERS = [
 @dataclass(frozen=True)
 class WebSettings:
     api_token: Optional[str] = None
-    metrics_public: bool = True
+    metrics_public: bool = False
     jaeger_url: Optional[str] = None
     tempo_url: Optional[str] = None
     tail_interval_s: float = 0.25
