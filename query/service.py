@@ -10,7 +10,6 @@ import json
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 from . import log_explorer, sql_guard, timeline as tl, traces, values
 from .times import cursor_time, parse_time
 from .adjust import adjustment, settled
+from .sql_answer import AnswerBuilder, SqlAnswer
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
 
@@ -46,6 +46,8 @@ class QuerySettings:
     query_timeout_s: float = 10.0
     sql_timeout_s: float = 10.0
     sql_max_rows: int = 10_000
+    sql_max_bytes: int = 32 << 20         # JSON bytes of one ad-hoc SQL answer (query/sql_answer.py)
+    sql_wait_s: float = 2.0               # how long a query waits for a free SQL cursor before 429
     family_max_nodes: int = 200
     family_max_depth: int = 16
     # How far before a timeline window to look for work still open at its start: one window length,
@@ -1341,15 +1343,17 @@ class QueryService:
                                "spike_window_s": s.spike_window_s, "spike_factor": s.spike_factor}}
 
     # --- ad-hoc SQL ------------------------------------------------------------------
-    def sql(self, statement: str) -> dict:
+    def sql(self, statement: str) -> SqlAnswer:
+        """One ad-hoc SELECT under its limits (time, rows, bytes, how many at once): the SqlAnswer.
+        Raises BadRequest (refused or failing SQL), QueryTimeout, ReadersBusy (every SQL cursor busy)."""
         sql_guard.check(statement)
+        s = self.settings
         try:
-            r = self.log.query(statement, (), timeout_s=self.settings.sql_timeout_s,
-                               max_rows=self.settings.sql_max_rows)
+            return self.log.stream(statement, AnswerBuilder(max_rows=s.sql_max_rows, max_bytes=s.sql_max_bytes,
+                                                            timeout_s=s.sql_timeout_s),
+                                   timeout_s=s.sql_timeout_s, wait_s=s.sql_wait_s)
         except QueryError as exc:
             raise BadRequest(f"SQL error: {exc}") from None
-        return {"columns": r.columns, "rows": [[jsonable(v) for v in row] for row in r.rows],
-                "truncated": r.truncated}
 
 
 _SEVERITY_SQL = ("coalesce(nullif(severity_number, 0), CASE upper(severity_text) WHEN 'TRACE' THEN 1 "
@@ -1441,22 +1445,6 @@ def _any(v) -> dict:
 
 def _kv(d: dict) -> list:
     return [{"key": k, "value": _any(v)} for k, v in d.items()]
-
-
-def jsonable(v):
-    if isinstance(v, datetime):
-        return iso(v)
-    if isinstance(v, Decimal):  # DuckDB's HUGEINT/DECIMAL, e.g. sum() of integers
-        return int(v) if v == v.to_integral_value() else float(v)
-    if isinstance(v, (bytes, bytearray)):
-        return base64.b64encode(v).decode()
-    if isinstance(v, (int, float, str, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    return str(v)
 
 
 __all__ = ["QueryService", "QuerySettings", "NotFound", "BadRequest", "QueryTimeout", "iso", "parse_time"]

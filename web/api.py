@@ -243,7 +243,8 @@ async def sql(request: Request):  # reads the body, then runs the query off the 
         raise BadRequest('body must be JSON: {"sql": "SELECT ..."}') from None
     if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
         raise BadRequest('body must be JSON: {"sql": "SELECT ..."}')
-    return JSONResponse(await run_in_threadpool(_qs(request).sql, body["sql"]))
+    answer = await run_in_threadpool(_qs(request).sql, body["sql"])
+    return Response(answer.body(), media_type="application/json")
 
 
 # Reads shared by an /api/v1 route and its page (web/pages.py): one place parses a request's parameters.
