@@ -972,6 +972,18 @@ class QueryService:
         self._link_by_trace(rows)
         return [_log_line(d, preview) for d in rows], last
 
+    def cut_lines_containing(self, after_batch: int, upto_batch: int, texts: Sequence[str]) -> set[tuple[str, str]]:
+        """(line key, text) for every log line committed in batches (after_batch, upto_batch] whose body is
+        longer than its preview and holds `text` (literal, any case): what a live tail's `q` cannot decide
+        from the preview alone. The key is the one in the line's `values.message.url` (values.log_key)."""
+        if not texts:
+            return set()
+        rows = self._q("SELECT DISTINCT r.batch, epoch_us(r.ts), md5(r.body), w.q FROM log_records r, "
+                       "(SELECT unnest(?::VARCHAR[]) AS q) w WHERE r.batch > ? AND r.batch <= ? "
+                       "AND strlen(r.body) > ? AND contains(lower(r.body), lower(w.q))",
+                       [sorted(set(texts)), after_batch, upto_batch, self.settings.previews.value_bytes]).rows
+        return {(values.log_key(b, ts_us, md5), text) for b, ts_us, md5, text in rows}
+
     def _link_by_trace(self, rows: list[dict]) -> None:
         """Lines without an invocation attribute belong to the invocation of the span they were
         logged in (trace context); looked up at read time, as the span may come after the line."""

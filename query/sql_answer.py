@@ -69,7 +69,7 @@ class AnswerBuilder:
             self.deadline = time.monotonic() + self.timeout_s
         answer = SqlAnswer(list(columns))
         used = len(answer.head()) + 64  # the envelope, with room for the longest notice's difference
-        for batch in _grouped(batches):
+        for batch in _grouped(batches, self._in_time):
             self._in_time()
             if not batch.num_rows:
                 continue
@@ -130,10 +130,12 @@ GROUP_ROWS = 2048
 GROUP_BYTES = 1 << 20
 
 
-def _grouped(batches: Iterator) -> Iterator:
-    """The batches, consecutive small ones combined into one of up to GROUP_ROWS rows / GROUP_BYTES bytes."""
+def _grouped(batches: Iterator, check) -> Iterator:
+    """The batches, consecutive small ones combined into one of up to GROUP_ROWS rows / GROUP_BYTES bytes;
+    `check()` runs as each batch arrives (the time limit)."""
     group, rows, size = [], 0, 0
     for batch in batches:
+        check()
         if not batch.num_rows:
             continue
         if group and (rows + batch.num_rows > GROUP_ROWS or size + batch.nbytes > GROUP_BYTES):

@@ -71,9 +71,10 @@ def _timestamps(arr: pa.Array) -> list:
     unit = arr.type.unit
     lo, hi = pc.min_max(arr.cast(pa.int64())).values()
     per = _PER_SECOND[unit]
-    if lo.is_valid and (lo.as_py() * 1_000_000 // per < _YEARS_1_9999_US[0]
+    if lo.is_valid and (lo.as_py() <= -_INT64_MAX or hi.as_py() >= _INT64_MAX  # -infinity, infinity
+                        or lo.as_py() * 1_000_000 // per < _YEARS_1_9999_US[0]
                         or hi.as_py() * 1_000_000 // per > _YEARS_1_9999_US[1]):
-        raise ValueError("outside years 1-9999")
+        raise ValueError("infinite, or outside years 1-9999")
     naive = arr.cast(pa.timestamp("ns" if unit == "ns" else "us"))  # UTC; s and ms with 6 digits as us
     text = pc.replace_substring(naive.cast(pa.string()), " ", "T", max_replacements=1)
     return pc.binary_join_element_wise(text, pa.scalar("Z"), "").to_pylist()

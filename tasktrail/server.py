@@ -108,7 +108,9 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
             query = QueryService(store, query_settings(settings))
             registry.register(LogCollector(query))
             web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
-                                       jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url)
+                                       jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url,
+                                       max_tails=settings.max_tails,
+                                       max_tails_per_client=settings.max_tails_per_client)
             servers.append(_Server(uvicorn.Config(create_app(query, store, web_settings, registry),
                                                   log_level="warning", lifespan="off", access_log=False)))
             socks.append(_bind(settings.host, settings.http_port))
