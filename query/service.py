@@ -959,12 +959,16 @@ class QueryService:
             nxt = _encode_cursor([iso(last["ts"]).rstrip("Z"), last["batch"]])
         return {"items": items, "next_cursor": nxt}
 
-    def logs_after(self, after_batch: int, *, limit: int = 1000, **filters) -> tuple[list[dict], int]:
-        """Log lines committed in batches after `after_batch`, oldest first, and the newest batch seen:
-        what a live tail sends next."""
+    def logs_after(self, after_batch: int, *, limit: int = 1000, upto_batch: Optional[int] = None,
+                   **filters) -> tuple[list[dict], int]:
+        """Log lines committed in batches after `after_batch` (and up to `upto_batch` when given), oldest
+        first, and the newest batch seen: what a live tail sends next."""
         where, params = self._log_filters(**filters)
         where.append("batch > ?")
         params.append(after_batch)
+        if upto_batch is not None:
+            where.append("batch <= ?")
+            params.append(upto_batch)
         preview = self.settings.previews.value_bytes
         rows = self._q(values.log_lines_sql(LOG_COLUMNS, 'WHERE ' + ' AND '.join(where), "batch, ts", limit, preview),
                        params).dicts()

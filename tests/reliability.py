@@ -97,7 +97,7 @@ def read_limits() -> list[str]:
     and its default as tasktrail.settings has it; the "Read limits" rows below put them to the test."""
     from tasktrail.query.times import EARLIEST, LATEST
     from tasktrail.settings import Settings
-    from tasktrail.web.tail_hub import POLL_LINES, QUEUE_LINES
+    from tasktrail.web.tail_hub import POLL_LINES, RING_BYTES, TAKE_BYTES
     d = Settings()
     return [
         "## Limits on reads: SQL answers, live tails, time windows, /metrics",
@@ -128,8 +128,10 @@ def read_limits() -> list[str]:
         "writes them, nanosecond times, `NaN`/`Infinity`, integers past 64 bits as digits, UHUGEINT, BIT, "
         "TIME WITH TIME ZONE, INTERVAL and GEOMETRY as DuckDB's text (`query/sql_cells.py`).",
         f"- Live tails share one poller: one read of new lines (up to {POLL_LINES}, whole commits) per "
-        "interval whatever the number of tails, matched to each tail's filters in the server; a tail that "
-        f"falls {QUEUE_LINES:,} lines behind is ended with a comment and resumes with Last-Event-ID.",
+        "interval whatever the number of tails, kept encoded once in a ring of at most "
+        f"{RING_BYTES >> 20} MiB that every tail walks at its reader's pace, matching its own filters; a tail "
+        "that falls off the ring is ended with a comment and resumes with Last-Event-ID. A tail that stops "
+        f"reading holds at most {TAKE_BYTES >> 10} KiB of its own.",
         "- Not bounded by tasktrail: DuckDB produces a query's rows a vector (2,048 rows) at a time, and one "
         "vector of huge values (`repeat('x', 40000000)` over 25 rows: 1 GB) exists whole inside DuckDB, about "
         "twice over while its first rows are read, before the byte cap can refuse them; the answer itself "

@@ -368,6 +368,86 @@ def test_tails_filter_and_resume_from_one_poller(server):
     assert _error(httpx.get(server.api + "/logs/tail", params={"since": "yesterday-ish"}), 400)
 
 
+def _log_request(bodies: list[str]) -> bytes:
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.logs.v1 import logs_pb2
+    now = time.time_ns()
+    return logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(scope_logs=[
+        logs_pb2.ScopeLogs(log_records=[logs_pb2.LogRecord(time_unix_nano=now + i, severity_number=9,
+                                                           body=common_pb2.AnyValue(string_value=b))
+                                        for i, b in enumerate(bodies)])])]).SerializeToString()
+
+
+def _dechunk(raw: bytes) -> bytes:
+    """The body of an HTTP/1.1 chunked answer (as much of it as `raw` holds)."""
+    out, rest = b"", raw
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line or b"0", 16)
+        if size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2:]
+    return out
+
+
+def test_a_tail_that_stops_reading_is_ended_and_resumes_whole(server, record):
+    """A tail whose reader stops holds no lines of its own: once the shared ring (16 MiB) has moved past it, it is
+    ended with a comment, the other tails go on, and resuming from its last id gets every line it missed."""
+    lines = [f"burst-{i:05d} " + "y" * 1000 for i in range(24000)]
+    seen_a = []
+
+    def reader():
+        with httpx.stream("GET", server.api + "/logs/tail", params={"q": "burst-"}, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    seen_a.append(json.loads(line[6:])["message"][:11])
+                    if len(seen_a) == len(lines):
+                        return
+
+    a = threading.Thread(target=reader, daemon=True)
+    a.start()
+    host, port = server.web.split("//")[1].split(":")
+    stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect((host, int(port)))
+    stalled.sendall(f"GET /api/v1/logs/tail?q=burst- HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    time.sleep(0.5)
+    for k in range(0, len(lines), 1000):
+        httpx.post(server.otlp_http + "/v1/logs", content=_log_request(lines[k:k + 1000]), headers=PB,
+                   timeout=60).raise_for_status()
+    a.join(60)
+    assert len(seen_a) == len(lines), len(seen_a)
+    raw = b""
+    stalled.settimeout(20)
+    while not raw.endswith(b"\r\n0\r\n\r\n"):
+        chunk = stalled.recv(1 << 20)
+        assert chunk, raw[-300:]
+        raw += chunk
+    stalled.close()
+    body = _dechunk(raw.split(b"\r\n\r\n", 1)[1]).decode()
+    assert "fell too far behind" in body
+    got_b = [json.loads(l[6:])["message"][:11] for l in body.splitlines() if l.startswith("data: ")]
+    last_id = [l[4:] for l in body.splitlines() if l.startswith("id: ")][-1]
+    assert 0 < len(got_b) < len(lines)
+    resumed, union = [], set(got_b)
+    with httpx.stream("GET", server.api + "/logs/tail", params={"q": "burst-"}, headers={"Last-Event-ID": last_id},
+                      timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                resumed.append(json.loads(line[6:])["message"][:11])
+                union.add(resumed[-1])
+                if len(union) >= len(lines):
+                    break
+    assert set(got_b) | set(resumed) == {m[:11] for m in lines} and len(set(resumed)) == len(resumed)
+    complete = [b for b in got_b if b not in set(resumed)]  # what it had whole before it was ended
+    record(SECTION, f"a tail that stops reading during a burst of {len(lines):,} log lines of 1 kB (another tail "
+                    "reading beside it), then resumed from its last id", 1,
+           f"the reading tail got all {len(lines):,}; the stopped one was ended after {len(got_b)} lines with a "
+           "comment saying so once the 16 MiB ring had moved past it, and resuming with Last-Event-ID sent the "
+           f"{len(lines) - len(complete)} it had not completed: every line, none lost")
+
+
 # --- 8. every time parameter, at its extremes ----------------------------------------------------------------
 
 EXTREMES = [

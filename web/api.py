@@ -183,25 +183,23 @@ async def logs_tail(request: Request):
         while tail.after < at:  # resuming from before the poller: this tail's own reads, up to where it stood
             lines, last, more = await run_in_threadpool(lambda: read_after(qs, tail.after, **filters))
             lines = [line for line in lines if line["batch"] <= at]
-            for item in sse_events(lines):
-                yield item
+            if lines:
+                yield b"".join(sse_events(lines))
             tail.after = at if not more or not lines else lines[-1]["batch"]
         quiet = 0.0
         while True:
+            chunk = await hub.take(tail, 1.0)
+            if chunk:
+                quiet = 0.0
+                yield chunk
             if tail.lagging:
                 yield ": this client fell too far behind; reconnect with Last-Event-ID to resume\n\n"
                 return
-            try:
-                batch, item = await asyncio.wait_for(tail.queue.get(), timeout=1.0)
-            except asyncio.TimeoutError:
+            if not chunk:
                 quiet += 1.0
                 if quiet >= 15:
                     quiet = 0.0
                     yield ": keep-alive\n\n"
-                continue
-            quiet = 0.0
-            tail.after = max(tail.after, batch)
-            yield item
 
     return _TailResponse(stream(), hub, tail, media_type="text/event-stream",
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,20 +1,22 @@
 """Live log tails (/api/v1/logs/tail): one shared poller for every open tail, and caps on how many.
 
 However many tails are open, one task reads the lines committed since its last look (one query per
-interval, all lines) and hands each tail the ones its filters match, matched here in Python as the
-SQL of /api/v1/logs matches them. The cost of a poll does not grow with the number of tails; a tail
-costs a queue and a filter check per new line. Only two reads are a tail's own: its backfill and, when
-it resumes (Last-Event-ID) from before the hub's position, catching up to it.
+interval, all lines, whole commits) and keeps them, encoded once, in a ring shared by every tail; each
+tail walks the ring at its reader's pace and sends the lines its filters match (matched here as the SQL
+of /api/v1/logs matches them). The cost of a poll does not grow with the number of tails, and neither
+does memory: the ring holds RING_BYTES of events at most (and always the newest poll). A tail whose
+reader falls off the ring's end is ended with a comment saying so; EventSource reconnects with
+Last-Event-ID and catches up. Only two reads are a tail's own: its backfill and, when it resumes from
+before the hub's position, catching up to it.
 
 Caps: at most `max_total` tails at once and `max_per_client` per client address; past either, the
-tail is refused with 429 and Retry-After. A tail whose reader falls `queue_lines` lines behind is
-ended with a comment saying so; EventSource reconnects with Last-Event-ID and catches up.
+tail is refused with 429 and Retry-After.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Optional
 
@@ -28,7 +30,8 @@ log = logging.getLogger("tasktrail.web")
 POLL_LINES = 1000        # lines one poll reads; a full poll is followed at once by the next
 WHOLE_BATCH_LINES = 100_000  # one commit holding more lines than a poll is read whole (the writer's batch cap)
 RETRY_AFTER_S = 5
-QUEUE_LINES = 5000       # lines a tail may fall behind before it is ended (it resumes with Last-Event-ID)
+RING_BYTES = 16 << 20    # encoded lines kept for tails that are behind; past it the oldest poll is dropped
+TAKE_BYTES = 64 << 10    # events a tail takes from the ring at a time (whole commits): what a stalled one holds
 
 
 def read_after(query: QueryService, after: int, **filters) -> tuple[list[dict], int, bool]:
@@ -39,12 +42,10 @@ def read_after(query: QueryService, after: int, **filters) -> tuple[list[dict], 
     if len(lines) < POLL_LINES:
         return lines, last, False
     whole = [line for line in lines if line["batch"] < last]
-    if not whole:
-        lines, last = query.logs_after(after, limit=WHOLE_BATCH_LINES, **filters)
-        if len(lines) < WHOLE_BATCH_LINES:
-            return lines, last, True
-        whole = [line for line in lines if line["batch"] < last] or lines
-    return whole, whole[-1]["batch"], True
+    if whole:
+        return whole, whole[-1]["batch"], True
+    lines, last = query.logs_after(after, limit=WHOLE_BATCH_LINES, upto_batch=last, **filters)  # that commit
+    return lines, last, True
 
 
 class TooManyTails(Exception):
@@ -103,6 +104,11 @@ class TailFilter:
         return True
 
 
+def _verdict(flt: TailFilter, line: dict, found: set) -> bool:
+    v = flt.matches(line)
+    return (_cut_key(line), flt.q) in found if v is None else v
+
+
 def _cut_key(line: dict) -> Optional[str]:
     """The key of a line whose message is a cut preview (from its body's download url), else None."""
     desc = (line.get("values") or {}).get("message") or {}
@@ -111,14 +117,29 @@ def _cut_key(line: dict) -> Optional[str]:
 
 
 class Tail:
-    """One open tail: what it wants, and the lines (batch, SSE event bytes) waiting to be sent."""
+    """One open tail: what it wants and where its reader stands in the hub's ring."""
 
-    def __init__(self, client: str, flt: TailFilter, after: int, queue_lines: int) -> None:
+    def __init__(self, client: str, flt: TailFilter, after: int, pos: int) -> None:
         self.client = client
         self.filter = flt
         self.after = after                  # the last batch sent or skipped
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=queue_lines)
+        self.pos = pos                      # the seq of the ring entry it is sending
+        self.idx = 0                        # ... and the index of the next line in it
+        self.wake = asyncio.Event()         # set when the ring grows (or the poller fails)
         self.lagging = False
+
+
+@dataclass
+class Entry:
+    """One poll's lines, kept for the tails: encoded once; `found` answers `q` for cut previews."""
+    seq: int
+    start: int                          # the lines are those of batches (start, last]
+    last: int
+    lines: list
+    data: list
+    found: set
+    qs: frozenset                       # the `q` texts `found` was asked for
+    size: int
 
 
 def events(lines: list[dict], data: Optional[list[bytes]] = None) -> list[bytes]:
@@ -134,23 +155,25 @@ def events(lines: list[dict], data: Optional[list[bytes]] = None) -> list[bytes]
 
 
 class TailHub:
-    """The shared poller and the caps; lives on the web app's event loop."""
+    """The shared poller, its ring and the caps; lives on the web app's event loop."""
 
     def __init__(self, query: QueryService, *, interval_s: float = 0.25, max_total: int = 256,
-                 max_per_client: int = 16, queue_lines: int = QUEUE_LINES) -> None:
+                 max_per_client: int = 16, ring_bytes: int = RING_BYTES) -> None:
         self.query = query
         self.interval_s = interval_s
         self.max_total = max_total
         self.max_per_client = max_per_client
-        self.queue_lines = queue_lines
+        self.ring_bytes = ring_bytes
         self.tails: set[Tail] = set()
         self.per_client: Counter = Counter()
+        self.ring: deque[Entry] = deque()
+        self.next_seq = 0
         self.after: Optional[int] = None     # the newest batch the poller has read
-        self.polls = 0                       # reads of new lines, for tests and figures
+        self.polls = 0                       # reads of new lines, for /metrics and tests
         self._task: Optional[asyncio.Task] = None
 
     async def open(self, client: str, flt: TailFilter, resume: Optional[int]) -> tuple[Tail, int]:
-        """A new tail and the batch the poller stands at (its lines after it come through the queue).
+        """A new tail and the batch the poller stands at (lines after it come through the ring).
         Raises TooManyTails when a cap is reached."""
         if len(self.tails) >= self.max_total:
             raise TooManyTails(f"{len(self.tails)} live tails are open, the most this server serves at once "
@@ -158,7 +181,7 @@ class TailHub:
         if self.per_client[client] >= self.max_per_client:
             raise TooManyTails(f"this client holds {self.per_client[client]} live tails, the most one client may "
                                f"(--max-tails-per-client {self.max_per_client}); close one or retry later")
-        tail = Tail(client, flt, 0, self.queue_lines)
+        tail = Tail(client, flt, 0, self.next_seq)
         self.tails.add(tail)
         self.per_client[client] += 1
         try:
@@ -168,6 +191,7 @@ class TailHub:
             self.close(tail)
             raise
         at = self.after
+        tail.pos = self.next_seq
         tail.after = at if resume is None else min(resume, at)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="tasktrail-tail-poller")
@@ -180,8 +204,43 @@ class TailHub:
             if self.per_client[tail.client] <= 0:
                 del self.per_client[tail.client]
 
+    async def take(self, tail: Tail, timeout_s: float) -> bytes:
+        """The next events for the tail from the ring (whole commits, about TAKE_BYTES at most), waiting up
+        to `timeout_s` for new lines; b"" when none came. Sets `tail.lagging` when the ring has moved past it."""
+        if tail.pos >= self.next_seq and not tail.lagging:
+            tail.wake.clear()
+            try:
+                await asyncio.wait_for(tail.wake.wait(), timeout=timeout_s)
+            except asyncio.TimeoutError:
+                return b""
+        out, size = [], 0
+        while size < TAKE_BYTES and tail.pos < self.next_seq and not tail.lagging:
+            if not self.ring or tail.pos < self.ring[0].seq:
+                tail.lagging = True
+                break
+            entry = self.ring[tail.pos - self.ring[0].seq]
+            found = entry.found
+            if tail.filter.q and tail.filter.q not in entry.qs:  # it opened while this poll was read
+                found = found | await run_in_threadpool(self.query.cut_lines_containing, entry.start, entry.last,
+                                                        [tail.filter.q])
+                entry = Entry(**{**entry.__dict__, "found": found, "qs": entry.qs | {tail.filter.q}})
+            lines = entry.lines
+            while tail.idx < len(lines) and size < TAKE_BYTES:
+                end = tail.idx
+                while end < len(lines) and lines[end]["batch"] == lines[tail.idx]["batch"]:
+                    end += 1                                    # one commit: [idx, end)
+                picked = [k for k in range(tail.idx, end) if lines[k]["batch"] > tail.after
+                          and _verdict(tail.filter, lines[k], found)]
+                for item in events([lines[k] for k in picked], [entry.data[k] for k in picked]):
+                    out.append(item)
+                    size += len(item)
+                tail.idx = end
+            if tail.idx >= len(lines):
+                tail.pos, tail.idx = tail.pos + 1, 0
+        return b"".join(out)
+
     async def _run(self) -> None:
-        """Poll while any tail is open; then forget the position (the next tail starts from the newest)."""
+        """Poll while any tail is open; then forget the position and the ring."""
         try:
             while self.tails:
                 more = await self._poll()
@@ -193,50 +252,31 @@ class TailHub:
             log.exception("the live-tail poller failed")
             for tail in list(self.tails):
                 tail.lagging = True
+                tail.wake.set()
         finally:
             if not self.tails:
                 self.after = None
+                self.ring.clear()
 
     async def _poll(self) -> bool:
-        """One read of new lines, handed to every tail; True when more may be waiting."""
+        """One read of new lines, kept in the ring for every tail; True when more may be waiting."""
         start = self.after
         lines, last, more = await run_in_threadpool(read_after, self.query, start)
         self.polls += 1
         if lines:
-            verdicts = {}
-            undecided = set()
-            for tail in list(self.tails):
-                for k, line in enumerate(lines):
-                    v = tail.filter.matches(line)
-                    verdicts[(id(tail), k)] = v
-                    if v is None:
-                        undecided.add((_cut_key(line), tail.filter.q))
+            qs = frozenset(t.filter.q for t in self.tails if t.filter.q)
+            undecided = {q for q in qs for line in lines if _cut_key(line) and q not in (line["message"] or "").lower()}
             found = set()
             if undecided:
-                found = await run_in_threadpool(self.query.cut_lines_containing, start, last,
-                                                sorted({q for _, q in undecided}))
+                found = await run_in_threadpool(self.query.cut_lines_containing, start, last, sorted(undecided))
             data = [orjson.dumps(line) for line in lines]   # encoded once, whatever the number of tails
-            for tail in list(self.tails):
-                picked = []
-                for k, line in enumerate(lines):
-                    v = verdicts.get((id(tail), k), False)
-                    if v is None:
-                        v = (_cut_key(line), tail.filter.q) in found
-                    if v and line["batch"] > tail.after:
-                        picked.append(k)
-                sse = events([lines[k] for k in picked], [data[k] for k in picked])
-                for k, item in zip(picked, sse):
-                    if not _offer(tail, (lines[k]["batch"], item)):
-                        break
+            entry = Entry(self.next_seq, start, last, lines, data, found, qs, sum(map(len, data)))
+            self.ring.append(entry)
+            self.next_seq += 1
+            total = sum(e.size for e in self.ring)
+            while len(self.ring) > 1 and total > self.ring_bytes:
+                total -= self.ring.popleft().size
+            for tail in self.tails:
+                tail.wake.set()
         self.after = last
         return more
-
-
-def _offer(tail: Tail, item) -> bool:
-    """Queue `item` for the tail; False (and the tail marked lagging) when its reader is too far behind."""
-    try:
-        tail.queue.put_nowait(item)
-        return True
-    except asyncio.QueueFull:
-        tail.lagging = True
-        return False
