@@ -23,7 +23,7 @@ from typing import Optional
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from tasktrail.query.service import QueryService
+from tasktrail.query.service import QueryService, iso
 from tasktrail.query.times import parse_time
 
 log = logging.getLogger("tasktrail.web")
@@ -73,7 +73,6 @@ class TailFilter:
         """From the request's filters (validated by QueryService._log_filters first)."""
         level = filters.get("level")
         since = parse_time(filters.get("since"), "since")
-        from tasktrail.query.service import iso
         return cls(app=filters.get("app"), q=(filters.get("q") or None) and filters["q"].lower(),
                    level=QueryService.LEVELS[level.upper()] if level else None, runner=filters.get("runner"),
                    worker=filters.get("worker"), invocation=filters.get("invocation"), task=filters.get("task"),
