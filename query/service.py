@@ -10,7 +10,6 @@ import json
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
@@ -24,7 +23,9 @@ from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
 from . import log_explorer, sql_guard, timeline as tl, traces, values
+from .times import cursor_time, parse_time
 from .adjust import adjustment, settled
+from .sql_answer import AnswerBuilder, SqlAnswer
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
 
@@ -48,6 +49,8 @@ class QuerySettings:
     query_timeout_s: float = 10.0
     sql_timeout_s: float = 10.0
     sql_max_rows: int = 10_000
+    sql_max_bytes: int = 32 << 20         # JSON bytes of one ad-hoc SQL answer (query/sql_answer.py)
+    sql_wait_s: float = 2.0               # how long a query waits for a free SQL cursor before 429
     family_max_nodes: int = 200
     family_max_depth: int = 16
     # How far before a timeline window to look for work still open at its start: one window length,
@@ -93,23 +96,6 @@ def iso(value: Any) -> Optional[str]:
     return str(value)
 
 
-def parse_time(value: Optional[str], name: str) -> Optional[datetime]:
-    """An RFC 3339 / ISO 8601 filter value as naive UTC; relative forms like `-1h` too."""
-    if value is None or value == "":
-        return None
-    v = value.strip()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if v[:1] == "-" and v[-1:] in units and v[1:-1].replace(".", "", 1).isdigit():
-        return datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=float(v[1:-1]) * units[v[-1]])
-    try:
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name} is not an RFC 3339 time or a relative time like -1h: {value!r}") from None
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
-    return dt
-
-
 def _limit(limit: Optional[int]) -> int:
     if limit is None:
         return DEFAULT_LIMIT
@@ -122,11 +108,12 @@ def _encode_cursor(values: list) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> list:
+def _decode_cursor(cursor: str, n: int = 2) -> list:
+    """The `n` values a cursor of this server holds; BadRequest for anything else."""
     try:
         pad = "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(cursor + pad))
-        if not isinstance(values, list):
+        if not isinstance(values, list) or len(values) != n:
             raise ValueError
         return values
     except (ValueError, TypeError):
@@ -221,6 +208,9 @@ class QueryService:
             params += [f"%{q}%", f"%{q}%"]
         if cursor:
             c_key, c_id = _decode_cursor(cursor)
+            c_key = cursor_time(c_key) if cast else c_key
+            if not isinstance(c_key, (str, datetime, type(None))) or not isinstance(c_id, str):
+                raise BadRequest("cursor is not one this server issued")
             where.append(f"({key}, invocation_id) {'<' if desc else '>'} (?{cast}, ?)")
             params += [c_key, c_id]
         inner = ('WHERE ' + ' AND '.join(inner_where)) if inner_where else ''
@@ -959,6 +949,9 @@ class QueryService:
         where, params = self._log_filters(**filters)
         if cursor:
             c_ts, c_batch = _decode_cursor(cursor)
+            c_ts = cursor_time(c_ts)
+            if not isinstance(c_batch, int) or isinstance(c_batch, bool) or abs(c_batch) >= 2**63:
+                raise BadRequest("cursor is not one this server issued")
             where.append("(ts, batch) < (?::TIMESTAMP, ?)")
             params += [c_ts, c_batch]
         preview = self.settings.previews.value_bytes
@@ -972,18 +965,34 @@ class QueryService:
             nxt = _encode_cursor([iso(last["ts"]).rstrip("Z"), last["batch"]])
         return {"items": items, "next_cursor": nxt}
 
-    def logs_after(self, after_batch: int, *, limit: int = 1000, **filters) -> tuple[list[dict], int]:
-        """Log lines committed in batches after `after_batch`, oldest first, and the newest batch seen:
-        what a live tail sends next."""
+    def logs_after(self, after_batch: int, *, limit: int = 1000, upto_batch: Optional[int] = None,
+                   **filters) -> tuple[list[dict], int]:
+        """Log lines committed in batches after `after_batch` (and up to `upto_batch` when given), oldest
+        first, and the newest batch seen: what a live tail sends next."""
         where, params = self._log_filters(**filters)
         where.append("batch > ?")
         params.append(after_batch)
+        if upto_batch is not None:
+            where.append("batch <= ?")
+            params.append(upto_batch)
         preview = self.settings.previews.value_bytes
         rows = self._q(values.log_lines_sql(LOG_COLUMNS, 'WHERE ' + ' AND '.join(where), "batch, ts", limit, preview),
                        params).dicts()
         last = max((d["batch"] for d in rows), default=after_batch)
         self._link_by_trace(rows)
         return [_log_line(d, preview) for d in rows], last
+
+    def cut_lines_containing(self, after_batch: int, upto_batch: int, texts: Sequence[str]) -> set[tuple[str, str]]:
+        """(line key, text) for every log line committed in batches (after_batch, upto_batch] whose body is
+        longer than its preview and holds `text` (literal, any case): what a live tail's `q` cannot decide
+        from the preview alone. The key is the one in the line's `values.message.url` (values.log_key)."""
+        if not texts:
+            return set()
+        rows = self._q("SELECT DISTINCT r.batch, epoch_us(r.ts), md5(r.body), w.q FROM log_records r, "
+                       "(SELECT unnest(?::VARCHAR[]) AS q) w WHERE r.batch > ? AND r.batch <= ? "
+                       "AND strlen(r.body) > ? AND contains(lower(r.body), lower(w.q))",
+                       [sorted(set(texts)), after_batch, upto_batch, self.settings.previews.value_bytes]).rows
+        return {(values.log_key(b, ts_us, md5), text) for b, ts_us, md5, text in rows}
 
     def _link_by_trace(self, rows: list[dict]) -> None:
         """Lines without an invocation attribute belong to the invocation of the span they were
@@ -1335,15 +1344,17 @@ class QueryService:
                                "spike_window_s": s.spike_window_s, "spike_factor": s.spike_factor}}
 
     # --- ad-hoc SQL ------------------------------------------------------------------
-    def sql(self, statement: str) -> dict:
+    def sql(self, statement: str) -> SqlAnswer:
+        """One ad-hoc SELECT under its limits (time, rows, bytes, how many at once): the SqlAnswer.
+        Raises BadRequest (refused or failing SQL), QueryTimeout, ReadersBusy (every SQL cursor busy)."""
         sql_guard.check(statement)
+        s = self.settings
         try:
-            r = self.log.query(statement, (), timeout_s=self.settings.sql_timeout_s,
-                               max_rows=self.settings.sql_max_rows)
+            return self.log.stream(statement, AnswerBuilder(max_rows=s.sql_max_rows, max_bytes=s.sql_max_bytes,
+                                                            timeout_s=s.sql_timeout_s),
+                                   timeout_s=s.sql_timeout_s, wait_s=s.sql_wait_s)
         except QueryError as exc:
             raise BadRequest(f"SQL error: {exc}") from None
-        return {"columns": r.columns, "rows": [[jsonable(v) for v in row] for row in r.rows],
-                "truncated": r.truncated}
 
 
 _SEVERITY_SQL = ("coalesce(nullif(severity_number, 0), CASE upper(severity_text) WHEN 'TRACE' THEN 1 "
@@ -1435,22 +1446,6 @@ def _any(v) -> dict:
 
 def _kv(d: dict) -> list:
     return [{"key": k, "value": _any(v)} for k, v in d.items()]
-
-
-def jsonable(v):
-    if isinstance(v, datetime):
-        return iso(v)
-    if isinstance(v, Decimal):  # DuckDB's HUGEINT/DECIMAL, e.g. sum() of integers
-        return int(v) if v == v.to_integral_value() else float(v)
-    if isinstance(v, (bytes, bytearray)):
-        return base64.b64encode(v).decode()
-    if isinstance(v, (int, float, str, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    return str(v)
 
 
 __all__ = ["QueryService", "QuerySettings", "NotFound", "BadRequest", "QueryTimeout", "iso", "parse_time"]

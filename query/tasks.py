@@ -18,7 +18,9 @@ DURATION = "epoch(updated_at) - epoch(coalesce(started_at, created_at))"
 QUANTILES = (0.5, 0.95, 0.99)
 MAX_POINTS = 60
 # Series step sizes: the smallest that gives at most MAX_POINTS points over the window.
-STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
+# Past a week: 30 days, 365 days and 10 years, so a window of centuries (a clamped `since`) is still ~60 points.
+STEPS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800,
+         2_592_000, 31_536_000, 315_360_000)
 
 
 def _cond(app: Optional[str], since, until, task: Optional[str] = None) -> tuple[str, dict]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, Protocol, Sequence, TypeVar
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -39,6 +41,14 @@ class QueryTimeout(StoreError):
 
 class QueryError(StoreError):
     """A read failed: bad SQL, or refused as not read-only."""
+
+
+class ReadersBusy(StoreError):
+    """Every cursor for streamed reads is in use; retry after `retry_after_s` seconds."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class LedgerEntry(NamedTuple):
@@ -108,6 +118,15 @@ class EventLog(Protocol):
 
     def query_arrow(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0) -> "pa.Table":
         """`query`, answered as one Arrow table (no row cap): for reads that work on whole columns."""
+
+    def stream(self, sql: str, consume: "Callable[[list[str], Iterator[Any]], T]", *, timeout_s: float = 10.0,
+               wait_s: float = 2.0, rows_per_batch: int = 64) -> "T":
+        """Run one SELECT on a cursor for streamed reads and return `consume(columns, batches)`, where
+        `batches` yields pyarrow RecordBatches of at most `rows_per_batch` rows as DuckDB produces them;
+        columns Arrow cannot carry faithfully come as DuckDB's text of them. The time limit covers the
+        whole call: DuckDB is interrupted past `timeout_s` (QueryTimeout), and `consume` must check the
+        clock itself while it converts. Stopping early (returning) stops the query. Raises ReadersBusy
+        when no such cursor is free within `wait_s`, QueryError for SQL that fails."""
 
     def stats(self) -> WriterStats: ...
 

@@ -35,6 +35,7 @@ from . import state
 from .fold_cache import KnownIds, RecentHistories
 from .runner_fold import RunnerFold
 from .rows import arrow_schemas, check_schema, to_arrow
+from .stream_reads import StreamFailed, StreamReaders, batches, open_stream
 
 log = logging.getLogger("tasktrail.store")
 _STOP = object()
@@ -125,8 +126,10 @@ class DuckDBStore:
     def __init__(self, path: str, *, read_only: bool = False, queue_records: int = 200_000,
                  max_batch_records: int = 100_000, dedupe_window: int = 200_000, record_window: int = 300_000,
                  memory_limit: str = "1GB", threads: int = 2, idle_checkpoint_bytes: int = 8 << 20,
-                 checkpoint_threshold: str = "128MB") -> None:
+                 checkpoint_threshold: str = "128MB", stream_readers: int = 2) -> None:
         self.path = path
+        # Cursors for streamed reads (ad-hoc SQL): how many of them run at once (store/stream_reads.py).
+        self._streams = StreamReaders(stream_readers)
         self.read_only = read_only
         self._capacity = queue_records
         self._max_batch = max_batch_records
@@ -189,6 +192,7 @@ class DuckDBStore:
         """Lock the configuration, pin the tables to the row types, and make the root of the readers'
         cursors (`tables_in`: the catalog prefix of the tables, for a lake)."""
         con = self._con
+        self._streams.fill(con, self._init_cursor)  # they set their own buffer: before the lock
         con.execute("SET lock_configuration = true")
         describe = {t: [(r[0], r[1]) for r in con.execute(f"DESCRIBE {tables_in}{t}").fetchall()] for t in TABLES}
         check_schema(describe)
@@ -638,6 +642,34 @@ class DuckDBStore:
         finally:
             if not fired:
                 self._watchdog.disarm(token)
+
+    def stream(self, sql: str, consume, *, timeout_s: float = 10.0, wait_s: float = 2.0,
+               rows_per_batch: int = 64):
+        """See store/api.py (EventLog.stream)."""
+        lease = self._streams.take(wait_s)
+        cur = lease[1]
+        token = self._watchdog.arm(cur, timeout_s)
+        fired = False
+        reader = None
+        try:
+            columns, reader = open_stream(cur, sql, rows_per_batch)
+            return consume(columns, batches(reader))
+        except (duckdb.Error, StreamFailed) as exc:
+            fired = self._watchdog.disarm(token)
+            text = str(exc)
+            if fired or isinstance(exc, duckdb.InterruptException):
+                raise QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s") from None
+            if isinstance(exc, duckdb.FatalException) or "invalidated" in text:
+                self._fatal(exc)
+                raise StoreUnavailable(f"the store is unavailable ({text.splitlines()[0][:200]}); "
+                                       "it is being reopened") from None
+            raise QueryError(text.split("\n")[0] if text else type(exc).__name__) from None
+        finally:
+            if not fired:
+                self._watchdog.disarm(token)
+            if reader is not None:
+                reader.close()  # stops the query if the consumer stopped early
+            self._streams.give_back(lease)
 
     @staticmethod
     def _fetch(res, limit: int) -> list[tuple]:

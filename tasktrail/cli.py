@@ -70,7 +70,9 @@ def _serve_options(fn):
                   envvar="TASKTRAIL_API_TOKEN_FILE", help="Read the API token from this file.")
     @click.option("--metrics-public/--metrics-private", default=Settings.metrics_public, show_default=True,
                   envvar="TASKTRAIL_METRICS_PUBLIC",
-                  help="Whether /metrics is served without the API token (Prometheus often has none).")
+                  help="Serve /metrics without the API token. Private by default: with --api-token set, /metrics "
+                       "needs the token too (its labels name apps, tasks and runners); --metrics-public opens it "
+                       "for a Prometheus that has none. Without --api-token every read is open.")
     @click.option("--allowed-host", "allowed_hosts", multiple=True, envvar="TASKTRAIL_ALLOWED_HOSTS",
                   help="Repeatable. Another Host name a listener without a token answers to (DNS rebinding "
                        "protection): besides localhost, 127.0.0.1, [::1], --host and --public-url's host (and, "
@@ -127,6 +129,19 @@ def _serve_options(fn):
                   envvar="TASKTRAIL_SQL_TIMEOUT", help="Time limit in seconds of one ad-hoc SQL query.")
     @click.option("--sql-max-rows", type=click.IntRange(1), default=Settings.sql_max_rows, show_default=True,
                   envvar="TASKTRAIL_SQL_MAX_ROWS", help="Row cap of one ad-hoc SQL query.")
+    @click.option("--sql-max-bytes", type=click.IntRange(1024), default=Settings.sql_max_bytes, show_default=True,
+                  envvar="TASKTRAIL_SQL_MAX_BYTES",
+                  help="Cap on the JSON bytes of one ad-hoc SQL answer: it is cut before the row that would pass "
+                       "it, and says so (truncated_by: bytes).")
+    @click.option("--sql-concurrency", type=click.IntRange(1, 64), default=Settings.sql_concurrency,
+                  show_default=True, envvar="TASKTRAIL_SQL_CONCURRENCY",
+                  help="Ad-hoc SQL queries that run at once; another waits up to 2 s, then gets 429 with Retry-After.")
+    @click.option("--max-tails", type=click.IntRange(1), default=Settings.max_tails, show_default=True,
+                  envvar="TASKTRAIL_MAX_TAILS",
+                  help="Live log tails (/api/v1/logs/tail) open at once, all clients together (then 429).")
+    @click.option("--max-tails-per-client", type=click.IntRange(1), default=Settings.max_tails_per_client,
+                  show_default=True, envvar="TASKTRAIL_MAX_TAILS_PER_CLIENT",
+                  help="Live log tails one client address may hold open (then 429).")
     @click.option("--retention-days", type=click.FloatRange(min=0, min_open=True), default=Settings.retention_days,
                   show_default=True, envvar="TASKTRAIL_RETENTION_DAYS",
                   help="Days of data kept (whole days), counted from a record's time and from its arrival.")
@@ -168,7 +183,9 @@ def _run(role: str, log_level: str, **opts) -> None:
         slow_factor=opts["slow_factor"], slow_min_samples=opts["slow_min_samples"],
         spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],
         jaeger_url=opts["jaeger_url"], public_url=opts["public_url"] or None, tempo_url=opts["tempo_url"],
-        sql_timeout_s=opts["sql_timeout"], sql_max_rows=opts["sql_max_rows"], retention_days=opts["retention_days"],
+        sql_timeout_s=opts["sql_timeout"], sql_max_rows=opts["sql_max_rows"], sql_max_bytes=opts["sql_max_bytes"],
+        sql_concurrency=opts["sql_concurrency"], max_tails=opts["max_tails"],
+        max_tails_per_client=opts["max_tails_per_client"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"],
         preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"])
     problems = settings.validate()
@@ -219,25 +236,28 @@ def web(**opts):
 @click.option("--url", envvar="TASKTRAIL_URL", help="A running server's base URL, e.g. http://127.0.0.1:8000.")
 @click.option("--token", envvar="TASKTRAIL_API_TOKEN", help="API token for --url.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--max-rows", type=click.IntRange(1), default=10_000, show_default=True)
-def sql(statement, db, url, token, fmt, max_rows):
+@click.option("--max-rows", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Row cap (with --db; a server applies its own --sql-max-rows).")
+@click.option("--max-bytes", type=click.IntRange(1024), default=Settings.sql_max_bytes, show_default=True,
+              help="Cap on the answer's JSON bytes (with --db; a server applies its own --sql-max-bytes).")
+def sql(statement, db, url, token, fmt, max_rows, max_bytes):
     """Run one read-only SQL statement over the log (tables and views: docs/sql.md)."""
     if url:
-        columns, rows, truncated = _sql_remote(url, token, statement)
+        columns, rows, notice = _sql_remote(url, token, statement)
     else:
-        columns, rows, truncated = _sql_local(db, statement, max_rows)
+        columns, rows, notice = _sql_local(db, statement, max_rows, max_bytes)
     _print_rows(columns, rows, fmt)
-    if truncated:
-        click.echo(f"(truncated at {len(rows)} rows)", err=True)
+    if notice:
+        click.echo(f"(truncated: {notice})", err=True)
 
 
-def _sql_local(db, statement, max_rows):
+def _sql_local(db, statement, max_rows, max_bytes):
     import os
 
     from tasktrail.query import sql_guard
     from tasktrail.query.errors import BadRequest
-    from tasktrail.query.service import jsonable
-    from tasktrail.store.api import QueryError, StoreUnavailable
+    from tasktrail.query.sql_answer import AnswerBuilder
+    from tasktrail.store.api import QueryError, QueryTimeout, StoreUnavailable
     from tasktrail.store.duckdb import DuckDBStore
 
     if not os.path.exists(db):
@@ -250,12 +270,15 @@ def _sql_local(db, statement, max_rows):
     except StoreUnavailable as exc:
         raise click.ClickException(f"{exc}\n(if a server holds the file, use --url http://HOST:PORT)") from None
     try:
-        r = store.query(statement, timeout_s=60, max_rows=max_rows)
+        answer = store.stream(statement, AnswerBuilder(max_rows=max_rows, max_bytes=max_bytes, timeout_s=60),
+                              timeout_s=60)
     except QueryError as exc:
         raise click.ClickException(f"SQL error: {exc}") from None
+    except QueryTimeout as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         store.close()
-    return r.columns, [[jsonable(v) for v in row] for row in r.rows], r.truncated
+    return answer.columns, answer.python_rows(), answer.notice
 
 
 def _sql_remote(url, token, statement):
@@ -276,7 +299,8 @@ def _sql_remote(url, token, statement):
         raise click.ClickException(f"{exc.code}: {message}") from None
     except urllib.error.URLError as exc:
         raise click.ClickException(f"cannot reach {url}: {exc.reason}") from None
-    return body["columns"], body["rows"], body["truncated"]
+    notice = body.get("notice") or ("cut at the server's row cap" if body.get("truncated") else None)
+    return body["columns"], body["rows"], notice
 
 
 def _cell(v) -> str:

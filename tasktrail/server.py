@@ -113,7 +113,7 @@ def _http_config(app, limits: ConnectionLimits, refusal, listener: str, closed, 
 def open_store(settings: Settings, role: str = "all"):
     """The embedded DuckDB file, or a DuckLake store (`--store ducklake:...`) shared by many processes."""
     common = dict(queue_records=settings.queue_records, max_batch_records=settings.max_batch_records,
-                  memory_limit=settings.duckdb_memory_limit)
+                  memory_limit=settings.duckdb_memory_limit, stream_readers=settings.sql_concurrency)
     if settings.store:
         from tasktrail.store.ducklake import DuckLakeStore
         return DuckLakeStore(settings.store.removeprefix("ducklake:"), settings.data_path, fold=role != "ingest",
@@ -131,7 +131,8 @@ def query_settings(settings: Settings) -> QuerySettings:
         spike_window_s=settings.spike_window_s, spike_factor=settings.spike_factor)
     return QuerySettings(runner_dead_after_s=settings.runner_dead_after_s, jaeger_url=settings.jaeger_url,
                          tempo_url=settings.tempo_url, sql_timeout_s=settings.sql_timeout_s,
-                         sql_max_rows=settings.sql_max_rows, anomalies=anomalies,
+                         sql_max_rows=settings.sql_max_rows, sql_max_bytes=settings.sql_max_bytes,
+                         anomalies=anomalies,
                          previews=PreviewLimits(settings.preview_bytes, settings.traceback_preview_bytes))
 
 
@@ -152,7 +153,8 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
             registry.register(LogCollector(query))
             web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
                                        jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url,
-                                       public_url=settings.public_url)
+                                       public_url=settings.public_url, max_tails=settings.max_tails,
+                                       max_tails_per_client=settings.max_tails_per_client)
             web_app = guard_hosts(create_app(query, store, web_settings, registry), settings,
                                   settings.api_token, _web_refusal)
             servers.append(_Server(_http_config(web_app, limits, _web_refusal, "web", closed)))

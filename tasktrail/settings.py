@@ -27,7 +27,8 @@ class Settings:
     otlp_http_port: int = 4318
     ingest_token: Optional[str] = None
     api_token: Optional[str] = None
-    metrics_public: bool = True
+    # /metrics needs the API token like every read (its labels name apps, tasks and runners) unless opened.
+    metrics_public: bool = False
     # Hosts a listener without a token answers to, besides loopback and --host (tasktrail/hosts.py).
     allowed_hosts: tuple = ()
     # Where browsers reach the UI: its host is allowed, https:// makes the login cookie Secure, and alerts and
@@ -54,6 +55,12 @@ class Settings:
     tempo_url: Optional[str] = None
     sql_timeout_s: float = 10.0
     sql_max_rows: int = 10_000
+    # Read limits (docs/reliability.md, "Limits on reads"): one SQL answer's JSON bytes, SQL queries at once,
+    # live log tails in all and per client address.
+    sql_max_bytes: int = 32 << 20
+    sql_concurrency: int = 2
+    max_tails: int = 256
+    max_tails_per_client: int = 16
     retention_days: float = 90
     keep_failed_days: float = 180
     max_logs_per_invocation: int = 10_000
@@ -89,6 +96,12 @@ class Settings:
             problems.append("retention_days and keep_failed_days must be positive")
         if self.preview_bytes < 64 or self.traceback_preview_bytes < 64:
             problems.append("preview_bytes and traceback_preview_bytes must be at least 64")
+        if self.sql_max_bytes < 1024:
+            problems.append("sql_max_bytes must be at least 1024")
+        if not 1 <= self.sql_concurrency <= 64:
+            problems.append("sql_concurrency must be between 1 and 64")
+        if self.max_tails < 1 or self.max_tails_per_client < 1:
+            problems.append("max_tails and max_tails_per_client must be at least 1")
         if self.max_logs_per_invocation < 1:
             problems.append("max_logs_per_invocation must be at least 1")
         if self.store and not self.store.startswith("ducklake:"):
@@ -129,7 +142,8 @@ SETTINGS_HELP = {
     "otlp_http_port": "OTLP/HTTP receiver. 0 picks a free port.",
     "ingest_token": "Bearer token OTLP clients must send.",
     "api_token": "Bearer token the UI/API needs (health stays open).",
-    "metrics_public": "Serve /metrics without the API token (for a Prometheus that has none).",
+    "metrics_public": "Serve /metrics without the API token (for a Prometheus that has none). Off by default: "
+                      "with an API token set, /metrics needs it too.",
     "allowed_hosts": "More Host names a listener without a token answers to (besides localhost, 127.0.0.1, [::1], "
                      "--host and --public-url's host; with --host 0.0.0.0 also IP addresses and the hostname); "
                      "'*.example.com' for subdomains, '*' for any.",
@@ -156,6 +170,10 @@ SETTINGS_HELP = {
                   "pages through tasktrail_info. Default: the served address.",
     "sql_timeout_s": "Time limit of one ad-hoc SQL query.",
     "sql_max_rows": "Row cap of one ad-hoc SQL query.",
+    "sql_max_bytes": "Cap on the JSON bytes of one ad-hoc SQL answer; past it the answer is cut and says so.",
+    "sql_concurrency": "Ad-hoc SQL queries run at once; more wait up to 2 s, then 429 with Retry-After.",
+    "max_tails": "Live log tails (/api/v1/logs/tail) open at once; past it 429 with Retry-After.",
+    "max_tails_per_client": "Live log tails one client address may hold open; past it 429 with Retry-After.",
     "retention_days": "Keep this many days of data (whole days; invocations go whole), counted from a record's "
                       "time and from its arrival: nothing goes within this many days of being acknowledged.",
     "keep_failed_days": "Keep failed invocations this long.",

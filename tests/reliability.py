@@ -56,10 +56,10 @@ class Recorder:
         out = ["# Reliability: what was tried and what came of it",
                "",
                "Written by the test suite (test_reliability, test_bad_input, test_fuzz, test_openapi, test_security,",
-               "test_hosts, test_slow_clients, test_session, test_ui_login, test_ducklake, test_values) on every full",
-               "green run; each row is one test's own count, not a claim made by hand.",
-               ""] + DELIVERY_RULES + connection_limits()
-        for section in ("Faults and load", "Bad input", "Fuzzing", "API", "Security"):
+               "test_hosts, test_slow_clients, test_session, test_ui_login, test_ducklake, test_values, "
+               "test_read_limits) on every full green run; each row is one test's own count, not a claim made by hand.",
+               ""] + DELIVERY_RULES + connection_limits() + read_limits()
+        for section in ("Faults and load", "Bad input", "Fuzzing", "API", "Security", "Read limits"):
             rows = [r for r in self.rows if r[0] == section]
             if not rows:
                 continue
@@ -123,5 +123,53 @@ def connection_limits() -> list[str]:
         [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows] + [""]
 
 
+def read_limits() -> list[str]:
+    """The limits on reads (issue 15: SQL answers, live tails, time windows, /metrics), each with its flag
+    and its default as tasktrail.settings has it; the "Read limits" rows below put them to the test."""
+    from tasktrail.query.times import EARLIEST, LATEST
+    from tasktrail.settings import Settings
+    from tasktrail.web.tail_hub import POLL_LINES, RING_BYTES, TAKE_BYTES
+    d = Settings()
+    return [
+        "## Limits on reads: SQL answers, live tails, time windows, /metrics",
+        "",
+        "| limit | flag | default | past it |",
+        "|---|---|---|---|",
+        f"| JSON bytes of one ad-hoc SQL answer | `--sql-max-bytes` | {d.sql_max_bytes:,} ({d.sql_max_bytes >> 20} MiB) "
+        "| cut before the row that would pass it: `truncated: true`, `truncated_by: \"bytes\"` and a `notice`; rows are "
+        "converted and encoded one by one as DuckDB streams them, inside the time limit |",
+        f"| rows of one ad-hoc SQL answer | `--sql-max-rows` | {d.sql_max_rows:,} | cut: `truncated_by: \"rows\"` |",
+        f"| time of one ad-hoc SQL query, reading and encoding included | `--sql-timeout` | {d.sql_timeout_s:g} s "
+        "| 504 |",
+        f"| ad-hoc SQL queries running at once | `--sql-concurrency` | {d.sql_concurrency} | another waits up to 2 s, "
+        "then 429 with Retry-After |",
+        f"| live log tails open at once | `--max-tails` | {d.max_tails} | 429 with Retry-After |",
+        f"| live log tails per client address | `--max-tails-per-client` | {d.max_tails_per_client} | 429 with "
+        "Retry-After |",
+        f"| times in `since`, `until` and cursors | — | {EARLIEST:%Y-%m-%d} … {LATEST:%Y-%m-%d} | clamped into the "
+        "range; text that is no time: 400 naming the parameter |",
+        "| `/metrics` without the API token | `--metrics-public` | off: private whenever `--api-token` is set | "
+        "401 |",
+        "",
+        "- SQL that acts is refused before it runs: table functions only from a read-only list (generators, "
+        "`unnest`, catalog introspection), and `checkpoint()`, `force_checkpoint()`, logging and profiling "
+        "switches, `query()`, `setseed`, `nextval` and DuckLake's and postgres_scanner's writers by name, "
+        "wherever they stand in the statement (`query/sql_guard.py`).",
+        "- Every value of an answer is a readable cell: `infinity`, BC dates and years past 9999 as DuckDB "
+        "writes them, nanosecond times, `NaN`/`Infinity`, integers past 64 bits as digits, UHUGEINT, BIT, "
+        "TIME WITH TIME ZONE, INTERVAL and GEOMETRY as DuckDB's text (`query/sql_cells.py`).",
+        f"- Live tails share one poller: one read of new lines (up to {POLL_LINES}, whole commits) per "
+        "interval whatever the number of tails, kept encoded once in a ring of at most "
+        f"{RING_BYTES >> 20} MiB that every tail walks at its reader's pace, matching its own filters; a tail "
+        "that falls off the ring is ended with a comment and resumes with Last-Event-ID. A tail that stops "
+        f"reading holds at most {TAKE_BYTES >> 10} KiB of its own.",
+        "- Not bounded by tasktrail: DuckDB produces a query's rows a vector (2,048 rows) at a time, and one "
+        "vector of huge values (`repeat('x', 40000000)` over 25 rows: 1 GB) exists whole inside DuckDB, about "
+        "twice over while its first rows are read, before the byte cap can refuse them; the answer itself "
+        "stays under the cap, and at most `--sql-concurrency` such reads run at once.",
+        "",
+    ]
+
+
 RECORDER = Recorder()
-EXPECTED_SECTIONS = {"Faults and load", "Bad input", "Fuzzing", "API", "Security"}
+EXPECTED_SECTIONS = {"Faults and load", "Bad input", "Fuzzing", "API", "Security", "Read limits"}

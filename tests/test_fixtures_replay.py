@@ -94,7 +94,8 @@ def test_apps_and_sql(replayed):
     assert [(a["app_id"], a["invocations"]) for a in apps] == [("demo", 6)]
     r = httpx.post(replayed.api + "/sql", json={"sql": "select count(*) from status_transitions"}).json()
     # 6 REGISTERED + 8 RUNNING + 5 SUCCESS + 3 FAILED + 2 RETRY, as sent.
-    assert r == {"columns": ["count_star()"], "rows": [[24]], "truncated": False}
+    assert r == {"columns": ["count_star()"], "rows": [[24]], "truncated": False, "truncated_by": None,
+                 "notice": None}
 
 
 def test_replaying_again_stores_nothing_twice(replayed):

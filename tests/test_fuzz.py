@@ -21,6 +21,7 @@ from tasktrail.proto import names as n
 from tasktrail.store.rows import to_arrow
 
 from .helpers import fixture_requests
+from .strategies import odd_sql, time_values
 
 EXAMPLES = int(os.environ.get("TASKTRAIL_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -308,3 +309,75 @@ def test_history_tally(record):
                       "over several requests; the writer's fold against the read-time history",
            HISTORY_CASES["n"], f"{HISTORY_CASES['records']} records delivered; status, times and attempts agree "
                                "between the list (fold) and the detail and history (read), times never go back")
+
+
+# --- reads: time parameters at their extremes, SQL answers holding odd values ----------------------------
+READS = {"times": 0, "refused_times": 0, "sql": 0, "refused_sql": 0, "cells": 0}
+
+
+@FUZZ
+@given(since=time_values, until=time_values)
+def test_time_parameters_parse_clamped_or_refuse(since, until):
+    """Any text as since/until: a time inside 1970-2300 (so the arithmetic a read does on its window never
+    overflows), or BadRequest naming the parameter; never another exception."""
+    from datetime import timedelta
+
+    from tasktrail.query.errors import BadRequest
+    from tasktrail.query.service import iso
+    from tasktrail.query.times import EARLIEST, LATEST, parse_time
+
+    got = []
+    for name, value in (("since", since), ("until", until)):
+        try:
+            t = parse_time(value, name)
+        except BadRequest as exc:
+            assert name in str(exc)
+            READS["refused_times"] += 1
+            continue
+        READS["times"] += 1
+        assert t is None or EARLIEST <= t <= LATEST
+        got.append(t)
+    if len(got) == 2 and None not in got:
+        t0, t1 = got
+        lookback = t0 - max(abs(t1 - t0), timedelta(hours=1))  # the timeline's look-back, the widest step back
+        assert iso(lookback) and iso(t1 + timedelta(days=1))
+
+
+@settings(FUZZ, max_examples=min(EXAMPLES, 100))
+@given(sql=odd_sql)
+def test_sql_answers_hold_odd_values_as_cells(schemas, sql):
+    """SELECTs over values Python, Arrow or JSON cannot hold as they are (infinities, BC dates, 128-bit
+    integers, NaN, BIT, INTERVAL, nested ones), read the way the SQL endpoint reads them: a JSON answer of
+    readable cells, or a refusal (400: DuckDB's own parse and cast errors); nothing else."""
+    import orjson
+
+    from tasktrail.query import sql_guard
+    from tasktrail.query.sql_answer import AnswerBuilder
+    from tasktrail.store.api import QueryError
+
+    from tasktrail.query.errors import BadRequest
+
+    try:
+        sql_guard.check(sql)
+        answer = schemas.stream(sql, AnswerBuilder(max_rows=100, max_bytes=1 << 20, timeout_s=10), timeout_s=10)
+    except (BadRequest, QueryError):  # both answer 400
+        READS["refused_sql"] += 1
+        return
+    body = orjson.loads(answer.body())
+    assert body["columns"] and len(body["rows"]) >= 1
+    for row in body["rows"]:
+        assert len(row) == len(body["columns"])
+        READS["cells"] += len(row)
+    READS["sql"] += 1
+
+
+def test_reads_tally(record):
+    assert READS["times"] > 0 and READS["sql"] > 0
+    record("Fuzzing", "hypothesis: since/until as any time of years 1-9999 at any offset, relative times up to "
+                      "10^500 seconds, edge values and random text; SELECTs over odd values (infinite and BC dates "
+                      "and timestamps, nanoseconds, 24:00, NaN, 128-bit integers, BIT, INTERVAL, TIMETZ, GEOMETRY, "
+                      "test_all_types() columns) bare and inside lists, structs and maps",
+           READS["times"] + READS["refused_times"] + READS["sql"] + READS["refused_sql"],
+           f"{READS['times']} times parsed into 1970-2300, {READS['refused_times']} refused with 400 naming the "
+           f"parameter; {READS['sql']} SQL answers of {READS['cells']} readable cells, {READS['refused_sql']} "
+           "refused by DuckDB's own parse or cast errors (400); no other exception")

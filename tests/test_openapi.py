@@ -6,11 +6,12 @@ import re
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tasktrail.web.api import ROUTES
 
 from .helpers import fixture_requests, start_server
+from .strategies import odd_sql, time_values
 
 PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
 EXAMPLES = int(os.environ.get("TASKTRAIL_SCHEMATHESIS_EXAMPLES", "30"))
@@ -65,10 +66,46 @@ def test_no_server_errors(live, api_schema):
     assert not failures, failures[:5]
 
 
+def test_time_extremes_and_odd_sql_find_no_server_errors(live, api_schema):
+    """schemathesis's cases with the time parameters' extremes and the SQL endpoint's odd values drawn in
+    (tests/strategies.py): every operation taking since/until, and POST /sql."""
+    failures = []
+    timed = 0
+    for op in [r.ok() for r in api_schema.get_all_operations()]:
+        names = {p.name for p in op.query}
+        if op.path == "/logs/tail" or not ({"since", "until"} & names or op.path == "/sql"):
+            continue
+        timed += op.path != "/sql"
+
+        @given(case=op.as_strategy(), since=st.one_of(st.none(), time_values),
+               until=st.one_of(st.none(), time_values), sql=odd_sql)
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        def check(case, since, until, sql):
+            if op.path == "/sql":
+                case.body = {"sql": sql}
+            else:
+                case.query = {**(case.query or {}), **{k: v for k, v in (("since", since), ("until", until))
+                                                         if k in names and v is not None}}
+            response = case.call(base_url=live.api, timeout=30)
+            SEEN[response.status_code] += 1
+            if response.status_code >= 500:
+                failures.append((case.method, case.path, case.query, case.body, response.status_code,
+                                 response.text[:300]))
+                return
+            if response.status_code >= 400:
+                err = response.json()["error"]
+                assert err["status"] == response.status_code and err["message"]
+
+        check()
+    assert timed >= 14
+    assert not failures, failures[:5]
+
+
 def test_schemathesis_tally(record):
     total = sum(SEEN.values())
     assert total > 0
     record("API", "schemathesis against /api/v1/openapi.json (every operation, generated parameters and bodies; "
-                  "the store holds the rustvello fixtures)", total,
+                  "then every operation taking since/until with times at their extremes drawn in, and POST /sql "
+                  "with SELECTs over odd values; the store holds the rustvello fixtures)", total,
            "no 5xx; statuses " + ", ".join(f"{k}: {v}" for k, v in sorted(SEEN.items()))
            + "; every error in the one error shape")

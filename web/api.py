@@ -12,8 +12,10 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from .errors import error_response
 from .idroutes import IdRoute, id_routes
 from .responses import JSONResponse
+from .tail_hub import TailFilter, TailHub, TooManyTails, events as sse_events, read_after
 from starlette.routing import Route
 
 from tasktrail.query import values
@@ -148,43 +150,73 @@ def logs(request: Request):
 
 
 async def logs_tail(request: Request):
-    """Server-Sent Events: one `log` event per new line matching the filters, as it is committed.
-    `Last-Event-ID` (or `after`) resumes after a batch; `backfill=N` first sends the last N lines."""
+    """Server-Sent Events: one `log` event per new line matching the filters, as it is committed, from the
+    shared poller (web/tail_hub.py). `Last-Event-ID` (or `after`) resumes after a batch; `backfill=N`
+    first sends the last N lines. Past --max-tails or --max-tails-per-client: 429 with Retry-After."""
     qs = _qs(request)
     filters = log_filters(request)
     filters.pop("until", None)
     qs._log_filters(**filters)  # bad filters answer 400 before the stream starts
+    flt = TailFilter.of(filters)
     resume = request.headers.get("last-event-id") or _p(request, "after")
     if resume is not None:
         try:
-            after = int(resume)
+            resume = int(resume)
         except ValueError:
             raise BadRequest(f"Last-Event-ID / after must be a batch number, got {resume!r}") from None
-    else:
-        after = await run_in_threadpool(qs.last_batch)
-    backfill = _int(request, "backfill") or 0
-    interval = float(request.app.state.tail_interval_s)
+    backfill = min(_int(request, "backfill") or 0, 1000)
+    if backfill < 0:
+        raise BadRequest(f"backfill must be a number of lines (at most 1000 are sent), got {backfill}")
+    hub: TailHub = request.app.state.tails
+    client = request.client.host if request.client else "unknown"
+    try:
+        tail, at = await hub.open(client, flt, resume)
+    except TooManyTails as exc:
+        return error_response(429, str(exc), {"Retry-After": str(exc.retry_after_s)})
 
     async def stream():
-        nonlocal after
         yield ": tasktrail live tail\n\n"
         if backfill:
-            page = await run_in_threadpool(lambda: qs.logs(limit=min(backfill, 1000), **filters))
+            page = await run_in_threadpool(lambda: qs.logs(limit=backfill, **filters))
             for line in reversed(page["items"]):
-                yield f"id: {after}\nevent: log\ndata: {orjson.dumps(line).decode()}\n\n"
+                yield f"id: {tail.after}\nevent: log\ndata: {orjson.dumps(line).decode()}\n\n"
+        while tail.after < at:  # resuming from before the poller: this tail's own reads, up to where it stood
+            lines, last, more = await run_in_threadpool(lambda: read_after(qs, tail.after, **filters))
+            lines = [line for line in lines if line["batch"] <= at]
+            if lines:
+                yield b"".join(sse_events(lines))
+            tail.after = at if not more or not lines else lines[-1]["batch"]
         quiet = 0.0
         while True:
-            lines, after = await run_in_threadpool(qs.logs_after, after, **filters)
-            for line in lines:
-                yield f"id: {line['batch']}\nevent: log\ndata: {orjson.dumps(line).decode()}\n\n"
-            quiet = 0.0 if lines else quiet + interval
-            if quiet >= 15:
+            chunk = await hub.take(tail, 1.0)
+            if chunk:
                 quiet = 0.0
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(interval)
+                yield chunk
+            if tail.lagging:
+                yield ": this client fell too far behind; reconnect with Last-Event-ID to resume\n\n"
+                return
+            if not chunk:
+                quiet += 1.0
+                if quiet >= 15:
+                    quiet = 0.0
+                    yield ": keep-alive\n\n"
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return _TailResponse(stream(), hub, tail, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+class _TailResponse(StreamingResponse):
+    """The stream of one tail; its place under the caps is given back however the stream ends."""
+
+    def __init__(self, content, hub: TailHub, tail, **kw) -> None:
+        super().__init__(content, **kw)
+        self._hub, self._tail = hub, tail
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._hub.close(self._tail)
 
 
 async def log_explorer(request: Request):
@@ -243,7 +275,8 @@ async def sql(request: Request):  # reads the body, then runs the query off the 
         raise BadRequest('body must be JSON: {"sql": "SELECT ..."}') from None
     if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
         raise BadRequest('body must be JSON: {"sql": "SELECT ..."}')
-    return JSONResponse(await run_in_threadpool(_qs(request).sql, body["sql"]))
+    answer = await run_in_threadpool(_qs(request).sql, body["sql"])
+    return Response(answer.body(), media_type="application/json")
 
 
 # Reads shared by an /api/v1 route and its page (web/pages.py): one place parses a request's parameters.

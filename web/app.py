@@ -21,7 +21,8 @@ from tasktrail.query.service import QueryService
 from . import api, pages
 from .auth import token_ok
 from .errors import EXCEPTION_HANDLERS, error_response
-from .metrics import metrics_endpoint
+from .metrics import TailCollector, metrics_endpoint
+from .tail_hub import TailHub
 
 OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout")
 # The login cookie holds a value derived from the API token (session_value), never the token itself.
@@ -40,10 +41,12 @@ SECURITY_HEADERS = [
 @dataclass(frozen=True)
 class WebSettings:
     api_token: Optional[str] = None
-    metrics_public: bool = True
+    metrics_public: bool = False
     jaeger_url: Optional[str] = None
     tempo_url: Optional[str] = None
     tail_interval_s: float = 0.25
+    max_tails: int = 256                 # live log tails open at once (web/tail_hub.py)
+    max_tails_per_client: int = 16       # ... and per client address
     public_url: Optional[str] = None  # https:// here makes the login cookie Secure
 
 
@@ -184,6 +187,10 @@ def create_app(query: QueryService, store, settings: WebSettings = WebSettings()
     app.state.registry = registry
     app.state.web_settings = settings
     app.state.tail_interval_s = settings.tail_interval_s
+    app.state.tails = TailHub(query, interval_s=settings.tail_interval_s, max_total=settings.max_tails,
+                              max_per_client=settings.max_tails_per_client)
+    if registry is not None:
+        registry.register(TailCollector(app.state.tails))
     app.state.page_settings = {"jaeger": bool(settings.jaeger_url), "tempo": bool(settings.tempo_url),
                                "login": bool(settings.api_token)}
     return app

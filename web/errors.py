@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tasktrail.query.errors import BadRequest, NotFound
-from tasktrail.store.api import QueryTimeout, StoreClosed, StoreUnavailable
+from tasktrail.store.api import QueryTimeout, ReadersBusy, StoreClosed, StoreUnavailable
 
 log = logging.getLogger("tasktrail.web")
 
@@ -54,6 +54,10 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return answer(request, 503, str(exc), {"Retry-After": "5"})
 
 
+async def _busy(request: Request, exc: ReadersBusy) -> JSONResponse:
+    return answer(request, 429, str(exc), {"Retry-After": str(max(1, round(exc.retry_after_s)))})
+
+
 async def _http(request: Request, exc: HTTPException) -> JSONResponse:
     return answer(request, exc.status_code, exc.detail or "error", getattr(exc, "headers", None))
 
@@ -69,6 +73,7 @@ EXCEPTION_HANDLERS = {
     QueryTimeout: _timeout,
     StoreClosed: _unavailable,
     StoreUnavailable: _unavailable,
+    ReadersBusy: _busy,
     HTTPException: _http,
     Exception: _server_error,
 }

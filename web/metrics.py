@@ -119,6 +119,22 @@ class InfoCollector:
                                "(--public-url).", value=self.labels)
 
 
+class TailCollector:
+    """The live tails of this process (web/tail_hub.py): how many are open and how often the shared poller
+    read new lines (one read per interval, whatever the number of tails)."""
+
+    def __init__(self, hub) -> None:
+        self.hub = hub
+
+    def collect(self):
+        open_tails = GaugeMetricFamily("tasktrail_live_tails", "Live log tails open (/api/v1/logs/tail).")
+        open_tails.add_metric([], len(self.hub.tails))
+        yield open_tails
+        polls = CounterMetricFamily("tasktrail_live_tail_polls", "Reads of new log lines by the shared tail poller.")
+        polls.add_metric([], self.hub.polls)
+        yield polls
+
+
 def metrics_endpoint(request: Request) -> Response:
     registry = request.app.state.registry
     if registry is None:

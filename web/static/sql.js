@@ -41,7 +41,7 @@
         last = body;
         csvButton.disabled = false;
         render(body);
-        status.textContent = `${body.rows.length} rows${body.truncated ? " (truncated at the row cap)" : ""} in ${(performance.now() - t0).toFixed(0)} ms`;
+        status.textContent = `${body.rows.length} rows${body.truncated ? ` (truncated: ${body.notice || "at the row cap"})` : ""} in ${(performance.now() - t0).toFixed(0)} ms`;
         const u = new URL(location.href); u.searchParams.set("sql", text.value); history.replaceState(null, "", u);
       });
   });
