@@ -628,6 +628,8 @@ class DuckDBStore:
         fired = False
         try:
             return take(cur.execute(sql, params if isinstance(params, dict) else list(params)))
+        except UnicodeDecodeError:  # DuckDB's message quoted bytes that are not UTF-8
+            raise QueryError("the statement failed, and DuckDB's message about it is not valid UTF-8") from None
         except duckdb.InterruptException:
             raise QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s") from None
         except duckdb.Error as exc:
@@ -654,6 +656,8 @@ class DuckDBStore:
         try:
             columns, reader = open_stream(cur, sql, rows_per_batch)
             return consume(columns, batches(reader))
+        except UnicodeDecodeError:  # DuckDB's message quoted bytes that are not UTF-8 (a file read as a table)
+            raise QueryError("the statement failed, and DuckDB's message about it is not valid UTF-8") from None
         except (duckdb.Error, StreamFailed) as exc:
             fired = self._watchdog.disarm(token)
             text = str(exc)

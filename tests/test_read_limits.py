@@ -563,3 +563,13 @@ def test_bad_time_text_is_a_bad_request():
         for v in (since, until):
             t = parse_time(v, "since")
             assert t is None or (isinstance(t, datetime) and EARLIEST <= t <= LATEST)
+
+
+def test_sql_errors_that_are_not_text_and_bodies_nested_too_deep_are_bad_requests(server):
+    """A reviewer's finds: DuckDB's message about the store file read as a table quotes bytes that are not
+    UTF-8 (was a 500 with UnicodeDecodeError); a JSON body nested 100,000 deep (was a 500 with RecursionError)."""
+    r = httpx.post(server.api + "/sql", json={"sql": f"SELECT * FROM '{server.db}'"}, timeout=60)
+    assert "not valid UTF-8" in _error(r, 400)
+    r = httpx.post(server.api + "/sql", content=b'{"sql":' + b"[" * 100_000 + b"]" * 100_000 + b"}", timeout=60)
+    assert "body must be JSON" in _error(r, 400)
+    assert httpx.post(server.api + "/sql", json={"sql": "select 1"}).json()["rows"] == [[1]]

@@ -271,7 +271,7 @@ def overview(request: Request):
 async def sql(request: Request):  # reads the body, then runs the query off the loop
     try:
         body = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past the parser's depth
         raise BadRequest('body must be JSON: {"sql": "SELECT ..."}') from None
     if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
         raise BadRequest('body must be JSON: {"sql": "SELECT ..."}')
