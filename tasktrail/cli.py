@@ -337,17 +337,20 @@ def _print_rows(columns, rows, fmt) -> None:
 @click.option("--every", type=click.FloatRange(1), default=15.0, show_default=True,
               help="Seconds between workload rounds.")
 @click.option("--runner", type=click.Choice(["auto", "pynenc", "rustvello"]), default="auto", show_default=True,
-              help="auto: pynenc when a Python 3.12 with pynenc is found, else rustvello.")
+              help="auto: every runner that is installed — rustvello (the `demo` extra) and pynenc (a Python "
+                   "3.12 with pynenc 0.4: TASKTRAIL_PY312 or the project's .venv312); what is missing is said "
+                   "once, with the command that installs it.")
 def demo(db, host, http_port, otlp_grpc_port, otlp_http_port, every, runner):
     """Serve tasktrail and feed it real runners until Ctrl-C.
 
-    pynenc 0.4 when a Python 3.12 with pynenc is found (TASKTRAIL_PY312 or the project's .venv312):
-    retries, a workflow, a status trigger, cron core tasks and the atomic service, alternating the
-    thread and persistent-process runners. Otherwise rustvello 0.9: retries and a workflow.
+    rustvello 0.9 (`pip install -e '.[demo]'`): retries and a workflow. pynenc 0.4 where a Python 3.12
+    with pynenc is found (TASKTRAIL_PY312 or the project's .venv312): retries, a workflow, a status
+    trigger, cron core tasks and the atomic service, alternating the thread and persistent-process
+    runners. By default every one that is installed runs, each round.
     """
     from pathlib import Path
 
-    from .demo.loop import DemoLoop, find_python312
+    from .demo.loop import GET_PYNENC, GET_RUSTVELLO, DemoLoop, find_python312, has_rustvello
     from .server import print_bound, serve as run_server
 
     logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -361,15 +364,23 @@ def demo(db, host, http_port, otlp_grpc_port, otlp_http_port, every, runner):
     if problems:
         raise click.UsageError("; ".join(problems))
     python312 = None if runner == "rustvello" else find_python312(Path(__file__).resolve().parents[1])
+    rustvello = runner != "pynenc" and has_rustvello()
     if runner == "pynenc" and python312 is None:
-        raise click.ClickException("no Python 3.12 with pynenc 0.4 and tasktrail: set TASKTRAIL_PY312 "
-                                   "(bash .ci/run builds .venv312)")
+        raise click.ClickException(f"no Python 3.12 with pynenc 0.4 and tasktrail; to get one: {GET_PYNENC}")
+    if runner == "rustvello" and not rustvello:
+        raise click.ClickException(f"rustvello is not installed; to get it: {GET_RUSTVELLO}")
+    if runner == "auto":
+        if not rustvello:
+            click.echo(f"demo: rustvello is not installed, so its runs are left out; to get it: {GET_RUSTVELLO}")
+        if python312 is None:
+            click.echo(f"demo: no Python 3.12 with pynenc 0.4, so pynenc's runs are left out; to get it: {GET_PYNENC}")
     loops = []
 
     def ready(bound):
         print_bound(settings, bound)
         h = host if ":" not in host else f"[{host}]"
-        loop = DemoLoop(f"http://{h}:{bound.otlp_http_port}", f"{h}:{bound.otlp_grpc_port}", token, every, python312)
+        loop = DemoLoop(f"http://{h}:{bound.otlp_http_port}", f"{h}:{bound.otlp_grpc_port}", token, every, python312,
+                        rustvello=rustvello)
         click.echo(f"demo: feeding it {loop.runner_name} every {every:g} s; open http://{h}:{bound.web_port}")
         loop.start()
         loops.append(loop)

@@ -58,3 +58,30 @@ def test_demo_fills_the_ui(tmp_path, runner):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
+
+
+def test_demo_says_once_what_is_missing_and_serves_anyway(tmp_path):
+    """A newcomer without rustvello (the `demo` extra) is told once, with the command that installs it,
+    and the server is up all the same."""
+    code = "import sys; sys.modules['rustvello'] = None; from tasktrail.cli import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, "demo", "--db", str(tmp_path / "demo.duckdb"),
+                             "--http-port", "0", "--otlp-http-port", "0", "--otlp-grpc-port", "0", "--every", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, web = [], None
+    try:
+        deadline = time.monotonic() + 30
+        while web is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            m = re.search(r"web \+ API\s+(http://\S+)", line)
+            web = m.group(1) if m else None
+        assert web, "".join(lines)
+        assert httpx.get(web + "/healthz").status_code == 200
+        said = [ln for ln in lines if "rustvello is not installed" in ln]
+        assert len(said) == 1 and "pip install -e '.[demo]'" in said[0], lines
+        time.sleep(2.5)  # a few rounds later it has not said it again
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "rustvello is not installed" not in out
