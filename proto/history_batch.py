@@ -56,7 +56,7 @@ def _np(col, fill) -> np.ndarray:
     return pc.fill_null(col, fill).to_numpy(zero_copy_only=False)
 
 
-def _first_per_group(values_sorted_groups: np.ndarray, positions: np.ndarray, count: int) -> tuple:
+def _first_per_group(values_sorted_groups: np.ndarray, positions: np.ndarray) -> tuple:
     """(groups, positions of their first entry) for entries in `positions` whose groups are given in order."""
     groups, first = np.unique(values_sorted_groups, return_index=True)
     return groups, positions[first]
@@ -139,7 +139,7 @@ def group(t: pa.Table) -> Groups:
     started = np.full(count, -1, np.int64)
     runpos = np.nonzero(is_run[o])[0]
     if len(runpos):
-        grp, pos = _first_per_group(gs[runpos], runpos, count)
+        grp, pos = _first_per_group(gs[runpos], runpos)
         started[grp] = tss[pos]
     first_row = np.zeros(count, np.int64)
     u, idx = np.unique(g, return_index=True)
