@@ -43,6 +43,8 @@ _STOP = object()
 # (at-least-once delivery) is not appended twice. Spans are identified as Jaeger and Tempo do.
 IDENTITY = {t: "record_id" for t in ("transitions", "runner_events", "atomic_decisions", "atomic_executions",
                                      "event_records", "trigger_runs", "log_records")} | {"spans": "trace_id || span_id"}
+# A read whose DuckDB error message quotes bytes that are not UTF-8 (a file read as a table).
+_NOT_UTF8 = "the statement failed, and DuckDB's message about it is not valid UTF-8"
 _LEDGER_COLUMNS = ("received_at", "request_hash", "transport", "signal", "body_bytes", "records", "rows")
 
 
@@ -628,22 +630,26 @@ class DuckDBStore:
         fired = False
         try:
             return take(cur.execute(sql, params if isinstance(params, dict) else list(params)))
-        except UnicodeDecodeError:  # DuckDB's message quoted bytes that are not UTF-8
-            raise QueryError("the statement failed, and DuckDB's message about it is not valid UTF-8") from None
-        except duckdb.InterruptException:
-            raise QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s") from None
+        except UnicodeDecodeError:
+            raise QueryError(_NOT_UTF8) from None
         except duckdb.Error as exc:
             fired = self._watchdog.disarm(token)
-            if fired and "interrupt" in str(exc).lower():
-                raise QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s") from None
-            if isinstance(exc, duckdb.FatalException) or "invalidated" in str(exc):
-                self._fatal(exc)
-                raise StoreUnavailable(f"the store is unavailable ({str(exc).splitlines()[0][:200]}); "
-                                       "it is being reopened") from None
-            raise QueryError(str(exc).split("\n")[0] if str(exc) else type(exc).__name__) from None
+            timed_out = isinstance(exc, duckdb.InterruptException) or (fired and "interrupt" in str(exc).lower())
+            raise self._read_error(exc, timed_out, timeout_s) from None
         finally:
             if not fired:
                 self._watchdog.disarm(token)
+
+    def _read_error(self, exc: Exception, timed_out: bool, timeout_s: float) -> Exception:
+        """What a read that failed inside DuckDB raises: QueryTimeout (its time limit), StoreUnavailable
+        (a fatal error: the database is being reopened) or QueryError (the statement's own error)."""
+        text = str(exc)
+        if timed_out:
+            return QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s")
+        if isinstance(exc, duckdb.FatalException) or "invalidated" in text:
+            self._fatal(exc)
+            return StoreUnavailable(f"the store is unavailable ({text.splitlines()[0][:200]}); it is being reopened")
+        return QueryError(text.split("\n")[0] if text else type(exc).__name__)
 
     def stream(self, sql: str, consume, *, timeout_s: float = 10.0, wait_s: float = 2.0,
                rows_per_batch: int = 64):
@@ -656,18 +662,11 @@ class DuckDBStore:
         try:
             columns, reader = open_stream(cur, sql, rows_per_batch)
             return consume(columns, batches(reader))
-        except UnicodeDecodeError:  # DuckDB's message quoted bytes that are not UTF-8 (a file read as a table)
-            raise QueryError("the statement failed, and DuckDB's message about it is not valid UTF-8") from None
+        except UnicodeDecodeError:
+            raise QueryError(_NOT_UTF8) from None
         except (duckdb.Error, StreamFailed) as exc:
             fired = self._watchdog.disarm(token)
-            text = str(exc)
-            if fired or isinstance(exc, duckdb.InterruptException):
-                raise QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s") from None
-            if isinstance(exc, duckdb.FatalException) or "invalidated" in text:
-                self._fatal(exc)
-                raise StoreUnavailable(f"the store is unavailable ({text.splitlines()[0][:200]}); "
-                                       "it is being reopened") from None
-            raise QueryError(text.split("\n")[0] if text else type(exc).__name__) from None
+            raise self._read_error(exc, fired or isinstance(exc, duckdb.InterruptException), timeout_s) from None
         finally:
             if not fired:
                 self._watchdog.disarm(token)

@@ -66,12 +66,20 @@ def state_of(rows: list[dict]) -> Optional[tuple]:
             sum(1 for h in hist if h["status"] == "RUNNING"), min(raw), max(raw))
 
 
+def _state_table(states: list[tuple]) -> pa.Table:
+    """invocation_state rows (tuples in _STATE's column order, times as micros) as an Arrow table."""
+    return pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(zip(*states), _STATE)], schema=_STATE)
+
+
 def _upsert(con, states: list[tuple], new: bool = False) -> None:
     """Write these invocation_state rows; `new`: none of them is there yet (a plain INSERT, cheaper than
     MERGE)."""
-    if not states:
-        return
-    tbl = pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(zip(*states), _STATE)], schema=_STATE)
+    if states:
+        _write_state(con, _state_table(states), new)
+
+
+def _write_state(con, tbl: pa.Table, new: bool) -> None:
+    """INSERT (`new`: none is there yet) or MERGE these invocation_state rows (an Arrow table of _STATE)."""
     con.register("tt_state_in", tbl)
     try:
         if new:
@@ -243,11 +251,7 @@ def _insert_new(con, sel: pa.Table, grp, which) -> np.ndarray:
         "runner_id": sel.column("runner_id").take(tail), "worker_id": sel.column("worker_id").take(tail),
         "attempts": pa.array(grp.runs[which].astype("int32")),
         "first_ts": pa.array(grp.lo[which]).cast(us), "last_ts": pa.array(grp.hi[which]).cast(us)})
-    con.register("tt_state_in", tbl)
-    try:
-        con.execute("INSERT INTO invocation_state BY NAME SELECT *, hash(invocation_id) AS id_hash FROM tt_state_in")
-    finally:
-        con.unregister("tt_state_in")
+    _write_state(con, tbl, new=True)
     return pc.is_in(status, value_set=_FINAL).to_numpy(zero_copy_only=False)
 
 
@@ -406,8 +410,7 @@ def _rebuild_invocations(con, part_rows: int = 500_000) -> None:
             states.append(state_of(rows))
         states = [st for st in states if st is not None]
         if states:
-            tbl = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(zip(*states), _STATE)], schema=_STATE)
-            con.register("tt_state_in", tbl)
+            con.register("tt_state_in", _state_table(states))
             con.execute("INSERT INTO tt_rebuild BY NAME SELECT * FROM tt_state_in")
             con.unregister("tt_state_in")
     con.execute("INSERT INTO invocation_state BY NAME SELECT *, hash(invocation_id) AS id_hash FROM tt_rebuild "
