@@ -22,7 +22,7 @@ from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_SQL as _FINAL_IN, FINA
 from tasktrail.store import state
 from tasktrail.store.api import EventLog, QueryError, QueryTimeout
 
-from . import log_explorer, sql_guard, timeline as tl, traces, values
+from . import log_explorer, sql_guard, sql_values, timeline as tl, traces, values
 from .times import cursor_time, parse_time
 from .adjust import adjustment, settled
 from .sql_answer import AnswerBuilder, SqlAnswer
@@ -1352,7 +1352,8 @@ class QueryService:
         try:
             return self.log.stream(statement, AnswerBuilder(max_rows=s.sql_max_rows, max_bytes=s.sql_max_bytes,
                                                             timeout_s=s.sql_timeout_s),
-                                   timeout_s=s.sql_timeout_s, wait_s=s.sql_wait_s)
+                                   timeout_s=s.sql_timeout_s, wait_s=s.sql_wait_s,
+                                   prepare=sql_values.macros(s.sql_max_bytes))
         except QueryError as exc:
             raise BadRequest(f"SQL error: {exc}") from None
 

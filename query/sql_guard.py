@@ -20,6 +20,7 @@ from typing import Iterator
 import duckdb
 
 from .errors import BadRequest
+from .sql_values import BOUNDED
 
 MAX_SQL_CHARS = 100_000
 _PRAGMA = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*pragma\b", re.IGNORECASE | re.DOTALL)
@@ -94,7 +95,10 @@ def check(statement: str) -> None:
     if not isinstance(tree, dict) or tree.get("error"):
         message = tree.get("error_message") if isinstance(tree, dict) else None
         raise BadRequest(f"SQL cannot be checked: {message or 'not a plain SELECT'}")
-    for name, as_table in calls(tree):
+    for name, as_table, qualified in calls(tree):
+        if qualified and not as_table and name in BOUNDED:
+            raise BadRequest(f"call {name}() without a schema: the unqualified one bounds the size of what it "
+                             "builds (--sql-max-bytes)")
         if name in STATE_CHANGING:
             raise BadRequest(f"{name}() is not allowed in ad-hoc SQL: it {STATE_CHANGING[name]}")
         if as_table and name not in READ_ONLY_TABLE_FUNCTIONS:
@@ -102,14 +106,16 @@ def check(statement: str) -> None:
                              + ", ".join(sorted(READ_ONLY_TABLE_FUNCTIONS)))
 
 
-def calls(node) -> Iterator[tuple[str, bool]]:
-    """(lower-case name, called as a table function) of every function call in a json_serialize_sql tree."""
+def calls(node) -> Iterator[tuple[str, bool, bool]]:
+    """(lower-case name, called as a table function, named with a schema or catalog) of every function
+    call in a json_serialize_sql tree."""
     stack = [(node, False)]
     while stack:
         item, as_table = stack.pop()
         if isinstance(item, dict):
             if item.get("class") == "FUNCTION" and isinstance(item.get("function_name"), str):
-                yield item["function_name"].lower(), as_table
+                qualified = any(item.get(k) not in (None, "", "temp") for k in ("schema", "catalog"))
+                yield item["function_name"].lower(), as_table, qualified
             table_ref = item.get("type") == "TABLE_FUNCTION"
             for key, value in item.items():
                 stack.append((value, table_ref and key == "function"))

@@ -120,13 +120,15 @@ class EventLog(Protocol):
         """`query`, answered as one Arrow table (no row cap): for reads that work on whole columns."""
 
     def stream(self, sql: str, consume: "Callable[[list[str], Iterator[Any]], T]", *, timeout_s: float = 10.0,
-               wait_s: float = 2.0, rows_per_batch: int = 64) -> "T":
+               wait_s: float = 2.0, rows_per_batch: int = 64, prepare: "tuple[str, ...]" = ()) -> "T":
         """Run one SELECT on a cursor for streamed reads and return `consume(columns, batches)`, where
         `batches` yields pyarrow RecordBatches of at most `rows_per_batch` rows as DuckDB produces them;
         columns Arrow cannot carry faithfully come as DuckDB's text of them. The time limit covers the
         whole call: DuckDB is interrupted past `timeout_s` (QueryTimeout), and `consume` must check the
         clock itself while it converts. Stopping early (returning) stops the query. Raises ReadersBusy
-        when no such cursor is free within `wait_s`, QueryError for SQL that fails."""
+        when no such cursor is free within `wait_s`, QueryError for SQL that fails. `prepare`: statements
+        the cursor runs once before its first read with them (TEMP macros that bound what the SQL may
+        build: query/sql_values.py); a cursor runs a given tuple again only after the store reopens."""
 
     def stats(self) -> WriterStats: ...
 

@@ -45,6 +45,8 @@ IDENTITY = {t: "record_id" for t in ("transitions", "runner_events", "atomic_dec
                                      "event_records", "trigger_runs", "log_records")} | {"spans": "trace_id || span_id"}
 # A read whose DuckDB error message quotes bytes that are not UTF-8 (a file read as a table).
 _NOT_UTF8 = "the statement failed, and DuckDB's message about it is not valid UTF-8"
+# A read that met DuckDB's memory limit (or the machine's); then DuckDB's words.
+_OUT_OF_MEMORY = "the query needs more memory than this server may use (--duckdb-memory-limit)"
 _LEDGER_COLUMNS = ("received_at", "request_hash", "transport", "signal", "body_bytes", "records", "rows")
 
 
@@ -632,6 +634,8 @@ class DuckDBStore:
             return take(cur.execute(sql, params if isinstance(params, dict) else list(params)))
         except UnicodeDecodeError:
             raise QueryError(_NOT_UTF8) from None
+        except MemoryError as exc:   # converting a huge answer in Python, under the process's cap
+            raise self._read_error(exc, False, timeout_s) from None
         except duckdb.Error as exc:
             fired = self._watchdog.disarm(token)
             timed_out = isinstance(exc, duckdb.InterruptException) or (fired and "interrupt" in str(exc).lower())
@@ -646,13 +650,15 @@ class DuckDBStore:
         text = str(exc)
         if timed_out:
             return QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s")
+        if isinstance(exc, (duckdb.OutOfMemoryException, MemoryError)) or "Out of Memory Error" in text:
+            return QueryError(f"{_OUT_OF_MEMORY}: {text.splitlines()[0][:300] if text else 'out of memory'}")
         if isinstance(exc, duckdb.FatalException) or "invalidated" in text:
             self._fatal(exc)
             return StoreUnavailable(f"the store is unavailable ({text.splitlines()[0][:200]}); it is being reopened")
         return QueryError(text.split("\n")[0] if text else type(exc).__name__)
 
     def stream(self, sql: str, consume, *, timeout_s: float = 10.0, wait_s: float = 2.0,
-               rows_per_batch: int = 64):
+               rows_per_batch: int = 64, prepare: tuple = ()):
         """See store/api.py (EventLog.stream)."""
         lease = self._streams.take(wait_s)
         cur = lease[1]
@@ -660,10 +666,13 @@ class DuckDBStore:
         fired = False
         reader = None
         try:
+            self._streams.prepare(cur, prepare)
             columns, reader = open_stream(cur, sql, rows_per_batch)
             return consume(columns, batches(reader))
         except UnicodeDecodeError:
             raise QueryError(_NOT_UTF8) from None
+        except MemoryError as exc:   # converting or encoding a huge answer, under the process's cap
+            raise self._read_error(exc, False, timeout_s) from None
         except (duckdb.Error, StreamFailed) as exc:
             fired = self._watchdog.disarm(token)
             raise self._read_error(exc, fired or isinstance(exc, duckdb.InterruptException), timeout_s) from None

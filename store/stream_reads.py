@@ -51,6 +51,7 @@ class StreamReaders:
         self._lock = threading.Lock()
         self._free: queue.Queue = queue.Queue()
         self._generation = 0
+        self._prepared: dict[int, set] = {}   # id(cursor) -> the `prepare` tuples it ran
 
     def fill(self, con, init_cursor: Callable[[Any], None]) -> None:
         """New cursors of `con` (before its configuration is locked: they set their buffer), replacing
@@ -63,9 +64,20 @@ class StreamReaders:
             cursors.append(cur)
         with self._lock:
             self._generation += 1
+            self._prepared = {}
             self._free = queue.Queue()
             for cur in cursors:
                 self._free.put((self._generation, cur))
+
+    def prepare(self, cur, statements: tuple) -> None:
+        """Run `statements` on `cur` unless it already ran this tuple (cursors are used by one read at a time)."""
+        if not statements:
+            return
+        done = self._prepared.setdefault(id(cur), set())
+        if statements not in done:
+            for statement in statements:
+                cur.execute(statement)
+            done.add(statements)
 
     def take(self, wait_s: float) -> tuple[int, Any]:
         """(generation, cursor); raises ReadersBusy when none is free within `wait_s` seconds."""

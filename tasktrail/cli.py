@@ -254,7 +254,7 @@ def sql(statement, db, url, token, fmt, max_rows, max_bytes):
 def _sql_local(db, statement, max_rows, max_bytes):
     import os
 
-    from tasktrail.query import sql_guard
+    from tasktrail.query import sql_guard, sql_values
     from tasktrail.query.errors import BadRequest
     from tasktrail.query.sql_answer import AnswerBuilder
     from tasktrail.store.api import QueryError, QueryTimeout, StoreUnavailable
@@ -271,7 +271,7 @@ def _sql_local(db, statement, max_rows, max_bytes):
         raise click.ClickException(f"{exc}\n(if a server holds the file, use --url http://HOST:PORT)") from None
     try:
         answer = store.stream(statement, AnswerBuilder(max_rows=max_rows, max_bytes=max_bytes, timeout_s=60),
-                              timeout_s=60)
+                              timeout_s=60, prepare=sql_values.macros(max_bytes))
     except QueryError as exc:
         raise click.ClickException(f"SQL error: {exc}") from None
     except QueryTimeout as exc:

@@ -163,14 +163,24 @@ def read_limits() -> list[str]:
         f"{RING_BYTES >> 20} MiB that every tail walks at its reader's pace, matching its own filters; a tail "
         "that falls off the ring is ended with a comment and resumes with Last-Event-ID. A tail that stops "
         f"reading holds at most {TAKE_BYTES >> 10} KiB of its own.",
+        f"- One value is bounded before DuckDB builds it: DuckDB's memory limit covers its buffers, not a single "
+        "value, and nothing interrupts a scalar while it builds one (a review measured `SELECT range(0, "
+        "20000000)` at 36.8 s and 2.4 GB). The builders whose output a number sets — `range` and "
+        "`generate_series` as lists, `repeat` of strings and lists, `list_resize`/`array_resize`, `lpad`/`rpad`, "
+        "`bitstring`, `replace` and `regexp_replace` (output up to input × replacement), and `printf`/`format` "
+        "widths — are shadowed on each SQL reader by TEMP macros that work out the size from the arguments "
+        "and call the built-in only when it fits: at most `--sql-max-bytes` characters, or a sixteenth of it "
+        f"in list elements ({d.sql_max_bytes // 16:,} by default); past it a 400 names the call, the size and "
+        "the flag (`query/sql_values.py`). Rows from table functions (`FROM range(...)`) stream as before. A "
+        "qualified call (`system.main.repeat`) is refused by name.",
         "- Not bounded by tasktrail: DuckDB produces a query's rows a vector (2,048 rows) at a time, and one "
-        "vector of huge values (`repeat('x', 40000000)` over 25 rows: 1 GB) exists whole inside DuckDB, about "
-        "twice over while its first rows are read, before the byte cap can refuse them; the answer itself "
-        "stays under the cap, and at most `--sql-concurrency` such reads run at once. Likewise a scalar "
-        "function that builds one huge value runs whole inside DuckDB, which neither its memory limit nor the "
-        "interrupt of the time limit reaches until it returns: a review measured `SELECT range(0, 5000000)` "
-        "at 11.8 s and 736 MB peak, and `range(0, 20000000)` at 36.8 s and 2.4 GB, each answering 504. "
-        "Bounding it needs the SQL to run in a process of its own with a memory limit (not done yet).",
+        "vector of large values (25 rows of 4 MB made by an aggregate: 100 MB) exists whole inside DuckDB "
+        "before the byte cap can refuse them; the answer itself stays under the cap, and at most "
+        "`--sql-concurrency` such reads run at once. A value grown by a builder not on the list above "
+        "(concatenation doubling in a recursive CTE is bounded by DuckDB's memory limit; a new DuckDB function "
+        "may not be) would still be built whole. A process-wide cap (RLIMIT_DATA) was tried and left out: "
+        "it failed the huge values cleanly, but the allocators kept the address space they reached, and "
+        "afterwards small OTLP exports failed at the cap until a restart.",
         "",
     ]
 

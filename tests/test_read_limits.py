@@ -67,11 +67,13 @@ def test_sql_answer_bytes_time_and_concurrency(tmp_path, record):
         assert "--sql-max-bytes" in body["notice"] and str(cap) in body["notice"]
         assert [row[0] for row in body["rows"]] == list(range(len(body["rows"])))
         assert len(body["rows"]) == 7 and all(row[1] == "x" * 40000 for row in body["rows"])
-        # The query, scaled down to 100 MB (25 rows of 4 MB, one DuckDB vector): one row alone passes
+        # The query, scaled down to 100 MB (25 rows of 4 MB, one DuckDB vector; the 4 MB value made by an
+        # aggregate, as repeat() past the cap is refused before it runs: see below): one row alone passes
         # the cap, so none is converted; the answer is a few hundred bytes and quick.
         before = _memory_mb(srv.proc.pid)
         t0 = time.monotonic()
-        r = httpx.post(srv.api + "/sql", json={"sql": "select repeat('x', 4000000) from range(25)"}, timeout=60)
+        r = httpx.post(srv.api + "/sql", json={"sql": "select (select string_agg('x', '') from range(4000000)) from range(25)"},
+                       timeout=60)
         took = time.monotonic() - t0
         after = _memory_mb(srv.proc.pid)
         body = r.json()
@@ -105,6 +107,81 @@ def test_sql_answer_bytes_time_and_concurrency(tmp_path, record):
            f"notice naming the flag); the 100 MB answer: {len(r.content)} bytes, no row converted, in {took:.1f} s, "
            f"server peak memory {before['peak']:.0f} → {after['peak']:.0f} MB; the second query waited "
            f"{waited:.1f} s, then 429 with Retry-After; the first 504 at its limit")
+
+
+# Builders of one value that DuckDB makes whole, outside its memory limit, and nothing interrupts: a review
+# measured range(0, 20000000) at 36.8 s and 2.4 GB, and each of these took seconds and gigabytes.
+HUGE_VALUES = {
+    "SELECT range(0, 20000000)": "range()", "SELECT generate_series(1, 100000000)": "generate_series()",
+    "SELECT range(TIMESTAMP '2000-01-01', TIMESTAMP '2100-01-01', INTERVAL 1 MINUTE)": "range()",
+    "SELECT repeat('x', 40000000) FROM range(25)": "repeat()", "SELECT repeat([1, 2], 50000000)": "repeat()",
+    "SELECT len(list_resize([1], 300000000))": "list_resize()", "SELECT array_resize([1], 50000000, 0)": "array_resize()",
+    "SELECT length(replace(repeat('x', 20000), 'x', repeat('y', 20000)))": "replace()",
+    "SELECT length(regexp_replace(repeat('x', 20000), '', repeat('y', 20000), 'g'))": "regexp_replace()",
+    "SELECT length(lpad('a', 500000000, 'b'))": "lpad()", "SELECT rpad('a', 500000000, 'b')": "rpad()",
+    "SELECT length(printf('%500000000d', 1))": "printf()", "SELECT printf('%*d', 500000000, 1)": "printf()",
+    "SELECT format('{:>500000000}', 'a')": "format()", "SELECT bitstring('1', 2000000000)": "bitstring()",
+    "SELECT list_transform([100000000], n -> repeat('a', n))": "repeat()",
+    "WITH t AS (SELECT 60000000 AS n) SELECT range(n) FROM t": "range()",
+}
+
+
+def test_one_huge_value_is_refused_before_duckdb_builds_it(server, record):
+    took = []
+    for statement, call in HUGE_VALUES.items():
+        t0 = time.monotonic()
+        r = httpx.post(server.api + "/sql", json={"sql": statement}, timeout=60)
+        took.append(time.monotonic() - t0)
+        message = _error(r, 400)
+        assert call in message and "--sql-max-bytes" in message and "would build one value of" in message, message
+    # A qualified name would reach the built-in past its bound: refused by name.
+    for statement in ("SELECT system.main.repeat('x', 3)", "SELECT main.range(3)", "SELECT system.range(0, 5)"):
+        assert "without a schema" in _error(httpx.post(server.api + "/sql", json={"sql": statement}), 400)
+    # Rows stream as before: a table function's rows are not one value.
+    body = httpx.post(server.api + "/sql", json={"sql": "select count(*) from range(50000000)"}, timeout=60).json()
+    assert body["rows"] == [[50000000]]
+    peak = _memory_mb(server.proc.pid)["peak"]
+    assert max(took) < 2 and not [line for line in server.output if "Traceback" in line]
+    record(SECTION, f"{len(HUGE_VALUES)} single values DuckDB would build outside its memory limit (range, "
+                    "generate_series, repeat of strings and lists, list_resize, array_resize, replace, regexp_replace, "
+                    "lpad, rpad, printf and format widths, bitstring, inside a lambda, from a column)", len(HUGE_VALUES),
+           f"each refused with 400 naming the call, its size and --sql-max-bytes in {min(took) * 1000:.0f}–"
+           f"{max(took) * 1000:.0f} ms; server peak memory {peak:.0f} MB; qualified calls refused by name")
+
+
+# Ordinary calls of each bounded builder: the answer is DuckDB's own, column for column.
+ORDINARY_VALUES = [
+    "range(5)", "range(2, 5)", "range(10, 0, -3)", "generate_series(1, 3)", "range(NULL)",
+    "range(TIMESTAMP '2020-01-01', TIMESTAMP '2020-01-02', INTERVAL 6 HOUR)", "range(DATE '2020-01-01', DATE '2020-01-03', INTERVAL 1 DAY)",
+    "repeat('ab', 3)", "repeat([1, 2], 2)", "repeat(NULL, 3)", "lpad('a', 5, '-')", "rpad('abc', 2, '-')",
+    "list_resize([1, 2], 4)", "list_resize([1, 2], 1, 0)", "array_resize([1], 3, 9)", "bitstring('101', 8)",
+    "replace('a.b.c', '.', '/')", "regexp_replace('abcb', 'b', 'X')", "regexp_replace('abcb', 'b', 'X', 'g')",
+    "printf('%05d|%s|%.2f', 42, 'x', 3.14159)", "format('{:>5}|{}', 'a', 3)", "printf('order 123456789012')",
+    "format('{} {} {} {} {} {} {} {}', 1, 2, 3, 4, 5, 6, 7, 8)", "printf('%*d', 6, 42)",
+]
+
+
+def test_bounded_builders_answer_as_duckdb_does(server):
+    import duckdb
+    plain = duckdb.connect()
+    for expr in ORDINARY_VALUES:
+        want = plain.execute(f"SELECT {expr}::VARCHAR").fetchone()[0]
+        body = httpx.post(server.api + "/sql", json={"sql": f"SELECT ({expr})::VARCHAR AS v"}).json()
+        assert body.get("rows") == [[want]], (expr, body, want)
+
+
+def test_size_bounds_follow_the_answer_cap():
+    from tasktrail.query import sql_values
+    import duckdb
+    con = duckdb.connect()
+    for statement in sql_values.macros(1000):
+        con.execute(statement)
+    assert con.execute("select length(repeat('x', 1000))").fetchone() == (1000,)
+    with pytest.raises(duckdb.InvalidInputException, match="at most 1000"):
+        con.execute("select repeat('x', 1001)")
+    assert len(con.execute(f"select range({1000 // sql_values.ELEMENT_BYTES})").fetchone()[0]) == 62
+    with pytest.raises(duckdb.InvalidInputException, match="elements"):
+        con.execute(f"select range({1000 // sql_values.ELEMENT_BYTES + 1})")
 
 
 def test_encoding_counts_inside_the_time_limit():
