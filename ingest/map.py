@@ -334,7 +334,9 @@ class Mapper:
                 continue
             runner = _first(a, n.RUNNER_KEYS)
             worker = None
-            if runner is None:
+            if runner is not None and a.get(n.TT_RUNNER_PARENT_ID):  # a worker's line: its runner is the parent
+                runner, worker = a[n.TT_RUNNER_PARENT_ID], runner
+            elif runner is None:
                 runner = res.parent_runner_id or res.runner_id
                 worker = res.runner_id if res.parent_runner_id else None
             inv = _first(a, n.INVOCATION_KEYS)

@@ -119,6 +119,10 @@ def _otlp_exporter(signal: str, endpoint: str, protocol: str, headers: Optional[
     return cls(endpoint=endpoint.rstrip("/") + f"/v1/{signal}", headers=headers or None)
 
 
+# Python's logging levels as OTel severities (number, text): the nearest level wins.
+_SEVERITY = {10: (5, "DEBUG"), 20: (9, "INFO"), 30: (13, "WARN"), 40: (17, "ERROR"), 50: (21, "FATAL")}
+
+
 class Emitter:
     """Sends tasktrail.v1 records for one app; each method names one canonical entity."""
 
@@ -147,6 +151,7 @@ class Emitter:
                                                   max_queue_size=max_queue_size)
         self._provider.add_log_record_processor(self._processor)
         self._logger = self._provider.get_logger(n.TT_SCOPE)
+        self._loggers: dict = {}   # Python logger name -> OTel logger (scope) for log lines
 
     # --- the entities ----------------------------------------------------------------
     def status(self, invocation_id: str, status: str, *, task_id: Optional[str] = None,
@@ -227,6 +232,32 @@ class Emitter:
             n.TT_TR_CLAIMED_AT: _ns(claimed_at), n.TT_TR_EXECUTED_AT: _ns(executed_at),
             n.TT_TR_PARTICIPANTS: _json(participants), n.TT_TR_AS_RUN_ID: atomic_service_run_id,
             n.TT_TR_AS_RUNNER_ID: atomic_service_runner_id})
+
+    def log(self, message: str, *, level: int = 20, invocation_id: Optional[str] = None,
+            task_id: Optional[str] = None, runner: Optional[Runner] = None, logger_name: Optional[str] = None,
+            exception: Optional[tuple[str, str, str]] = None, timestamp=None) -> None:
+        """One log line (no event name; body = `message`) tied to an invocation and the runner context that
+        wrote it. `level`: Python's logging level (10 DEBUG … 50 CRITICAL), sent as OTel's severity number
+        and text; `logger_name` is the record's scope. `exception`: (type, message, traceback) as OTel's
+        exception.* attributes. tasktrail keeps
+        it as a log line of that invocation (its runner: the context's parent when it has one, the context
+        as its worker)."""
+        from opentelemetry._logs import SeverityNumber
+
+        number, text = _SEVERITY[min(_SEVERITY, key=lambda lv: abs(lv - level))]
+        attrs = _clean({n.TT_INVOCATION_ID: invocation_id, n.TT_TASK_ID: task_id})
+        if exception:
+            attrs.update(_clean(dict(zip(("exception.type", "exception.message", "exception.stacktrace"), exception))))
+        if runner is not None:
+            attrs.update(runner.attributes())
+        attrs[n.REVISION] = n.TASKTRAIL_V1
+        attrs[n.TT_RECORD_ID], attrs[n.TT_SEQ] = _IDENTITY.next()
+        logger = self._logger
+        if logger_name:  # the OTel scope is the Python logger, as the SDK's own LoggingHandler makes it
+            logger = self._loggers.get(logger_name) or self._loggers.setdefault(
+                logger_name, self._provider.get_logger(logger_name))
+        logger.emit(timestamp=_ns(timestamp) or time.time_ns(), body=message,
+                    severity_number=SeverityNumber(number), severity_text=text, attributes=attrs)
 
     # --- plumbing --------------------------------------------------------------------
     def _emit(self, event_name: str, runner: Optional[Runner], timestamp, attrs: dict) -> None:

@@ -87,3 +87,16 @@ def test_pynenc_histories_equal_pynencs_own(server, tmp_path, kind):
     assert runners and all(r["runner_class"] not in ("Runner", None) and r["hostname"] for r in runners), runners
     assert {r["role"] for r in runners if r["runner_class"] == "ExternalRunner"} <= {"client"}
     assert all(r["role"] == "runner" for r in runners if r["runner_class"] != "ExternalRunner"), runners
+    # pynenc's log lines (its logger pynenc.<app_id>) arrive through the exporter, each tied to the
+    # invocation, task and runner context pynenc's own context filter gave it.
+    def flaky_lines():
+        lines = server.get(f"/invocations/{flaky}/logs").json()
+        mine = [line for line in lines if line["message"] == "flaky(3) is about to fail"]
+        return mine if len(mine) == 3 else None  # one per attempt
+    lines = wait_until(flaky_lines, timeout=15, message="flaky's log lines")
+    assert all(line["level"] == "WARN" and line["logger"] == f"pynenc.pn-{kind}" and line["task_id"] == tasks[flaky]
+               for line in lines), lines
+    attempts = {h["worker_id"] or h["runner_id"] for h in got[flaky] if h["status"] == "RUNNING"}
+    assert {line["worker_id"] or line["runner_id"] for line in lines} <= attempts
+    add = next(i for i, t in tasks.items() if t.endswith(".add"))
+    assert any(line["message"].startswith("adding ") for line in server.get(f"/invocations/{add}/logs").json())

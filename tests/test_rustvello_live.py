@@ -16,7 +16,7 @@ def test_live_rustvello_statuses_match(server, tmp_path):
                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     theirs = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(theirs) == 22 and "FAILED" in theirs.values()
+    assert len(theirs) == 23 and "FAILED" in theirs.values()  # 20 adds, boom, fan, and the report it triggered
 
     def ours():
         got = {}
@@ -42,3 +42,32 @@ def test_live_rustvello_statuses_match(server, tmp_path):
     runners = server.get("/runners").json()
     workers = [r for r in runners if r["runner_class"] == "PersistentTokioWorker"]
     assert len(workers) == 4 and all(w["parent_runner_id"] for w in workers)
+
+
+@pytest.mark.slow
+def test_live_rustvello_task_logs_event_and_trigger_run(server, tmp_path):
+    """What the demo app sends beside rustvello's own telemetry, through tasktrail's emitter: its tasks' log
+    lines tied to their invocations, and an event whose trigger run links the invocation it created."""
+    proc = subprocess.run([sys.executable, str(WORKLOAD), server.otlp_http, "tok123", str(tmp_path / "rv.db"), "3"],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    tasks = wait_until(lambda: (lambda got: got if all(got.values()) else None)(
+        {i: (server.get(f"/invocations/{i}").json() if server.get(f"/invocations/{i}").status_code == 200 else {})
+         .get("task_id") for i in theirs}), timeout=20, message="every invocation stored")
+    boom = next(i for i, t in tasks.items() if t.endswith(".boom"))
+    lines = wait_until(lambda: server.get(f"/invocations/{boom}/logs").json() or None, timeout=20,
+                       message="boom's log lines")
+    texts = [line["message"] for line in lines]
+    assert texts.count("boom(1) is about to fail") == 3, texts  # one per attempt
+    assert all(line["level"] == "WARN" and line["logger"] == "demo.rustvello" for line in lines)
+    add = next(i for i, t in tasks.items() if t.endswith(".add"))
+    assert any(line["message"].startswith("adding ") for line in server.get(f"/invocations/{add}/logs").json())
+    report = next(i for i, t in tasks.items() if t.endswith(".report"))
+    events = wait_until(lambda: [e for e in server.get("/events", params={"code": "demo.batch.done", "since": "-1h"})
+                                 .json() if e] or None, timeout=20, message="the batch event")
+    assert len(events) == 1
+    assert events[0]["triggered_invocation_ids"] == [report]
+    runs = server.get("/trigger-runs", params={"since": "-1h"}).json()
+    run = next(r for r in runs if r["triggered_invocation_id"] == report)
+    assert run["event_ids"] == [events[0]["event_id"]] and run["task_id"] == tasks[report]

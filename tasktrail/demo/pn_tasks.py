@@ -20,11 +20,13 @@ app = builder.build()
 
 @app.task
 def add(x, y):
+    app.logger.info(f"adding {x} and {y}")
     return x + y
 
 
 @app.task(max_retries=2, retry_for=(ValueError,))
 def flaky(x):
+    app.logger.warning(f"flaky({x}) is about to fail")
     raise ValueError(f"bad {x}")
 
 
