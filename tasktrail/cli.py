@@ -6,12 +6,16 @@ import csv
 import functools
 import json
 import logging
+import os
 import sys
 
 import click
 
 from . import __version__
 from .settings import Settings
+
+# The file `tasktrail demo` fills by default; `tasktrail sql` names it when the default store is empty.
+DEMO_DB = "tasktrail-demo.duckdb"
 
 
 class DefaultGroup(click.Group):
@@ -240,20 +244,30 @@ def web(**opts):
               help="Row cap (with --db; a server applies its own --sql-max-rows).")
 @click.option("--max-bytes", type=click.IntRange(1024), default=Settings.sql_max_bytes, show_default=True,
               help="Cap on the answer's JSON bytes (with --db; a server applies its own --sql-max-bytes).")
-def sql(statement, db, url, token, fmt, max_rows, max_bytes):
+@click.pass_context
+def sql(ctx, statement, db, url, token, fmt, max_rows, max_bytes):
     """Run one read-only SQL statement over the log (tables and views: docs/sql.md)."""
+    # Without --db, the demo's file beside the default one is named when the default holds nothing.
+    demo = None
+    if not url and ctx.get_parameter_source("db") == click.core.ParameterSource.DEFAULT:
+        beside = os.path.join(os.path.dirname(db) or ".", DEMO_DB)
+        demo = beside if os.path.exists(beside) else None
+        if demo and not os.path.exists(db):
+            raise click.ClickException(f"no store at {db}; the demo's store is {demo}: pass --db {demo}")
     if url:
         columns, rows, notice = _sql_remote(url, token, statement)
     else:
-        columns, rows, notice = _sql_local(db, statement, max_rows, max_bytes)
+        columns, rows, notice, records = _sql_local(db, statement, max_rows, max_bytes)
+        if demo and not records:
+            click.echo(f"(read {db}, which holds no records yet; the demo's data is in {demo}: --db {demo})",
+                       err=True)
     _print_rows(columns, rows, fmt)
     if notice:
         click.echo(f"(truncated: {notice})", err=True)
 
 
 def _sql_local(db, statement, max_rows, max_bytes):
-    import os
-
+    """(columns, rows, notice, records in the store) of one statement on the file `db`."""
     from tasktrail.query import sql_guard, sql_values
     from tasktrail.query.errors import BadRequest
     from tasktrail.query.sql_answer import AnswerBuilder
@@ -272,13 +286,14 @@ def _sql_local(db, statement, max_rows, max_bytes):
     try:
         answer = store.stream(statement, AnswerBuilder(max_rows=max_rows, max_bytes=max_bytes, timeout_s=60),
                               timeout_s=60, prepare=sql_values.macros(max_bytes))
+        records = store.query("SELECT count(*) FROM ingest_ledger").rows[0][0]
     except QueryError as exc:
         raise click.ClickException(f"SQL error: {exc}") from None
     except QueryTimeout as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         store.close()
-    return answer.columns, answer.python_rows(), answer.notice
+    return answer.columns, answer.python_rows(), answer.notice, records
 
 
 def _sql_remote(url, token, statement):
@@ -328,7 +343,7 @@ def _print_rows(columns, rows, fmt) -> None:
 
 
 @main.command()
-@click.option("--db", default="./tasktrail-demo.duckdb", show_default=True, help="DuckDB file for the demo's data.")
+@click.option("--db", default=f"./{DEMO_DB}", show_default=True, help="DuckDB file for the demo's data.")
 @click.option("--host", default=Settings.host, show_default=True)
 @click.option("--http-port", type=_port, default=Settings.http_port, show_default=True,
               help="Web UI and API. Use 0 to pick a free port.")

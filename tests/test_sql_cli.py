@@ -54,3 +54,29 @@ def test_second_serve_on_a_held_file_says_why(tmp_path):
         assert srv.get("/apps").status_code == 200  # the first one serves on
     finally:
         srv.stop()
+
+
+def test_sql_without_db_names_the_demo_file_beside_an_empty_default(tmp_path):
+    def here(*args):
+        return subprocess.run([sys.executable, "-m", "tasktrail", "sql", *args], capture_output=True, text=True,
+                              timeout=60, cwd=tmp_path)
+    # Only the demo's file: the default is missing, and the message says where the data is.
+    demo = tmp_path / "tasktrail-demo.duckdb"
+    srv = start_server(str(demo), "--ingest-token", "tok123")
+    try:
+        for sig, body in fixture_requests():
+            assert httpx.post(f"{srv.otlp_http}/v1/{sig}", content=body, headers=PB).status_code == 200
+    finally:
+        srv.stop()
+    r = here("select 1")
+    assert r.returncode == 1 and "no store at ./tasktrail.duckdb" in r.stderr
+    assert "--db ./tasktrail-demo.duckdb" in r.stderr
+    # An empty default file beside it: the answer comes from the empty file, and says so.
+    srv = start_server(str(tmp_path / "tasktrail.duckdb"))
+    srv.stop()
+    r = here("select count(*) AS n from status_transitions", "--format", "json")
+    assert r.returncode == 0 and json.loads(r.stdout) == [{"n": 0}]
+    assert "read ./tasktrail.duckdb, which holds no records yet" in r.stderr and "--db ./tasktrail-demo.duckdb" in r.stderr
+    # With --db, or with a default that holds records, nothing more is said.
+    r = here("select count(*) AS n from status_transitions", "--db", "./tasktrail-demo.duckdb", "--format", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["n"] > 0 and r.stderr == ""
