@@ -1,19 +1,19 @@
-"""The size of one value in ad-hoc SQL, bounded before DuckDB builds it.
+"""A fast, early refusal of the values ad-hoc SQL most often blows up: lists and strings that one number sizes.
 
-DuckDB's memory limit bounds its buffers (sorts, joins, aggregates), not one value: a scalar that builds a
-list or a string from a number (`SELECT range(0, 20000000)`, `repeat('x', 500000000)`,
-`list_resize([1], 300000000)`, `lpad`, `printf('%500000000d', 1)`, `replace` with a long replacement)
-allocates it whole, outside the limit, and nothing interrupts it until it returns (seconds, gigabytes).
+`SELECT range(0, 20000000)`, `repeat('x', 500000000)` or `list_resize([1], 300000000)` make DuckDB build
+one value whole, outside its memory limit, and nothing interrupts it until it returns (a review measured
+`range(0, 20000000)` at 36.8 s and 2.4 GB). The process's memory cap (tasktrail/memory_cap.py,
+--max-memory) is what bounds every such value; this module only refuses these few builders before they
+start, in milliseconds, with an error that says which call, how big and why.
 
-So each SQL reader shadows those builders with TEMP macros of the same names (temp objects are found
-before the built-ins) that work out the size of what the built-in would build from its arguments and
-call the built-in (`system.main.<name>`) only when it fits: past the answer's byte cap (--sql-max-bytes) in characters,
-or a sixteenth of it in list elements, the statement fails with an error that says which call, how big and
-why. No answer could carry such a string anyway, and building a list costs DuckDB far more than its JSON. Table functions (`FROM range(...)`, `repeat_row`) are not affected: they stream
-rows. query/sql_guard.py refuses a qualified call (`system.main.repeat(...)`) that would bypass these.
-
-The sizes are worked out from the arguments' text, so one spelling fits every type DuckDB accepts (numbers,
-timestamps with intervals, strings, lists, blobs); a volatile argument (random()) is evaluated again.
+Each SQL reader shadows them with TEMP macros of the same names (temp objects are found before the
+built-ins) that work out the size from the arguments and call the built-in (`system.main.<name>`) only when
+it fits: the answer's byte cap (--sql-max-bytes) in characters, or a sixteenth of it in list elements. No
+answer could carry such a string, and a list costs DuckDB far more than its JSON. Table functions
+(`FROM range(...)`) are not affected: they stream rows. query/sql_guard.py refuses a qualified call
+(`system.main.repeat(...)`) that would bypass these. What the macros change for ordinary calls, besides
+the bound: a number given as text (`range('5')`) and named arguments are no longer accepted, and a volatile
+argument (random()) is evaluated once for the size and once for the value.
 """
 from __future__ import annotations
 
@@ -24,8 +24,7 @@ from functools import lru_cache
 ELEMENT_BYTES = 16
 
 # Builders this module bounds; sql_guard refuses them called with a schema or catalog.
-BOUNDED = ("range", "generate_series", "repeat", "lpad", "rpad", "list_resize", "array_resize", "bitstring",
-           "replace", "regexp_replace", "printf", "format")
+BOUNDED = ("range", "generate_series", "repeat", "list_resize", "array_resize")
 
 
 def _num(x: str) -> str:
@@ -54,18 +53,6 @@ def _checked(name: str, size: str, what: str, arg: str, cap: int) -> str:
     return f"CASE WHEN ({size}) > {cap} THEN error({message}) ELSE {arg} END"
 
 
-def _widths(fmt: str, args: list[str]) -> str:
-    """The widest field a printf/format string asks for (digits after % or after : in {}), plus the
-    largest number among the arguments when the width comes from one (`%*d`, `{:{}}`)."""
-    literal = (f"coalesce(list_max(list_transform(regexp_extract_all(({fmt})::VARCHAR, "
-               r"'(?:%[-+ #0]*|\{[^}]*?:[^}0-9]*|\.)([0-9]+)', 1), w -> try_cast(w AS DOUBLE))), 0)")
-    if not args:
-        return literal
-    from_args = "greatest(" + ", ".join(f"coalesce({_num(a)}, 0)" for a in args) + ")"
-    indirect = rf"regexp_matches(({fmt})::VARCHAR, '%[-+ #0]*\*|\{{[^}}]*\{{')"
-    return f"{literal} + CASE WHEN {indirect} THEN {from_args} ELSE 0 END"
-
-
 @lru_cache(maxsize=4)
 def macros(cap: int) -> tuple[str, ...]:
     """CREATE TEMP MACRO statements, one per builder (its arities as overloads), bounding each value to
@@ -80,28 +67,8 @@ def macros(cap: int) -> tuple[str, ...]:
     out = [rng("range"), rng("generate_series")]
     out.append("CREATE OR REPLACE TEMP MACRO repeat(s, n) AS system.main.repeat(s, "
                + _checked("repeat", f"{_num('n')} * greatest({_len('s')}, 1)", "characters", "n", cap) + ")")
-    for name in ("lpad", "rpad"):
-        out.append(f"CREATE OR REPLACE TEMP MACRO {name}(s, n, f) AS system.main.{name}(s, "
-                   + _checked(name, _num("n"), "characters", "n", cap) + ", f)")
     for name in ("list_resize", "array_resize"):
         check = _checked(name, _num("n"), "elements", "n", cap)
         out.append(f"CREATE OR REPLACE TEMP MACRO {name}(l, n) AS system.main.{name}(l, {check}), "
                    f"(l, n, v) AS system.main.{name}(l, {check}, v)")
-    out.append("CREATE OR REPLACE TEMP MACRO bitstring(s, n) AS system.main.bitstring(s, "
-               + _checked("bitstring", _num("n"), "bits", "n", cap) + ")")
-    grown = f"{_len('s')} / greatest({_len('f')}, 1) * greatest({_len('r')}, 1) + {_len('s')}"
-    out.append("CREATE OR REPLACE TEMP MACRO replace(s, f, r) AS system.main.replace(s, f, "
-               + _checked("replace", grown, "characters", "r", cap) + ")")
-    grown = f"{_len('s')} * ({_len('r')} + 1) + {_len('s')}"
-    check = _checked("regexp_replace", grown, "characters", "r", cap)
-    out.append(f"CREATE OR REPLACE TEMP MACRO regexp_replace(s, p, r) AS system.main.regexp_replace(s, p, {check}), "
-               f"(s, p, r, o) AS system.main.regexp_replace(s, p, {check}, o)")
-    for name in ("printf", "format"):
-        overloads = []
-        for k in range(0, 9):
-            args = [f"a{i}" for i in range(1, k + 1)]
-            size = _widths("fmt", args) + "".join(f" + {_len(a)}" for a in args) + f" + {_len('fmt')}"
-            call = ", ".join([_checked(name, size, "characters", "fmt", cap), *args])
-            overloads.append(f"({', '.join(['fmt', *args])}) AS system.main.{name}({call})")
-        out.append(f"CREATE OR REPLACE TEMP MACRO {name}" + ", ".join(overloads))
     return tuple(out)

@@ -45,8 +45,9 @@ IDENTITY = {t: "record_id" for t in ("transitions", "runner_events", "atomic_dec
                                      "event_records", "trigger_runs", "log_records")} | {"spans": "trace_id || span_id"}
 # A read whose DuckDB error message quotes bytes that are not UTF-8 (a file read as a table).
 _NOT_UTF8 = "the statement failed, and DuckDB's message about it is not valid UTF-8"
-# A read that met DuckDB's memory limit (or the machine's); then DuckDB's words.
-_OUT_OF_MEMORY = "the query needs more memory than this server may use (--duckdb-memory-limit)"
+# A read that met DuckDB's memory limit or the process's cap (tasktrail/memory_cap.py); then DuckDB's words.
+_OUT_OF_MEMORY = ("the query needs more memory than this server may use (--duckdb-memory-limit for DuckDB's "
+                  "buffers, --max-memory for the whole process, which bounds one huge value)")
 _LEDGER_COLUMNS = ("received_at", "request_hash", "transport", "signal", "body_bytes", "records", "rows")
 
 

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from . import __version__
+from . import __version__, memory_cap
 from .settings import Settings
 
 # The file `tasktrail demo` fills by default; `tasktrail sql` names it when the default store is empty.
@@ -34,6 +34,7 @@ def main() -> None:
 
     Run `tasktrail serve` (the default command) and point a runner's OTLP exporter at it.
     """
+    memory_cap.prepare_allocators()  # before DuckDB loads: freed memory goes back (--max-memory)
 
 
 def _token(value, path):
@@ -102,6 +103,11 @@ def _serve_options(fn):
     @click.option("--duckdb-memory-limit", default=Settings.duckdb_memory_limit, show_default=True,
                   envvar="TASKTRAIL_DUCKDB_MEMORY_LIMIT",
                   help="DuckDB's memory limit: its buffer pool grows to it, so it bounds most of the RSS.")
+    @click.option("--max-memory", default=Settings.max_memory, show_default=True, envvar="TASKTRAIL_MAX_MEMORY",
+                  help="Cap on the process's memory (RLIMIT_DATA, Linux): a query that builds more outside "
+                       "DuckDB's memory limit (one huge value: range(0, 100000000), repeat(...)) fails with a "
+                       "400 instead of taking the machine's memory. At least --duckdb-memory-limit + 2GiB; "
+                       "0 for no cap.")
     @click.option("--ingest-workers", type=click.IntRange(0, 64), default=Settings.ingest_workers,
                   show_default=True, envvar="TASKTRAIL_INGEST_WORKERS",
                   help="Processes that decode and map OTLP requests (0: in the server process).")
@@ -183,6 +189,7 @@ def _run(role: str, log_level: str, **opts) -> None:
         body_timeout_s=opts["body_timeout"], keep_alive_timeout_s=opts["keep_alive_timeout"],
         max_body_bytes=opts["max_body_bytes"], queue_records=opts["queue_records"],
         ingest_workers=opts["ingest_workers"], duckdb_memory_limit=opts["duckdb_memory_limit"],
+        max_memory=opts["max_memory"],
         runner_dead_after_s=opts["runner_dead_after"], max_pending_s=opts["max_pending"],
         slow_factor=opts["slow_factor"], slow_min_samples=opts["slow_min_samples"],
         spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],
@@ -201,6 +208,7 @@ def _run(role: str, log_level: str, **opts) -> None:
     if settings.exposed_without_token():
         click.echo(f"warning: listening on {settings.host} without both --ingest-token and --api-token: "
                    "anyone who can reach it can send data or read it", err=True)
+    memory_cap.apply(settings.max_memory)
     from tasktrail.store.api import StoreUnavailable
     try:
         asyncio.run(run_server(settings, role=role, on_ready=lambda b: print_bound(settings, b)))

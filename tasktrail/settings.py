@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
 
+from tasktrail import memory_cap
+
 # Decode/map processes: one per core, at most 4 (the writer is one thread; more do not help it).
 DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
@@ -44,6 +46,9 @@ class Settings:
     max_batch_records: int = 100_000
     ingest_workers: int = DEFAULT_INGEST_WORKERS
     duckdb_memory_limit: str = "1GB"
+    # The whole process's data segment (RLIMIT_DATA: tasktrail/memory_cap.py), which bounds what one query
+    # builds outside DuckDB's memory limit. "0": no cap.
+    max_memory: str = "4GB"
     runner_dead_after_s: float = 600.0
     # Anomaly thresholds (query/anomalies.py).
     max_pending_s: float = 300.0
@@ -96,6 +101,7 @@ class Settings:
             problems.append("retention_days and keep_failed_days must be positive")
         if self.preview_bytes < 64 or self.traceback_preview_bytes < 64:
             problems.append("preview_bytes and traceback_preview_bytes must be at least 64")
+        problems.extend(memory_cap.problems(self.max_memory, self.duckdb_memory_limit))
         if self.sql_max_bytes < 1024:
             problems.append("sql_max_bytes must be at least 1024")
         if not 1 <= self.sql_concurrency <= 64:
@@ -157,6 +163,8 @@ SETTINGS_HELP = {
     "max_batch_records": "Most records the writer commits in one transaction.",
     "ingest_workers": "Processes that decode and map OTLP requests (0: in the server process).",
     "duckdb_memory_limit": "DuckDB memory limit.",
+    "max_memory": "Cap on the process's memory (RLIMIT_DATA), for what a query builds outside DuckDB's memory "
+                  "limit (one huge value): that query fails with a 400 naming it and the server goes on; 0: none.",
     "runner_dead_after_s": "A runner is dead when silent this long (pynenc's default: 10 min).",
     "max_pending_s": "An invocation waiting to start (PENDING, or REGISTERED and never run) longer than this is an anomaly (stuck).",
     "slow_factor": "An invocation RUNNING longer than this many times its task's p99 is an anomaly (slow).",
