@@ -138,6 +138,8 @@ def read_limits() -> list[str]:
         f"| JSON bytes of one ad-hoc SQL answer | `--sql-max-bytes` | {d.sql_max_bytes:,} ({d.sql_max_bytes >> 20} MiB) "
         "| cut before the row that would pass it: `truncated: true`, `truncated_by: \"bytes\"` and a `notice`; rows are "
         "converted and encoded one by one as DuckDB streams them, inside the time limit |",
+        f"| memory of the whole process (what a query builds outside DuckDB's buffers) | `--max-memory` | "
+        f"{d.max_memory} | that query: 400 naming the flag; the server goes on |",
         f"| rows of one ad-hoc SQL answer | `--sql-max-rows` | {d.sql_max_rows:,} | cut: `truncated_by: \"rows\"` |",
         f"| time of one ad-hoc SQL query, reading and encoding included | `--sql-timeout` | {d.sql_timeout_s:g} s "
         "| 504 |",
@@ -163,24 +165,28 @@ def read_limits() -> list[str]:
         f"{RING_BYTES >> 20} MiB that every tail walks at its reader's pace, matching its own filters; a tail "
         "that falls off the ring is ended with a comment and resumes with Last-Event-ID. A tail that stops "
         f"reading holds at most {TAKE_BYTES >> 10} KiB of its own.",
-        f"- One value is bounded before DuckDB builds it: DuckDB's memory limit covers its buffers, not a single "
-        "value, and nothing interrupts a scalar while it builds one (a review measured `SELECT range(0, "
-        "20000000)` at 36.8 s and 2.4 GB). The builders whose output a number sets — `range` and "
-        "`generate_series` as lists, `repeat` of strings and lists, `list_resize`/`array_resize`, `lpad`/`rpad`, "
-        "`bitstring`, `replace` and `regexp_replace` (output up to input × replacement), and `printf`/`format` "
-        "widths — are shadowed on each SQL reader by TEMP macros that work out the size from the arguments "
-        "and call the built-in only when it fits: at most `--sql-max-bytes` characters, or a sixteenth of it "
-        f"in list elements ({d.sql_max_bytes // 16:,} by default); past it a 400 names the call, the size and "
-        "the flag (`query/sql_values.py`). Rows from table functions (`FROM range(...)`) stream as before. A "
-        "qualified call (`system.main.repeat`) is refused by name.",
-        "- Not bounded by tasktrail: DuckDB produces a query's rows a vector (2,048 rows) at a time, and one "
-        "vector of large values (25 rows of 4 MB made by an aggregate: 100 MB) exists whole inside DuckDB "
-        "before the byte cap can refuse them; the answer itself stays under the cap, and at most "
-        "`--sql-concurrency` such reads run at once. A value grown by a builder not on the list above "
-        "(concatenation doubling in a recursive CTE is bounded by DuckDB's memory limit; a new DuckDB function "
-        "may not be) would still be built whole. A process-wide cap (RLIMIT_DATA) was tried and left out: "
-        "it failed the huge values cleanly, but the allocators kept the address space they reached, and "
-        "afterwards small OTLP exports failed at the cap until a restart.",
+        f"- One query's memory is bounded, whatever it builds: DuckDB's memory limit covers its buffers, not a "
+        "single value, and nothing interrupts a scalar while it builds one (a review measured `SELECT range(0, "
+        "20000000)` at 36.8 s and 2.4 GB, `list_reduce` doubling a list at 4.5 GB, `damerau_levenshtein` of two "
+        f"30,000-character strings at 7 GB). `--max-memory` ({d.max_memory} by default; at least "
+        "`--duckdb-memory-limit` + 2 GiB; 0 for none) caps the process's data segment (RLIMIT_DATA): past it the "
+        "allocation fails, the query answers 400 naming the flag, and the server goes on, because DuckDB's "
+        "jemalloc runs with `retain:false` and glibc with one malloc arena, so the address space a failed query "
+        "reached is given back (without them a 3 GB cap left 2.86 GB taken and every OTLP export refused after "
+        "seven such queries; with them 1.43 GB, its level at start, and every export stored). While such a query "
+        "holds memory, other requests of that moment can fail too (503 with Retry-After for ingest; nothing "
+        "acknowledged is lost). `tasktrail/memory_cap.py`.",
+        f"- Before that, the values one number sizes — `range`/`generate_series` as lists, `repeat` of strings and "
+        "lists, `list_resize`/`array_resize` — are refused in milliseconds by TEMP macros on each SQL reader "
+        "that work out the size from the arguments: at most `--sql-max-bytes` characters or a sixteenth of it in "
+        f"list elements ({d.sql_max_bytes // 16:,} by default); a 400 names the call, the size and the flag "
+        "(`query/sql_values.py`). Rows of table functions (`FROM range(...)`) stream as before; a qualified "
+        "call (`system.main.repeat`) is refused by name.",
+        "- Not bounded by tasktrail: time inside one scalar. DuckDB cannot interrupt a scalar while it runs "
+        "(`levenshtein` of two 100,000-character strings: 23 s in 160 MB): the answer is 504 at `--sql-timeout` "
+        "and the reader stays busy until DuckDB returns; at most `--sql-concurrency` such reads run at once. "
+        "DuckDB produces a query's rows a vector (2,048 rows) at a time, so one vector of large values exists "
+        "whole inside DuckDB before the byte cap can refuse them; the answer stays under its cap.",
         "",
     ]
 
