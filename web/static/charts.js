@@ -102,6 +102,7 @@
     const x = h.buckets.map((t) => Date.parse(t) / 1000);
     const series = h.series.map((s) => ({ label: s.task_id, values: s.counts, color: TT.taskColor(s.task_id) }));
     el.dataset.bucketS = String(h.bucket_s);
-    return TT.stackedBars(el, x, series, { time: true, step: h.bucket_s, yLabel: h.categories.join(" + "), height: 180 });
+    return TT.stackedBars(el, x, series, { time: true, step: h.bucket_s, height: 180,
+                                           yLabel: `${h.categories.join(" + ")} per ${TT.fmtStep(h.bucket_s)}` });
   };
 })();
