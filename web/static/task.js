@@ -17,6 +17,6 @@
     TT.timeChart(thr, s.t, [
       { label: `finished per ${TT.fmtStep(s.step_s)}`, values: s.finished, color: "#3498db", bars: true },
       { label: "failed", values: s.failed, color: "#e74c3c", bars: true },
-    ], { yLabel: `invocations per ${TT.fmtStep(s.step_s)}`, height: 180, step: s.step_s });
+    ], { yLabel: "invocations", height: 180, step: s.step_s });
   }
 })();
