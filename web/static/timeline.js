@@ -186,6 +186,8 @@
         if (this.t1 <= this.t0) { this.t0 = this.w0; this.t1 = this.w1; }
       }
       const ds = this.canvas.dataset;
+      ds.windowSince = new Date(this.w0).toISOString();
+      ds.windowUntil = new Date(this.w1).toISOString();
       ds.viewSince = new Date(this.t0).toISOString();
       ds.viewUntil = new Date(this.t1).toISOString();
       ds.fit = this.fit ? "on" : "off";
@@ -279,8 +281,9 @@
         if (lane.collapsed) {
           const n = lane.members.length;
           const lo = Math.min(...lane.pids), hi = Math.max(...lane.pids);
-          row = { kind: "lane", collapsed: true, child, y, h, lane, name: `${lane.runner_class || "Runner"} ×${n}`,
-                  sub: `${lane.hostname || "?"} · ${n} contexts`,
+          row = { kind: "lane", collapsed: true, child, y, h, lane,
+                  name: `${lane.runner_class || "Runner"} ×${n} on ${lane.hostname || "?"}`,
+                  sub: lane.pids.length ? `pid ${lo}${hi !== lo ? "–" + hi : ""}` : "",
                   title: `${n} ${lane.runner_class || "runner"} contexts on ${lane.hostname || "an unknown host"}, collapsed`
                     + (lane.pids.length ? ` (pid ${lo}${hi !== lo ? "–" + hi : ""})` : "")
                     + `:\n${lane.members.slice(0, 12).join("\n")}${n > 12 ? `\n… ${n - 12} more` : ""}` };
@@ -331,7 +334,7 @@
         nm.className = "tl-name";
         nm.textContent = row.name;
         el.appendChild(nm);
-        m.font = row.kind === "header" ? BOLD : FONT;
+        m.font = row.kind === "header" || row.collapsed ? BOLD : FONT;
         let w = m.measureText(row.name).width;
         if (row.sub && !this.opts.compact || row.collapsed) {
           const sub = document.createElement("span");
@@ -389,17 +392,35 @@
       }
     }
 
+    /* How many px the widest label lacks (0 when every name and host fits, or the layer is not shown). */
+    _labelOverflow() {
+      let more = 0;
+      for (const row of this.rows) {
+        let lack = 0;
+        for (const part of row.el.children) lack += Math.max(0, part.scrollWidth - part.clientWidth);
+        more = Math.max(more, lack);
+      }
+      return Math.ceil(more);
+    }
+
     draw() {
       if (!this.data) return;
       const dpr = window.devicePixelRatio || 1;
       this.width = this.canvas.clientWidth || 900;
-      this.labelW = Math.max(this.minLabelW, Math.min(this.labelNeed || 0, Math.floor(this.width * 0.4)));
+      const maxW = Math.max(this.minLabelW, Math.floor(this.width * 0.4));
+      this.labelW = Math.max(this.minLabelW, Math.min(this.labelNeed || 0, maxW));
+      this._placeLabels();
+      const more = this._labelOverflow();   // the fonts measured differently from the page's: widen to fit
+      if (more > 0 && this.labelW < maxW) {
+        this.labelW = Math.min(maxW, this.labelW + more);
+        this.labelNeed = Math.max(this.labelNeed || 0, this.labelW);
+        this._placeLabels();
+      }
       this.canvas.width = this.width * dpr;
       this.canvas.height = this.height * dpr;
       this.canvas.style.height = this.height + "px";
       this.canvas.dataset.plotLeft = String(this.labelW);
       this.canvas.dataset.plotWidth = String(this.plotW());
-      this._placeLabels();
       const ctx = this.canvas.getContext("2d");
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
       ctx.clearRect(0, 0, this.width, this.height);
@@ -428,11 +449,8 @@
       if (sel && this.invRows[sel]) {
         ctx.strokeStyle = "#111827";
         ctx.lineWidth = 2;
-        for (const { y, e } of this.invRows[sel]) {
-          const xs = [];
-          for (const s of e.segments) xs.push(this.x(TT.parseTime(s.start)), Math.max(this.x(TT.parseTime(s.end)), this.x(TT.parseTime(s.start)) + this.minBar));
-          for (const p of e.points) xs.push(this.x(TT.parseTime(p.timestamp)));
-          const x0 = Math.min(...xs) - 5, x1 = Math.max(...xs) + 5;
+        for (const { y, e } of this.invRows[sel]) {  // around what was drawn of it (_entry keeps _x0/_x1)
+          const x0 = e._x0 - 3, x1 = e._x1 + 3;
           ctx.strokeRect(x0, y - 2, Math.max(8, x1 - x0), this.rowH);
         }
         ctx.lineWidth = 1;
@@ -459,15 +477,17 @@
         const d = new Date(t);
         const label = step < 1000 ? TT.fmtTime(t, false).slice(3) : step >= 864e5 ? d.toISOString().slice(5, 10)
           : TT.fmtTime(t, false).slice(0, step < 6e4 ? 8 : 5);
-        ctx.fillText(label, x + 3, 14);
+        if (x + 3 + ctx.measureText(label).width <= this.width - 2) ctx.fillText(label, x + 3, 14);  // never cut at the edge
       }
       this.tickStep = step;
     }
 
+    /* One invocation's elements in one row. A bar is at least minBar px wide; a point next to a short bar
+     * (an instant run) sits beside it, not on it, so the bar shows between its REGISTERED and SUCCESS dots. */
     _entry(ctx, e, y, pattern, dimmed) {
-      const h = this.rowH - 6;
+      const h = this.rowH - 6, r = this.opts.compact ? 3.5 : 4;
       ctx.globalAlpha = dimmed ? 0.35 : 1;
-      const ends = new Map();   // a segment's end as drawn: a point at that time sits at the bar's end
+      const short = [];
       let left = Infinity, right = -Infinity;
       for (const s of e.segments) {
         const a = TT.parseTime(s.start), b = TT.parseTime(s.end);
@@ -475,19 +495,26 @@
         ctx.fillStyle = TT.color(OUTCOMES.has(s.next_status) ? s.next_status : s.status);
         ctx.fillRect(x0, y, x1 - x0, h);
         if (s.ongoing) { ctx.fillStyle = pattern; ctx.fillRect(x0, y, x1 - x0, h); }
-        ends.set(s.end, Math.max(ends.get(s.end) || -Infinity, x1));
+        if (x1 - x0 < this.minBar + 2 * r) short.push({ a, b, x0, x1 });
         left = Math.min(left, x0); right = Math.max(right, x1);
         this.hits.push({ x0, x1, y0: y, y1: y + h, inv: e.invocation_id, task: e.task_id, status: s.status, a, b, ongoing: s.ongoing, bar: true });
       }
       for (const p of e.points) {
-        const t = TT.parseTime(p.timestamp), x = Math.max(this.x(t), ends.get(p.timestamp) || -Infinity);
+        const t = TT.parseTime(p.timestamp);
+        let x = this.x(t), lo = -Infinity, hi = Infinity;
+        for (const s of short) {
+          if (t >= s.b) lo = Math.max(lo, s.x1 + r);
+          else if (t <= s.a) hi = Math.min(hi, s.x0 - r);
+        }
+        if (x < lo) x = lo; else if (x > hi) x = hi;
         ctx.fillStyle = TT.color(p.status);
-        ctx.beginPath(); ctx.arc(x, y + h / 2, this.opts.compact ? 3.5 : 4, 0, Math.PI * 2); ctx.fill();
+        ctx.beginPath(); ctx.arc(x, y + h / 2, r, 0, Math.PI * 2); ctx.fill();
         ctx.strokeStyle = "#fff"; ctx.stroke();
-        left = Math.min(left, x - 4); right = Math.max(right, x + 4);
+        left = Math.min(left, x - r); right = Math.max(right, x + r);
         this.hits.push({ x0: x - 5, x1: x + 5, y0: y, y1: y + h, inv: e.invocation_id, task: e.task_id, status: p.status, a: t, b: t });
       }
       ctx.globalAlpha = 1;
+      e._x0 = left; e._x1 = right;
       const d = this.drawn[e.invocation_id];
       if (!d) this.drawn[e.invocation_id] = { left, right };
       else { d.left = Math.min(d.left, left); d.right = Math.max(d.right, right); }
