@@ -247,6 +247,8 @@ def test_family_timeline_fits_and_links(filled, page):
                                                                        | {f"PPRWorker(worker-A{k})" for k in range(3)})
     for lb in labels:
         assert lb["scroll"] <= lb["client"] and lb["right"] <= lb["plotLeft"] + 1, lb
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("section:has(#family-timeline)").screenshot(path=str(SHOTS / "invocation-family-timeline.png"))
 
 
 def test_task_chart_over_two_minutes_steps_in_seconds(filled, page):

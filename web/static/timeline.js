@@ -207,7 +207,7 @@
       for (const ls of by.values()) {
         if (ls.length < 2) continue;
         const spans = ls.map(laneSpan).sort((a, b) => a - b);
-        if (spans[(spans.length - 1) >> 1] > span * SHORT_LIVED) continue;  // its median context lived long
+        if (spans[spans.length >> 1] > span * SHORT_LIVED) continue;  // half or more of its contexts lived long
         groups.push({ lanes: ls, merged: null });
       }
       return groups;
@@ -247,7 +247,7 @@
       const tl = this.data;
       const all = tl.lanes || [];
       const lanes = this._shownLanes();
-      const byId = new Map(all.map((l) => [l.runner_id, l]));
+      const byId = new Map(all.map((l) => [l.runner_id, l])), shown = new Set(lanes);
       const ids = shortIds(all.map((l) => l.runner_id).concat(all.map((l) => l.parent_runner_id)));
       const name = (cls, rid) => `${cls || "Runner"}(${ids.get(rid) || rid || "?"})`;
       const rows = [];
@@ -267,7 +267,7 @@
         const g = lane.parent_runner_id || lane.runner_id;
         if (lane.parent_runner_id && g !== group) {
           const parent = byId.get(lane.parent_runner_id);
-          if (!parent || !lanes.includes(parent)) {
+          if (!parent || !shown.has(parent)) {
             const cls = parent ? parent.runner_class : null;
             rows.push({ kind: "header", y, h: 16, name: name(cls, lane.parent_runner_id), sub: lane.hostname || "",
                         title: `${cls || "runner"} ${lane.parent_runner_id}${lane.hostname ? " on " + lane.hostname : ""}` });
