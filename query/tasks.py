@@ -101,8 +101,11 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
     window = max((hi - lo).total_seconds(), 1.0)
     per_app = [_row(d, window, iso) for d in rows]
     total = _merge(per_app) if len(per_app) > 1 else dict(per_app[0])
-    step = _step(window)
-    origin = lo.replace(microsecond=0)
+    # The series spans the task's own data inside the window (2 minutes of it are not drawn in 30-minute steps).
+    slo = max(lo, first)
+    shi = max(min(hi, last), slo)
+    step = _step(max((shi - slo).total_seconds(), 1.0))
+    origin = slo.replace(microsecond=0)
     series = q(f"""
         SELECT floor((epoch(updated_at) - epoch($origin::TIMESTAMP)) / {step})::BIGINT AS b, count(*) AS n,
                count(*) FILTER (WHERE status = 'FAILED') AS failed,
@@ -110,7 +113,7 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
         FROM (SELECT status, updated_at, {DURATION} AS d FROM invocation_state
               WHERE {where} AND status IN ({FINAL_IN}))
         GROUP BY b ORDER BY b""", {**params, "origin": origin}).dicts()
-    points = int(window // step) + 1
+    points = int((shi - origin).total_seconds() // step) + 1
     by_b = {int(d["b"]): d for d in series}
     total["series"] = {
         "step_s": step, "since": iso(origin), "until": iso(origin + timedelta(seconds=step * points)),

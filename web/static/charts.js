@@ -39,15 +39,22 @@
     return Number.isInteger(v) ? String(v) : v.toFixed(2);
   }
 
-  /* Lines (or bars) over time. x: ISO times; series: [{label, values, color, bars, unit}]. */
+  /* Lines (or bars) over time. x: ISO times; series: [{label, values, color, bars, unit}]. opts.step (s): the
+     points' spacing; the x-range is then the points' own, half a step each side (one or two points of a
+     few seconds are not spread over years). */
   TT.timeChart = function (el, x, series, opts) {
     opts = opts || {};
     const height = opts.height || 220;
     const xs = x.map((t) => Date.parse(t) / 1000);
     const bars = uPlot.paths.bars({ size: [0.7, 40] });
+    const xScale = { time: true };
+    if (opts.step && xs.length) {  // at least 6 steps wide, so one point still has a readable axis around it
+      const pad = Math.max(opts.step / 2, (6 * opts.step - (xs[xs.length - 1] - xs[0])) / 2);
+      xScale.range = () => [xs[0] - pad, xs[xs.length - 1] + pad];
+    }
     const u = new uPlot({
       width: widthOf(el), height,
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: { x: xScale, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [{}, { label: opts.yLabel || "", size: 60, values: (u, vals) => vals.map((v) => fmtNum(v, opts.unit)) }],
       series: [{ value: (u, v) => (v == null ? "—" : TT.fmtTime(v * 1000)) }].concat(series.map((s) => ({
         label: s.label, stroke: s.color, fill: s.bars ? s.color + "99" : undefined, width: s.bars ? 1 : 2,

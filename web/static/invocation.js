@@ -16,6 +16,7 @@
     compact: true, tip,
     onSelect: (id) => select(id, "timeline"),
   });
+  TT.familyTimeline = timeline;
 
   function select(id, from) {
     timeline.select(id);

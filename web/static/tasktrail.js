@@ -44,6 +44,16 @@
     return `${(s / 3600).toFixed(1)} h`;
   };
 
+  /* A bucket or step size as a legend says it: "250 ms", "30 s", "5 min", "1 h", "1.5 d" (never "30 min 0 s"). */
+  TT.fmtStep = function (s) {
+    const n = (v) => String(Math.round(v * 10) / 10);
+    if (s < 1) return `${Math.round(s * 1000)} ms`;
+    if (s < 60) return `${n(s)} s`;
+    if (s < 3600) return `${n(s / 60)} min`;
+    if (s < 86400) return `${n(s / 3600)} h`;
+    return `${n(s / 86400)} d`;
+  };
+
   function renderTimes() {
     document.querySelectorAll("time[datetime]").forEach((el) => {
       const ms = TT.parseTime(el.getAttribute("datetime"));

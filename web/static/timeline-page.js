@@ -11,10 +11,24 @@
   let current = null;
   let followTimer = null;
 
+  const fitBox = document.getElementById("fit");
+  // collapse=1/0 pins the "collapse short-lived runner contexts" toggle; without it the timeline decides
+  // (on when the lanes would not fit on the screen). fit=0 shows the whole window instead of the data's span.
+  const pinned = params.get("collapse");
   const tl = new TT.Timeline(canvas, {
     tip: document.getElementById("timeline-tip"),
     onOpen: (id) => { location.href = "/invocations/" + TT.seg(id); },
     onZoom: (a, b) => { params.set("since", a); params.set("until", b); go(); },
+    collapse: pinned === null ? null : pinned === "1",
+    fit: params.get("fit") !== "0",
+    onCollapse: (on) => { params.set("collapse", on ? "1" : "0"); history.replaceState(null, "", "/timeline?" + params.toString()); },
+  });
+  fitBox.checked = tl.fit;
+  fitBox.addEventListener("change", () => {
+    if (fitBox.checked) params.delete("fit"); else params.set("fit", "0");
+    history.replaceState(null, "", "/timeline?" + params.toString());
+    tl.setFit(fitBox.checked);
+    if (current) { occupancy(); status(); }
   });
   tl.select(params.get("selected"));
   TT.timeline = tl;
@@ -27,7 +41,7 @@
 
   function load() {
     const q = new URLSearchParams(params);
-    q.delete("selected");
+    for (const k of ["selected", "collapse", "fit"]) q.delete(k);
     count.textContent = "loading…";
     fetch("/api/v1/timeline?" + q.toString(), { headers: { Accept: "application/json" } })
       .then((r) => r.json().then((body) => ({ ok: r.ok, body })))
@@ -35,17 +49,32 @@
         if (!ok) { count.textContent = body.error ? body.error.message : "error"; count.className = "error-message"; return; }
         current = body;
         tl.setData(body);
-        TT.drawOccupancy(document.getElementById("occupancy"), body, tl.labelW);
-        const span = `${TT.fmtTime(TT.parseTime(body.since))} → ${TT.fmtTime(TT.parseTime(body.until))}`;
-        count.className = body.truncated ? "truncated" : "";
-        count.textContent = body.truncated
-          ? `showing ${body.shown} of ${body.total} invocations (raise limit or narrow the window) · ${span}`
-          : `${body.total} invocations · ${span}`;
+        occupancy();
+        status();
         canvas.dataset.shown = String(body.shown);
         canvas.dataset.total = String(body.total);
         showSelected();
       })
       .catch((e) => { count.textContent = "could not load the timeline: " + e; });
+  }
+
+  function occupancy() {
+    TT.drawOccupancy(document.getElementById("occupancy"), current, tl.labelW, { t0: tl.t0, t1: tl.t1 });
+  }
+
+  /* "N invocations · window a → b", and the span shown when it is the data's, not the whole window. */
+  function status() {
+    const body = current;
+    const w0 = TT.parseTime(body.since), w1 = TT.parseTime(body.until);
+    const span = `${TT.fmtTime(w0)} → ${TT.fmtTime(w1)}`;
+    const fitted = tl.t0 > w0 || tl.t1 < w1;
+    const shown = fitted
+      ? ` · showing the data's span ${TT.fmtTime(tl.t0, false)} → ${TT.fmtTime(tl.t1, false)} (${TT.fmtDur((tl.t1 - tl.t0) / 1000)})`
+      : "";
+    count.className = body.truncated ? "truncated" : "";
+    count.textContent = body.truncated
+      ? `showing ${body.shown} of ${body.total} invocations (raise limit or narrow the window) · ${span}${shown}`
+      : `${body.total} invocations · ${span}${shown}`;
   }
 
   function showSelected() {
@@ -103,6 +132,7 @@
     }
   });
   window.addEventListener("popstate", () => { location.reload(); });
+  window.addEventListener("resize", () => { if (current) occupancy(); });
 
   const legend = document.getElementById("legend");
   for (const [s, c] of Object.entries(TT.STATUS_COLORS)) {

@@ -27,6 +27,7 @@
       onOpen: (id) => { location.href = "/invocations/" + TT.seg(id); },
       onZoom: (a, b) => { location.href = `/timeline?workflow=${encodeURIComponent(d.workflow_id)}&since=${a}&until=${b}`; },
     });
+    TT.runTimeline = tl;
     const pad = Math.max(0.05 * (Date.parse(d.window.until) - Date.parse(d.window.since)), 50);
     const q = new URLSearchParams({ workflow: d.workflow_id, limit: "2000",
       since: new Date(Date.parse(d.window.since) - pad).toISOString(),
