@@ -172,7 +172,7 @@ def read_limits() -> list[str]:
         "`--duckdb-memory-limit` + 2 GiB; 0 for none) caps the process's data segment (RLIMIT_DATA): past it the "
         "allocation fails, the query answers 400 naming the flag, and the server goes on, because DuckDB's "
         "jemalloc runs with `retain:false` and glibc with one malloc arena, so the address space a failed query "
-        "reached is given back (without them a 3 GB cap left 2.86 GB taken and every OTLP export refused after "
+        "reached is given back, within jemalloc's decay time of about 10 s (without them a 3 GB cap left 2.86 GB taken and every OTLP export refused after "
         "seven such queries; with them 1.43 GB, its level at start, and every export stored). While such a query "
         "holds memory, other requests of that moment can fail too (503 with Retry-After for ingest; nothing "
         "acknowledged is lost). `tasktrail/memory_cap.py`.",

@@ -179,13 +179,15 @@ def test_the_process_memory_cap_bounds_any_value_and_the_server_goes_on(tmp_path
             took.append(time.monotonic() - t0)
             message = _error(r, 400)
             assert "--max-memory" in message and "Out of Memory" in message, (statement, message)
-            # The address space the query reached is given back, and every kind of request works again.
-            after.append(_data_mb(srv.proc.pid))
+            # The address space the query reached is given back (jemalloc returns freed extents after its
+            # decay time, ~10 s), and every kind of request works again.
+            after.append(wait_until(lambda: (lambda mb: mb if mb < start + 600 else None)(_data_mb(srv.proc.pid)),
+                                    timeout=30, message="the data segment back near its start"))
             assert httpx.get(srv.web + "/healthz").status_code == 200
             _load_fixtures(srv)
             assert httpx.post(srv.api + "/sql", json={"sql": "select 1"}).json()["rows"] == [[1]]
         peak = _memory_mb(srv.proc.pid)["peak"]
-        assert peak < cap_mb and max(after) < start + 600, (start, after)
+        assert peak < cap_mb
         stored = httpx.post(srv.api + "/sql", json={"sql": "select count(*) from ingest_ledger"}).json()
         assert stored["rows"][0][0] > 0
         assert not [line for line in srv.output if "Traceback" in line]
