@@ -147,10 +147,9 @@ def of_invocation(q, invocation_id: str, rng: TimeRange, *, limit: int, related_
     return list(reversed(page(q, clauses, params, limit=limit, after=None, preview_bytes=preview_bytes)["items"]))
 
 
-def body(q, key: str) -> bytes:
-    """The whole body of the log line a preview's url names (`values.log_key`), as UTF-8 bytes.
-    Raises BadRequest for a malformed key, NotFound when no line matches it."""
-    batch, ts_us, md5 = values.parse_log_key(key)
+def body(q, batch: int, ts_us: int, md5: str, key: str) -> bytes:
+    """The whole body of the log line committed in `batch` at `ts_us` whose body's md5 is `md5` (what a
+    preview's url names: `key`, values.log_key), as UTF-8 bytes. NotFound when no line matches it."""
     rows = q(values.LOG_BODY_SQL, {"batch": batch, "ts_us": ts_us, "md5": md5}, max_rows=1).rows
     if not rows:
         raise NotFound(f"no log line {key}")

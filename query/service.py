@@ -257,7 +257,7 @@ class QueryService:
     def log_body(self, key: str) -> bytes:
         """The whole body of the log line a preview's url names. BadRequest for a malformed key, NotFound
         when no line matches it."""
-        return logs.body(self._q, key)
+        return logs.body(self._q, *values.parse_log_key(key), key)
 
     def explore(self, text: str) -> dict:
         """Parse pasted log lines and resolve what they mention (query/explore.py)."""
