@@ -131,11 +131,11 @@ class Workflows:
             return
         ids = [i["workflow_id"] for i in items]
         lo = min(d["created_at"] for d in rows)
-        hi = max(d["updated_at"] if d["status"] in FINAL_STATUSES else d["created_at"] for d in rows) + timedelta(days=1)
-        rows = self.q("""SELECT invocation_id, any_value(workflow_parent_id) FROM transitions
-                         WHERE ts BETWEEN $lo AND $hi AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))
-                           AND workflow_parent_id IS NOT NULL GROUP BY 1""", {"lo": lo, "hi": hi, "ids": ids}).rows
-        parent = dict(rows)
+        hi = max(d["updated_at"] if d["status"] in FINAL_STATUSES else d["created_at"] for d in rows)
+        parent = dict(self.q("""SELECT invocation_id, any_value(workflow_parent_id) FROM transitions
+                                WHERE ts BETWEEN $lo AND $hi AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))
+                                  AND workflow_parent_id IS NOT NULL GROUP BY 1""",
+                             {"lo": lo, "hi": hi + timedelta(days=1), "ids": ids}).rows)
         for i in items:
             i["parent_workflow_id"] = parent.get(i["workflow_id"])
 
