@@ -25,8 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Optional
 
 from tasktrail.proto import names as n
+from tasktrail.proto.urlpath import segment
+
+from .params import iso
 
 KINDS = ("orphaned", "pending_too_long", "slow", "failure_spike", "runner_silent", "scheduler_silent")
 
@@ -199,10 +203,7 @@ def never_picked_up(q, waiting: list[dict], s: AnomalySettings, now: datetime) -
 
 def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     """`q(sql, params)` runs a read and returns a Result. Returns anomalies, most recent first."""
-    out: list[dict] = []
     live = Liveness(q, now - timedelta(seconds=s.runner_dead_after_s))
-    runners = live.runners
-
     # One read of the work in flight serves the three invocation checks. `status = …` scans, not
     # `status IN (…)`: DuckDB 1.5 pushes an equality into the scan (other columns are read only for
     # matching rows) but not an IN list: 15 against 116 ms over a 10M-row cache. REGISTERED work only
@@ -215,9 +216,30 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                    UNION ALL SELECT {cols} FROM invocation_state
                              WHERE status = 'REGISTERED' AND updated_at < $w AND started_at IS NULL""",
                {"w": stuck_before}).dicts()
-    orphaned = set()
-    for d in active:  # RUNNING on a context that stopped after it started, or is not alive (Liveness)
-        ctx = runners.get((d["app_id"], d["ctx"])) if d["ctx"] else None
+    out = _orphaned(active, live, s)
+    orphaned = {a["invocation_id"] for a in out}
+    for d in active:
+        if d["status"] == "PENDING" and d["updated_at"] < stuck_before:
+            out.append({"kind": "pending_too_long", "app_id": d["app_id"], "invocation_id": d["invocation_id"],
+                        "task_id": d["task_id"], "since": d["updated_at"],
+                        "why": f"PENDING since {d['updated_at']:%Y-%m-%d %H:%M:%S}, longer than the "
+                               f"{s.max_pending_s:g} s limit"})
+    out += never_picked_up(q, [d for d in active if d["status"] == "REGISTERED"], s, now)
+    running = [d for d in active if d["status"] == "RUNNING" and d["started_at"] is not None
+               and d["invocation_id"] not in orphaned]  # a gone runner is the news, not the duration
+    out += _slow(q, running, s, now)
+    out += _failure_spikes(q, s, now)
+    out += _silent_runners(live, s)
+    out += _silent_scheduler(q, live, s, now)
+    out.sort(key=lambda a: a["since"] or now, reverse=True)
+    return out
+
+
+def _orphaned(active: list[dict], live: Liveness, s: AnomalySettings) -> list[dict]:
+    """RUNNING on a context that stopped after it started, or is not alive (Liveness)."""
+    out = []
+    for d in active:
+        ctx = live.runners.get((d["app_id"], d["ctx"])) if d["ctx"] else None
         if d["status"] != "RUNNING" or ctx is None:
             continue
         parent = live.parent(ctx)
@@ -232,31 +254,26 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                     + (f"whose heartbeats stopped at {last:%H:%M:%S}" if ctx["heartbeats"]
                        else f"silent since {last:%H:%M:%S}, with nothing from its parent or its process")
                     + f" (dead after {s.runner_dead_after_s:g} s)")
-        orphaned.add(d["invocation_id"])
         out.append({"kind": "orphaned", "app_id": d["app_id"], "invocation_id": d["invocation_id"],
                     "task_id": d["task_id"], "runner_id": d["ctx"], "since": d["updated_at"], "why": why})
-    for d in active:
-        if d["status"] == "PENDING" and d["updated_at"] < stuck_before:
-            out.append({"kind": "pending_too_long", "app_id": d["app_id"], "invocation_id": d["invocation_id"],
-                        "task_id": d["task_id"], "since": d["updated_at"],
-                        "why": f"PENDING since {d['updated_at']:%Y-%m-%d %H:%M:%S}, longer than the "
-                               f"{s.max_pending_s:g} s limit"})
-    out += never_picked_up(q, [d for d in active if d["status"] == "REGISTERED"], s, now)
-    running = [d for d in active if d["status"] == "RUNNING" and d["started_at"] is not None
-               and d["invocation_id"] not in orphaned]  # a gone runner is the news, not the duration
+    return out
+
+
+def _slow(q, running: list[dict], s: AnomalySettings, now: datetime) -> list[dict]:
+    """RUNNING longer than `slow_factor` × its task's p99 over its finished runs of the baseline window
+    (read only for the tasks running: the cost follows that window)."""
     tasks = sorted({r["task_id"] for r in running if r["task_id"] is not None})
-    p99: dict = {}
-    if tasks:  # each task's p99 over its finished runs of the baseline window (the cost follows that window)
-        for app, task, value, count in q("""
-            SELECT app_id, task_id,
-                   quantile_cont(epoch(updated_at) - epoch(coalesce(started_at, created_at)), 0.99), count(*)
-            FROM invocation_state
-            WHERE updated_at >= $b AND status IN ('SUCCESS', 'FAILED')
-              AND task_id IN (SELECT unnest($t::VARCHAR[]))
-            GROUP BY ALL HAVING count(*) >= $n""",
-                                     {"b": now - timedelta(seconds=s.slow_baseline_s), "t": tasks,
-                                      "n": s.min_samples}).rows:
-            p99[(app, task)] = (value, count)
+    if not tasks:
+        return []
+    p99 = {(app, task): (value, count) for app, task, value, count in q("""
+        SELECT app_id, task_id,
+               quantile_cont(epoch(updated_at) - epoch(coalesce(started_at, created_at)), 0.99), count(*)
+        FROM invocation_state
+        WHERE updated_at >= $b AND status IN ('SUCCESS', 'FAILED')
+          AND task_id IN (SELECT unnest($t::VARCHAR[]))
+        GROUP BY ALL HAVING count(*) >= $n""",
+        {"b": now - timedelta(seconds=s.slow_baseline_s), "t": tasks, "n": s.min_samples}).rows}
+    out = []
     for d in running:
         if (d["app_id"], d["task_id"]) not in p99:
             continue
@@ -267,6 +284,12 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                         "task_id": d["task_id"], "since": d["started_at"],
                         "why": f"RUNNING for {ran:.0f} s, over {s.slow_factor:g} × its task's p99 of {value:.2f} s "
                                f"({count} finished)"})
+    return out
+
+
+def _failure_spikes(q, s: AnomalySettings, now: datetime) -> list[dict]:
+    """A task failing over `spike_factor` × its baseline rate in the last `spike_window_s`."""
+    out = []
     for d in q("""
         SELECT app_id, task_id,
                count(*) FILTER (WHERE updated_at >= $w AND status = 'FAILED') AS fw,
@@ -286,7 +309,12 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                         "since": d["first_failed"], "invocation_ids": list(d["failed_ids"] or []),
                         "why": f"{d['fw']} of {d['nw']} failed in the last {s.spike_window_s / 60:g} min "
                                f"({rate:.0%}), against {base:.0%} before"})
-    for d in runners.values():
+    return out
+
+
+def _silent_runners(live: Liveness, s: AnomalySettings) -> list[dict]:
+    out = []
+    for d in live.runners.values():
         if d["first_seen"] is None or stopped(d) or live.role(d) == "client":
             continue  # known only from transitions, stopped, or a client that only submits work
         if not live.alive(d):
@@ -295,6 +323,14 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                         "why": f"no record from it, its parent or its process since "
                                f"{d['last_activity']:%Y-%m-%d %H:%M:%S} and no stop "
                                f"(dead after {s.runner_dead_after_s:g} s)"})
+    return out
+
+
+def _silent_scheduler(q, live: Liveness, s: AnomalySettings, now: datetime) -> list[dict]:
+    """The atomic-service scheduler silent past `scheduler_factor` of its usual intervals, only while a
+    runner that has run it keeps talking (within the silence limit): a runner gone quiet as long as its
+    scheduler is the runner's news (runner_silent), not the scheduler's."""
+    out = []
     for d in q("""
         SELECT app_id, max(ts) AS last, count(*) AS n,
                (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s,
@@ -302,14 +338,12 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
         FROM (SELECT app_id, ts, runner_id FROM atomic_decisions WHERE ts >= $b
               UNION ALL SELECT app_id, ts, runner_id FROM atomic_executions WHERE ts >= $b) GROUP BY app_id""",
                {"b": now - timedelta(seconds=s.spike_baseline_s)}).dicts():
-        # Only while a runner that has run the scheduler keeps talking (within the silence limit): a runner
-        # gone quiet as long as its scheduler is the runner's news (runner_silent), not the scheduler's.
         if d["n"] < 3 or not d["every_s"]:
             continue  # too few fires to know its rhythm
         limit = max(s.scheduler_factor * d["every_s"], s.scheduler_min_silence_s)
         if (now - d["last"]).total_seconds() <= limit:
             continue
-        talking = [h for h in (runners.get((d["app_id"], r)) for r in d["runner_ids"] or [])
+        talking = [h for h in (live.runners.get((d["app_id"], r)) for r in d["runner_ids"] or [])
                    if h is not None and live.role(h) != "client" and h["stopped_at"] is None
                    and h["last_activity"] is not None and (now - h["last_activity"]).total_seconds() <= limit]
         if talking:
@@ -318,5 +352,23 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
                         "why": f"the atomic-service scheduler last fired at {d['last']:%Y-%m-%d %H:%M:%S}; it "
                                f"fires every {d['every_s']:.1f} s, and {talking[0]['runner_id']}, which ran it, "
                                f"is still sending"})
-    out.sort(key=lambda a: a["since"] or now, reverse=True)
     return out
+
+
+def listing(q, s: AnomalySettings, now: datetime, app: Optional[str] = None) -> dict:
+    """The anomalies of `app` (or all) as /anomalies shows them: each with a link to what it is about,
+    counts by kind, the time judged and the thresholds."""
+    items = [a for a in find(q, s, now) if not app or a["app_id"] == app]
+    for a in items:
+        a["since"] = iso(a["since"])
+        a["link"] = ("/atomic-services" if a["kind"] == "scheduler_silent"
+                     else f"/invocations/{segment(a['invocation_id'])}" if a.get("invocation_id")
+                     else f"/runners/{segment(a['runner_id'])}" if a.get("runner_id")
+                     else f"/tasks/{segment(a['task_id'])}" if a.get("task_id") else "/atomic-services")
+    counts = {k: 0 for k in KINDS}
+    for a in items:
+        counts[a["kind"]] += 1
+    return {"items": items, "counts": {k: v for k, v in counts.items() if v}, "now": iso(now),
+            "thresholds": {"runner_dead_after_s": s.runner_dead_after_s, "max_pending_s": s.max_pending_s,
+                           "slow_factor": s.slow_factor, "slow_min_samples": s.min_samples,
+                           "spike_window_s": s.spike_window_s, "spike_factor": s.spike_factor}}

@@ -28,26 +28,58 @@ RECENT_S = 86_400.0
 RUNNER_STATES = ("alive", "stopped", "silent", "client")
 
 
+class _Carry:
+    """What retention removed, by (figure, app, k1, k2): each key is added once (`plus`), the keys no
+    current row has are listed after (`left`)."""
+
+    def __init__(self, q: Callable) -> None:
+        self.rows = {(figure, app, k1, k2): (n, total) for figure, app, k1, k2, n, total in q(CARRY_SQL).rows}
+
+    def plus(self, figure: str, app: str, k1: str, k2: str) -> tuple:
+        return self.rows.pop((figure, app, k1, k2), (0, 0.0))
+
+    def left(self, figure: str) -> list[tuple]:
+        """[(app, k1, k2, n, total)] of `figure` not added yet."""
+        return [(app, k1, k2, n, total) for (fig, app, k1, k2), (n, total) in list(self.rows.items()) if fig == figure]
+
+
 def snapshot(q: Callable, anomaly_settings: AnomalySettings, now: datetime) -> dict:
     """`q(sql, params)` runs a read and returns a Result; `now` is naive UTC. Returns a dict of lists of
     tuples, one per family (keys below), label values first and values last; times are Unix seconds."""
-    carry: dict = {}
-    for figure, app, k1, k2, n, total in q(CARRY_SQL).rows:
-        carry[(figure, app, k1, k2)] = (n, total)
+    carry = _Carry(q)
+    recent = now - timedelta(seconds=RECENT_S)
+    by_status, last_seen = _by_status(q, recent)
+    finished, durations = _finished(q, carry)
+    runners = _runners(q, anomaly_settings, now)
+    found, subjects = _anomalies(q, anomaly_settings, now, recent)
+    apps = sorted(set(last_seen) | {app for app, _ in runners} | {app for app, _ in found})
+    return {
+        "invocations_by_status": by_status,
+        "app_last_record": sorted(last_seen.items()),
+        "transitions": _transitions(q, carry),
+        "finished": finished,
+        "buckets": DURATION_BUCKETS,
+        "durations": durations,
+        "ingest": _ingest(q, carry),
+        "heartbeats": q("""SELECT app_id, runner_id, epoch(last_heartbeat) FROM runner_state
+                           WHERE last_heartbeat >= $r""", {"r": recent}).rows,
+        "runners": [(app, state, runners.get((app, state), 0)) for app in apps for state in RUNNER_STATES],
+        "anomalies": [(app, kind, found.get((app, kind), 0)) for app in apps for kind in KINDS],
+        "anomaly_subjects": [(*s, n) for s, n in subjects.items()],
+    }
 
-    def plus(figure: str, app: str, k1: str, k2: str) -> tuple:
-        return carry.pop((figure, app, k1, k2), (0, 0.0))
 
+def _by_status(q: Callable, recent: datetime) -> tuple[list, dict]:
+    """(invocations by app and status, {app: its last record's time}): every status of every app with
+    invocations, 0 included ("none RUNNING" is a value, not a gap)."""
     counts, last_seen = {}, {}
     for app, status, n, last in q("SELECT app_id, status, count(*), epoch(max(last_ts)) FROM invocation_state "
                                   "GROUP BY ALL").rows:
         counts[(app, status)] = n
         last_seen[app] = max(last_seen.get(app, 0.0), last or 0.0)
-    # Every status of every app with invocations, 0 included: "none RUNNING" is a value, not a gap.
     by_status = [(app, status, counts.pop((app, status), 0)) for app in sorted({a for a, _ in counts})
                  for status in STATUSES]
     by_status += [(app, status, n) for (app, status), n in counts.items()]  # a status outside the model
-    recent = now - timedelta(seconds=RECENT_S)
     for app, last in q("""
             SELECT app_id, epoch(max(greatest(last_event, last_transition))) FROM runner_state GROUP BY ALL
             UNION ALL SELECT app_id, epoch(max(ts)) FROM log_records WHERE ts >= $r GROUP BY ALL
@@ -56,12 +88,17 @@ def snapshot(q: Callable, anomaly_settings: AnomalySettings, now: datetime) -> d
                       GROUP BY ALL""", {"r": recent}).rows:
         if last is not None:
             last_seen[app] = max(last_seen.get(app, 0.0), last)
+    return by_status, last_seen
 
-    transitions = []
-    for app, status, n in q("SELECT app_id, status, count(*) FROM transitions GROUP BY ALL").rows:
-        transitions.append((app, status, n + plus("transitions", app, status, "")[0]))
-    transitions += [(app, k1, n) for (fig, app, k1, _), (n, _) in list(carry.items()) if fig == "transitions"]
 
+def _transitions(q: Callable, carry: _Carry) -> list[tuple]:
+    out = [(app, status, n + carry.plus("transitions", app, status, "")[0])
+           for app, status, n in q("SELECT app_id, status, count(*) FROM transitions GROUP BY ALL").rows]
+    return out + [(app, k1, n) for app, k1, _, n, _ in carry.left("transitions")]
+
+
+def _finished(q: Callable, carry: _Carry) -> tuple[list, list]:
+    """(finished invocations by app, task and status; duration histograms by app and task)."""
     cols = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in DURATION_BUCKETS)
     finished, hist = [], {}
     for row in q(f"""SELECT app_id, coalesce(task_id, ''), status, {cols}, count(*), coalesce(sum(d), 0)::DOUBLE
@@ -70,43 +107,49 @@ def snapshot(q: Callable, anomaly_settings: AnomalySettings, now: datetime) -> d
                      GROUP BY ALL""").rows:
         app, task, status = row[0], row[1], row[2]
         counts, n, total = row[3:3 + len(DURATION_BUCKETS)], row[-2], row[-1]
-        gone, gone_s = plus("finished", app, task, status)
+        gone, gone_s = carry.plus("finished", app, task, status)
         finished.append((app, task, status, n + gone))
         h = hist.setdefault((app, task), [[0] * len(DURATION_BUCKETS), 0, 0.0])
         h[0] = [a + b for a, b in zip(h[0], counts)]
         h[1] += n + gone
         h[2] += total + gone_s
-    for (fig, app, task, status), (n, total) in list(carry.items()):
-        if fig == "finished":
-            finished.append((app, task, status, n))
-            h = hist.setdefault((app, task), [[0] * len(DURATION_BUCKETS), 0, 0.0])
-            h[1] += n
-            h[2] += total
+    for app, task, status, n, total in carry.left("finished"):
+        finished.append((app, task, status, n))
+        h = hist.setdefault((app, task), [[0] * len(DURATION_BUCKETS), 0, 0.0])
+        h[1] += n
+        h[2] += total
     for (app, task), h in hist.items():
-        h[0] = [c + plus("duration_le", app, task, str(b))[0] for c, b in zip(h[0], DURATION_BUCKETS)]
-    durations = [(app, task, h[0], h[1], h[2]) for (app, task), h in hist.items()]
+        h[0] = [c + carry.plus("duration_le", app, task, str(b))[0] for c, b in zip(h[0], DURATION_BUCKETS)]
+    return finished, [(app, task, h[0], h[1], h[2]) for (app, task), h in hist.items()]
 
-    ingest = []
+
+def _ingest(q: Callable, carry: _Carry) -> list[tuple]:
+    out = []
     for signal, transport, n, records in q("SELECT coalesce(signal, ''), coalesce(transport, ''), count(*), "
                                            "coalesce(sum(records), 0)::BIGINT FROM ingest_ledger GROUP BY ALL").rows:
-        gone, gone_records = plus("ingest", "", signal, transport)
-        ingest.append((signal, transport, n + gone, records + int(gone_records)))
-    ingest += [(k1, k2, n, int(total)) for (fig, _, k1, k2), (n, total) in carry.items() if fig == "ingest"]
+        gone, gone_records = carry.plus("ingest", "", signal, transport)
+        out.append((signal, transport, n + gone, records + int(gone_records)))
+    return out + [(k1, k2, n, int(total)) for _, k1, k2, n, total in carry.left("ingest")]
 
-    heartbeats = q("""SELECT app_id, runner_id, epoch(last_heartbeat) FROM runner_state
-                      WHERE last_heartbeat >= $r""", {"r": recent}).rows
 
-    live = Liveness(q, now - timedelta(seconds=anomaly_settings.runner_dead_after_s))
+def _runners(q: Callable, s: AnomalySettings, now: datetime) -> dict:
+    """{(app, state): runner contexts}, state one of RUNNER_STATES."""
+    live = Liveness(q, now - timedelta(seconds=s.runner_dead_after_s))
     runners: dict = {}
     for d in live.runners.values():
         state = ("client" if live.role(d) == "client" else "alive" if live.alive(d)
                  else "stopped" if stopped(d) else "silent")
         runners[(d["app_id"], state)] = runners.get((d["app_id"], state), 0) + 1
+    return runners
 
-    found: dict = {}      # (app, kind) -> anomalies
-    subjects: dict = {}   # (app, kind, task, runner) -> anomalies
+
+def _anomalies(q: Callable, s: AnomalySettings, now: datetime, recent: datetime) -> tuple[dict, dict]:
+    """({(app, kind): anomalies}, {(app, kind, task, runner): anomalies}), at most MAX_SUBJECTS subjects
+    per app and kind, the most recent first; a runner silent since before `recent` is not named."""
+    found: dict = {}
+    subjects: dict = {}
     subjects_of: dict = {}  # (app, kind) -> its subjects exposed
-    for a in find(q, anomaly_settings, now):  # most recent first
+    for a in find(q, s, now):  # most recent first
         key = (a["app_id"], a["kind"])
         found[key] = found.get(key, 0) + 1
         subject = (*key, a.get("task_id") or "", a.get("runner_id") or "")
@@ -115,17 +158,4 @@ def snapshot(q: Callable, anomaly_settings: AnomalySettings, now: datetime) -> d
         if subject in subjects or len(subjects_of.setdefault(key, set())) < MAX_SUBJECTS:
             subjects[subject] = subjects.get(subject, 0) + 1
             subjects_of[key].add(subject)
-    apps = sorted(set(last_seen) | {app for app, _ in runners} | {app for app, _ in found})
-    return {
-        "invocations_by_status": by_status,
-        "app_last_record": sorted(last_seen.items()),
-        "transitions": transitions,
-        "finished": finished,
-        "buckets": DURATION_BUCKETS,
-        "durations": durations,
-        "ingest": ingest,
-        "heartbeats": heartbeats,
-        "runners": [(app, state, runners.get((app, state), 0)) for app in apps for state in RUNNER_STATES],
-        "anomalies": [(app, kind, found.get((app, kind), 0)) for app in apps for kind in KINDS],
-        "anomaly_subjects": [(*s, n) for s, n in subjects.items()],
-    }
+    return found, subjects

@@ -12,6 +12,7 @@ from typing import Optional
 from tasktrail.proto.status import FINAL_SQL as FINAL_IN
 
 from .errors import NotFound
+from .params import iso
 from .values import cut, describe
 
 DURATION = "epoch(updated_at) - epoch(coalesce(started_at, created_at))"
@@ -40,7 +41,7 @@ def _cond(app: Optional[str], since, until, task: Optional[str] = None) -> tuple
     return " AND ".join(where), params
 
 
-def _row(d: dict, window_s: float, iso) -> dict:
+def _row(d: dict, window_s: float) -> dict:
     by = {k: int(v) for k, v in dict(d["by_status"] or {}).items()}
     ok, failed = by.get("SUCCESS", 0), by.get("FAILED", 0)
     q = d["q"] or [None] * len(QUANTILES)
@@ -61,7 +62,7 @@ _STATS = f"""
     GROUP BY app_id, task_id"""
 
 
-def task_list(q, iso, now: datetime, *, app=None, since=None, until=None) -> dict:
+def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
     """One row per (app, task), busiest first."""
     where, params = _cond(app, since, until)
     rows = q(_STATS.format(where=where) + " ORDER BY n DESC, task_id", params).dicts()
@@ -69,7 +70,7 @@ def task_list(q, iso, now: datetime, *, app=None, since=None, until=None) -> dic
     for d in rows:  # throughput over the window asked for, else over the task's own active span
         lo = since or d["first"]
         hi = until or (now if since is not None or d["n"] > d["finished"] else d["last"])
-        items.append(_row(d, (hi - lo).total_seconds(), iso))
+        items.append(_row(d, (hi - lo).total_seconds()))
     return {"items": items, "since": iso(since), "until": iso(until)}
 
 
@@ -80,7 +81,7 @@ def _step(window_s: float) -> int:
     return STEPS[-1]
 
 
-def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, until=None,
+def task_detail(q, now: datetime, task_id: str, *, app=None, since=None, until=None,
                 message_bytes: int = 4096) -> dict:
     """One task: its figures, a series over the window, error types and where they were last seen (the
     latest message as a preview of at most `message_bytes`, described as query/values.py does)."""
@@ -99,13 +100,21 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
     lo = since or first
     hi = until or max(last, now if any(d["n"] > d["finished"] for d in rows) else lo)
     window = max((hi - lo).total_seconds(), 1.0)
-    per_app = [_row(d, window, iso) for d in rows]
+    per_app = [_row(d, window) for d in rows]
     total = _merge(per_app) if len(per_app) > 1 else dict(per_app[0])
     # The series spans the task's own data inside the window (2 minutes of it are not drawn in 30-minute steps).
-    slo = max(lo, first)
-    shi = max(min(hi, last), slo)
-    step = _step(max((shi - slo).total_seconds(), 1.0))
-    origin = slo.replace(microsecond=0)
+    total["series"] = _series(q, where, params, max(lo, first), max(min(hi, last), lo, first))
+    # Error types: from the log, bounded by the task's time range.
+    total["errors"] = _errors(q, task_id, app, since or first, until or last, message_bytes)
+    total["apps"] = [r["app_id"] for r in per_app]
+    total["since"], total["until"] = iso(since), iso(until)
+    return total
+
+
+def _series(q, where: str, params: dict, lo: datetime, hi: datetime) -> dict:
+    """Finished, failed and duration quantiles per step from `lo` to `hi` (at most MAX_POINTS steps)."""
+    step = _step(max((hi - lo).total_seconds(), 1.0))
+    origin = lo.replace(microsecond=0)
     series = q(f"""
         SELECT floor((epoch(updated_at) - epoch($origin::TIMESTAMP)) / {step})::BIGINT AS b, count(*) AS n,
                count(*) FILTER (WHERE status = 'FAILED') AS failed,
@@ -113,9 +122,9 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
         FROM (SELECT status, updated_at, {DURATION} AS d FROM invocation_state
               WHERE {where} AND status IN ({FINAL_IN}))
         GROUP BY b ORDER BY b""", {**params, "origin": origin}).dicts()
-    points = int((shi - origin).total_seconds() // step) + 1
+    points = int((hi - origin).total_seconds() // step) + 1
     by_b = {int(d["b"]): d for d in series}
-    total["series"] = {
+    return {
         "step_s": step, "since": iso(origin), "until": iso(origin + timedelta(seconds=step * points)),
         "t": [iso(origin + timedelta(seconds=step * i)) for i in range(points)],
         "finished": [int(by_b[i]["n"]) if i in by_b else 0 for i in range(points)],
@@ -123,8 +132,11 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
         **{f"p{int(qq * 100)}": [by_b[i]["q"][k] if i in by_b else None for i in range(points)]
            for k, qq in enumerate(QUANTILES)},
     }
-    # Error types: from the log, bounded by the task's time range.
-    eparams = {"task": task_id, "lo": since or first, "hi": until or last}
+
+
+def _errors(q, task_id: str, app, lo: datetime, hi: datetime, message_bytes: int) -> list[dict]:
+    """Error types of the task's FAILED and RETRY transitions in [lo, hi], most frequent first."""
+    eparams = {"task": task_id, "lo": lo, "hi": hi}
     # Runners that name the task only when it is registered leave it NULL on later transitions: find
     # those invocations of this task first (usually none), then count their errors with the named ones.
     base = "ts BETWEEN $lo AND $hi AND status IN ('FAILED', 'RETRY')" + (" AND app_id = $app" if app else "")
@@ -148,15 +160,12 @@ def task_detail(q, iso, now: datetime, task_id: str, *, app=None, since=None, un
                arg_max(strlen(error_message), {{'ts': ts, 'n': strlen(error_message)}}) AS latest_message_bytes,
                arg_max(status, ts) AS latest_status
         FROM transitions WHERE {econd} GROUP BY 1 ORDER BY n DESC, error_type""", eparams).dicts()
-    total["errors"] = [{"error_type": e["error_type"], "count": int(e["n"]), "failed": int(e["failed"]),
-                        "retried": int(e["retried"]), "invocations": int(e["invocations"]),
-                        "latest": _latest_error(e, iso, message_bytes)} for e in errors]
-    total["apps"] = [r["app_id"] for r in per_app]
-    total["since"], total["until"] = iso(since), iso(until)
-    return total
+    return [{"error_type": e["error_type"], "count": int(e["n"]), "failed": int(e["failed"]),
+             "retried": int(e["retried"]), "invocations": int(e["invocations"]),
+             "latest": _latest_error(e, message_bytes)} for e in errors]
 
 
-def _latest_error(e: dict, iso, message_bytes: int) -> dict:
+def _latest_error(e: dict, message_bytes: int) -> dict:
     """Where an error type was last seen; a long message as a preview, `values.message` saying so (its
     url is null: the invocation's page has the whole message)."""
     message = cut(e["latest_message"], message_bytes)

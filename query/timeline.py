@@ -10,10 +10,9 @@ shares a row (touching at a boundary is not overlapping).
 from __future__ import annotations
 
 import gc
+from datetime import datetime, timedelta
 from operator import itemgetter
-
-from datetime import datetime
-from typing import Optional
+from typing import Optional, Sequence
 
 from tasktrail.proto.status import FINAL_STATUSES, SEGMENT_STATUSES
 
@@ -24,9 +23,16 @@ import pyarrow.compute as pc
 from tasktrail.proto import history_batch
 from tasktrail.proto.history import settle
 
+from . import atomic, events
 from .adjust import at
+from .errors import BadRequest
+from .params import iso
+from .runners import best_of
 
 TERMINAL = FINAL_STATUSES | {"KILLED"}
+DEFAULT_LIMIT = 2000
+MAX_LIMIT = 20_000
+SPAN = timedelta(hours=1)  # a window given by one bound only, or by none, is this long
 
 
 # What _build reads of each record: a narrow row, so only these columns become Python values.
@@ -88,7 +94,16 @@ def build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict]) -> 
 
 
 def _build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
-    lanes: dict[str, dict[str, dict]] = {}   # lane id -> invocation id -> entry (with its bounds _lo/_hi)
+    lanes, parents = _elements(rows, since, until)
+    out_lanes = _pack(lanes, contexts)
+    seen = set(pc.unique(rows.column("invocation_id")).to_pylist())
+    edges = [{"parent": p, "child": c} for c, p in parents.items() if p in seen]
+    return out_lanes, edges
+
+
+def _elements(rows: pa.Table, since: str, until: str) -> tuple[dict, dict]:
+    """({lane id: {invocation id: entry with its segments, points and bounds _lo/_hi}}, {child: parent})."""
+    lanes: dict[str, dict[str, dict]] = {}
     parents: dict[str, str] = {}
     segment_statuses, terminal = SEGMENT_STATUSES, TERMINAL
     for inv_id, hist in histories(rows):
@@ -139,6 +154,12 @@ def _build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict]) ->
                 if hi > entry["_hi"]:
                     entry["_hi"] = hi
             entry[key].append(element)
+    return lanes, parents
+
+
+def _pack(lanes: dict, contexts: dict[str, dict]) -> list[dict]:
+    """Lanes with their entries packed greedily into sub-lanes (touching is not overlapping); workers
+    right under their runner, runners in order of first activity."""
     out_lanes = []
     first: dict[str, str] = {}
     for lane_id, entries in lanes.items():
@@ -161,16 +182,13 @@ def _build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict]) ->
             "runner_id": lane_id, "runner_class": ctx.get("runner_class"), "hostname": ctx.get("hostname"),
             "pid": ctx.get("pid"), "parent_runner_id": ctx.get("parent_runner_id"), "sublanes": sublanes,
         })
-    # Workers right under their runner; runners in order of first activity.
     group = {ln["runner_id"]: ln["parent_runner_id"] or ln["runner_id"] for ln in out_lanes}
     group_first: dict[str, str] = {}
     for rid, g in group.items():
         group_first[g] = min(group_first.get(g, first[rid]), first[rid])
     out_lanes.sort(key=lambda ln: (group_first[group[ln["runner_id"]]], group[ln["runner_id"]],
                                    ln["parent_runner_id"] is not None, first[ln["runner_id"]], ln["runner_id"]))
-    seen = set(pc.unique(rows.column("invocation_id")).to_pylist())
-    edges = [{"parent": p, "child": c} for c, p in parents.items() if p in seen]
-    return out_lanes, edges
+    return out_lanes
 
 
 ISO = "'%Y-%m-%dT%H:%M:%S.%fZ'"
@@ -212,3 +230,73 @@ def default_window(latest: Optional[datetime], now: datetime, span) -> tuple[dat
     if latest is not None and latest < now - span:
         return latest - span + (span / 20), latest + span / 20
     return now - span, now
+
+
+def window(q, since: Optional[datetime], until: Optional[datetime], app: Optional[str],
+           now: datetime) -> tuple[datetime, datetime]:
+    """The window drawn: [since, until), a missing bound an hour from the other (until: now); without
+    either, the last hour (`default_window`)."""
+    if since is None and until is None:
+        latest = q("SELECT max(ts) FROM transitions" + (" WHERE app_id = ?" if app else ""),
+                   [app] if app else []).rows[0][0]
+        since, until = default_window(latest, now, SPAN)
+    elif since is None:
+        since = until - SPAN
+    elif until is None:
+        until = now
+    if until <= since:
+        raise BadRequest("until must be after since")
+    return since, until
+
+
+def _filters(app, task, workflow, runner, invocations) -> tuple[list, list]:
+    filters, params = [], []
+    if app:
+        filters.append("app_id = ?")
+        params.append(app)
+    for col, val in (("task_id", task), ("workflow_id", workflow)):
+        if val:
+            filters.append(f"invocation_id IN (SELECT invocation_id FROM transitions WHERE {col} = ?)")
+            params.append(val)
+    if runner:
+        filters.append("invocation_id IN (SELECT invocation_id FROM transitions WHERE runner_id = ? OR worker_id = ?)")
+        params += [runner, runner]
+    if invocations is not None:
+        filters.append("invocation_id IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(invocations))
+    return filters, params
+
+
+def _contexts(q, rows: pa.Table) -> dict[str, dict]:
+    """{lane id: its runner context's class, host, pid and parent}; a lane is the worker, else the runner."""
+    worker = rows.column("worker_id")  # '' is no worker (the history's `or`)
+    lanes_of = pc.coalesce(pc.if_else(pc.equal(worker, ""), pa.scalar(None, pa.string()), worker),
+                           rows.column("runner_id"))
+    lane_ids = sorted(x for x in pc.unique(lanes_of).to_pylist() if x)
+    if not lane_ids:
+        return {}
+    return {d["runner_id"]: d for d in q(f"""
+        SELECT runner_id, {best_of('runner_class')} AS runner_class, {best_of('hostname')} AS hostname,
+               {best_of('pid')} AS pid, {best_of('parent_runner_id')} AS parent_runner_id
+        FROM runner_state WHERE runner_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY runner_id""",
+        [lane_ids]).dicts()}
+
+
+def read(q, *, since: Optional[datetime], until: Optional[datetime], now: datetime, lookback_s: float,
+         limit: int = DEFAULT_LIMIT, app: Optional[str] = None, task: Optional[str] = None,
+         workflow: Optional[str] = None, runner: Optional[str] = None,
+         invocations: Optional[Sequence[str]] = None) -> dict:
+    """Lanes, sub-lanes, segments and points of the first `limit` invocations active in the window, with
+    the window's event markers and atomic-service windows. Looks back one window length (at least
+    `lookback_s`) for work still open at its start."""
+    t0, t1 = window(q, since, until, app, now)
+    filters, fparams = _filters(app, task, workflow, runner, invocations)
+    lookback = t0 - max(t1 - t0, timedelta(seconds=lookback_s))
+    rows = q.arrow(window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t1])
+    total = int(rows.column("total")[0].as_py()) if rows.num_rows else 0
+    shown = pc.count_distinct(rows.column("invocation_id")).as_py()
+    lanes, edges = build(rows, iso(t0), iso(t1), _contexts(q, rows))
+    return {"since": iso(t0), "until": iso(t1), "lanes": lanes, "edges": edges,
+            "markers": events.markers(q, app=app, since=t0, until=t1, limit=1000),
+            "atomic_windows": atomic.windows(q, t0, t1, app), "total": total, "shown": shown,
+            "truncated": total > shown}

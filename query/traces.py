@@ -1,5 +1,7 @@
-"""The trace read model's corrections: each span once, and clocks that disagree adjusted as Jaeger's
-clock-skew adjuster does (never written back; every adjusted span says so and by how much).
+"""Traces: a trace's stored spans as OTLP/JSON `{resourceSpans}` (`otlp_json`), the links to a trace in
+tasktrail, Jaeger and Tempo (`links`), and the read model's corrections: each span once, and clocks
+that disagree adjusted as Jaeger's clock-skew adjuster does (never written back; every adjusted span
+says so and by how much).
 
 - **Once.** A span is identified by (trace id, span id), as Jaeger and Tempo do: the first stored copy
   is shown, later deliveries of it are not.
@@ -13,7 +15,15 @@ clock-skew adjuster does (never written back; every adjusted span says so and by
 """
 from __future__ import annotations
 
+import json
 from collections import deque
+from datetime import datetime, timedelta
+from typing import Optional
+
+from tasktrail.proto import names
+from tasktrail.proto.urlpath import segment
+
+from .errors import NotFound
 
 
 def dedupe(spans: list[dict]) -> list[dict]:
@@ -79,3 +89,96 @@ def adjust(spans: list[dict]) -> dict[str, dict]:
                     f"{s.get('host') or '?'} disagree (a child must run inside its parent)")
             queue.append(c)
     return out
+
+
+def links(trace_id: Optional[str], jaeger_url: Optional[str], tempo_url: Optional[str]) -> dict:
+    """Where a trace is shown: tasktrail's own page, Jaeger ({jaeger}/trace/{id}, or a template holding
+    {trace_id}) and Tempo (a template holding {trace_id}), when configured."""
+    if not trace_id:
+        return {"trace": None, "jaeger": None, "tempo": None}
+    jaeger = None
+    if jaeger_url:
+        jaeger = (jaeger_url.format(trace_id=trace_id) if "{trace_id}" in jaeger_url
+                  else f"{jaeger_url.rstrip('/')}/trace/{trace_id}")
+    tempo = tempo_url.format(trace_id=trace_id) if tempo_url else None
+    return {"trace": f"/traces/{segment(trace_id)}", "jaeger": jaeger, "tempo": tempo}
+
+
+def otlp_json(q, trace_id: str) -> dict:
+    """The trace's spans (`trace_id`: 32 lower-case hex characters) as OTLP/JSON `{resourceSpans}`: each
+    span once, clocks adjusted (an adjusted span carries a `tasktrail` object with the shift in nanos,
+    the sent times and why). NotFound when no span of it is stored."""
+    rows = q("""SELECT s.*, r.attributes AS resource_attributes FROM spans s
+                LEFT JOIN (SELECT resource_id, any_value(attributes) AS attributes FROM resources
+                           GROUP BY resource_id) r USING (resource_id)
+                WHERE trace_id = ? ORDER BY s.batch, s.rowid""", [trace_id]).dicts()
+    if not rows:
+        raise NotFound(f"trace {trace_id} is not in the log")
+    rows = dedupe(rows)  # each span once, as first stored
+    resources: dict = {}
+    for d in rows:
+        if d["resource_id"] not in resources:
+            resources[d["resource_id"]] = json.loads(d["resource_attributes"] or "{}")
+        attrs = resources[d["resource_id"]]
+        d["host"] = attrs.get("host.name") or attrs.get(names.TT_RUNNER_HOSTNAME) or d["resource_id"]
+        d["start_ns"], d["end_ns"] = _nanos(d["start_ts"]), _nanos(d["end_ts"])
+    fixes = adjust(rows)
+    rows.sort(key=lambda d: (d["start_ns"] + fixes.get(d["span_id"], {}).get("clockAdjustmentNs", 0), d["span_id"]))
+    by_res: dict = {}
+    for d in rows:
+        res = by_res.setdefault(d["resource_id"], {"resource": {"attributes": _kv(resources[d["resource_id"]])},
+                                                   "scopes": {}})
+        res["scopes"].setdefault(d["scope_name"] or "", []).append(_span(d, fixes.get(d["span_id"])))
+    return {"resourceSpans": [
+        {"resource": v["resource"],
+         "scopeSpans": [{"scope": {"name": name}, "spans": spans} for name, spans in v["scopes"].items()]}
+        for v in by_res.values()]}
+
+
+def _span(d: dict, fix: Optional[dict]) -> dict:
+    """One stored span as OTLP/JSON, moved by its clock fix (`adjust`) when it has one."""
+    start, end = d["start_ns"], d["end_ns"]
+    if fix:
+        start, end = start + fix["clockAdjustmentNs"], max(end, d["start_ns"]) + fix["clockAdjustmentNs"]
+    span = {"traceId": d["trace_id"], "spanId": d["span_id"], "name": d["name"], "kind": d["kind"],
+            "startTimeUnixNano": str(start), "endTimeUnixNano": str(end),
+            "attributes": _kv(json.loads(d["attributes"] or "{}")),
+            "status": {"code": d["status_code"], **({"message": d["status_message"]} if d["status_message"] else {})}}
+    if d["parent_span_id"]:
+        span["parentSpanId"] = d["parent_span_id"]
+    if d["events"]:
+        span["events"] = [{"timeUnixNano": str(e["t"]), "name": e["name"], "attributes": _kv(e["attributes"])}
+                          for e in json.loads(d["events"])]
+    if d["links"]:
+        span["links"] = [{"traceId": lk["trace_id"], "spanId": lk["span_id"], "attributes": _kv(lk["attributes"])}
+                         for lk in json.loads(d["links"])]
+    if fix:  # not OTLP: what tasktrail changed, as Jaeger's UI warns of its clock-skew adjustments
+        span["tasktrail"] = {"clockAdjustmentNs": str(fix["clockAdjustmentNs"]), "warnings": fix["warnings"],
+                             "sentStartTimeUnixNano": str(d["start_ns"]), "sentEndTimeUnixNano": str(d["end_ns"])}
+    return span
+
+
+def _nanos(value: Optional[datetime]) -> int:
+    if value is None:
+        return 0
+    return (value - datetime(1970, 1, 1)) // timedelta(microseconds=1) * 1000
+
+
+def _any(v) -> dict:
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, list):
+        return {"arrayValue": {"values": [_any(x) for x in v]}}
+    if isinstance(v, dict):
+        return {"kvlistValue": {"values": _kv(v)}}
+    if v is None:
+        return {}
+    return {"stringValue": str(v)}
+
+
+def _kv(d: dict) -> list:
+    return [{"key": k, "value": _any(v)} for k, v in d.items()]

@@ -1,5 +1,5 @@
-"""Workflows: types, runs, one run's members and sub-workflows, pynmon's occupancy histogram, and a
-side-by-side comparison of up to 10 runs.
+"""Workflows: types, runs, one run's members and sub-workflows, and pynmon's occupancy histogram (the
+side-by-side comparison of runs is query/workflow_compare.py's).
 
 A workflow run is identified by its workflow id, which is the id of the invocation that defines it
 (pynenc's and rustvello's rule); its members are the invocations carrying that workflow id. Runs,
@@ -11,16 +11,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
-from statistics import median
 from typing import Optional, Sequence
 
 from tasktrail.proto.history import settle
 from tasktrail.proto.status import FINAL_SQL as FINAL_IN, FINAL_STATUSES
 
-from tasktrail.store.state import BY_ID
-
 from .adjust import at
 from .errors import BadRequest, NotFound
+from .params import iso
+from .reader import BY_ID
 
 MAX_COMPARE = 10
 MAX_MEMBERS = 5000
@@ -66,29 +65,19 @@ def bucket_size(window_s: float) -> float:
     return size
 
 
-def _categories(values: Optional[Sequence[str]]) -> tuple[str, ...]:
-    wanted = [v.strip().upper() for raw in (values or ()) for v in raw.split(",") if v.strip()]
-    if not wanted:
-        return DEFAULT_CATEGORIES
-    bad = [v for v in wanted if v not in CATEGORIES]
-    if bad:
-        raise BadRequest(f"histogram_status must be among {', '.join(c.lower() for c in CATEGORIES)}, got {bad[0]!r}")
-    return tuple(c for c in CATEGORIES if c in wanted)
-
-
 class Workflows:
-    """Reads behind /workflows. `q(sql, params)` runs a read; `iso` formats times; `now()` is UTC."""
+    """Reads behind /workflows. `q(sql, params)` runs a read; `now` (naive UTC) ends a run still going."""
 
-    def __init__(self, q, iso, now) -> None:
-        self.q, self.iso, self.now = q, iso, now
+    def __init__(self, q, now: datetime) -> None:
+        self.q, self.now = q, now
 
     # --- runs --------------------------------------------------------------------------
     def _run(self, d: dict) -> dict:
         final = d["status"] in FINAL_STATUSES
         end = d["updated_at"] if final else None
         return {"workflow_id": d["workflow_id"], "app_id": d["app_id"], "workflow_type": d["workflow_type"],
-                "status": d["status"], "is_final": final, "created_at": self.iso(d["created_at"]),
-                "finished_at": self.iso(end),
+                "status": d["status"], "is_final": final, "created_at": iso(d["created_at"]),
+                "finished_at": iso(end),
                 "duration_s": (end - d["started_at"]).total_seconds() if end is not None else None,
                 "members": int(d["members"]), "failed_members": int(d["failed_members"]),
                 "running_members": int(d["running_members"])}
@@ -107,8 +96,9 @@ class Workflows:
             params.update({f"s{i}": s for i, s in enumerate(status)})
         roots = self.q(f"""SELECT {ROOT_COLUMNS} FROM invocation_state WHERE {' AND '.join(where)}
                             ORDER BY created_at DESC, invocation_id DESC LIMIT {int(limit) + 1}""", params).dicts()
-        items = [self._run(d) for d in self._with_members(roots[:limit])]
-        self._parents(items)
+        rows = self._with_members(roots[:limit])
+        items = [self._run(d) for d in rows]
+        self._parents(items, rows)
         return {"items": items, "truncated": len(roots) > limit}
 
     def _with_members(self, roots: list[dict]) -> list[dict]:
@@ -134,23 +124,20 @@ class Workflows:
                         "updated_at": max(r["updated_at"], m.get("last") or r["updated_at"])})
         return out
 
-    def _parents(self, items: list[dict]) -> None:
-        """Each run's parent workflow (set on sub-workflows), from its root's transitions."""
+    def _parents(self, items: list[dict], rows: list[dict]) -> None:
+        """Each run's parent workflow (set on sub-workflows), from its root's transitions (`rows`: the
+        runs' rows `items` were made of, whose times bound the read)."""
         if not items:
             return
         ids = [i["workflow_id"] for i in items]
-        lo = min(self._t(i["created_at"]) for i in items)
-        hi = max(self._t(i["finished_at"] or i["created_at"]) for i in items) + timedelta(days=1)
-        rows = self.q("""SELECT invocation_id, any_value(workflow_parent_id) FROM transitions
-                         WHERE ts BETWEEN $lo AND $hi AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))
-                           AND workflow_parent_id IS NOT NULL GROUP BY 1""", {"lo": lo, "hi": hi, "ids": ids}).rows
-        parent = dict(rows)
+        lo = min(d["created_at"] for d in rows)
+        hi = max(d["updated_at"] if d["status"] in FINAL_STATUSES else d["created_at"] for d in rows)
+        parent = dict(self.q("""SELECT invocation_id, any_value(workflow_parent_id) FROM transitions
+                                WHERE ts BETWEEN $lo AND $hi AND invocation_id IN (SELECT unnest($ids::VARCHAR[]))
+                                  AND workflow_parent_id IS NOT NULL GROUP BY 1""",
+                             {"lo": lo, "hi": hi + timedelta(days=1), "ids": ids}).rows)
         for i in items:
             i["parent_workflow_id"] = parent.get(i["workflow_id"])
-
-    @staticmethod
-    def _t(value: str) -> datetime:
-        return datetime.fromisoformat(value.rstrip("Z"))
 
     def types(self, *, app=None, workflow_type=None, since=None, until=None) -> dict:
         """Runs per type whose defining invocation was active in the window (None: no bound)."""
@@ -181,7 +168,7 @@ class Workflows:
         return {"items": [{"app_id": d["app_id"], "workflow_type": d["workflow_type"], "runs": int(d["runs"]),
                            "counts_by_status": {k or "UNKNOWN": int(v) for k, v in dict(d["by_status"] or {}).items()},
                            "duration_s": {"p50": (d["q"] or [None])[0], "p95": (d["q"] or [None, None])[1]},
-                           "members": int(d["members"] or 0), "last_run_at": self.iso(d["last_run"])}
+                           "members": int(d["members"] or 0), "last_run_at": iso(d["last_run"])}
                           for d in rows]}
 
     def run_row(self, workflow_id: str, app=None) -> dict:
@@ -264,28 +251,31 @@ class Workflows:
         members = members[:MAX_MEMBERS]
         if not root["root_known"] and not members:
             raise NotFound(f"workflow run {workflow_id} is not in the log")
-        end = hi if done else self.now()
+        end = hi if done else self.now
         ids = [m["invocation_id"] for m in members]
         if workflow_id not in ids:
             ids.append(workflow_id)
         return {"root": root, "members": members, "truncated": truncated, "lo": lo, "hi": hi, "end": end,
                 "intervals": self._intervals(ids, lo - SKEW, hi + SKEW, end)}
 
-    def run(self, workflow_id: str, *, app=None, histogram_status=None, full: bool = True) -> dict:
+    def run(self, workflow_id: str, *, app=None, categories: Sequence[str] = DEFAULT_CATEGORIES,
+            full: bool = True) -> dict:
+        """A run with its members, time per status, sub-workflows and occupancy histogram of `categories`
+        (`full`; else only the run and its members, for a comparison)."""
         loaded = self._load(workflow_id, app)
         root, members, iv = loaded["root"], loaded["members"], loaded["intervals"]
         run = self._run(root)
         if full:
-            self._parents([run])
+            self._parents([run], [root])
         items = []
         for m in members:
             if m["invocation_id"] == workflow_id:
                 continue
             final = m["status"] in FINAL_STATUSES
             items.append({"invocation_id": m["invocation_id"], "task_id": m["task_id"], "status": m["status"],
-                          "is_final": final, "created_at": self.iso(m["created_at"]),
-                          "started_at": self.iso(m["started_at"]),
-                          "finished_at": self.iso(m["updated_at"]) if final else None,
+                          "is_final": final, "created_at": iso(m["created_at"]),
+                          "started_at": iso(m["started_at"]),
+                          "finished_at": iso(m["updated_at"]) if final else None,
                           "duration_s": ((m["updated_at"] - (m["started_at"] or m["created_at"])).total_seconds()
                                          if final else None),
                           "attempts": int(m["attempts"] or 0), "parent_invocation_id": m["parent_invocation_id"],
@@ -297,8 +287,8 @@ class Workflows:
         if not full:
             return run
         run["sub_workflows"] = self._subs(workflow_id, loaded["lo"], loaded["hi"], app)
-        run["window"] = {"since": self.iso(loaded["lo"]), "until": self.iso(loaded["end"])}
-        run["histogram"] = self.histogram(loaded, _categories(histogram_status))
+        run["window"] = {"since": iso(loaded["lo"]), "until": iso(loaded["end"])}
+        run["histogram"] = self.histogram(loaded, categories)
         return run
 
     def _subs(self, workflow_id: str, lo: datetime, hi: datetime, app=None) -> list[dict]:
@@ -356,86 +346,27 @@ class Workflows:
             for t in ranked[LEGEND_TASKS:]:
                 other = [x + y for x, y in zip(other, counts[t])]
             series.append({"task_id": "Other", "counts": other})
-        return {"categories": [c.lower() for c in categories], "bucket_s": size, "since": self.iso(lo),
-                "until": self.iso(lo + timedelta(seconds=size * n)),
-                "buckets": [self.iso(lo + timedelta(seconds=size * k)) for k in range(n)], "series": series}
+        return {"categories": [c.lower() for c in categories], "bucket_s": size, "since": iso(lo),
+                "until": iso(lo + timedelta(seconds=size * n)),
+                "buckets": [iso(lo + timedelta(seconds=size * k)) for k in range(n)], "series": series}
 
     # --- a type's page ----------------------------------------------------------------
-    def of_type(self, workflow_type: str, *, app=None, status=None, limit=50, histogram_runs=None,
-                histogram_status=None, since=None, until=None) -> dict:
+    def of_type(self, workflow_type: str, *, app=None, status=None, limit=50, histogram_runs: Sequence[str] = (),
+                categories: Sequence[str] = DEFAULT_CATEGORIES, since=None, until=None) -> dict:
+        """A type's newest runs, the occupancy histograms of `histogram_runs` (default its newest 3) and
+        its summary over `since`–`until`."""
         runs = self.runs(app=app, workflow_type=workflow_type, status=status, limit=limit)
         if not runs["items"] and not status:
             raise NotFound(f"workflow type {workflow_type} is not in the log")
-        chosen = [r for raw in (histogram_runs or ()) for r in raw.split(",") if r.strip()]
+        chosen = list(histogram_runs)
         if len(chosen) > MAX_COMPARE:
             raise BadRequest(f"at most {MAX_COMPARE} runs get histograms, got {len(chosen)}")
         if not chosen:
             chosen = [r["workflow_id"] for r in runs["items"][:3]]
-        cats = _categories(histogram_status)
         histograms = []
         for wid in chosen:
             loaded = self._load(wid, app)
-            histograms.append({"workflow_id": wid, "histogram": self.histogram(loaded, cats)})
+            histograms.append({"workflow_id": wid, "histogram": self.histogram(loaded, categories)})
         stats = next(iter(self.types(app=app, workflow_type=workflow_type, since=since, until=until)["items"]), None)
-        return {"workflow_type": workflow_type, "summary": stats, "since": self.iso(since), "until": self.iso(until),
+        return {"workflow_type": workflow_type, "summary": stats, "since": iso(since), "until": iso(until),
                 **runs, "histograms": histograms}
-
-    # --- comparison -------------------------------------------------------------------
-    def compare(self, ids: Sequence[str], *, app=None) -> dict:
-        """Up to 10 runs side by side: each member task's count, durations and statuses per run, time
-        spent per status, and where the slowest run lost its time against the others' median."""
-        ids = list(dict.fromkeys(i.strip() for raw in ids for i in raw.split(",") if i.strip()))
-        if not ids:
-            raise BadRequest("runs is required: 1 to 10 workflow ids, comma-separated or repeated")
-        if len(ids) > MAX_COMPARE:
-            raise BadRequest(f"at most {MAX_COMPARE} runs can be compared, got {len(ids)}")
-        runs, tasks = [], {}
-        for wid in ids:
-            r = self.run(wid, app=app, full=False)
-            runs.append(r)
-            for m in r["members_list"]:
-                t = tasks.setdefault(m["task_id"] or "?", {})
-                cell = t.setdefault(wid, {"count": 0, "total_s": 0.0, "max_s": None, "statuses": {},
-                                          "wall_s": 0.0, "time_in": {c: 0.0 for c in CATEGORIES}})
-                cell["count"] += 1
-                cell["statuses"][m["status"]] = cell["statuses"].get(m["status"], 0) + 1
-                if m["duration_s"] is not None:
-                    cell["total_s"] += m["duration_s"]
-                    cell["max_s"] = max(cell["max_s"] or 0.0, m["duration_s"])
-                for c, v in m["time_in"].items():
-                    cell["time_in"][c] += v
-                    cell["wall_s"] += v
-        types = {r["workflow_type"] for r in runs}
-        out_runs = [{k: r[k] for k in ("workflow_id", "app_id", "workflow_type", "status", "is_final", "created_at",
-                                       "finished_at", "duration_s", "members", "failed_members", "time_in")}
-                    for r in runs]
-        table = [{"task_id": t, "runs": {wid: cells.get(wid) for wid in ids}} for t, cells in sorted(tasks.items())]
-        return {"runs": out_runs, "tasks": table, "same_type": len(types) == 1,
-                "slowest": self._slowest(out_runs, tasks)}
-
-    @staticmethod
-    def _slowest(runs: list[dict], tasks: dict) -> Optional[dict]:
-        done = [r for r in runs if r["duration_s"] is not None]
-        if len(done) < 2:
-            return None
-        slow = max(done, key=lambda r: r["duration_s"])
-        others = [r for r in done if r is not slow]
-        by_task = []  # wall time of the task's members (registered + pending + running), not only run time
-        for t, cells in tasks.items():
-            mine = cells.get(slow["workflow_id"])
-            theirs = [cells[o["workflow_id"]]["wall_s"] if cells.get(o["workflow_id"]) else 0.0 for o in others]
-            total = mine["wall_s"] if mine else 0.0
-            by_task.append({"task_id": t, "wall_s": total, "median_others_s": median(theirs),
-                            "excess_s": total - median(theirs),
-                            "time_in": mine["time_in"] if mine else {c: 0.0 for c in CATEGORIES}})
-        by_task.sort(key=lambda x: -x["excess_s"])
-        by_status = {c: {"total_s": slow["time_in"][c], "median_others_s": median([o["time_in"][c] for o in others])}
-                     for c in CATEGORIES}
-        for v in by_status.values():
-            v["excess_s"] = v["total_s"] - v["median_others_s"]
-        worst = max(by_status, key=lambda c: by_status[c]["excess_s"])
-        usual = median(o["duration_s"] for o in others)
-        return {"workflow_id": slow["workflow_id"], "duration_s": slow["duration_s"],
-                "mostly": {"task_id": by_task[0]["task_id"] if by_task else None, "status": worst},
-                "median_others_s": usual, "excess_s": slow["duration_s"] - usual,
-                "by_task": by_task, "by_status": by_status}

@@ -5,13 +5,13 @@ import base64
 import json
 import uuid
 
-import httpx
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
+from .helpers import PB, sql  # noqa: F401  (the delivery tests import both from here)
+
 JS = {**PB, "Content-Type": "application/json"}
 GRPC_MD = (("authorization", "Bearer tok123"),)
 
@@ -62,9 +62,3 @@ def stored(srv, inv: str) -> dict | None:
     """The invocation as the API reads it, or None when it is not stored."""
     r = srv.get(f"/invocations/{inv}")
     return r.json() if r.status_code == 200 else None
-
-
-def sql(srv, query: str) -> list:
-    r = httpx.post(srv.api + "/sql", json={"sql": query}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()["rows"]

@@ -1,4 +1,6 @@
-"""Test helpers: a real `tasktrail serve` subprocess on free ports, and polling."""
+"""Test helpers: a real `tasktrail serve` subprocess on free ports, polling, what the tests send it (the
+protobuf headers, the `shop` scenario), its SQL endpoint; and a store filled in this process through
+ingest's decode and map, without a server (LocalStore, with the tasktrail.v1 emitter writing into it)."""
 from __future__ import annotations
 
 import glob
@@ -10,11 +12,21 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import httpx
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.sdk._logs import export as _sdk_export
+
+from tasktrail.proto import emitter as emitter_module
+from tasktrail.proto.emitter import Emitter
+
+_InMemoryLogs = getattr(_sdk_export, "InMemoryLogRecordExporter", None) or _sdk_export.InMemoryLogExporter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "rustvello-otel-v1"
+# Headers of an OTLP/HTTP protobuf request with the ingest token the test servers run with.
+PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
 
 
 def fixture_requests() -> list[tuple[str, bytes]]:
@@ -102,6 +114,101 @@ def start_server(db: str, *args: str, timeout: float = 30, env: dict | None = No
 
     threading.Thread(target=drain, daemon=True).start()
     return Server(proc, db, ports["web"], ports["http"], ports["grpc"], lines)
+
+
+def sql(srv: Server, query: str) -> list:
+    """The rows of one ad-hoc SQL read through the server's /api/v1/sql."""
+    r = httpx.post(srv.api + "/sql", json={"sql": query}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["rows"]
+
+
+def shop_server(directory: Path) -> tuple[Server, dict]:
+    """A served store holding tests/workflow_data.py's `shop` scenario, sent over OTLP and all stored;
+    returns (server, what workflow_data.send returned)."""
+    from . import workflow_data as wd
+    srv = start_server(str(directory / "tt.duckdb"), "--ingest-token", "tok123")
+    sent = wd.send(srv.otlp_http)
+    wait_until(lambda: srv.get("/invocations/wf-9").status_code == 200
+               and srv.get("/invocations/wf-9").json()["status"] == "SUCCESS"
+               and srv.get("/invocations/pay-39").status_code == 200, timeout=30, message="the scenario stored")
+    return srv, sent
+
+
+# --- a store filled in this process (no server) --------------------------------------------------
+class LocalStore:
+    """A DuckDBStore at `path`, filled through ingest's own decode and map (Ingestor.prepare) and the
+    writer: what a server stores for the same requests, without the network."""
+
+    def __init__(self, path) -> None:
+        from tasktrail.ingest.pipeline import Ingestor
+        from tasktrail.store.duckdb import DuckDBStore
+        self.store = DuckDBStore(str(path))
+        self.ingestor = Ingestor(self.store)
+
+    def send(self, signal: str, request) -> None:
+        """Store one OTLP request of `signal` (logs, traces, metrics): a protobuf message, its bytes,
+        or an OTLP/JSON document (a dict)."""
+        import json
+        if isinstance(request, dict):
+            body, fmt = json.dumps(request).encode(), "json"
+        else:
+            body, fmt = (request if isinstance(request, bytes) else request.SerializeToString()), "protobuf"
+        prepared = self.ingestor.prepare(signal, body, fmt, "test")
+        if prepared is not None:  # None: an identical request is stored already
+            rows, n, entry = prepared
+            self.store.submit(rows, n, entry).result(10)
+
+    def emitter(self, app_id: str, runner=None) -> LocalEmitter:
+        return LocalEmitter(self, app_id, runner)
+
+    def service(self, **settings):
+        """A QueryService over this store (`clock`: its clock; the rest QuerySettings)."""
+        from tasktrail.query.service import QueryService, QuerySettings
+        clock = settings.pop("clock", None)
+        return QueryService(self.store, QuerySettings(**settings), clock=clock)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class LocalEmitter(Emitter):
+    """The tasktrail.v1 emitter with the OTel SDK's in-memory exporter in place of its OTLP one: each
+    `flush` encodes what it holds as one OTLP logs request (the SDK's own encoder) and stores it."""
+
+    def __init__(self, target: LocalStore, app_id: str, runner=None) -> None:
+        self._memory, self._target = _InMemoryLogs(), target
+        with mock.patch.object(emitter_module, "_otlp_exporter", lambda *a, **k: self._memory):
+            super().__init__("http://in-process", app_id, runner, protocol="http/protobuf")
+
+    def flush(self, timeout_ms: int = 10_000) -> bool:
+        ok = super().flush(timeout_ms)
+        batch = self._memory.get_finished_logs()
+        self._memory.clear()
+        if batch:
+            self._target.send("logs", encode_logs(batch))
+        return ok
+
+    def shutdown(self) -> None:
+        self.flush()
+        super().shutdown()
+
+
+def json_kv(key: str, value) -> dict:
+    """One OTLP/JSON attribute (bool, int, float or string)."""
+    if isinstance(value, bool):
+        v = {"boolValue": value}
+    elif isinstance(value, int):
+        v = {"intValue": str(value)}
+    elif isinstance(value, float):
+        v = {"doubleValue": value}
+    else:
+        v = {"stringValue": str(value)}
+    return {"key": key, "value": v}
+
+
+def json_attributes(attrs: dict) -> list:
+    return [json_kv(k, v) for k, v in attrs.items()]
 
 
 CHROMIUM = "/usr/bin/chromium"

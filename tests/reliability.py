@@ -13,7 +13,8 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
+from .helpers import PB  # noqa: F401  (the reliability tests import it from here)
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
 

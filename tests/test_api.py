@@ -12,9 +12,7 @@ from opentelemetry.sdk.resources import Resource
 from tasktrail.proto.reference import render
 from tasktrail.store.duckdb import migration_files
 
-from .helpers import fixture_requests, start_server, wait_until
-
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
+from .helpers import PB, fixture_requests, start_server, wait_until
 
 
 @pytest.fixture(scope="module")

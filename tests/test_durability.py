@@ -3,9 +3,7 @@ import signal
 
 import httpx
 
-from .helpers import fixture_requests, start_server
-
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
+from .helpers import PB, fixture_requests, start_server
 
 
 def _counts(srv):

@@ -3,7 +3,6 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -13,12 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from tasktrail.proto.emitter import Emitter, Runner
 
-from .helpers import wait_until
-
-
-def sql(srv, q):
-    r = httpx.post(srv.api + "/sql", json={"sql": q}, timeout=30).json()
-    return r["rows"]
+from .helpers import sql, wait_until
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

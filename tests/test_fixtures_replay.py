@@ -2,16 +2,14 @@
 import httpx
 import pytest
 
-from .helpers import fixture_requests
-
-AUTH = {"Authorization": "Bearer tok123", "Content-Type": "application/x-protobuf"}
+from .helpers import PB, fixture_requests
 
 
 @pytest.fixture
 def replayed(server):
     with httpx.Client(timeout=30) as c:
         for sig, body in fixture_requests():
-            r = c.post(f"{server.otlp_http}/v1/{sig}", content=body, headers=AUTH)
+            r = c.post(f"{server.otlp_http}/v1/{sig}", content=body, headers=PB)
             assert r.status_code == 200, r.content
     return server
 
@@ -102,6 +100,6 @@ def test_replaying_again_stores_nothing_twice(replayed):
     before = httpx.post(replayed.api + "/sql", json={"sql": "select count(*) from transitions"}).json()["rows"]
     with httpx.Client(timeout=30) as c:
         for sig, body in fixture_requests():
-            assert c.post(f"{replayed.otlp_http}/v1/{sig}", content=body, headers=AUTH).status_code == 200
+            assert c.post(f"{replayed.otlp_http}/v1/{sig}", content=body, headers=PB).status_code == 200
     after = httpx.post(replayed.api + "/sql", json={"sql": "select count(*) from transitions"}).json()["rows"]
     assert before == after

@@ -9,9 +9,7 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from .helpers import fixture_requests, start_server
-
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
+from .helpers import PB, fixture_requests, start_server
 JS = {"Content-Type": "application/json", "Authorization": "Bearer tok123"}
 
 # The OTLP/JSON example of the OpenTelemetry specification (examples/trace.json), ids in hex.

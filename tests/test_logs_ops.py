@@ -21,13 +21,7 @@ from tasktrail.demo import RUSTVELLO_RUN
 from tasktrail.proto.emitter import Emitter, Runner
 
 from . import pynenc_fixture_store
-from .helpers import fixture_requests, start_server, wait_until
-
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
-
-
-def sql(srv, q):
-    return httpx.post(srv.api + "/sql", json={"sql": q}).json()["rows"]
+from .helpers import PB, fixture_requests, sql, start_server, wait_until
 
 
 def app_logger(srv, app="logs-app", runner="w-1", parent="r-1"):

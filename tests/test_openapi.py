@@ -10,10 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tasktrail.web.api import ROUTES
 
-from .helpers import fixture_requests, start_server
+from .helpers import PB, fixture_requests, start_server
 from .strategies import odd_sql, time_values
-
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
 EXAMPLES = int(os.environ.get("TASKTRAIL_SCHEMATHESIS_EXAMPLES", "30"))
 SEEN = collections.Counter()
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tasktrail.proto.emitter import Emitter, Runner
 
-from .helpers import PROMTOOL, fixture_requests, require_prometheus_tools, start_server, wait_until
+from .helpers import PB, PROMTOOL, fixture_requests, require_prometheus_tools, start_server, wait_until
 
 require_prometheus_tools()
 
@@ -27,7 +27,6 @@ PROM = DEPLOY / "prometheus"
 ALERTS, RECORDING, UNIT_TESTS = PROM / "tasktrail-alerts.yml", PROM / "tasktrail-recording.yml", \
     PROM / "tests" / "tasktrail-alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "tasktrail.json"
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
 
 # Every label /metrics may carry: none holds an invocation id, each has a bounded set of values.
 BOUNDED_LABELS = {"app", "status", "task", "kind", "runner", "state", "signal", "transport", "reason", "le",

@@ -21,10 +21,9 @@ from tasktrail.query.sql_answer import AnswerBuilder
 from tasktrail.store.api import QueryTimeout
 from tasktrail.web.openapi import PATHS
 
-from .helpers import fixture_requests, start_server, wait_until
+from .helpers import PB, fixture_requests, start_server, wait_until
 
 SECTION = "Read limits"
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
 
 
 def _load_fixtures(srv):

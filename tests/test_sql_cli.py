@@ -5,9 +5,7 @@ import sys
 
 import httpx
 
-from .helpers import fixture_requests, start_server
-
-PB = {"Content-Type": "application/x-protobuf", "Authorization": "Bearer tok123"}
+from .helpers import PB, fixture_requests, start_server
 
 
 def run(*args):

@@ -3,17 +3,12 @@ checked against what the scenario says it must be."""
 import pytest
 
 from . import workflow_data as wd
-from .helpers import wait_until
+from .helpers import shop_server
 
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    from .helpers import start_server
-    srv = start_server(str(tmp_path_factory.mktemp("shop") / "tt.duckdb"), "--ingest-token", "tok123")
-    sent = wd.send(srv.otlp_http)
-    wait_until(lambda: srv.get("/invocations/wf-9").status_code == 200
-               and srv.get("/invocations/wf-9").json()["status"] == "SUCCESS"
-               and srv.get("/invocations/pay-39").status_code == 200, timeout=30, message="the scenario stored")
+    srv, sent = shop_server(tmp_path_factory.mktemp("shop"))
     yield srv, sent
     srv.stop()
 

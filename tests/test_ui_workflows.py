@@ -2,8 +2,7 @@
 on the page and in its chart equals the API's; charts come from the vendored uPlot, offline."""
 import pytest
 
-from . import workflow_data as wd
-from .helpers import CHROMIUM, SHOTS, require_chromium, start_server, wait_until
+from .helpers import CHROMIUM, SHOTS, require_chromium, shop_server, wait_until
 
 require_chromium()
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -11,10 +10,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    srv = start_server(str(tmp_path_factory.mktemp("shop-ui") / "tt.duckdb"), "--ingest-token", "tok123")
-    wd.send(srv.otlp_http)
-    wait_until(lambda: srv.get("/invocations/wf-9").json().get("status") == "SUCCESS"
-               and srv.get("/invocations/pay-39").status_code == 200, timeout=30, message="the scenario stored")
+    srv, _ = shop_server(tmp_path_factory.mktemp("shop-ui"))
     yield srv
     srv.stop()
 

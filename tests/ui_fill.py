@@ -24,14 +24,16 @@ def run_rustvello(server, workdir: Path, n: int = 10) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def emit_shop(server) -> dict:
+def emit_shop(server, *, connect=None, now: datetime | None = None) -> dict:
     """A workflow root with six children (one failed, one still running), events, a trigger run,
-    atomic-service decisions and windows, heartbeats. Returns the ids the tests look for."""
-    em = Emitter(f"http://{server.otlp_grpc}", "shop",
-                 Runner("runner-A", "PersistentProcessRunner", hostname="host-a", pid=11), token="tok123")
+    atomic-service decisions and windows, heartbeats, sent to `server` over OTLP or through
+    `connect(app_id, runner)` (an Emitter), at times before `now` (default the clock). Returns the ids
+    the tests look for."""
+    runner = Runner("runner-A", "PersistentProcessRunner", hostname="host-a", pid=11)
+    em = connect("shop", runner) if connect else Emitter(f"http://{server.otlp_grpc}", "shop", runner, token="tok123")
     workers = [Runner(f"worker-A{i}", "PPRWorker", parent_id="runner-A", hostname="host-a", pid=20 + i)
                for i in range(3)]
-    now = datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
 
     def t(s):
         return now - timedelta(seconds=s)

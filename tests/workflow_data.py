@@ -30,12 +30,14 @@ def quantile_cont(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def send(endpoint: str, token: str = "tok123", *, base: datetime | None = None) -> dict:
-    """Emit the scenario; returns {"base": t0, "runs": {workflow_id: {...expected...}}}."""
+def send(endpoint: str | None, token: str = "tok123", *, base: datetime | None = None, connect=None) -> dict:
+    """Emit the scenario to `endpoint` over OTLP, or through `connect(app_id, runner)` (an Emitter, e.g.
+    tests/helpers.LocalStore.emitter); returns {"base": t0, "runs": {workflow_id: {...expected...}}}."""
     t0 = base or (datetime.now(timezone.utc) - timedelta(hours=2)).replace(microsecond=0)
     at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
     r = Runner("shop-runner-1", "PersistentProcessRunner", hostname="h1", pid=4242)
-    em = Emitter(endpoint=endpoint, app_id="shop", runner=r, protocol="http/protobuf", token=token)
+    em = (connect("shop", r) if connect else
+          Emitter(endpoint=endpoint, app_id="shop", runner=r, protocol="http/protobuf", token=token))
     em.runner_started(timestamp=at(0))
     for i in range(40):
         inv, s = f"pay-{i:02d}", i * 60.0

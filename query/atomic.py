@@ -1,0 +1,75 @@
+"""Atomic services: their executions (windows), the scheduler's decisions, and the current schedule (the
+latest decision of every runner: the cycle's slot assignment as the runners saw it)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from .params import iso
+from .reader import where
+
+
+def _window(q, table: str, ts_col: str, since: Optional[datetime], until: Optional[datetime], eq: dict,
+            order: str, limit: int) -> list[dict]:
+    """Rows of `table` with `ts_col` in [since, until) and the columns of `eq` equal to its given values."""
+    clauses, params = [], []
+    if since:
+        clauses.append(f"{ts_col} >= ?")
+        params.append(since)
+    if until:
+        clauses.append(f"{ts_col} < ?")
+        params.append(until)
+    for col, val in eq.items():
+        if val is not None and val != "":
+            clauses.append(f"{col} = ?")
+            params.append(val)
+    rows = q(f"SELECT * FROM {table} {where(clauses)} ORDER BY {order} LIMIT {limit}", params).dicts()
+    for d in rows:
+        d.pop("batch", None)
+        for k, v in list(d.items()):
+            if isinstance(v, datetime):
+                d[k] = iso(v)
+    return rows
+
+
+def executions(q, *, app=None, since=None, until=None, runner=None, status=None, limit: int = 50) -> list[dict]:
+    """Executions, newest first (`status` upper case)."""
+    return _window(q, "atomic_service_executions", "start_ts", since, until,
+                   {"app_id": app, "runner_id": runner, "status": status},
+                   "start_ts DESC NULLS LAST", limit)
+
+
+def decisions(q, *, app=None, since=None, until=None, runner=None, reason=None, limit: int = 50) -> list[dict]:
+    """The scheduler's decisions, newest first (`reason` upper case)."""
+    return _window(q, "atomic_decisions", "ts", since, until,
+                   {"app_id": app, "runner_id": runner, "reason": reason},
+                   "ts DESC", limit)
+
+
+def schedule(q, app: Optional[str] = None) -> dict:
+    """The latest decision of every runner: the current cycle's slot assignment as the runners saw it."""
+    cond, params = ("WHERE app_id = ?", [app]) if app else ("", [])
+    rows = q(f"""SELECT runner_id, arg_max(reason, ts) AS reason, max(ts) AS decided_at,
+                        arg_max(cycle_start, ts) AS cycle_start, arg_max(slot_start, ts) AS slot_start,
+                        arg_max(slot_end, ts) AS slot_end, arg_max(position, ts) AS position,
+                        arg_max(runner_count, ts) AS runner_count,
+                        arg_max(assigned_runner_id, ts) AS assigned_runner_id,
+                        arg_max(message, ts) AS message
+                 FROM atomic_decisions {cond} GROUP BY runner_id ORDER BY position NULLS LAST, runner_id""",
+             params).dicts()
+    for d in rows:
+        for k in ("decided_at", "cycle_start", "slot_start", "slot_end"):
+            d[k] = iso(d[k])
+    cycle = max((d["cycle_start"] for d in rows if d["cycle_start"]), default=None)
+    return {"cycle_start": cycle, "slots": rows}
+
+
+def windows(q, since: datetime, until: datetime, app: Optional[str] = None) -> list[dict]:
+    """Executions open during [since, until) as timeline windows (at most 2,000, oldest first)."""
+    rows = q("""SELECT run_id, runner_id, start_ts, end_ts, status, reason
+                FROM atomic_service_executions
+                WHERE start_ts < ? AND coalesce(end_ts, ?) >= ?""" + (" AND app_id = ?" if app else "")
+             + " ORDER BY start_ts LIMIT 2000", [until, until, since] + ([app] if app else [])).dicts()
+    for w in rows:
+        w["start"], w["end"] = iso(w.pop("start_ts")), iso(w.pop("end_ts"))
+    return rows

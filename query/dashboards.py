@@ -1,0 +1,100 @@
+"""Dashboards: the apps seen, the overview (counts by status, runners, anomalies, last ingest) and the
+technical dashboard (/ops: work in flight, last failures, heartbeats, the atomic-service scheduler,
+ingest health). The /metrics figures are query/metrics.py's."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Optional
+
+from tasktrail.proto.status import ACTIVE_STATUSES, STATUSES
+
+from . import invocations
+from .anomalies import KINDS
+from .params import iso
+
+
+def apps(q) -> list[dict]:
+    """Every app with invocations, runners or log lines: first and last seen, invocations."""
+    r = q("""
+        WITH a AS (SELECT app_id, min(created_at) AS first_seen, max(updated_at) AS last_seen,
+                          count(*) AS invocations FROM invocation_state GROUP BY app_id),
+             b AS (SELECT app_id, min(first_seen) AS first_seen, max(last_event) AS last_seen
+                   FROM runner_state GROUP BY app_id),
+             c AS (SELECT app_id, min(ts) AS first_seen, max(ts) AS last_seen FROM log_records GROUP BY app_id)
+        SELECT app_id, min(first_seen), max(last_seen), coalesce(max(invocations), 0)
+        FROM (SELECT app_id, first_seen, last_seen, invocations FROM a
+              UNION ALL SELECT app_id, first_seen, last_seen, NULL FROM b
+              UNION ALL SELECT app_id, first_seen, last_seen, NULL FROM c)
+        GROUP BY app_id ORDER BY app_id""")
+    return [{"app_id": a, "first_seen": iso(f), "last_seen": iso(l), "invocations": int(n)} for a, f, l, n in r.rows]
+
+
+def overview(q, app: Optional[str], runners: list[dict], anomalies: dict) -> dict:
+    """The overview of `app` (or all), given its runners and anomalies as /runners and /anomalies show them."""
+    params = [app] if app else []
+    cond = "WHERE app_id = ?" if app else ""
+    counts = dict(q(f"SELECT status, count(*) FROM invocation_state {cond} GROUP BY status", params).rows)
+    last = q("SELECT max(received_at) FROM ingest_ledger").rows
+    return {
+        "anomalies": {k: anomalies["counts"].get(k, 0) for k in KINDS},
+        "anomaly_items": anomalies["items"][:20],
+        "counts_by_status": {s: int(counts.get(s, 0)) for s in STATUSES},
+        "in_flight": sum(int(counts.get(s, 0)) for s in ACTIVE_STATUSES),
+        "runners": {"alive": sum(1 for r in runners if r["alive"] and r["role"] != "client"),
+                    "dead": sum(1 for r in runners if not r["alive"] and r["role"] != "client"),
+                    "clients": sum(1 for r in runners if r["role"] == "client")},
+        "last_ingest_at": iso(last[0][0]) if last else None,
+        "apps": apps(q),
+    }
+
+
+def _rhythm(last: Optional[datetime], every_s: Optional[float], now: datetime) -> dict:
+    """When the next of something sent every `every_s` is due, and whether it is late (two intervals)."""
+    return {"next_expected": iso(last + timedelta(seconds=every_s)) if every_s else None,
+            "late": bool(every_s and now > last + timedelta(seconds=2 * every_s))}
+
+
+def _heartbeats(q, app: Optional[str], now: datetime) -> list[dict]:
+    cond, params = ("AND app_id = ?", [app]) if app else ("", [])
+    rows = q(f"""SELECT runner_id, max(last_heartbeat) AS last, sum(heartbeats) AS n,
+                        (epoch(max(last_heartbeat)) - epoch(min(first_heartbeat)))
+                            / nullif(sum(heartbeats) - 1, 0) AS every_s
+                 FROM runner_state WHERE heartbeats > 0 {cond} GROUP BY runner_id ORDER BY last DESC""",
+             params).dicts()
+    return [{"runner_id": d["runner_id"], "last": iso(d["last"]), "every_s": d["every_s"],
+             **_rhythm(d["last"], d["every_s"], now)} for d in rows]
+
+
+def _scheduler(q, app: Optional[str], now: datetime) -> dict:
+    cond, params = ("AND app_id = ?", [app]) if app else ("", [])
+    d = q(f"""SELECT max(ts) AS last, count(*) AS n, (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s
+              FROM (SELECT ts FROM atomic_decisions WHERE true {cond}
+                    UNION ALL SELECT ts FROM atomic_executions WHERE true {cond})""", params * 2).dicts()[0]
+    return {"last_fire": iso(d["last"]), "every_s": d["every_s"], **_rhythm(d["last"], d["every_s"], now)}
+
+
+def _ingest(q, now: datetime, writer) -> dict:
+    led = q("""SELECT count(*) FILTER (WHERE received_at >= ?) AS req_1m,
+                      coalesce(sum(records) FILTER (WHERE received_at >= ?), 0)::BIGINT AS rec_1m,
+                      max(received_at) AS last, max(batch) AS last_batch FROM ingest_ledger""",
+            [now - timedelta(minutes=1)] * 2).dicts()[0]
+    ingest = {"records_per_s_1m": led["rec_1m"] / 60.0, "requests_1m": led["req_1m"],
+              "last_request_at": iso(led["last"]), "last_batch": led["last_batch"]}
+    if writer is not None:
+        st = writer.stats()
+        ingest.update({"queue_records": st.queue_records, "queue_capacity": st.queue_capacity,
+                       "rejected_full": st.rejected_full, "failed_batches": st.failed_batches,
+                       "last_commit_seconds": st.last_commit_seconds})
+    return ingest
+
+
+def ops(q, now: datetime, app: Optional[str] = None, writer=None) -> dict:
+    """What operators check first: in flight, last failures, heartbeats, the atomic-service
+    scheduler, ingest health (`writer`: the store's writer stats, when it has them)."""
+    in_flight = []
+    for d in invocations.select(q, app=app, statuses=sorted(ACTIVE_STATUSES), limit=100, sort="created_at")[:100]:
+        in_flight.append({**invocations.summary(d), "elapsed_s": (now - d["created_at"]).total_seconds()})
+    failures = invocations.listing(q, app=app, statuses=["FAILED"], limit=20, sort="-updated_at")["items"]
+    return {"now": iso(now), "in_flight": in_flight, "recent_failures": failures,
+            "heartbeats": _heartbeats(q, app, now), "scheduler": _scheduler(q, app, now),
+            "ingest": _ingest(q, now, writer)}

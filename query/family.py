@@ -1,0 +1,186 @@
+"""Families: the tree around an invocation, up to its root, then every descendant by the three edge kinds
+(direct children, children of the events it emitted, invocations its trigger runs created), and parents
+found by trace context for runners that do not say them (Celery).
+
+The root is walked up by the parent invocation, else the emitting invocation of the parent event, else a
+registration's trace context, else the first source invocation of a trigger run. Parent links come from
+the invocation_state cache (one row per invocation) instead of every transition.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Optional, Sequence
+
+from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
+
+from .errors import NotFound
+from .invocations import PARENT_SAYING_SOURCES, TimeRange, time_range
+from .params import iso
+from .reader import BY_ID, by_ids
+
+_PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
+_FAR = datetime.max.replace(year=9999)
+
+TRACE_PARENTS = """
+    SELECT DISTINCT t.invocation_id AS child,
+           CASE WHEN s.invocation_id IS NOT NULL AND s.invocation_id <> t.invocation_id THEN s.invocation_id
+                ELSE p.invocation_id END AS parent
+    FROM transitions t
+    JOIN spans s ON s.span_id = t.span_id AND s.trace_id = t.trace_id AND s.start_ts BETWEEN $lo AND $hi
+    LEFT JOIN spans p ON p.span_id = s.parent_span_id AND p.trace_id = s.trace_id AND p.start_ts BETWEEN $lo AND $hi
+    WHERE t.status = 'REGISTERED' AND t.parent_invocation_id IS NULL AND t.ts BETWEEN $t_lo AND $t_hi
+      AND {where}"""
+
+_EDGES = """
+    SELECT DISTINCT parent_invocation_id AS parent, invocation_id AS child, 'direct' AS kind
+      FROM invocation_state WHERE parent_invocation_id IN ({ph})
+    UNION
+    SELECT e.emitted_by_invocation_id, t.invocation_id, 'event'
+      FROM event_records e JOIN invocation_state t ON t.parent_event_id = e.event_id
+     WHERE e.emitted_by_invocation_id IN ({ph})
+    UNION
+    SELECT src.sid, tr.triggered_invocation_id, 'trigger'
+      FROM trigger_runs tr, unnest(tr.source_invocation_ids) AS src(sid)
+     WHERE src.sid IN ({ph}) AND tr.triggered_invocation_id IS NOT NULL"""
+
+
+def ids_range(q, ids: Sequence[str]) -> tuple:
+    """(first transition, last transition or None while any is not final) of these invocations."""
+    ids = list(ids)
+    row = q(f"SELECT min(first_ts), max(last_ts), bool_and(status IN ({FINAL_SQL})) "
+            f"FROM invocation_state WHERE {by_ids(len(ids))}", ids + ids).rows[0]
+    return (row[0], row[1] if row[2] else None) if row[0] is not None else (None, None)
+
+
+def trace_parents(q, related_after_s: float, *, children: Sequence[str] = (), parents: Sequence[str] = (),
+                  rng: Optional[TimeRange] = None) -> list[tuple]:
+    """(child, parent) links from trace context: a task registered inside another invocation's span
+    (or inside a span whose parent belongs to another invocation, as Celery's publish spans are).
+    Runners that say the parent outright (rustvello, tasktrail.v1) never need this. Bounded in time
+    by the invocations' own range (spans start up to a day before), so the join skips the rest; `rng`
+    is that range when it is already known (one child)."""
+    if rng is not None:
+        lo, hi = rng.first, rng.last if rng.final else None
+    else:
+        lo, hi = ids_range(q, children or parents)
+    if lo is None:
+        return []
+    span_lo = lo - timedelta(days=1)
+    if children:
+        cond, params = "t.invocation_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": list(children)}
+        t_lo, t_hi = lo, hi or _FAR
+    else:
+        traces = [r[0] for r in q("SELECT DISTINCT trace_id FROM spans WHERE invocation_id IN "
+                                  "(SELECT unnest(?::VARCHAR[])) AND start_ts BETWEEN ? AND ?",
+                                  [list(parents), span_lo, hi or _FAR]).rows]
+        if not traces:  # no spans of these invocations: nothing can hang below them by trace context
+            return []
+        cond, params = "t.trace_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": traces}
+        # Children are registered while a parent runs; a little after its end for slow exporters.
+        t_lo, t_hi = lo, (hi + timedelta(seconds=related_after_s)) if hi else _FAR
+    params.update(lo=span_lo, hi=hi or _FAR, t_lo=t_lo, t_hi=t_hi)
+    rows = q(TRACE_PARENTS.format(where=cond), params).rows
+    return [(c, p) for c, p in rows if p and p != c and (not parents or p in parents)]
+
+
+def trace_parent(q, invocation_id: str, related_after_s: float, rng: Optional[TimeRange] = None) -> Optional[str]:
+    """The parent trace context gives an invocation, or None."""
+    found = trace_parents(q, related_after_s, children=[invocation_id], rng=rng)
+    return found[0][1] if found else None
+
+
+def has_transition(q, invocation_id: str, condition: str, rng: Optional[TimeRange] = None) -> bool:
+    """Whether any of its transitions meets `condition` (SQL), read within its own time range."""
+    if rng is None:
+        try:
+            rng = time_range(q, invocation_id)
+        except NotFound:
+            return False
+    return bool(q(f"SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? "
+                  f"AND {condition} LIMIT 1", [invocation_id, rng.first, rng.last]).rows)
+
+
+def _parent(q, inv: str, related_after_s: float, rng: Optional[TimeRange]) -> Optional[str]:
+    """The one parent of `inv` (module doc: by invocation, event, trace context, then trigger run)."""
+    r = q(f"""SELECT any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL),
+                     any_value(parent_event_id) FILTER (WHERE parent_event_id IS NOT NULL)
+              FROM invocation_state WHERE {BY_ID}""", [inv, inv]).rows
+    parent, parent_event = r[0] if r else (None, None)
+    if not parent and parent_event:
+        e = q("SELECT arg_max(emitted_by_invocation_id, ts) FROM event_records WHERE event_id = ?", [parent_event]).rows
+        parent = e[0][0] if e else None
+    # A registration with trace context from a runner that does not say parents: look by trace.
+    if not parent and has_transition(q, inv, "status = 'REGISTERED' AND span_id IS NOT NULL AND "
+                                             f"source NOT IN ({_PARENT_SAYING_IN})", rng):
+        parent = trace_parent(q, inv, related_after_s, rng)
+    if not parent:
+        t = q("""SELECT source_invocation_ids[1] FROM trigger_runs
+                 WHERE triggered_invocation_id = ? AND len(source_invocation_ids) > 0 LIMIT 1""", [inv]).rows
+        parent = t[0][0] if t else None
+    return parent
+
+
+def _descendants(q, root: str, by_trace: bool, max_nodes: int, max_depth: int,
+                 related_after_s: float) -> tuple[dict, list, bool]:
+    """({node: depth}, edges, truncated) from `root` down, breadth first."""
+    nodes_depth = {root: 0}
+    edges: list[dict] = []
+    frontier, truncated, depth = [root], False, 0
+    while frontier and depth < max_depth:
+        depth += 1
+        r = q(_EDGES.format(ph=", ".join("?" * len(frontier))), frontier * 3).rows
+        if by_trace:
+            r = list(r) + [(p, c, "direct") for c, p in trace_parents(q, related_after_s, parents=frontier)]
+        nxt = []
+        for parent, child, kind in sorted(r, key=lambda x: (x[0], x[1], x[2])):
+            edge = {"parent": parent, "child": child, "kind": kind}
+            if child in nodes_depth:
+                if edge not in edges and child != root:  # a second relation to a node already placed
+                    edges.append(edge)
+                continue
+            if len(nodes_depth) >= max_nodes:
+                truncated = True
+                break
+            nodes_depth[child] = depth
+            edges.append(edge)
+            nxt.append(child)
+        frontier = nxt
+    if frontier and depth >= max_depth:
+        truncated = True
+    return nodes_depth, edges, truncated
+
+
+def _nodes(q, nodes_depth: dict) -> list[dict]:
+    ids = list(nodes_depth)
+    info = {d["invocation_id"]: d for d in q(f"""
+        SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
+               arg_max(status, status_key) AS status, min(created_at) AS created_at,
+               max(updated_at) AS updated_at
+        FROM invocation_state WHERE {by_ids(len(ids))} GROUP BY invocation_id""", ids + ids).dicts()}
+    nodes = []
+    for i in ids:
+        d = info.get(i, {})
+        final = d.get("status") in FINAL_STATUSES
+        nodes.append({"invocation_id": i, "task_id": d.get("task_id"), "status": d.get("status"),
+                      "created_at": iso(d.get("created_at")),
+                      "duration_s": (d["updated_at"] - d["created_at"]).total_seconds() if final else None,
+                      "depth": nodes_depth[i]})
+    return nodes
+
+
+def tree(q, invocation_id: str, rng: TimeRange, *, max_nodes: int, max_depth: int,
+         related_after_s: float) -> dict:
+    """The family of an invocation whose time range is `rng`: {root_id, nodes, edges, truncated}."""
+    root, seen = invocation_id, {invocation_id}
+    for _ in range(max_depth * 4):
+        parent = _parent(q, root, related_after_s, rng if root == invocation_id else None)
+        if not parent or parent in seen:
+            break
+        seen.add(parent)
+        root = parent
+    # Children found by trace context exist only where a runner does not say parents (Celery): a
+    # family whose root comes from rustvello or tasktrail.v1 needs no span join.
+    by_trace = has_transition(q, root, f"source NOT IN ({_PARENT_SAYING_IN})",
+                              rng if root == invocation_id else None)
+    nodes_depth, edges, truncated = _descendants(q, root, by_trace, max_nodes, max_depth, related_after_s)
+    return {"root_id": root, "nodes": _nodes(q, nodes_depth), "edges": edges, "truncated": truncated}

@@ -1,0 +1,58 @@
+"""The one reader every read model reads the log through, and the pieces of SQL they share.
+
+`Reader(sql, params, max_rows)` runs one read under the service's time limit (QueryTimeout past it) and a
+row cap; `arrow` answers as one Arrow table; `stream` runs an ad-hoc statement under its own limits and
+turns a statement DuckDB refuses into a BadRequest (our own SQL failing is a bug: it stays a QueryError).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from tasktrail.store.api import EventLog, QueryError, Result
+
+from .errors import BadRequest
+
+MAX_ROWS = 100_000  # what one read model's read may return (the row cap)
+
+# A point lookup by id in the invocation_state cache: `hash(?)` folds to a constant, compared with id_hash
+# before the string (params: the id twice).
+BY_ID = "id_hash = hash(?::VARCHAR) AND invocation_id = ?"
+
+
+class Reader:
+    def __init__(self, log: EventLog, timeout_s: float) -> None:
+        self.log, self.timeout_s = log, timeout_s
+
+    def __call__(self, sql: str, params: Sequence[Any] | dict = (), max_rows: int = MAX_ROWS) -> Result:
+        return self.log.query(sql, params, timeout_s=self.timeout_s, max_rows=max_rows)
+
+    def arrow(self, sql: str, params: Sequence[Any] = ()):
+        return self.log.query_arrow(sql, params, timeout_s=self.timeout_s)
+
+    def stream(self, statement: str, consume: Callable, *, timeout_s: float, wait_s: float, prepare: tuple = ()):
+        try:
+            return self.log.stream(statement, consume, timeout_s=timeout_s, wait_s=wait_s, prepare=prepare)
+        except QueryError as exc:
+            raise BadRequest(f"SQL error: {exc}") from None
+
+
+def conditions(*pairs: tuple) -> tuple[list, list]:
+    """(clauses, params) for the (clause, value) pairs whose value is given (not None, not "")."""
+    clauses, params = [], []
+    for clause, value in pairs:
+        if value is not None and value != "":
+            clauses.append(clause)
+            params.append(value)
+    return clauses, params
+
+
+def where(clauses: Sequence[str]) -> str:
+    """`WHERE a AND b`, or nothing without clauses."""
+    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def by_ids(n: int) -> str:
+    """Lookup of n invocation ids (params: the ids twice) through the state cache's id_hash."""
+    ph = ", ".join(["?"] * n)
+    hashes = ", ".join(["hash(?::VARCHAR)"] * n)
+    return f"id_hash IN ({hashes}) AND invocation_id IN ({ph})"

@@ -1,0 +1,69 @@
+"""query/runners.py (with the liveness rule of query/anomalies.Liveness): which runner contexts are alive,
+which are clients, what runs on each; one runner's workers, recent activity and heartbeats."""
+import pytest
+
+from tasktrail.proto.emitter import Runner
+from tasktrail.query.errors import NotFound
+
+from .common import NOW, ago, iso
+
+LIVE = Runner("live-1", "PersistentProcessRunner", hostname="h1", pid=10)
+WORKER = Runner("live-1-w", "PPRWorker", parent_id="live-1", hostname="h1", pid=11)
+GONE = Runner("gone-1", "PersistentProcessRunner", hostname="h2", pid=20)
+STOPPED = Runner("stopped-1", "ThreadRunner", hostname="h3", pid=30)
+CLIENT = Runner("client-1", "ExternalRunner", hostname="h4", pid=40)
+
+
+@pytest.fixture(scope="module")
+def qs(local):
+    em = local.emitter("run-app", LIVE)
+    em.runner_started(timestamp=ago(3000))
+    em.runner_started(WORKER, timestamp=ago(2999))
+    for s in (90, 60, 30):
+        em.heartbeat(atomic_eligible=True, consumed_queues=["default"], timestamp=ago(s))
+    em.status("job-1", "REGISTERED", task_id="app.job", runner=CLIENT, timestamp=ago(2100))
+    em.status("job-1", "RUNNING", runner=WORKER, attempt=0, timestamp=ago(2000))  # still running, silent since
+    em.status("job-2", "REGISTERED", task_id="app.job", runner=CLIENT, timestamp=ago(1900))
+    em.status("job-2", "RUNNING", runner=WORKER, attempt=0, timestamp=ago(1899))
+    em.status("job-2", "SUCCESS", runner=WORKER, timestamp=ago(1890))
+    em.runner_started(GONE, timestamp=ago(5000))
+    em.heartbeat(GONE, timestamp=ago(4000))
+    em.runner_started(STOPPED, timestamp=ago(500))
+    em.runner_stopped(STOPPED, timestamp=ago(400))
+    em.shutdown()
+    return local.service(clock=lambda: NOW, runner_dead_after_s=600)
+
+
+def test_liveness_and_roles(qs):
+    got = {r["runner_id"]: (r["alive"], r["role"]) for r in qs.runners()}
+    assert got == {"live-1": (True, "runner"),       # heartbeats
+                   "live-1-w": (True, "runner"),     # silent, but its parent heartbeats
+                   "client-1": (False, "client"),    # only submitted work: a client, whatever its age
+                   "gone-1": (False, "runner"),      # heartbeats stopped an hour ago
+                   "stopped-1": (False, "runner")}   # said it stopped
+
+
+def test_a_runner_as_listed(qs):
+    live = next(r for r in qs.runners("run-app") if r["runner_id"] == "live-1")
+    # The emitter's own context (its resource) is seen from the earliest record of the request it sent.
+    assert live == {"runner_id": "live-1", "app_id": "run-app", "runner_class": "PersistentProcessRunner",
+                    "parent_runner_id": None, "hostname": "h1", "pid": 10, "first_seen": iso(ago(5000)),
+                    "last_heartbeat": iso(ago(30)), "last_activity": iso(ago(30)), "stopped_at": None,
+                    "alive": True, "role": "runner", "running_invocations": ["job-1"]}
+    worker = next(r for r in qs.runners() if r["runner_id"] == "live-1-w")
+    assert worker["running_invocations"] == ["job-1"] and worker["parent_runner_id"] == "live-1"
+    assert qs.runners("another-app") == []
+
+
+def test_runner_detail(qs):
+    d = qs.runner("live-1")
+    assert [w["runner_id"] for w in d["workers"]] == ["live-1-w"]
+    assert d["recent_activity"] == [
+        {"timestamp": iso(ago(1890)), "invocation_id": "job-2", "task_id": None, "status": "SUCCESS"},
+        {"timestamp": iso(ago(1899)), "invocation_id": "job-2", "task_id": None, "status": "RUNNING"},
+        {"timestamp": iso(ago(2000)), "invocation_id": "job-1", "task_id": None, "status": "RUNNING"}]
+    assert d["heartbeats"] == [{"timestamp": iso(ago(s)), "atomic_eligible": True, "consumed_queues": ["default"]}
+                               for s in (30, 60, 90)]
+    assert qs.runner("stopped-1")["stopped_at"] == iso(ago(400))
+    with pytest.raises(NotFound):
+        qs.runner("nobody")
