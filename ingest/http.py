@@ -17,8 +17,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tasktrail.proto.bearer import token_ok
 from tasktrail.store.api import QueueFull, StoreClosed, StoreUnavailable
-from tasktrail.web.auth import token_ok
 
 from .decode import DecodeError, TooLarge, gunzip, inflate, rpc_status, success
 from .pipeline import Ingestor

@@ -16,10 +16,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tasktrail.proto.bearer import token_ok
 from tasktrail.query.service import QueryService
 
 from . import api, pages
-from .auth import token_ok
 from .errors import EXCEPTION_HANDLERS, error_response
 from .metrics import TailCollector, metrics_endpoint
 from .tail_hub import TailHub
