@@ -28,6 +28,7 @@ from .adjust import adjustment, settled
 from .sql_answer import AnswerBuilder, SqlAnswer
 from .anomalies import AnomalySettings
 from .errors import BadRequest, NotFound
+from .health import Health
 
 MAX_LIMIT = 1000
 SUMMARY_WINDOW = timedelta(hours=24)  # tasks and workflow types: the default window
@@ -143,7 +144,7 @@ def _statuses(status: Sequence[str] | None) -> list[str]:
     return out
 
 
-class QueryService:
+class QueryService(Health):
     def __init__(self, log: EventLog, settings: QuerySettings = QuerySettings(), clock=None) -> None:
         """`clock()` is the current time as naive UTC (a benchmark sets it to the end of its data)."""
         self.log = log

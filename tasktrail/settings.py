@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
 
+from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
+
 # Decode/map processes: one per core, at most 4 (the writer is one thread; more do not help it).
 DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
@@ -44,7 +46,7 @@ class Settings:
     max_batch_records: int = 100_000
     ingest_workers: int = DEFAULT_INGEST_WORKERS
     duckdb_memory_limit: str = "1GB"
-    runner_dead_after_s: float = 600.0
+    runner_dead_after_s: float = RUNNER_DEAD_AFTER_S
     # Anomaly thresholds (query/anomalies.py).
     max_pending_s: float = 300.0
     slow_factor: float = 3.0
