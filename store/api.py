@@ -3,8 +3,9 @@
 As Jaeger's storage plugins split a Writer from a Reader, the contract has two sides:
 - `LogWriter`: what ingest calls (submit a request's rows; ask whether a request is stored; the
   writer's figures for /metrics), and `to_arrow`, the columnar form `submit` takes from ingest's workers;
-- `LogReader`: what query calls (reads with time limits and row caps; the schema version), and
-  `INVOCATION_COLUMNS`, what the invocation_state cache shows of an invocation.
+- `LogReader`: what query calls (reads with time limits and row caps; the schema version), and what
+  reads spell in SQL over the caches: `INVOCATION_COLUMNS`, `BY_ID`, `best_of`, the metric carry's
+  `DURATION_BUCKETS`, `DURATION_SQL` and `CARRY_READ_SQL`.
 The composition root (tasktrail/) also runs `LogMaintenance` (retention, rebuild, close). Backends (the
 embedded DuckDB file, store/duckdb.py; DuckLake, store/ducklake.py) implement all three: `EventLog`.
 Edge cases are part of the contract and are written down here.
@@ -15,9 +16,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, Protocol, Sequence, TypeVar
 
+# The read side's SQL over the caches: the task duration histogram and the metric carry retention keeps
+# (store/carry.py), and a runner's most specific kept field across runner_state rows (store/runner_state.py).
+from .carry import DURATION_BUCKETS, DURATION_SQL, READ_SQL as CARRY_READ_SQL  # noqa: F401  (the contract's)
 # Canonical rows as one Arrow table of a schema `arrow_schemas()` gives: the columnar form `submit` takes
 # (ingest's workers convert with it).
-from .rows import to_arrow  # noqa: F401  (part of the contract)
+from .rows import to_arrow  # noqa: F401  (the contract's)
+from .runner_state import best_of  # noqa: F401  (the contract's)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,6 +34,9 @@ T = TypeVar("T")
 # `invocations` view shows it, with is_final after status: store/sql/views.sql is rendered from this).
 INVOCATION_COLUMNS = ("app_id", "invocation_id", "task_id", "status", "parent_invocation_id", "workflow_id",
                       "workflow_type", "runner_id", "worker_id", "created_at", "updated_at", "attempts")
+# A point lookup of invocation_state by id (params: the id twice): `hash(?)` folds to a constant, compared
+# with id_hash before the string.
+BY_ID = "id_hash = hash(?::VARCHAR) AND invocation_id = ?"
 
 
 class StoreError(Exception):

@@ -37,9 +37,6 @@ _UPSERT = """
     WHEN MATCHED THEN UPDATE SET {sets}
     WHEN NOT MATCHED THEN INSERT BY NAME"""
 
-# A point lookup by id: `hash(?)` folds to a constant, compared with id_hash before the string.
-BY_ID = "id_hash = hash(?::VARCHAR) AND invocation_id = ?"
-
 
 def _first(rows: list[dict], col: str):
     for r in rows:

@@ -5,10 +5,11 @@ snapshots inserted (`fold_changes`); `rebuild` recomputes them from the log. Onl
 """
 from __future__ import annotations
 
-# The folds; and, for reads of the caches, BY_ID (a point lookup) and best_of (a runner's kept fields).
-from .invocation_fold import fold_transitions, refold  # noqa: F401
-from .invocation_state import BY_ID, HISTORY_COLUMNS, HISTORY_SELECT, state_of, state_table  # noqa: F401
-from .runner_state import MERGE_RUNNERS, RUNNERS, best_of  # noqa: F401
+# BY_ID and best_of: what query/ imported from here before the contract named them (store/api.py).
+from .api import BY_ID, best_of  # noqa: F401
+from .invocation_fold import refold
+from .invocation_state import HISTORY_COLUMNS, HISTORY_SELECT, state_of, state_table
+from .runner_state import MERGE_RUNNERS, RUNNERS
 
 # Migrations that create or reshape the cache: the store rebuilds it once they are applied.
 REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state", "0005_record_identity",
