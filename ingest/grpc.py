@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import grpc
 
+from tasktrail.proto.bearer import token_ok
 from tasktrail.store.api import QueueFull, StoreClosed, StoreUnavailable
-from tasktrail.web.auth import token_ok
 
 from .decode import DecodeError, retry_info_bytes, success
 from .pipeline import Ingestor

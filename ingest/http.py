@@ -17,8 +17,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tasktrail.proto.bearer import token_ok
 from tasktrail.store.api import QueueFull, StoreClosed, StoreUnavailable
-from tasktrail.web.auth import token_ok
 
 from .decode import DecodeError, TooLarge, gunzip, inflate, rpc_status, success
 from .pipeline import Ingestor
@@ -51,71 +51,25 @@ def _fmt(content_type: str) -> str | None:
     return None
 
 
-def create_otlp_http_app(ingestor: Ingestor, *, ingest_token: str | None, max_body_bytes: int) -> Starlette:
+def create_otlp_http_app(ingestor: Ingestor, *, ingest_token: str | None, max_body_bytes: int) -> "OtlpHttpApp":
     """The OTLP/HTTP app. Answers 200 with an Export*ServiceResponse (its partial_success names the
     records refused one by one and any repaired string), else a google.rpc.Status body: 400 bad data,
     401 token, 413 too large, 415 content type or encoding, 429 / 503 with Retry-After."""
-    drain_bytes = min(4 * max_body_bytes, MAX_DRAIN_BYTES)
+    return OtlpHttpApp(ingestor, ingest_token, max_body_bytes)
 
-    def answer(status: int, message: str, fmt: str, signal: str, reason: str, retry_after: float | None = None):
-        ingestor.reject(signal, "http", reason)
-        headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-        return Response(rpc_status(status, message, fmt, retry_after), status_code=status,
-                        media_type=_JSON if fmt == "json" else _PROTOBUF, headers=headers)
 
-    async def refuse_unread(request: Request, status: int, message: str, fmt: str, signal: str, reason: str):
-        """Refuse before reading the body: read and drop it first (within `drain_bytes`), unless the client
-        waits for this answer before sending it (`Expect: 100-continue`)."""
-        declared = request.headers.get("content-length", "")
-        fits = not declared.isdigit() or int(declared) <= drain_bytes
-        if fits and "100-continue" not in request.headers.get("expect", "").lower():
-            await _drain(request.stream(), drain_bytes)
-        return answer(status, message, fmt, signal, reason)
+class OtlpHttpApp:
+    """The ASGI app of create_otlp_http_app: a 404 in OTLP's error shape for any path but the three
+    signals' (before routing), else POST /v1/{signal} (`export`)."""
 
-    async def export(request: Request) -> Response:
-        signal = request.path_params["signal"]
-        fmt = _fmt(request.headers.get("content-type", ""))
-        if fmt is None:
-            return await refuse_unread(request, 415, f"unsupported Content-Type {request.headers.get('content-type')!r}"
-                                                     f": use {_PROTOBUF} or {_JSON}", "json", signal, "content_type")
-        if not token_ok(ingest_token, request.headers.get("authorization")):
-            return await refuse_unread(request, 401, "missing or wrong ingest token (Authorization: Bearer <token>)",
-                                       fmt, signal, "unauthenticated")
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in _INFLATE and encoding not in ("identity", ""):
-            return await refuse_unread(request, 415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate "
-                                                     f"or none", fmt, signal, "content_encoding")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body_bytes:
-            return await refuse_unread(request, 413, f"body of {declared} bytes is over the {max_body_bytes}-byte "
-                                                     f"limit", fmt, signal, "too_large")
-        chunks, size, stream = [], 0, request.stream()
-        async for chunk in stream:
-            size += len(chunk)
-            if size > max_body_bytes:
-                await _drain(stream, drain_bytes - size)
-                return answer(413, f"body is over the {max_body_bytes}-byte limit", fmt, signal, "too_large")
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        try:
-            if encoding in _INFLATE:
-                body = _INFLATE[encoding](body, max_body_bytes)
-            accepted = await ingestor.export(signal, body, fmt, "http")
-        except TooLarge as exc:
-            return answer(413, str(exc), fmt, signal, "too_large")
-        except DecodeError as exc:
-            return answer(400, str(exc), fmt, signal, "bad_data")
-        except QueueFull as exc:
-            return answer(429, str(exc), fmt, signal, "queue_full", exc.retry_after_s)
-        except (StoreClosed, StoreUnavailable) as exc:
-            return answer(503, str(exc), fmt, signal, "unavailable", 5.0)
-        return Response(success(signal, fmt, accepted.rejected, accepted.message),
-                        media_type=_JSON if fmt == "json" else _PROTOBUF,
-                        headers={"X-Tasktrail-Batch": str(accepted.ack.batch)})
+    def __init__(self, ingestor: Ingestor, ingest_token: str | None, max_body_bytes: int) -> None:
+        self.ingestor = ingestor
+        self.ingest_token = ingest_token
+        self.max_body_bytes = max_body_bytes
+        self.drain_bytes = min(4 * max_body_bytes, MAX_DRAIN_BYTES)
+        self.app = Starlette(routes=[Route("/v1/{signal:str}", self.export, methods=["POST"])])
 
-    app = Starlette(routes=[Route("/v1/{signal:str}", export, methods=["POST"])])
-
-    async def dispatch_guard(scope, receive, send):
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             sig = path[4:] if path.startswith("/v1/") else None
@@ -124,6 +78,70 @@ def create_otlp_http_app(ingestor: Ingestor, *, ingest_token: str | None, max_bo
                                                 f"/v1/metrics", "json"), status_code=404, media_type=_JSON)
                 await resp(scope, receive, send)
                 return
-        await app(scope, receive, send)
+        await self.app(scope, receive, send)
 
-    return dispatch_guard
+    def answer(self, status: int, message: str, fmt: str, signal: str, reason: str,
+               retry_after: float | None = None) -> Response:
+        self.ingestor.reject(signal, "http", reason)
+        headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+        return Response(rpc_status(status, message, fmt, retry_after), status_code=status,
+                        media_type=_JSON if fmt == "json" else _PROTOBUF, headers=headers)
+
+    async def refuse_unread(self, request: Request, status: int, message: str, fmt: str, signal: str,
+                            reason: str) -> Response:
+        """Refuse before reading the body: read and drop it first (within `drain_bytes`), unless the client
+        waits for this answer before sending it (`Expect: 100-continue`)."""
+        declared = request.headers.get("content-length", "")
+        fits = not declared.isdigit() or int(declared) <= self.drain_bytes
+        if fits and "100-continue" not in request.headers.get("expect", "").lower():
+            await _drain(request.stream(), self.drain_bytes)
+        return self.answer(status, message, fmt, signal, reason)
+
+    def _refusal(self, request: Request, fmt: str | None, encoding: str) -> tuple | None:
+        """(status, message, answer's format, reason) when the head alone refuses the request, else None."""
+        if fmt is None:
+            return (415, f"unsupported Content-Type {request.headers.get('content-type')!r}: use {_PROTOBUF} "
+                         f"or {_JSON}", "json", "content_type")
+        if not token_ok(self.ingest_token, request.headers.get("authorization")):
+            return 401, "missing or wrong ingest token (Authorization: Bearer <token>)", fmt, "unauthenticated"
+        if encoding not in _INFLATE and encoding not in ("identity", ""):
+            return 415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate or none", fmt, "content_encoding"
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return 413, f"body of {declared} bytes is over the {self.max_body_bytes}-byte limit", fmt, "too_large"
+        return None
+
+    async def export(self, request: Request) -> Response:
+        signal = request.path_params["signal"]
+        fmt = _fmt(request.headers.get("content-type", ""))
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        refused = self._refusal(request, fmt, encoding)
+        if refused is not None:
+            status, message, answer_fmt, reason = refused
+            return await self.refuse_unread(request, status, message, answer_fmt, signal, reason)
+        chunks, size, stream = [], 0, request.stream()
+        async for chunk in stream:
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await _drain(stream, self.drain_bytes - size)
+                return self.answer(413, f"body is over the {self.max_body_bytes}-byte limit", fmt, signal, "too_large")
+            chunks.append(chunk)
+        return await self._store(b"".join(chunks), encoding, fmt, signal)
+
+    async def _store(self, body: bytes, encoding: str, fmt: str, signal: str) -> Response:
+        """Inflate, decode, map and store one request's body; its answer."""
+        try:
+            if encoding in _INFLATE:
+                body = _INFLATE[encoding](body, self.max_body_bytes)
+            accepted = await self.ingestor.export(signal, body, fmt, "http")
+        except TooLarge as exc:
+            return self.answer(413, str(exc), fmt, signal, "too_large")
+        except DecodeError as exc:
+            return self.answer(400, str(exc), fmt, signal, "bad_data")
+        except QueueFull as exc:
+            return self.answer(429, str(exc), fmt, signal, "queue_full", exc.retry_after_s)
+        except (StoreClosed, StoreUnavailable) as exc:
+            return self.answer(503, str(exc), fmt, signal, "unavailable", 5.0)
+        return Response(success(signal, fmt, accepted.rejected, accepted.message),
+                        media_type=_JSON if fmt == "json" else _PROTOBUF,
+                        headers={"X-Tasktrail-Batch": str(accepted.ack.batch)})

@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import NamedTuple
 
-from tasktrail.store.rows import to_arrow
+from tasktrail.store.api import to_arrow
 
 from .decode import decode_request
 from .map import Mapper

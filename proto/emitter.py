@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping, Optional
 
 from . import names as n
+from .bearer import bearer
 from .status import normalize
 
 
@@ -140,7 +141,7 @@ class Emitter:
         self.app_id = app_id
         hdrs = dict(headers or {})
         if token:
-            hdrs["authorization"] = f"Bearer {token}"
+            hdrs["authorization"] = bearer(token)
         exporter = _otlp_exporter("logs", endpoint, protocol, hdrs)
         res = {n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id, n.TT_APP_ID: app_id,
                n.REVISION: n.TASKTRAIL_V1}
@@ -301,7 +302,7 @@ class ProcessPulse:
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import Resource
 
-        hdrs = {"authorization": f"Bearer {token}"} if token else None
+        hdrs = {"authorization": bearer(token)} if token else None
         exporter = _otlp_exporter("metrics", endpoint, protocol, hdrs)
         started = time.monotonic()
         res = Resource.create({n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id,

@@ -22,24 +22,17 @@ disagree and timestamps that collide. `settle` decides, for every surface that s
    RETRY follows reads as that RETRY; a task sent again under the same id (Celery re-sends a task it
    retries) reads as PENDING after the outcome it follows; previous_status is filled in.
 
-Times are integer microseconds since the epoch (UTC). Pure Python, no imports of ours: the store's
-fold and the query layer's reads both call it.
+Times are integer microseconds since the epoch (UTC). Pure Python; of ours it imports only the status
+model (proto/status.py: which statuses are final, and their rank). The store's fold and the query layer's
+reads both call it.
 """
 from __future__ import annotations
 
 import heapq
 from typing import Any, Optional
 
-FINAL = frozenset({"SUCCESS", "FAILED", "CONCURRENCY_CONTROLLED_FINAL"})
-# Stage inside one attempt: registration, waiting, running, outcome (RETRY after FAILED: rustvello sends
-# both for a retried attempt, in that order). Also the tie-break between equal times of different senders.
-RANK = {
-    "REGISTERED": 0,
-    "CONCURRENCY_CONTROLLED": 1, "REROUTED": 1, "PENDING": 1, "PENDING_RECOVERY": 1,
-    "RUNNING": 2, "PAUSED": 2, "RUNNING_RECOVERY": 2,
-    "FAILED": 3, "KILLED": 3,
-    "RETRY": 4, "SUCCESS": 4, "CONCURRENCY_CONTROLLED_FINAL": 4,
-}
+from .status import FINAL_STATUSES as FINAL, STATUS_RANK as RANK, UNKNOWN_RANK
+
 _OUTCOMES = frozenset({"RETRY", "SUCCESS", "FAILED", "KILLED"})
 # Past this many records an invocation is ordered by (time, rank, arrival) alone: the sort is O(n²).
 MAX_CAUSAL = 400
@@ -87,21 +80,34 @@ def causal_order(rows: list[dict]) -> list[tuple[int, int]]:
         return []
     if n == 1:
         return [(0, int(rows[0]["ts"]))]
-    ts, rank, status, attempt, seq, senders = [], [], [], [], [], []
-    for r in rows:
-        ts.append(int(r["ts"]))
-        st = r["status"]
-        status.append(st)
-        rank.append(RANK.get(st, 3))
-        attempt.append(r.get("attempt"))
-        seq.append(r.get("seq"))
-        senders.append(sender(r))
+    ts, rank, status, attempt, seq, senders = _columns(rows)
     order = sorted(range(n), key=lambda i: (ts[i], rank[i], i))
     if n > MAX_CAUSAL:
         return _adjust(order, ts, senders)
     terminal = _terminal(rows)
     if status.count("REGISTERED") <= 1 and _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank):
         return [(i, ts[i]) for i in order]  # what the full sort below would give, without its O(n²)
+    preds = _predecessors(ts, rank, status, attempt, seq, senders, terminal)
+    return _topological(preds, ts, rank, senders)
+
+
+def _columns(rows: list[dict]) -> tuple[list, list, list, list, list, list]:
+    """(ts, rank, status, attempt, seq, sender) of `rows`, as parallel lists."""
+    ts, rank, status, attempt, seq, senders = [], [], [], [], [], []
+    for r in rows:
+        ts.append(int(r["ts"]))
+        st = r["status"]
+        status.append(st)
+        rank.append(RANK.get(st, UNKNOWN_RANK))
+        attempt.append(r.get("attempt"))
+        seq.append(r.get("seq"))
+        senders.append(sender(r))
+    return ts, rank, status, attempt, seq, senders
+
+
+def _predecessors(ts, rank, status, attempt, seq, senders, terminal) -> list[set]:
+    """For each row, the rows that must come before it (the module's rule 2)."""
+    n = len(ts)
     regs = [i for i in range(n) if status[i] == "REGISTERED"]
     first_reg = min(regs, key=lambda i: (ts[i], i)) if regs else None
     # A registration after the first is a re-send from inside a running attempt (Celery retries so): it
@@ -144,7 +150,13 @@ def causal_order(rows: list[dict]) -> list[tuple[int, int]]:
             for k in range(n):
                 if attempt[k] is not None and attempt[k] > attempt[j] and status[k] != "REGISTERED":
                     preds[k].add(i)
-    # Kahn's sort; among the free rows the earliest on its sender's adjusted clock goes first.
+    return preds
+
+
+def _topological(preds: list[set], ts, rank, senders) -> list[tuple[int, int]]:
+    """Kahn's sort of the rows under `preds`; among the free rows the earliest on its sender's adjusted
+    clock goes first (rules 3 and 4)."""
+    n = len(ts)
     waiting = [len(p) for p in preds]
     succ: list[list] = [[] for _ in range(n)]
     for i, p in enumerate(preds):
@@ -331,7 +343,7 @@ def plain_order(ts: list, status: list, attempt: list, seq: list, senders: list,
         return None
     if status.count("REGISTERED") > 1 or ("FAILED" in status and "RETRY" in status) or n > MAX_CAUSAL:
         return None
-    rank = [RANK.get(x, 3) for x in status]
+    rank = [RANK.get(x, UNKNOWN_RANK) for x in status]
     order = sorted(range(n), key=lambda i: (ts[i], rank[i], i))
     terminal = [x in FINAL for x in status]
     if not _keeps_the_rules(order, ts, status, attempt, seq, senders, terminal, rank):

@@ -16,13 +16,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .history import FINAL, MAX_CAUSAL, RANK
+from .history import MAX_CAUSAL
+from .status import FINAL_STATUSES, RANK_SCALE, STATUS_RANK, UNKNOWN_RANK
 
-_STATUSES = pa.array(list(RANK), pa.string())
-_RANKS = np.array(list(RANK.values()) + [3], dtype=np.int64)   # an unknown status ranks 3, as RANK.get(s, 3)
-_CODE = {s: i for i, s in enumerate(RANK)}
-_FINAL = np.array([_CODE[s] for s in FINAL], dtype=np.int64)
-_ATTEMPT_SPAN = 1 << 36   # > (any int32 attempt + 2^31) * 8 + rank: one group's values never reach the next's
+_STATUSES = pa.array(list(STATUS_RANK), pa.string())
+_RANKS = np.array(list(STATUS_RANK.values()) + [UNKNOWN_RANK], dtype=np.int64)   # the last: a status not known
+_CODE = {s: i for i, s in enumerate(STATUS_RANK)}
+_FINAL = np.array([_CODE[s] for s in FINAL_STATUSES], dtype=np.int64)
+# > (any int32 attempt + 2^31) * RANK_SCALE + rank: one group's values never reach the next's
+_ATTEMPT_SPAN = 1 << 36
 
 
 class Groups(NamedTuple):
@@ -75,11 +77,35 @@ def group(t: pa.Table) -> Groups:
     ts = _np(t.column("ts"), 0).astype(np.int64)
     code = _np(pc.index_in(t.column("status"), value_set=_STATUSES), len(_STATUSES)).astype(np.int64)
     rank = _RANKS[code]
-    is_reg = code == _CODE["REGISTERED"]
-    is_run = code == _CODE["RUNNING"]
-    terminal = np.isin(code, _FINAL)
+    bad = _undecided(t, g, code, count)
+    o = np.lexsort((np.arange(n), rank, ts, g))
+    gs, tss = g[o], ts[o]
+    first = np.ones(n, bool)
+    first[1:] = gs[1:] != gs[:-1]
+    last = np.ones(n, bool)
+    last[:-1] = gs[1:] != gs[:-1]
+    bad[gs[_out_of_rule(t, o, gs, first, code, rank)]] = True
+    _mark_sender_breaks(t, o, gs, tss, bad)
 
-    bad = np.bincount(g, weights=is_reg, minlength=count) > 1
+    head, tail = o[first], o[last]
+    is_run = code == _CODE["RUNNING"]
+    started = np.full(count, -1, np.int64)
+    runpos = np.nonzero(is_run[o])[0]
+    if len(runpos):
+        grp, pos = _first_per_group(gs[runpos], runpos)
+        started[grp] = tss[pos]
+    first_row = np.zeros(count, np.int64)
+    u, idx = np.unique(g, return_index=True)
+    first_row[u] = idx
+    return Groups(count, g, first_row, ~bad, head, tail, started,
+                  np.bincount(g, weights=is_run, minlength=count).astype(np.int64), tss[first], tss[last], o)
+
+
+def _undecided(t: pa.Table, g: np.ndarray, code: np.ndarray, count: int) -> np.ndarray:
+    """group -> True where the plain path cannot decide at all: more than one REGISTERED, FAILED with
+    RETRY, more than MAX_CAUSAL records, or the same record id twice."""
+    n = t.num_rows
+    bad = np.bincount(g, weights=code == _CODE["REGISTERED"], minlength=count) > 1
     bad |= (np.bincount(g, weights=code == _CODE["FAILED"], minlength=count) > 0) & \
            (np.bincount(g, weights=code == _CODE["RETRY"], minlength=count) > 0)
     bad |= np.bincount(g, minlength=count) > MAX_CAUSAL
@@ -91,22 +117,24 @@ def group(t: pa.Table) -> Groups:
         uniq, seen = np.unique(pair, return_counts=True)
         if (seen > 1).any():
             bad[(uniq[seen > 1] // (len(rcode) + 1))] = True
+    return bad
 
-    arrival = np.arange(n)
-    o = np.lexsort((arrival, rank, ts, g))
-    gs, tss = g[o], ts[o]
-    first = np.ones(n, bool)
-    first[1:] = gs[1:] != gs[:-1]
-    last = np.ones(n, bool)
-    last[:-1] = gs[1:] != gs[:-1]
+
+def _out_of_rule(t: pa.Table, o: np.ndarray, gs: np.ndarray, first: np.ndarray, code: np.ndarray,
+                 rank: np.ndarray) -> np.ndarray:
+    """Positions of plain order `o` (groups `gs`, each group's first position `first`) where a record
+    breaks the status machine: a registration not first, a non-final record after a final one, an
+    attempt's record before an earlier stage's."""
+    n = len(o)
+    is_reg = code == _CODE["REGISTERED"]
     viol = is_reg[o] & ~first                      # the registration is not first
-    term = terminal[o]
-    start = np.maximum.accumulate(np.where(first, arrival, 0))
+    term = np.isin(code, _FINAL)[o]
+    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
     csum = np.cumsum(term) - term                  # terminal rows before each position (exclusive)
     viol |= ~term & ((csum - csum[start]) > 0)     # a non-final record after a final one
     attempt = t.column("attempt")
     elig = (_np(pc.is_valid(attempt), False).astype(bool) & ~is_reg)[o]
-    v = (_np(attempt, 0).astype(np.int64)[o] + (1 << 31)) * 8 + rank[o]
+    v = (_np(attempt, 0).astype(np.int64)[o] + (1 << 31)) * RANK_SCALE + rank[o]
     keyed = gs * _ATTEMPT_SPAN + np.where(elig, v, -1)
     prev = np.empty(n, np.int64)
     if n:
@@ -114,9 +142,12 @@ def group(t: pa.Table) -> Groups:
         prev[1:] = np.maximum.accumulate(keyed)[:-1]
     prev = np.where(first, gs * _ATTEMPT_SPAN - 1, prev)
     viol |= elig & ~term & (keyed < prev)          # an attempt's record before an earlier stage's
-    bad[gs[viol]] = True
+    return viol
 
-    # One sender's own order: its seq where sent, else its arrival among equal times.
+
+def _mark_sender_breaks(t: pa.Table, o: np.ndarray, gs: np.ndarray, tss: np.ndarray, bad: np.ndarray) -> None:
+    """Mark in `bad` the groups where plain order `o` breaks one sender's own order: its seq where sent,
+    else its arrival among equal times."""
     sender = _codes(pc.coalesce(_blank_is_null(t.column("worker_id")), _blank_is_null(t.column("runner_id")),
                                 _blank_is_null(t.column("source"))))[o]
     seq_col = t.column("seq")
@@ -134,18 +165,6 @@ def group(t: pa.Table) -> Groups:
         else:
             broken = same & (tss[q][1:] == tss[q][:-1]) & (arr[q][1:] < arr[q][:-1])
         bad[gs[q][1:][broken]] = True
-
-    head, tail = o[first], o[last]
-    started = np.full(count, -1, np.int64)
-    runpos = np.nonzero(is_run[o])[0]
-    if len(runpos):
-        grp, pos = _first_per_group(gs[runpos], runpos)
-        started[grp] = tss[pos]
-    first_row = np.zeros(count, np.int64)
-    u, idx = np.unique(g, return_index=True)
-    first_row[u] = idx
-    return Groups(count, g, first_row, ~bad, head, tail, started,
-                  np.bincount(g, weights=is_run, minlength=count).astype(np.int64), tss[first], tss[last], o)
 
 
 def first_known(col, g: np.ndarray, count: int) -> np.ndarray:

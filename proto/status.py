@@ -28,6 +28,20 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 FINAL_STATUSES = frozenset({"SUCCESS", "FAILED", "CONCURRENCY_CONTROLLED_FINAL"})
 # The same as an SQL list for `status IN (...)` (the query modules share it).
 FINAL_SQL = ", ".join(f"'{s}'" for s in sorted(FINAL_STATUSES))
+# Stage inside one attempt: registration, waiting, running, outcome (RETRY after FAILED: rustvello sends
+# both for a retried attempt, in that order). The one order of records with equal times, everywhere: the
+# history rule (proto/history.py, proto/history_batch.py), the writer's status_key (store/state.py) and
+# the SQL macro status_order (store/sql/views.sql is rendered from it).
+STATUS_RANK: dict[str, int] = {
+    "REGISTERED": 0,
+    "CONCURRENCY_CONTROLLED": 1, "REROUTED": 1, "PENDING": 1, "PENDING_RECOVERY": 1,
+    "RUNNING": 2, "PAUSED": 2, "RUNNING_RECOVERY": 2,
+    "FAILED": 3, "KILLED": 3,
+    "RETRY": 4, "SUCCESS": 4, "CONCURRENCY_CONTROLLED_FINAL": 4,
+}
+UNKNOWN_RANK = 3      # a status not in STATUS_RANK (an atomic-service one: COMPLETED, ...) ranks with FAILED
+# A record's order as one integer: its time (micros) × RANK_SCALE + its rank (every rank is below the scale).
+RANK_SCALE = 8
 # Statuses drawn as bars on a timeline (pynmon's segment statuses).
 SEGMENT_STATUSES = frozenset({"PENDING", "RUNNING", "PAUSED"})
 # In flight: work that is owned by a runner or waiting for one.
@@ -64,6 +78,10 @@ def normalize(value: str | None) -> str | None:
 def is_final(status: str | None) -> bool:
     return status in FINAL_STATUSES
 
+
+# A runner is alive while it was heard from within this many seconds (pynenc's default, 10 min); the
+# --runner-dead-after setting.
+RUNNER_DEAD_AFTER_S = 600.0
 
 # Atomic-service vocabulary (pynenc/orchestrator/atomic_service.py).
 ATOMIC_DECISION_REASONS = (

@@ -1,4 +1,6 @@
 """Domain errors of the read side; web/errors.py maps them to HTTP answers."""
+# The store's errors a read can raise (store/api.py), named here too: the web maps them without the store.
+from tasktrail.store.api import QueryTimeout, ReadersBusy, StoreClosed, StoreUnavailable  # noqa: F401
 
 
 class NotFound(LookupError):

@@ -17,6 +17,7 @@ from . import (atomic, dashboards, events, explore, family, invocations as inv, 
                tasks, timeline, traces, values, workflow_compare)
 from .anomalies import AnomalySettings, Liveness, listing as anomaly_listing
 from .errors import BadRequest, NotFound
+from .health import Health
 from .params import iso, parse_time
 from .reader import Reader
 from .runners import detail as runner_detail, listing as runner_listing
@@ -49,7 +50,7 @@ class QuerySettings:
     previews: values.PreviewLimits = values.PreviewLimits()
 
 
-class QueryService:
+class QueryService(Health):
     LEVELS = params.LEVELS
     TIMELINE_DEFAULT_LIMIT = timeline.DEFAULT_LIMIT
     TIMELINE_MAX_LIMIT = timeline.MAX_LIMIT

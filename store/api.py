@@ -1,6 +1,13 @@
-"""The store seam: what ingest writes through and what query reads through.
+"""The store seam: everything the other layers call on a store, and nothing else.
 
-Backends (the embedded DuckDB file now, DuckLake later) implement `EventLog`.
+As Jaeger's storage plugins split a Writer from a Reader, the contract has two sides:
+- `LogWriter`: what ingest calls (submit a request's rows; ask whether a request is stored; the
+  writer's figures for /metrics), and `to_arrow`, the columnar form `submit` takes from ingest's workers;
+- `LogReader`: what query calls (reads with time limits and row caps; the schema version), and what
+  reads spell in SQL over the caches: `INVOCATION_COLUMNS`, `BY_ID`, `best_of`, the metric carry's
+  `DURATION_BUCKETS`, `DURATION_SQL` and `CARRY_READ_SQL`.
+The composition root (tasktrail/) also runs `LogMaintenance` (retention, rebuild, close). Backends (the
+embedded DuckDB file, store/duckdb.py; DuckLake, store/ducklake.py) implement all three: `EventLog`.
 Edge cases are part of the contract and are written down here.
 """
 from __future__ import annotations
@@ -9,10 +16,27 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, Protocol, Sequence, TypeVar
 
+# The read side's SQL over the caches: the task duration histogram and the metric carry retention keeps
+# (store/carry.py), and a runner's most specific kept field across runner_state rows (store/runner_state.py).
+from .carry import DURATION_BUCKETS, DURATION_SQL, READ_SQL as CARRY_READ_SQL  # noqa: F401  (the contract's)
+# Canonical rows as one Arrow table of a schema `arrow_schemas()` gives: the columnar form `submit` takes
+# (ingest's workers convert with it).
+from .rows import to_arrow  # noqa: F401  (the contract's)
+from .runner_state import best_of  # noqa: F401  (the contract's)
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
 T = TypeVar("T")
+
+
+# What one invocation's row shows, as reads may select it from the invocation_state cache (and the
+# `invocations` view shows it, with is_final after status: store/sql/views.sql is rendered from this).
+INVOCATION_COLUMNS = ("app_id", "invocation_id", "task_id", "status", "parent_invocation_id", "workflow_id",
+                      "workflow_type", "runner_id", "worker_id", "created_at", "updated_at", "attempts")
+# A point lookup of invocation_state by id (params: the id twice): `hash(?)` folds to a constant, compared
+# with id_hash before the string.
+BY_ID = "id_hash = hash(?::VARCHAR) AND invocation_id = ?"
 
 
 class StoreError(Exception):
@@ -95,7 +119,9 @@ class WriterStats:
     checkpoint_seconds_sum: float = 0.0
 
 
-class EventLog(Protocol):
+class LogWriter(Protocol):
+    """The write side: ingest/pipeline.py (and its workers, through `to_arrow`)."""
+
     def submit(self, rows: dict[str, list], records: int, entry: LedgerEntry) -> "Future[Ack]":
         """Queue one request's rows. The future resolves only after the batch holding
         them is committed (ack = durable), or fails with StoreUnavailable. Raises
@@ -105,10 +131,21 @@ class EventLog(Protocol):
 
     def arrow_schemas(self) -> dict:
         """{table: pyarrow.Schema} of the log's tables (without `batch`): `submit` takes a table's
-        rows either as row tuples or as an Arrow table of this schema."""
+        rows either as row tuples or as an Arrow table of this schema (`to_arrow`)."""
 
     def is_duplicate(self, request_hash: str) -> bool:
         """True when a request with this hash is already committed (cheap, in memory)."""
+
+    def stats(self) -> WriterStats:
+        """The writer's figures (queue, commits, failures) for /metrics and /ops."""
+
+    def size_bytes(self) -> Optional[int]:
+        """Bytes the store takes on disk (database file and write-ahead log, or a lake's data files);
+        None when it cannot say (in memory)."""
+
+
+class LogReader(Protocol):
+    """The read side: query/ (and `tasktrail sql` on a file)."""
 
     def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0,
               max_rows: int = 10_000) -> Result:
@@ -130,11 +167,23 @@ class EventLog(Protocol):
         the cursor runs once before its first read with them (TEMP macros that bound what the SQL may
         build: query/sql_values.py); a cursor runs a given tuple again only after the store reopens."""
 
-    def stats(self) -> WriterStats: ...
+    def schema_version(self) -> str:
+        """The newest migration applied (/readyz); raises while the store is not open."""
 
-    def size_bytes(self) -> Optional[int]:
-        """Bytes the store takes on disk (database file and write-ahead log, or a lake's data files);
-        None when it cannot say (in memory)."""
+
+class LogMaintenance(Protocol):
+    """What only the composition root runs (tasktrail/server.py, tasktrail/cli.py)."""
+
+    def retain(self, policy: Any, now: Any = None) -> Any:
+        """One retention pass (store/retention.py: a RetentionPolicy in, a report out), beside the writer."""
+
+    def rebuild_state(self) -> int:
+        """Recompute the caches from the log (ingest stopped); returns the invocations they hold."""
 
     def close(self) -> None:
         """Stop accepting, drain the queue, commit, close. Idempotent."""
+
+
+class EventLog(LogWriter, LogReader, LogMaintenance, Protocol):
+    """A whole backend: both sides and their maintenance."""
+

@@ -35,7 +35,8 @@ from tasktrail.proto.model import TABLES
 
 from . import state
 from .api import StoreUnavailable
-from .duckdb import DuckDBStore, views_sql
+from .duckdb import DuckDBStore
+from .migrations import views_sql
 
 log = logging.getLogger("tasktrail.store")
 LAKE = "lake"

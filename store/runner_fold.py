@@ -1,7 +1,7 @@
 """The writer's fold of runner_state: each batch's runner events and transitions folded into a copy of the
 cache the writer holds in memory, and only the runners the batch touched written back.
 
-It keeps exactly the order of `state._RUNNERS` (the SQL that `rebuild` and a lake's folder use; tests hold
+It keeps exactly the order of `runner_state.RUNNERS` (the SQL that `rebuild` and a lake's folder use; tests hold
 the two to the same answers): a field keeps its most specific report (a real value beats a placeholder,
 then the latest, then the larger value), times keep their first or last, heartbeats add up. Folding in
 Python from the batch's Arrow tables costs the writer ~2 ms a batch where the SQL aggregate cost ~30 ms
@@ -15,14 +15,14 @@ from typing import Optional
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .state import _FIELDS, _PLACEHOLDER_CLASSES, _PLACEHOLDERS, _WORK
+from .runner_state import FIELDS, PLACEHOLDER_CLASSES, PLACEHOLDERS, WORK_STATUSES
 
 _REAL = 1 << 62
-_WORK_STATUSES = pa.array([s.strip("' ") for s in _WORK.strip("()").split(",")], pa.string())
-_GENERIC = {c: frozenset(_PLACEHOLDERS + (_PLACEHOLDER_CLASSES if c == "runner_class" else ()))
-            for c, _ in _FIELDS}
+_WORK_STATUSES = pa.array(WORK_STATUSES, pa.string())
+_GENERIC = {c: frozenset(PLACEHOLDERS + (PLACEHOLDER_CLASSES if c == "runner_class" else ()))
+            for c, _ in FIELDS}
 # runner_state's columns, in the order rows are kept here (times as micros).
-COLUMNS = ("app_id", "runner_id") + tuple(x for pair in _FIELDS for x in pair) + (
+COLUMNS = ("app_id", "runner_id") + tuple(x for pair in FIELDS for x in pair) + (
     "first_seen", "last_lifecycle", "last_heartbeat", "stopped_at", "started_at", "last_event", "last_transition",
     "first_heartbeat", "heartbeats", "last_work")
 _TIMES = frozenset(COLUMNS[10:18]) | {"last_work"}
@@ -41,7 +41,7 @@ _MERGE = ("MERGE INTO runner_state AS s USING tt_runner_in AS e ON s.app_id = e.
 
 def report_key(col: str, value, ts_us: int) -> int:
     """The order of one report of field `col` at `ts_us` (micros): 2^62 for a real value (0 for a
-    placeholder) plus its time clamped to 0 .. 2^62 - 1 — `state._key` in Python."""
+    placeholder) plus its time clamped to 0 .. 2^62 - 1 — `runner_state._key` in Python."""
     if col == "pid":
         real = value > 0
     else:
@@ -72,74 +72,13 @@ class RunnerFold:
         """Fold one batch's appended rows into runner_state on `con` (in the batch's transaction); returns
         the changed rows, to `apply` once the transaction commits."""
         batch: dict[tuple, list] = {}
-
-        def row(key):
-            r = batch.get(key)
-            if r is None:
-                r = batch[key] = [key[0], key[1]] + [None] * (len(COLUMNS) - 2)
-            return r
-
         if runner_events is not None and runner_events.num_rows:
-            cols = runner_events.select(["app_id", "runner_id", "kind", "ts", "runner_class", "parent_runner_id",
-                                         "hostname", "pid"])
-            cols = cols.set_column(3, "ts", cols.column("ts").cast(pa.int64())).to_pydict()
-            for j, (app, rid, kind, ts) in enumerate(zip(cols["app_id"], cols["runner_id"], cols["kind"], cols["ts"])):
-                r = row((app, rid))
-                for c, k in _FIELDS:
-                    v = cols[c][j]
-                    if v is not None:
-                        key = report_key(c, v, ts)
-                        ci, ki = _I[c], _I[k]
-                        if r[ki] is None or (key, v) > (r[ki], r[ci]):
-                            r[ci], r[ki] = v, key
-                r[_I["first_seen"]] = _least(r[_I["first_seen"]], ts)
-                r[_I["last_event"]] = _greatest(r[_I["last_event"]], ts)
-                if kind != "context":
-                    r[_I["last_lifecycle"]] = _greatest(r[_I["last_lifecycle"]], ts)
-                if kind == "heartbeat":
-                    r[_I["last_heartbeat"]] = _greatest(r[_I["last_heartbeat"]], ts)
-                    r[_I["first_heartbeat"]] = _least(r[_I["first_heartbeat"]], ts)
-                    r[_I["heartbeats"]] = (r[_I["heartbeats"]] or 0) + 1
-                elif kind == "stopped":
-                    r[_I["stopped_at"]] = _greatest(r[_I["stopped_at"]], ts)
-                elif kind == "started":
-                    r[_I["started_at"]] = _greatest(r[_I["started_at"]], ts)
+            _fold_events(batch, runner_events)
         if transitions is not None and transitions.num_rows:
-            t = transitions.select(["app_id", "runner_id", "worker_id", "status", "ts"])
-            t = t.filter(pc.is_valid(t.column("runner_id")))
-            if t.num_rows:
-                ts = t.column("ts").cast(pa.int64())
-                work = pc.if_else(pc.is_in(t.column("status"), value_set=_WORK_STATUSES), ts, None)
-                g = pa.table({"app_id": t.column("app_id"),
-                              "rid": pc.coalesce(t.column("worker_id"), t.column("runner_id")),
-                              "ts": ts, "work": work}).group_by(["app_id", "rid"], use_threads=False).aggregate(
-                    [("ts", "max"), ("work", "max")]).to_pydict()
-                for app, rid, last, w in zip(g["app_id"], g["rid"], g["ts_max"], g["work_max"]):
-                    r = row((app, rid))
-                    r[_I["last_transition"]] = _greatest(r[_I["last_transition"]], last)
-                    r[_I["last_work"]] = _greatest(r[_I["last_work"]], w)
+            _fold_transitions(batch, transitions)
         if not batch:
             return {}
-        changed = {}
-        for key, e in batch.items():
-            s = self.rows.get(key)
-            if s is None:
-                if e[_I["heartbeats"]] is None:
-                    e[_I["heartbeats"]] = 0
-                changed[key] = e
-                continue
-            new = list(s)
-            for c, k in _FIELDS:  # as _MERGE_RUNNERS: the batch's report wins when its order is greater
-                ci, ki = _I[c], _I[k]
-                if e[ki] is not None and (s[ki] is None or (e[ki], e[ci]) > (s[ki], s[ci])):
-                    new[ci], new[ki] = e[ci], e[ki]
-            for c in _LEAST:
-                new[_I[c]] = _least(s[_I[c]], e[_I[c]])
-            for c in _GREATEST:
-                new[_I[c]] = _greatest(s[_I[c]], e[_I[c]])
-            new[_I["heartbeats"]] = (s[_I["heartbeats"]] or 0) + (e[_I["heartbeats"]] or 0)
-            if new != s:
-                changed[key] = new
+        changed = self._merged(batch)
         if changed:
             rows = list(changed.values())
             tbl = pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(zip(*rows), _SCHEMA)],
@@ -151,6 +90,86 @@ class RunnerFold:
                 con.unregister("tt_runner_in")
         return changed
 
+    def _merged(self, batch: dict[tuple, list]) -> dict:
+        """The batch's rows merged into the kept ones, as MERGE_RUNNERS does: the rows that change."""
+        changed = {}
+        for key, e in batch.items():
+            s = self.rows.get(key)
+            if s is None:
+                if e[_I["heartbeats"]] is None:
+                    e[_I["heartbeats"]] = 0
+                changed[key] = e
+                continue
+            new = list(s)
+            for c, k in FIELDS:  # as MERGE_RUNNERS: the batch's report wins when its order is greater
+                ci, ki = _I[c], _I[k]
+                if e[ki] is not None and (s[ki] is None or (e[ki], e[ci]) > (s[ki], s[ci])):
+                    new[ci], new[ki] = e[ci], e[ki]
+            for c in _LEAST:
+                new[_I[c]] = _least(s[_I[c]], e[_I[c]])
+            for c in _GREATEST:
+                new[_I[c]] = _greatest(s[_I[c]], e[_I[c]])
+            new[_I["heartbeats"]] = (s[_I["heartbeats"]] or 0) + (e[_I["heartbeats"]] or 0)
+            if new != s:
+                changed[key] = new
+        return changed
+
     def apply(self, changed: dict) -> None:
         """The batch that returned `changed` committed: keep its rows."""
         self.rows.update(changed)
+
+
+def _row(batch: dict[tuple, list], key: tuple) -> list:
+    """The batch's row of runner `key`, made empty the first time."""
+    r = batch.get(key)
+    if r is None:
+        r = batch[key] = [key[0], key[1]] + [None] * (len(COLUMNS) - 2)
+    return r
+
+
+def _fold_events(batch: dict[tuple, list], runner_events: pa.Table) -> None:
+    """Fold a batch's runner events into `batch`'s rows: each field's most specific report, first and
+    last times, heartbeats counted."""
+    cols = runner_events.select(["app_id", "runner_id", "kind", "ts", "runner_class", "parent_runner_id",
+                                 "hostname", "pid"])
+    cols = cols.set_column(3, "ts", cols.column("ts").cast(pa.int64())).to_pydict()
+    for j, (app, rid, kind, ts) in enumerate(zip(cols["app_id"], cols["runner_id"], cols["kind"], cols["ts"])):
+        r = _row(batch, (app, rid))
+        for c, k in FIELDS:
+            v = cols[c][j]
+            if v is not None:
+                key = report_key(c, v, ts)
+                ci, ki = _I[c], _I[k]
+                if r[ki] is None or (key, v) > (r[ki], r[ci]):
+                    r[ci], r[ki] = v, key
+        r[_I["first_seen"]] = _least(r[_I["first_seen"]], ts)
+        r[_I["last_event"]] = _greatest(r[_I["last_event"]], ts)
+        if kind != "context":
+            r[_I["last_lifecycle"]] = _greatest(r[_I["last_lifecycle"]], ts)
+        if kind == "heartbeat":
+            r[_I["last_heartbeat"]] = _greatest(r[_I["last_heartbeat"]], ts)
+            r[_I["first_heartbeat"]] = _least(r[_I["first_heartbeat"]], ts)
+            r[_I["heartbeats"]] = (r[_I["heartbeats"]] or 0) + 1
+        elif kind == "stopped":
+            r[_I["stopped_at"]] = _greatest(r[_I["stopped_at"]], ts)
+        elif kind == "started":
+            r[_I["started_at"]] = _greatest(r[_I["started_at"]], ts)
+
+
+def _fold_transitions(batch: dict[tuple, list], transitions: pa.Table) -> None:
+    """Fold a batch's transitions into `batch`'s rows: the last transition each context (its worker, else
+    its runner) stamped, and the last that says it did the work."""
+    t = transitions.select(["app_id", "runner_id", "worker_id", "status", "ts"])
+    t = t.filter(pc.is_valid(t.column("runner_id")))
+    if not t.num_rows:
+        return
+    ts = t.column("ts").cast(pa.int64())
+    work = pc.if_else(pc.is_in(t.column("status"), value_set=_WORK_STATUSES), ts, None)
+    g = pa.table({"app_id": t.column("app_id"),
+                  "rid": pc.coalesce(t.column("worker_id"), t.column("runner_id")),
+                  "ts": ts, "work": work}).group_by(["app_id", "rid"], use_threads=False).aggregate(
+        [("ts", "max"), ("work", "max")]).to_pydict()
+    for app, rid, last, w in zip(g["app_id"], g["rid"], g["ts_max"], g["work_max"]):
+        r = _row(batch, (app, rid))
+        r[_I["last_transition"]] = _greatest(r[_I["last_transition"]], last)
+        r[_I["last_work"]] = _greatest(r[_I["last_work"]], w)

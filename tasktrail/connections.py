@@ -54,121 +54,138 @@ def guarded_protocol(limits: ConnectionLimits, refusal: Refusal, listener: str,
                      closed: Optional[Counter] = None) -> type[H11Protocol]:
     """An H11Protocol subclass for one listener (pass it as uvicorn.Config(http=...)); `refusal` builds the
     body of its 408 / 503 answers in the listener's error shape; `closed` counts the connections it closes."""
-    open_conns: set = set()  # this listener's connections, in the guard's own count (evicted ones leave at once)
-    waiting: dict = {}       # those waiting for a request head, longest-waiting first (insertion order)
+    name = f"GuardedH11Protocol[{listener}]"
+    protocol = type(name, (GuardedH11Protocol,), {"guard": _ListenerGuard(limits, refusal, listener, closed)})
+    protocol.__qualname__ = name
+    return protocol
 
-    def count(reason: str) -> None:
-        if closed is not None:
-            closed.labels(listener, reason).inc()
 
-    class GuardedH11Protocol(H11Protocol):
-        _timer: Optional[asyncio.TimerHandle] = None
-        _phase: str = ""           # "head", "body" or "" (the request is with the app, or idle keep-alive)
-        _got_bytes: bool = False   # bytes of the current head arrived (a timeout then answers 408)
+class _ListenerGuard:
+    """One listener's limits and its connections: those open, in the guard's own count (evicted ones leave
+    at once), and those waiting for a request head, longest-waiting first (insertion order)."""
 
-        def connection_made(self, transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if len(open_conns) >= limits.max_connections and not self._evict_one():
-                count("refused")
-                content_type, body = refusal(503, f"this listener holds its limit of {limits.max_connections} "
-                                                  "connections, all busy; try again shortly")
-                transport.write(_raw_answer(503, "Service Unavailable", content_type, body, "retry-after: 1\r\n"))
-                transport.close()
-                return
-            open_conns.add(self)
-            waiting[self] = None
-            self._arm("head", limits.header_timeout_s)
+    def __init__(self, limits: ConnectionLimits, refusal: Refusal, listener: str, closed: Optional[Counter]) -> None:
+        self.limits = limits
+        self.refusal = refusal
+        self.listener = listener
+        self.closed = closed
+        self.open: set = set()
+        self.waiting: dict = {}
 
-        @staticmethod
-        def _evict_one() -> bool:
-            """Close the connection that has waited longest for a request head; False when none waits."""
-            victim = next(iter(waiting), None)
-            if victim is None:
-                return False
-            count("evicted")
-            victim._close()
-            return True
+    def count(self, reason: str) -> None:
+        if self.closed is not None:
+            self.closed.labels(self.listener, reason).inc()
 
-        def _close(self) -> None:
-            open_conns.discard(self)
-            waiting.pop(self, None)
+    def evict_one(self) -> bool:
+        """Close the connection that has waited longest for a request head; False when none waits."""
+        victim = next(iter(self.waiting), None)
+        if victim is None:
+            return False
+        self.count("evicted")
+        victim._close()
+        return True
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol under its listener's guard (`guard`, set per listener by guarded_protocol)."""
+
+    guard: "_ListenerGuard"
+    _timer: Optional[asyncio.TimerHandle] = None
+    _phase: str = ""           # "head", "body" or "" (the request is with the app, or idle keep-alive)
+    _got_bytes: bool = False   # bytes of the current head arrived (a timeout then answers 408)
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        g = self.guard
+        if len(g.open) >= g.limits.max_connections and not g.evict_one():
+            g.count("refused")
+            content_type, body = g.refusal(503, f"this listener holds its limit of {g.limits.max_connections} "
+                                                "connections, all busy; try again shortly")
+            transport.write(_raw_answer(503, "Service Unavailable", content_type, body, "retry-after: 1\r\n"))
+            transport.close()
+            return
+        g.open.add(self)
+        g.waiting[self] = None
+        self._arm("head", g.limits.header_timeout_s)
+
+    def _close(self) -> None:
+        self.guard.open.discard(self)
+        self.guard.waiting.pop(self, None)
+        self._disarm()
+        self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        self.guard.open.discard(self)
+        self.guard.waiting.pop(self, None)
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _idle(self) -> bool:
+        return self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE
+
+    def data_received(self, data: bytes) -> None:
+        if self not in self.guard.open:  # refused or evicted: its transport is closing
+            return
+        super().data_received(data)
+        if self.transport.is_closing():
             self._disarm()
-            self.transport.close()
+        elif self._idle():  # part of a head: the deadline runs from its first byte (or the connection)
+            self._got_bytes = True
+            if self._phase != "head":
+                self._arm("head", self.guard.limits.header_timeout_s)
+        else:
+            self.guard.waiting.pop(self, None)
+            self._follow_request()
 
-        def connection_lost(self, exc) -> None:
-            open_conns.discard(self)
-            waiting.pop(self, None)
+    def _follow_request(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY:
+            if self._phase != "body":
+                self._arm("body", self.guard.limits.body_timeout_s)
+        else:  # the whole request is in: the app has it
             self._disarm()
-            super().connection_lost(exc)
 
-        def _idle(self) -> bool:
-            return self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # arms uvicorn's keep-alive timer; may start a pipelined request
+        if self.transport.is_closing() or self not in self.guard.open:
+            return
+        self._disarm()
+        self._got_bytes = False
+        if self._idle():  # waiting again, from now: to the end of the line
+            self.guard.waiting.pop(self, None)
+            self.guard.waiting[self] = None
+        else:
+            self._follow_request()
 
-        def data_received(self, data: bytes) -> None:
-            if self not in open_conns:  # refused or evicted: its transport is closing
-                return
-            super().data_received(data)
-            if self.transport.is_closing():
-                self._disarm()
-            elif self._idle():  # part of a head: the deadline runs from its first byte (or the connection)
-                self._got_bytes = True
-                if self._phase != "head":
-                    self._arm("head", limits.header_timeout_s)
-            else:
-                waiting.pop(self, None)
-                self._follow_request()
+    def _arm(self, phase: str, seconds: float) -> None:
+        self._disarm()
+        self._phase = phase
+        self._timer = self.loop.call_later(seconds, self._expire)
 
-        def _follow_request(self) -> None:
-            if self.conn.their_state is h11.SEND_BODY:
-                if self._phase != "body":
-                    self._arm("body", limits.body_timeout_s)
-            else:  # the whole request is in: the app has it
-                self._disarm()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()  # arms uvicorn's keep-alive timer; may start a pipelined request
-            if self.transport.is_closing() or self not in open_conns:
-                return
-            self._disarm()
-            self._got_bytes = False
-            if self._idle():  # waiting again, from now: to the end of the line
-                waiting.pop(self, None)
-                waiting[self] = None
-            else:
-                self._follow_request()
-
-        def _arm(self, phase: str, seconds: float) -> None:
-            self._disarm()
-            self._phase = phase
-            self._timer = self.loop.call_later(seconds, self._expire)
-
-        def _disarm(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._phase = ""
-
-        def _expire(self) -> None:
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
             self._timer = None
-            if self.transport.is_closing():
-                return
-            if self._phase == "body":
-                if self.flow is not None and self.flow.read_paused:  # the server is not reading: not the client's fault
-                    self._arm("body", limits.body_timeout_s)
-                    return
-                count("body_timeout")
-                what = f"the request body did not arrive within {limits.body_timeout_s:g} s"
-            else:
-                count("header_timeout")
-                what = f"the request head did not arrive within {limits.header_timeout_s:g} s"
-            if self._got_bytes or self._phase == "body":
-                content_type, body = refusal(408, what)
-                self.transport.write(_raw_answer(408, "Request Timeout", content_type, body))
-            log.debug("%s: closing %s: %s", listener, self.client, what)
-            self._close()
+        self._phase = ""
 
-    GuardedH11Protocol.__name__ = GuardedH11Protocol.__qualname__ = f"GuardedH11Protocol[{listener}]"
-    return GuardedH11Protocol
+    def _expire(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        g = self.guard
+        if self._phase == "body":
+            if self.flow is not None and self.flow.read_paused:  # the server is not reading: not the client's fault
+                self._arm("body", g.limits.body_timeout_s)
+                return
+            g.count("body_timeout")
+            what = f"the request body did not arrive within {g.limits.body_timeout_s:g} s"
+        else:
+            g.count("header_timeout")
+            what = f"the request head did not arrive within {g.limits.header_timeout_s:g} s"
+        if self._got_bytes or self._phase == "body":
+            content_type, body = g.refusal(408, what)
+            self.transport.write(_raw_answer(408, "Request Timeout", content_type, body))
+        log.debug("%s: closing %s: %s", g.listener, self.client, what)
+        self._close()
 
 
 def closed_counter(registry: CollectorRegistry) -> Counter:

@@ -149,37 +149,17 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         limits = connection_limits(settings, listeners=(role != "ingest") + 2 * (ingestor is not None))
         closed = closed_counter(registry)
         if role != "ingest":
-            query = QueryService(store, query_settings(settings))
-            registry.register(LogCollector(query))
-            web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
-                                       jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url,
-                                       public_url=settings.public_url, max_tails=settings.max_tails,
-                                       max_tails_per_client=settings.max_tails_per_client)
-            web_app = guard_hosts(create_app(query, store, web_settings, registry), settings,
-                                  settings.api_token, _web_refusal)
-            servers.append(_Server(_http_config(web_app, limits, _web_refusal, "web", closed)))
+            servers.append(_web_server(settings, QueryService(store, query_settings(settings)), registry, limits,
+                                       closed))
             socks.append(_bind(settings.host, settings.http_port))
         if ingestor is not None:
-            otlp_app = guard_hosts(create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
-                                                        max_body_bytes=settings.max_body_bytes),
-                                   settings, settings.ingest_token, _otlp_refusal)
-            servers.append(_Server(_http_config(otlp_app, limits, _otlp_refusal, "otlp_http", closed,
-                                                h11_max_incomplete_event_size=1024 * 1024)))
+            servers.append(_otlp_http_server(settings, ingestor, limits, closed))
             socks.append(_bind(settings.host, settings.otlp_http_port))
             grpc_server, grpc_port = await start_grpc_server(
                 ingestor, settings.host, settings.otlp_grpc_port, ingest_token=settings.ingest_token,
                 max_body_bytes=settings.max_body_bytes, max_connections=limits.max_connections,
                 handshake_timeout_s=limits.header_timeout_s)
-        tasks = [asyncio.create_task(srv.serve(sockets=[sock])) for srv, sock in zip(servers, socks)]
-        while not all(s.started for s in servers):
-            if any(t.done() for t in tasks):
-                for t in tasks:
-                    if t.done() and t.exception():
-                        raise t.exception()
-            await asyncio.sleep(0.01)
-        for sock in socks:
-            # asyncio listened with uvicorn's `backlog`, our accept batch; give the kernel's queue its room back.
-            sock.listen(LISTEN_QUEUE)
+        tasks = await _start(servers, socks)
         ports = [sock.getsockname()[1] for sock in socks]
         bound = Bound(ports[0] if role != "ingest" else None,
                       ports[-1] if ingestor is not None else None,
@@ -188,10 +168,7 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
             registry.register(InfoCollector(__version__, public_url(settings, bound.web_port)))
         if on_ready:
             on_ready(bound)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        _stop_on_signals(stop)
         retention = asyncio.create_task(_retain_periodically(store, settings, stop)) if role != "ingest" else None
         await stop.wait()
         if retention is not None:
@@ -209,6 +186,49 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         if ingestor is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingestor.close)
         await asyncio.get_running_loop().run_in_executor(None, store.close)
+
+
+def _web_server(settings: Settings, query: QueryService, registry, limits: ConnectionLimits, closed) -> _Server:
+    """The web listener's server: pages, API and /metrics over `query`."""
+    registry.register(LogCollector(query))
+    web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
+                               jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url,
+                               public_url=settings.public_url, max_tails=settings.max_tails,
+                               max_tails_per_client=settings.max_tails_per_client)
+    web_app = guard_hosts(create_app(query, web_settings, registry), settings, settings.api_token, _web_refusal)
+    return _Server(_http_config(web_app, limits, _web_refusal, "web", closed))
+
+
+def _otlp_http_server(settings: Settings, ingestor: Ingestor, limits: ConnectionLimits, closed) -> _Server:
+    """The OTLP/HTTP listener's server."""
+    otlp_app = guard_hosts(create_otlp_http_app(ingestor, ingest_token=settings.ingest_token,
+                                                max_body_bytes=settings.max_body_bytes),
+                           settings, settings.ingest_token, _otlp_refusal)
+    return _Server(_http_config(otlp_app, limits, _otlp_refusal, "otlp_http", closed,
+                                h11_max_incomplete_event_size=1024 * 1024))
+
+
+async def _start(servers: list, socks: list) -> list:
+    """Serve each server on its socket; returns their tasks once all have started (or raises what one of
+    them failed with)."""
+    tasks = [asyncio.create_task(srv.serve(sockets=[sock])) for srv, sock in zip(servers, socks)]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in tasks):
+            for t in tasks:
+                if t.done() and t.exception():
+                    raise t.exception()
+        await asyncio.sleep(0.01)
+    for sock in socks:
+        # asyncio listened with uvicorn's `backlog`, our accept batch; give the kernel's queue its room back.
+        sock.listen(LISTEN_QUEUE)
+    return tasks
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
 
 
 async def _retain_periodically(store, settings: Settings, stop: asyncio.Event) -> None:

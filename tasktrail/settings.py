@@ -12,6 +12,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from tasktrail import memory_cap
+from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 
 # Decode/map processes: one per core, at most 4 (the writer is one thread; more do not help it).
 DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
@@ -49,7 +50,7 @@ class Settings:
     # The whole process's data segment (RLIMIT_DATA: tasktrail/memory_cap.py), which bounds what one query
     # builds outside DuckDB's memory limit. "0": no cap.
     max_memory: str = "4GB"
-    runner_dead_after_s: float = 600.0
+    runner_dead_after_s: float = RUNNER_DEAD_AFTER_S
     # Anomaly thresholds (query/anomalies.py).
     max_pending_s: float = 300.0
     slow_factor: float = 3.0

@@ -243,7 +243,7 @@ def runs(request: Request):
 
 
 def ops(request: Request):
-    return JSONResponse(_qs(request).ops(_p(request, "app"), request.app.state.store))
+    return JSONResponse(_qs(request).ops_with_writer(_p(request, "app")))
 
 
 def timeline(request: Request):

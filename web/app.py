@@ -1,4 +1,4 @@
-"""create_app: the web/API Starlette app. Resources (store, query service) are passed in."""
+"""create_app: the web/API Starlette app. The query service is passed in; the web reads only through it."""
 from __future__ import annotations
 
 import hashlib
@@ -16,10 +16,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tasktrail.proto.bearer import token_ok
 from tasktrail.query.service import QueryService
 
 from . import api, pages
-from .auth import token_ok
 from .errors import EXCEPTION_HANDLERS, error_response
 from .metrics import TailCollector, metrics_endpoint
 from .tail_hub import TailHub
@@ -124,9 +124,8 @@ def healthz(request: Request) -> Response:
 
 
 def readyz(request: Request) -> Response:
-    store = request.app.state.store
     try:
-        version = store.schema_version()
+        version = request.app.state.query.schema_version()
     except Exception as exc:  # the store is not open (yet)
         return error_response(503, f"store not ready: {exc}")
     return JSONResponse({"status": "ready", "schema_version": version})
@@ -169,7 +168,7 @@ async def logout(request: Request) -> Response:
     return resp
 
 
-def create_app(query: QueryService, store, settings: WebSettings = WebSettings(), registry=None) -> Starlette:
+def create_app(query: QueryService, settings: WebSettings = WebSettings(), registry=None) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -183,7 +182,6 @@ def create_app(query: QueryService, store, settings: WebSettings = WebSettings()
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=[Middleware(SecurityMiddleware), Middleware(TokenMiddleware, settings=settings)])
     app.state.query = query
-    app.state.store = store
     app.state.registry = registry
     app.state.web_settings = settings
     app.state.tail_interval_s = settings.tail_interval_s

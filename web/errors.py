@@ -7,8 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tasktrail.query.errors import BadRequest, NotFound
-from tasktrail.store.api import QueryTimeout, ReadersBusy, StoreClosed, StoreUnavailable
+from tasktrail.query.errors import BadRequest, NotFound, QueryTimeout, ReadersBusy, StoreClosed, StoreUnavailable
 
 log = logging.getLogger("tasktrail.web")
 

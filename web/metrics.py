@@ -38,73 +38,73 @@ class LogCollector:
 
     def collect(self):
         snap = self._snapshot()
-        inv = GaugeMetricFamily("tasktrail_invocations", "Invocations stored, by app and the status each is in "
-                                "now (finished ones included until retention removes them); every status of every "
-                                "app, 0 included.", labels=["app", "status"])
-        for app, status, n in snap["invocations_by_status"]:
-            inv.add_metric([app, status], n)
-        yield inv
-        tr = CounterMetricFamily("tasktrail_status_transitions", "Status transitions stored (every status change "
-                                 "of every invocation), by app and the status entered.", labels=["app", "status"])
-        for app, status, n in snap["transitions"]:
-            tr.add_metric([app, status], n)
-        yield tr
-        fin = CounterMetricFamily("tasktrail_invocations_finished", "Invocations that reached a final status "
-                                  "(SUCCESS, FAILED, CONCURRENCY_CONTROLLED_FINAL), by app, task and that status.",
-                                  labels=["app", "task", "status"])
-        for app, task, status, n in snap["finished"]:
-            fin.add_metric([app, task, status], n)
-        yield fin
-        hist = HistogramMetricFamily("tasktrail_task_duration_seconds", "Durations of finished invocations, from "
-                                     "their first RUNNING (else their registration) to their final status, by app "
-                                     "and task.", labels=["app", "task"])
-        buckets = snap["buckets"]
-        for app, task, counts, total, total_sum in snap["durations"]:
-            hist.add_metric([app, task], [(str(b), c) for b, c in zip(buckets, counts)] + [("+Inf", total)],
-                            sum_value=total_sum or 0.0)
-        yield hist
-        hb = GaugeMetricFamily("tasktrail_runner_last_heartbeat_timestamp_seconds",
-                               "Unix time of each runner's last heartbeat, for runners that sent one within the "
-                               "last day.", labels=["app", "runner"])
-        for app, runner, t in snap["heartbeats"]:
-            hb.add_metric([app, runner], t)
-        yield hb
-        rn = GaugeMetricFamily("tasktrail_runners", "Runner contexts stored, by app and state: alive (heard from "
-                               "within --runner-dead-after), stopped (said so), silent (neither), client (only "
-                               "submits work).", labels=["app", "state"])
-        for app, state, n in snap["runners"]:
-            rn.add_metric([app, state], n)
-        yield rn
-        last = GaugeMetricFamily("tasktrail_app_last_record_timestamp_seconds",
-                                 "Unix time, by the sender's clock, of the newest record stored from each app (a "
-                                 "status transition, runner event, log line, span or metric point).", labels=["app"])
-        for app, t in snap["app_last_record"]:
-            last.add_metric([app], t)
-        yield last
-        an = GaugeMetricFamily("tasktrail_anomalies", "Current anomalies (orphaned, pending_too_long, slow, "
-                               "failure_spike, runner_silent, scheduler_silent), by app and kind; every kind of "
-                               "every app, 0 included.", labels=["app", "kind"])
-        for app, kind, n in snap["anomalies"]:
-            an.add_metric([app, kind], n)
-        yield an
-        sub = GaugeMetricFamily("tasktrail_anomalies_by_subject", "Current anomalies by app, kind and what they "
-                                "are about: the task (orphaned, pending_too_long, slow, failure_spike) and the "
-                                "runner (orphaned: the one that held the work; runner_silent; scheduler_silent: the "
-                                "one that ran it), empty where none applies. Only subjects with an anomaly, at "
-                                f"most {MAX_SUBJECTS} per app and kind (the most recent).",
-                                labels=["app", "kind", "task", "runner"])
-        for app, kind, task, runner, n in snap["anomaly_subjects"]:
-            sub.add_metric([app, kind, task, runner], n)
-        yield sub
-        req = CounterMetricFamily("tasktrail_ingest_requests", "OTLP export requests stored (duplicates not "
-                                  "counted), by signal and transport.", labels=["signal", "transport"])
-        rec = CounterMetricFamily("tasktrail_ingest_records", "Records stored (spans, log records, data points), "
-                                  "by signal and transport.", labels=["signal", "transport"])
-        for signal, transport, n, records in snap["ingest"]:
-            req.add_metric([signal, transport], n)
-            rec.add_metric([signal, transport], records or 0)
-        yield req
-        yield rec
+        yield from _families(snap, _STORED)
+        yield _durations(snap)
+        yield from _families(snap, _LIVE)
+        yield from _ingest(snap)
+
+
+# The families whose samples are snapshot rows (labels..., value): (snapshot key, family, name, help, labels).
+_STORED = (
+    ("invocations_by_status", GaugeMetricFamily, "tasktrail_invocations",
+     "Invocations stored, by app and the status each is in now (finished ones included until retention removes "
+     "them); every status of every app, 0 included.", ["app", "status"]),
+    ("transitions", CounterMetricFamily, "tasktrail_status_transitions",
+     "Status transitions stored (every status change of every invocation), by app and the status entered.",
+     ["app", "status"]),
+    ("finished", CounterMetricFamily, "tasktrail_invocations_finished",
+     "Invocations that reached a final status (SUCCESS, FAILED, CONCURRENCY_CONTROLLED_FINAL), by app, task and "
+     "that status.", ["app", "task", "status"]),
+)
+_LIVE = (
+    ("heartbeats", GaugeMetricFamily, "tasktrail_runner_last_heartbeat_timestamp_seconds",
+     "Unix time of each runner's last heartbeat, for runners that sent one within the last day.", ["app", "runner"]),
+    ("runners", GaugeMetricFamily, "tasktrail_runners",
+     "Runner contexts stored, by app and state: alive (heard from within --runner-dead-after), stopped (said so), "
+     "silent (neither), client (only submits work).", ["app", "state"]),
+    ("app_last_record", GaugeMetricFamily, "tasktrail_app_last_record_timestamp_seconds",
+     "Unix time, by the sender's clock, of the newest record stored from each app (a status transition, runner "
+     "event, log line, span or metric point).", ["app"]),
+    ("anomalies", GaugeMetricFamily, "tasktrail_anomalies",
+     "Current anomalies (orphaned, pending_too_long, slow, failure_spike, runner_silent, scheduler_silent), by app "
+     "and kind; every kind of every app, 0 included.", ["app", "kind"]),
+    ("anomaly_subjects", GaugeMetricFamily, "tasktrail_anomalies_by_subject",
+     "Current anomalies by app, kind and what they are about: the task (orphaned, pending_too_long, slow, "
+     "failure_spike) and the runner (orphaned: the one that held the work; runner_silent; scheduler_silent: the "
+     "one that ran it), empty where none applies. Only subjects with an anomaly, at most "
+     f"{MAX_SUBJECTS} per app and kind (the most recent).", ["app", "kind", "task", "runner"]),
+)
+
+
+def _families(snap: dict, specs: tuple):
+    for key, family, name, doc, labels in specs:
+        fam = family(name, doc, labels=labels)
+        for *values, n in snap[key]:
+            fam.add_metric(values, n)
+        yield fam
+
+
+def _durations(snap: dict) -> HistogramMetricFamily:
+    hist = HistogramMetricFamily("tasktrail_task_duration_seconds", "Durations of finished invocations, from "
+                                 "their first RUNNING (else their registration) to their final status, by app "
+                                 "and task.", labels=["app", "task"])
+    buckets = snap["buckets"]
+    for app, task, counts, total, total_sum in snap["durations"]:
+        hist.add_metric([app, task], [(str(b), c) for b, c in zip(buckets, counts)] + [("+Inf", total)],
+                        sum_value=total_sum or 0.0)
+    return hist
+
+
+def _ingest(snap: dict):
+    req = CounterMetricFamily("tasktrail_ingest_requests", "OTLP export requests stored (duplicates not "
+                              "counted), by signal and transport.", labels=["signal", "transport"])
+    rec = CounterMetricFamily("tasktrail_ingest_records", "Records stored (spans, log records, data points), "
+                              "by signal and transport.", labels=["signal", "transport"])
+    for signal, transport, n, records in snap["ingest"]:
+        req.add_metric([signal, transport], n)
+        rec.add_metric([signal, transport], records or 0)
+    yield req
+    yield rec
 
 
 class InfoCollector:

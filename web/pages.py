@@ -171,7 +171,7 @@ def runs_page(request: Request) -> Response:
 
 
 def ops_page(request: Request) -> Response:
-    data = _qs(request).ops(_p(request, "app"), request.app.state.store)
+    data = _qs(request).ops_with_writer(_p(request, "app"))
     return render(request, "ops.html", "Ops", data, "/api/v1/ops")
 
 

@@ -75,54 +75,63 @@ class TasktrailV1(Dialect):
             return True
 
         if ev == n.EV_ATOMIC_DECISION:
-            reason = _upper(a.get(n.TT_AS_REASON))
-            if not reason or not ctx_id:
-                return False
-            rows["atomic_decisions"].append(AtomicDecision(
-                rec.ts, app, ctx_id, reason, to_micros(a.get(n.TT_AS_CYCLE_START)),
-                to_micros(a.get(n.TT_AS_SLOT_START)), to_micros(a.get(n.TT_AS_SLOT_END)),
-                as_int(a.get(n.TT_AS_POSITION)), as_int(a.get(n.TT_AS_RUNNER_COUNT)),
-                a.get(n.TT_AS_ASSIGNED_RUNNER_ID), as_str(a.get(n.TT_AS_MESSAGE)), self.name, rid,
-            ))
-            return True
-
+            return self._atomic_decision(rec, a, app, ctx_id, rid, rows)
         if ev == n.EV_ATOMIC_EXECUTION:
-            run_id, status = a.get(n.TT_AS_RUN_ID), _upper(a.get(n.TT_AS_STATUS))
-            if not run_id or not status:
-                return False
-            rows["atomic_executions"].append(AtomicExecution(
-                rec.ts, app, str(run_id), ctx_id, to_micros(a.get(n.TT_AS_START)),
-                to_micros(a.get(n.TT_AS_END)), status, as_str(a.get(n.TT_AS_REASON)), self.name, rid,
-            ))
-            return True
-
+            return self._atomic_execution(rec, a, app, ctx_id, rid, rows)
         if ev == n.EV_EVENT:
-            event_id = a.get(n.TT_EVENT_ID)
-            if not event_id:
-                return False
-            rows["event_records"].append(EventRecord(
-                rec.ts, app, str(event_id), a.get(n.TT_EVENT_CODE), as_str(a.get(n.TT_EVENT_PAYLOAD)),
-                as_ids(a.get(n.TT_EVENT_MATCHED)), as_ids(a.get(n.TT_EVENT_VALID)),
-                a.get(n.TT_EVENT_EMITTED_BY_INVOCATION), a.get(n.TT_EVENT_EMITTED_BY_TASK),
-                a.get(n.TT_EVENT_EMITTED_BY_RUNNER) or a.get(n.TT_RUNNER_ID), self.name, rid,
-            ))
-            return True
-
+            return self._event(rec, a, app, rid, rows)
         if ev == n.EV_TRIGGER_RUN:
-            run_id = a.get(n.TT_TR_ID)
-            if not run_id:
-                return False
-            rows["trigger_runs"].append(TriggerRun(
-                rec.ts, app, str(run_id), a.get(n.TT_TR_TRIGGER_ID), a.get(n.TT_TASK_ID),
-                a.get(n.TT_TR_LOGIC), as_ids(a.get(n.TT_TR_CONDITION_IDS)),
-                as_ids(a.get(n.TT_TR_VALID_CONDITION_IDS)), as_ids(a.get(n.TT_TR_EVENT_IDS)),
-                as_ids(a.get(n.TT_TR_SOURCE_INVOCATION_IDS)), a.get(n.TT_TR_TRIGGERED_INVOCATION_ID),
-                as_str(a.get(n.TT_TR_ARGUMENTS)), to_micros(a.get(n.TT_TR_CLAIMED_AT)),
-                to_micros(a.get(n.TT_TR_EXECUTED_AT)), as_str(a.get(n.TT_TR_PARTICIPANTS)),
-                a.get(n.TT_TR_AS_RUN_ID), a.get(n.TT_TR_AS_RUNNER_ID), self.name, rid,
-            ))
-            return True
+            return self._trigger_run(rec, a, app, rid, rows)
         return False
+
+    def _atomic_decision(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
+        reason = _upper(a.get(n.TT_AS_REASON))
+        if not reason or not ctx_id:
+            return False
+        rows["atomic_decisions"].append(AtomicDecision(
+            rec.ts, app, ctx_id, reason, to_micros(a.get(n.TT_AS_CYCLE_START)),
+            to_micros(a.get(n.TT_AS_SLOT_START)), to_micros(a.get(n.TT_AS_SLOT_END)),
+            as_int(a.get(n.TT_AS_POSITION)), as_int(a.get(n.TT_AS_RUNNER_COUNT)),
+            a.get(n.TT_AS_ASSIGNED_RUNNER_ID), as_str(a.get(n.TT_AS_MESSAGE)), self.name, rid,
+        ))
+        return True
+
+    def _atomic_execution(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
+        run_id, status = a.get(n.TT_AS_RUN_ID), _upper(a.get(n.TT_AS_STATUS))
+        if not run_id or not status:
+            return False
+        rows["atomic_executions"].append(AtomicExecution(
+            rec.ts, app, str(run_id), ctx_id, to_micros(a.get(n.TT_AS_START)),
+            to_micros(a.get(n.TT_AS_END)), status, as_str(a.get(n.TT_AS_REASON)), self.name, rid,
+        ))
+        return True
+
+    def _event(self, rec: LogIn, a: dict, app: str, rid, rows: dict) -> bool:
+        event_id = a.get(n.TT_EVENT_ID)
+        if not event_id:
+            return False
+        rows["event_records"].append(EventRecord(
+            rec.ts, app, str(event_id), a.get(n.TT_EVENT_CODE), as_str(a.get(n.TT_EVENT_PAYLOAD)),
+            as_ids(a.get(n.TT_EVENT_MATCHED)), as_ids(a.get(n.TT_EVENT_VALID)),
+            a.get(n.TT_EVENT_EMITTED_BY_INVOCATION), a.get(n.TT_EVENT_EMITTED_BY_TASK),
+            a.get(n.TT_EVENT_EMITTED_BY_RUNNER) or a.get(n.TT_RUNNER_ID), self.name, rid,
+        ))
+        return True
+
+    def _trigger_run(self, rec: LogIn, a: dict, app: str, rid, rows: dict) -> bool:
+        run_id = a.get(n.TT_TR_ID)
+        if not run_id:
+            return False
+        rows["trigger_runs"].append(TriggerRun(
+            rec.ts, app, str(run_id), a.get(n.TT_TR_TRIGGER_ID), a.get(n.TT_TASK_ID),
+            a.get(n.TT_TR_LOGIC), as_ids(a.get(n.TT_TR_CONDITION_IDS)),
+            as_ids(a.get(n.TT_TR_VALID_CONDITION_IDS)), as_ids(a.get(n.TT_TR_EVENT_IDS)),
+            as_ids(a.get(n.TT_TR_SOURCE_INVOCATION_IDS)), a.get(n.TT_TR_TRIGGERED_INVOCATION_ID),
+            as_str(a.get(n.TT_TR_ARGUMENTS)), to_micros(a.get(n.TT_TR_CLAIMED_AT)),
+            to_micros(a.get(n.TT_TR_EXECUTED_AT)), as_str(a.get(n.TT_TR_PARTICIPANTS)),
+            a.get(n.TT_TR_AS_RUN_ID), a.get(n.TT_TR_AS_RUNNER_ID), self.name, rid,
+        ))
+        return True
 
     def _context(self, rec, res, out, ctx_id, kind, cls, parent, a, extra, rid):
         eligible = a.get(n.TT_ATOMIC_ELIGIBLE)

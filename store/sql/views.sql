@@ -1,10 +1,11 @@
 -- Convenience views, recreated at every open (they hold no data). Documented in docs/sql.md.
 
--- The order of a transition: its time, then its place in the lifecycle for equal times
--- (REGISTERED, PENDING, RUNNING, then outcomes), as query/adjust.py orders histories.
--- `arg_max(status, status_order(ts, status))` is an invocation's current status.
+-- The order of a transition: its time, then its place in the lifecycle for equal times (registration,
+-- waiting, running, outcome: proto/status.py STATUS_RANK, as the history rule and status_key order them).
+-- `arg_max(status, status_order(ts, status))` is the latest status by that order.
+-- (Rendered by store/migrations.py: {{rank_scale}} and {{status_rank}} come from proto/status.py.)
 CREATE OR REPLACE MACRO status_order(ts, status) AS
-    epoch_us(ts) * 4 + CASE status WHEN 'REGISTERED' THEN 0 WHEN 'PENDING' THEN 1 WHEN 'RUNNING' THEN 2 ELSE 3 END;
+    epoch_us(ts) * {rank_scale} + {status_rank};
 
 -- Status transitions as sent, with previous_status derived where the runner did not send it.
 CREATE OR REPLACE VIEW status_transitions AS
@@ -14,11 +15,10 @@ SELECT ts AS timestamp, app_id, invocation_id, task_id, status,
 FROM transitions;
 
 -- One row per invocation (the writer-maintained cache of the log, store/state.py): its current status is
--- the latest transition's by status_order.
+-- the last of its settled history (proto/history.py); `is_final` after `status`; the columns are
+-- store/api.py INVOCATION_COLUMNS.
 CREATE OR REPLACE VIEW invocations AS
-SELECT app_id, invocation_id, task_id, status,
-       status IN ('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL') AS is_final,
-       parent_invocation_id, workflow_id, workflow_type, runner_id, worker_id, created_at, updated_at, attempts
+SELECT {invocation_columns}
 FROM invocation_state;
 
 -- One row per runner context (the writer-maintained cache, store/state.py): last activity from its

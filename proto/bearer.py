@@ -1,8 +1,18 @@
-"""Bearer-token checks shared by the web app and the OTLP receivers (constant-time compare)."""
+"""The bearer token on the wire: what a sender puts in `authorization` and how a receiver checks it.
+
+Both ends live here so they agree: the emitters send `Bearer <token>` (proto/emitter.py); the OTLP
+receivers (ingest/http.py, ingest/grpc.py) and the web's token check (web/app.py) compare it in
+constant time.
+"""
 from __future__ import annotations
 
 import hmac
 from typing import Optional
+
+
+def bearer(token: str) -> str:
+    """The `authorization` header's value that carries `token`."""
+    return f"Bearer {token}"
 
 
 def token_ok(expected: Optional[str], authorization: Optional[str]) -> bool:
