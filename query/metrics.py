@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from tasktrail.proto.status import FINAL_SQL, STATUSES
-from tasktrail.store.carry import DURATION_BUCKETS, DURATION_SQL, READ_SQL as CARRY_SQL
+from tasktrail.store.api import CARRY_READ_SQL as CARRY_SQL, DURATION_BUCKETS, DURATION_SQL
 
 from .anomalies import KINDS, AnomalySettings, Liveness, find, stopped
 

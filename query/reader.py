@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from tasktrail.store import api
 from tasktrail.store.api import EventLog, QueryError, Result
 
 from .errors import BadRequest
 
 MAX_ROWS = 100_000  # what one read model's read may return (the row cap)
 
-# A point lookup by id in the invocation_state cache: `hash(?)` folds to a constant, compared with id_hash
-# before the string (params: the id twice).
-BY_ID = "id_hash = hash(?::VARCHAR) AND invocation_id = ?"
+# A point lookup by id in the invocation_state cache (params: the id twice): the store's contract spells it.
+BY_ID = api.BY_ID
 
 
 class Reader:

@@ -7,21 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
+from tasktrail.store import api
+
 from .anomalies import Liveness
 from .errors import NotFound
 from .params import iso
 from .reader import where
 
-# runner_state keeps each descriptive field's most specific report beside that report's order (its `_key`
-# column: a real value over a placeholder, then the latest), as the writer's fold and a rebuild agree.
-_KEYS = {"runner_class": "class_key", "parent_runner_id": "parent_key", "hostname": "hostname_key",
-         "pid": "pid_key"}
-
-
-def best_of(col: str) -> str:
-    """SQL aggregate over runner_state rows (e.g. one runner id across apps): the most specific kept value
-    of field `col` (runner_class, parent_runner_id, hostname or pid), by the fold's own order."""
-    return f"struct_extract(max({{'k': {_KEYS[col]}, 'v': {col}}}) FILTER (WHERE {col} IS NOT NULL), 'v')"
+# A runner's most specific kept field over runner_state rows, as the writer's fold orders them: the store's
+# contract spells it (store/api.py best_of).
+best_of = api.best_of
 
 
 def listing(q, live: Liveness, app: Optional[str] = None, runner_id: Optional[str] = None) -> list[dict]:

@@ -5,8 +5,6 @@ snapshots inserted (`fold_changes`); `rebuild` recomputes them from the log. Onl
 """
 from __future__ import annotations
 
-# BY_ID and best_of: what query/ imported from here before the contract named them (store/api.py).
-from .api import BY_ID, best_of  # noqa: F401
 from .invocation_fold import refold
 from .invocation_state import HISTORY_COLUMNS, HISTORY_SELECT, state_of, state_table
 from .runner_state import MERGE_RUNNERS, RUNNERS
