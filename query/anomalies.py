@@ -28,6 +28,7 @@ from functools import cached_property
 from typing import Optional
 
 from tasktrail.proto import names as n
+from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.proto.urlpath import segment
 
 from .params import iso
@@ -37,7 +38,7 @@ KINDS = ("orphaned", "pending_too_long", "slow", "failure_spike", "runner_silent
 
 @dataclass(frozen=True)
 class AnomalySettings:
-    runner_dead_after_s: float = 600.0     # a runner silent this long is gone (pynenc's default)
+    runner_dead_after_s: float = RUNNER_DEAD_AFTER_S     # a runner silent this long is gone (pynenc's default)
     max_pending_s: float = 300.0           # PENDING longer than this is stuck
     slow_factor: float = 3.0               # RUNNING longer than this × its task's p99 is slow
     min_samples: int = 20                  # finished invocations a task needs before its p99 counts

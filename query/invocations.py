@@ -16,6 +16,8 @@ from typing import Callable, Optional, Sequence
 from tasktrail.proto import names
 from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES, is_final
 
+from tasktrail.store.api import INVOCATION_COLUMNS
+
 from . import values
 from .adjust import adjustment, settled
 from .errors import NotFound
@@ -95,9 +97,7 @@ def select(q, *, app: Optional[str] = None, statuses: Sequence[str] = (), task: 
         inner_params += [runner, runner]
     # The writer-maintained cache: one row per invocation (with `runner`: every invocation that ran
     # there, whoever holds it now, picked from the log).
-    source = f"""SELECT app_id, invocation_id, task_id, status, parent_invocation_id, workflow_id,
-                        workflow_type, runner_id, worker_id, created_at, updated_at, attempts
-                 FROM invocation_state {where(inner)}"""
+    source = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocation_state {where(inner)}"
     order = "DESC" if desc else "ASC"
     sql = f"""
         WITH inv AS ({source})

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional, Sequence
 
+from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
 from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
@@ -29,7 +30,7 @@ SUMMARY_WINDOW = timedelta(hours=24)  # tasks and workflow types: the default wi
 
 @dataclass(frozen=True)
 class QuerySettings:
-    runner_dead_after_s: float = 600.0
+    runner_dead_after_s: float = RUNNER_DEAD_AFTER_S
     jaeger_url: Optional[str] = None      # e.g. http://jaeger:16686  → {jaeger}/trace/{trace_id}
     tempo_url: Optional[str] = None       # a template holding {trace_id}
     query_timeout_s: float = 10.0
