@@ -50,13 +50,16 @@ def clamp(value: datetime) -> datetime:
 
 
 def parse_time(value: Optional[str], name: str, now: Optional[datetime] = None) -> Optional[datetime]:
-    """`value` as a naive UTC datetime inside [EARLIEST, LATEST] (clamped), or None when it is None or "".
+    """`value` as a naive UTC datetime inside [EARLIEST, LATEST] (clamped), or None when it is None or "";
+    `since=all` is EARLIEST, the same on every endpoint.
 
     `now` (naive UTC, default the clock) anchors relative times. Raises BadRequest naming `name` when
     `value` is neither an ISO 8601 time nor a relative time like `-1h`."""
     if value is None or value == "":
         return None
     v = str(value).strip()
+    if name == "since" and v.lower() == "all":  # every endpoint: no lower bound
+        return EARLIEST
     m = _RELATIVE.fullmatch(v)
     if m:
         seconds = float(m.group(1)) * UNITS[m.group(2)]

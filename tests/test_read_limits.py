@@ -617,6 +617,28 @@ def _time_routes(srv) -> list[str]:
     return out
 
 
+def test_since_all_means_no_lower_bound_on_every_endpoint(tmp_path):
+    srv = start_server(str(tmp_path / "tt.duckdb"), "--ingest-token", "tok123")
+    try:
+        _load_fixtures(srv)
+        routes = _time_routes(srv)
+        assert len(routes) >= 10
+        for path in routes:
+            r = httpx.get(srv.api + path, params={"since": "all"}, timeout=60)
+            assert r.status_code in (200, 404), (path, r.status_code, r.text[:200])
+            if r.status_code == 404:  # an id that names nothing, never the time
+                assert "since" not in r.text, (path, r.text)
+        # The fixtures were recorded days ago: only `all` (or a time before them) finds them.
+        for path in ("/invocations", "/logs", "/runs", "/timeline"):
+            everything = httpx.get(srv.api + path, params={"since": "all"}, timeout=60).json()
+            explicit = httpx.get(srv.api + path, params={"since": "1970-01-01T00:00:00Z"}, timeout=60).json()
+            if isinstance(everything, dict):  # an open window ends now: the two reads end a moment apart
+                everything.pop("until", None), explicit.pop("until", None)
+            assert everything == explicit and everything, path
+    finally:
+        srv.stop()
+
+
 def test_time_parameters_at_their_extremes(tmp_path, record):
     srv = start_server(str(tmp_path / "tt.duckdb"), "--ingest-token", "tok123")
     n = 0
