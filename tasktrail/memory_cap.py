@@ -14,9 +14,10 @@ next allocation of any thread (a receiver, the writer) fails at the cap too. Two
 that, measured with seven such queries under a 3 GB cap (the data segment after them: 2.86 GB and every
 OTLP export refused afterwards with the defaults; 1.43 GB, back to its start, and every export stored
 with both settings): DuckDB's jemalloc returns freed extents (`retain:false`, through
-DUCKDB_JE_MALLOC_CONF, read when DuckDB loads), and glibc keeps one malloc arena (M_ARENA_MAX 1), whose
-large blocks are unmapped when freed instead of staying in per-thread arenas. `prepare_allocators()`
-sets both, before DuckDB is imported.
+DUCKDB_JE_MALLOC_CONF, read when DuckDB loads; the store runs DuckDB's allocator background threads, which
+purge on time), and glibc keeps one malloc arena (M_ARENA_MAX 1) whose blocks of 256 KiB and more are
+mappings of their own (M_MMAP_THRESHOLD), unmapped when freed instead of staying in per-thread arenas or a
+heap that only shrinks from its top. `prepare_allocators()` sets them, before DuckDB is imported.
 
 The cap covers the whole process, so it sits above what the server uses together (DuckDB's limit plus
 the rest: MIN_HEADROOM at least). While a huge query holds memory, other requests of the moment can fail
@@ -33,7 +34,11 @@ from typing import Optional
 # the server's data segment starts near 1.3 GB (thread stacks and reserved mappings count, used or not).
 MIN_HEADROOM = 2 << 30
 JEMALLOC_ENV = "DUCKDB_JE_MALLOC_CONF"
-_M_ARENA_MAX = -8   # glibc's mallopt parameter
+_M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3   # glibc's mallopt parameters
+# Blocks from this size up get a mapping of their own, unmapped when freed. Setting it also stops glibc from
+# raising the threshold after each such free (up to 32 MiB), which left large blocks in a heap that only
+# shrinks from its top.
+MMAP_THRESHOLD = 256 << 10
 
 _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "tb": 1000 ** 4,
           "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -72,6 +77,7 @@ def prepare_allocators() -> None:
         import ctypes.util
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(_M_ARENA_MAX, 1)
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     except (OSError, AttributeError):
         pass
 
