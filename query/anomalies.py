@@ -84,6 +84,7 @@ def process_last_seen(q, since: datetime) -> dict:
 
 
 CLIENT_CLASSES = frozenset({"ExternalRunner", "CeleryClient"})  # classes that only ever submit work
+STATES = ("alive", "stopped", "dead")  # the one liveness vocabulary: /, /runners, /ops, anomalies, /metrics
 
 
 def stopped(ctx: dict) -> bool:
@@ -125,19 +126,39 @@ class Liveness:
     def parent(self, ctx: dict) -> dict | None:
         return self.runners.get((ctx["app_id"], ctx["parent_runner_id"]))
 
+    def under_stopped(self, ctx: dict) -> bool:
+        """It, or the runner it works under, said it stopped (a worker does not outlive its runner)."""
+        parent = self.parent(ctx)
+        return stopped(ctx) or (parent is not None and stopped(parent))
+
     def alive(self, ctx: dict) -> bool:
         last = ctx["last_activity"]
-        if stopped(ctx):
+        if self.under_stopped(ctx):
             return False
         if last is not None and last >= self.dead:
             return True
         if ctx["heartbeats"]:
             return False  # it heartbeats and stopped: its own word counts
         parent = self.parent(ctx)
-        if parent is not None and parent["stopped_at"] is None and (parent["last_activity"] or self.dead) > self.dead:
+        if parent is not None and (parent["last_activity"] or self.dead) > self.dead:
             return True
         return ctx["hostname"] is not None and ctx["pid"] is not None and \
             (ctx["app_id"], ctx["hostname"], int(ctx["pid"])) in self.procs
+
+
+    def state(self, ctx: dict) -> str:
+        """The one liveness word (STATES) of a context: `alive` (the rule above), `stopped` (it or the runner
+        it works under said so, or a client no longer heard from: leaving is a client's normal end), else
+        `dead` (a runner gone silent without a stop: the runner_silent anomaly)."""
+        if self.under_stopped(ctx):
+            return "stopped"
+        if self.alive(ctx):
+            return "alive"
+        return "stopped" if self.role(ctx) == "client" else "dead"
+
+    def states(self) -> dict:
+        """{(app_id, runner_id): state} of every context."""
+        return {key: self.state(d) for key, d in self.runners.items()}
 
 
 def _ago(seconds: float) -> str:
@@ -232,6 +253,10 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     out += _failure_spikes(q, s, now)
     out += _silent_runners(live, s)
     out += _silent_scheduler(q, live, s, now)
+    for a in out:  # the state word of the runner an anomaly names, as every page says it
+        ctx = live.runners.get((a["app_id"], a.get("runner_id")))
+        if ctx is not None:
+            a["runner_state"] = live.state(ctx)
     out.sort(key=lambda a: a["since"] or now, reverse=True)
     return out
 
@@ -316,9 +341,9 @@ def _failure_spikes(q, s: AnomalySettings, now: datetime) -> list[dict]:
 def _silent_runners(live: Liveness, s: AnomalySettings) -> list[dict]:
     out = []
     for d in live.runners.values():
-        if d["first_seen"] is None or stopped(d) or live.role(d) == "client":
-            continue  # known only from transitions, stopped, or a client that only submits work
-        if not live.alive(d):
+        if d["first_seen"] is None:
+            continue  # known only from transitions
+        if live.state(d) == "dead":  # neither stopped (it or its runner) nor a client
             out.append({"kind": "runner_silent", "app_id": d["app_id"], "runner_id": d["runner_id"],
                         "since": d["last_activity"],
                         "why": f"no record from it, its parent or its process since "
