@@ -103,7 +103,7 @@ def labels(q, ids) -> dict:
     out = {}
     for rid in ids:
         cls, host, pid = found.get(rid, (None, None, None))
-        short = _shortest_unique(tails[rid], [t for r, t in tails.items() if r != rid])
+        short = _shortest_unique(tails[rid], [t for r, t in tails.items() if r != rid]) if rid in found else rid
         place = f"{host or '?'}/{pid}" if pid else (host or "")
         label = " ".join(p for p in (cls or "", place, short) if p) or rid
         out[rid] = {"runner_class": cls, "hostname": host, "pid": pid, "short": short, "label": label}
