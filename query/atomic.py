@@ -47,7 +47,7 @@ def decisions(q, *, app=None, since=None, until=None, runner=None, reason=None, 
 
 
 def schedule(q, app: Optional[str] = None, live=None) -> dict:
-    """The latest decision of every runner alive (`live`: query/anomalies.Liveness, when given): the
+    """The latest decision of every runner alive (`live`: query/liveness.Liveness, when given): the
     current cycle's slot assignment as the runners still in it saw it; `left` counts the runners whose
     latest decision is kept out because they are stopped or dead (one known only by its decisions is alive
     while it decided within --runner-dead-after)."""

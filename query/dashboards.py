@@ -9,7 +9,8 @@ from typing import Optional
 from tasktrail.proto.status import ACTIVE_STATUSES, STATUSES
 
 from . import invocations
-from .anomalies import KINDS, STATES
+from .anomalies import KINDS
+from .liveness import STATES
 from .params import iso
 
 
@@ -60,7 +61,7 @@ def _interval(every_s: Optional[float]) -> Optional[float]:
 
 
 def _heartbeats(q, app: Optional[str], now: datetime, live=None) -> list[dict]:
-    """Each heartbeating runner's last beat and rhythm, with its state (`live`: anomalies.Liveness): a
+    """Each heartbeating runner's last beat and rhythm, with its state (`live`: query/liveness.Liveness): a
     runner that stopped (or whose runner did) is never late."""
     cond, params = ("AND app_id = ?", [app]) if app else ("", [])
     rows = q(f"""SELECT app_id, runner_id, max(last_heartbeat) AS last, sum(heartbeats) AS n,

@@ -16,7 +16,8 @@ from typing import Callable
 from tasktrail.proto.status import FINAL_SQL, STATUSES
 from tasktrail.store.api import CARRY_READ_SQL as CARRY_SQL, DURATION_BUCKETS, DURATION_SQL
 
-from .anomalies import KINDS, STATES, AnomalySettings, Liveness, find
+from .anomalies import KINDS, AnomalySettings, find
+from .liveness import STATES, Liveness
 
 # Anomaly subjects (task, runner) exposed per app and kind, the most recent first; tasktrail_anomalies
 # counts them all.

@@ -1,4 +1,4 @@
-"""Runners: every runner context with its liveness and role (the one rule, query/anomalies.Liveness) and
+"""Runners: every runner context with its liveness and role (the one rule, query/liveness.Liveness) and
 the invocations running on it; one runner's workers, recent activity and heartbeats. Read from the
 runner_state cache (one row per context, folded by the writer) through the `runners` view.
 """
@@ -9,7 +9,7 @@ from typing import Optional
 
 from tasktrail.store import api
 
-from .anomalies import Liveness
+from .liveness import Liveness
 from .errors import BadRequest, NotFound
 from .params import BAD_CURSOR, cursor_of, iso, page_cursor
 from .reader import where
@@ -111,15 +111,17 @@ def labels(q, ids) -> dict:
 
 
 def _own_part(rid: str, cls: Optional[str], host: Optional[str], pid: Optional[int]) -> str:
-    """The id less what the label already says: a leading class name and separator; nothing at all for an
-    id that is only the class, host and pid."""
-    if cls and host and pid and rid == f"{cls}@{host}-{pid}":
-        return ""
-    for prefix in filter(None, (cls, cls and cls.split(".")[-1])):
+    """The id less what the label already says: a leading class name, then host and pid, each with its
+    separator (pynenc's "ExternalRunner@host-pid" leaves nothing)."""
+    rest = rid
+    for said in filter(None, (cls, f"{host}-{pid}" if host and pid else None, f"{host}:{pid}" if host and pid else None)):
+        if rest == said:
+            return ""
         for sep in "@-:_.":
-            if rid.startswith(prefix + sep) and len(rid) > len(prefix) + 1:
-                return rid[len(prefix) + 1:]
-    return rid
+            if rest.startswith(said + sep) and len(rest) > len(said) + 1:
+                rest = rest[len(said) + 1:]
+                break
+    return rest
 
 
 def _shortest_unique(tail: str, others: list[str], least: int = 6) -> str:

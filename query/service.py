@@ -16,9 +16,10 @@ from tasktrail.store.api import EventLog, QueryTimeout
 
 from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
                tasks, timeline, traces, values, workflow_compare)
-from .anomalies import AnomalySettings, Liveness, listing as anomaly_listing
+from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
 from .health import Health
+from .liveness import Liveness
 from .params import iso, parse_time
 from .reader import Reader
 from .runners import detail as runner_detail, labels as runner_labels, listing as runner_listing

@@ -1,4 +1,4 @@
-"""Issue 17: one liveness word (alive / stopped / dead, query/anomalies.Liveness.state) on every read model
+"""Issue 17: one liveness word (alive / stopped / dead, query/liveness.Liveness.state) on every read model
 (/runners, the overview, /ops, the anomalies, /metrics, the atomic schedule), runner labels read by the ids a
 page shows (query/runners.labels), and a runner's activity in cursor pages."""
 import pytest
@@ -16,6 +16,7 @@ TR_W = Runner("ThreadRunner-0b7d9999", "ThreadRunner", parent_id=TR.runner_id, h
 GONE = Runner("gone-aaaa", "PersistentProcessRunner", hostname="h3", pid=30)      # killed: no stop
 CLIENT = Runner("ExternalRunner@h4-40", "ExternalRunner", hostname="h4", pid=40)  # its script ended
 CLIENT_LIVE = Runner("ExternalRunner@h5-50", "ExternalRunner", hostname="h5", pid=50)
+CLIENT_TR = Runner("ExternalRunner@h2-20-5e0c1d2b", "ExternalRunner", hostname="h2", pid=20)  # TR's process
 ONE_BEAT = Runner("one-beat-1", "PersistentProcessRunner", hostname="h6", pid=60)
 
 
@@ -34,6 +35,7 @@ def qs(local):
         em.heartbeat(TR, timestamp=ago(s))
     em.status("tw-1", "REGISTERED", task_id="app.job", runner=TR, timestamp=ago(60))
     em.status("tw-1", "RUNNING", runner=TR_W, attempt=0, timestamp=ago(55))  # the worker, 5 s before its runner stops
+    em.status("tw-2", "REGISTERED", task_id="app.job", runner=CLIENT_TR, timestamp=ago(52))
     em.runner_stopped(TR, timestamp=ago(50))
     em.runner_started(GONE, timestamp=ago(5000))
     for s in (4020, 4010, 4000):
@@ -59,6 +61,7 @@ def test_one_word_per_runner(qs):
         GONE.runner_id: "dead",            # heartbeats stopped over an hour ago, no stop
         CLIENT.runner_id: "stopped",       # a client whose process went silent: not alive, and not dead
         CLIENT_LIVE.runner_id: "alive",    # its process (host + pid) still sends
+        CLIENT_TR.runner_id: "stopped",    # heard from 2 s before the runner of its process stopped
         ONE_BEAT.runner_id: "alive"}
     by_id = {r["runner_id"]: r for r in qs.runners(APP)}
     assert not by_id[CLIENT.runner_id]["alive"] and by_id[CLIENT.runner_id]["role"] == "client"
@@ -67,7 +70,7 @@ def test_one_word_per_runner(qs):
 
 def test_the_same_word_on_the_overview_anomalies_and_metrics(qs):
     ov = qs.overview(APP)
-    assert ov["runners"] == {"alive": 3, "stopped": 2, "dead": 1, "clients": 2}
+    assert ov["runners"] == {"alive": 3, "stopped": 2, "dead": 1, "clients": 3}
     an = qs.anomalies(APP)
     silent = [a for a in an["items"] if a["kind"] == "runner_silent"]
     assert [(a["runner_id"], a["runner_state"]) for a in silent] == [(GONE.runner_id, "dead")]
@@ -75,7 +78,7 @@ def test_the_same_word_on_the_overview_anomalies_and_metrics(qs):
     orphaned = {a["invocation_id"]: a["runner_state"] for a in an["items"] if a["kind"] == "orphaned"}
     assert orphaned == {"tw-1": "stopped"}
     gauge = {state: n for app, state, n in qs.metrics_snapshot()["runners"] if app == APP}
-    assert gauge == {"alive": 3, "stopped": 2, "dead": 1, "client": 2}  # clients counted apart
+    assert gauge == {"alive": 3, "stopped": 2, "dead": 1, "client": 3}  # clients counted apart
 
 
 def test_ops_a_stopped_runner_is_not_late_and_no_zero_interval(qs):
@@ -87,7 +90,8 @@ def test_ops_a_stopped_runner_is_not_late_and_no_zero_interval(qs):
 
 
 def test_labels_read_by_the_ids_shown(qs):
-    ids = [PPR.runner_id, PPR_W.runner_id, TR.runner_id, TR_W.runner_id, CLIENT.runner_id, "never-seen-runner"]
+    ids = [PPR.runner_id, PPR_W.runner_id, TR.runner_id, TR_W.runner_id, CLIENT.runner_id, CLIENT_TR.runner_id,
+           "never-seen-runner"]
     labels = qs.runner_labels(ids)
     assert {i: l["label"] for i, l in labels.items()} == {
         PPR.runner_id: "PersistentProcessRunner h1/10 ppr-6f1c2a9e-0001",  # a shared prefix: up to where they part
@@ -95,6 +99,7 @@ def test_labels_read_by_the_ids_shown(qs):
         TR.runner_id: "ThreadRunner h2/20 0b7d44",                          # the class prefix is not repeated
         TR_W.runner_id: "ThreadRunner h2/20 0b7d99",
         CLIENT.runner_id: "ExternalRunner h4/40",                          # its id is only its class, host and pid
+        CLIENT_TR.runner_id: "ExternalRunner h2/20 5e0c1d",                # ... and what follows them
         "never-seen-runner": "never-seen-runner"}                            # nothing else known: the whole id
     assert len({l["label"] for l in labels.values()}) == len(ids)
     # Unique among the ids asked about: alone, a runner's short id is six characters.
