@@ -28,21 +28,24 @@ def listing(q, live: Liveness, app: Optional[str] = None, runner_id: Optional[st
     if runner_id:
         clauses.append("r.runner_id = ?")
         params.append(runner_id)
-    r = q(f"""
+    rows = q(f"""
         WITH running AS (
           SELECT coalesce(worker_id, runner_id) AS rid, runner_id AS top, list(invocation_id) AS ids
           FROM invocation_state WHERE status = 'RUNNING' GROUP BY ALL)
         SELECT r.*, (SELECT flatten(list(ids)) FROM running WHERE running.rid = r.runner_id
                                                            OR running.top = r.runner_id) AS running_ids
         FROM runners r {where(clauses)}
-        ORDER BY r.first_seen, r.runner_id""", params)
+        ORDER BY r.first_seen, r.runner_id""", params).dicts()
+    named = label_rows(sorted({d["runner_id"] for d in rows}),
+                       {d["runner_id"]: (d["runner_class"], d["hostname"], d["pid"]) for d in rows})
     return [{"runner_id": d["runner_id"], "app_id": d["app_id"], "runner_class": d["runner_class"],
              "parent_runner_id": d["parent_runner_id"], "hostname": d["hostname"], "pid": d["pid"],
              "first_seen": iso(d["first_seen"]), "last_heartbeat": iso(d["last_heartbeat"]),
              "last_activity": iso(d["last_activity"]), "stopped_at": iso(d["stopped_at"]),
              "alive": live.alive(d), "role": live.role(d), "state": live.state(d),
-             "running_invocations": sorted(set(d["running_ids"] or []))}
-            for d in r.dicts()]
+             "running_invocations": sorted(set(d["running_ids"] or [])),
+             "runner_label": named[d["runner_id"]]["label"]}
+            for d in rows]
 
 
 def detail(q, runner_id: str, app: Optional[str], dead: datetime, cursor: Optional[str] = None,
@@ -99,6 +102,11 @@ def labels(q, ids) -> dict:
             FROM runner_state WHERE runner_id IN (SELECT unnest($ids::VARCHAR[])) GROUP BY runner_id""",
                                  {"ids": ids}).rows:
         found[rid] = (cls, host, pid)
+    return label_rows(ids, found)
+
+
+def label_rows(ids: list, found: dict) -> dict:
+    """The labels of `ids` given {id: (class, host, pid)} of those runner_state knows (`labels`)."""
     tails = {rid: _own_part(rid, *found.get(rid, (None, None, None))) for rid in ids}
     out = {}
     for rid in ids:

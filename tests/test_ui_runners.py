@@ -102,6 +102,8 @@ def test_runner_labels_are_distinct_uncut_and_the_real_classes(filled, browser, 
         # The classes pynenc and rustvello really send, each whole; pynenc's placeholder `Runner` never.
         assert {"PersistentProcessRunner", "PPRWorker", "ExternalRunner", "PersistentTokioRunner"} <= seen, seen
         assert not any(t.startswith("Runner ") for t in text_of.values()), text_of
+        # The JSON twin says the same label.
+        assert {r["runner_id"]: r["runner_label"] for r in srv.get("/runners").json()} == text_of
     page.close()
 
 
@@ -130,6 +132,10 @@ def test_one_state_word_everywhere(filled, browser):
         assert all(a["runner_state"] == word for a in named)
         assert [a["kind"] for a in named if a["kind"] == "runner_silent"] == (["runner_silent"] if word == "dead" else [])
         assert wait_until(lambda: _metric_states(srv, app).get(word, 0) >= 1, timeout=15, message="/metrics")
+        if word == "dead":  # the anomalies page names it by its label, with its word
+            page.goto(srv.web + "/anomalies")
+            cell = page.locator(f'td:has(a.runner-label[data-runner-id="{rid}"])').first
+            assert cell.locator(".badge[data-state]").get_attribute("data-state") == word
     assert _metric_states(srv, "gone-app") == {"alive": 0, "stopped": 0, "dead": 1, "client": 0}
     # pynenc's runners said they stopped: stopped on /runners and /ops, and never late.
     stopped = [r for r in srv.get("/runners").json() if r["runner_class"] == "PersistentProcessRunner"
