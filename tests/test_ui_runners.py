@@ -171,3 +171,19 @@ def test_runner_activity_paginates(filled, browser):
         page.wait_for_load_state()
     assert seen == [f"{a['invocation_id']}/{a['status']}" for a in whole]
     page.close()
+
+
+def test_atomic_current_cycle_lists_only_runners_alive(filled, browser):
+    srv, _ = filled
+    states = {r["runner_id"]: r["state"] for r in srv.get("/runners").json()}
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(srv.web + "/atomic-services")
+    in_cycle = page.eval_on_selector_all("#schedule tbody tr td:nth-child(2) a.runner-label",
+                                         "els => els.map(e => e.dataset.runnerId)")
+    assert "runner-A" in in_cycle  # the shop's runner heartbeats: alive, in the cycle
+    assert all(states.get(r, "alive") == "alive" for r in in_cycle), (in_cycle, states)
+    decided = {d["runner_id"] for d in srv.get("/atomic-services/decisions", params={"limit": 1000}).json()}
+    gone = {r for r in decided if states.get(r) in ("stopped", "dead")}
+    assert gone and not gone & set(in_cycle)  # pynenc's runners decided, then stopped: left out
+    assert all(lab["fits"] for lab in labels(page))
+    page.close()
