@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Optional
 
 from tasktrail.proto import names as n
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.proto.urlpath import segment
 
+from .liveness import CLIENT_CLASSES, STATES, Liveness, process_last_seen, stopped  # noqa: F401 (re-exported)
 from .params import iso
 
 KINDS = ("orphaned", "pending_too_long", "slow", "failure_spike", "runner_silent", "scheduler_silent")
@@ -49,95 +49,6 @@ class AnomalySettings:
     spike_min_failures: int = 5
     scheduler_factor: float = 3.0          # the scheduler is silent past this many of its usual intervals
     scheduler_min_silence_s: float = 10.0
-
-
-def _host(col: str) -> str:
-    return f"""coalesce({col}->>'$."{n.TT_RUNNER_HOSTNAME}"', {col}->>'$."{n.HOST_NAME}"')"""
-
-
-def _pid(col: str) -> str:
-    return (f"""TRY_CAST(coalesce({col}->>'$."{n.TT_RUNNER_PID}"', {col}->>'$."{n.PROCESS_PID}"') """
-            "AS BIGINT)")
-
-
-def process_last_seen(q, since: datetime) -> dict:
-    """{(app_id, hostname, pid): last record time} of every process heard from since `since`, from any
-    record its resource names (bounded to the recent past, so zone maps skip the rest of the log)."""
-    seen: dict = {}
-    rows = q(f"""
-        WITH recent AS (
-            SELECT resource_id, max(ts) AS last FROM metric_points WHERE ts >= $s GROUP BY 1
-            UNION ALL SELECT resource_id, max(ts) FROM log_records WHERE ts >= $s GROUP BY 1
-            UNION ALL SELECT resource_id, max(coalesce(end_ts, start_ts)) FROM spans WHERE start_ts >= $s GROUP BY 1)
-        SELECT r.app_id, {_host('r.attributes')} AS host, {_pid('r.attributes')} AS pid, max(recent.last) AS last
-        FROM recent JOIN resources r USING (resource_id) GROUP BY ALL
-        UNION ALL
-        SELECT app_id, hostname, pid, max(greatest(last_event, last_transition)) FROM runner_state
-        WHERE pid IS NOT NULL AND greatest(last_event, last_transition) >= $s GROUP BY ALL""", {"s": since}).rows
-    for app, host, pid, last in rows:
-        if host is None or pid is None or last is None:
-            continue
-        key = (app, host, int(pid))
-        if key not in seen or last > seen[key]:
-            seen[key] = last
-    return seen
-
-
-CLIENT_CLASSES = frozenset({"ExternalRunner", "CeleryClient"})  # classes that only ever submit work
-
-
-def stopped(ctx: dict) -> bool:
-    """A runner row whose last word is its stop (a later record means it started again)."""
-    return ctx["stopped_at"] is not None and (ctx["last_activity"] is None or ctx["last_activity"] <= ctx["stopped_at"])
-
-
-class Liveness:
-    """The one liveness rule (module doc) over the runner cache, read once per use. Rows carry app_id,
-    runner_id, parent_runner_id, hostname, pid, heartbeats, last_activity and stopped_at."""
-
-    ROWS = """SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, stopped_at,
-                     coalesce(heartbeats, 0) AS heartbeats, greatest(last_event, last_transition) AS last_activity,
-                     first_seen, started_at, last_work
-              FROM runner_state"""
-
-    def __init__(self, q, dead: datetime) -> None:
-        self.q, self.dead = q, dead
-        self.runners = {(d["app_id"], d["runner_id"]): d for d in q(self.ROWS).dicts()}
-        self._working_parents = {(d["app_id"], d["parent_runner_id"]) for d in self.runners.values()
-                                 if d["parent_runner_id"] and self._works(d)}
-
-    @staticmethod
-    def _works(d: dict) -> bool:
-        return bool(d["heartbeats"]) or d["last_work"] is not None or d["started_at"] is not None
-
-    def role(self, ctx: dict) -> str:
-        """'client' for a context that only submits work (module doc), else 'runner'."""
-        key = (ctx["app_id"], ctx["runner_id"])
-        d = self.runners.get(key, ctx)
-        if d["runner_class"] in CLIENT_CLASSES:
-            return "client"
-        return "runner" if self._works(d) or key in self._working_parents else "client"
-
-    @cached_property
-    def procs(self) -> dict:  # read only when a context without heartbeats needs it
-        return process_last_seen(self.q, self.dead)
-
-    def parent(self, ctx: dict) -> dict | None:
-        return self.runners.get((ctx["app_id"], ctx["parent_runner_id"]))
-
-    def alive(self, ctx: dict) -> bool:
-        last = ctx["last_activity"]
-        if stopped(ctx):
-            return False
-        if last is not None and last >= self.dead:
-            return True
-        if ctx["heartbeats"]:
-            return False  # it heartbeats and stopped: its own word counts
-        parent = self.parent(ctx)
-        if parent is not None and parent["stopped_at"] is None and (parent["last_activity"] or self.dead) > self.dead:
-            return True
-        return ctx["hostname"] is not None and ctx["pid"] is not None and \
-            (ctx["app_id"], ctx["hostname"], int(ctx["pid"])) in self.procs
 
 
 def _ago(seconds: float) -> str:
@@ -232,6 +143,10 @@ def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
     out += _failure_spikes(q, s, now)
     out += _silent_runners(live, s)
     out += _silent_scheduler(q, live, s, now)
+    for a in out:  # the state word of the runner an anomaly names, as every page says it
+        ctx = live.runners.get((a["app_id"], a.get("runner_id")))
+        if ctx is not None:
+            a["runner_state"] = live.state(ctx)
     out.sort(key=lambda a: a["since"] or now, reverse=True)
     return out
 
@@ -316,9 +231,9 @@ def _failure_spikes(q, s: AnomalySettings, now: datetime) -> list[dict]:
 def _silent_runners(live: Liveness, s: AnomalySettings) -> list[dict]:
     out = []
     for d in live.runners.values():
-        if d["first_seen"] is None or stopped(d) or live.role(d) == "client":
-            continue  # known only from transitions, stopped, or a client that only submits work
-        if not live.alive(d):
+        if d["first_seen"] is None:
+            continue  # known only from transitions
+        if live.state(d) == "dead":  # neither stopped (it or its runner) nor a client
             out.append({"kind": "runner_silent", "app_id": d["app_id"], "runner_id": d["runner_id"],
                         "since": d["last_activity"],
                         "why": f"no record from it, its parent or its process since "

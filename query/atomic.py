@@ -46,8 +46,11 @@ def decisions(q, *, app=None, since=None, until=None, runner=None, reason=None, 
                    "ts DESC", limit)
 
 
-def schedule(q, app: Optional[str] = None) -> dict:
-    """The latest decision of every runner: the current cycle's slot assignment as the runners saw it."""
+def schedule(q, app: Optional[str] = None, live=None) -> dict:
+    """The latest decision of every runner alive (`live`: query/liveness.Liveness, when given): the
+    current cycle's slot assignment as the runners still in it saw it; `left` counts the runners whose
+    latest decision is kept out because they are stopped or dead (one known only by its decisions is alive
+    while it decided within --runner-dead-after)."""
     cond, params = ("WHERE app_id = ?", [app]) if app else ("", [])
     rows = q(f"""SELECT runner_id, arg_max(reason, ts) AS reason, max(ts) AS decided_at,
                         arg_max(cycle_start, ts) AS cycle_start, arg_max(slot_start, ts) AS slot_start,
@@ -57,11 +60,17 @@ def schedule(q, app: Optional[str] = None) -> dict:
                         arg_max(message, ts) AS message
                  FROM atomic_decisions {cond} GROUP BY runner_id ORDER BY position NULLS LAST, runner_id""",
              params).dicts()
+    left = 0
+    if live is not None:  # a runner known only by its decisions is alive while it decides
+        states = {rid: state for (a, rid), state in live.states().items() if not app or a == app}
+        kept = [d for d in rows if states.get(d["runner_id"], "alive" if d["decided_at"] >= live.dead else "dead")
+                == "alive"]
+        rows, left = kept, len(rows) - len(kept)
     for d in rows:
         for k in ("decided_at", "cycle_start", "slot_start", "slot_end"):
             d[k] = iso(d[k])
     cycle = max((d["cycle_start"] for d in rows if d["cycle_start"]), default=None)
-    return {"cycle_start": cycle, "slots": rows}
+    return {"cycle_start": cycle, "slots": rows, "left": left}
 
 
 def windows(q, since: datetime, until: datetime, app: Optional[str] = None) -> list[dict]:

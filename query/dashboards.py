@@ -10,6 +10,7 @@ from tasktrail.proto.status import ACTIVE_STATUSES, STATUSES
 
 from . import invocations
 from .anomalies import KINDS
+from .liveness import STATES
 from .params import iso
 
 
@@ -40,8 +41,8 @@ def overview(q, app: Optional[str], runners: list[dict], anomalies: dict) -> dic
         "anomaly_items": anomalies["items"][:20],
         "counts_by_status": {s: int(counts.get(s, 0)) for s in STATUSES},
         "in_flight": sum(int(counts.get(s, 0)) for s in ACTIVE_STATUSES),
-        "runners": {"alive": sum(1 for r in runners if r["alive"] and r["role"] != "client"),
-                    "dead": sum(1 for r in runners if not r["alive"] and r["role"] != "client"),
+        "runners": {**{state: sum(1 for r in runners if r["state"] == state and r["role"] != "client")
+                       for state in STATES},
                     "clients": sum(1 for r in runners if r["role"] == "client")},
         "last_ingest_at": iso(last[0][0]) if last else None,
         "apps": apps(q),
@@ -54,15 +55,29 @@ def _rhythm(last: Optional[datetime], every_s: Optional[float], now: datetime) -
             "late": bool(every_s and now > last + timedelta(seconds=2 * every_s))}
 
 
-def _heartbeats(q, app: Optional[str], now: datetime) -> list[dict]:
+def _interval(every_s: Optional[float]) -> Optional[float]:
+    """An interval worth showing: None when unknown or under a millisecond (never "0 s")."""
+    return every_s if every_s is not None and every_s >= 0.001 else None
+
+
+def _heartbeats(q, app: Optional[str], now: datetime, live=None) -> list[dict]:
+    """Each heartbeating runner's last beat and rhythm, with its state (`live`: query/liveness.Liveness): a
+    runner that stopped (or whose runner did) is never late."""
     cond, params = ("AND app_id = ?", [app]) if app else ("", [])
-    rows = q(f"""SELECT runner_id, max(last_heartbeat) AS last, sum(heartbeats) AS n,
+    rows = q(f"""SELECT app_id, runner_id, max(last_heartbeat) AS last, sum(heartbeats) AS n,
                         (epoch(max(last_heartbeat)) - epoch(min(first_heartbeat)))
                             / nullif(sum(heartbeats) - 1, 0) AS every_s
-                 FROM runner_state WHERE heartbeats > 0 {cond} GROUP BY runner_id ORDER BY last DESC""",
+                 FROM runner_state WHERE heartbeats > 0 {cond} GROUP BY ALL ORDER BY last DESC""",
              params).dicts()
-    return [{"runner_id": d["runner_id"], "last": iso(d["last"]), "every_s": d["every_s"],
-             **_rhythm(d["last"], d["every_s"], now)} for d in rows]
+    out = []
+    for d in rows:
+        ctx = live.runners.get((d["app_id"], d["runner_id"])) if live is not None else None
+        state = live.state(ctx) if ctx is not None else None
+        every = _interval(d["every_s"])
+        rhythm = _rhythm(d["last"], every, now)
+        rhythm["late"] = rhythm["late"] and state != "stopped"
+        out.append({"runner_id": d["runner_id"], "last": iso(d["last"]), "every_s": every, "state": state, **rhythm})
+    return out
 
 
 def _scheduler(q, app: Optional[str], now: datetime) -> dict:
@@ -70,7 +85,8 @@ def _scheduler(q, app: Optional[str], now: datetime) -> dict:
     d = q(f"""SELECT max(ts) AS last, count(*) AS n, (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s
               FROM (SELECT ts FROM atomic_decisions WHERE true {cond}
                     UNION ALL SELECT ts FROM atomic_executions WHERE true {cond})""", params * 2).dicts()[0]
-    return {"last_fire": iso(d["last"]), "every_s": d["every_s"], **_rhythm(d["last"], d["every_s"], now)}
+    every = _interval(d["every_s"])
+    return {"last_fire": iso(d["last"]), "every_s": every, **_rhythm(d["last"], every, now)}
 
 
 def _ingest(q, now: datetime, writer) -> dict:
@@ -88,7 +104,7 @@ def _ingest(q, now: datetime, writer) -> dict:
     return ingest
 
 
-def ops(q, now: datetime, app: Optional[str] = None, writer=None) -> dict:
+def ops(q, now: datetime, app: Optional[str] = None, writer=None, live=None) -> dict:
     """What operators check first: in flight, last failures, heartbeats, the atomic-service
     scheduler, ingest health (`writer`: the store's writer stats, when it has them)."""
     in_flight = []
@@ -96,5 +112,5 @@ def ops(q, now: datetime, app: Optional[str] = None, writer=None) -> dict:
         in_flight.append({**invocations.summary(d), "elapsed_s": (now - d["created_at"]).total_seconds()})
     failures = invocations.listing(q, app=app, statuses=["FAILED"], limit=20, sort="-updated_at")["items"]
     return {"now": iso(now), "in_flight": in_flight, "recent_failures": failures,
-            "heartbeats": _heartbeats(q, app, now), "scheduler": _scheduler(q, app, now),
+            "heartbeats": _heartbeats(q, app, now, live), "scheduler": _scheduler(q, app, now),
             "ingest": _ingest(q, now, writer)}

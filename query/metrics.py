@@ -16,7 +16,8 @@ from typing import Callable
 from tasktrail.proto.status import FINAL_SQL, STATUSES
 from tasktrail.store.api import CARRY_READ_SQL as CARRY_SQL, DURATION_BUCKETS, DURATION_SQL
 
-from .anomalies import KINDS, AnomalySettings, Liveness, find, stopped
+from .anomalies import KINDS, AnomalySettings, find
+from .liveness import STATES, Liveness
 
 # Anomaly subjects (task, runner) exposed per app and kind, the most recent first; tasktrail_anomalies
 # counts them all.
@@ -25,7 +26,9 @@ MAX_SUBJECTS = 50
 # that restarts often would otherwise leave one series per process it ever ran); records from an app
 # within it count for its last-record time beyond the invocation and runner caches.
 RECENT_S = 86_400.0
-RUNNER_STATES = ("alive", "stopped", "silent", "client")
+# The one liveness vocabulary (anomalies.STATES) for runners; clients (contexts that only submit work) are
+# counted apart as `client`, whatever their state, as every page shows them.
+RUNNER_STATES = (*STATES, "client")
 
 
 class _Carry:
@@ -137,8 +140,7 @@ def _runners(q: Callable, s: AnomalySettings, now: datetime) -> dict:
     live = Liveness(q, now - timedelta(seconds=s.runner_dead_after_s))
     runners: dict = {}
     for d in live.runners.values():
-        state = ("client" if live.role(d) == "client" else "alive" if live.alive(d)
-                 else "stopped" if stopped(d) else "silent")
+        state = "client" if live.role(d) == "client" else live.state(d)
         runners[(d["app_id"], state)] = runners.get((d["app_id"], state), 0) + 1
     return runners
 

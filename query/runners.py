@@ -1,4 +1,4 @@
-"""Runners: every runner context with its liveness and role (the one rule, query/anomalies.Liveness) and
+"""Runners: every runner context with its liveness and role (the one rule, query/liveness.Liveness) and
 the invocations running on it; one runner's workers, recent activity and heartbeats. Read from the
 runner_state cache (one row per context, folded by the writer) through the `runners` view.
 """
@@ -9,9 +9,9 @@ from typing import Optional
 
 from tasktrail.store import api
 
-from .anomalies import Liveness
-from .errors import NotFound
-from .params import iso
+from .liveness import Liveness
+from .errors import BadRequest, NotFound
+from .params import BAD_CURSOR, cursor_of, iso, page_cursor
 from .reader import where
 
 # A runner's most specific kept field over runner_state rows, as the writer's fold orders them: the store's
@@ -28,36 +28,115 @@ def listing(q, live: Liveness, app: Optional[str] = None, runner_id: Optional[st
     if runner_id:
         clauses.append("r.runner_id = ?")
         params.append(runner_id)
-    r = q(f"""
+    rows = q(f"""
         WITH running AS (
           SELECT coalesce(worker_id, runner_id) AS rid, runner_id AS top, list(invocation_id) AS ids
           FROM invocation_state WHERE status = 'RUNNING' GROUP BY ALL)
         SELECT r.*, (SELECT flatten(list(ids)) FROM running WHERE running.rid = r.runner_id
                                                            OR running.top = r.runner_id) AS running_ids
         FROM runners r {where(clauses)}
-        ORDER BY r.first_seen, r.runner_id""", params)
+        ORDER BY r.first_seen, r.runner_id""", params).dicts()
+    named = label_rows(sorted({d["runner_id"] for d in rows}),
+                       {d["runner_id"]: (d["runner_class"], d["hostname"], d["pid"]) for d in rows})
     return [{"runner_id": d["runner_id"], "app_id": d["app_id"], "runner_class": d["runner_class"],
              "parent_runner_id": d["parent_runner_id"], "hostname": d["hostname"], "pid": d["pid"],
              "first_seen": iso(d["first_seen"]), "last_heartbeat": iso(d["last_heartbeat"]),
              "last_activity": iso(d["last_activity"]), "stopped_at": iso(d["stopped_at"]),
-             "alive": live.alive(d), "role": live.role(d),
-             "running_invocations": sorted(set(d["running_ids"] or []))}
-            for d in r.dicts()]
+             "alive": live.alive(d), "role": live.role(d), "state": live.state(d),
+             "running_invocations": sorted(set(d["running_ids"] or [])),
+             "runner_label": named[d["runner_id"]]["label"]}
+            for d in rows]
 
 
-def detail(q, runner_id: str, app: Optional[str], dead: datetime) -> dict:
-    """One runner (alive when heard from since `dead`), its workers, recent transitions and heartbeats."""
+def detail(q, runner_id: str, app: Optional[str], dead: datetime, cursor: Optional[str] = None,
+           limit: int = 50) -> dict:
+    """One runner (alive when heard from since `dead`), its workers, a page of its transitions (newest
+    first, `cursor` from the previous page's `next_cursor`) and its last heartbeats."""
     live = Liveness(q, dead)
     found = listing(q, live, app, runner_id)
     if not found:
         raise NotFound(f"runner {runner_id} is not in the log")
     runner = found[0]
     runner["workers"] = [w for w in listing(q, live, app) if w["parent_runner_id"] == runner_id]
-    recent = q("""SELECT ts, invocation_id, task_id, status FROM transitions
-                  WHERE runner_id = ? OR worker_id = ? ORDER BY ts DESC LIMIT 50""", [runner_id, runner_id]).rows
-    runner["recent_activity"] = [{"timestamp": iso(t), "invocation_id": i, "task_id": k, "status": s}
-                                 for t, i, k, s in recent]
+    runner["recent_activity"], runner["next_cursor"] = activity(q, runner_id, app, cursor, limit)
     hb = q("""SELECT ts, atomic_eligible, consumed_queues FROM runner_events
               WHERE runner_id = ? AND kind = 'heartbeat' ORDER BY ts DESC LIMIT 20""", [runner_id]).rows
     runner["heartbeats"] = [{"timestamp": iso(t), "atomic_eligible": e, "consumed_queues": c} for t, e, c in hb]
     return runner
+
+
+def activity(q, runner_id: str, app: Optional[str], cursor: Optional[str], limit: int) -> tuple[list, Optional[str]]:
+    """A page of the transitions `runner_id` made (as runner or worker), newest first, and the cursor of
+    the next page (None on the last). The cursor holds the last row's time and (invocation, status)."""
+    clauses, params = ["(runner_id = ? OR worker_id = ?)"], [runner_id, runner_id]
+    if app:
+        clauses.append("app_id = ?")
+        params.append(app)
+    after = page_cursor(cursor, timed=True)
+    if after is not None:
+        ts, tie = after
+        inv, sep, status = tie.rpartition("\n")
+        if not sep or ts is None:
+            raise BadRequest(BAD_CURSOR)
+        clauses.append("(ts < ? OR (ts = ? AND (invocation_id < ? OR (invocation_id = ? AND status < ?))))")
+        params += [ts, ts, inv, inv, status]
+    rows = q(f"""SELECT ts, invocation_id, task_id, status FROM transitions {where(clauses)}
+                 ORDER BY ts DESC, invocation_id DESC, status DESC LIMIT {int(limit) + 1}""", params).rows
+    nxt = cursor_of(rows[limit - 1][0], f"{rows[limit - 1][1]}\n{rows[limit - 1][3]}") if len(rows) > limit else None
+    return [{"timestamp": iso(t), "invocation_id": i, "task_id": k, "status": s}
+            for t, i, k, s in rows[:limit]], nxt
+
+
+def labels(q, ids) -> dict:
+    """{runner id: {runner_class, hostname, pid, short, label}} of `ids` (read from runner_state by those
+    ids only): `short` is the shortest prefix (6 characters at least) of the id's own part (the id less a
+    leading "<class>@" or "<class>-") that tells it from every other of `ids`, empty when the id is just
+    the class, host and pid (pynenc's "ExternalRunner@host-pid"); `label` is "class host/pid short"."""
+    ids = sorted({i for i in ids if i})
+    if not ids:
+        return {}
+    found: dict = {}
+    for rid, cls, host, pid in q("""
+            SELECT runner_id, arg_max(runner_class, runner_class IS NOT NULL AND runner_class <> 'Runner'),
+                   arg_max(hostname, hostname IS NOT NULL AND hostname <> ''), max(nullif(pid, 0))
+            FROM runner_state WHERE runner_id IN (SELECT unnest($ids::VARCHAR[])) GROUP BY runner_id""",
+                                 {"ids": ids}).rows:
+        found[rid] = (cls, host, pid)
+    return label_rows(ids, found)
+
+
+def label_rows(ids: list, found: dict) -> dict:
+    """The labels of `ids` given {id: (class, host, pid)} of those runner_state knows (`labels`)."""
+    tails = {rid: _own_part(rid, *found.get(rid, (None, None, None))) for rid in ids}
+    out = {}
+    for rid in ids:
+        cls, host, pid = found.get(rid, (None, None, None))
+        short = _shortest_unique(tails[rid], [t for r, t in tails.items() if r != rid]) if rid in found else rid
+        place = f"{host or '?'}/{pid}" if pid else (host or "")
+        label = " ".join(p for p in (cls or "", place, short) if p) or rid
+        out[rid] = {"runner_class": cls, "hostname": host, "pid": pid, "short": short, "label": label}
+    return out
+
+
+def _own_part(rid: str, cls: Optional[str], host: Optional[str], pid: Optional[int]) -> str:
+    """The id less what the label already says: a leading class name, then host and pid, each with its
+    separator (pynenc's "ExternalRunner@host-pid" leaves nothing)."""
+    rest = rid
+    for said in filter(None, (cls, f"{host}-{pid}" if host and pid else None, f"{host}:{pid}" if host and pid else None)):
+        if rest == said:
+            return ""
+        for sep in "@-:_.":
+            if rest.startswith(said + sep) and len(rest) > len(said) + 1:
+                rest = rest[len(said) + 1:]
+                break
+    return rest
+
+
+def _shortest_unique(tail: str, others: list[str], least: int = 6) -> str:
+    """The shortest prefix of `tail`, `least` characters at least, that no other of `others` starts with."""
+    if not tail:
+        return ""
+    n = min(least, len(tail))
+    while n < len(tail) and any(o.startswith(tail[:n]) for o in others):
+        n += 1
+    return tail[:n]

@@ -16,12 +16,13 @@ from tasktrail.store.api import EventLog, QueryTimeout
 
 from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
                tasks, timeline, traces, values, workflow_compare)
-from .anomalies import AnomalySettings, Liveness, listing as anomaly_listing
+from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
 from .health import Health
+from .liveness import Liveness
 from .params import iso, parse_time
 from .reader import Reader
-from .runners import detail as runner_detail, listing as runner_listing
+from .runners import detail as runner_detail, labels as runner_labels, listing as runner_listing
 from .sql_answer import SqlAnswer
 from .workflows import CATEGORIES, DEFAULT_CATEGORIES, Workflows
 
@@ -158,8 +159,15 @@ class QueryService(Health):
     def runners(self, app: Optional[str] = None, runner_id: Optional[str] = None) -> list[dict]:
         return runner_listing(self._q, Liveness(self._q, self._dead()), app, runner_id)
 
-    def runner(self, runner_id: str, app: Optional[str] = None) -> dict:
-        return runner_detail(self._q, runner_id, app, self._dead())
+    def runner(self, runner_id: str, app: Optional[str] = None, cursor: Optional[str] = None,
+               limit: Optional[int] = None) -> dict:
+        """One runner, its workers, a page of its activity (`cursor`: the previous page's `next_cursor`)."""
+        return runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit))
+
+    def runner_labels(self, ids) -> dict:
+        """{id: {runner_class, hostname, pid, short, label}} of the runner ids a page shows, read by those ids
+        (query/runners.labels): the short id tells each from the others of `ids`."""
+        return runner_labels(self._q, ids)
 
     def atomic_executions(self, *, app=None, since=None, until=None, runner=None, status=None, limit=None):
         lo, hi = self._window(since, until)
@@ -173,7 +181,7 @@ class QueryService(Health):
 
     def atomic_schedule(self, app: Optional[str] = None) -> dict:
         """The latest decision of every runner: the current cycle's slot assignment as the runners saw it."""
-        return atomic.schedule(self._q, app)
+        return atomic.schedule(self._q, app, Liveness(self._q, self._dead()))
 
     # --- events, trigger runs ------------------------------------------------------------------
     def events(self, *, app=None, code=None, since=None, until=None, matched=None, triggered=None,
@@ -274,7 +282,7 @@ class QueryService(Health):
 
     def ops(self, app: Optional[str] = None, writer=None) -> dict:
         """What operators check first (query/dashboards.py)."""
-        return dashboards.ops(self._q, self._now(), app, writer)
+        return dashboards.ops(self._q, self._now(), app, writer, Liveness(self._q, self._dead()))
 
     def metrics_snapshot(self) -> dict:
         """The log-derived figures behind /metrics (query/metrics.py): they come from the stored log, so

@@ -186,7 +186,7 @@ def test_killed_worker_fires_the_orphan_alert_and_every_dashboard_panel_has_data
         failure = {r["metric"]["task"]: float(r["value"][1]) for r in answers["Failure rate per task"]}
         assert any(t.endswith("flaky") and v == 1 for t, v in failure.items()), failure
         assert any(t.endswith("work") and v == 0 for t, v in failure.items()), failure
-        assert by("Runners", "state").get("silent", 0) >= 1
+        assert by("Runners", "state").get("dead", 0) >= 1
         assert by("Store size", None)[None] > 0
         # The recording rules evaluate too.
         assert query(prom_url, "app_task:tasktrail_invocations_finished:rate5m")

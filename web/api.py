@@ -91,7 +91,8 @@ def runners(request: Request):
 
 
 def runner(request: Request):
-    return JSONResponse(_qs(request).runner(request.path_params["id"], _p(request, "app")))
+    return JSONResponse(_qs(request).runner(request.path_params["id"], _p(request, "app"), cursor=_p(request, "cursor"),
+                                            limit=_int(request, "limit")))
 
 
 def atomic_executions(request: Request):

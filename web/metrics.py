@@ -60,8 +60,8 @@ _LIVE = (
     ("heartbeats", GaugeMetricFamily, "tasktrail_runner_last_heartbeat_timestamp_seconds",
      "Unix time of each runner's last heartbeat, for runners that sent one within the last day.", ["app", "runner"]),
     ("runners", GaugeMetricFamily, "tasktrail_runners",
-     "Runner contexts stored, by app and state: alive (heard from within --runner-dead-after), stopped (said so), "
-     "silent (neither), client (only submits work).", ["app", "state"]),
+     "Runner contexts stored, by app and state: alive (heard from within --runner-dead-after), stopped (it or "
+     "its runner said so), dead (neither: gone silent), client (only submits work).", ["app", "state"]),
     ("app_last_record", GaugeMetricFamily, "tasktrail_app_last_record_timestamp_seconds",
      "Unix time, by the sender's clock, of the newest record stored from each app (a status transition, runner "
      "event, log line, span or metric point).", ["app"]),

@@ -82,7 +82,8 @@ PATHS = {
     "/invocations/{id}/family": _get("Its family tree: root, nodes, edges.", [ID, APP]),
     "/invocations/{id}/logs": _get("Its log lines, oldest first.", [ID, LIMIT], "array"),
     "/runners": _get("Runner contexts, alive or not.", [APP], "array"),
-    "/runners/{id}": _get("One runner: context, workers, heartbeats, what it runs.", [ID, APP]),
+    "/runners/{id}": _get("One runner: context, workers, heartbeats, what it runs, a page of its activity "
+                          "(recent_activity, next_cursor).", [ID, APP, LIMIT, CURSOR]),
     "/atomic-services/executions": _get("Atomic-service executions.", [
         APP, SINCE, UNTIL, _q("runner", "Runner id."), _q("status", "Status."), LIMIT], "array"),
     "/atomic-services/decisions": _get("Atomic-service claim decisions.", [

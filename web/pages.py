@@ -21,10 +21,12 @@ from . import api as reads
 from .api import _int, _p
 from .idroutes import IdRoute
 from .responses import JSONResponse
+from .runner_labels import labels_for, rendering, runner_label
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
                              FINAL_STATUSES=FINAL_STATUSES)
+TEMPLATES.env.globals["runner_label"] = runner_label
 TEMPLATES.env.filters["seg"] = segment  # an id as one path segment: href="/runners/{{ id|seg }}"
 NAV = [("/", "Overview"), ("/anomalies", "Anomalies"), ("/ops", "Ops"), ("/runs", "Runs"),
        ("/invocations", "Invocations"), ("/timeline", "Timeline"), ("/tasks", "Tasks"), ("/workflows", "Workflows"),
@@ -46,9 +48,10 @@ def render(request: Request, template: str, title: str, data: dict, api: str | N
     sent = request.scope.get("raw_path", b"").decode("latin-1") or quote(request.scope["path"])
     twin = sent + "?" + urlencode([*((k, v) for k, v in request.query_params.multi_items() if k != "format"),
                                    ("format", "json")])
-    return TEMPLATES.TemplateResponse(request, template, {
-        "title": title, "data": data, "api": api, "twin": twin, "nav": NAV,
-        "app": app, "path": request.scope["path"], "settings": request.app.state.page_settings, **extra})
+    with rendering(labels_for(_qs(request), data)):  # runner labels for the `runner` macro (web/runner_labels.py)
+        return TEMPLATES.TemplateResponse(request, template, {
+            "title": title, "data": data, "api": api, "twin": twin, "nav": NAV,
+            "app": app, "path": request.scope["path"], "settings": request.app.state.page_settings, **extra})
 
 
 def overview(request: Request) -> Response:
@@ -102,7 +105,10 @@ def runners(request: Request) -> Response:
 
 def runner(request: Request) -> Response:
     qs, rid = _qs(request), request.path_params["id"]
-    data = qs.runner(rid, _p(request, "app"))
+    data = qs.runner(rid, _p(request, "app"), cursor=_p(request, "cursor"), limit=_int(request, "limit"))
+    keep = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "format")]
+    data["next_url"] = (f"/runners/{segment(rid)}?" + urlencode(keep + [("cursor", data["next_cursor"])])
+                        if data["next_cursor"] else None)
     data["atomic_executions"] = qs.atomic_executions(runner=rid, limit=50)
     data["atomic_decisions"] = qs.atomic_decisions(runner=rid, limit=50)
     return render(request, "runner.html", f"Runner {rid}", data, f"/api/v1/runners/{segment(rid)}")

@@ -56,4 +56,4 @@ def test_schedule_is_each_runners_latest_decision(qs):
     assert s["cycle_start"] == iso(ago(180))
     assert [(d["runner_id"], d["reason"], d["position"], d["slot_start"]) for d in s["slots"]] == [
         ("as-a", "ASSIGNED", 0, iso(ago(180))), ("as-b", "NOT_ASSIGNED_SLOT", 1, iso(ago(150)))]
-    assert qs.atomic_schedule("other") == {"cycle_start": None, "slots": []}
+    assert qs.atomic_schedule("other") == {"cycle_start": None, "slots": [], "left": 0}

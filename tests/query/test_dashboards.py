@@ -50,7 +50,7 @@ def test_apps(qs):
 def test_overview(qs):
     ov = qs.overview("dash-a")
     assert {s: n for s, n in ov["counts_by_status"].items() if n} == {"SUCCESS": 1, "FAILED": 1, "RUNNING": 1}
-    assert ov["in_flight"] == 1 and ov["runners"] == {"alive": 2, "dead": 0, "clients": 0}
+    assert ov["in_flight"] == 1 and ov["runners"] == {"alive": 2, "stopped": 0, "dead": 0, "clients": 0}
     assert ov["anomalies"] == {"orphaned": 0, "pending_too_long": 0, "slow": 0, "failure_spike": 0,
                                "runner_silent": 0, "scheduler_silent": 0}
     assert ov["last_ingest_at"] is not None and [a["app_id"] for a in ov["apps"]] == ["dash-a", "dash-b", "dash-c"]
@@ -63,8 +63,10 @@ def test_ops(qs):
     assert [(i["invocation_id"], i["elapsed_s"]) for i in ops["in_flight"]] == [("d3", 120.0)]
     assert [i["invocation_id"] for i in ops["recent_failures"]] == ["d2"]
     assert ops["heartbeats"] == [
-        {"runner_id": "on-time", "last": iso(ago(10)), "every_s": 10.0, "next_expected": iso(ago(0)), "late": False},
-        {"runner_id": "late", "last": iso(ago(45)), "every_s": 10.0, "next_expected": iso(ago(35)), "late": True}]
+        {"runner_id": "on-time", "last": iso(ago(10)), "every_s": 10.0, "state": "alive", "next_expected": iso(ago(0)),
+         "late": False},
+        {"runner_id": "late", "last": iso(ago(45)), "every_s": 10.0, "state": "alive", "next_expected": iso(ago(35)),
+         "late": True}]
     assert ops["scheduler"] == {"last_fire": iso(ago(30)), "every_s": 30.0, "next_expected": iso(ago(0)),
                                 "late": False}
     # The ledger's times are the wall clock's, later than this service's clock: every request is "recent".

@@ -49,7 +49,8 @@ def test_a_runner_as_listed(qs):
     assert live == {"runner_id": "live-1", "app_id": "run-app", "runner_class": "PersistentProcessRunner",
                     "parent_runner_id": None, "hostname": "h1", "pid": 10, "first_seen": iso(ago(5000)),
                     "last_heartbeat": iso(ago(30)), "last_activity": iso(ago(30)), "stopped_at": None,
-                    "alive": True, "role": "runner", "running_invocations": ["job-1"]}
+                    "alive": True, "role": "runner", "state": "alive", "running_invocations": ["job-1"],
+                    "runner_label": "PersistentProcessRunner h1/10 live-1"}
     worker = next(r for r in qs.runners() if r["runner_id"] == "live-1-w")
     assert worker["running_invocations"] == ["job-1"] and worker["parent_runner_id"] == "live-1"
     assert qs.runners("another-app") == []
