@@ -236,12 +236,13 @@ def attempts(rows: list[dict]) -> list[dict]:
             n = r["attempt"] if r["attempt"] is not None else len(out)
             cur = {"attempt": n, "runner_id": r["runner_id"], "worker_id": r["worker_id"],
                    "started_at": iso(r["timestamp"]), "ended_at": None, "status": "RUNNING",
-                   "trace_id": r["trace_id"], "span_id": r["span_id"], "error_type": None}
+                   "trace_id": r["trace_id"], "span_id": r["span_id"], "error_type": None, "error_message": None}
             out.append(cur)
         elif cur is not None and r["status"] not in ("PENDING", "PAUSED"):
             cur["ended_at"] = iso(r["timestamp"])
             cur["status"] = r["status"]
             cur["error_type"] = r["error_type"]
+            cur["error_message"] = None if r.get("error_message") is None else str(r["error_message"])
             cur["trace_id"] = cur["trace_id"] or r["trace_id"]
             cur["span_id"] = cur["span_id"] or r["span_id"]
             cur = None

@@ -84,7 +84,8 @@ def test_detail_of_a_failed_member(shop):
                           "traceback": "Traceback (most recent call last):\nKeyError: 'sku'"}
     assert d["attempts"] == [{"attempt": 0, "runner_id": "runner-A", "worker_id": "worker-A2",
                               "started_at": iso(ago(265)), "ended_at": iso(ago(260)), "status": "FAILED",
-                              "trace_id": None, "span_id": None, "error_type": "KeyError"}]
+                              "trace_id": None, "span_id": None, "error_type": "KeyError",
+                              "error_message": "'sku'"}]
     assert d["links"] == {"trace": None, "jaeger": None, "tempo": None}
     assert qs.invocation(ids["root"])["workflow"]["role"] == "root"
     with pytest.raises(NotFound):
