@@ -156,6 +156,9 @@ def test_runs_pages_by_cursor(filled, page):
     assert "app" in page.eval_on_selector_all("#runs thead th", "ths => ths.map(t => t.textContent)")
     page.goto(srv.web + "/runs?since=-1h&app=pages")
     assert "app" not in page.eval_on_selector_all("#runs thead th", "ths => ths.map(t => t.textContent)")
+    page.goto(srv.web + "/invocations?since=-1h")  # the invocations list too
+    assert "app" in page.eval_on_selector_all(".inv-table thead th", "ths => ths.map(t => t.textContent)")
+    page.goto(srv.web + "/runs?since=-1h&app=pages")
     # A triggered run is shown by its condition, not a hash.
     cond = page.locator(f'#runs tr[data-invocation-id="{ids["trig"]}"] .trigger-cond')
     assert cond.inner_text() == "status:pages.b:SUCCESS"
