@@ -123,6 +123,10 @@ def test_idle_task_and_workflow_type_are_listed(filled, page):
     assert twin["pages.sleepy"]["invocations"] == 0 and twin["pages.sleepy"]["last_run"] == last.get_attribute("datetime")
     assert twin["pages.many"]["invocations"] == MANY
     shot(page, "tasks-idle")
+    when = last.get_attribute("datetime")
+    row.locator("td.task a").click()  # its task page says when it last ran
+    page.wait_for_load_state()
+    assert page.locator("#task-last-run time").get_attribute("datetime") == when
     page.goto(srv.web + "/workflows")
     wrow = page.locator('#workflow-types tr[data-workflow-type="pages.oldflow"]')
     assert wrow.count() == 1 and wrow.locator("td").nth(2).inner_text() == "0"

@@ -41,3 +41,9 @@ def test_idle_workflow_type_listed(qs):
     # A window that holds the run counts it as before.
     old = {t["workflow_type"]: t for t in qs.workflow_types(since="-3d")["items"]}
     assert old["idle.flow"]["runs"] == 1
+
+
+def test_an_idle_task_page_says_its_last_run(qs):
+    t = qs.task("idle.sleepy")
+    assert (t["invocations"], t["last_run"]) == (0, iso(ago(2 * 86_400 - 60)))
+    assert qs.task("idle.busy")["last_run"] == iso(ago(600))
