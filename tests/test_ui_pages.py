@@ -167,6 +167,11 @@ def test_runs_pages_by_cursor(filled, page):
     cond = page.locator(f'#runs tr[data-invocation-id="{ids["trig"]}"] .trigger-cond')
     assert cond.inner_text() == "status:pages.b:SUCCESS"
     shot(page, "runs-paged")
+    page.goto(srv.web + "/trigger-runs?app=pages")  # the trigger runs list and the invocation's page say it too
+    assert page.locator('#trigger-runs tr[data-trigger-run-id="tr-pages"] .trigger-cond').inner_text() == \
+        "status:pages.b:SUCCESS"
+    page.goto(srv.web + f"/invocations/{ids['trig']}")
+    assert page.locator("#inv-trigger-runs .trigger-cond").inner_text() == "status:pages.b:SUCCESS"
 
 
 FAMILY_GEOMETRY = """() => {
