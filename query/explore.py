@@ -71,7 +71,15 @@ class _Found:
                 self.other.update({(kind, v): v in stored for v in vals})
 
     def view(self, kind: str, value: str) -> dict:
-        """{resolved, id, link, candidates} of one reference (resolved None: not an entity kind)."""
+        """{resolved, id, link, candidates, reason} of one reference (resolved None: not an entity kind);
+        `reason` says why an unresolved one is (not stored here, or a prefix of several stored ids)."""
+        out = self._view(kind, value)
+        out["reason"] = None if out["resolved"] is not False else (
+            f"ambiguous: {len(out['candidates'])}{'+' if len(out['candidates']) >= 6 else ''} stored ids start with it"
+            if out["candidates"] else "not in this store")
+        return out
+
+    def _view(self, kind: str, value: str) -> dict:
         if kind in log_explorer.INVOCATION_KINDS:
             return _entity(self.invocations.get(value), "invocation_id", "/invocations/")
         if kind in log_explorer.RUNNER_KINDS:

@@ -150,22 +150,40 @@ def _descendants(q, root: str, by_trace: bool, max_nodes: int, max_depth: int,
     return nodes_depth, edges, truncated
 
 
-def _nodes(q, nodes_depth: dict) -> list[dict]:
+def _nodes(q, nodes_depth: dict, edges: list[dict]) -> list[dict]:
+    """The nodes in tree order (each parent before its children, siblings by creation time), as the
+    graph draws the tree; `updated_at` is the node's last change (so a view spans the whole family)."""
     ids = list(nodes_depth)
     info = {d["invocation_id"]: d for d in q(f"""
         SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
                arg_max(status, status_key) AS status, min(created_at) AS created_at,
-               max(updated_at) AS updated_at
+               max(updated_at) AS updated_at, any_value(workflow_id) AS workflow_id
         FROM invocation_state WHERE {by_ids(len(ids))} GROUP BY invocation_id""", ids + ids).dicts()}
     nodes = []
-    for i in ids:
+    for i in tree_order(ids[0], edges, lambda c: (info.get(c, {}).get("created_at") or _FAR, c)):
         d = info.get(i, {})
         final = d.get("status") in FINAL_STATUSES
         nodes.append({"invocation_id": i, "task_id": d.get("task_id"), "status": d.get("status"),
-                      "created_at": iso(d.get("created_at")),
+                      "created_at": iso(d.get("created_at")), "updated_at": iso(d.get("updated_at")),
                       "duration_s": (d["updated_at"] - d["created_at"]).total_seconds() if final else None,
-                      "depth": nodes_depth[i]})
+                      "is_final": final, "workflow_id": d.get("workflow_id"), "depth": nodes_depth[i]})
     return nodes
+
+
+def tree_order(root: str, edges: list[dict], key) -> list[str]:
+    """Depth-first from `root` along the edges that placed each node (its first edge), children by `key`."""
+    kids: dict = {}
+    placed = {root}
+    for e in edges:
+        if e["child"] not in placed:
+            placed.add(e["child"])
+            kids.setdefault(e["parent"], []).append(e["child"])
+    out, stack = [], [root]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        stack.extend(sorted(kids.get(n, ()), key=key, reverse=True))
+    return out
 
 
 def tree(q, invocation_id: str, rng: TimeRange, *, max_nodes: int, max_depth: int,
@@ -183,4 +201,4 @@ def tree(q, invocation_id: str, rng: TimeRange, *, max_nodes: int, max_depth: in
     by_trace = has_transition(q, root, f"source NOT IN ({_PARENT_SAYING_IN})",
                               rng if root == invocation_id else None)
     nodes_depth, edges, truncated = _descendants(q, root, by_trace, max_nodes, max_depth, related_after_s)
-    return {"root_id": root, "nodes": _nodes(q, nodes_depth), "edges": edges, "truncated": truncated}
+    return {"root_id": root, "nodes": _nodes(q, nodes_depth, edges), "edges": edges, "truncated": truncated}

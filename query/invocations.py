@@ -20,8 +20,8 @@ from tasktrail.store.api import INVOCATION_COLUMNS
 
 from . import values
 from .adjust import adjustment, settled
-from .errors import NotFound
-from .params import cursor_of, iso
+from .errors import BadRequest, NotFound
+from .params import BAD_CURSOR, cursor_of, cursor_time, cursor_values, encode_cursor, iso
 from .reader import BY_ID, by_ids, conditions, where
 
 # sort name -> (column, descending, cast of the cursor value)
@@ -31,8 +31,13 @@ SORTS = {
     "task_id": ("task_id", False, ""), "-task_id": ("task_id", True, ""),
     "status": ("status", False, ""), "-status": ("status", True, ""),
 }
-RUN_SORTS = {None: "started_at DESC", "-started_at": "started_at DESC", "started_at": "started_at ASC",
-             "-duration_s": "duration_s DESC NULLS LAST", "task_id": "task_id, started_at DESC"}
+# runs sort name -> its keys (column, descending), the invocation id last: a total order for cursor pages.
+RUN_KEYS = {None: [("started_at", True), ("invocation_id", True)],
+            "-started_at": [("started_at", True), ("invocation_id", True)],
+            "started_at": [("started_at", False), ("invocation_id", False)],
+            "-duration_s": [("duration_s", True), ("invocation_id", True)],
+            "task_id": [("task_id", False), ("started_at", True), ("invocation_id", True)]}
+RUN_SORTS = tuple(RUN_KEYS)
 # Sources that say an invocation's parent outright: with them, no parent means none (no trace lookup).
 PARENT_SAYING_SOURCES = (names.RUSTVELLO_V1, names.TASKTRAIL_V1)
 
@@ -231,12 +236,13 @@ def attempts(rows: list[dict]) -> list[dict]:
             n = r["attempt"] if r["attempt"] is not None else len(out)
             cur = {"attempt": n, "runner_id": r["runner_id"], "worker_id": r["worker_id"],
                    "started_at": iso(r["timestamp"]), "ended_at": None, "status": "RUNNING",
-                   "trace_id": r["trace_id"], "span_id": r["span_id"], "error_type": None}
+                   "trace_id": r["trace_id"], "span_id": r["span_id"], "error_type": None, "error_message": None}
             out.append(cur)
         elif cur is not None and r["status"] not in ("PENDING", "PAUSED"):
             cur["ended_at"] = iso(r["timestamp"])
             cur["status"] = r["status"]
             cur["error_type"] = r["error_type"]
+            cur["error_message"] = None if r.get("error_message") is None else str(r["error_message"])
             cur["trace_id"] = cur["trace_id"] or r["trace_id"]
             cur["span_id"] = cur["span_id"] or r["span_id"]
             cur = None
@@ -267,7 +273,9 @@ def _started_by(d: dict) -> dict:
     if d["trigger_run_id"]:
         cron = "CronContext" in (d["participants"] or "")
         return {"kind": "cron" if cron else ("event" if d["parent_event_id"] else "trigger"),
-                "ref": d["parent_event_id"] if d["parent_event_id"] and not cron else d["trigger_run_id"]}
+                "ref": d["parent_event_id"] if d["parent_event_id"] and not cron else d["trigger_run_id"],
+                "trigger_run_id": d["trigger_run_id"], "trigger_id": d.get("trigger_id"),
+                "condition_ids": list(d.get("condition_ids") or [])}
     if d["parent_event_id"]:
         return {"kind": "event", "ref": d["parent_event_id"]}
     if d["parent_invocation_id"]:
@@ -275,10 +283,41 @@ def _started_by(d: dict) -> dict:
     return {"kind": "submitted", "ref": None}
 
 
+def _run_after(keys: list[tuple[str, bool]], after: list) -> tuple[str, list]:
+    """The keyset condition for rows after `after` (one value per key) in `keys` order (NULLS LAST)."""
+    ors, params = [], []
+    for i, (col, desc) in enumerate(keys):
+        if after[i] is None:  # nothing sorts after a NULL but rows equal to it on this key
+            continue
+        ands = [f"{c} IS NOT DISTINCT FROM ?" for c, _ in keys[:i]]
+        ors.append("(" + " AND ".join(ands + [f"({col} {'<' if desc else '>'} ? OR {col} IS NULL)"]) + ")")
+        params += after[:i] + [after[i]]
+    return "(" + (" OR ".join(ors) or "false") + ")", params
+
+
+def run_cursor(cursor: Optional[str], sort: Optional[str]) -> Optional[list]:
+    """The key values a runs page goes on after (`cursor` as `runs` wrote it for `sort`); None without one."""
+    keys = RUN_KEYS[sort]
+    values = cursor_values(cursor, len(keys))
+    if values is None:
+        return None
+    out = []
+    for (col, _), v in zip(keys, values):
+        if v is not None and col == "started_at":
+            v = cursor_time(v)
+        elif v is not None and not isinstance(v, str if col in ("task_id", "invocation_id") else (int, float)):
+            raise BadRequest(BAD_CURSOR)
+        out.append(v)
+    if out[-1] is None:
+        raise BadRequest(BAD_CURSOR)
+    return out
+
+
 def runs(q, *, app: Optional[str] = None, task: Optional[str] = None, statuses: Sequence[str] = (),
          since: Optional[datetime] = None, until: Optional[datetime] = None, sort: Optional[str] = None,
-         limit: int = 50) -> dict:
-    """The runs table: one row per invocation, started descending, with how it was started."""
+         limit: int = 50, after: Optional[list] = None) -> dict:
+    """The runs table: one row per invocation, started descending, with how it was started; a page of
+    `limit` after the keys `after` (`run_cursor`), and the cursor of the next one."""
     clauses, params = [], []
     if statuses:
         clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
@@ -286,7 +325,13 @@ def runs(q, *, app: Optional[str] = None, task: Optional[str] = None, statuses: 
     more, more_params = conditions(("started_at >= ?", since), ("started_at < ?", until), ("task_id = ?", task))
     clauses += more
     params += more_params
+    keys = RUN_KEYS[sort]
+    if after is not None:
+        cond, after_params = _run_after(keys, after)
+        clauses.append(cond)
+        params += after_params
     inner = "WHERE app_id = ?" if app else ""
+    order = ", ".join(f"{c} {'DESC' if d else 'ASC'} NULLS LAST" for c, d in keys)
     rows = q(f"""
         WITH i AS (
           SELECT app_id, invocation_id, task_id, status, created_at, updated_at,
@@ -294,15 +339,24 @@ def runs(q, *, app: Optional[str] = None, task: Optional[str] = None, statuses: 
           FROM invocation_state {inner}),
         r AS (SELECT *, CASE WHEN status IN ({FINAL_SQL})
                              THEN epoch(updated_at) - epoch(started_at) END AS duration_s FROM i)
-        SELECT r.*, tr.trigger_run_id, tr.participants
+        SELECT r.*, tr.trigger_run_id, tr.trigger_id, tr.condition_ids, tr.participants
         FROM r LEFT JOIN (SELECT triggered_invocation_id, arg_max(trigger_run_id, ts) AS trigger_run_id,
+                                 arg_max(trigger_id, ts) AS trigger_id, arg_max(condition_ids, ts) AS condition_ids,
                                  arg_max(participants, ts) AS participants
                           FROM trigger_runs GROUP BY 1) tr ON tr.triggered_invocation_id = r.invocation_id
         {where(clauses)}
-        ORDER BY {RUN_SORTS[sort]} LIMIT {limit}""", ([app] if app else []) + params).dicts()
-    items = [{"invocation_id": d["invocation_id"], "app_id": d["app_id"], "task_id": d["task_id"],
-              "status": d["status"], "is_final": d["status"] in FINAL_STATUSES,
-              "started_at": iso(d["started_at"]), "updated_at": iso(d["updated_at"]),
-              "duration_s": d["duration_s"], "attempts": int(d["attempts"]),
-              "retried": int(d["attempts"]) > 1, "started_by": _started_by(d)} for d in rows]
-    return {"items": items, "running": any(not i["is_final"] for i in items)}
+        ORDER BY {order} LIMIT {limit + 1}""", ([app] if app else []) + params).dicts()
+    items = [_run_row(d) for d in rows[:limit]]
+    nxt = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        nxt = encode_cursor([iso(last[c]).rstrip("Z") if c == "started_at" else last[c] for c, _ in keys])
+    return {"items": items, "running": any(not i["is_final"] for i in items), "next_cursor": nxt}
+
+
+def _run_row(d: dict) -> dict:
+    return {"invocation_id": d["invocation_id"], "app_id": d["app_id"], "task_id": d["task_id"],
+            "status": d["status"], "is_final": d["status"] in FINAL_STATUSES,
+            "started_at": iso(d["started_at"]), "updated_at": iso(d["updated_at"]),
+            "duration_s": d["duration_s"], "attempts": int(d["attempts"]),
+            "retried": int(d["attempts"]) > 1, "started_by": _started_by(d)}

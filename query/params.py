@@ -149,6 +149,11 @@ def _decode_cursor(cursor: str, n: int = 2) -> list:
         raise BadRequest(BAD_CURSOR) from None
 
 
+def cursor_values(cursor: Optional[str], n: int) -> Optional[list]:
+    """The `n` values a cursor of this server holds (checked by the caller); None without a cursor."""
+    return _decode_cursor(cursor, n) if cursor else None
+
+
 def page_cursor(cursor: Optional[str], timed: bool) -> Optional[tuple]:
     """(sort key, invocation id) after which a page of invocations goes on: the key is a datetime when
     the sort is by a time (`timed`), else the value as written. None without a cursor."""

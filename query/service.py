@@ -122,13 +122,14 @@ class QueryService(Health):
         return inv.whole_value(self._q, invocation_id, name, app, rng, raw, self.settings.previews)
 
     def runs(self, *, app=None, task=None, status: Sequence[str] | None = None, since=None, until=None,
-             sort: Optional[str] = None, limit: Optional[int] = None) -> dict:
-        """The runs table: one row per invocation, started descending, with how it was started."""
+             sort: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> dict:
+        """The runs table: one row per invocation, started descending, with how it was started; cursor pages."""
         limit = params.limit(limit)
         params.choice("sort", sort, inv.RUN_SORTS, [k for k in inv.RUN_SORTS if k])
         statuses = params.statuses(status)
         lo, hi = self._window(since, until)
-        return inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi, sort=sort, limit=limit)
+        return inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi, sort=sort, limit=limit,
+                        after=inv.run_cursor(cursor, sort))
 
     # --- family, traces ------------------------------------------------------------------
     def trace_links(self, trace_id: Optional[str]) -> dict:

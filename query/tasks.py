@@ -71,7 +71,31 @@ def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
         lo = since or d["first"]
         hi = until or (now if since is not None or d["n"] > d["finished"] else d["last"])
         items.append(_row(d, (hi - lo).total_seconds()))
-    return {"items": items, "since": iso(since), "until": iso(until)}
+    return {"items": _with_idle(items, last_runs(q, "task_id", app)), "since": iso(since), "until": iso(until)}
+
+
+def last_runs(q, key: str, app=None, where: str = "true", params: Optional[dict] = None) -> dict:
+    """{(app, `key`): created_at of its latest invocation ever}: every known task (or workflow type) from
+    the cache, one grouped read of three columns (no transition is read)."""
+    cond, params = where, dict(params or {})
+    if app:
+        cond += " AND app_id = $app"
+        params["app"] = app
+    return {(a, k): t for a, k, t in q(f"SELECT app_id, {key}, max(created_at) FROM invocation_state "
+                                        f"WHERE {cond} GROUP BY ALL", params).rows}
+
+
+def _with_idle(items: list[dict], known: dict) -> list[dict]:
+    """The window's rows with each one's last run, then every known task that did not run in it (zero
+    counts, latest run first)."""
+    for r in items:
+        r["last_run"] = iso(known.get((r["app_id"], r["task_id"])))
+    seen = {(r["app_id"], r["task_id"]) for r in items}
+    idle = sorted((k for k in known if k not in seen), key=lambda k: (known[k], k[1] or ""), reverse=True)
+    return items + [{"app_id": a, "task_id": t, "invocations": 0, "counts_by_status": {}, "finished": 0,
+                     "success_rate": None, "duration_s": dict.fromkeys(("p50", "p95", "p99", "mean", "max")),
+                     "throughput_per_min": None, "first_seen": None, "last_seen": None,
+                     "last_run": iso(known[(a, t)])} for a, t in idle]
 
 
 def _step(window_s: float) -> int:
@@ -87,14 +111,14 @@ def task_detail(q, now: datetime, task_id: str, *, app=None, since=None, until=N
     latest message as a preview of at most `message_bytes`, described as query/values.py does)."""
     where, params = _cond(app, since, until, task_id)
     rows = q(_STATS.format(where=where), params).dicts()
+    known = last_runs(q, "task_id", app, "task_id = $task", {"task": task_id})
+    last_run = iso(max(known.values())) if known else None
     if not rows:
-        known = q("SELECT 1 FROM invocation_state WHERE task_id = $task" + (" AND app_id = $app" if app else "")
-                  + " LIMIT 1", {k: v for k, v in params.items() if k in ("task", "app")}).rows
         if not known:
             raise NotFound(f"task {task_id} is not in the log" + (f" of app {app}" if app else ""))
         return {"task_id": task_id, "app_id": app, "invocations": 0, "counts_by_status": {}, "finished": 0,
                 "success_rate": None, "duration_s": None, "throughput_per_min": None, "series": None,
-                "errors": [], "since": iso(since), "until": iso(until), "apps": []}
+                "errors": [], "since": iso(since), "until": iso(until), "apps": [], "last_run": last_run}
     first = min(d["first"] for d in rows)
     last = max(d["last"] for d in rows)
     lo = since or first
@@ -108,6 +132,7 @@ def task_detail(q, now: datetime, task_id: str, *, app=None, since=None, until=N
     total["errors"] = _errors(q, task_id, app, since or first, until or last, message_bytes)
     total["apps"] = [r["app_id"] for r in per_app]
     total["since"], total["until"] = iso(since), iso(until)
+    total["last_run"] = last_run
     return total
 
 

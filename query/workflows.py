@@ -20,6 +20,7 @@ from .adjust import at
 from .errors import BadRequest, NotFound
 from .params import iso
 from .reader import BY_ID
+from .tasks import last_runs
 
 MAX_COMPARE = 10
 MAX_MEMBERS = 5000
@@ -165,11 +166,25 @@ class Workflows:
                   FROM invocation_state WHERE workflow_id IS NOT NULL {where})
             GROUP BY app_id, workflow_type HAVING count(*) FILTER (WHERE root) > 0
             ORDER BY last_run DESC""", params).dicts()
-        return {"items": [{"app_id": d["app_id"], "workflow_type": d["workflow_type"], "runs": int(d["runs"]),
-                           "counts_by_status": {k or "UNKNOWN": int(v) for k, v in dict(d["by_status"] or {}).items()},
-                           "duration_s": {"p50": (d["q"] or [None])[0], "p95": (d["q"] or [None, None])[1]},
-                           "members": int(d["members"] or 0), "last_run_at": iso(d["last_run"])}
-                          for d in rows]}
+        items = [{"app_id": d["app_id"], "workflow_type": d["workflow_type"], "runs": int(d["runs"]),
+                  "counts_by_status": {k or "UNKNOWN": int(v) for k, v in dict(d["by_status"] or {}).items()},
+                  "duration_s": {"p50": (d["q"] or [None])[0], "p95": (d["q"] or [None, None])[1]},
+                  "members": int(d["members"] or 0), "last_run_at": iso(d["last_run"])} for d in rows]
+        if workflow_type is None:
+            items += self._idle_types(items, app)
+        return {"items": items}
+
+    def _idle_types(self, items: list[dict], app) -> list[dict]:
+        """Every known workflow type without a run in the window: zero counts and its latest run ever
+        (one grouped read of the cache's defining invocations)."""
+        known = last_runs(self.q, "workflow_type", app, "workflow_id = invocation_id AND workflow_type IS NOT NULL")
+        for i in items:  # the latest run ever, which a window's `until` may hide
+            i["last_run_at"] = iso(known.get((i["app_id"], i["workflow_type"]))) or i["last_run_at"]
+        seen = {(i["app_id"], i["workflow_type"]) for i in items}
+        idle = sorted((k for k in known if k not in seen), key=lambda k: (known[k], k[1]), reverse=True)
+        return [{"app_id": a, "workflow_type": t, "runs": 0, "counts_by_status": {},
+                 "duration_s": {"p50": None, "p95": None}, "members": 0, "last_run_at": iso(known[(a, t)])}
+                for a, t in idle]
 
     def run_row(self, workflow_id: str, app=None) -> dict:
         cond, params = BY_ID, [workflow_id, workflow_id]

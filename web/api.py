@@ -240,7 +240,8 @@ def runs(request: Request):
     p = request.query_params
     return JSONResponse(_qs(request).runs(app=_p(request, "app"), task=_p(request, "task"), status=p.getlist("status"),
                                           since=_p(request, "since"), until=_p(request, "until"),
-                                          sort=_p(request, "sort"), limit=_int(request, "limit")))
+                                          sort=_p(request, "sort"), limit=_int(request, "limit"),
+                                          cursor=_p(request, "cursor")))
 
 
 def ops(request: Request):

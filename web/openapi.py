@@ -104,12 +104,14 @@ PATHS = {
     "/traces/{trace_id}": _get("A trace's spans as OTLP/JSON.", [_path("trace_id", "32 hex characters.")]),
     "/anomalies": _get("Orphaned, stuck and slow invocations, failure spikes, silent runners; each says why.",
                        [APP]),
-    "/tasks": _get("Per task: counts by status, success rate, duration p50/p95/p99, throughput.",
+    "/tasks": _get("Every known task: counts by status, success rate, duration p50/p95/p99, throughput in the "
+                   "window (zero for one idle in it) and its last run ever.",
                    [APP, SUMMARY_SINCE, UNTIL]),
     "/tasks/{task_id}": _get("One task: its figures, a duration and throughput series over time, error types with "
                              "their latest example, recent invocations.",
                              [_path("task_id", "The task id."), APP, SUMMARY_SINCE, UNTIL]),
-    "/workflows": _get("Workflow types: runs, statuses, duration p50/p95, members.", [APP, SUMMARY_SINCE, UNTIL]),
+    "/workflows": _get("Every known workflow type: runs, statuses, duration p50/p95, members in the window "
+                       "(zero for one idle in it) and its last run ever.", [APP, SUMMARY_SINCE, UNTIL]),
     "/workflows/runs": _get("Workflow runs, newest first, with status, duration, members, parent workflow.", [
         APP, _q("type", "Workflow type."), STATUS_LIST, SINCE, UNTIL, LIMIT]),
     "/workflows/runs/{id}": _get("One run: members with time per status, sub-workflows, occupancy histogram.", [
@@ -139,7 +141,7 @@ PATHS = {
     "/log-explorer": _post("Resolve pasted pynenc / rustvello / tasktrail log lines against the store.", {
         "type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
     "/runs": _get("Runs: started newest first with live duration.", [
-        APP, _q("task", "Task id."), STATUS_LIST, SINCE, UNTIL, _q("sort", "Sort key."), LIMIT]),
+        APP, _q("task", "Task id."), STATUS_LIST, SINCE, UNTIL, _q("sort", "Sort key."), LIMIT, CURSOR]),
     "/ops": _get("In flight, recent failures, heartbeats, scheduler, ingest figures.", [APP]),
     "/sql": _post("One read-only SELECT over the log (time limit and row cap apply).", {
         "type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}),

@@ -171,8 +171,11 @@ def runs_page(request: Request) -> Response:
     p = request.query_params
     filters = {"task": _p(request, "task"), "status": p.getlist("status"), "since": _p(request, "since"),
                "until": _p(request, "until"), "sort": _p(request, "sort")}
-    data = _qs(request).runs(app=_p(request, "app"), limit=_int(request, "limit") or 200, **filters)
+    data = _qs(request).runs(app=_p(request, "app"), limit=_int(request, "limit") or 200,
+                             cursor=_p(request, "cursor"), **filters)
     data["filters"] = {**filters, "status": [s.upper() for v in filters["status"] for s in v.split(",") if s]}
+    keep = [(k, v) for k, v in p.multi_items() if k not in ("cursor", "format")]
+    data["next_url"] = "/runs?" + urlencode(keep + [("cursor", data["next_cursor"])]) if data["next_cursor"] else None
     return render(request, "runs.html", "Runs", data, "/api/v1/runs")
 
 

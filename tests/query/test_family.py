@@ -70,7 +70,11 @@ def test_the_tree_is_the_same_from_any_member(qs):
                      "fam-by-event": 2, "fam-by-trigger": 3}
     root = next(n for n in whole["nodes"] if n["invocation_id"] == "fam-root")
     assert root == {"invocation_id": "fam-root", "task_id": "app.order", "status": "SUCCESS",
-                    "created_at": "2026-06-01T11:59:00.000000Z", "duration_s": 20.0, "depth": 0}
+                    "created_at": "2026-06-01T11:59:00.000000Z", "updated_at": "2026-06-01T11:59:20.000000Z",
+                    "duration_s": 20.0, "is_final": True, "workflow_id": None, "depth": 0}
+    # Tree order, as the graph draws it: each parent before its children, siblings by creation time.
+    assert [n["invocation_id"] for n in whole["nodes"]] == [
+        "fam-root", "fam-kid", "fam-by-event", "fam-by-trigger", "fam-leaf-0", "fam-leaf-1", "fam-leaf-2"]
     assert qs.family("fam-by-trigger") == whole  # walked up: trigger run, event, parent
     with pytest.raises(NotFound):
         qs.family("nope")

@@ -55,7 +55,7 @@ def test_lines_and_continuations(explored):
 def test_runners_resolve_by_exact_id_or_unique_prefix(explored):
     first, second, third, _ = explored["lines"]
     assert first["runners"] == [{"class": "TR", "value": "dd18ec03", "resolved": True, "id": RUNNER,
-                                 "link": f"/runners/{RUNNER}", "candidates": []}]
+                                 "link": f"/runners/{RUNNER}", "candidates": [], "reason": None}]
     assert _view(second["runners"][0]) == {"resolved": False, "id": None, "link": None, "candidates": [RUNNER, TWIN]}
     assert [r["id"] for r in third["runners"]] == [RUNNER, TWIN]
 
@@ -63,9 +63,9 @@ def test_runners_resolve_by_exact_id_or_unique_prefix(explored):
 def test_invocations_tasks_and_other_references(explored):
     _, second, third, plain = explored["lines"]
     assert third["invocation"] == {"value": INV, "resolved": True, "id": INV, "link": f"/invocations/{INV}",
-                                   "candidates": [], "status": "RUNNING", "task_id": "demo.child"}
+                                   "candidates": [], "reason": None, "status": "RUNNING", "task_id": "demo.child"}
     assert third["task"] == {"value": "demo.child", "resolved": True, "id": "demo.child",
-                             "link": "/invocations?task=demo.child", "candidates": []}
+                             "link": "/invocations?task=demo.child", "candidates": [], "reason": None}
     assert {(r["kind"], r["value"]): r["resolved"] for r in second["refs"]} == {
         ("task", "demo.child"): True, ("invocation", INV): True}
     refs = {(r["kind"], r["value"]): _view(r) for r in plain["refs"]}
@@ -81,3 +81,11 @@ def test_invocations_tasks_and_other_references(explored):
 def test_timeline_window_around_the_invocations_and_their_parents(explored):
     # Their transitions span -90 s to -50 s; padded by 10 % (4 s) each side.
     assert explored["timeline"] == {"since": iso(ago(94)), "until": iso(ago(46)), "invocations": [PARENT, INV]}
+
+
+def test_unresolved_references_say_why(explored):
+    _, second, _, plain = explored["lines"]
+    assert second["runners"][0]["reason"] == "ambiguous: 2 stored ids start with it"
+    reasons = {(r["kind"], r["value"]): r["reason"] for r in plain["refs"]}
+    assert reasons[("trigger-run", "tr-none")] == reasons[("id", UNKNOWN)] == "not in this store"
+    assert reasons[("event", "ev-x")] is None

@@ -20,7 +20,10 @@ def test_types_and_runs(scenario):
     types = {t["workflow_type"]: t for t in qs.workflow_types(since="all")["items"]}
     assert (types["shop.checkout"]["runs"], types["shop.checkout"]["members"]) == (10, 30)
     assert types["shop.checkout"]["counts_by_status"] == {"SUCCESS": 10} and types["shop.refund"]["runs"] == 1
-    assert qs.workflow_types(since="-30m")["items"] == []  # the scenario ends 37 min before the clock
+    # The scenario ends 37 min before the clock: every type is still listed, idle, with its latest run ever.
+    idle = {t["workflow_type"]: t for t in qs.workflow_types(since="-30m")["items"]}
+    assert set(idle) == set(types) and all(t["runs"] == 0 and t["counts_by_status"] == {} for t in idle.values())
+    assert all(idle[k]["last_run_at"] == types[k]["last_run_at"] is not None for k in types)
     runs = qs.workflow_runs(workflow_type="shop.checkout")
     assert [r["workflow_id"] for r in runs["items"]] == [f"wf-{k}" for k in reversed(range(10))]
     assert not runs["truncated"] and all(r["members"] == 3 and r["failed_members"] == 0 for r in runs["items"])

@@ -12,17 +12,26 @@
   canvas.parentNode.style.position = "relative"; canvas.parentNode.appendChild(tip);
   const timeline = new TT.Timeline(canvas, { compact: true, tip, onOpen: (id) => { location.href = "/invocations/" + TT.seg(id); } });
 
+  // A reference: linked when it resolves; when it does not, it says why (not in this store, or the prefix
+  // of several stored ids, listed in its title). Long ids stay on one line.
   function chip(kind, value, r) {
     const el = document.createElement(r.link ? "a" : "span");
     el.className = "chip " + (r.resolved === false ? "unresolved" : r.resolved ? "resolved" : "plain");
     el.textContent = `${kind}:${value}`;
     if (r.link) el.href = r.link;
-    if (r.resolved === false) el.title = r.candidates && r.candidates.length ? "ambiguous: " + r.candidates.join(", ") : "not in the store";
     el.dataset.kind = kind;
     el.dataset.resolved = String(r.resolved);
     if (kind === "invocation" && r.id) el.dataset.invocationId = r.id;
     if ((kind === "runner" || kind === "worker") && r.id) el.dataset.runnerId = r.id;
-    return el;
+    if (r.resolved !== false) return el;
+    const box = document.createElement("span");
+    box.className = "ref-unresolved";
+    const why = document.createElement("span");
+    why.className = "reason";
+    why.textContent = r.reason || "not in this store";
+    el.title = why.title = r.candidates && r.candidates.length ? "candidates: " + r.candidates.join(", ") : "no stored id matches it";
+    box.append(el, " ", why);
+    return box;
   }
 
   function render(res) {
@@ -30,9 +39,12 @@
     for (const l of res.lines) {
       const tr = tbody.insertRow();
       tr.dataset.lineNo = l.line_no;
+      const lvl = (l.level || "").toUpperCase();
+      if (lvl) tr.className = "lvl-" + (lvl === "WARNING" ? "WARN" : lvl === "CRITICAL" ? "FATAL" : lvl);
       tr.insertCell().textContent = l.line_no;
       tr.insertCell().textContent = l.timestamp || "";
-      tr.insertCell().textContent = l.level || "";
+      const lc = tr.insertCell();
+      if (lvl) { const b = document.createElement("span"); b.className = "level lvl-" + lvl; b.textContent = l.level; lc.append(b); }
       const rc = tr.insertCell(); l.runners.forEach((r) => rc.append(chip(r.class || "runner", r.value, r), " "));
       const ic = tr.insertCell(); if (l.invocation) ic.append(chip("invocation", l.invocation.value, l.invocation));
       if (l.invocation && l.invocation.status) { const p = document.createElement("span"); p.className = "pill s-" + l.invocation.status; p.textContent = l.invocation.status; ic.append(" ", p); }

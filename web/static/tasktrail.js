@@ -60,6 +60,14 @@
       if (!isFinite(ms)) return;
       el.title = el.getAttribute("datetime");
       el.textContent = el.classList.contains("age") ? TT.fmtAge(ms) : TT.fmtTime(ms);
+      if (el.hasAttribute("data-rel")) {  // the absolute time and, beside it, how long ago
+        let rel = el.nextElementSibling;
+        if (!rel || !rel.classList.contains("rel")) {
+          rel = document.createElement("span"); rel.className = "rel muted";
+          el.after(rel);
+        }
+        rel.textContent = " (" + TT.fmtAge(ms) + ")";
+      }
     });
     document.querySelectorAll(".live-dur[data-since]").forEach((el) => {
       const ms = TT.parseTime(el.dataset.since);
