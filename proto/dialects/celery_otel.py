@@ -9,7 +9,7 @@
   attrs, so work never picked up can say which queue nobody consumes (query/anomalies.py).
 - The parent of a task sent from inside another task is the invocation of the span it was sent from.
   That span usually arrives later (it ends after its children are sent), so the link is made when
-  read, from the stored spans (query/service.py, `trace_parents`).
+  read, from the stored spans (query/family.py, `trace_parents`).
 """
 from __future__ import annotations
 
