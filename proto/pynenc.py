@@ -289,6 +289,25 @@ def _after(cls, name: str, hook: Callable) -> None:
     setattr(cls, name, wrapper)
 
 
+def _before(cls, name: str, hook: Callable) -> None:
+    """Wrap cls.name so `hook(self, *args, **kwargs)` runs before it (its errors swallowed)."""
+    original = getattr(cls, name)
+    if getattr(original, "__tasktrail__", False):
+        return
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            hook(self, *args, **kwargs)
+        except Exception as exc:  # never into pynenc
+            log.debug("tasktrail hook %s failed: %s", name, exc)
+        return original(self, *args, **kwargs)
+
+    wrapper.__tasktrail__ = True
+    wrapper.__wrapped__ = original
+    wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
+    setattr(cls, name, wrapper)
+
+
 def _on_init(base, hooks: dict) -> None:
     """When pynenc builds a `base` subclass, hook these methods on that concrete class."""
     original = base.__init__
@@ -304,6 +323,20 @@ def _on_init(base, hooks: dict) -> None:
     base.__init__ = init
 
 
+def _patch_outcomes(ex: Exporter) -> None:
+    """Results and exceptions, which ride on the final (or RETRY) transition that follows them."""
+    from pynenc.orchestrator.base_orchestrator import BaseOrchestrator
+    from pynenc.state_backend.base_state_backend import BaseStateBackend
+
+    _after(BaseStateBackend, "set_result", lambda self, invocation_id, result: ex.on_result(invocation_id, result))
+    # A retry's exception is not stored by pynenc 0.4 ("TODO store Retry exception on Retry status"): taken
+    # as set_invocation_retry is called, it rides on the RETRY transition that call makes.
+    _before(BaseOrchestrator, "set_invocation_retry",
+            lambda self, invocation, exception, *a, **k: ex.on_exception(invocation.invocation_id, exception))
+    _after(BaseStateBackend, "set_exception",
+           lambda self, invocation_id, exception, *a, **k: ex.on_exception(invocation_id, exception))
+
+
 def _patch(ex: Exporter) -> None:
     from pynenc.orchestrator import base_orchestrator
     from pynenc.orchestrator.base_orchestrator import BaseOrchestrator
@@ -311,6 +344,7 @@ def _patch(ex: Exporter) -> None:
     from pynenc.state_backend.base_state_backend import BaseStateBackend
     from pynenc.trigger.base_trigger import BaseTrigger
 
+    _patch_outcomes(ex)
     _after(BaseStateBackend, "upsert_invocations", lambda self, invocations: ex.on_upsert(self, invocations))
     _after(BaseStateBackend, "store_runner_context", lambda self, ctx: ex.on_context(self, ctx))
     _after(BaseStateBackend, "add_histories",
@@ -319,10 +353,7 @@ def _patch(ex: Exporter) -> None:
     _after(BaseStateBackend, "add_history",
            lambda self, invocation_id, status_record, runner_context:
            ex.on_history(self, [invocation_id], status_record, runner_context))
-    _after(BaseStateBackend, "set_result", lambda self, invocation_id, result: ex.on_result(invocation_id, result))
     _after(BaseRunner, "on_stop", lambda self: ex.on_runner_stop(self))
-    _after(BaseStateBackend, "set_exception",
-           lambda self, invocation_id, exception, *a, **k: ex.on_exception(invocation_id, exception))
     # Abstract in pynenc: hooked on the concrete class when pynenc builds the component.
     orchestrator_hooks = {
         "register_runner_heartbeats": lambda self, runner_ids, can_run_atomic_service=False, consumed_queues=None:

@@ -100,3 +100,8 @@ def test_pynenc_histories_equal_pynencs_own(server, tmp_path, kind):
     assert {line["worker_id"] or line["runner_id"] for line in lines} <= attempts
     add = next(i for i, t in tasks.items() if t.endswith(".add"))
     assert any(line["message"].startswith("adding ") for line in server.get(f"/invocations/{add}/logs").json())
+    # pynenc 0.4 stores no exception for a retry; the exporter takes it as pynenc retries, so every attempt
+    # of the retried task shows the error that ended it.
+    tried = server.get(f"/invocations/{flaky}").json()["attempts"]
+    assert [a["status"] for a in tried] == ["RETRY", "RETRY", "FAILED"], tried
+    assert all(a["error_type"] == "ValueError" and a["error_message"] == "bad 3" for a in tried), tried
