@@ -180,7 +180,8 @@ def _pack(lanes: dict, contexts: dict[str, dict]) -> list[dict]:
         ctx = contexts.get(lane_id, {})
         out_lanes.append({
             "runner_id": lane_id, "runner_class": ctx.get("runner_class"), "hostname": ctx.get("hostname"),
-            "pid": ctx.get("pid"), "parent_runner_id": ctx.get("parent_runner_id"), "sublanes": sublanes,
+            "pid": ctx.get("pid"), "parent_runner_id": ctx.get("parent_runner_id"),
+            "parent_runner_class": ctx.get("parent_runner_class"), "sublanes": sublanes,
         })
     group = {ln["runner_id"]: ln["parent_runner_id"] or ln["runner_id"] for ln in out_lanes}
     group_first: dict[str, str] = {}
@@ -275,11 +276,23 @@ def _contexts(q, rows: pa.Table) -> dict[str, dict]:
     lane_ids = sorted(x for x in pc.unique(lanes_of).to_pylist() if x)
     if not lane_ids:
         return {}
+    out = _described(q, lane_ids)
+    # A worker's parent that ran no work of its own has no lane: its class names the lanes' header.
+    parents = _described(q, sorted({d["parent_runner_id"] for d in out.values() if d["parent_runner_id"]} - set(out)))
+    for d in out.values():
+        d["parent_runner_class"] = (out.get(d["parent_runner_id"]) or parents.get(d["parent_runner_id"]) or {}).get(
+            "runner_class")
+    return out
+
+
+def _described(q, ids: list[str]) -> dict[str, dict]:
+    """{runner id: its class, host, pid and parent} as runner_state keeps them."""
+    if not ids:
+        return {}
     return {d["runner_id"]: d for d in q(f"""
         SELECT runner_id, {best_of('runner_class')} AS runner_class, {best_of('hostname')} AS hostname,
                {best_of('pid')} AS pid, {best_of('parent_runner_id')} AS parent_runner_id
-        FROM runner_state WHERE runner_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY runner_id""",
-        [lane_ids]).dicts()}
+        FROM runner_state WHERE runner_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY runner_id""", [ids]).dicts()}
 
 
 def read(q, *, since: Optional[datetime], until: Optional[datetime], now: datetime, lookback_s: float,

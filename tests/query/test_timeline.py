@@ -53,6 +53,7 @@ def test_lanes_sublanes_bars_and_points(qs):
     assert [ln["runner_id"] for ln in tl["lanes"]] == ["R1", "W1", "R2", "W2"]  # workers under their runner
     assert {k: lanes["W1"][k] for k in ("runner_class", "hostname", "pid", "parent_runner_id")} == {
         "runner_class": "PPRWorker", "hostname": "h1", "pid": 2, "parent_runner_id": "R1"}
+    assert lanes["W1"]["parent_runner_class"] == "PersistentProcessRunner"
     assert _bars(lanes["W1"]) == [
         [("tl-open", [("RUNNING", iso(ago(600)), iso(ago(500)), False)], [("SUCCESS", iso(ago(500)))]),
          ("tl-a", [("RUNNING", iso(ago(390)), iso(ago(300)), False)], [("SUCCESS", iso(ago(300)))])],

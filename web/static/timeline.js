@@ -229,7 +229,8 @@
           const pids = g.lanes.map((x) => x.pid).filter((p) => p !== null && p !== undefined);
           g.merged = {
             runner_id: "collapsed:" + first.runner_id, runner_class: first.runner_class, hostname: first.hostname,
-            pid: null, parent_runner_id: first.parent_runner_id, collapsed: true,
+            pid: null, parent_runner_id: first.parent_runner_id, parent_runner_class: first.parent_runner_class,
+            collapsed: true,
             members: g.lanes.map((x) => x.runner_id), pids,
             sublanes: pack(g.lanes.flatMap((x) => x.sublanes.flat())),
           };
@@ -268,7 +269,7 @@
         if (lane.parent_runner_id && g !== group) {
           const parent = byId.get(lane.parent_runner_id);
           if (!parent || !shown.has(parent)) {
-            const cls = parent ? parent.runner_class : null;
+            const cls = parent ? parent.runner_class : lane.parent_runner_class;
             rows.push({ kind: "header", y, h: 16, name: name(cls, lane.parent_runner_id), sub: lane.hostname || "",
                         title: `${cls || "runner"} ${lane.parent_runner_id}${lane.hostname ? " on " + lane.hostname : ""}` });
             y += 16;
