@@ -5,14 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from .params import iso
+from .errors import BadRequest
+from .params import BAD_CURSOR, cursor_of, cursor_time, cursor_values, iso
 from .reader import where
 
 
+def _after(cursor: Optional[str]) -> Optional[tuple[datetime, str]]:
+    """(time, tie-breaker) a page goes on after, from a cursor of next_cursor's; BadRequest for anything else."""
+    values = cursor_values(cursor, 2)
+    if values is None:
+        return None
+    key, tie = values
+    if not isinstance(key, str) or not isinstance(tie, str):
+        raise BadRequest(BAD_CURSOR)
+    return cursor_time(key), tie
+
+
+def next_cursor(rows: list[dict], limit: int, ts_key: str, tie_key: str) -> Optional[str]:
+    """The cursor of the page after `rows` (newest first), or None when they are the last."""
+    if len(rows) < limit or not rows or rows[-1][ts_key] is None:
+        return None
+    return cursor_of(rows[-1][ts_key].rstrip("Z"), rows[-1][tie_key])
+
+
 def _window(q, table: str, ts_col: str, since: Optional[datetime], until: Optional[datetime], eq: dict,
-            order: str, limit: int) -> list[dict]:
-    """Rows of `table` with `ts_col` in [since, until) and the columns of `eq` equal to its given values."""
+            order: str, limit: int, page: Optional[tuple] = None, tie_col: str = "") -> list[dict]:
+    """Rows of `table` with `ts_col` in [since, until) and the columns of `eq` equal to its given values;
+    with `page` (time, tie), only the rows after it in the (ts_col, tie_col) DESC order."""
     clauses, params = [], []
+    if page:
+        clauses.append(f"({ts_col}, {tie_col}) < (?::TIMESTAMP, ?)")
+        params += list(page)
     if since:
         clauses.append(f"{ts_col} >= ?")
         params.append(since)
@@ -32,18 +55,20 @@ def _window(q, table: str, ts_col: str, since: Optional[datetime], until: Option
     return rows
 
 
-def executions(q, *, app=None, since=None, until=None, runner=None, status=None, limit: int = 50) -> list[dict]:
-    """Executions, newest first (`status` upper case)."""
+def executions(q, *, app=None, since=None, until=None, runner=None, status=None, limit: int = 50,
+               cursor: Optional[str] = None) -> list[dict]:
+    """Executions, newest first (`status` upper case); after `cursor` (next_cursor of the page before)."""
     return _window(q, "atomic_service_executions", "start_ts", since, until,
                    {"app_id": app, "runner_id": runner, "status": status},
-                   "start_ts DESC NULLS LAST", limit)
+                   "start_ts DESC NULLS LAST, run_id DESC", limit, _after(cursor), "run_id")
 
 
-def decisions(q, *, app=None, since=None, until=None, runner=None, reason=None, limit: int = 50) -> list[dict]:
-    """The scheduler's decisions, newest first (`reason` upper case)."""
+def decisions(q, *, app=None, since=None, until=None, runner=None, reason=None, limit: int = 50,
+              cursor: Optional[str] = None) -> list[dict]:
+    """The scheduler's decisions, newest first (`reason` upper case); after `cursor`."""
     return _window(q, "atomic_decisions", "ts", since, until,
                    {"app_id": app, "runner_id": runner, "reason": reason},
-                   "ts DESC", limit)
+                   "ts DESC, runner_id DESC", limit, _after(cursor), "runner_id")
 
 
 def schedule(q, app: Optional[str] = None, live=None) -> dict:

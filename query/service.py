@@ -170,15 +170,23 @@ class QueryService(Health):
         (query/runners.labels): the short id tells each from the others of `ids`."""
         return runner_labels(self._q, ids)
 
-    def atomic_executions(self, *, app=None, since=None, until=None, runner=None, status=None, limit=None):
+    def atomic_executions(self, *, app=None, since=None, until=None, runner=None, status=None, limit=None,
+                          cursor=None):
         lo, hi = self._window(since, until)
         return atomic.executions(self._q, app=app, since=lo, until=hi, runner=runner,
-                                 status=status.upper() if status else None, limit=params.limit(limit))
+                                 status=status.upper() if status else None, limit=params.limit(limit), cursor=cursor)
 
-    def atomic_decisions(self, *, app=None, since=None, until=None, runner=None, reason=None, limit=None):
+    def atomic_decisions(self, *, app=None, since=None, until=None, runner=None, reason=None, limit=None,
+                         cursor=None):
         lo, hi = self._window(since, until)
         return atomic.decisions(self._q, app=app, since=lo, until=hi, runner=runner,
-                                reason=reason.upper() if reason else None, limit=params.limit(limit))
+                                reason=reason.upper() if reason else None, limit=params.limit(limit), cursor=cursor)
+
+    @staticmethod
+    def atomic_next_cursor(rows: list[dict], limit: Optional[int], kind: str) -> Optional[str]:
+        """The cursor of the page after `rows` of atomic_executions (`kind` "executions") or atomic_decisions."""
+        ts_key, tie = ("start_ts", "run_id") if kind == "executions" else ("ts", "runner_id")
+        return atomic.next_cursor(rows, params.limit(limit), ts_key, tie)
 
     def atomic_schedule(self, app: Optional[str] = None) -> dict:
         """The latest decision of every runner: the current cycle's slot assignment as the runners saw it."""

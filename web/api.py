@@ -95,16 +95,27 @@ def runner(request: Request):
                                             limit=_int(request, "limit")))
 
 
+def _paged(request: Request, rows: list, kind: str) -> JSONResponse:
+    """`rows` as JSON, with the next page's address in a Link header (rel="next") when there is one."""
+    nxt = _qs(request).atomic_next_cursor(rows, _int(request, "limit"), kind)
+    headers = {}
+    if nxt:
+        headers["Link"] = f'<{request.url.include_query_params(cursor=nxt)}>; rel="next"'
+    return JSONResponse(rows, headers=headers)
+
+
 def atomic_executions(request: Request):
-    return JSONResponse(_qs(request).atomic_executions(
+    return _paged(request, _qs(request).atomic_executions(
         app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"),
-        runner=_p(request, "runner"), status=_p(request, "status"), limit=_int(request, "limit")))
+        runner=_p(request, "runner"), status=_p(request, "status"), limit=_int(request, "limit"),
+        cursor=_p(request, "cursor")), "executions")
 
 
 def atomic_decisions(request: Request):
-    return JSONResponse(_qs(request).atomic_decisions(
+    return _paged(request, _qs(request).atomic_decisions(
         app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"),
-        runner=_p(request, "runner"), reason=_p(request, "reason"), limit=_int(request, "limit")))
+        runner=_p(request, "runner"), reason=_p(request, "reason"), limit=_int(request, "limit"),
+        cursor=_p(request, "cursor")), "decisions")
 
 
 def events(request: Request):

@@ -84,10 +84,14 @@ PATHS = {
     "/runners": _get("Runner contexts, alive or not.", [APP], "array"),
     "/runners/{id}": _get("One runner: context, workers, heartbeats, what it runs, a page of its activity "
                           "(recent_activity, next_cursor).", [ID, APP, LIMIT, CURSOR]),
-    "/atomic-services/executions": _get("Atomic-service executions.", [
-        APP, SINCE, UNTIL, _q("runner", "Runner id."), _q("status", "Status."), LIMIT], "array"),
-    "/atomic-services/decisions": _get("Atomic-service claim decisions.", [
-        APP, SINCE, UNTIL, _q("runner", "Runner id."), _q("reason", "Decision reason."), LIMIT], "array"),
+    "/atomic-services/executions": _get("Atomic-service executions, newest first; a Link header (rel=\"next\") "
+                                        "names the next page.", [
+        APP, SINCE, UNTIL, _q("runner", "Runner id."), _q("status", "Status."), LIMIT,
+        _q("cursor", "The next page, from the Link header of the page before.")], "array"),
+    "/atomic-services/decisions": _get("Atomic-service claim decisions, newest first; a Link header "
+                                       "(rel=\"next\") names the next page.", [
+        APP, SINCE, UNTIL, _q("runner", "Runner id."), _q("reason", "Decision reason."), LIMIT,
+        _q("cursor", "The next page, from the Link header of the page before.")], "array"),
     "/atomic-services/schedule": _get("The current cycle's slots as the runners saw them.", [APP]),
     "/events": _get("Events.", [APP, _q("code", "Event code."), SINCE, UNTIL, _q("matched", "true/false."),
                                 _q("triggered", "true/false."), LIMIT], "array"),

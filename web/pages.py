@@ -34,6 +34,9 @@ NAV = [("/", "Overview"), ("/anomalies", "Anomalies"), ("/ops", "Ops"), ("/runs"
        ("/atomic-services", "Atomic services"), ("/events", "Events"), ("/trigger-runs", "Trigger runs"),
        ("/sql", "SQL")]
 
+# Rows per page of the paginated tables on a page (atomic services: executions, decisions).
+PAGE = 50
+
 
 def _qs(request: Request) -> QueryService:
     return request.app.state.query
@@ -117,11 +120,15 @@ def runner(request: Request) -> Response:
 def atomic_services(request: Request) -> Response:
     qs, app = _qs(request), _p(request, "app")
     runner_id, status, reason = _p(request, "runner"), _p(request, "status"), _p(request, "reason")
-    data = {"schedule": qs.atomic_schedule(app),
-            "executions": qs.atomic_executions(app=app, runner=runner_id, status=status, since=_p(request, "since"),
-                                               until=_p(request, "until"), limit=500),
-            "decisions": qs.atomic_decisions(app=app, runner=runner_id, reason=reason, since=_p(request, "since"),
-                                             until=_p(request, "until"), limit=200),
+    executions = qs.atomic_executions(app=app, runner=runner_id, status=status, since=_p(request, "since"),
+                                      until=_p(request, "until"), limit=PAGE, cursor=_p(request, "exec_cursor"))
+    decisions = qs.atomic_decisions(app=app, runner=runner_id, reason=reason, since=_p(request, "since"),
+                                    until=_p(request, "until"), limit=PAGE, cursor=_p(request, "dec_cursor"))
+    nexts = {name: (str(request.url.include_query_params(**{name: c})) if c else None) for name, c in (
+        ("exec_cursor", qs.atomic_next_cursor(executions, PAGE, "executions")),
+        ("dec_cursor", qs.atomic_next_cursor(decisions, PAGE, "decisions")))}
+    data = {"schedule": qs.atomic_schedule(app), "executions": executions, "decisions": decisions,
+            "next_executions": nexts["exec_cursor"], "next_decisions": nexts["dec_cursor"],
             "filters": {"runner": runner_id, "status": status, "reason": reason}}
     return render(request, "atomic.html", "Atomic services", data, "/api/v1/atomic-services/executions")
 

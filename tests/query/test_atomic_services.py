@@ -57,3 +57,28 @@ def test_schedule_is_each_runners_latest_decision(qs):
     assert [(d["runner_id"], d["reason"], d["position"], d["slot_start"]) for d in s["slots"]] == [
         ("as-a", "ASSIGNED", 0, iso(ago(180))), ("as-b", "NOT_ASSIGNED_SLOT", 1, iso(ago(150)))]
     assert qs.atomic_schedule("other") == {"cycle_start": None, "slots": [], "left": 0}
+
+
+def _pages(fetch, kind, qs, limit):
+    """Every page of `fetch(limit=, cursor=)`, following next cursors to the end."""
+    pages, cursor = [], None
+    while True:
+        rows = fetch(limit=limit, cursor=cursor)
+        pages.append(rows)
+        cursor = qs.atomic_next_cursor(rows, limit, kind)
+        if cursor is None:
+            return pages
+
+
+def test_executions_and_decisions_page_by_cursor_without_gap_or_overlap(qs):
+    whole = qs.atomic_executions(limit=100)
+    pages = _pages(qs.atomic_executions, "executions", qs, 2)
+    assert [len(p) for p in pages] == [2, 1] and [r for p in pages for r in p] == whole
+    whole = qs.atomic_decisions(limit=100)
+    pages = _pages(qs.atomic_decisions, "decisions", qs, 4)
+    assert [len(p) for p in pages] == [4, 2] and [r for p in pages for r in p] == whole
+    # A page that ends exactly at the last row says so on the next read: an empty page, no cursor.
+    pages = _pages(qs.atomic_decisions, "decisions", qs, 3)
+    assert [len(p) for p in pages] == [3, 3, 0]
+    with pytest.raises(BadRequest, match="cursor"):
+        qs.atomic_executions(cursor="not-a-cursor")
