@@ -9,6 +9,7 @@ query/adjust.py), which the detail, the history, the attempts and the value down
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Optional, Sequence
@@ -295,6 +296,15 @@ def _run_after(keys: list[tuple[str, bool]], after: list) -> tuple[str, list]:
     return "(" + (" OR ".join(ors) or "false") + ")", params
 
 
+def _cursor_value_ok(v, text: bool) -> bool:
+    """A runs cursor's key: text for the text columns, else a finite number a DOUBLE holds (never a bool)."""
+    if text:
+        return isinstance(v, str)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) < 2 ** 63 if isinstance(v, int) else math.isfinite(v)
+
+
 def run_cursor(cursor: Optional[str], sort: Optional[str]) -> Optional[list]:
     """The key values a runs page goes on after (`cursor` as `runs` wrote it for `sort`); None without one."""
     keys = RUN_KEYS[sort]
@@ -305,7 +315,7 @@ def run_cursor(cursor: Optional[str], sort: Optional[str]) -> Optional[list]:
     for (col, _), v in zip(keys, values):
         if v is not None and col == "started_at":
             v = cursor_time(v)
-        elif v is not None and not isinstance(v, str if col in ("task_id", "invocation_id") else (int, float)):
+        elif v is not None and not _cursor_value_ok(v, col in ("task_id", "invocation_id")):
             raise BadRequest(BAD_CURSOR)
         out.append(v)
     if out[-1] is None:

@@ -110,7 +110,7 @@ def window(since: Optional[str], until: Optional[str], now: datetime) -> tuple:
 def summary_window(since: Optional[str], until: Optional[str], now: datetime, default: timedelta) -> tuple:
     """The window of a summary page: `since` (default the `default` before `until` or now, `all` for no
     bound) and `until`, so its cost follows the window and not the size of the store."""
-    if since == "all":
+    if isinstance(since, str) and since.strip().lower() == "all":
         return None, parse_time(until, "until", now)
     hi = parse_time(until, "until", now)
     lo = parse_time(since, "since", now) if since else (hi or now) - default

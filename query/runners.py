@@ -115,6 +115,18 @@ def label_rows(ids: list, found: dict) -> dict:
         place = f"{host or '?'}/{pid}" if pid else (host or "")
         label = " ".join(p for p in (cls or "", place, short) if p) or rid
         out[rid] = {"runner_class": cls, "hostname": host, "pid": pid, "short": short, "label": label}
+    # Ids that differ only in what the label already says ("Foo@abc", "Foo-abc") would read the same: those
+    # show their whole id.
+    seen: dict[str, list] = {}
+    for rid, d in out.items():
+        seen.setdefault(d["label"], []).append(rid)
+    for label, rids in seen.items():
+        if len(rids) > 1:
+            for rid in rids:
+                d = out[rid]
+                place = f"{d['hostname'] or '?'}/{d['pid']}" if d["pid"] else (d["hostname"] or "")
+                d["short"] = rid
+                d["label"] = " ".join(p for p in (d["runner_class"] or "", place, rid) if p)
     return out
 
 

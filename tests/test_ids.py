@@ -329,3 +329,20 @@ def test_browser_clicks_from_the_list_to_a_slash_and_hash_id(srv):
             assert errors == []
         finally:
             browser.close()
+
+
+def test_an_id_holding_a_newline_reaches_its_api_routes(server):
+    """Starlette's Mount stops at a newline; /api/v1 matches the whole rest of the path."""
+    from tasktrail.proto.emitter import Emitter, Runner
+    rid = "odd\nrunner\t1"
+    em = Emitter(f"http://{server.otlp_grpc}", "nl", Runner(rid, "ThreadRunner", hostname="h", pid=5), token="tok123")
+    em.runner_started()
+    em.status("nl\ninv", "REGISTERED", task_id="nl\ntask")
+    em.flush()
+    em.shutdown()
+    from urllib.parse import quote
+    got = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(
+        httpx.get(server.api + "/invocations/" + quote("nl\ninv", safe=""))), timeout=15, message="the invocation")
+    assert got.json()["invocation_id"] == "nl\ninv"
+    assert httpx.get(server.api + "/runners/" + quote(rid, safe="")).json()["runner_id"] == rid
+    assert httpx.get(server.api + "/tasks/" + quote("nl\ntask", safe=""), params={"since": "all"}).status_code == 200

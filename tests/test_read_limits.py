@@ -636,6 +636,10 @@ def test_since_all_means_no_lower_bound_on_every_endpoint(tmp_path):
             if isinstance(everything, dict):  # an open window ends now: the two reads end a moment apart
                 everything.pop("until", None), explicit.pop("until", None)
             assert everything == explicit and everything, path
+        # Any spelling of `all` means the same, the summaries' "no bound" included.
+        for path in ("/tasks", "/workflows"):
+            assert httpx.get(srv.api + path, params={"since": "ALL"}).json() == \
+                httpx.get(srv.api + path, params={"since": "all"}).json(), path
     finally:
         srv.stop()
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -168,6 +169,15 @@ async def logout(request: Request) -> Response:
     return resp
 
 
+def _api_mount() -> Mount:
+    """/api/v1 and its routes. Starlette's Mount matches the rest of the path with `.*`, which stops at a
+    newline: an id holding one (%0A) would reach no route, while the page for it does. The rest is matched
+    with DOTALL, and the IdRoutes inside read the id as sent."""
+    mount = Mount("/api/v1", routes=api.ROUTES)
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
+
+
 def create_app(query: QueryService, settings: WebSettings = WebSettings(), registry=None) -> Starlette:
     routes = [
         Route("/healthz", healthz),
@@ -175,7 +185,7 @@ def create_app(query: QueryService, settings: WebSettings = WebSettings(), regis
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/metrics", metrics_endpoint),
-        Mount("/api/v1", routes=api.ROUTES),
+        _api_mount(),
         Mount("/static", app=StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static"),
         *pages.ROUTES,
     ]

@@ -167,3 +167,11 @@ def test_runs_pages_follow_the_cursor(shop, sort):
     assert seen == whole and len(set(seen)) == len(seen) and len(whole) > 4
     with pytest.raises(BadRequest, match="cursor"):
         qs.runs(sort=sort, cursor="bm9wZQ")
+
+
+def test_a_runs_cursor_holding_what_no_sort_key_can_be_is_a_bad_request(shop):
+    from tasktrail.query.params import encode_cursor
+    qs, _ = shop
+    for values in ([True, "x"], [10 ** 40, "x"], [float("inf"), "x"], [{"a": 1}, "x"]):
+        with pytest.raises(BadRequest, match="cursor"):
+            qs.runs(sort="-duration_s", cursor=encode_cursor(values))

@@ -68,3 +68,13 @@ def test_runner_detail(qs):
     assert qs.runner("stopped-1")["stopped_at"] == iso(ago(400))
     with pytest.raises(NotFound):
         qs.runner("nobody")
+
+
+def test_labels_that_would_read_the_same_show_whole_ids():
+    from tasktrail.query.runners import label_rows
+    ids = ["Foo-abc123", "Foo@abc123", "ExternalRunner@h-1", "ExternalRunner:h-1", "h-1", "Bar-zz9999"]
+    found = {i: ("Foo", "samehost", 4242) for i in ids[:2]} | {i: ("ExternalRunner", "h", 1) for i in ids[2:5]}
+    found["Bar-zz9999"] = ("Bar", "h", 2)
+    labels = {rid: d["label"] for rid, d in label_rows(ids, found).items()}
+    assert len(set(labels.values())) == len(ids), labels
+    assert labels["Bar-zz9999"] == "Bar h/2 zz9999"  # a label that is unique keeps its short form
