@@ -194,7 +194,9 @@ def test_runs_and_ops(server):
     by = {r["invocation_id"]: r for r in runs["items"]}
     assert [r["invocation_id"] for r in runs["items"]] == [running, triggered, child, parent]  # started, newest first
     assert by[child]["started_by"] == {"kind": "child", "ref": parent} and by[child]["retried"]
-    assert by[triggered]["started_by"] == {"kind": "event", "ref": "ev-r"}
+    # Started by the event, through the trigger run that names it (shown by its condition, here none).
+    assert by[triggered]["started_by"] == {"kind": "event", "ref": "ev-r", "trigger_run_id": "tr-r",
+                                           "trigger_id": None, "condition_ids": []}
     assert by[parent]["started_by"] == {"kind": "submitted", "ref": None}
     assert by[child]["duration_s"] == pytest.approx(3.0, abs=0.01) and by[running]["duration_s"] is None
     assert runs["running"] is True
