@@ -98,6 +98,8 @@ def test_tail_streams_new_lines_within_a_second(server):
     t.join(10)
     assert [g[1]["message"] for g in got] == ["tail-me first", "tail-me second"]
     assert got[0][1]["invocation_id"] == "inv-t"
+    # The runner context that wrote it, labelled as every page labels runners (the tail's rows use it).
+    assert all("w-1" in g[1]["runner_label"] for g in got)
     assert got[-1][0] - sent < 1.0, "a committed line reaches the tail within a second"
 
 

@@ -48,6 +48,16 @@ def read_after(query: QueryService, after: int, **filters) -> tuple[list[dict], 
     return lines, last, True
 
 
+def _label_runners(query: QueryService, lines: list[dict]) -> None:
+    """Give each line the label of the runner context that wrote it (`runner_label`: class, host/pid, short
+    id, as every page shows runners), read once per poll for the contexts of these lines."""
+    ids = sorted({line.get("worker_id") or line.get("runner_id") for line in lines} - {None, ""})
+    labels = query.runner_labels(ids) if ids else {}
+    for line in lines:
+        got = labels.get(line.get("worker_id") or line.get("runner_id"))
+        line["runner_label"] = got["label"] if got else None
+
+
 class TooManyTails(Exception):
     """A cap on open tails is reached; retry after `retry_after_s` seconds."""
 
@@ -263,6 +273,7 @@ class TailHub:
         lines, last, more = await run_in_threadpool(read_after, self.query, start)
         self.polls += 1
         if lines:
+            await run_in_threadpool(_label_runners, self.query, lines)
             qs = frozenset(t.filter.q for t in self.tails if t.filter.q)
             undecided = {q for q in qs for line in lines if _cut_key(line) and q not in (line["message"] or "").lower()}
             found = set()

@@ -74,7 +74,7 @@
       tr.className = "lvl-" + (l.level || "");
       tr.insertCell().textContent = TT.fmtTime(TT.parseTime(l.timestamp));
       tr.insertCell().textContent = l.level || "";
-      tr.insertCell().textContent = (l.worker_id || l.runner_id || "").slice(0, 12);
+      tr.insertCell().textContent = l.runner_label || l.worker_id || l.runner_id || "";
       TT.messageCell(tr.insertCell(), l);
       const empty = document.getElementById("inv-logs-empty"); if (empty) empty.remove();
     });

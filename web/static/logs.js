@@ -38,7 +38,7 @@
     cell(tr, TT.fmtTime(TT.parseTime(l.timestamp)));
     cell(tr, l.level);
     const rid = l.worker_id || l.runner_id;
-    link(tr, "/runners/" + TT.seg(rid || ""), (rid || "").slice(0, 12), "data-runner-id", rid);
+    link(tr, "/runners/" + TT.seg(rid || ""), l.runner_label || rid || "", "data-runner-id", rid);
     link(tr, "/invocations/" + TT.seg(l.invocation_id || ""), (l.invocation_id || "").slice(0, 8), "data-invocation-id", l.invocation_id);
     cell(tr, l.task_id, "task");
     TT.messageCell(tr.insertCell(), l);
