@@ -60,9 +60,19 @@ def test_live_rustvello_task_logs_event_and_trigger_run(server, tmp_path):
                        message="boom's log lines")
     texts = [line["message"] for line in lines]
     assert texts.count("boom(1) is about to fail") == 3, texts  # one per attempt
-    assert all(line["level"] == "WARN" and line["logger"] == "demo.rustvello" for line in lines)
+    mine = [line for line in lines if line["message"].startswith("boom(")]
+    assert all(line["level"] == "WARN" and line["logger"] == "demo.rustvello" for line in mine), mine
+    # and rustvello's own lines of its retries and its failure, at their levels
+    own = [(line["level"], line["message"].split(":")[0]) for line in lines if line["logger"].startswith("rustvello::")]
+    assert own.count(("WARN", "Failed status")) == 2 and ("ERROR", "Invocation status") in own, own
     add = next(i for i, t in tasks.items() if t.endswith(".add"))
-    assert any(line["message"].startswith("adding ") for line in server.get(f"/invocations/{add}/logs").json())
+    lines = server.get(f"/invocations/{add}/logs").json()
+    assert any(line["message"].startswith("adding ") for line in lines)
+    # rustvello's own unified line for it, with the worker that ran it under its runner (full ids).
+    ran = [line for line in lines if line["message"] == "Invocation completed status:success"]
+    assert len(ran) == 1 and ran[0]["logger"] == "rustvello::runner::executor_common", lines
+    workers = {r["runner_id"]: r for r in server.get("/runners").json()}
+    assert workers[ran[0]["worker_id"]]["parent_runner_id"] == ran[0]["runner_id"]
     report = next(i for i, t in tasks.items() if t.endswith(".report"))
     events = wait_until(lambda: [e for e in server.get("/events", params={"code": "demo.batch.done", "since": "-1h"})
                                  .json() if e] or None, timeout=20, message="the batch event")
