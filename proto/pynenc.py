@@ -25,6 +25,7 @@ when it is full the record is dropped and counted (`exporter().stats`).
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .emitter import Emitter, Runner
+from .pynenc_hooks import after, before, on_init
 
 log = logging.getLogger("tasktrail.pynenc")
 ENV_ENDPOINT, ENV_TOKEN, ENV_PROTOCOL = "TASKTRAIL_ENDPOINT", "TASKTRAIL_TOKEN", "TASKTRAIL_PROTOCOL"
@@ -74,6 +76,7 @@ class Exporter:
         self._invocations = _Lru(_MAX_CACHED)   # invocation id -> what REGISTERED should carry
         self._outcomes = _Lru(_MAX_CACHED)      # invocation id -> result / exception for its final status
         self._contexts = _Lru(_MAX_CACHED)      # runner id -> RunnerContext
+        self._clients: list = []                 # (app, ExternalRunner context) of this process
         self._pid = os.getpid()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -185,7 +188,26 @@ class Exporter:
             if ctx.runner_id not in self._contexts:
                 self._contexts.put(ctx.runner_id, ctx)
                 self.send(backend.app, lambda em, c=ctx: em.runner_started(self.runner(c)))
+                if "External" in (ctx.runner_cls or "") and getattr(ctx, "pid", None) == os.getpid():
+                    self._client(backend.app, ctx)
             ctx = getattr(ctx, "parent_ctx", None)
+
+    def _client(self, app, ctx) -> None:
+        """An ExternalRunner of this process (the context that submits work from a script or a web app): it
+        is reported stopped when the process exits, so it does not read alive after it is gone. The exit
+        hook is registered after the app's emitter (its OTel provider shuts down at exit too, and exit hooks
+        run last-registered first), so the record still goes out."""
+        if not self._clients:
+            atexit.register(self.on_exit)
+        self._clients.append((app, ctx))
+
+    def on_exit(self) -> None:
+        """This process ends: its ExternalRunner contexts stopped; what is queued is sent (at most 5 s)."""
+        for app, ctx in self._clients:
+            if getattr(ctx, "pid", None) != os.getpid():  # a forked child's copy of its parent's list
+                continue
+            self.send(app, lambda em, c=ctx: em.runner_stopped(self.runner(c)))
+        self.flush(5000)
 
     def on_runner_stop(self, runner) -> None:
         """A runner's loop ended (pynenc's `BaseRunner.on_stop`): its context is stopped, not silent."""
@@ -269,71 +291,17 @@ def install_from_env() -> Optional[Exporter]:
     return None
 
 
-def _after(cls, name: str, hook: Callable) -> None:
-    """Wrap cls.name so `hook(self, *args, **kwargs)` runs after it returns (its errors swallowed)."""
-    original = getattr(cls, name)
-    if getattr(original, "__tasktrail__", False):
-        return
-
-    def wrapper(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        try:
-            hook(self, *args, **kwargs)
-        except Exception as exc:  # never into pynenc
-            log.debug("tasktrail hook %s failed: %s", name, exc)
-        return out
-
-    wrapper.__tasktrail__ = True
-    wrapper.__wrapped__ = original
-    wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
-    setattr(cls, name, wrapper)
-
-
-def _before(cls, name: str, hook: Callable) -> None:
-    """Wrap cls.name so `hook(self, *args, **kwargs)` runs before it (its errors swallowed)."""
-    original = getattr(cls, name)
-    if getattr(original, "__tasktrail__", False):
-        return
-
-    def wrapper(self, *args, **kwargs):
-        try:
-            hook(self, *args, **kwargs)
-        except Exception as exc:  # never into pynenc
-            log.debug("tasktrail hook %s failed: %s", name, exc)
-        return original(self, *args, **kwargs)
-
-    wrapper.__tasktrail__ = True
-    wrapper.__wrapped__ = original
-    wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
-    setattr(cls, name, wrapper)
-
-
-def _on_init(base, hooks: dict) -> None:
-    """When pynenc builds a `base` subclass, hook these methods on that concrete class."""
-    original = base.__init__
-    if getattr(original, "__tasktrail__", False):
-        return
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        for name, hook in hooks.items():
-            _after(type(self), name, hook)
-
-    init.__tasktrail__ = True
-    base.__init__ = init
-
-
 def _patch_outcomes(ex: Exporter) -> None:
     """Results and exceptions, which ride on the final (or RETRY) transition that follows them."""
     from pynenc.orchestrator.base_orchestrator import BaseOrchestrator
     from pynenc.state_backend.base_state_backend import BaseStateBackend
 
-    _after(BaseStateBackend, "set_result", lambda self, invocation_id, result: ex.on_result(invocation_id, result))
+    after(BaseStateBackend, "set_result", lambda self, invocation_id, result: ex.on_result(invocation_id, result))
     # A retry's exception is not stored by pynenc 0.4 ("TODO store Retry exception on Retry status"): taken
     # as set_invocation_retry is called, it rides on the RETRY transition that call makes.
-    _before(BaseOrchestrator, "set_invocation_retry",
+    before(BaseOrchestrator, "set_invocation_retry",
             lambda self, invocation, exception, *a, **k: ex.on_exception(invocation.invocation_id, exception))
-    _after(BaseStateBackend, "set_exception",
+    after(BaseStateBackend, "set_exception",
            lambda self, invocation_id, exception, *a, **k: ex.on_exception(invocation_id, exception))
 
 
@@ -345,15 +313,15 @@ def _patch(ex: Exporter) -> None:
     from pynenc.trigger.base_trigger import BaseTrigger
 
     _patch_outcomes(ex)
-    _after(BaseStateBackend, "upsert_invocations", lambda self, invocations: ex.on_upsert(self, invocations))
-    _after(BaseStateBackend, "store_runner_context", lambda self, ctx: ex.on_context(self, ctx))
-    _after(BaseStateBackend, "add_histories",
+    after(BaseStateBackend, "upsert_invocations", lambda self, invocations: ex.on_upsert(self, invocations))
+    after(BaseStateBackend, "store_runner_context", lambda self, ctx: ex.on_context(self, ctx))
+    after(BaseStateBackend, "add_histories",
            lambda self, invocations, status_record, runner_context:
            ex.on_history(self, [i.invocation_id for i in invocations], status_record, runner_context))
-    _after(BaseStateBackend, "add_history",
+    after(BaseStateBackend, "add_history",
            lambda self, invocation_id, status_record, runner_context:
            ex.on_history(self, [invocation_id], status_record, runner_context))
-    _after(BaseRunner, "on_stop", lambda self: ex.on_runner_stop(self))
+    after(BaseRunner, "on_stop", lambda self: ex.on_runner_stop(self))
     # Abstract in pynenc: hooked on the concrete class when pynenc builds the component.
     orchestrator_hooks = {
         "register_runner_heartbeats": lambda self, runner_ids, can_run_atomic_service=False, consumed_queues=None:
@@ -367,8 +335,8 @@ def _patch(ex: Exporter) -> None:
         "store_event": lambda self, event: ex.on_event(self, event),
         "store_trigger_run": lambda self, run: ex.on_trigger_run(self, run),
     }
-    _on_init(BaseOrchestrator, orchestrator_hooks)
-    _on_init(BaseTrigger, trigger_hooks)
+    on_init(BaseOrchestrator, orchestrator_hooks)
+    on_init(BaseTrigger, trigger_hooks)
     if os.environ.get(ENV_LOGS, "on").lower() not in ("0", "off", "false", "no"):
         from .pynenc_logs import forward_logs
         forward_logs(ex)

@@ -105,3 +105,10 @@ def test_pynenc_histories_equal_pynencs_own(server, tmp_path, kind):
     tried = server.get(f"/invocations/{flaky}").json()["attempts"]
     assert [a["status"] for a in tried] == ["RETRY", "RETRY", "FAILED"], tried
     assert all(a["error_type"] == "ValueError" and a["error_message"] == "bad 3" for a in tried), tried
+    # The script's ExternalRunner ends with its process: reported stopped at exit, not alive for
+    # --runner-dead-after after it is gone.
+    def clients_stopped():
+        clients = [r for r in server.get("/runners", params={"app": f"pn-{kind}"}).json()
+                   if r["runner_class"] == "ExternalRunner"]
+        return clients if clients and all(r["state"] == "stopped" and r["stopped_at"] for r in clients) else None
+    assert wait_until(clients_stopped, timeout=15, message="the ExternalRunner stopped with its process")
