@@ -11,8 +11,8 @@ tasktrail.v1 through the emitter:
   history), with the runner context that made it, the owner, and for REGISTERED the task, parent,
   parent event, workflow identity and the arguments preview (`str(call.arguments)`, which honours
   `argument_print_mode`); results and exceptions ride on the final transition;
-- runner contexts (`store_runner_context`), heartbeats (`register_runner_heartbeats`) and the end of a
-  runner's loop (`BaseRunner.on_stop`);
+- runner contexts (`store_runner_context`), heartbeats (`register_runner_heartbeats`), the end of a
+  runner's loop (`BaseRunner.on_stop`) and the end of a process's ExternalRunner (at exit);
 - every atomic-service claim decision, the ones pynenc drops too (`decide_atomic_service_claim`),
   and execution windows (`record_atomic_service_execution_start` / `finalize_...`);
 - trigger events and runs (`BaseTrigger.store_event` / `store_trigger_run`);
