@@ -30,12 +30,9 @@ def main() -> None:
 
     Run `tasktrail serve` (the default command) and point a runner's OTLP exporter at it.
     """
-    memory_cap.prepare_allocators()  # before DuckDB loads: freed memory goes back (--max-memory)
 
 
 def _run(role: str, log_level: str, **opts) -> None:
-    from .server import print_bound, serve as run_server
-
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from(opts)
     problems = settings.validate()
@@ -47,7 +44,9 @@ def _run(role: str, log_level: str, **opts) -> None:
     if settings.exposed_without_token():
         click.echo(f"warning: listening on {settings.host} without both --ingest-token and --api-token: "
                    "anyone who can reach it can send data or read it", err=True)
-    memory_cap.apply(settings.max_memory)
+    if memory_cap.apply(settings.max_memory):
+        memory_cap.prepare_allocators()  # before DuckDB loads: freed address space goes back to the system
+    from .server import print_bound, serve as run_server
     from tasktrail.store.api import StoreUnavailable
     try:
         asyncio.run(run_server(settings, role=role, on_ready=lambda b: print_bound(settings, b)))

@@ -99,7 +99,7 @@ WRITER = _options(
                  help="Cap on the process's memory (RLIMIT_DATA, Linux): a query that builds more outside "
                       "DuckDB's memory limit (one huge value: range(0, 100000000), repeat(...)) fails with a "
                       "400 instead of taking the machine's memory. At least --duckdb-memory-limit + 2GiB; "
-                      "0 for no cap."),
+                      "0 for no cap (and the allocators' defaults, ~5% faster ingest)."),
     click.option("--ingest-workers", type=click.IntRange(0, 64), default=Settings.ingest_workers,
                  show_default=True, envvar="TASKTRAIL_INGEST_WORKERS",
                  help="Processes that decode and map OTLP requests (0: in the server process)."),

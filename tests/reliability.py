@@ -172,11 +172,13 @@ def read_limits() -> list[str]:
         f"30,000-character strings at 7 GB). `--max-memory` ({d.max_memory} by default; at least "
         "`--duckdb-memory-limit` + 2 GiB; 0 for none) caps the process's data segment (RLIMIT_DATA): past it the "
         "allocation fails, the query answers 400 naming the flag, and the server goes on, because DuckDB's "
-        "jemalloc runs with `retain:false` and glibc with one malloc arena, so the address space a failed query "
+        "jemalloc runs with `retain:false` and its background threads, and glibc with one malloc arena and a "
+        "fixed mapping threshold (4 MiB), so the address space a failed query "
         "reached is given back, within jemalloc's decay time of about 10 s (without them a 3 GB cap left 2.86 GB taken and every OTLP export refused after "
         "seven such queries; with them 1.43 GB, its level at start, and every export stored). While such a query "
         "holds memory, other requests of that moment can fail too (503 with Retry-After for ingest; nothing "
-        "acknowledged is lost). `tasktrail/memory_cap.py`.",
+        "acknowledged is lost). The one arena costs ingest 5–7 % (B1, quiet machine); `--max-memory 0` keeps "
+        "the allocators' defaults. `tasktrail/memory_cap.py`.",
         f"- Before that, the values one number sizes — `range`/`generate_series` as lists, `repeat` of strings and "
         "lists, `list_resize`/`array_resize` — are refused in milliseconds by TEMP macros on each SQL reader "
         "that work out the size from the arguments: at most `--sql-max-bytes` characters or a sixteenth of it in "
