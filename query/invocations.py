@@ -66,11 +66,24 @@ def summary(d: dict) -> dict:
     }
 
 
-def _filters(statuses, task, workflow, parent, since, until, text) -> tuple[list, list]:
-    clauses, params = [], []
-    if statuses:
-        clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
-        params += statuses
+STATUS_MODES = ("current", "history")
+
+
+def status_clause(statuses: Sequence[str], mode: str, since: Optional[datetime]) -> tuple[list, list]:
+    """The statuses filter: the status each invocation is in now ("current"), or one it ever had
+    ("history", Pynmon's status_mode=history: e.g. ever RETRY), read from the transitions since `since`
+    (the window's start), so its cost follows the window."""
+    if not statuses:
+        return [], []
+    marks = ", ".join("?" * len(statuses))
+    if mode != "history":
+        return [f"status IN ({marks})"], list(statuses)
+    return ([f"invocation_id IN (SELECT invocation_id FROM transitions WHERE status IN ({marks})"
+             + (" AND ts >= ?)" if since else ")")], [*statuses, *([since] if since else [])])
+
+
+def _filters(statuses, task, workflow, parent, since, until, text, mode: str = "current") -> tuple[list, list]:
+    clauses, params = status_clause(statuses, mode, since)
     for col, val in (("task_id", task), ("workflow_id", workflow), ("parent_invocation_id", parent)):
         if val:
             clauses.append(f"{col} = ?")
@@ -87,10 +100,11 @@ def _filters(statuses, task, workflow, parent, since, until, text) -> tuple[list
 def select(q, *, app: Optional[str] = None, statuses: Sequence[str] = (), task: Optional[str] = None,
            runner: Optional[str] = None, workflow: Optional[str] = None, parent: Optional[str] = None,
            since: Optional[datetime] = None, until: Optional[datetime] = None, text: Optional[str] = None,
-           limit: int = 50, after: Optional[tuple] = None, sort: str = "-created_at") -> list[dict]:
+           limit: int = 50, after: Optional[tuple] = None, sort: str = "-created_at",
+           status_mode: str = "current") -> list[dict]:
     """Up to `limit + 1` invocation_state rows in `sort` order, after the (key, id) `after`."""
     key, desc, cast = SORTS[sort]
-    clauses, params = _filters(statuses, task, workflow, parent, since, until, text)
+    clauses, params = _filters(statuses, task, workflow, parent, since, until, text, status_mode)
     if after is not None:
         clauses.append(f"({key}, invocation_id) {'<' if desc else '>'} (?{cast}, ?)")
         params += list(after)
@@ -325,13 +339,10 @@ def run_cursor(cursor: Optional[str], sort: Optional[str]) -> Optional[list]:
 
 def runs(q, *, app: Optional[str] = None, task: Optional[str] = None, statuses: Sequence[str] = (),
          since: Optional[datetime] = None, until: Optional[datetime] = None, sort: Optional[str] = None,
-         limit: int = 50, after: Optional[list] = None) -> dict:
+         limit: int = 50, after: Optional[list] = None, status_mode: str = "current") -> dict:
     """The runs table: one row per invocation, started descending, with how it was started; a page of
     `limit` after the keys `after` (`run_cursor`), and the cursor of the next one."""
-    clauses, params = [], []
-    if statuses:
-        clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
-        params += statuses
+    clauses, params = status_clause(statuses, status_mode, since)
     more, more_params = conditions(("started_at >= ?", since), ("started_at < ?", until), ("task_id = ?", task))
     clauses += more
     params += more_params

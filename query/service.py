@@ -76,14 +76,17 @@ class QueryService(Health):
                     task: Optional[str] = None, runner: Optional[str] = None, workflow: Optional[str] = None,
                     parent: Optional[str] = None, since: Optional[str] = None, until: Optional[str] = None,
                     q: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None,
-                    sort: Optional[str] = None) -> dict:
+                    sort: Optional[str] = None, status_mode: Optional[str] = None) -> dict:
+        """A page of invocations; `status_mode` "history" matches a status an invocation ever had."""
         limit = params.limit(limit)
         sort = params.choice("sort", sort or "-created_at", inv.SORTS)
+        mode = params.choice("status_mode", status_mode or "current", inv.STATUS_MODES)
         statuses = params.statuses(status)
         lo, hi = self._window(since, until)
         after = params.page_cursor(cursor, timed=bool(inv.SORTS[sort][2]))
         return inv.listing(self._q, app=app, statuses=statuses, task=task, runner=runner, workflow=workflow,
-                           parent=parent, since=lo, until=hi, text=q, limit=limit, after=after, sort=sort)
+                           parent=parent, since=lo, until=hi, text=q, limit=limit, after=after, sort=sort,
+                           status_mode=mode)
 
     def _raw(self, invocation_id: str, app: Optional[str]) -> tuple:
         rng = inv.time_range(self._q, invocation_id, app)
@@ -122,14 +125,17 @@ class QueryService(Health):
         return inv.whole_value(self._q, invocation_id, name, app, rng, raw, self.settings.previews)
 
     def runs(self, *, app=None, task=None, status: Sequence[str] | None = None, since=None, until=None,
-             sort: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None) -> dict:
-        """The runs table: one row per invocation, started descending, with how it was started; cursor pages."""
+             sort: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None,
+             status_mode: Optional[str] = None) -> dict:
+        """The runs table: one row per invocation, started descending, with how it was started; cursor pages.
+        `status_mode` "history" matches a status an invocation ever had."""
         limit = params.limit(limit)
         params.choice("sort", sort, inv.RUN_SORTS, [k for k in inv.RUN_SORTS if k])
+        mode = params.choice("status_mode", status_mode or "current", inv.STATUS_MODES)
         statuses = params.statuses(status)
         lo, hi = self._window(since, until)
         return inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi, sort=sort, limit=limit,
-                        after=inv.run_cursor(cursor, sort))
+                        after=inv.run_cursor(cursor, sort), status_mode=mode)
 
     # --- family, traces ------------------------------------------------------------------
     def trace_links(self, trace_id: Optional[str]) -> dict:

@@ -256,3 +256,21 @@ def test_log_explorer_says_why_unresolved_and_marks_errors(filled, page):
     box = chip.bounding_box()
     assert box["height"] < 24  # the long id on one line
     shot(page, "log-explorer-unresolved")
+
+
+def test_ever_had_status_filter_on_the_list_and_the_runs_table(filled, page):
+    """'status is ever (in its history)': retried-1, FAILED now, is found among invocations that ever
+    RETRYed; with 'now' it is not, and the choice stays selected."""
+    srv, _ = filled
+    for path, row in (("/invocations", "table tbody tr"), ("/runs", "#runs tbody tr")):
+        page.goto(srv.web + path + "?status=RETRY&since=all")
+        assert page.locator("tr[data-invocation-id='retried-1'], a[href='/invocations/retried-1']").count() == 0
+        page.select_option("select[name=status_mode]", "history")
+        page.locator("form button[type=submit], form input[type=submit]").first.click()
+        page.wait_for_load_state("networkidle")
+        assert "status_mode=history" in page.url
+        assert page.locator("tr[data-invocation-id='retried-1'], a[href='/invocations/retried-1']").count() >= 1
+        assert page.eval_on_selector("select[name=status_mode]", "s => s.value") == "history"
+        api = srv.get(path.replace("/", "/", 1), params={"status": "RETRY", "status_mode": "history",
+                                                         "since": "all"}).json()["items"]
+        assert "retried-1" in {i["invocation_id"] for i in api}

@@ -52,7 +52,8 @@ def invocations(request: Request):
         app=_p(request, "app"), status=p.getlist("status"), task=_p(request, "task"),
         runner=_p(request, "runner"), workflow=_p(request, "workflow"), parent=_p(request, "parent"),
         since=_p(request, "since"), until=_p(request, "until"), q=_p(request, "q"),
-        limit=_int(request, "limit"), cursor=_p(request, "cursor"), sort=_p(request, "sort")))
+        limit=_int(request, "limit"), cursor=_p(request, "cursor"), sort=_p(request, "sort"),
+        status_mode=_p(request, "status_mode")))
 
 
 def invocation(request: Request):
@@ -252,7 +253,7 @@ def runs(request: Request):
     return JSONResponse(_qs(request).runs(app=_p(request, "app"), task=_p(request, "task"), status=p.getlist("status"),
                                           since=_p(request, "since"), until=_p(request, "until"),
                                           sort=_p(request, "sort"), limit=_int(request, "limit"),
-                                          cursor=_p(request, "cursor")))
+                                          cursor=_p(request, "cursor"), status_mode=_p(request, "status_mode")))
 
 
 def ops(request: Request):

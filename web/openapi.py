@@ -25,6 +25,8 @@ CURSOR = _q("cursor", "The next_cursor of the previous page.")
 STATUS_LIST = {"name": "status", "in": "query", "required": False, "style": "form", "explode": True,
                "description": "Statuses (repeat, or comma-separated).",
                "schema": {"type": "array", "items": {"type": "string"}}}
+STATUS_MODE = _q("status_mode", "current (default): the status each invocation is in now; history: a status it "
+                               "ever had since `since` (e.g. ever RETRY).")
 LOG_FILTERS = [APP, _q("q", "Literal text, any case."), _q("level", "At least this level (INFO, WARN, ...)."),
                _q("runner", "Runner or worker id."), _q("worker", "Worker id."), _q("invocation", "Invocation id."),
                _q("task", "Task id."), SINCE, UNTIL]
@@ -66,7 +68,7 @@ PATHS = {
         APP, STATUS_LIST, _q("task", "Task id."), _q("runner", "Ran on this runner or worker."),
         _q("workflow", "Workflow id."), _q("parent", "Parent invocation id."), SINCE, UNTIL,
         _q("q", "Part of an invocation or task id."), LIMIT, CURSOR,
-        _q("sort", "created_at, -created_at, updated_at, -updated_at.")]),
+        _q("sort", "created_at, -created_at, updated_at, -updated_at."), STATUS_MODE]),
     "/invocations/{id}": _get("One invocation: status, attempts, arguments, result, error, trace links. "
                               "Arguments, result, error message and traceback are previews (the first "
                               "--preview-bytes / --traceback-preview-bytes, cut on a character); `values` "
@@ -145,7 +147,8 @@ PATHS = {
     "/log-explorer": _post("Resolve pasted pynenc / rustvello / tasktrail log lines against the store.", {
         "type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
     "/runs": _get("Runs: started newest first with live duration.", [
-        APP, _q("task", "Task id."), STATUS_LIST, SINCE, UNTIL, _q("sort", "Sort key."), LIMIT, CURSOR]),
+        APP, _q("task", "Task id."), STATUS_LIST, SINCE, UNTIL, _q("sort", "Sort key."), LIMIT, CURSOR,
+        STATUS_MODE]),
     "/ops": _get("In flight, recent failures, heartbeats, scheduler, ingest figures.", [APP]),
     "/sql": _post("One read-only SELECT over the log (time limit and row cap apply).", {
         "type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}),

@@ -72,7 +72,8 @@ def invocations(request: Request) -> Response:
     p = request.query_params
     filters = {"status": p.getlist("status"), "task": _p(request, "task"), "runner": _p(request, "runner"),
                "workflow": _p(request, "workflow"), "parent": _p(request, "parent"), "since": _p(request, "since"),
-               "until": _p(request, "until"), "q": _p(request, "q"), "sort": _p(request, "sort")}
+               "until": _p(request, "until"), "q": _p(request, "q"), "sort": _p(request, "sort"),
+               "status_mode": _p(request, "status_mode")}
     page = qs.invocations(app=_p(request, "app"), limit=_int(request, "limit"), cursor=_p(request, "cursor"),
                           **filters)
     data = {**page, "filters": {**filters, "status": [s.upper() for v in filters["status"] for s in v.split(",") if s]}}
@@ -177,7 +178,7 @@ def log_explorer_page(request: Request) -> Response:
 def runs_page(request: Request) -> Response:
     p = request.query_params
     filters = {"task": _p(request, "task"), "status": p.getlist("status"), "since": _p(request, "since"),
-               "until": _p(request, "until"), "sort": _p(request, "sort")}
+               "until": _p(request, "until"), "sort": _p(request, "sort"), "status_mode": _p(request, "status_mode")}
     data = _qs(request).runs(app=_p(request, "app"), limit=_int(request, "limit") or 200,
                              cursor=_p(request, "cursor"), **filters)
     data["filters"] = {**filters, "status": [s.upper() for v in filters["status"] for s in v.split(",") if s]}

@@ -175,3 +175,31 @@ def test_a_runs_cursor_holding_what_no_sort_key_can_be_is_a_bad_request(shop):
     for values in ([True, "x"], [10 ** 40, "x"], [float("inf"), "x"], [{"a": 1}, "x"]):
         with pytest.raises(BadRequest, match="cursor"):
             qs.runs(sort="-duration_s", cursor=encode_cursor(values))
+
+
+@pytest.mark.parametrize("status", ["RETRY", "RUNNING", "FAILED", "REGISTERED"])
+def test_ever_had_status_matches_a_scan_of_the_log(shop, status):
+    """status_mode=history: every invocation whose history holds the status (as a scan of every transition
+    finds them), on the list and the runs table; the default still filters by the current status."""
+    qs, _ = shop
+    scanned = {r[0] for r in qs.log.query("SELECT DISTINCT invocation_id FROM transitions WHERE status = ?",
+                                          [status], max_rows=10_000).rows}
+    listed = {i["invocation_id"] for i in qs.invocations(status=[status], status_mode="history", limit=1000)["items"]}
+    assert listed == scanned and scanned
+    ran = {r["invocation_id"] for r in qs.runs(status=[status], status_mode="history", limit=1000)["items"]}
+    started = {r["invocation_id"] for r in qs.runs(limit=1000)["items"]}
+    assert ran == scanned & started
+    now = {i["invocation_id"] for i in qs.invocations(status=[status], limit=1000)["items"]}
+    assert now == {r[0] for r in qs.log.query("SELECT invocation_id FROM invocation_state WHERE status = ?",
+                                              [status], max_rows=10_000).rows}
+    if status == "RETRY":
+        assert "retried" in listed and "retried" not in now  # retried once, then SUCCESS
+
+
+def test_ever_had_status_bounded_by_the_window_and_checked(shop):
+    qs, _ = shop
+    assert qs.invocations(status=["RETRY"], status_mode="history", since=iso(ago(90)))["items"] == []
+    assert [i["invocation_id"] for i in qs.invocations(status=["RETRY"], status_mode="history",
+                                                      since=iso(ago(100)))["items"]] == ["retried"]
+    with pytest.raises(BadRequest, match="status_mode"):
+        qs.invocations(status=["RETRY"], status_mode="sometimes")
