@@ -1,6 +1,6 @@
 import pytest
 
-from .helpers import start_server
+from .helpers import chromium, start_server
 
 
 @pytest.fixture
@@ -9,6 +9,13 @@ def server(tmp_path):
     srv = start_server(str(tmp_path / "tt.duckdb"), "--ingest-token", "tok123")
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless chromium for a module's browser tests (tests/helpers.chromium)."""
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="session")

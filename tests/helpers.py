@@ -4,6 +4,7 @@ ingest's decode and map, without a server (LocalStore, with the tasktrail.v1 emi
 from __future__ import annotations
 
 import glob
+import contextlib
 import os
 import re
 import signal
@@ -212,7 +213,20 @@ def json_attributes(attrs: dict) -> list:
 
 
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's chromium, headless, driven by Playwright (never its own browser download); closed after."""
+    from playwright import sync_api
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 def require_chromium() -> None:

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright import sync_api
-
-from .helpers import CHROMIUM, SHOTS, require_chromium, wait_until
+from .helpers import SHOTS, chromium, require_chromium, wait_until
 
 require_chromium()
 
@@ -64,9 +62,7 @@ def test_readme_first_command_then_the_demo_fills_every_page(tmp_path):
         content = {"overview": "table tbody tr", "runners": "table tbody tr", "logs": "#logs tr, table tbody tr",
                    "events": "table tbody tr", "invocation": "table tbody tr", "timeline": "canvas"}
         SHOTS.mkdir(parents=True, exist_ok=True)
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        with chromium() as browser:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             problems = []
             page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type == "error" else None)
@@ -80,7 +76,6 @@ def test_readme_first_command_then_the_demo_fills_every_page(tmp_path):
                     assert drawn and int(drawn) > 0, "the timeline drew no lanes"
                 page.screenshot(path=str(SHOTS / f"demo-{name}.png"))
                 assert problems == [], (path, problems)
-            browser.close()
     finally:
         proc.send_signal(signal.SIGINT)
         try:

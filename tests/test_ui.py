@@ -8,12 +8,12 @@ import httpx
 from urllib.parse import quote
 import pytest
 
-from .helpers import CHROMIUM, SHOTS, require_chromium, start_server, wait_until
+from .helpers import SHOTS, require_chromium, start_server, wait_until
 from .ui_fill import XSS_ARG, XSS_TASK, emit_shop, run_rustvello
 
 require_chromium()  # CI installs it (.ci/run); elsewhere the module is skipped, loudly
 
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +27,6 @@ def filled(tmp_path_factory):
     ids["rustvello"] = theirs
     yield srv, ids
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 class Watched:

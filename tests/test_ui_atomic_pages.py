@@ -4,11 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from playwright import sync_api
-
 from tasktrail.proto.emitter import Emitter, Runner
 
-from .helpers import CHROMIUM, require_chromium, start_server, wait_until
+from .helpers import chromium, require_chromium, start_server, wait_until
 
 require_chromium()
 
@@ -57,9 +55,7 @@ def test_api_pages_by_link_header(srv):
 
 
 def test_page_next_links_walk_every_row(srv):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         errors = []
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -80,4 +76,3 @@ def test_page_next_links_walk_every_row(srv):
         page.wait_for_load_state("networkidle")
         assert page.locator("section:has(h2:text('Execution windows')) table tbody tr").count() == 10
         assert errors == []
-        browser.close()

@@ -11,12 +11,12 @@ import pytest
 
 from tasktrail.proto.emitter import Emitter, Runner
 
-from .helpers import CHROMIUM, SHOTS, require_chromium, start_server, wait_until
+from .helpers import SHOTS, require_chromium, start_server, wait_until
 from .ui_fill import run_rustvello
 
 require_chromium()  # CI installs it (.ci/run); elsewhere the module is skipped, loudly
 
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 MANY = 7  # runs of pages.many, paged 3 at a time
 
@@ -79,15 +79,6 @@ def filled(tmp_path_factory):
     wait_until(lambda: srv.get("/logs", params={"invocation": "retried-1"}).json()["items"], message="log line")
     yield srv, ids
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import pytest
 from tasktrail.demo import HERE as APP, PYNENC_RUN
 from tasktrail.proto.emitter import Emitter, Runner
 
-from .helpers import CHROMIUM, SHOTS, require_chromium, require_python312, start_server, wait_until
+from .helpers import SHOTS, require_chromium, require_python312, start_server, wait_until
 from .ui_fill import emit_shop, run_rustvello
 
 require_chromium()
 PY312 = require_python312()
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 parser = pytest.importorskip("prometheus_client.parser")
 
 GONE = Runner("gone-7d1e0c55-91aa", "PersistentProcessRunner", hostname="host-g", pid=77)  # killed, no stop
@@ -61,15 +61,6 @@ def filled(tmp_path_factory):
                message="pynenc's invocations")
     yield srv, {"rustvello": rv, "pynenc": pn, "shop": shop}
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 def labels(page) -> list[dict]:

@@ -7,13 +7,13 @@ from datetime import datetime
 
 import pytest
 
-from .helpers import CHROMIUM, SHOTS, require_chromium, start_server, wait_until
+from .helpers import SHOTS, require_chromium, start_server, wait_until
 from .timeline_fill import CLIENT_HOSTS, emit_burst
 from .ui_fill import emit_shop, run_rustvello
 
 require_chromium()  # CI installs it (.ci/run); elsewhere the module is skipped, loudly
 
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 W, H = 1440, 900
 MIN_BAR_PX = 6      # an instant invocation's bar is at least this wide
@@ -33,15 +33,6 @@ def filled(tmp_path_factory):
                == burst["invocations"], timeout=30, message="burst data")
     yield srv, {"live": live, "shop": shop, "burst": burst}
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

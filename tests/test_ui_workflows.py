@@ -2,10 +2,10 @@
 on the page and in its chart equals the API's; charts come from the vendored uPlot, offline."""
 import pytest
 
-from .helpers import CHROMIUM, SHOTS, require_chromium, shop_server, wait_until
+from .helpers import SHOTS, chromium, require_chromium, shop_server, wait_until
 
 require_chromium()
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
@@ -17,16 +17,13 @@ def shop(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(shop):
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with chromium() as b:
         pg = b.new_page(viewport={"width": 1400, "height": 1000})
         pg.problems, pg.outside = [], []
         pg.on("console", lambda m: pg.problems.append(m.text) if m.type == "error" else None)
         pg.on("pageerror", lambda e: pg.problems.append(str(e)))
         pg.on("request", lambda r: None if r.url.startswith("http://127.0.0.1") else pg.outside.append(r.url))
         yield pg
-        b.close()
 
 
 def _painted(pg, selector) -> int:
