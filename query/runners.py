@@ -112,22 +112,25 @@ def label_rows(ids: list, found: dict) -> dict:
     for rid in ids:
         cls, host, pid = found.get(rid, (None, None, None))
         short = _shortest_unique(tails[rid], [t for r, t in tails.items() if r != rid]) if rid in found else rid
-        place = f"{host or '?'}/{pid}" if pid else (host or "")
-        label = " ".join(p for p in (cls or "", place, short) if p) or rid
-        out[rid] = {"runner_class": cls, "hostname": host, "pid": pid, "short": short, "label": label}
+        out[rid] = {"runner_class": cls, "hostname": host, "pid": pid, "short": short,
+                    "label": _label(cls, host, pid, short) or rid}
     # Ids that differ only in what the label already says ("Foo@abc", "Foo-abc") would read the same: those
     # show their whole id.
     seen: dict[str, list] = {}
     for rid, d in out.items():
         seen.setdefault(d["label"], []).append(rid)
-    for label, rids in seen.items():
+    for rids in seen.values():
         if len(rids) > 1:
             for rid in rids:
                 d = out[rid]
-                place = f"{d['hostname'] or '?'}/{d['pid']}" if d["pid"] else (d["hostname"] or "")
-                d["short"] = rid
-                d["label"] = " ".join(p for p in (d["runner_class"] or "", place, rid) if p)
+                d["short"], d["label"] = rid, _label(d["runner_class"], d["hostname"], d["pid"], rid)
     return out
+
+
+def _label(cls: Optional[str], host: Optional[str], pid: Optional[int], short: str) -> str:
+    """"Class host/pid short", leaving out what is not known."""
+    place = f"{host or '?'}/{pid}" if pid else (host or "")
+    return " ".join(p for p in (cls or "", place, short) if p)
 
 
 def _own_part(rid: str, cls: Optional[str], host: Optional[str], pid: Optional[int]) -> str:
