@@ -163,7 +163,7 @@ class Emitter:
                workflow_parent_id: Optional[str] = None, arguments: Any = None, result: Any = None,
                error_type: Optional[str] = None, error_message: Optional[str] = None,
                error_traceback: Optional[str] = None, duration_s: Optional[float] = None,
-               timestamp=None) -> None:
+               timestamp=None, call_id: Optional[str] = None) -> None:
         canonical = normalize(status)
         if canonical is None:
             raise ValueError(f"unknown status {status!r}")
@@ -175,7 +175,7 @@ class Emitter:
             n.TT_WORKFLOW_ID: workflow_id, n.TT_WORKFLOW_TYPE: workflow_type,
             n.TT_WORKFLOW_PARENT_ID: workflow_parent_id, n.TT_ARGUMENTS: _json(arguments),
             n.TT_RESULT: _json(result), n.TT_ERROR_TYPE: error_type, n.TT_ERROR_MESSAGE: error_message,
-            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s})
+            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s, n.TT_CALL_ID: call_id})
 
     def runner_started(self, runner: Optional[Runner] = None, timestamp=None) -> None:
         self._emit(n.EV_RUNNER_STARTED, runner, timestamp, {})

@@ -188,6 +188,18 @@ class MetricPoint(NamedTuple):
     scope_name: Optional[str]
 
 
+class InvocationCall(NamedTuple):
+    """The call an invocation is of, as its runner named it on registration (tasktrail.call.id)."""
+    ts: Micros
+    app_id: str
+    call_id: str
+    invocation_id: str
+    task_id: Optional[str]
+    arguments: Optional[str]
+    source: str                     # dialect name
+    record_id: Optional[str] = None
+
+
 class Resource(NamedTuple):
     """An OTLP resource, stored once per distinct attribute set."""
     resource_id: str
@@ -209,4 +221,5 @@ TABLES: dict[str, type] = {
     "spans": Span,
     "log_records": LogRecord,
     "metric_points": MetricPoint,
+    "invocation_calls": InvocationCall,
 }

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .emitter import Emitter, Runner
+from .pynenc_calls import call_id as _call_id
 from .pynenc_hooks import after, before, on_init
 
 log = logging.getLogger("tasktrail.pynenc")
@@ -147,6 +148,7 @@ class Exporter:
                     "workflow_type": str(wf.workflow_type) if wf is not None else None,
                     "workflow_parent_id": getattr(wf, "parent_workflow_id", None),
                     "arguments": str(inv.call.arguments),
+                    "call_id": _call_id(inv),
                 })
             except Exception:
                 self.stats.errors += 1
@@ -177,7 +179,8 @@ class Exporter:
                 parent_event_id=m.get("parent_event_id"), workflow_id=m.get("workflow_id"),
                 workflow_type=m.get("workflow_type"), workflow_parent_id=m.get("workflow_parent_id"),
                 arguments=m.get("arguments"), result=o.get("result"), error_type=o.get("error_type"),
-                error_message=o.get("error_message"), error_traceback=o.get("error_traceback")))
+                error_message=o.get("error_message"), error_traceback=o.get("error_traceback"),
+                call_id=m.get("call_id")))
 
     def _task_of(self, inv_id) -> Optional[str]:
         meta = self._invocations.get(inv_id)

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 # (at-least-once delivery) is not appended twice. Spans are identified as Jaeger and Tempo do.
 IDENTITY = {t: "record_id" for t in ("transitions", "runner_events", "atomic_decisions", "atomic_executions",
                                      "event_records", "trigger_runs", "log_records")} | {"spans": "trace_id || span_id"}
+IDENTITY["invocation_calls"] = "record_id"
 
 
 class RecordWindow:
