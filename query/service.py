@@ -16,6 +16,7 @@ from tasktrail.store.api import EventLog, QueryTimeout
 
 from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
                tasks, timeline, traces, values, workflow_compare)
+from . import calls, contexts
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
 from .health import Health
@@ -94,13 +95,17 @@ class QueryService(Health):
 
     def _detail(self, invocation_id: str, app: Optional[str], rng, raw: list) -> dict:
         related = self.settings.related_after_s
-        return inv.detail(invocation_id, app, raw,
-                          parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, rng),
-                          links=self.trace_links)
+        out = inv.detail(invocation_id, app, raw,
+                         parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, rng),
+                         links=self.trace_links)
+        out["call_id"] = calls.of_invocation(self._q, invocation_id, app, rng)
+        return out
 
     def history(self, invocation_id: str, app: Optional[str] = None) -> list[dict]:
-        """Its history, oldest first, by the one rule (query/invocations.history)."""
-        return inv.history(self._raw(invocation_id, app)[1])
+        """Its history, oldest first, by the one rule (query/invocations.history), each record with the
+        runner context that made it (query/contexts.py)."""
+        raw = self._raw(invocation_id, app)[1]
+        return contexts.with_contexts(self._q, inv.history(raw), raw, app)
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
         return self._detail(invocation_id, app, *self._raw(invocation_id, app))
@@ -110,7 +115,7 @@ class QueryService(Health):
         of its transitions), family, log lines and trigger runs."""
         rng, raw = self._raw(invocation_id, app)
         detail = self._detail(invocation_id, app, rng, raw)
-        detail["history"] = inv.history(raw)
+        detail["history"] = contexts.with_contexts(self._q, inv.history(raw), raw, app)
         detail["family"] = self._family(invocation_id, rng)
         detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
         detail["trigger_runs"] = events.trigger_runs(self._q, invocation=invocation_id, limit=100)
@@ -326,7 +331,12 @@ class QueryService(Health):
                                 message_bytes=self.settings.previews.value_bytes)
         out["recent"] = inv.listing(self._q, app=app, task=task_id, since=lo, until=hi, limit=params.limit(recent),
                                     sort="-created_at")["items"]
+        out["calls"] = calls.of_task(self._q, task_id, app, lo, hi, limit=recent)
         return out
+
+    def call(self, call_id: str, *, app: Optional[str] = None, limit: Optional[int] = None) -> dict:
+        """One call and its invocations, newest first (query/calls.py). NotFound when no record named it."""
+        return calls.detail(self._q, call_id, app, params.limit(limit, default=100))
 
     def workflow_types(self, *, app=None, since=None, until=None) -> dict:
         now = self._now()

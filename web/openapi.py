@@ -80,7 +80,8 @@ PATHS = {
         [ID, {"name": "name", "in": "path", "required": True, "description": "Which value.",
               "schema": {"type": "string", "enum": ["arguments", "result", "error_message", "error_traceback"]}},
          APP]),
-    "/invocations/{id}/history": _get("Its status history, oldest first.", [ID, APP], "array"),
+    "/invocations/{id}/history": _get("Its status history, oldest first; each record with the class, host, pid "
+                                      "and thread of the runner context that made it.", [ID, APP], "array"),
     "/invocations/{id}/family": _get("Its family tree: root, nodes, edges.", [ID, APP]),
     "/invocations/{id}/logs": _get("Its log lines, oldest first.", [ID, LIMIT], "array"),
     "/runners": _get("Runner contexts, alive or not.", [APP], "array"),
@@ -116,6 +117,9 @@ PATHS = {
     "/tasks/{task_id}": _get("One task: its figures, a duration and throughput series over time, error types with "
                              "their latest example, recent invocations.",
                              [_path("task_id", "The task id."), APP, SUMMARY_SINCE, UNTIL]),
+    "/calls/{call_id}": _get("One call (a task and its arguments, as the runner named it: pynenc's call id) and "
+                             "its invocations, newest first, with status, created and duration.",
+                             [_path("call_id", "The call id, percent-encoded."), APP, LIMIT]),
     "/workflows": _get("Every known workflow type: runs, statuses, duration p50/p95, members in the window "
                        "(zero for one idle in it) and its last run ever.", [APP, SUMMARY_SINCE, UNTIL]),
     "/workflows/runs": _get("Workflow runs, newest first, with status, duration, members, parent workflow.", [
