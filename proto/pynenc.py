@@ -9,8 +9,9 @@ tasktrail.v1 through the emitter:
 
 - every status transition, from `BaseStateBackend.add_histories` / `add_history` (the writers of
   history), with the runner context that made it, the owner, and for REGISTERED the task, parent,
-  parent event, workflow identity and the arguments preview (`str(call.arguments)`, which honours
-  `argument_print_mode`); results and exceptions ride on the final transition;
+  parent event, workflow identity, the arguments preview (`str(call.arguments)`, which honours
+  `argument_print_mode`) and pynenc's call id (proto/pynenc_calls.py); results and exceptions ride on the
+  final transition, a retried attempt's exception on its RETRY;
 - runner contexts (`store_runner_context`), heartbeats (`register_runner_heartbeats`), the end of a
   runner's loop (`BaseRunner.on_stop`) and the end of a process's ExternalRunner (at exit);
 - every atomic-service claim decision, the ones pynenc drops too (`decide_atomic_service_claim`),
