@@ -132,3 +132,25 @@ def test_rustvello_retries_take_their_failures_error(tmp_path):
         assert [h["thread_id"] for h in history] == [threads[h["record_id"]] for h in history]
     finally:
         store.close()
+
+
+def test_retention_removes_a_calls_rows_with_its_invocations(tmp_path):
+    from datetime import datetime, timedelta
+
+    from tasktrail.store.retention import RetentionPolicy
+
+    store = LocalStore(tmp_path / "ret.duckdb")
+    try:
+        em = store.emitter("shop", RUNNER)
+        _run(em, "old-1", CALL_A, 900, WORKERS[0])
+        em.shutdown()
+        qs = store.service(clock=lambda: NOW)
+        assert [i["invocation_id"] for i in qs.call(CALL_A)["invocations"]] == ["old-1"]
+        # A pass as if 100 days from now, keeping 90: the scenario and its arrival are both past the window.
+        report = store.store.retain(RetentionPolicy(90, 90), now=datetime.utcnow() + timedelta(days=100))
+        assert report.invocations == 1
+        with pytest.raises(NotFound):
+            qs.call(CALL_A)
+        assert store.store.query("SELECT count(*) FROM invocation_calls", (), timeout_s=10, max_rows=1).rows == [(0,)]
+    finally:
+        store.close()
