@@ -19,8 +19,9 @@ tasktrail.v1 through the emitter:
 - the app's log lines (its logger `pynenc.<app_id>`), each tied to its invocation, task and runner
   context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out).
 
-Hooks never raise into pynenc and never block it: records go to the OTel SDK's bounded batch queue;
-when it is full the record is dropped and counted (`exporter().stats`).
+Hooks never raise into pynenc and never block it: records go to the emitter's bounded queue (50,000
+records; proto/otlp_sender.py sends them); when it is full the record is dropped and counted
+(`exporter().stats`).
 `install(endpoint=...)` does the same from code.
 """
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Exporter:
     """Turns pynenc's calls into tasktrail.v1 records, one emitter per pynenc app."""
 
     def __init__(self, endpoint: str, token: Optional[str] = None, protocol: str = "grpc",
-                 max_queue: int = 20_000) -> None:
+                 max_queue: int = 50_000) -> None:
         self.endpoint, self.token, self.protocol, self.max_queue = endpoint, token, protocol, max_queue
         self.stats = Stats()
         self._emitters: dict[str, Emitter] = {}
