@@ -41,14 +41,18 @@ class Runner:
     thread_id: Optional[int] = None
 
     def attributes(self) -> dict:
-        """The tasktrail.runner.* record attributes of the fields that are known."""
-        a = {n.TT_RUNNER_ID: self.runner_id}
-        for key, value in ((n.TT_RUNNER_CLASS, self.runner_class), (n.TT_RUNNER_HOSTNAME, self.hostname),
-                           (n.TT_RUNNER_PID, self.pid), (n.TT_RUNNER_PARENT_ID, self.parent_id),
-                           (n.TT_RUNNER_THREAD_ID, self.thread_id)):
-            if value is not None and value != "":
-                a[key] = value
-        return a
+        """The tasktrail.runner.* record attributes of the fields that are known (computed once; the
+        caller must not change the dict)."""
+        cached = self.__dict__.get("_attributes")
+        if cached is None:
+            cached = {n.TT_RUNNER_ID: self.runner_id}
+            for key, value in ((n.TT_RUNNER_CLASS, self.runner_class), (n.TT_RUNNER_HOSTNAME, self.hostname),
+                               (n.TT_RUNNER_PID, self.pid), (n.TT_RUNNER_PARENT_ID, self.parent_id),
+                               (n.TT_RUNNER_THREAD_ID, self.thread_id)):
+                if value is not None and value != "":
+                    cached[key] = value
+            self.__dict__["_attributes"] = cached  # a frozen dataclass: set past __setattr__, once
+        return cached
 
 
 class _Identity:
@@ -92,35 +96,12 @@ def _json(value) -> Optional[str]:
 
 
 def _clean(attrs: Mapping[str, Any]) -> dict:
-    out = {}
-    for k, v in attrs.items():
-        if v is None:
-            continue
+    """`attrs` without its None values, lists and tuples as lists of strings."""
+    out = {k: v for k, v in attrs.items() if v is not None}
+    for k, v in out.items():
         if isinstance(v, (list, tuple)):
-            v = [str(x) for x in v]
-        out[k] = v
+            out[k] = [str(x) for x in v]
     return out
-
-
-# The OTel SDK's OTLP exporters: (transport, signal) -> (module under opentelemetry.exporter.otlp.proto, class).
-_EXPORTERS = {("grpc", "logs"): ("grpc._log_exporter", "OTLPLogExporter"),
-              ("grpc", "metrics"): ("grpc.metric_exporter", "OTLPMetricExporter"),
-              ("http", "logs"): ("http._log_exporter", "OTLPLogExporter"),
-              ("http", "metrics"): ("http.metric_exporter", "OTLPMetricExporter")}
-
-
-def _otlp_exporter(signal: str, endpoint: str, protocol: str, headers: Optional[Mapping[str, str]]):
-    """The OTel SDK's own OTLP exporter for `signal` (logs or metrics) over gRPC or HTTP/protobuf."""
-    import importlib
-    transport = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(protocol)
-    if transport is None:
-        raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
-    module, name = _EXPORTERS[(transport, signal)]
-    cls = getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
-    if transport == "grpc":
-        return cls(endpoint=endpoint.split("://", 1)[-1], insecure=not endpoint.startswith("https://"),
-                   headers=headers or None)
-    return cls(endpoint=endpoint.rstrip("/") + f"/v1/{signal}", headers=headers or None)
 
 
 # Python's logging levels as OTel severities (number, text): the nearest level wins.

@@ -178,6 +178,9 @@ class LogSender:
         self.max_queue_size = max_queue_size
         self._interval = interval_ms / 1000
         self._workers = max(1, max_inflight)
+        # The threads wake every interval and send all that is queued; a burst wakes them early only once
+        # a quarter of the queue is taken, so the caller's own work is not cut into by encoding.
+        self._wake_at = max(MAX_BATCH, max_queue_size // 4)
         self.stats = SenderStats()
         self._closed = False
         self._start()
@@ -206,9 +209,9 @@ class LogSender:
             self.stats.dropped += 1
             return False
         q.append(record)
-        if len(q) >= MAX_BATCH:
+        if len(q) == self._wake_at:  # a burst: send before the interval ends, so the queue never fills
             with self._wake:
-                self._wake.notify()
+                self._wake.notify_all()
         return True
 
     def full(self) -> bool:
@@ -243,7 +246,7 @@ class LogSender:
         q = self._queue
         while True:
             with self._wake:
-                if len(q) < MAX_BATCH and not self._closed:
+                if len(q) < self._wake_at and not self._closed:
                     self._wake.wait(self._interval)
             if self._closed and not q:
                 return
