@@ -79,9 +79,13 @@ class _Token:
     prefix_end: int = -1  # index of the ':' ending an unquoted prefix, else -1
 
 
-def _bad(message: str, pos: Optional[int] = None) -> BadRequest:
+class BadSearch(BadRequest):
+    """A malformed search (a BadRequest: the 400 of the one error shape); pages show it under the search box."""
+
+
+def _bad(message: str, pos: Optional[int] = None) -> BadSearch:
     where = "" if pos is None else f" at character {pos + 1}"
-    return BadRequest(f"search q: {message}{where}. {HELP}")
+    return BadSearch(f"search q: {message}{where}. {HELP}")
 
 
 def _word(text: str, i: int) -> tuple[str, int, int, bool]:
