@@ -264,8 +264,10 @@ def _pair(t: Term, window: str, wparams: list) -> tuple[str, list]:
     pre = ("((contains(lower(t.arguments), lower(?)) AND contains(lower(t.arguments), lower(?))) "
            "OR contains(t.arguments, '\\'))")
     structured = f"json_type({_J}) IN ('OBJECT', 'ARRAY')"
-    as_json = (f"SELECT t.invocation_id FROM transitions t, json_tree({_J}) e WHERE {window} AND {pre} AND {structured} "
-               "AND e.fullkey <> e.path || '[' || e.key || ']' AND lower(e.key) = lower(?) "
+    # The window and the cheap tests first (a subquery), JSON trees only for the rows they leave.
+    rows = f"SELECT t.invocation_id, t.arguments FROM transitions t WHERE {window} AND {pre} AND {structured}"
+    as_json = (f"SELECT t.invocation_id FROM ({rows}) t, json_tree({_J}) e "
+               "WHERE e.fullkey <> e.path || '[' || e.key || ']' AND lower(e.key) = lower(?) "
                "AND lower(CASE WHEN e.type = 'VARCHAR' THEN e.value->>'$' ELSE e.value::VARCHAR END) = lower(?)")
     as_text = (f"SELECT t.invocation_id FROM transitions t WHERE {window} AND {pre} "
                f"AND coalesce(json_type({_J}), '') NOT IN ('OBJECT', 'ARRAY') AND regexp_matches(t.arguments, ?)")
