@@ -27,7 +27,8 @@ with the escapes decoded (so `args:müller` finds `{"name": "M\\u00fcller"}`, `a
   end or one of whitespace , ; & ) } ].
 
 Values are read from the transitions recorded in the search window (arguments ride on REGISTERED,
-results on SUCCESS, errors on FAILED and RETRY), one bounded scan per term, values bound as parameters.
+results on SUCCESS, errors on FAILED and RETRY), each term a scan of the window's transitions only, values bound
+as parameters.
 A malformed query raises BadRequest (the 400 of the one error shape).
 """
 from __future__ import annotations
@@ -223,6 +224,10 @@ def parse(text: Optional[str]) -> Optional[Query]:
         return None
     if len(text) > MAX_QUERY_CHARS:
         raise _bad(f"longer than {MAX_QUERY_CHARS} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad("not valid text (a lone surrogate)") from None
     p = _Parser(tokens(text))
     out = p.any_of(0)
     if p.cur.kind != "EOF":

@@ -36,7 +36,8 @@ def found(qs, q, **kw) -> set:
 # --- the tests -------------------------------------------------------------------------------------
 KWARGS = [("order", "1234"), ("ORDER", "1234"), ("customer", "ACME Corp"), ("customer", "acme"), ("a_b", "c\\d"),
           ("name", "müller"), ("city", "東京"), ("tag", "🚀"), ("items", "[1, 2]"), ("paid", "true"), ("order", "99"),
-          ("x", "1"), ("path", "C:\\temp\\x")]
+          ("x", "1"), ("path", "C:\\temp\\x"), ("order", "x" * 1500), ('we"ird', "%_\\"), ("注文", "東京"),
+          ("note", "100%_off"), ("Order", "1234")]
 
 
 @pytest.mark.parametrize("key,value", KWARGS)
@@ -54,7 +55,7 @@ TERMS = [("args", "acme"), ("args", "100%_off"), ("args", "%"), ("args", "_"), (
          ("args", "müller"), ("args", "東京"), ("args", "🚀"), ("args", "order=1234"), ("kwargs", "customer"),
          ("result", "paid"), ("result", "50%"), ("result", "grüße"), ("error", "timeout"), ("error", '"quoted"'),
          ("error", "☃"), ("", "1234"), ("", "shop_x"), ("", "INV-PYNENC"), ("", "ünïcode"), ("", "'"),
-         ("args", "x" * 2000), ("args", "a" * 32 + "..."), ("", "no such thing anywhere")]
+         ("args", "x" * 2000), ("", "\x00"), ("", "é" * 1000), ("args", "a" * 32 + "..."), ("", "no such thing anywhere")]
 
 
 @pytest.mark.parametrize("field,value", TERMS)
@@ -111,7 +112,8 @@ def test_the_window_bounds_the_values(scenario):
     ("kwargs:=1", "needs a key and a value"), ("kwargs:order=", "needs a key and a value"), ("(a", "unclosed parenthesis"),
     ("a OR", "OR must be followed"), ("NOT a", "NOT is not supported"), ("args:", "needs a value"), ("a)", "unexpected"),
     ("()", "empty parentheses"), ("x" * 2049, "longer than 2048"), (" ".join(["t"] * 33), "more than 32 terms"),
-    ("((((((a))))))", "levels of parentheses"), ('""', "empty quoted phrase")])
+    ("((((((a))))))", "levels of parentheses"), ('""', "empty quoted phrase"), ("\ud800", "lone surrogate"),
+    ("a AND AND b", "AND must be followed"), ("OR", "unexpected 'OR'")])
 def test_malformed_queries_are_bad_requests(scenario, q, says):
     qs, _ = scenario
     for read in (qs.invocations, qs.runs):
