@@ -144,7 +144,7 @@ def tokens(text: str) -> list[_Token]:
 def term(tok: _Token) -> Term:
     """A term from its token: a known prefix, or free text; BadRequest for an unknown prefix or an empty value."""
     text, field = tok.text, ""
-    if tok.prefix_end >= 0:
+    if tok.prefix_end >= 0 and text[tok.prefix_end + 1:tok.prefix_end + 2] != ":":  # `python::app.add` is a name
         name = text[:tok.prefix_end]
         if name.lower() in PREFIXES:
             field, text = name.lower(), text[tok.prefix_end + 1:]

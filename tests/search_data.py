@@ -51,6 +51,7 @@ CASES = [
     ("inv-unicode-text", "shop.intl", 460, "name=MÜLLER, city=東京", ("fail", "UnicodeError", "ünïcode ☃")),
     ("inv-long", "shop.bulk", 450, LONG, ("ok", None)),
     ("inv-under", "shop_x.pay", 440, {"a_b": "c\\d"}, ("ok", "50%")),
+    ("inv-rv", "python::rvapp.add", 430, [2, 3], ("ok", 5)),  # a rustvello task name: `::` is no prefix
     ("inv-old", "shop.pay", 2 * 86400, {"order": 1234}, ("ok", "old")),
     ("inv-3h", "shop.pay", 3 * 3600, "order=1234", ("fail", "Timeout", "late")),
 ]

@@ -126,3 +126,5 @@ def test_quoted_colon_and_non_word_prefixes_are_free_text(scenario):
     qs, rows = scenario
     assert found(qs, '"C:\\\\temp"') == expect(rows, "", "C:\\temp")
     assert found(qs, "{order:1234,") == expect(rows, "", "{order:1234,")  # ':' after a non-word prefix: free text
+    assert found(qs, "python::rvapp.add") == expect(rows, "", "python::rvapp.add") == {"inv-rv"}
+    assert found(qs, "name:python::rvapp") == {"inv-rv"}
