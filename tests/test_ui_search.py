@@ -56,6 +56,7 @@ def test_typing_kwargs_order_finds_exactly_the_right_rows(filled, browser, path)
     assert shown == expected
     assert parse_qs(urlparse(page.url).query)["q"] == ["kwargs:order=1234"]
     assert page.locator("#search-q").input_value() == "kwargs:order=1234"
+    assert "read values recorded since" in page.locator("#search-window").inner_text()  # the default 24 h
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"search{path.replace('/', '-')}.png"), full_page=True)
     # Reloading the URL (a shared link) gives the same rows.
