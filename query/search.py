@@ -13,6 +13,10 @@ Flower's task search grammar (flower/utils/search.py), on tasktrail's log:
     name:shop.pay                 the task name contains it
     1234                          free text: the id, the task name, arguments, result or error contain it
 
+A prefix is a word of letters (and `_`) before a single unquoted colon; an unknown one is an error (quote
+a phrase holding a colon), and `python::app.add` (a rustvello task name) is free text. `state:` takes a
+status or a comma list of them.
+
 Every comparison ignores case. "Contains" is a plain substring test (no wildcards: %, _ and \\ are
 literal) of the value as stored, or, for a JSON value holding escapes (a backslash), of its compact JSON
 with the escapes decoded (so `args:müller` finds `{"name": "M\\u00fcller"}`, `args:c\\d` finds `{"p": "c\\\\d"}`).
