@@ -122,8 +122,10 @@ class Exporter:
         """The Runner naming pynenc's RunnerContext `ctx` (kept per context: a transition's cost)."""
         if ctx is None:
             return None
-        runner = self._runners.get(ctx.runner_id)  # a context's id names one class, host, pid and thread
-        if runner is None:
+        runner = self._runners.get(ctx.runner_id)  # a context's id names one class, host and pid
+        # ... but not always one thread: pynenc 0.4 holds a ThreadRunner's context as two objects of one id
+        # made in two threads, and its state backend keeps the one stored last: each record says its own.
+        if runner is None or runner.thread_id != getattr(ctx, "thread_id", None):
             runner = self._runner_of(ctx)
             self._runners.put(ctx.runner_id, runner)
         return runner
