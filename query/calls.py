@@ -21,9 +21,10 @@ TASK_CALL_ARGUMENTS = 300
 
 
 def detail(q, call_id: str, app: Optional[str] = None, limit: int = 100) -> dict:
-    """One call: {call_id, app_id, task_id, arguments, source, invocation_count, counts_by_status,
+    """One call: {call_id, app_id, apps, task_id, arguments, source, invocation_count, counts_by_status,
     invocations: [invocation summary + registered_at], truncated}; its invocations newest first, at most
-    `limit` (`truncated` says there are more; `invocation_count` counts them all). `app_id` is null when the
+    `limit` (`truncated` says there are more; `invocation_count` counts them all, `counts_by_status` those
+    listed). `app_id` is null when the
     call id is stored in several apps (then every app's invocations are listed). Raises NotFound when no
     record named the call."""
     clauses, params = conditions(("call_id = ?", call_id), ("app_id = ?", app))

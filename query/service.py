@@ -327,7 +327,8 @@ class QueryService(Health):
         return tasks.task_list(self._q, now, app=app, since=lo, until=hi)
 
     def task(self, task_id: str, *, app=None, since=None, until=None, recent: int = 20) -> dict:
-        """One task: figures, a series over time, error types with their latest example, recent runs."""
+        """One task: figures, a series over time, error types with their latest example, recent runs and
+        its recent calls (query/calls.py)."""
         now = self._now()
         lo, hi = self._summary_window(since, until, now)
         out = tasks.task_detail(self._q, now, task_id, app=app, since=lo, until=hi,

@@ -120,7 +120,7 @@ PATHS = {
                    "window (zero for one idle in it) and its last run ever.",
                    [APP, SUMMARY_SINCE, UNTIL]),
     "/tasks/{task_id}": _get("One task: its figures, a duration and throughput series over time, error types with "
-                             "their latest example, recent invocations.",
+                             "their latest example, recent calls and invocations.",
                              [_path("task_id", "The task id."), APP, SUMMARY_SINCE, UNTIL]),
     "/calls/{call_id}": _get("One call (a task and its arguments, as the runner named it: pynenc's call id) and "
                              "its invocations, newest first, with status, created and duration.",
