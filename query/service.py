@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
-from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
+from . import (atomic, dashboards, definitions, events, explore, family, invocations as inv, logs, metrics, params, sql,
                tasks, timeline, traces, values, workflow_compare)
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
@@ -169,7 +169,8 @@ class QueryService(Health):
     def runner(self, runner_id: str, app: Optional[str] = None, cursor: Optional[str] = None,
                limit: Optional[int] = None) -> dict:
         """One runner, its workers, a page of its activity (`cursor`: the previous page's `next_cursor`)."""
-        return runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit))
+        return definitions.with_runner_settings(
+            self._q, runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit)), app)
 
     def runner_labels(self, ids) -> dict:
         """{id: {runner_class, hostname, pid, short, label}} of the runner ids a page shows, read by those ids
@@ -293,7 +294,8 @@ class QueryService(Health):
         return dashboards.apps(self._q)
 
     def overview(self, app: Optional[str] = None) -> dict:
-        return dashboards.overview(self._q, app, self.runners(app), self.anomalies(app))
+        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, self.runners(app),
+                                                                          self.anomalies(app)))
 
     def ops(self, app: Optional[str] = None, writer=None) -> dict:
         """What operators check first (query/dashboards.py)."""
@@ -326,6 +328,7 @@ class QueryService(Health):
                                 message_bytes=self.settings.previews.value_bytes)
         out["recent"] = inv.listing(self._q, app=app, task=task_id, since=lo, until=hi, limit=params.limit(recent),
                                     sort="-created_at")["items"]
+        out["definition"] = definitions.task_definition(self._q, task_id, app)
         return out
 
     def workflow_types(self, *, app=None, since=None, until=None) -> dict:

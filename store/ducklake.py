@@ -40,6 +40,8 @@ from .migrations import views_sql
 
 log = logging.getLogger("tasktrail.store")
 LAKE = "lake"
+# Log tables a later migration creates: partitioned when that migration is applied.
+_LATER_TABLES = {"definitions": "0008_definitions"}
 _LAKE_TABLES = (*TABLES, "ingest_ledger", "invocation_state", "runner_state", "schema_migrations")
 
 
@@ -149,17 +151,19 @@ class DuckLakeStore(DuckDBStore):
 
     def _migrated(self, con, name: str) -> None:
         if name == "0001_log":
-            self._partition(con)
+            self._partition(con, [t for t in TABLES if t not in _LATER_TABLES])
+            con.execute("ALTER TABLE ingest_ledger SET PARTITIONED BY "
+                        "(year(received_at), month(received_at), day(received_at))")
+        elif name in _LATER_TABLES.values():
+            self._partition(con, [t for t, m in _LATER_TABLES.items() if m == name])
 
     @staticmethod
-    def _partition(con) -> None:
+    def _partition(con, tables) -> None:
         """Log tables are partitioned by day, so retention drops whole files and a time window reads
         only its days' files."""
-        for table in TABLES:
+        for table in tables:
             col = {"spans": "start_ts", "resources": "first_seen"}.get(table, "ts")
             con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (year({col}), month({col}), day({col}))")
-        con.execute("ALTER TABLE ingest_ledger SET PARTITIONED BY "
-                    "(year(received_at), month(received_at), day(received_at))")
 
     @staticmethod
     def rebuild_caches(con) -> int:
