@@ -102,16 +102,13 @@ class TasktrailV1(Dialect):
         if ev == n.EV_TRIGGER_RUN:
             return self._trigger_run(rec, a, app, rid, rows)
         if ev in _DEFINITION:
-            if not self._definition(rec, res, a, ev, ctx_id, cls, rid, rows):
-                return False  # not a valid definition: kept as a raw record
-            if ctx_id and n.TT_RUNNER_ID in a and (app, ctx_id) not in out.contexts:
-                out.contexts.add((app, ctx_id))
-                self._context(rec, res, out, ctx_id, "context", cls, parent, a, None, None)
-            return True
+            return self._definition(rec, res, a, ev, (ctx_id, cls, parent), rid, out)
         return False
 
-    def _definition(self, rec: LogIn, res, a: dict, ev: str, ctx_id, cls, rid, rows: dict) -> bool:
-        """An app configuration, runner settings or task definition: its body is the JSON objects it carries."""
+    def _definition(self, rec: LogIn, res, a: dict, ev: str, ctx: tuple, rid, out: Out) -> bool:
+        """An app configuration, runner settings or task definition: its body is the JSON objects it carries;
+        the runner context it names is kept as a runner too. False (kept raw) when it is not valid."""
+        ctx_id, cls, parent = ctx
         kind, key = _DEFINITION[ev]
         value = _object(a.get(key))
         if value is None:
@@ -129,9 +126,12 @@ class TasktrailV1(Dialect):
             subject, body = a.get(n.TT_TASK_ID), {"options": value}
             if not subject:
                 return False
-        rows["definitions"].append(Definition(
+        out.rows["definitions"].append(Definition(
             rec.ts, res.app_id, kind, str(subject), str(ctx_id) if ctx_id else None,
             json.dumps(body, default=str, ensure_ascii=False, separators=(",", ":")), self.name, rid))
+        if ctx_id and n.TT_RUNNER_ID in a and (res.app_id, ctx_id) not in out.contexts:
+            out.contexts.add((res.app_id, ctx_id))
+            self._context(rec, res, out, ctx_id, "context", cls, parent, a, None, None)
         return True
 
     def _atomic_decision(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
