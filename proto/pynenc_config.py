@@ -12,7 +12,7 @@ When: the app's configuration and the runner's settings when a runner starts (`B
 process first stores a runner context; a task's definition the first time this process registers an
 invocation of it. Each is sent again only when its value changed, which is looked at, at most every
 `CHECK_EVERY_S`, from the hooks that run anyway (registrations, runner contexts, each runner loop
-iteration): between two looks the cost is one clock read.
+iteration; and once more when a runner stops): between two looks the cost is one clock read.
 """
 from __future__ import annotations
 
@@ -163,6 +163,7 @@ def install(ex) -> ConfigReporter:
 
     rep = ConfigReporter(ex)
     _after(BaseRunner, "on_start", lambda self: rep.on_runner_start(self))
+    _after(BaseRunner, "on_stop", lambda self: rep.look(self.app, force=True))  # a change made just before
     # The runner's loop, every iteration: a look costs one clock read between looks.
     _after(BaseRunner, "_check_atomic_services", lambda self: rep.look(self.app))
     _after(BaseStateBackend, "upsert_invocations",
