@@ -12,7 +12,8 @@ When: the app's configuration and the runner's settings when a runner starts (`B
 process first stores a runner context; a task's definition the first time this process registers an
 invocation of it. Each is sent again only when its value changed, which is looked at, at most every
 `CHECK_EVERY_S`, from the hooks that run anyway (registrations, runner contexts, each runner loop
-iteration; and once more when a runner stops): between two looks the cost is one clock read.
+iteration; and once more when a runner stops): between two looks the cost is one clock read (~2 µs); a
+look reads the app's and the runner's conf (~0.3 ms) and the options of `TASKS_PER_LOOK` tasks in turn.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from typing import Any
 log = logging.getLogger("tasktrail.pynenc")
 
 CHECK_EVERY_S = 2.0
+TASKS_PER_LOOK = 20   # tasks whose options one look reads (in turn): ~60 µs each in pynenc 0.4
 _COMPONENTS = ("broker", "orchestrator", "state_backend", "serializer", "trigger", "runner", "client_data_store")
 
 
@@ -81,6 +83,7 @@ class ConfigReporter:
         self._tasks: dict = {}                   # app id -> {task id: task}
         self._runners: dict = {}                 # app id -> the runner this process runs (weak)
         self._looked: dict = {}                  # app id -> monotonic time of the last look
+        self._turn: dict = {}                    # app id -> the first task the next look reads
         self._lock = threading.Lock()
 
     # --- hooks -------------------------------------------------------------------------
@@ -115,12 +118,21 @@ class ConfigReporter:
             runner = ref() if ref is not None else None
             if runner is not None:
                 self._send_runner(app, runner)
-            for task in list(self._tasks.get(app_id, {}).values()):
+            for task in self._next_tasks(app_id):
                 self._send_task(app, task)
         except Exception as exc:  # never into pynenc
             self.ex.stats.errors += 1
             if self.ex.stats.errors <= 3:
                 log.warning("tasktrail exporter: config report failed: %s", exc)
+
+    def _next_tasks(self, app_id: str) -> list:
+        """The next `TASKS_PER_LOOK` known tasks of the app, in turn (a look stays cheap with many tasks)."""
+        tasks = list(self._tasks.get(app_id, {}).values())
+        if len(tasks) <= TASKS_PER_LOOK:
+            return tasks
+        start = self._turn.get(app_id, 0) % len(tasks)
+        self._turn[app_id] = start + TASKS_PER_LOOK
+        return (tasks[start:] + tasks[:start])[:TASKS_PER_LOOK]
 
     # --- sending -----------------------------------------------------------------------
     def _changed(self, key: tuple, value) -> bool:

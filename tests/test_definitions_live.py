@@ -65,3 +65,22 @@ def test_any_runner_sends_definitions_as_otlp_json(server):
                      message="the runner settings")
     assert got == {"concurrency": 3, "loop_sleep_s": 0.5}
     assert sql(server, "SELECT count(*) FROM definitions WHERE subject_id = 'rv-worker-1'") == [[1]]
+
+
+def test_masking_rules():
+    from tasktrail.proto.masking import mask
+    got = mask({"redis_url": "redis://u:pw@h:6379/0", "password": "x", "token": "", "api_key": "k",
+                "max_tokens": 5, "auth_enabled": True, "bypass_cache": "y", "plain_url": "http://h/x",
+                "nested": {"client_secret": "s", "dsn": "postgresql://a:b@c/d"}, "urls": ["amqp://g:p@r//"]})
+    assert got == {"redis_url": "redis://u:***@h:6379/0", "password": "***", "token": "", "api_key": "***",
+                   "max_tokens": 5, "auth_enabled": True, "bypass_cache": "y", "plain_url": "http://h/x",
+                   "nested": {"client_secret": "***", "dsn": "postgresql://a:***@c/d"}, "urls": ["amqp://g:***@r//"]}
+
+
+def test_the_pynenc_reporter_reads_many_tasks_in_turn():
+    """A look reads the options of a bounded number of tasks, each in turn (proto/pynenc_config.py)."""
+    from tasktrail.proto.pynenc_config import TASKS_PER_LOOK, ConfigReporter
+    rep = ConfigReporter(ex=None)
+    rep._tasks["a"] = {f"t{i}": i for i in range(TASKS_PER_LOOK * 2 + 5)}
+    seen = [t for _ in range(3) for t in rep._next_tasks("a")]
+    assert len(seen) == TASKS_PER_LOOK * 3 and set(seen) == set(range(TASKS_PER_LOOK * 2 + 5))
