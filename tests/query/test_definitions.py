@@ -92,3 +92,28 @@ def test_bad_definitions_are_kept_raw(local):
     assert _log(local, "SELECT count(*) FROM definitions WHERE app_id = 'bad-app'") == [(0,)]
     kept = _log(local, "SELECT event_name FROM log_records WHERE app_id = 'bad-app' ORDER BY event_name")
     assert kept == [("tasktrail.app.config",), ("tasktrail.task.definition",)]
+
+
+def test_retention_keeps_each_latest_report(tmp_path):
+    """Retention removes old reports of a definition but never its latest, however old (store/retention.py)."""
+    from tasktrail.store.retention import RetentionPolicy
+
+    from ..helpers import LocalStore
+    store = LocalStore(tmp_path / "r.duckdb")
+    try:
+        em = store.emitter("ret-app", RUNNER)
+        for days, level in ((300, "info"), (200, "debug")):
+            em.app_config({"logging_level": level}, timestamp=ago(days * 86400))
+        em.task_definition("old.task", {"max_retries": 1}, timestamp=ago(250 * 86400))
+        em.task_definition("new.task", {"max_retries": 1}, timestamp=ago(300 * 86400))
+        em.task_definition("new.task", {"max_retries": 2}, timestamp=ago(10))
+        em.shutdown()
+        store.store._con.execute("UPDATE ingest_ledger SET received_at = received_at - INTERVAL 400 DAY")
+        store.store.retain(RetentionPolicy(90, 150, 100))
+        rows = _log(store, "SELECT kind, subject_id, body FROM definitions ORDER BY kind, subject_id")
+        assert [(k, s, json.loads(b)) for k, s, b in rows] == [
+            ("app", "ret-app", {"components": {}, "settings": {"logging_level": "debug"}}),
+            ("task", "new.task", {"options": {"max_retries": 2}}),
+            ("task", "old.task", {"options": {"max_retries": 1}})]
+    finally:
+        store.close()
