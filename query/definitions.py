@@ -62,10 +62,18 @@ def task_definition(q, task_id: str, app: Optional[str] = None) -> Optional[dict
 
 
 def with_app_configs(q, overview: dict) -> dict:
-    """`overview` with each of its apps' `config` (app_configs; None for an app that reported none)."""
+    """`overview` with each of its apps' `config` (app_configs; None for an app that reported none). An app
+    that only reported its configuration is listed too (no invocations, last seen when it reported)."""
     configs = app_configs(q)
-    for item in overview.get("apps", ()):
+    items = overview.setdefault("apps", [])
+    for item in items:
         item["config"] = configs.get(item["app_id"])
+    listed = {item["app_id"] for item in items}
+    for app_id, cfg in configs.items():
+        if app_id not in listed:
+            items.append({"app_id": app_id, "first_seen": cfg["reported_at"], "last_seen": cfg["reported_at"],
+                          "invocations": 0, "config": cfg})
+    items.sort(key=lambda item: item["app_id"])
     return overview
 
 

@@ -35,6 +35,9 @@ def qs(local):
     plain = local.emitter("plain-app", RUNNER)
     plain.status("p-1", "REGISTERED", task_id="mod.other", timestamp=ago(50))
     plain.shutdown()
+    alone = local.emitter("config-only")
+    alone.app_config({"x": 1}, timestamp=ago(40))
+    alone.shutdown()
     return local.service(clock=lambda: NOW)
 
 
@@ -51,6 +54,9 @@ def test_overview_carries_each_apps_latest_config(qs, local):
     assert cfg["settings"]["redis_url"] == "redis://u:***@h:6379/0"  # masked before it was sent
     assert "hunter2" not in json.dumps(_log(local, "SELECT body FROM definitions"))
     assert apps["plain-app"]["config"] is None
+    # an app that said nothing but its configuration is an app seen
+    alone = apps["config-only"]
+    assert alone["invocations"] == 0 and alone["config"]["settings"] == {"x": 1}
     # an app filter keeps every listed app's config
     assert {a["app_id"]: a["config"] is not None for a in qs.overview("cfg-app")["apps"]}["cfg-app"]
 
@@ -73,7 +79,7 @@ def test_task_definition_is_the_latest_report(qs):
 
 def test_agrees_with_a_scan_of_the_log(qs, local):
     """The read model's answer is the latest row per (app, kind, subject) of the definitions table."""
-    rows = _log(local, "SELECT app_id, kind, subject_id, body, ts FROM definitions ORDER BY ts")
+    rows = _log(local, "SELECT app_id, kind, subject_id, body, ts FROM definitions WHERE app_id = 'cfg-app' ORDER BY ts")
     last = {}
     for app_id, kind, subject, body, ts in rows:
         last[(app_id, kind, subject)] = json.loads(body)
