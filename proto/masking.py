@@ -2,7 +2,8 @@
 configuration, runner settings and task options through `mask`).
 
 A value is masked when its name says it is a secret (password, secret, token, api key, credential, private
-key) and it holds text or when it is a URL with a password in it (`redis://user:pw@host`: only the password is replaced).
+key) and it holds text, or when it is a URL with a password in it (`redis://user:pw@host`: only the password
+is replaced).
 """
 from __future__ import annotations
 

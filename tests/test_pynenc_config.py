@@ -60,7 +60,8 @@ def test_pynenc_config_runner_settings_and_task_definitions(tmp_path, backend):
         assert runner["settings_reported_at"] and cfg["reported_at"]
         assert runner["app_config"]["settings"]["max_pending_seconds"] == 7.5
         charge = tasks["pn_config_tasks.charge"]["options"]
-        assert charge["retry_for"] == ["builtins.ValueError", "builtins.KeyError"] and charge["key_arguments"] == ["user"]
+        assert charge["retry_for"] == ["builtins.ValueError", "builtins.KeyError"]
+        assert charge["key_arguments"] == ["user"]
         assert charge["running_concurrency"] == "keys" and charge["call_result_cache"] is True
 
         (tmp_path / "go").touch()  # the pynenc process changes one value of each

@@ -64,7 +64,8 @@ def test_overview_runner_and_task_pages_show_them(filled, browser):
     shown = _rows(page, f"{card} table.settings tr")
     s = held["settings"]
     assert shown == {"dev_mode_force_sync_tasks": "no", "logging_level": "debug", "log_format": s["log_format"],
-                     "argument_print_mode": "keys", "auto_final_invocation_purge_hours": str(s["auto_final_invocation_purge_hours"]),
+                     "argument_print_mode": "keys",
+                     "auto_final_invocation_purge_hours": str(s["auto_final_invocation_purge_hours"]),
                      "atomic_service_interval_minutes": "4.0", "runner_considered_dead_after_minutes": "3.0",
                      "max_pending_seconds": "7.5"}
     assert page.locator(f"{card} .reported time").count() == 1

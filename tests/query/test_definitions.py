@@ -79,7 +79,8 @@ def test_task_definition_is_the_latest_report(qs):
 
 def test_agrees_with_a_scan_of_the_log(qs, local):
     """The read model's answer is the latest row per (app, kind, subject) of the definitions table."""
-    rows = _log(local, "SELECT app_id, kind, subject_id, body, ts FROM definitions WHERE app_id = 'cfg-app' ORDER BY ts")
+    rows = _log(local, "SELECT app_id, kind, subject_id, body, ts FROM definitions WHERE app_id = 'cfg-app' "
+                       "ORDER BY ts")
     last = {}
     for app_id, kind, subject, body, ts in rows:
         last[(app_id, kind, subject)] = json.loads(body)
