@@ -131,6 +131,19 @@ class TriggerRun(NamedTuple):
     record_id: Optional[str] = None
 
 
+class Definition(NamedTuple):
+    """One report of a definition: an app's configuration, a runner's settings or a task's options. Sent at
+    start and when a value changes; the latest row per (app_id, kind, subject_id) is what holds."""
+    ts: Micros
+    app_id: str
+    kind: str                       # app | runner | task
+    subject_id: str                 # the app id, runner id or task id it describes
+    runner_id: Optional[str]        # the runner context that reported it
+    body: str                       # JSON: {"components", "settings"} | {"settings"} | {"options"}
+    source: str
+    record_id: Optional[str] = None
+
+
 class Span(NamedTuple):
     """Every raw span, for the trace view and SQL."""
     start_ts: Micros
@@ -218,6 +231,7 @@ TABLES: dict[str, type] = {
     "atomic_executions": AtomicExecution,
     "event_records": EventRecord,
     "trigger_runs": TriggerRun,
+    "definitions": Definition,
     "spans": Span,
     "log_records": LogRecord,
     "metric_points": MetricPoint,

@@ -327,6 +327,8 @@ def _patch(ex: Exporter) -> None:
     from pynenc.trigger.base_trigger import BaseTrigger
 
     _patch_outcomes(ex)
+    from .pynenc_config import install as install_config
+    ex.config = install_config(ex)  # app configuration, runner settings, task definitions
     after(BaseStateBackend, "upsert_invocations", lambda self, invocations: ex.on_upsert(self, invocations))
     after(BaseStateBackend, "store_runner_context", lambda self, ctx: ex.on_context(self, ctx))
     after(BaseStateBackend, "add_histories",

@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
-from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, search, sql,
-               tasks, timeline, traces, values, workflow_compare)
+from . import (atomic, dashboards, definitions, events, explore, family, invocations as inv, logs, metrics, params,
+               search, sql, tasks, timeline, traces, values, workflow_compare)
 from . import calls, contexts
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
@@ -177,7 +177,8 @@ class QueryService(Health):
     def runner(self, runner_id: str, app: Optional[str] = None, cursor: Optional[str] = None,
                limit: Optional[int] = None) -> dict:
         """One runner, its workers, a page of its activity (`cursor`: the previous page's `next_cursor`)."""
-        return runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit))
+        return definitions.with_runner_settings(
+            self._q, runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit)), app)
 
     def runner_labels(self, ids) -> dict:
         """{id: {runner_class, hostname, pid, short, label}} of the runner ids a page shows, read by those ids
@@ -301,7 +302,8 @@ class QueryService(Health):
         return dashboards.apps(self._q)
 
     def overview(self, app: Optional[str] = None) -> dict:
-        return dashboards.overview(self._q, app, self.runners(app), self.anomalies(app))
+        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, self.runners(app),
+                                                                          self.anomalies(app)))
 
     def ops(self, app: Optional[str] = None, writer=None) -> dict:
         """What operators check first (query/dashboards.py)."""
@@ -336,6 +338,7 @@ class QueryService(Health):
         out["recent"] = inv.listing(self._q, app=app, task=task_id, since=lo, until=hi, limit=params.limit(recent),
                                     sort="-created_at")["items"]
         out["calls"] = calls.of_task(self._q, task_id, app, lo, hi, limit=recent)
+        out["definition"] = definitions.task_definition(self._q, task_id, app)
         return out
 
     def call(self, call_id: str, *, app: Optional[str] = None, limit: Optional[int] = None) -> dict:
