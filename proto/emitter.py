@@ -317,6 +317,26 @@ class Emitter:
             self._sender.shutdown()
 
 
+# The OTel SDK's OTLP metric exporters, for ProcessPulse: transport -> (module under
+# opentelemetry.exporter.otlp.proto, class).
+_METRIC_EXPORTERS = {"grpc": ("grpc.metric_exporter", "OTLPMetricExporter"),
+                     "http": ("http.metric_exporter", "OTLPMetricExporter")}
+
+
+def _otlp_metric_exporter(endpoint: str, protocol: str, headers: Optional[Mapping[str, str]]):
+    """The OTel SDK's own OTLP metric exporter over gRPC or HTTP/protobuf; ValueError on another protocol."""
+    import importlib
+    transport = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(protocol)
+    if transport is None:
+        raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
+    module, name = _METRIC_EXPORTERS[transport]
+    cls = getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
+    if transport == "grpc":
+        return cls(endpoint=endpoint.split("://", 1)[-1], insecure=not endpoint.startswith("https://"),
+                   headers=headers or None)
+    return cls(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers or None)
+
+
 class ProcessPulse:
     """A periodic OTLP metric export naming this process (app, host.name, process.pid): tasktrail counts
     any record from a runner's process as that runner's sign of life (query/anomalies.py). For runners
@@ -335,7 +355,7 @@ class ProcessPulse:
         from opentelemetry.sdk.resources import Resource
 
         hdrs = {"authorization": bearer(token)} if token else None
-        exporter = _otlp_exporter("metrics", endpoint, protocol, hdrs)
+        exporter = _otlp_metric_exporter(endpoint, protocol, hdrs)
         started = time.monotonic()
         res = Resource.create({n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id,
                                n.HOST_NAME: socket.gethostname(), n.PROCESS_PID: os.getpid()})

@@ -224,3 +224,18 @@ def test_backpressure_is_waited_out_and_every_record_arrives_once(tmp_path, prot
             em.shutdown()
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_process_pulse_reaches_tasktrail(server, protocol):
+    """ProcessPulse (the OTel SDK's own metric exporter) still names this process to tasktrail."""
+    from tasktrail.proto.emitter import ProcessPulse
+    endpoint = f"http://{server.otlp_grpc}" if protocol == "grpc" else server.otlp_http
+    app = f"pulse-{protocol.split('/')[0]}"
+    pulse = ProcessPulse(endpoint, app, token="tok123", interval_s=0.2, protocol=protocol)
+    try:
+        rows = wait_until(lambda: sql(server, f"SELECT name FROM metric_points WHERE app_id = '{app}'"),
+                          message="a process.uptime point")
+        assert rows[0][0] == "process.uptime"
+    finally:
+        pulse.shutdown()
