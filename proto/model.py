@@ -188,6 +188,19 @@ class MetricPoint(NamedTuple):
     scope_name: Optional[str]
 
 
+class QueueDepth(NamedTuple):
+    """Messages waiting in one queue at `ts` as its broker counted them, and who consumes it (tasktrail.queue.depth)."""
+    ts: Micros
+    app_id: str
+    queue: str
+    depth: int
+    consumers: Optional[tuple]      # runner ids the reporter names as consumers
+    consumer_count: Optional[int]   # consumers the broker counts (RabbitMQ), when it knows
+    runner_id: Optional[str]        # the reporting runner context (or poller)
+    source: str
+    record_id: Optional[str] = None
+
+
 class Resource(NamedTuple):
     """An OTLP resource, stored once per distinct attribute set."""
     resource_id: str
@@ -209,4 +222,5 @@ TABLES: dict[str, type] = {
     "spans": Span,
     "log_records": LogRecord,
     "metric_points": MetricPoint,
+    "queue_depths": QueueDepth,
 }

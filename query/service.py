@@ -16,6 +16,7 @@ from tasktrail.store.api import EventLog, QueryTimeout
 
 from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
                tasks, timeline, traces, values, workflow_compare)
+from . import queues as queue_reads
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
 from .health import Health
@@ -27,6 +28,7 @@ from .sql_answer import SqlAnswer
 from .workflows import CATEGORIES, DEFAULT_CATEGORIES, Workflows
 
 SUMMARY_WINDOW = timedelta(hours=24)  # tasks and workflow types: the default window
+QUEUES_WINDOW = timedelta(hours=1)    # queues: the default window of the depth series
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,15 @@ class QueryService(Health):
     def atomic_schedule(self, app: Optional[str] = None) -> dict:
         """The latest decision of every runner: the current cycle's slot assignment as the runners saw it."""
         return atomic.schedule(self._q, app, Liveness(self._q, self._dead()))
+
+    # --- queues ------------------------------------------------------------------------
+    def queues(self, *, app=None, since=None, until=None, queue=None, one: bool = False) -> dict:
+        """Pending messages per queue over the window (default the last hour), live consumers, "nobody
+        consumes it" flagged (query/queues.py: shapes, errors); `one`: only the queue `queue`."""
+        now = self._now()
+        lo, hi = params.summary_window(since, until, now, QUEUES_WINDOW)
+        out = queue_reads.listing(self._q, Liveness(self._q, self._dead()), lo=lo, hi=hi, now=now, app=app, queue=queue)
+        return queue_reads.one(out, queue) if one else out
 
     # --- events, trigger runs ------------------------------------------------------------------
     def events(self, *, app=None, code=None, since=None, until=None, matched=None, triggered=None,

@@ -79,6 +79,7 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
             "DELETE FROM event_records WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM trigger_runs WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM metric_points WHERE ts < $cutoff AND batch < $young",
+            "DELETE FROM queue_depths WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM ingest_ledger WHERE received_at < $cutoff",
         ]
         for sql in statements:

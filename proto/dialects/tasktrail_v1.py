@@ -7,7 +7,7 @@ reference. Runner context comes from record attributes, else from the resource.
 from __future__ import annotations
 
 from .. import names as n
-from ..model import AtomicDecision, AtomicExecution, EventRecord, RunnerEvent, Transition, TriggerRun
+from ..model import AtomicDecision, AtomicExecution, EventRecord, QueueDepth, RunnerEvent, Transition, TriggerRun
 from ..status import normalize
 from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, as_int, as_str,
                    leftover_json, to_micros)
@@ -82,7 +82,19 @@ class TasktrailV1(Dialect):
             return self._event(rec, a, app, rid, rows)
         if ev == n.EV_TRIGGER_RUN:
             return self._trigger_run(rec, a, app, rid, rows)
+        if ev == n.EV_QUEUE_DEPTH:
+            return self._queue_depth(rec, a, app, ctx_id, rid, rows)
         return False
+
+    def _queue_depth(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
+        queue, depth = a.get(n.TT_QUEUE_NAME), as_int(a.get(n.TT_QUEUE_PENDING))
+        if queue in (None, "") or depth is None or depth < 0:
+            return False  # not a depth: kept as a raw record
+        consumers = a.get(n.TT_QUEUE_CONSUMERS)
+        rows["queue_depths"].append(QueueDepth(
+            rec.ts, app, str(queue), depth, as_ids(consumers) if consumers is not None else None,
+            as_int(a.get(n.TT_QUEUE_CONSUMER_COUNT)), str(ctx_id) if ctx_id else None, self.name, rid))
+        return True
 
     def _atomic_decision(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
         reason = _upper(a.get(n.TT_AS_REASON))
