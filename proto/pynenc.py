@@ -337,6 +337,8 @@ def _patch(ex: Exporter) -> None:
     }
     on_init(BaseOrchestrator, orchestrator_hooks)
     on_init(BaseTrigger, trigger_hooks)
+    from .pynenc_queues import install as report_queue_depths
+    report_queue_depths(ex)  # queue depths every TASKTRAIL_QUEUE_INTERVAL s from each runner (proto/pynenc_queues.py)
     if os.environ.get(ENV_LOGS, "on").lower() not in ("0", "off", "false", "no"):
         from .pynenc_logs import forward_logs
         forward_logs(ex)
