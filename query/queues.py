@@ -7,7 +7,9 @@ Per (app, queue): the latest depth reported in the window, its series over the w
 - runners alive now (query/liveness.Liveness: the one rule) whose latest heartbeat lists the queue in its
   consumed queues (runner_events.consumed_queues), and
 - runners a depth record names as consumers, from records younger than `runner_dead_after_s` (the
-  reporter just saw them consume), unless that runner has stopped since.
+  reporter just saw them consume), unless that runner has stopped since, and
+- runners alive now that started work from the queue since the liveness horizon (a RUNNING transition
+  whose attributes name the queue: Celery's routing key, rustvello's queue), as the anomalies read it.
 A queue with pending messages, no live consumer and no consumer counted by its broker is `unconsumed`:
 "nobody consumes this queue". Every read is bounded by the window (zone maps on `ts` skip the rest), and
 the heartbeat read by the liveness horizon, so the cost follows the window, not the store.
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Optional
 
 from .errors import BadRequest, NotFound
+from .anomalies import _queue_sql
 from .liveness import Liveness
 from .params import iso
 from .reader import where
@@ -63,9 +66,9 @@ def _series(q, clauses: list, args: dict, lo: datetime, step_s: float) -> dict:
 
 
 def _consumers(q, live: Liveness, app: Optional[str], queue: Optional[str]) -> dict:
-    """{(app, queue): {runner_id: sorted reasons}} of the consumers alive now: "heartbeat" (its latest heartbeat
-    since the liveness horizon lists the queue, and it is alive) and "report" (a fresh depth record names it
-    and it has not stopped since)."""
+    """{(app, queue): {runner_id: reasons}} of the consumers alive now: "heartbeat" (its latest heartbeat since
+    the liveness horizon lists the queue, and it is alive), "report" (a fresh depth record names it and it has
+    not stopped since) and "work" (it is alive and started work from the queue since the horizon)."""
     out: dict = {}
     hb_clauses, args = ["kind = 'heartbeat'", "ts >= $dead", "consumed_queues IS NOT NULL"], {"dead": live.dead}
     rec_clauses = ["ts >= $dead", "consumers IS NOT NULL"]
@@ -91,6 +94,14 @@ def _consumers(q, live: Liveness, app: Optional[str], queue: Optional[str]) -> d
         if d is not None and live.state(d) == "stopped":
             continue
         out.setdefault((app_id, name), {}).setdefault(runner_id, set()).add("report")
+    work = ["status = 'RUNNING'", "ts >= $dead", "attrs IS NOT NULL"] + (["app_id = $app"] if app is not None else [])
+    for app_id, name, ctx in q(f"""
+            SELECT DISTINCT app_id, {_queue_sql('attrs')} AS queue, coalesce(worker_id, runner_id) FROM transitions
+            {where(work)}""", {k: v for k, v in args.items() if k != "queue"}).rows:
+        d = live.runners.get((app_id, ctx))
+        if name is None or ctx is None or d is None or live.state(d) != "alive" or queue not in (None, name):
+            continue
+        out.setdefault((app_id, name), {}).setdefault(ctx, set()).add("work")
     return out
 
 

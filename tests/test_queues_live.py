@@ -61,3 +61,51 @@ def test_pynenc_depths_equal_pynencs_broker_counts(server, tmp_path, backend):
             proc.stdin.flush()
             proc.wait(60)
     assert steps.get("done", {}).get("stats", {}).get("errors") == 0, steps
+
+
+def _send(proc, line: str = "go") -> None:
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+
+
+@pytest.mark.slow
+def test_rustvello_depths_nobody_consumes_then_drained(server, tmp_path):
+    app = "rv-queues"
+    proc = subprocess.Popen([sys.executable, str(HERE / "rv_queues_app.py"), server.otlp_http, "tok123",
+                             str(tmp_path / "rv.sqlite"), "5"], cwd=tmp_path, text=True, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=open(tmp_path / "rv.err", "w"))
+    steps = json_steps(proc)
+    try:
+        wait_until(lambda: "queued" in steps or proc.poll() is not None, timeout=60, message="work queued")
+        assert "queued" in steps, (tmp_path / "rv.err").read_text()[-3000:]
+        theirs = steps["queued"]["depths"]
+        assert theirs == {"default": 5}  # rustvello's own count: five calls, no worker yet
+
+        def depth_is(want: dict, flagged: bool):
+            got = _queues(server, app)
+            return got if {q: got[q]["depth"] for q in want if q in got} == want \
+                and got["default"]["unconsumed"] is flagged else None
+
+        got = wait_until(lambda: depth_is(theirs, True), timeout=30, interval=0.3, message="depth 5, flagged")
+        assert got["default"]["consumers"] == []
+        page = httpx.get(server.web + "/queues", params={"app": app}, timeout=30).text
+        assert "nobody consumes this queue" in page
+        _send(proc)
+        wait_until(lambda: "drained" in steps or proc.poll() is not None, timeout=90, message="work drained")
+        assert steps["drained"]["depths"] == {"default": 0} and steps["drained"]["results"] == list(range(5))
+        got = wait_until(lambda: depth_is({"default": 0}, False), timeout=30, interval=0.3, message="depth 0")
+        # The series holds both: five waiting, then none (one-second buckets over the last two minutes).
+        assert max(got["default"]["series"]["peak"]) == 5 and got["default"]["series"]["depth"][-1] == 0
+        series = server.get("/queues/default", params={"app": app, "since": "-2m"}).json()["series"]["depth"]
+        assert series[0] == 5 and series[-1] == 0 and series.index(0) > series.index(5), series
+        # The workers that took the work from `default` (rustvello names the queue on task.started) consume it.
+        workers = {r["runner_id"] for r in server.get("/runners", params={"app": app}).json() if r["parent_runner_id"]}
+        assert {c["runner_id"] for c in got["default"]["consumers"] if "work" in c["via"]} & workers, got["default"]
+        metrics = httpx.get(server.web + "/metrics", timeout=30).text
+        assert f'tasktrail_queue_depth{{app="{app}",queue="default"}} 0.0' in metrics
+    finally:
+        if proc.poll() is None:
+            _send(proc)
+            _send(proc)
+            proc.wait(60)
+    assert steps.get("done", {}).get("errors") == 0, steps

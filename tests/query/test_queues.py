@@ -6,6 +6,7 @@ import pytest
 from tasktrail.proto.emitter import Runner
 from tasktrail.query.errors import BadRequest, NotFound
 
+from ..helpers import json_attributes
 from .common import NOW, ago, iso
 
 APP = "queues-app"
@@ -33,6 +34,18 @@ def qs(local):
     em.heartbeat(S, consumed_queues=["orphan"], timestamp=ago(800))
     em.runner_stopped(S, timestamp=ago(700))
     em.shutdown()
+    # A rustvello worker (no heartbeats) that started work from `busy` 2 min ago: a consumer by its work.
+    for rid, event, s in (("rv-inv-1", "task.started", 120), ("rv-inv-1", "task.succeeded", 60)):
+        local.send("logs", {"resourceLogs": [{"resource": {"attributes": json_attributes({
+            "rustvello.app.id": APP, "rustvello.worker.id": "rv-w-1", "rustvello.worker.class": "PersistentTokioWorker",
+            "host.name": "rv-host", "process.pid": 40})},
+            "scopeLogs": [{"scope": {"name": "rustvello.lifecycle"}, "logRecords": [{
+                "timeUnixNano": str(int(ago(s).timestamp() * 1e9)), "body": {"stringValue": event},
+                "attributes": json_attributes({"rustvello.event": event, "rustvello.invocation.id": rid,
+                                               "rustvello.task.id": "app.work", "rustvello.queue": "busy"})}]}]}]})
+    em = local.emitter(APP, W)
+    em.queue_depth("busy", 12, timestamp=ago(30))
+    em.shutdown()
     return local.service(clock=lambda: NOW, runner_dead_after_s=600)
 
 
@@ -43,7 +56,7 @@ def _by_queue(out: dict) -> dict:
 def test_latest_depth_series_and_consumers(qs, local):
     out = qs.queues(app=APP)
     got = _by_queue(out)
-    assert set(got) == {"fast", "orphan", "drained", "counted", "named"}  # `old` is before the last hour
+    assert set(got) == {"fast", "orphan", "drained", "counted", "named", "busy"}  # `old` is before the last hour
     # The latest depth of each queue is the last one its log holds (a scan of the table, not the read model).
     scan = dict(local.store.query("""SELECT queue, arg_max(depth, ts) FROM queue_depths
                                     WHERE app_id = ? AND ts >= ? GROUP BY 1""", [APP, NOW.replace(hour=11)]).rows)
@@ -66,6 +79,7 @@ def test_nobody_consumes_is_flagged(qs):
     assert got["counted"]["consumer_count"] == 2 and not got["counted"]["unconsumed"]
     assert got["named"]["consumers"] == [{"runner_id": NAMED.runner_id, "via": ["report"]}]
     assert not got["named"]["unconsumed"]
+    assert got["busy"]["consumers"] == [{"runner_id": "rv-w-1", "via": ["work"]}] and not got["busy"]["unconsumed"]
     assert qs.queues(app=APP)["unconsumed"] == 1
 
 
