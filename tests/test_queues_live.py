@@ -109,3 +109,86 @@ def test_rustvello_depths_nobody_consumes_then_drained(server, tmp_path):
             _send(proc)
             proc.wait(60)
     assert steps.get("done", {}).get("errors") == 0, steps
+
+
+@pytest.mark.slow
+def test_celery_depths_polled_from_redis_equal_llen(tmp_path):
+    """`tasktrail serve --celery-broker redis://...` counts Celery's queues itself: the depth it shows for a
+    queue equals Redis's own LLEN of that queue's list, as messages are published and taken out."""
+    import redis
+
+    from .test_celery import APP, redis_up
+    if not redis_up():
+        if os.environ.get("CI"):
+            raise RuntimeError("Redis is not running on 127.0.0.1:6379")
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    broker, queue, app = "redis://127.0.0.1:6379/13", f"tt-depth-{uuid.uuid4().hex[:8]}", "cel-queues"
+    srv = start_server(str(tmp_path / "tt.duckdb"), "--ingest-token", "tok123", "--celery-broker", broker,
+                       "--celery-app", app, "--celery-poll-interval", "0.3")
+    r = redis.Redis.from_url(broker)
+    try:
+        env = {**os.environ, "CELERY_BROKER": broker, "CELERY_BACKEND": "redis://127.0.0.1:6379/14",
+               "CELERY_QUEUE": queue, "OTLP_HTTP": srv.otlp_http, "PYTHONPATH": str(APP)}
+        published = subprocess.run([sys.executable, "-c", "from cel_tasks import add\n"
+                                    f"for i in range(3): add.apply_async((i, i), queue={queue!r})"],
+                                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert published.returncode == 0, published.stderr[-3000:]
+
+        def equal_llen():
+            got = _queues(srv, app).get(queue)
+            return got if got and got["depth"] == r.llen(queue) else None
+
+        assert r.llen(queue) == 3
+        got = wait_until(equal_llen, timeout=30, interval=0.3, message="the depth of Redis's LLEN")
+        # Nobody consumes it (no worker took work from it; Redis names no consumers).
+        assert got["unconsumed"] and got["consumers"] == [] and got["source"] == "tasktrail.v1"
+        r.lpop(queue)  # a consumer takes one message: the next poll says so
+        assert r.llen(queue) == 2
+        got = wait_until(lambda: (g := equal_llen()) and g["depth"] == 2 and g, timeout=30, interval=0.3,
+                         message="the depth after one message was taken")
+        assert got["reported_by"].startswith("celery-broker-poller@")
+    finally:
+        r.delete(queue)
+        srv.stop()
+
+
+@pytest.mark.slow
+def test_celery_depths_polled_from_rabbitmq_with_consumer_count(tmp_path):
+    """`--celery-broker amqp://...`: a passive queue.declare per queue; the depth equals the messages published
+    and not taken, and a consumer attached to the queue (RabbitMQ counts it) lifts the "nobody consumes" flag."""
+    from kombu import Connection, Consumer, Exchange, Queue
+    url, queue, app = "amqp://guest:guest@127.0.0.1:5672//", f"tt-depth-{uuid.uuid4().hex[:8]}", "cel-rabbit"
+    try:
+        conn = Connection(url, connect_timeout=3)
+        conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"RabbitMQ is not running on 127.0.0.1:5672: {exc}")
+    srv = start_server(str(tmp_path / "tt.duckdb"), "--celery-broker", url, "--celery-app", app,
+                       "--celery-queues", f"{queue},tt-no-such-queue", "--celery-poll-interval", "0.3")
+    q = Queue(queue, Exchange(queue, type="direct"), routing_key=queue, channel=conn.channel(), auto_delete=False)
+    try:
+        q.declare()
+        producer = conn.Producer(conn.channel())
+        for i in range(3):
+            producer.publish({"i": i}, exchange=queue, routing_key=queue)
+        got = wait_until(lambda: (g := _queues(srv, app).get(queue)) and g["depth"] == 3 and g, timeout=30,
+                         interval=0.3, message="depth 3")
+        assert got["consumer_count"] == 0 and got["unconsumed"]
+        assert "tt-no-such-queue" not in _queues(srv, app)  # a queue the broker does not have is skipped
+        taken = []
+        consumer = Consumer(conn.channel(), queues=[q], callbacks=[lambda body, m: (taken.append(body), m.ack())],
+                                 prefetch_count=1)
+        consumer.consume()
+        conn.drain_events(timeout=5)
+        # One message taken and acked, the next delivered to the consumer (prefetch 1) and not acked yet:
+        # RabbitMQ counts the one still ready.
+        got = wait_until(lambda: (g := _queues(srv, app).get(queue)) and g["depth"] == 1 and g["consumer_count"] == 1
+                         and g, timeout=30, interval=0.3, message="depth 1, one consumer")
+        assert len(taken) == 1 and not got["unconsumed"]
+        consumer.cancel()
+    finally:
+        srv.stop()
+        q.delete()
+        conn.release()
