@@ -133,16 +133,21 @@ class Settings:
         for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
-        if self.celery_broker and urlsplit(self.celery_broker).scheme not in CELERY_SCHEMES:
-            problems.append(f"celery_broker must be a {', '.join(CELERY_SCHEMES)} URL, got scheme "
-                            f"{urlsplit(self.celery_broker).scheme!r}")
-        if self.celery_poll_s <= 0:
-            problems.append("celery_poll_s must be positive")
+        problems.extend(self._celery_problems())
         from .hosts import host_rule
         try:
             host_rule(self.host, self.allowed_hosts, hostname="")
         except ValueError as exc:
             problems.append(str(exc))
+        return problems
+
+    def _celery_problems(self) -> list[str]:
+        problems = []
+        if self.celery_broker and urlsplit(self.celery_broker).scheme not in CELERY_SCHEMES:
+            problems.append(f"celery_broker must be a {', '.join(CELERY_SCHEMES)} URL, got scheme "
+                            f"{urlsplit(self.celery_broker).scheme!r}")
+        if self.celery_poll_s <= 0:
+            problems.append("celery_poll_s must be positive")
         return problems
 
     def exposed_without_token(self) -> bool:
