@@ -16,6 +16,7 @@ tasktrail.v1 through the emitter:
 - every atomic-service claim decision, the ones pynenc drops too (`decide_atomic_service_claim`),
   and execution windows (`record_atomic_service_execution_start` / `finalize_...`);
 - trigger events and runs (`BaseTrigger.store_event` / `store_trigger_run`);
+- each runner's queue depths, pynenc's own broker counts every TASKTRAIL_QUEUE_INTERVAL s (proto/pynenc_queues.py);
 - the app's log lines (its logger `pynenc.<app_id>`), each tied to its invocation, task and runner
   context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out).
 

@@ -7,8 +7,8 @@ numbers their brokers hold and flags a queue nobody consumes.
   nobody consumes shows that depth and the flag, then a worker consumes it and the depth goes to 0.
 - Celery on Redis: `tasktrail serve --celery-broker` polls the broker itself; the depth equals Redis's LLEN.
 """
-import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -192,3 +192,30 @@ def test_celery_depths_polled_from_rabbitmq_with_consumer_count(tmp_path):
         srv.stop()
         q.delete()
         conn.release()
+
+
+def test_the_documented_queue_depth_record(server):
+    """docs/conventions.md's tasktrail.queue.depth record, posted as is, shows on /api/v1/queues; a depth record
+    that is not one (no name, a negative depth) is kept raw and shows nowhere."""
+    doc = (HERE.parent / "docs" / "conventions.md").read_text()
+    body = re.search(r"## Queue depths.*?```json\n(.*?)```", doc, re.S).group(1)
+    r = httpx.post(server.otlp_http + "/v1/logs", content=body,
+                   headers={"Content-Type": "application/json", "Authorization": "Bearer tok123"})
+    assert r.status_code == 200, r.text
+    bad = body.replace('"intValue": "42"', '"intValue": "-1"').replace("9d41e7aa-1", "9d41e7aa-2")
+    assert httpx.post(server.otlp_http + "/v1/logs", content=bad, headers={
+        "Content-Type": "application/json", "Authorization": "Bearer tok123"}).status_code == 200
+    got = wait_until(lambda: _queues_all(server, "shop").get("invoices"), message="the documented queue")
+    assert got["depth"] == 42 and got["unconsumed"] and got["consumers"] == []
+    assert wait_until(lambda: server.get("/logs", params={"since": "all", "q": "tasktrail.queue.depth"}).json()["items"],
+                      message="the bad record kept raw")
+
+
+def _queues_all(srv, app: str) -> dict:
+    return {q["queue"]: q for q in srv.get("/queues", params={"app": app, "since": "all"}).json()["queues"]}
+
+
+def test_a_bad_celery_broker_is_refused_at_start(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tasktrail", "serve", "--db", str(tmp_path / "x.duckdb"),
+                          "--celery-broker", "http://127.0.0.1:1/"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "celery_broker must be a redis" in out.stderr, out.stderr
