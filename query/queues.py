@@ -46,7 +46,7 @@ def _window_clauses(app: Optional[str], queue: Optional[str], lo, hi) -> tuple[l
 def _latest(q, clauses: list, args: dict) -> list[dict]:
     return q(f"""SELECT app_id, queue, arg_max(depth, ts) AS depth, max(ts) AS at,
                         arg_max(runner_id, ts) AS reported_by, arg_max(consumer_count, ts) AS consumer_count,
-                        arg_max(source, ts) AS source, count(DISTINCT coalesce(record_id, '')) AS reports
+                        arg_max(source, ts) AS source
                  FROM queue_depths {where(clauses)} GROUP BY ALL ORDER BY app_id, queue""", args).dicts()
 
 
