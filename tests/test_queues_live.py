@@ -203,12 +203,14 @@ def test_the_documented_queue_depth_record(server):
                    headers={"Content-Type": "application/json", "Authorization": "Bearer tok123"})
     assert r.status_code == 200, r.text
     bad = body.replace('"intValue": "42"', '"intValue": "-1"').replace("9d41e7aa-1", "9d41e7aa-2")
-    assert httpx.post(server.otlp_http + "/v1/logs", content=bad, headers={
-        "Content-Type": "application/json", "Authorization": "Bearer tok123"}).status_code == 200
+    huge = body.replace('{"intValue": "42"}', f'{{"stringValue": "{1 << 63}"}}').replace("9d41e7aa-1", "9d41e7aa-3")
+    for other in (bad, huge):
+        assert httpx.post(server.otlp_http + "/v1/logs", content=other, headers={
+            "Content-Type": "application/json", "Authorization": "Bearer tok123"}).status_code == 200
     got = wait_until(lambda: _queues_all(server, "shop").get("invoices"), message="the documented queue")
     assert got["depth"] == 42 and got["unconsumed"] and got["consumers"] == []
-    assert wait_until(lambda: server.get("/logs", params={"since": "all", "q": "tasktrail.queue.depth"}).json()["items"],
-                      message="the bad record kept raw")
+    assert wait_until(lambda: len(server.get("/logs", params={"since": "all", "q": "tasktrail.queue.depth"})
+                                  .json()["items"]) == 2, message="the bad records kept raw")
 
 
 def _queues_all(srv, app: str) -> dict:

@@ -88,8 +88,8 @@ class TasktrailV1(Dialect):
 
     def _queue_depth(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
         queue, depth = a.get(n.TT_QUEUE_NAME), as_int(a.get(n.TT_QUEUE_PENDING))
-        if queue in (None, "") or depth is None or depth < 0:
-            return False  # not a depth: kept as a raw record
+        if queue in (None, "") or depth is None or not 0 <= depth < 1 << 63:
+            return False  # not a depth (none, negative, past BIGINT): kept as a raw record
         consumers = a.get(n.TT_QUEUE_CONSUMERS)
         rows["queue_depths"].append(QueueDepth(
             rec.ts, app, str(queue), depth, as_ids(consumers) if consumers is not None else None,
