@@ -114,7 +114,8 @@ def test_rustvello_depths_nobody_consumes_then_drained(server, tmp_path):
 @pytest.mark.slow
 def test_celery_depths_polled_from_redis_equal_llen(tmp_path):
     """`tasktrail serve --celery-broker redis://...` counts Celery's queues itself: the depth it shows for a
-    queue equals Redis's own LLEN of that queue's list, as messages are published and taken out."""
+    queue equals Redis's own LLEN of that queue's list, as messages are published and taken out; nobody
+    consumes it until a real (instrumented) Celery worker takes its work, and then that worker does."""
     import redis
 
     from .test_celery import APP, redis_up
@@ -122,13 +123,15 @@ def test_celery_depths_polled_from_redis_equal_llen(tmp_path):
         if os.environ.get("CI"):
             raise RuntimeError("Redis is not running on 127.0.0.1:6379")
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-    broker, queue, app = "redis://127.0.0.1:6379/13", f"tt-depth-{uuid.uuid4().hex[:8]}", "cel-queues"
+    # cel_tasks' instrumentation sends service.namespace "cel-app": the polled queues go to the same app.
+    broker, queue, app = "redis://127.0.0.1:6379/13", f"tt-depth-{uuid.uuid4().hex[:8]}", "cel-app"
     srv = start_server(str(tmp_path / "tt.duckdb"), "--ingest-token", "tok123", "--celery-broker", broker,
                        "--celery-app", app, "--celery-poll-interval", "0.3")
     r = redis.Redis.from_url(broker)
+    env = {**os.environ, "CELERY_BROKER": broker, "CELERY_BACKEND": "redis://127.0.0.1:6379/14",
+           "CELERY_QUEUE": queue, "OTLP_HTTP": srv.otlp_http, "PYTHONPATH": str(APP)}
+    worker = None
     try:
-        env = {**os.environ, "CELERY_BROKER": broker, "CELERY_BACKEND": "redis://127.0.0.1:6379/14",
-               "CELERY_QUEUE": queue, "OTLP_HTTP": srv.otlp_http, "PYTHONPATH": str(APP)}
         published = subprocess.run([sys.executable, "-c", "from cel_tasks import add\n"
                                     f"for i in range(3): add.apply_async((i, i), queue={queue!r})"],
                                    cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -142,12 +145,24 @@ def test_celery_depths_polled_from_redis_equal_llen(tmp_path):
         got = wait_until(equal_llen, timeout=30, interval=0.3, message="the depth of Redis's LLEN")
         # Nobody consumes it (no worker took work from it; Redis names no consumers).
         assert got["unconsumed"] and got["consumers"] == [] and got["source"] == "tasktrail.v1"
-        r.lpop(queue)  # a consumer takes one message: the next poll says so
+        r.lpop(queue)  # a message taken out: the next poll says so
         assert r.llen(queue) == 2
         got = wait_until(lambda: (g := equal_llen()) and g["depth"] == 2 and g, timeout=30, interval=0.3,
                          message="the depth after one message was taken")
         assert got["reported_by"].startswith("celery-broker-poller@")
+        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "cel_tasks", "worker", "--pool=prefork",
+                                   "--concurrency=1", "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
+                                  cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        got = wait_until(lambda: (g := equal_llen()) and g["depth"] == 0 and g["consumers"] and g, timeout=90,
+                         interval=0.5, message="the worker drained the queue and consumes it")
+        runners = {x["runner_id"]: x for x in srv.get("/runners", params={"app": app}).json()}
+        assert all(runners[c["runner_id"]]["runner_class"] == "CeleryWorkerProcess" and c["via"] == ["work"]
+                   for c in got["consumers"]), (got, runners)
+        assert not got["unconsumed"]
     finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(60)
         r.delete(queue)
         srv.stop()
 
