@@ -8,7 +8,7 @@ TASKTRAIL_QUEUE_INTERVAL, else 5) from a daemon thread, through tasktrail's emit
     from tasktrail.proto.rustvello_queues import report_queue_depths
     reporter = report_queue_depths(app, "http://127.0.0.1:4318", token="...")   # or emitter=an Emitter
     ...
-    reporter.stop()                                                              # before app.stop()
+    reporter.stop()                                                              # when done (app.stop() first is fine)
 
 `queues` adds queues the broker does not declare (rustvello counts those only by name); `consumers`
 names the runner ids that consume every reported queue, when the caller knows them. tasktrail also counts

@@ -163,9 +163,9 @@ if __name__ == "__main__":
     time.sleep(0.5)
     statuses = {str(inv.id): str(inv.status).rsplit(".", 1)[-1].upper() for inv in invs}
     app.flush_telemetry()
+    app.stop()
     if depths is not None:
         depths.stop()
-    app.stop()
     if unified is not None:
         unified.stop()
     if em is not None:
