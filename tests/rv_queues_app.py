@@ -12,7 +12,6 @@ import time
 
 import rustvello
 
-from tasktrail.proto.emitter import ProcessPulse
 from tasktrail.proto.rustvello_queues import report_queue_depths
 
 endpoint, token, db, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -32,7 +31,6 @@ def say(**kw):
 
 if __name__ == "__main__":
     reporter = report_queue_depths(app, endpoint, token=token, interval_s=0.3)
-    pulse = ProcessPulse(endpoint, "rv-queues", token=token, interval_s=0.5)  # the workers' process is alive
     queued = [work(i) for i in range(n)]
     time.sleep(1.0)
     say(step="queued", depths=app.queue_depths(), ids=[str(i.id) for i in queued])
@@ -44,6 +42,5 @@ if __name__ == "__main__":
     say(step="drained", depths=app.queue_depths(), results=results)
     sys.stdin.readline()
     reporter.stop()
-    pulse.shutdown()
     app.stop()
     say(step="done", errors=reporter.errors)
