@@ -248,6 +248,13 @@ class Emitter:
         """The options of task `task_id`: concurrency control, key arguments, retries, batch size, cache, …"""
         self._emit(n.EV_TASK_DEFINITION, runner, timestamp, {
             n.TT_TASK_ID: task_id, n.TT_TASK_OPTIONS: _settings_json(options)})
+    def queue_depth(self, queue: str, depth: int, *, consumers: Optional[Iterable[str]] = None,
+                    consumer_count: Optional[int] = None, runner: Optional[Runner] = None, timestamp=None) -> None:
+        """Messages waiting in `queue` now (tasktrail.queue.depth); `consumers`: runner ids that consume it."""
+        self._emit(n.EV_QUEUE_DEPTH, runner, timestamp, {
+            n.TT_QUEUE_NAME: queue, n.TT_QUEUE_PENDING: int(depth),
+            n.TT_QUEUE_CONSUMERS: list(consumers) if consumers is not None else None,
+            n.TT_QUEUE_CONSUMER_COUNT: consumer_count})
 
     def log(self, message: str, *, level: int = 20, invocation_id: Optional[str] = None,
             task_id: Optional[str] = None, runner: Optional[Runner] = None, logger_name: Optional[str] = None,

@@ -210,6 +210,16 @@ class InvocationCall(NamedTuple):
     task_id: Optional[str]
     arguments: Optional[str]
     source: str                     # dialect name
+class QueueDepth(NamedTuple):
+    """Messages waiting in one queue at `ts` as its broker counted them, and who consumes it (tasktrail.queue.depth)."""
+    ts: Micros
+    app_id: str
+    queue: str
+    depth: int
+    consumers: Optional[tuple]      # runner ids the reporter names as consumers
+    consumer_count: Optional[int]   # consumers the broker counts (RabbitMQ), when it knows
+    runner_id: Optional[str]        # the reporting runner context (or poller)
+    source: str
     record_id: Optional[str] = None
 
 
@@ -236,4 +246,5 @@ TABLES: dict[str, type] = {
     "log_records": LogRecord,
     "metric_points": MetricPoint,
     "invocation_calls": InvocationCall,
+    "queue_depths": QueueDepth,
 }

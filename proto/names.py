@@ -142,6 +142,13 @@ EV_APP_CONFIG = "tasktrail.app.config"
 EV_RUNNER_CONFIG = "tasktrail.runner.config"
 EV_TASK_DEFINITION = "tasktrail.task.definition"
 
+# queue depths (issue 18: pending messages per queue and who consumes them)
+EV_QUEUE_DEPTH = "tasktrail.queue.depth"
+TT_QUEUE_NAME = "tasktrail.queue.name"
+TT_QUEUE_PENDING = "tasktrail.queue.pending"
+TT_QUEUE_CONSUMERS = "tasktrail.queue.consumers"
+TT_QUEUE_CONSUMER_COUNT = "tasktrail.queue.consumer_count"
+
 # Keys that tie any record (also application logs) to an invocation, task or runner.
 INVOCATION_KEYS = (TT_INVOCATION_ID, RV_INVOCATION_ID, "pynenc.invocation_id", "invocation_id")
 TASK_KEYS = (TT_TASK_ID, RV_TASK_ID, "pynenc.task_id", "task_id")
@@ -280,6 +287,17 @@ TASKTRAIL_V1_EVENTS: tuple[EventSpec, ...] = (
     ) + _RUNNER_CTX),
 )
 TASKTRAIL_V1_EVENTS = tuple(e._replace(attributes=e.attributes + _IDENTITY) for e in TASKTRAIL_V1_EVENTS)
+
+# --- queue depths (query/queues.py) --------------------------------------------------------
+TASKTRAIL_V1_EVENTS += (EventSpec(EV_QUEUE_DEPTH, "queue depth", "How many messages wait in one queue now, as its "
+                                  "broker counts them (sent periodically, e.g. every 5 s).", (
+    Attr(TT_QUEUE_NAME, "string", True, "Queue name as the broker knows it (pynenc's and rustvello's queue, "
+         "Celery's routing key)."),
+    Attr(TT_QUEUE_PENDING, "int", True, "Messages waiting in it (not yet taken by a consumer)."),
+    Attr(TT_QUEUE_CONSUMERS, "string[]", False, "Runner ids that consume the queue, as the reporter knows them "
+         "(besides the runners whose heartbeats list it in tasktrail.runner.consumed_queues)."),
+    Attr(TT_QUEUE_CONSUMER_COUNT, "int", False, "Consumers the broker itself counts, when it knows (RabbitMQ)."),
+) + _RUNNER_CTX + _IDENTITY),)
 
 RESOURCE_ATTRIBUTES: tuple[Attr, ...] = (
     Attr(SERVICE_NAMESPACE, "string", True, "The app id (else tasktrail.app.id, else service.name)."),

@@ -17,6 +17,7 @@ tasktrail.v1 through the emitter:
 - every atomic-service claim decision, the ones pynenc drops too (`decide_atomic_service_claim`),
   and execution windows (`record_atomic_service_execution_start` / `finalize_...`);
 - trigger events and runs (`BaseTrigger.store_event` / `store_trigger_run`);
+- each runner's queue depths, pynenc's own broker counts every TASKTRAIL_QUEUE_INTERVAL s (proto/pynenc_queues.py);
 - the app's log lines (its logger `pynenc.<app_id>`), each tied to its invocation, task and runner
   context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out).
 
@@ -353,6 +354,8 @@ def _patch(ex: Exporter) -> None:
     }
     on_init(BaseOrchestrator, orchestrator_hooks)
     on_init(BaseTrigger, trigger_hooks)
+    from .pynenc_queues import install as report_queue_depths
+    report_queue_depths(ex)  # queue depths every TASKTRAIL_QUEUE_INTERVAL s from each runner (proto/pynenc_queues.py)
     if os.environ.get(ENV_LOGS, "on").lower() not in ("0", "off", "false", "no"):
         from .pynenc_logs import forward_logs
         forward_logs(ex)

@@ -69,6 +69,8 @@ def snapshot(q: Callable, anomaly_settings: AnomalySettings, now: datetime) -> d
         "runners": [(app, state, runners.get((app, state), 0)) for app in apps for state in RUNNER_STATES],
         "anomalies": [(app, kind, found.get((app, kind), 0)) for app in apps for kind in KINDS],
         "anomaly_subjects": [(*s, n) for s, n in subjects.items()],
+        "queue_depths": q("SELECT app_id, queue, arg_max(depth, ts) FROM queue_depths WHERE ts >= $r "
+                          "GROUP BY ALL ORDER BY ALL", {"r": recent}).rows,
     }
 
 

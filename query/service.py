@@ -14,12 +14,14 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
-from . import (atomic, dashboards, definitions, events, explore, family, invocations as inv, logs, metrics, params,
-               search, sql, tasks, timeline, traces, values, workflow_compare)
+from . import (atomic, dashboards, definitions, events, family, invocations as inv, metrics, params, search, sql, tasks,
+               timeline, traces, values, workflow_compare)
 from . import calls, contexts
+from . import queues as queue_reads
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
 from .health import Health
+from .log_reads import LogReads
 from .liveness import Liveness
 from .params import iso, parse_time
 from .reader import Reader
@@ -28,6 +30,7 @@ from .sql_answer import SqlAnswer
 from .workflows import CATEGORIES, DEFAULT_CATEGORIES, Workflows
 
 SUMMARY_WINDOW = timedelta(hours=24)  # tasks and workflow types: the default window
+QUEUES_WINDOW = timedelta(hours=1)    # queues: the default window of the depth series
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class QuerySettings:
     previews: values.PreviewLimits = values.PreviewLimits()
 
 
-class QueryService(Health):
+class QueryService(Health, LogReads):
     LEVELS = params.LEVELS
     TIMELINE_DEFAULT_LIMIT = timeline.DEFAULT_LIMIT
     TIMELINE_MAX_LIMIT = timeline.MAX_LIMIT
@@ -207,6 +210,15 @@ class QueryService(Health):
         """The latest decision of every runner: the current cycle's slot assignment as the runners saw it."""
         return atomic.schedule(self._q, app, Liveness(self._q, self._dead()))
 
+    # --- queues ------------------------------------------------------------------------
+    def queues(self, *, app=None, since=None, until=None, queue=None, one: bool = False) -> dict:
+        """Pending messages per queue over the window (default the last hour), live consumers, "nobody
+        consumes it" flagged (query/queues.py: shapes, errors); `one`: only the queue `queue`."""
+        now = self._now()
+        lo, hi = params.summary_window(since, until, now, QUEUES_WINDOW)
+        out = queue_reads.listing(self._q, Liveness(self._q, self._dead()), lo=lo, hi=hi, now=now, app=app, queue=queue)
+        return queue_reads.one(out, queue) if one else out
+
     # --- events, trigger runs ------------------------------------------------------------------
     def events(self, *, app=None, code=None, since=None, until=None, matched=None, triggered=None,
                limit=None) -> list[dict]:
@@ -247,55 +259,6 @@ class QueryService(Health):
         return timeline.read(self._q, since=lo, until=hi, now=now, lookback_s=self.settings.timeline_lookback_s,
                              limit=limit, app=app, task=task, workflow=workflow, runner=runner,
                              invocations=params.id_list(invocations) if invocations else None)
-
-    # --- logs ------------------------------------------------------------------------
-    def _log_filters(self, *, app=None, q=None, level=None, runner=None, worker=None, invocation=None, task=None,
-                     since=None, until=None) -> tuple[list, list]:
-        """(clauses, params) of a log read's filters; BadRequest for a bad one (web checks a tail's with it)."""
-        lo, hi = self._window(since, until)
-        return logs.filters(app=app, text=q, level=params.level(level), runner=runner, worker=worker,
-                            invocation=invocation, task=task, since=lo, until=hi)
-
-    def logs(self, *, limit: Optional[int] = None, cursor: Optional[str] = None, **filters) -> dict:
-        """Log lines, newest first, with cursor pagination."""
-        limit = params.limit(limit)
-        clauses, args = self._log_filters(**filters)
-        return logs.page(self._q, clauses, args, limit=limit, after=params.log_cursor(cursor),
-                         preview_bytes=self.settings.previews.value_bytes)
-
-    def logs_after(self, after_batch: int, *, limit: int = 1000, upto_batch: Optional[int] = None,
-                   **filters) -> tuple[list[dict], int]:
-        """Log lines committed in batches after `after_batch` (and up to `upto_batch` when given), oldest
-        first, and the newest batch seen: what a live tail sends next."""
-        clauses, args = self._log_filters(**filters)
-        return logs.after_batch(self._q, clauses, args, after_batch, limit=limit, upto=upto_batch,
-                                preview_bytes=self.settings.previews.value_bytes)
-
-    def cut_lines_containing(self, after_batch: int, upto_batch: int, texts: Sequence[str]) -> set[tuple[str, str]]:
-        """(line key, text) of the cut lines in batches (after_batch, upto_batch] holding `text`
-        (query/logs.py)."""
-        return logs.cut_lines_containing(self._q, after_batch, upto_batch, texts, self.settings.previews.value_bytes)
-
-    def last_batch(self) -> int:
-        return logs.last_batch(self._q)
-
-    def invocation_logs(self, invocation_id: str, limit: int = 1000) -> list[dict]:
-        """Its log lines, oldest first, within its own time range (query/logs.py)."""
-        return self._invocation_logs(invocation_id, inv.time_range(self._q, invocation_id), limit)
-
-    def _invocation_logs(self, invocation_id: str, rng, limit: int) -> list[dict]:
-        return logs.of_invocation(self._q, invocation_id, rng, limit=params.limit(min(limit, params.MAX_LIMIT)),
-                                  related_after_s=self.settings.related_after_s,
-                                  preview_bytes=self.settings.previews.value_bytes)
-
-    def log_body(self, key: str) -> bytes:
-        """The whole body of the log line a preview's url names. BadRequest for a malformed key, NotFound
-        when no line matches it."""
-        return logs.body(self._q, *values.parse_log_key(key), key)
-
-    def explore(self, text: str) -> dict:
-        """Parse pasted log lines and resolve what they mention (query/explore.py)."""
-        return explore.explore(self._q, text)
 
     # --- dashboards --------------------------------------------------------------------
     def apps(self) -> list[dict]:

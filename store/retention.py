@@ -85,6 +85,7 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
                    SELECT 1 FROM definitions AS later WHERE later.app_id = definitions.app_id
                    AND later.kind = definitions.kind AND later.subject_id = definitions.subject_id
                    AND later.ts > definitions.ts)""",
+            "DELETE FROM queue_depths WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM ingest_ledger WHERE received_at < $cutoff",
         ]
         for sql in statements:

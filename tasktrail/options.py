@@ -181,11 +181,28 @@ PREVIEWS = _options(
                  help="Bytes of an error traceback shown inline (UTF-8); the whole traceback downloads."),
 )
 
+# Celery's queue depths, counted on its broker by this process (tasktrail/celery_queues.py).
+CELERY = _options(
+    click.option("--celery-broker", envvar="TASKTRAIL_CELERY_BROKER",
+                 help="Celery broker URL (redis://HOST:6379/0, amqp://USER:PASS@HOST:5672//): count the messages "
+                      "waiting in each Celery queue every --celery-poll-interval and store them as queue depths "
+                      "(/queues). Redis: LLEN of each queue's list; RabbitMQ: a passive queue.declare (with its "
+                      "consumer count). Not for `tasktrail web`, which receives nothing."),
+    click.option("--celery-app", default=Settings.celery_app, show_default=True, envvar="TASKTRAIL_CELERY_APP",
+                 help="App id of the counted queues: the service.namespace the Celery workers' instrumentation sends."),
+    click.option("--celery-queues", default="", envvar="TASKTRAIL_CELERY_QUEUES",
+                 help="Comma list of Celery queues to count (default: on Redis every queue kombu declared there, "
+                      "and celery; on RabbitMQ celery)."),
+    click.option("--celery-poll-interval", type=click.FloatRange(min=0, min_open=True), default=Settings.celery_poll_s,
+                 show_default=True, envvar="TASKTRAIL_CELERY_POLL_INTERVAL",
+                 help="Seconds between two counts of the Celery broker's queues."),
+)
+
 LOG_LEVEL = click.option("--log-level", default="info", show_default=True,
                          type=click.Choice(["debug", "info", "warning", "error"]))
 
 _GROUPS = (STORE, LISTENERS, ACCESS, CONNECTIONS, WRITER, ANOMALIES, LINKS, READ_LIMITS, RETENTION, PREVIEWS,
-           LOG_LEVEL)
+           CELERY, LOG_LEVEL)
 
 
 def serve_options(fn):
@@ -225,4 +242,12 @@ def settings_from(opts: dict) -> Settings:
         sql_concurrency=opts["sql_concurrency"], max_tails=opts["max_tails"],
         max_tails_per_client=opts["max_tails_per_client"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"],
-        preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"])
+        preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"],
+        **_celery(opts))
+
+
+def _celery(opts: dict) -> dict:
+    """The Celery broker poller's settings (tasktrail/celery_queues.py) from the CELERY options."""
+    return {"celery_broker": opts["celery_broker"] or None, "celery_app": opts["celery_app"],
+            "celery_queues": tuple(q.strip() for q in (opts["celery_queues"] or "").split(",") if q.strip()),
+            "celery_poll_s": opts["celery_poll_interval"]}

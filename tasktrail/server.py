@@ -32,7 +32,7 @@ from tasktrail.web.app import WebSettings, create_app
 from tasktrail.web.errors import error_body
 from tasktrail.web.metrics import InfoCollector, LogCollector
 
-from . import __version__
+from . import __version__, celery_queues
 from .connections import LISTEN_QUEUE, ConnectionLimits, closed_counter, fit_file_limit, guarded_protocol
 from .hosts import HostGuard, host_rule
 from .settings import Settings
@@ -170,9 +170,14 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
             on_ready(bound)
         _stop_on_signals(stop)
         retention = asyncio.create_task(_retain_periodically(store, settings, stop)) if role != "ingest" else None
+        celery = asyncio.create_task(celery_queues.poll(
+            ingestor, settings.celery_broker, settings.celery_app, settings.celery_queues, settings.celery_poll_s,
+            stop)) if ingestor is not None and settings.celery_broker else None
         await stop.wait()
         if retention is not None:
             retention.cancel()
+        if celery is not None:
+            celery.cancel()
         log.info("stopping: closing listeners, draining the write queue")
         for s in servers:
             s.should_exit = True

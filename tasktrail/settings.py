@@ -15,6 +15,7 @@ from tasktrail import memory_cap
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 
 # Decode/map processes: one per core, at most 4 (the writer is one thread; more do not help it).
+CELERY_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")  # brokers --celery-broker can count
 DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
 
 
@@ -74,6 +75,11 @@ class Settings:
     # Previews of huge values (arguments, results, error messages, log bodies; tracebacks): UTF-8 bytes.
     preview_bytes: int = 4096
     traceback_preview_bytes: int = 16384
+    # Celery's queue depths, polled from its broker by this process (tasktrail/celery_queues.py).
+    celery_broker: Optional[str] = None
+    celery_app: str = "celery"
+    celery_queues: tuple = ()
+    celery_poll_s: float = 5.0
 
     def validate(self) -> list[str]:
         """Reasons the settings cannot work; empty when they can."""
@@ -127,11 +133,21 @@ class Settings:
         for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
+        problems.extend(self._celery_problems())
         from .hosts import host_rule
         try:
             host_rule(self.host, self.allowed_hosts, hostname="")
         except ValueError as exc:
             problems.append(str(exc))
+        return problems
+
+    def _celery_problems(self) -> list[str]:
+        problems = []
+        if self.celery_broker and urlsplit(self.celery_broker).scheme not in CELERY_SCHEMES:
+            problems.append(f"celery_broker must be a {', '.join(CELERY_SCHEMES)} URL, got scheme "
+                            f"{urlsplit(self.celery_broker).scheme!r}")
+        if self.celery_poll_s <= 0:
+            problems.append("celery_poll_s must be positive")
         return problems
 
     def exposed_without_token(self) -> bool:
@@ -190,4 +206,10 @@ SETTINGS_HELP = {
     "retention_every_s": "How often retention runs (it also runs at start).",
     "preview_bytes": "Bytes of an argument, result, error message or log body shown inline; the rest downloads.",
     "traceback_preview_bytes": "Bytes of an error traceback shown inline; the rest downloads.",
+    "celery_broker": "Celery broker URL (redis://... or amqp://...): this process counts the messages waiting in "
+                     "each Celery queue every celery_poll_s and stores them as queue depths (/queues).",
+    "celery_app": "App id of the polled Celery queues (the service.namespace the Celery workers send).",
+    "celery_queues": "Celery queues to count (default: on Redis every queue kombu declared there, and celery; "
+                     "on RabbitMQ celery).",
+    "celery_poll_s": "Seconds between two counts of the Celery broker's queues.",
 }

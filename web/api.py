@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from .errors import error_response
 from .idroutes import IdRoute, id_routes
+from .queues import queue_api, queues_api
 from .responses import JSONResponse
 from .tail_hub import TailFilter, TailHub, TooManyTails, events as sse_events, read_after
 from starlette.routing import Route
@@ -386,4 +387,6 @@ ROUTES = [
     Route("/runs", runs),
     Route("/ops", ops),
     Route("/sql", sql, methods=["POST"]),
+    Route("/queues", queues_api),
+    IdRoute("/queues/", queue_api, param="name"),
 ]

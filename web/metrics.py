@@ -73,6 +73,9 @@ _LIVE = (
      "failure_spike) and the runner (orphaned: the one that held the work; runner_silent; scheduler_silent: the "
      "one that ran it), empty where none applies. Only subjects with an anomaly, at most "
      f"{MAX_SUBJECTS} per app and kind (the most recent).", ["app", "kind", "task", "runner"]),
+    ("queue_depths", GaugeMetricFamily, "tasktrail_queue_depth",
+     "Messages waiting in each queue, as its broker last counted them (tasktrail.queue.depth records; queues "
+     "reported within the last day), by app and queue.", ["app", "queue"]),
 )
 
 

@@ -165,6 +165,16 @@ PATHS = {
         "type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}),
 }
 
+QUEUES_SINCE = _q("since", "RFC 3339 time, relative like -15m, or `all`; default the last hour.")
+PATHS.update({  # issue 18: queue depths (web/queues.py)
+    "/queues": _get("Per queue: the latest depth reported in the window (default the last hour), its series, its "
+                    "consumers alive now, `unconsumed` when messages wait and nobody consumes it.",
+                    [APP, QUEUES_SINCE, UNTIL]),
+    "/queues/{name}": _get("One queue: its depth, series and consumers over the window (404 when nothing names it "
+                           "there; 400 when several apps have it and no app is given).",
+                           [_path("name", "The queue name."), APP, QUEUES_SINCE, UNTIL]),
+})
+
 
 def spec() -> dict:
     return {

@@ -21,6 +21,7 @@ from tasktrail.query.service import QueryService
 from . import api as reads
 from .api import _int, _p
 from .idroutes import IdRoute
+from .queues import queues_page
 from .responses import JSONResponse
 from .runner_labels import labels_for, rendering, runner_label
 
@@ -34,6 +35,7 @@ NAV = [("/", "Overview"), ("/anomalies", "Anomalies"), ("/ops", "Ops"), ("/runs"
        ("/logs", "Logs"), ("/log-explorer", "Log explorer"), ("/runners", "Runners"),
        ("/atomic-services", "Atomic services"), ("/events", "Events"), ("/trigger-runs", "Trigger runs"),
        ("/sql", "SQL")]
+NAV.insert(NAV.index(("/runners", "Runners")) + 1, ("/queues", "Queues"))  # issue 18: queue depths (web/queues.py)
 
 # Rows per page of the paginated tables on a page (atomic services: executions, decisions).
 PAGE = 50
@@ -321,6 +323,7 @@ ROUTES = [
     IdRoute("/workflows/runs/", workflow_run_page),
     Route("/workflows/compare", workflow_compare_page),
     IdRoute("/workflows/", workflow_type_page, param="type"),
+    Route("/queues", queues_page),
 ]
 
 __all__ = ["ROUTES", "NotFound"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 from .. import names as n
-from ..model import (AtomicDecision, AtomicExecution, Definition, EventRecord, InvocationCall, RunnerEvent,
-                     Transition, TriggerRun)
+from ..model import (AtomicDecision, AtomicExecution, Definition, EventRecord, InvocationCall, QueueDepth,
+                     RunnerEvent, Transition, TriggerRun)
 from ..status import normalize
 from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, as_int, as_str,
                    leftover_json, to_micros)
@@ -118,6 +118,8 @@ class TasktrailV1(Dialect):
             return self._trigger_run(rec, a, app, rid, rows)
         if ev in _DEFINITION:
             return self._definition(rec, res, a, ev, (ctx_id, cls, parent), rid, out)
+        if ev == n.EV_QUEUE_DEPTH:
+            return self._queue_depth(rec, a, app, ctx_id, rid, rows)
         return False
 
     def _definition(self, rec: LogIn, res, a: dict, ev: str, ctx: tuple, rid, out: Out) -> bool:
@@ -147,6 +149,16 @@ class TasktrailV1(Dialect):
         if ctx_id and n.TT_RUNNER_ID in a and (res.app_id, ctx_id) not in out.contexts:
             out.contexts.add((res.app_id, ctx_id))
             self._context(rec, res, out, ctx_id, "context", cls, parent, a, None, None)
+        return True
+
+    def _queue_depth(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
+        queue, depth = a.get(n.TT_QUEUE_NAME), as_int(a.get(n.TT_QUEUE_PENDING))
+        if queue in (None, "") or depth is None or not 0 <= depth < 1 << 63:
+            return False  # not a depth (none, negative, past BIGINT): kept as a raw record
+        consumers = a.get(n.TT_QUEUE_CONSUMERS)
+        rows["queue_depths"].append(QueueDepth(
+            rec.ts, app, str(queue), depth, as_ids(consumers) if consumers is not None else None,
+            as_int(a.get(n.TT_QUEUE_CONSUMER_COUNT)), str(ctx_id) if ctx_id else None, self.name, rid))
         return True
 
     def _atomic_decision(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:

@@ -6,7 +6,8 @@ rustvello 0.9 does not, through tasktrail's emitter (tasktrail.v1, OTLP/HTTP to 
   tasktrail's log-line parser, each sent with the invocation, task and runner context it names);
 - its tasks' log lines (Python logging, each tied to the invocation that wrote it);
 - once the batch of `add` calls is done, an event `demo.batch.done` that triggers a `report` invocation,
-  with the trigger run that links the two — the convention any runner without triggers of its own can follow.
+  with the trigger run that links the two — the convention any runner without triggers of its own can follow;
+- its queue depths (`App.queue_depths()`, every second: tasktrail.proto.rustvello_queues, one call), for /queues.
 
 Prints one JSON object: {invocation_id: status} as rustvello itself reports them.
 """
@@ -138,8 +139,10 @@ def batch_done(em, adds) -> object:
 
 if __name__ == "__main__":
     em = emitter()
-    unified = None
+    unified = depths = None
     if em is not None:
+        from tasktrail.proto.rustvello_queues import report_queue_depths
+        depths = report_queue_depths(app, emitter=em, interval_s=1.0)
         log.addHandler(ToTasktrail(em))
         log.setLevel(logging.INFO)
         unified = UnifiedLogs(em)
@@ -161,6 +164,8 @@ if __name__ == "__main__":
     statuses = {str(inv.id): str(inv.status).rsplit(".", 1)[-1].upper() for inv in invs}
     app.flush_telemetry()
     app.stop()
+    if depths is not None:
+        depths.stop()
     if unified is not None:
         unified.stop()
     if em is not None:
