@@ -210,6 +210,9 @@ class InvocationCall(NamedTuple):
     task_id: Optional[str]
     arguments: Optional[str]
     source: str                     # dialect name
+    record_id: Optional[str] = None
+
+
 class QueueDepth(NamedTuple):
     """Messages waiting in one queue at `ts` as its broker counted them, and who consumes it (tasktrail.queue.depth)."""
     ts: Micros
