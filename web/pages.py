@@ -16,6 +16,7 @@ from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUS_COLOR
 from tasktrail.proto.urlpath import segment
 from tasktrail.query.errors import NotFound
 from tasktrail.query.service import QueryService
+from tasktrail.query.timeline_options import RESOLUTIONS
 
 from . import api as reads
 from .api import _int, _p
@@ -93,12 +94,14 @@ def invocation(request: Request) -> Response:
 def timeline(request: Request) -> Response:
     keys = ("since", "until", "task", "workflow", "runner", "selected", "limit", "app")
     params = {k: _p(request, k) for k in keys if _p(request, k)}
-    data = {"params": params}
+    opts = reads.timeline_options(request)
+    data = {"params": params, "options": opts, "resolutions": list(RESOLUTIONS)}
     if request.query_params.get("format") == "json":
         data["timeline"] = _qs(request).timeline(
             app=params.get("app"), since=params.get("since"), until=params.get("until"), task=params.get("task"),
-            workflow=params.get("workflow"), runner=params.get("runner"), limit=_int(request, "limit"))
-    api_q = urlencode({k: v for k, v in params.items() if k != "selected"})
+            workflow=params.get("workflow"), runner=params.get("runner"), limit=_int(request, "limit"), **opts)
+    api_q = urlencode({**{k: v for k, v in params.items() if k != "selected"},
+                       **{k: ",".join(v) if isinstance(v, list) else v for k, v in opts.items() if v is not None}})
     return render(request, "timeline.html", "Timeline", data, "/api/v1/timeline" + ("?" + api_q if api_q else ""))
 
 
