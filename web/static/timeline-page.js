@@ -83,6 +83,12 @@
   }
 
   function occupancy() {
+    // Task colours (charts.js) by task id, every task of the answer: the same whichever statuses are shown.
+    if (TT.assignTaskColors) {
+      const tasks = new Set();
+      for (const lane of current.lanes || []) for (const sl of lane.sublanes) for (const e of sl) tasks.add(e.task_id || "?");
+      TT.assignTaskColors(Array.from(tasks).sort());
+    }
     TT.drawOccupancy(document.getElementById("occupancy"), current, tl.labelW, { t0: tl.t0, t1: tl.t1 },
                      document.getElementById("occupancy-info"));
     const legend = document.getElementById("occupancy-legend");

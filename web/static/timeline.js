@@ -677,7 +677,6 @@
     const x = (t) => L + ((t - t0) / span) * plotW;
     const size = occ.bucket_s * 1000, starts = occ.buckets.map(TT.parseTime), n = starts.length;
     const color = TT.taskColor || ((t) => (t === "Other" ? "#bdc3c7" : "#3498db"));
-    if (TT.assignTaskColors) TT.assignTaskColors(occ.series.map((s) => s.task_id));
     let max = 1;
     for (let i = 0; i < n; i++) max = Math.max(max, occ.series.reduce((m, s) => m + s.counts[i], 0));
     const drawn = [];
