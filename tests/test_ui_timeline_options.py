@@ -100,6 +100,16 @@ def test_histogram_stacks_per_task_and_the_true_peak(filled, page):
     peak = api["occupancy"]["peak"]
     assert st["info"].startswith(f"max {peak['in_flight']} in flight") and st["peak"] == str(peak["in_flight"])
     assert peak["in_flight"] < api["occupancy"]["max"]  # a bucket's stack is not what was in flight at once
+    # Hovering the tallest stack names its tasks' counts.
+    top = max(st["drawn"], key=lambda d: d["count"])
+    box = page.locator("#occupancy").bounding_box()
+    rect = page.evaluate("(i) => { const d = document.getElementById('occupancy').drawn[i]; return [d.x0, d.x1, d.y0, d.y1]; }",
+                         st["drawn"].index(top))
+    page.mouse.move(box["x"] + (rect[0] + rect[1]) / 2, box["y"] + (rect[2] + rect[3]) / 2)
+    title = page.locator("#occupancy").get_attribute("title")
+    for d in st["drawn"]:
+        if d["bucket"] == top["bucket"]:
+            assert f"{d['task']}: {d['count']}" in title, title
     page.locator("section, body").first.screenshot(path=str(_shot("timeline-options")))
 
 

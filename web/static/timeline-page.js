@@ -174,6 +174,18 @@
       }, 5000);
     }
   });
+  // Hovering the occupancy names the bucket under the pointer: its time, each task's count, the total.
+  const occCanvas = document.getElementById("occupancy");
+  occCanvas.addEventListener("mousemove", (ev) => {
+    const x = ev.clientX - occCanvas.getBoundingClientRect().left, occ = current && current.occupancy;
+    const hit = (occCanvas.drawn || []).find((d) => x >= d.x0 && x <= d.x1 + 1);
+    if (!hit || !occ) { occCanvas.title = ""; return; }
+    const here = occCanvas.drawn.filter((d) => d.bucket === hit.bucket);
+    const t = TT.parseTime(occ.buckets[hit.bucket]);
+    occCanvas.title = `${TT.fmtTime(t)} + ${TT.fmtStep(occ.bucket_s)}\n`
+      + here.slice().reverse().map((d) => `${d.task}: ${d.count}`).join("\n")
+      + `\n${here.reduce((n, d) => n + d.count, 0)} invocations in ${occ.categories.join(" or ")}`;
+  });
   window.addEventListener("popstate", () => { location.reload(); });
   window.addEventListener("resize", () => { if (current) occupancy(); });
 
