@@ -19,8 +19,9 @@ tasktrail.v1 through the emitter:
 - the app's log lines (its logger `pynenc.<app_id>`), each tied to its invocation, task and runner
   context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out).
 
-Hooks never raise into pynenc and never block it: records go to the OTel SDK's bounded batch queue;
-when it is full the record is dropped and counted (`exporter().stats`).
+Hooks never raise into pynenc and never block it: records go to the emitter's bounded queue (50,000
+records; proto/otlp_sender.py sends them); when it is full the record is dropped and counted
+(`exporter().stats`).
 `install(endpoint=...)` does the same from code.
 """
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Exporter:
     """Turns pynenc's calls into tasktrail.v1 records, one emitter per pynenc app."""
 
     def __init__(self, endpoint: str, token: Optional[str] = None, protocol: str = "grpc",
-                 max_queue: int = 20_000) -> None:
+                 max_queue: int = 50_000) -> None:
         self.endpoint, self.token, self.protocol, self.max_queue = endpoint, token, protocol, max_queue
         self.stats = Stats()
         self._emitters: dict[str, Emitter] = {}
@@ -77,14 +78,13 @@ class Exporter:
         self._outcomes = _Lru(_MAX_CACHED)      # invocation id -> result / exception for its final status
         self._contexts = _Lru(_MAX_CACHED)      # runner id -> RunnerContext
         self._clients: list = []                 # (app, ExternalRunner context) of this process
-        self._pid = os.getpid()
+        self._runners = _Lru(_MAX_CACHED)       # runner id -> the Runner that names its context
 
     # --- plumbing ------------------------------------------------------------------------
     def emitter(self, app) -> Emitter:
         app_id = getattr(app, "app_id", None) or "pynenc"
-        if os.getpid() != self._pid:  # a forked worker: the parent's exporter threads are not ours
-            with self._lock:
-                self._emitters, self._pid = {}, os.getpid()
+        # A forked worker keeps its parent's emitters: each sender starts over in the child with an empty
+        # queue and threads of its own (proto/otlp_sender.py).
         em = self._emitters.get(app_id)
         if em is None:
             with self._lock:
@@ -116,10 +116,18 @@ class Exporter:
         for em in list(self._emitters.values()):
             em.flush(timeout_ms)
 
-    @staticmethod
-    def runner(ctx) -> Optional[Runner]:
+    def runner(self, ctx) -> Optional[Runner]:
+        """The Runner naming pynenc's RunnerContext `ctx` (kept per context: a transition's cost)."""
         if ctx is None:
             return None
+        runner = self._runners.get(ctx.runner_id)  # a context's id names one class, host, pid and thread
+        if runner is None:
+            runner = self._runner_of(ctx)
+            self._runners.put(ctx.runner_id, runner)
+        return runner
+
+    @staticmethod
+    def _runner_of(ctx) -> Runner:
         parent = getattr(ctx, "parent_ctx", None)
         return Runner(ctx.runner_id, ctx.runner_cls, parent_id=parent.runner_id if parent else None,
                       hostname=getattr(ctx, "hostname", None) or None, pid=getattr(ctx, "pid", None) or None,

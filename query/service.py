@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
-from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
+from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, search, sql,
                tasks, timeline, traces, values, workflow_compare)
 from . import timeline_options
 from .anomalies import AnomalySettings, listing as anomaly_listing
@@ -85,9 +85,10 @@ class QueryService(Health):
         statuses = params.statuses(status)
         lo, hi = self._window(since, until)
         after = params.page_cursor(cursor, timed=bool(inv.SORTS[sort][2]))
-        return inv.listing(self._q, app=app, statuses=statuses, task=task, runner=runner, workflow=workflow,
-                           parent=parent, since=lo, until=hi, text=q, limit=limit, after=after, sort=sort,
-                           status_mode=mode)
+        found = search.prepare(q, since, until, self._now())
+        return search.with_window(found, inv.listing(
+            self._q, app=app, statuses=statuses, task=task, runner=runner, workflow=workflow, parent=parent,
+            since=lo, until=hi, text=found, limit=limit, after=after, sort=sort, status_mode=mode))
 
     def _raw(self, invocation_id: str, app: Optional[str]) -> tuple:
         rng = inv.time_range(self._q, invocation_id, app)
@@ -127,16 +128,18 @@ class QueryService(Health):
 
     def runs(self, *, app=None, task=None, status: Sequence[str] | None = None, since=None, until=None,
              sort: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None,
-             status_mode: Optional[str] = None) -> dict:
+             status_mode: Optional[str] = None, q: Optional[str] = None) -> dict:
         """The runs table: one row per invocation, started descending, with how it was started; cursor pages.
-        `status_mode` "history" matches a status an invocation ever had."""
+        `status_mode` "history" matches a status an invocation ever had; `q` a search (query/search.py)."""
         limit = params.limit(limit)
         params.choice("sort", sort, inv.RUN_SORTS, [k for k in inv.RUN_SORTS if k])
         mode = params.choice("status_mode", status_mode or "current", inv.STATUS_MODES)
         statuses = params.statuses(status)
         lo, hi = self._window(since, until)
-        return inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi, sort=sort, limit=limit,
-                        after=inv.run_cursor(cursor, sort), status_mode=mode)
+        found = search.prepare(q, since, until, self._now())
+        return search.with_window(found, inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi,
+                                                  sort=sort, limit=limit, after=inv.run_cursor(cursor, sort),
+                                                  status_mode=mode, text=found))
 
     # --- family, traces ------------------------------------------------------------------
     def trace_links(self, trace_id: Optional[str]) -> dict:

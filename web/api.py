@@ -253,7 +253,8 @@ def runs(request: Request):
     return JSONResponse(_qs(request).runs(app=_p(request, "app"), task=_p(request, "task"), status=p.getlist("status"),
                                           since=_p(request, "since"), until=_p(request, "until"),
                                           sort=_p(request, "sort"), limit=_int(request, "limit"),
-                                          cursor=_p(request, "cursor"), status_mode=_p(request, "status_mode")))
+                                          cursor=_p(request, "cursor"), status_mode=_p(request, "status_mode"),
+                                          q=_p(request, "q")))
 
 
 def ops(request: Request):

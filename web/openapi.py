@@ -71,13 +71,18 @@ def _post(summary: str, body: dict) -> dict:
         "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
         "400": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}}
 
+# The search of the invocations list and the runs table (query/search.py, docs/api.md).
+SEARCH = _q("q", "Search: ids, task names, arguments, result, error; prefixes args:, kwargs:KEY=VALUE, result:, "
+            "error:, state:, name:; quoted phrases; terms ANDed, OR and parentheses. Values are read in the "
+            "window (default the last 24 h; since=all for all).")
+
 
 PATHS = {
     "/apps": _get("Apps seen, with first and last activity and invocation counts.", [], "array"),
     "/invocations": _get("Invocations, filtered, sorted and paginated.", [
         APP, STATUS_LIST, _q("task", "Task id."), _q("runner", "Ran on this runner or worker."),
         _q("workflow", "Workflow id."), _q("parent", "Parent invocation id."), SINCE, UNTIL,
-        _q("q", "Part of an invocation or task id."), LIMIT, CURSOR,
+        SEARCH, LIMIT, CURSOR,
         _q("sort", "created_at, -created_at, updated_at, -updated_at."), STATUS_MODE]),
     "/invocations/{id}": _get("One invocation: status, attempts, arguments, result, error, trace links. "
                               "Arguments, result, error message and traceback are previews (the first "
@@ -158,7 +163,7 @@ PATHS = {
         "type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
     "/runs": _get("Runs: started newest first with live duration.", [
         APP, _q("task", "Task id."), STATUS_LIST, SINCE, UNTIL, _q("sort", "Sort key."), LIMIT, CURSOR,
-        STATUS_MODE]),
+        STATUS_MODE, SEARCH]),
     "/ops": _get("In flight, recent failures, heartbeats, scheduler, ingest figures.", [APP]),
     "/sql": _post("One read-only SELECT over the log (time limit and row cap apply).", {
         "type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}),
