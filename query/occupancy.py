@@ -39,39 +39,43 @@ def at(u: int) -> datetime:
 
 
 class Intervals:
-    """Status intervals gathered while the timeline walks its histories (`add` per invocation)."""
+    """Status intervals gathered while the timeline walks its histories (`add` per invocation). Per
+    interval only its category and bounds are kept; its invocation and task come from `runs` (per
+    invocation with intervals: its task's index and how many it has), repeated in `arrays`."""
 
     def __init__(self, categories: Sequence[str], statuses: dict[str, Sequence[str]], until_us: int) -> None:
         self.categories = list(categories)
         self.of = {s: k for k, c in enumerate(self.categories) for s in statuses[c]}
         self.until_us = until_us
         self.names: dict[str, int] = {}
-        self.inv: list[int] = []
-        self.task: list[int] = []
+        self.runs: list[tuple[int, int]] = []
         self.cat: list[int] = []
         self.a: list[int] = []
         self.b: list[int] = []
-        self.count = 0
 
     def add(self, task: Optional[str], hist: list, status_at: int, us_at: int) -> None:
         """One invocation's settled history (tuples holding the status at `status_at`, epoch micros at
         `us_at`): an interval per entry of a selected category, to the next entry (or the window's end)."""
-        of, n, idx = self.of, len(hist), self.count
-        self.count += 1
+        of = self.of
         if not of:
             return
-        t = None
+        n, before = len(hist), len(self.cat)
+        cat, a, b = self.cat.append, self.a.append, self.b.append
         for k in range(n):
             c = of.get(hist[k][status_at])
-            if c is None:
-                continue
-            if t is None:
-                t = self.names.setdefault(task or "?", len(self.names))
-            self.inv.append(idx)
-            self.task.append(t)
-            self.cat.append(c)
-            self.a.append(hist[k][us_at])
-            self.b.append(hist[k + 1][us_at] if k + 1 < n else self.until_us)
+            if c is not None:
+                cat(c)
+                a(hist[k][us_at])
+                b(hist[k + 1][us_at] if k + 1 < n else self.until_us)
+        if len(self.cat) > before:
+            self.runs.append((self.names.setdefault(task or "?", len(self.names)), len(self.cat) - before))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """(invocation index, task index, category, start, end) per interval, as int64 arrays."""
+        runs = np.asarray(self.runs, np.int64).reshape(-1, 2)
+        inv = np.repeat(np.arange(len(runs), dtype=np.int64), runs[:, 1])
+        return (inv, np.repeat(runs[:, 0], runs[:, 1]), np.asarray(self.cat, np.int64),
+                np.asarray(self.a, np.int64), np.asarray(self.b, np.int64))
 
 
 def peak(a: np.ndarray, b: np.ndarray) -> tuple[int, Optional[int]]:
@@ -118,14 +122,11 @@ def occupancy(iv: Intervals, window: tuple[datetime, datetime], view: tuple[date
     size = bucket_size(span) if resolution_s is None else max(float(resolution_s), span / MAX_BUCKETS)
     n = max(1, int(np.ceil(span / size - 1e-9)))
     cats = [c.lower() for c in iv.categories]
-    a = np.maximum(np.asarray(iv.a, np.int64), w0)
-    b = np.minimum(np.asarray(iv.b, np.int64), w1)
+    inv, task, cat, a, b = iv.arrays()
+    a, b = np.maximum(a, w0), np.minimum(b, w1)
     ok = b > a
-    a, b = a[ok], b[ok]
-    cat = np.asarray(iv.cat, np.int64)[ok]
-    inv = np.asarray(iv.inv, np.int64)[ok]
+    inv, task, cat, a, b = inv[ok], task[ok], cat[ok], a[ok], b[ok]
     names = list(iv.names)
-    task = np.asarray(iv.task, np.int64)[ok]
     in_flight, when = peak(a, b)
     out = {"categories": cats, "since": iso(view[0]), "until": iso(view[1]), "bucket_s": size,
            "buckets": [iso(at(v0 + round(k * size * 1e6))) for k in range(n)], "series": [], "by_status": [],
