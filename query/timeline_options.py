@@ -20,7 +20,6 @@ from typing import Any, Optional
 from tasktrail.proto.system_tasks import SQL_PATTERN
 
 from . import params
-from .errors import BadRequest
 from .workflows import CATEGORIES, DEFAULT_CATEGORIES
 
 RESOLUTIONS = {"auto": None, "100ms": 0.1, "250ms": 0.25, "500ms": 0.5, "1s": 1, "5s": 5, "10s": 10, "30s": 30,

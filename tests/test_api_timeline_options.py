@@ -7,17 +7,15 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from .helpers import start_server, wait_until
-from .timeline_options_fill import APP, brute_peak, emit_opts, intervals, parse
+from .helpers import start_server
+from .timeline_options_fill import brute_peak, emit_opts, intervals, parse, wait_stored
 
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
     srv = start_server(str(tmp_path_factory.mktemp("tlopts") / "tt.duckdb"), "--ingest-token", "tok123")
     sent = emit_opts(srv)
-    window = {"app": APP, "since": sent["since"].isoformat(), "until": sent["until"].isoformat()}
-    wait_until(lambda: srv.get("/timeline", params=window).json()["total"] == sent["invocations"]
-               and srv.get("/timeline", params=window).json()["atomic_windows"], timeout=30, message="opts data")
+    window = wait_stored(srv, sent)
     yield srv, sent, window
     srv.stop()
 

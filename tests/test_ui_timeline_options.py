@@ -6,7 +6,7 @@ renderer's list and by the canvas's pixels), and "max N in flight" is the API's 
 import pytest
 
 from .helpers import SHOTS, require_chromium, start_server, wait_until
-from .timeline_options_fill import APP, emit_opts
+from .timeline_options_fill import emit_opts, wait_stored
 
 require_chromium()
 pytest.importorskip("playwright.sync_api")
@@ -18,9 +18,7 @@ W, H = 1440, 900
 def filled(tmp_path_factory):
     srv = start_server(str(tmp_path_factory.mktemp("tlui") / "tt.duckdb"), "--ingest-token", "tok123")
     sent = emit_opts(srv)
-    window = {"app": APP, "since": sent["since"].isoformat(), "until": sent["until"].isoformat()}
-    wait_until(lambda: srv.get("/timeline", params=window).json()["total"] == sent["invocations"]
-               and srv.get("/timeline", params=window).json()["atomic_windows"], timeout=30, message="opts data")
+    window = wait_stored(srv, sent)
     yield srv, sent, window
     srv.stop()
 

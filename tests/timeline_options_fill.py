@@ -72,6 +72,17 @@ def emit_opts(server, *, end_ago_s: float = 30.0, span_s: float = 60.0) -> dict:
             "invocations": len({x[0] for x in records}), "since": at(-5), "until": at(span_s + 5)}
 
 
+def wait_stored(server, sent: dict) -> dict:
+    """Wait until every sent transition and the atomic window are stored; returns the window's query."""
+    from .helpers import sql, wait_until
+    wait_until(lambda: sql(server, f"SELECT count(DISTINCT record_id) FROM transitions WHERE app_id = '{APP}'")[0][0]
+               == len(sent["records"]), timeout=30, message="every transition of app opts")
+    window = {"app": APP, "since": sent["since"].isoformat(), "until": sent["until"].isoformat()}
+    wait_until(lambda: server.get("/timeline", params=window).json()["atomic_windows"], timeout=30,
+               message="the atomic window")
+    return window
+
+
 def intervals(records, categories, until: datetime) -> list[tuple]:
     """(invocation, task, category, start, end) of each sent history's statuses in `categories`: from one
     sent record to the next, the last to `until`."""
