@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from . import names as n
 from .bearer import bearer
+from .masking import mask
 from .status import normalize
 
 
@@ -95,6 +96,11 @@ def _json(value) -> Optional[str]:
     return json.dumps(value, default=repr)
 
 
+def _settings_json(settings: Mapping[str, Any]) -> str:
+    """Settings as the JSON object a definition carries, secret-looking values masked (proto/masking.py)."""
+    return json.dumps(mask(dict(settings)), default=str, ensure_ascii=False)
+
+
 def _clean(attrs: Mapping[str, Any]) -> dict:
     """`attrs` without its None values, lists and tuples as lists of strings."""
     out = {k: v for k, v in attrs.items() if v is not None}
@@ -153,7 +159,7 @@ class Emitter:
                workflow_parent_id: Optional[str] = None, arguments: Any = None, result: Any = None,
                error_type: Optional[str] = None, error_message: Optional[str] = None,
                error_traceback: Optional[str] = None, duration_s: Optional[float] = None,
-               timestamp=None) -> None:
+               timestamp=None, call_id: Optional[str] = None) -> None:
         canonical = normalize(status)
         if canonical is None:
             raise ValueError(f"unknown status {status!r}")
@@ -165,7 +171,7 @@ class Emitter:
             n.TT_WORKFLOW_ID: workflow_id, n.TT_WORKFLOW_TYPE: workflow_type,
             n.TT_WORKFLOW_PARENT_ID: workflow_parent_id, n.TT_ARGUMENTS: _json(arguments),
             n.TT_RESULT: _json(result), n.TT_ERROR_TYPE: error_type, n.TT_ERROR_MESSAGE: error_message,
-            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s})
+            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s, n.TT_CALL_ID: call_id})
 
     def runner_started(self, runner: Optional[Runner] = None, timestamp=None) -> None:
         self._emit(n.EV_RUNNER_STARTED, runner, timestamp, {})
@@ -223,6 +229,25 @@ class Emitter:
             n.TT_TR_CLAIMED_AT: _ns(claimed_at), n.TT_TR_EXECUTED_AT: _ns(executed_at),
             n.TT_TR_PARTICIPANTS: _json(participants), n.TT_TR_AS_RUN_ID: atomic_service_run_id,
             n.TT_TR_AS_RUNNER_ID: atomic_service_runner_id})
+
+    # --- definitions (sent at start and when a value changes; secret-looking values are masked) ---------
+    def app_config(self, settings: Mapping[str, Any], *, components: Optional[Mapping[str, str]] = None,
+                   runner: Optional[Runner] = None, timestamp=None) -> None:
+        """The app's settings (name -> value) and component classes (e.g. {"broker": "RedisBroker"})."""
+        self._emit(n.EV_APP_CONFIG, runner, timestamp, {
+            n.TT_APP_SETTINGS: _settings_json(settings),
+            n.TT_APP_COMPONENTS: _settings_json(components) if components is not None else None})
+
+    def runner_config(self, settings: Mapping[str, Any], *, runner: Optional[Runner] = None,
+                      timestamp=None) -> None:
+        """The settings of `runner` (else this emitter's runner): loop sleep, thread and process counts, …"""
+        self._emit(n.EV_RUNNER_CONFIG, runner, timestamp, {n.TT_RUNNER_SETTINGS: _settings_json(settings)})
+
+    def task_definition(self, task_id: str, options: Mapping[str, Any], *, runner: Optional[Runner] = None,
+                        timestamp=None) -> None:
+        """The options of task `task_id`: concurrency control, key arguments, retries, batch size, cache, …"""
+        self._emit(n.EV_TASK_DEFINITION, runner, timestamp, {
+            n.TT_TASK_ID: task_id, n.TT_TASK_OPTIONS: _settings_json(options)})
 
     def log(self, message: str, *, level: int = 20, invocation_id: Optional[str] = None,
             task_id: Optional[str] = None, runner: Optional[Runner] = None, logger_name: Optional[str] = None,

@@ -131,6 +131,19 @@ class TriggerRun(NamedTuple):
     record_id: Optional[str] = None
 
 
+class Definition(NamedTuple):
+    """One report of a definition: an app's configuration, a runner's settings or a task's options. Sent at
+    start and when a value changes; the latest row per (app_id, kind, subject_id) is what holds."""
+    ts: Micros
+    app_id: str
+    kind: str                       # app | runner | task
+    subject_id: str                 # the app id, runner id or task id it describes
+    runner_id: Optional[str]        # the runner context that reported it
+    body: str                       # JSON: {"components", "settings"} | {"settings"} | {"options"}
+    source: str
+    record_id: Optional[str] = None
+
+
 class Span(NamedTuple):
     """Every raw span, for the trace view and SQL."""
     start_ts: Micros
@@ -188,6 +201,18 @@ class MetricPoint(NamedTuple):
     scope_name: Optional[str]
 
 
+class InvocationCall(NamedTuple):
+    """The call an invocation is of, as its runner named it on registration (tasktrail.call.id)."""
+    ts: Micros
+    app_id: str
+    call_id: str
+    invocation_id: str
+    task_id: Optional[str]
+    arguments: Optional[str]
+    source: str                     # dialect name
+    record_id: Optional[str] = None
+
+
 class Resource(NamedTuple):
     """An OTLP resource, stored once per distinct attribute set."""
     resource_id: str
@@ -206,7 +231,9 @@ TABLES: dict[str, type] = {
     "atomic_executions": AtomicExecution,
     "event_records": EventRecord,
     "trigger_runs": TriggerRun,
+    "definitions": Definition,
     "spans": Span,
     "log_records": LogRecord,
     "metric_points": MetricPoint,
+    "invocation_calls": InvocationCall,
 }

@@ -73,6 +73,9 @@ TT_ERROR_MESSAGE = "tasktrail.error.message"
 TT_ERROR_TRACEBACK = "tasktrail.error.traceback"
 TT_DURATION_S = "tasktrail.duration.s"
 
+# calls (issue 18): the call an invocation is of (pynenc's call_id: task id + arguments hash)
+TT_CALL_ID = "tasktrail.call.id"
+
 # identity and order of any tasktrail.v1 record (at-least-once delivery, one clock tick)
 TT_RECORD_ID = "tasktrail.record.id"
 TT_SEQ = "tasktrail.seq"
@@ -119,6 +122,12 @@ TT_TR_PARTICIPANTS = "tasktrail.trigger_run.participants"
 TT_TR_AS_RUN_ID = "tasktrail.trigger_run.atomic_service_run_id"
 TT_TR_AS_RUNNER_ID = "tasktrail.trigger_run.atomic_service_runner_id"
 
+# definitions: app configuration, runner settings, task definitions (issue 18, store/sql/0008)
+TT_APP_COMPONENTS = "tasktrail.app.components"
+TT_APP_SETTINGS = "tasktrail.app.settings"
+TT_RUNNER_SETTINGS = "tasktrail.runner.settings"
+TT_TASK_OPTIONS = "tasktrail.task.options"
+
 # event names (OTLP LogRecord.event_name, or a span event's name)
 EV_STATUS = "tasktrail.status"
 EV_RUNNER_STARTED = "tasktrail.runner.started"
@@ -129,6 +138,9 @@ EV_ATOMIC_DECISION = "tasktrail.atomic.decision"
 EV_ATOMIC_EXECUTION = "tasktrail.atomic.execution"
 EV_EVENT = "tasktrail.event"
 EV_TRIGGER_RUN = "tasktrail.trigger_run"
+EV_APP_CONFIG = "tasktrail.app.config"
+EV_RUNNER_CONFIG = "tasktrail.runner.config"
+EV_TASK_DEFINITION = "tasktrail.task.definition"
 
 # Keys that tie any record (also application logs) to an invocation, task or runner.
 INVOCATION_KEYS = (TT_INVOCATION_ID, RV_INVOCATION_ID, "pynenc.invocation_id", "invocation_id")
@@ -188,6 +200,8 @@ TASKTRAIL_V1_EVENTS: tuple[EventSpec, ...] = (
         Attr(TT_ERROR_MESSAGE, "string", False, "Exception message."),
         Attr(TT_ERROR_TRACEBACK, "string", False, "Formatted traceback."),
         Attr(TT_DURATION_S, "double", False, "Attempt duration in seconds, on final statuses."),
+        Attr(TT_CALL_ID, "string", False, "The call this invocation is of (pynenc's call_id key: the task id and a hash "
+             "of its arguments), on REGISTERED: invocations of one call share it (the /calls page)."),
     ) + _RUNNER_CTX),
     EventSpec(EV_RUNNER_CONTEXT, "runner context", "A runner context exists (sent once when it is created).", _RUNNER_CTX),
     EventSpec(EV_RUNNER_STARTED, "runner lifecycle", "A runner or worker started.", _RUNNER_CTX),
@@ -240,6 +254,30 @@ TASKTRAIL_V1_EVENTS: tuple[EventSpec, ...] = (
         Attr(TT_TR_AS_RUN_ID, "string", False, "Atomic-service run that evaluated it."),
         Attr(TT_TR_AS_RUNNER_ID, "string", False, "Runner of that atomic-service run."),
     )),
+    # definitions (store/sql/0008): sent when an app or runner starts and again only when a value changes;
+    # tasktrail shows the latest of each with the time it was reported (query/definitions.py).
+    EventSpec(EV_APP_CONFIG, "app configuration", "The app's component classes and settings, as a process of "
+              "the app holds them (sent at start and when they change; the latest report wins).", (
+        Attr(TT_APP_COMPONENTS, "json", False, "Component classes as a JSON object, e.g. {\"broker\": "
+             "\"RedisBroker\", \"orchestrator\": …, \"state_backend\": …, \"serializer\": …, \"trigger\": …, "
+             "\"runner\": …}."),
+        Attr(TT_APP_SETTINGS, "json", True, "Settings as a JSON object of name -> value (pynenc: every field of "
+             "app.conf, e.g. dev_mode_force_sync_tasks, logging_level, log_format, argument_print_mode, "
+             "atomic_service_interval_minutes, runner_considered_dead_after_minutes, max_pending_seconds, and "
+             "the orchestrator's auto_final_invocation_purge_hours). Mask secrets before sending."),
+    ) + _RUNNER_CTX),
+    EventSpec(EV_RUNNER_CONFIG, "runner settings", "A runner's settings (sent when it starts and when they "
+              "change; the runner context is the runner they belong to).", (
+        Attr(TT_RUNNER_SETTINGS, "json", True, "Settings as a JSON object of name -> value (pynenc: every field "
+             "of runner.conf, e.g. runner_loop_sleep_time_sec, min_threads, max_threads, min_parallel_slots)."),
+    ) + _RUNNER_CTX),
+    EventSpec(EV_TASK_DEFINITION, "task definition", "A task's options (sent when a process first uses the task "
+              "and when they change).", (
+        Attr(TT_TASK_ID, "string", True, "Task id (module.function)."),
+        Attr(TT_TASK_OPTIONS, "json", True, "Options as a JSON object of name -> value (pynenc: every field of "
+             "task.conf: registration_concurrency, running_concurrency, key_arguments, max_retries, retry_for "
+             "as module.Class names, parallel_batch_size, call_result_cache, …)."),
+    ) + _RUNNER_CTX),
 )
 TASKTRAIL_V1_EVENTS = tuple(e._replace(attributes=e.attributes + _IDENTITY) for e in TASKTRAIL_V1_EVENTS)
 

@@ -9,8 +9,9 @@ tasktrail.v1 through the emitter:
 
 - every status transition, from `BaseStateBackend.add_histories` / `add_history` (the writers of
   history), with the runner context that made it, the owner, and for REGISTERED the task, parent,
-  parent event, workflow identity and the arguments preview (`str(call.arguments)`, which honours
-  `argument_print_mode`); results and exceptions ride on the final transition;
+  parent event, workflow identity, the arguments preview (`str(call.arguments)`, which honours
+  `argument_print_mode`) and pynenc's call id (proto/pynenc_calls.py); results and exceptions ride on the
+  final transition, a retried attempt's exception on its RETRY;
 - runner contexts (`store_runner_context`), heartbeats (`register_runner_heartbeats`), the end of a
   runner's loop (`BaseRunner.on_stop`) and the end of a process's ExternalRunner (at exit);
 - every atomic-service claim decision, the ones pynenc drops too (`decide_atomic_service_claim`),
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .emitter import Emitter, Runner
+from .pynenc_calls import call_id as _call_id
 from .pynenc_hooks import after, before, on_init
 
 log = logging.getLogger("tasktrail.pynenc")
@@ -120,8 +122,10 @@ class Exporter:
         """The Runner naming pynenc's RunnerContext `ctx` (kept per context: a transition's cost)."""
         if ctx is None:
             return None
-        runner = self._runners.get(ctx.runner_id)  # a context's id names one class, host, pid and thread
-        if runner is None:
+        runner = self._runners.get(ctx.runner_id)  # a context's id names one class, host and pid
+        # ... but not always one thread: pynenc 0.4 holds a ThreadRunner's context as two objects of one id
+        # made in two threads, and its state backend keeps the one stored last: each record says its own.
+        if runner is None or runner.thread_id != getattr(ctx, "thread_id", None):
             runner = self._runner_of(ctx)
             self._runners.put(ctx.runner_id, runner)
         return runner
@@ -155,6 +159,7 @@ class Exporter:
                     "workflow_type": str(wf.workflow_type) if wf is not None else None,
                     "workflow_parent_id": getattr(wf, "parent_workflow_id", None),
                     "arguments": str(inv.call.arguments),
+                    "call_id": _call_id(inv),
                 })
             except Exception:
                 self.stats.errors += 1
@@ -185,7 +190,8 @@ class Exporter:
                 parent_event_id=m.get("parent_event_id"), workflow_id=m.get("workflow_id"),
                 workflow_type=m.get("workflow_type"), workflow_parent_id=m.get("workflow_parent_id"),
                 arguments=m.get("arguments"), result=o.get("result"), error_type=o.get("error_type"),
-                error_message=o.get("error_message"), error_traceback=o.get("error_traceback")))
+                error_message=o.get("error_message"), error_traceback=o.get("error_traceback"),
+                call_id=m.get("call_id")))
 
     def _task_of(self, inv_id) -> Optional[str]:
         meta = self._invocations.get(inv_id)
@@ -321,6 +327,8 @@ def _patch(ex: Exporter) -> None:
     from pynenc.trigger.base_trigger import BaseTrigger
 
     _patch_outcomes(ex)
+    from .pynenc_config import install as install_config
+    ex.config = install_config(ex)  # app configuration, runner settings, task definitions
     after(BaseStateBackend, "upsert_invocations", lambda self, invocations: ex.on_upsert(self, invocations))
     after(BaseStateBackend, "store_runner_context", lambda self, ctx: ex.on_context(self, ctx))
     after(BaseStateBackend, "add_histories",

@@ -184,6 +184,7 @@ def history(raw: list[dict]) -> list[dict]:
     return [{"timestamp": iso(r["timestamp"]), "status": r["status"], "previous_status": r["previous_status"],
              "runner_id": r["runner_id"], "worker_id": r["worker_id"], "owner_runner_id": r["owner_runner_id"],
              "attempt": r["attempt"], "source": r["source"], "error_type": r["error_type"],
+             "error_message": None if r.get("error_message") is None else str(r["error_message"]),
              "seq": r.get("seq"), "record_id": r.get("record_id"),
              "sent_timestamp": iso(r["sent_timestamp"]), "clock_adjustment_s": r["clock_adjustment_s"]}
             for r in settled(raw)]

@@ -14,8 +14,9 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
-from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, search, sql,
-               tasks, timeline, traces, values, workflow_compare)
+from . import (atomic, dashboards, definitions, events, explore, family, invocations as inv, logs, metrics, params,
+               search, sql, tasks, timeline, traces, values, workflow_compare)
+from . import calls, contexts
 from . import timeline_options
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
@@ -96,13 +97,17 @@ class QueryService(Health):
 
     def _detail(self, invocation_id: str, app: Optional[str], rng, raw: list) -> dict:
         related = self.settings.related_after_s
-        return inv.detail(invocation_id, app, raw,
-                          parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, rng),
-                          links=self.trace_links)
+        out = inv.detail(invocation_id, app, raw,
+                         parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, rng),
+                         links=self.trace_links)
+        out["call_id"] = calls.of_invocation(self._q, invocation_id, app, rng)
+        return out
 
     def history(self, invocation_id: str, app: Optional[str] = None) -> list[dict]:
-        """Its history, oldest first, by the one rule (query/invocations.history)."""
-        return inv.history(self._raw(invocation_id, app)[1])
+        """Its history, oldest first, by the one rule (query/invocations.history), each record with the
+        runner context that made it (query/contexts.py)."""
+        raw = self._raw(invocation_id, app)[1]
+        return contexts.with_contexts(self._q, inv.history(raw), raw, app)
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
         return self._detail(invocation_id, app, *self._raw(invocation_id, app))
@@ -112,7 +117,7 @@ class QueryService(Health):
         of its transitions), family, log lines and trigger runs."""
         rng, raw = self._raw(invocation_id, app)
         detail = self._detail(invocation_id, app, rng, raw)
-        detail["history"] = inv.history(raw)
+        detail["history"] = contexts.with_contexts(self._q, inv.history(raw), raw, app)
         detail["family"] = self._family(invocation_id, rng)
         detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
         detail["trigger_runs"] = events.trigger_runs(self._q, invocation=invocation_id, limit=100)
@@ -173,7 +178,8 @@ class QueryService(Health):
     def runner(self, runner_id: str, app: Optional[str] = None, cursor: Optional[str] = None,
                limit: Optional[int] = None) -> dict:
         """One runner, its workers, a page of its activity (`cursor`: the previous page's `next_cursor`)."""
-        return runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit))
+        return definitions.with_runner_settings(
+            self._q, runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit)), app)
 
     def runner_labels(self, ids) -> dict:
         """{id: {runner_class, hostname, pid, short, label}} of the runner ids a page shows, read by those ids
@@ -300,7 +306,8 @@ class QueryService(Health):
         return dashboards.apps(self._q)
 
     def overview(self, app: Optional[str] = None) -> dict:
-        return dashboards.overview(self._q, app, self.runners(app), self.anomalies(app))
+        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, self.runners(app),
+                                                                          self.anomalies(app)))
 
     def ops(self, app: Optional[str] = None, writer=None) -> dict:
         """What operators check first (query/dashboards.py)."""
@@ -326,14 +333,21 @@ class QueryService(Health):
         return tasks.task_list(self._q, now, app=app, since=lo, until=hi)
 
     def task(self, task_id: str, *, app=None, since=None, until=None, recent: int = 20) -> dict:
-        """One task: figures, a series over time, error types with their latest example, recent runs."""
+        """One task: figures, a series over time, error types with their latest example, recent runs and
+        its recent calls (query/calls.py)."""
         now = self._now()
         lo, hi = self._summary_window(since, until, now)
         out = tasks.task_detail(self._q, now, task_id, app=app, since=lo, until=hi,
                                 message_bytes=self.settings.previews.value_bytes)
         out["recent"] = inv.listing(self._q, app=app, task=task_id, since=lo, until=hi, limit=params.limit(recent),
                                     sort="-created_at")["items"]
+        out["calls"] = calls.of_task(self._q, task_id, app, lo, hi, limit=recent)
+        out["definition"] = definitions.task_definition(self._q, task_id, app)
         return out
+
+    def call(self, call_id: str, *, app: Optional[str] = None, limit: Optional[int] = None) -> dict:
+        """One call and its invocations, newest first (query/calls.py). NotFound when no record named it."""
+        return calls.detail(self._q, call_id, app, params.limit(limit, default=100))
 
     def workflow_types(self, *, app=None, since=None, until=None) -> dict:
         now = self._now()

@@ -71,6 +71,7 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
         statements = [
             f"DELETE FROM transitions WHERE {linked}",
             f"DELETE FROM invocation_state WHERE {linked}",
+            f"DELETE FROM invocation_calls WHERE {linked}",
             f"DELETE FROM spans WHERE start_ts < $cutoff AND batch < $young AND NOT ({kept})",
             f"DELETE FROM log_records WHERE ts < $cutoff AND batch < $young AND NOT ({kept})",
             "DELETE FROM runner_events WHERE ts < $cutoff AND batch < $young AND kind <> 'context'",
@@ -79,6 +80,11 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
             "DELETE FROM event_records WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM trigger_runs WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM metric_points WHERE ts < $cutoff AND batch < $young",
+            # a definition's latest report holds whatever its age; older reports of it go with the window
+            """DELETE FROM definitions WHERE ts < $cutoff AND batch < $young AND EXISTS (
+                   SELECT 1 FROM definitions AS later WHERE later.app_id = definitions.app_id
+                   AND later.kind = definitions.kind AND later.subject_id = definitions.subject_id
+                   AND later.ts > definitions.ts)""",
             "DELETE FROM ingest_ledger WHERE received_at < $cutoff",
         ]
         for sql in statements:

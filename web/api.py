@@ -316,6 +316,11 @@ def task_data(request: Request) -> dict:
                              until=_p(request, "until"))
 
 
+def call_data(request: Request) -> dict:
+    """One call and its invocations (query/calls.py); `limit` caps the invocations listed."""
+    return _qs(request).call(request.path_params["call_id"], app=_p(request, "app"), limit=_int(request, "limit"))
+
+
 def workflow_types_data(request: Request) -> dict:
     return _qs(request).workflow_types(app=_p(request, "app"), since=_p(request, "since"),
                                        until=_p(request, "until"))
@@ -376,6 +381,7 @@ ROUTES = [
     Route("/anomalies", _json(anomalies_data)),
     Route("/tasks", _json(tasks_data)),
     IdRoute("/tasks/", _json(task_data), param="task_id"),
+    IdRoute("/calls/", _json(call_data), param="call_id"),
     Route("/workflows", _json(workflow_types_data)),
     Route("/workflows/runs", _json(workflow_runs_data)),
     IdRoute("/workflows/runs/", _json(workflow_run_data)),

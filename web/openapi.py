@@ -95,12 +95,14 @@ PATHS = {
         [ID, {"name": "name", "in": "path", "required": True, "description": "Which value.",
               "schema": {"type": "string", "enum": ["arguments", "result", "error_message", "error_traceback"]}},
          APP]),
-    "/invocations/{id}/history": _get("Its status history, oldest first.", [ID, APP], "array"),
+    "/invocations/{id}/history": _get("Its status history, oldest first; each record with the class, host, pid "
+                                      "and thread of the runner context that made it.", [ID, APP], "array"),
     "/invocations/{id}/family": _get("Its family tree: root, nodes, edges.", [ID, APP]),
     "/invocations/{id}/logs": _get("Its log lines, oldest first.", [ID, LIMIT], "array"),
     "/runners": _get("Runner contexts, alive or not.", [APP], "array"),
     "/runners/{id}": _get("One runner: context, workers, heartbeats, what it runs, a page of its activity "
-                          "(recent_activity, next_cursor).", [ID, APP, LIMIT, CURSOR]),
+                          "(recent_activity, next_cursor), its reported settings (settings, settings_reported_at) "
+                          "and its app's configuration (app_config).", [ID, APP, LIMIT, CURSOR]),
     "/atomic-services/executions": _get("Atomic-service executions, newest first; a Link header (rel=\"next\") "
                                         "names the next page.", [
         APP, SINCE, UNTIL, _q("runner", "Runner id."), _q("status", "Status."), LIMIT,
@@ -129,8 +131,11 @@ PATHS = {
                    "window (zero for one idle in it) and its last run ever.",
                    [APP, SUMMARY_SINCE, UNTIL]),
     "/tasks/{task_id}": _get("One task: its figures, a duration and throughput series over time, error types with "
-                             "their latest example, recent invocations.",
+                             "their latest example, recent calls and invocations, its reported definition (definition).",
                              [_path("task_id", "The task id."), APP, SUMMARY_SINCE, UNTIL]),
+    "/calls/{call_id}": _get("One call (a task and its arguments, as the runner named it: pynenc's call id) and "
+                             "its invocations, newest first, with status, created and duration.",
+                             [_path("call_id", "The call id, percent-encoded."), APP, LIMIT]),
     "/workflows": _get("Every known workflow type: runs, statuses, duration p50/p95, members in the window "
                        "(zero for one idle in it) and its last run ever.", [APP, SUMMARY_SINCE, UNTIL]),
     "/workflows/runs": _get("Workflow runs, newest first, with status, duration, members, parent workflow.", [
@@ -149,7 +154,8 @@ PATHS = {
                                          "description": "Runs to draw histograms for (up to 10).",
                                          "schema": {"type": "array", "items": {"type": "string"}}},
                                         HISTOGRAM_STATUS, SUMMARY_SINCE, UNTIL]),
-    "/overview": _get("Counts by status, in flight, runners alive, last ingest, apps.", [APP]),
+    "/overview": _get("Counts by status, in flight, runners alive, last ingest, apps (each with its "
+                      "reported configuration: config).", [APP]),
     "/logs": _get("Log lines, newest first. `message` is a preview of the body (the first --preview-bytes); "
                   "`values.message` says {bytes, preview_bytes, truncated, url}, url downloading a cut body whole.",
                   LOG_FILTERS + [LIMIT, CURSOR]),

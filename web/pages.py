@@ -254,6 +254,12 @@ def task_page(request: Request) -> Response:
                   _api(f"/api/v1/tasks/{segment(task_id)}", request, ("app", "since", "until")))
 
 
+def call_page(request: Request) -> Response:
+    call_id = request.path_params["call_id"]
+    return render(request, "call.html", f"Call {call_id}", reads.call_data(request),
+                  _api(f"/api/v1/calls/{segment(call_id)}", request, ("app", "limit")))
+
+
 def workflows_page(request: Request) -> Response:
     return render(request, "workflows.html", "Workflows", reads.workflow_types_data(request),
                   _api("/api/v1/workflows", request, ("app", "since", "until")))
@@ -313,6 +319,7 @@ ROUTES = [
     Route("/anomalies", anomalies_page),
     Route("/tasks", tasks_page),
     IdRoute("/tasks/", task_page, param="task_id"),
+    IdRoute("/calls/", call_page, param="call_id"),
     Route("/workflows", workflows_page),
     Route("/workflows/runs", workflow_runs_page),
     IdRoute("/workflows/runs/", workflow_run_page),

@@ -6,8 +6,11 @@ reference. Runner context comes from record attributes, else from the resource.
 """
 from __future__ import annotations
 
+import json
+
 from .. import names as n
-from ..model import AtomicDecision, AtomicExecution, EventRecord, RunnerEvent, Transition, TriggerRun
+from ..model import (AtomicDecision, AtomicExecution, Definition, EventRecord, InvocationCall, RunnerEvent,
+                     Transition, TriggerRun)
 from ..status import normalize
 from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, as_int, as_str,
                    leftover_json, to_micros)
@@ -19,6 +22,35 @@ _KNOWN = {spec.event_name: frozenset(a.name for a in spec.attributes) | _CTX_KEY
           for spec in n.TASKTRAIL_V1_EVENTS}
 _RUNNER_KIND = {n.EV_RUNNER_CONTEXT: "context", n.EV_RUNNER_STARTED: "started",
                 n.EV_RUNNER_STOPPED: "stopped", n.EV_RUNNER_HEARTBEAT: "heartbeat"}
+
+_DEFINITION = {n.EV_APP_CONFIG: ("app", n.TT_APP_SETTINGS), n.EV_RUNNER_CONFIG: ("runner", n.TT_RUNNER_SETTINGS),
+               n.EV_TASK_DEFINITION: ("task", n.TT_TASK_OPTIONS)}
+_UNSET = object()
+
+
+def _object(v, default=_UNSET):
+    """A JSON-object attribute (JSON text or an OTLP kvlist) as a dict; `default` when absent, None when it
+    is not an object."""
+    if v is None or v == "":
+        return None if default is _UNSET else default
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return None
+    return v if isinstance(v, dict) else None
+
+
+# The arguments an invocation_calls row keeps: a preview (its transitions keep the whole value).
+CALL_ARGUMENTS_CHARS = 8192
+
+
+def _call(rec: LogIn, a: dict, app: str, inv: str, rows: dict) -> None:
+    """The call the status record names (tasktrail.call.id): one invocation_calls row."""
+    args = as_str(a.get(n.TT_ARGUMENTS))
+    rows["invocation_calls"].append(InvocationCall(
+        rec.ts, app, str(a[n.TT_CALL_ID]), inv, a.get(n.TT_TASK_ID),
+        args[:CALL_ARGUMENTS_CHARS] if args is not None else None, n.TASKTRAIL_V1, rec.record_id))
 
 
 def _upper(v):
@@ -62,6 +94,8 @@ class TasktrailV1(Dialect):
                 as_str(a.get(n.TT_ERROR_MESSAGE)), as_str(a.get(n.TT_ERROR_TRACEBACK)),
                 as_float(a.get(n.TT_DURATION_S)), extra, as_int(a.get(n.TT_SEQ)), rid,
             ))
+            if a.get(n.TT_CALL_ID):
+                _call(rec, a, app, str(inv), rows)
             # The acting context is a runner too: keep its topology (once per request).
             if ctx_id and n.TT_RUNNER_ID in a and (app, ctx_id) not in out.contexts:
                 out.contexts.add((app, ctx_id))
@@ -82,7 +116,38 @@ class TasktrailV1(Dialect):
             return self._event(rec, a, app, rid, rows)
         if ev == n.EV_TRIGGER_RUN:
             return self._trigger_run(rec, a, app, rid, rows)
+        if ev in _DEFINITION:
+            return self._definition(rec, res, a, ev, (ctx_id, cls, parent), rid, out)
         return False
+
+    def _definition(self, rec: LogIn, res, a: dict, ev: str, ctx: tuple, rid, out: Out) -> bool:
+        """An app configuration, runner settings or task definition: its body is the JSON objects it carries;
+        the runner context it names is kept as a runner too. False (kept raw) when it is not valid."""
+        ctx_id, cls, parent = ctx
+        kind, key = _DEFINITION[ev]
+        value = _object(a.get(key))
+        if value is None:
+            return False
+        if kind == "app":
+            components = _object(a.get(n.TT_APP_COMPONENTS), {})
+            if components is None:
+                return False
+            subject, body = res.app_id, {"components": components, "settings": value}
+        elif kind == "runner":
+            if not ctx_id:
+                return False
+            subject, body = ctx_id, {"runner_class": cls, "settings": value}
+        else:
+            subject, body = a.get(n.TT_TASK_ID), {"options": value}
+            if not subject:
+                return False
+        out.rows["definitions"].append(Definition(
+            rec.ts, res.app_id, kind, str(subject), str(ctx_id) if ctx_id else None,
+            json.dumps(body, default=str, ensure_ascii=False, separators=(",", ":")), self.name, rid))
+        if ctx_id and n.TT_RUNNER_ID in a and (res.app_id, ctx_id) not in out.contexts:
+            out.contexts.add((res.app_id, ctx_id))
+            self._context(rec, res, out, ctx_id, "context", cls, parent, a, None, None)
+        return True
 
     def _atomic_decision(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
         reason = _upper(a.get(n.TT_AS_REASON))
