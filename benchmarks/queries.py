@@ -116,6 +116,8 @@ def measure(path: str, n: int, reps: int) -> dict:
         "invocations page 2 (cursor)": lambda: qs.invocations(limit=50, cursor=page1["next_cursor"]),
         "invocations FAILED, 1 h": lambda: qs.invocations(status=["FAILED"], **window),
         "timeline 1 h (10k invocations)": lambda: qs.timeline(limit=10_000, **window),
+        "timeline 1 h (10k), system tasks hidden, 3 statuses": lambda: qs.timeline(
+            limit=10_000, show_system="0", histogram_status="registered,pending,running", **window),
         "invocation page (detail + history + family + logs + trigger runs)": lambda: qs.invocation_page(inv),
         "log search (literal, newest 100)": lambda: qs.logs(q="order 4242 step", limit=100),
         "logs of one invocation": lambda: qs.invocation_logs(inv),

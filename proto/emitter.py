@@ -83,8 +83,8 @@ def _ns(value) -> Optional[int]:
     """datetime, float seconds or int nanoseconds to int nanoseconds."""
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1e9)
+    if isinstance(value, datetime):  # whole microseconds (float ns would truncate some times 1 µs early)
+        return round(value.timestamp() * 1e6) * 1000
     if isinstance(value, float):
         return int(value * 1e9)
     return int(value)

@@ -18,6 +18,7 @@ from . import (atomic, dashboards, definitions, events, family, invocations as i
                timeline, traces, values, workflow_compare)
 from . import calls, contexts
 from . import queues as queue_reads
+from . import timeline_options
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
 from .health import Health
@@ -249,16 +250,19 @@ class QueryService(Health, LogReads):
 
     # --- timeline --------------------------------------------------------------------
     def timeline(self, *, app=None, since=None, until=None, task=None, workflow=None, runner=None,
-                 invocations: Optional[str | Sequence[str]] = None, limit: Optional[int] = None) -> dict:
+                 invocations: Optional[str | Sequence[str]] = None, limit: Optional[int] = None,
+                 **options) -> dict:
         """Lanes, sub-lanes, segments and points of every invocation active in the window (query/timeline.py).
         `invocations`: a comma list of ids, or ids one per value (repeated `invocations=`, for ids that
-        hold commas)."""
+        hold commas). `options`: resolution, show_system, show_atomic_service, histogram_status, fit
+        (query/timeline_options.py)."""
         limit = params.limit(limit, default=timeline.DEFAULT_LIMIT, maximum=timeline.MAX_LIMIT)
+        opts = timeline_options.options(**options)
         now = self._now()
         lo, hi = params.window(since, until, now)
         return timeline.read(self._q, since=lo, until=hi, now=now, lookback_s=self.settings.timeline_lookback_s,
                              limit=limit, app=app, task=task, workflow=workflow, runner=runner,
-                             invocations=params.id_list(invocations) if invocations else None)
+                             invocations=params.id_list(invocations) if invocations else None, opts=opts)
 
     # --- dashboards --------------------------------------------------------------------
     def apps(self) -> list[dict]:

@@ -23,11 +23,12 @@ import pyarrow.compute as pc
 from tasktrail.proto import history_batch
 from tasktrail.proto.history import settle
 
-from . import atomic, events
+from . import atomic, events, occupancy, timeline_options
 from .adjust import at
 from .errors import BadRequest
 from .params import iso
 from .runners import best_of
+from .workflows import CATEGORIES
 
 TERMINAL = FINAL_STATUSES | {"KILLED"}
 DEFAULT_LIMIT = 2000
@@ -36,8 +37,8 @@ SPAN = timedelta(hours=1)  # a window given by one bound only, or by none, is th
 
 
 # What _build reads of each record: a narrow row, so only these columns become Python values.
-NARROW = ("invocation_id", "task_id", "timestamp", "status", "runner_id", "worker_id", "parent_invocation_id")
-_INV, _TASK, _TS, _STATUS, _RUNNER, _WORKER, _PARENT = range(len(NARROW))
+NARROW = ("invocation_id", "task_id", "timestamp", "status", "runner_id", "worker_id", "parent_invocation_id", "us")
+_INV, _TASK, _TS, _STATUS, _RUNNER, _WORKER, _PARENT, _US = range(len(NARROW))
 _ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -75,33 +76,35 @@ def _settled(records: list[dict]) -> list[tuple]:
     for d in settle(records):
         ts = d["timestamp"] if d["ts"] == d["us"] else at(d["ts"]).strftime(_ISO)
         out.append((d["invocation_id"], d["task_id"], ts, d["status"], d["runner_id"], d["worker_id"],
-                    d["parent_invocation_id"]))
+                    d["parent_invocation_id"], d["ts"]))
     return out
 
 
-def build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
+def build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict],
+          iv: Optional[occupancy.Intervals] = None) -> tuple[list, list, tuple]:
     """`rows`: window_sql's Arrow table, grouped by invocation, arrival order; times (and
-    since/until) are fixed-width RFC 3339 strings, which order as the times do.
-    Returns (lanes, edges). Tens of thousands of small dicts are made here and none is
-    cyclic, so the cyclic collector is paused meanwhile (it otherwise doubles the time)."""
+    since/until) are fixed-width RFC 3339 strings, which order as the times do. `iv` gathers the
+    occupancy's status intervals (query/occupancy.py) from the same histories.
+    Returns (lanes, edges, (first time, last time) drawn or Nones). Tens of thousands of small dicts are
+    made here and none is cyclic, so the cyclic collector is paused meanwhile (it otherwise doubles the time)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build(rows, since, until, contexts)
+        return _build(rows, since, until, contexts, iv)
     finally:
         if enabled:
             gc.enable()
 
 
-def _build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict]) -> tuple[list, list]:
-    lanes, parents = _elements(rows, since, until)
-    out_lanes = _pack(lanes, contexts)
+def _build(rows: pa.Table, since: str, until: str, contexts: dict[str, dict], iv) -> tuple[list, list, tuple]:
+    lanes, parents = _elements(rows, since, until, iv)
+    out_lanes, span = _pack(lanes, contexts)
     seen = set(pc.unique(rows.column("invocation_id")).to_pylist())
     edges = [{"parent": p, "child": c} for c, p in parents.items() if p in seen]
-    return out_lanes, edges
+    return out_lanes, edges, span
 
 
-def _elements(rows: pa.Table, since: str, until: str) -> tuple[dict, dict]:
+def _elements(rows: pa.Table, since: str, until: str, iv: Optional[occupancy.Intervals] = None) -> tuple[dict, dict]:
     """({lane id: {invocation id: entry with its segments, points and bounds _lo/_hi}}, {child: parent})."""
     lanes: dict[str, dict[str, dict]] = {}
     parents: dict[str, str] = {}
@@ -115,6 +118,8 @@ def _elements(rows: pa.Table, since: str, until: str) -> tuple[dict, dict]:
                 parent = h[_PARENT]
         if parent:
             parents[inv_id] = parent
+        if iv is not None:
+            iv.add(task, hist, _STATUS, _US)
         last = hist[-1][_STATUS]
         n = len(hist)
         for k in range(n):
@@ -157,14 +162,17 @@ def _elements(rows: pa.Table, since: str, until: str) -> tuple[dict, dict]:
     return lanes, parents
 
 
-def _pack(lanes: dict, contexts: dict[str, dict]) -> list[dict]:
-    """Lanes with their entries packed greedily into sub-lanes (touching is not overlapping); workers
-    right under their runner, runners in order of first activity."""
+def _pack(lanes: dict, contexts: dict[str, dict]) -> tuple[list[dict], tuple]:
+    """(lanes with their entries packed greedily into sub-lanes (touching is not overlapping), workers
+    right under their runner, runners in order of first activity; (first, last) time of any entry)."""
     out_lanes = []
     first: dict[str, str] = {}
+    last = None
     for lane_id, entries in lanes.items():
         items = sorted(entries.values(), key=itemgetter("_lo", "_hi"))
         first[lane_id] = items[0]["_lo"]
+        hi_lane = max(e["_hi"] for e in items)
+        last = hi_lane if last is None or hi_lane > last else last
         sublanes: list[list] = []
         ends: list = []
         for e in items:
@@ -189,7 +197,7 @@ def _pack(lanes: dict, contexts: dict[str, dict]) -> list[dict]:
         group_first[g] = min(group_first.get(g, first[rid]), first[rid])
     out_lanes.sort(key=lambda ln: (group_first[group[ln["runner_id"]]], group[ln["runner_id"]],
                                    ln["parent_runner_id"] is not None, first[ln["runner_id"]], ln["runner_id"]))
-    return out_lanes
+    return out_lanes, (min(first.values(), default=None), last)
 
 
 ISO = "'%Y-%m-%dT%H:%M:%S.%fZ'"
@@ -250,8 +258,13 @@ def window(q, since: Optional[datetime], until: Optional[datetime], app: Optiona
     return since, until
 
 
-def _filters(app, task, workflow, runner, invocations) -> tuple[list, list]:
+def _filters(app, task, workflow, runner, invocations, hide_system=None) -> tuple[list, list]:
+    """(clauses, params); `hide_system`: (since, until) of the rows read, to leave out system tasks' invocations."""
     filters, params = [], []
+    if hide_system:
+        clause, args = timeline_options.system_filter(*hide_system)
+        filters.append(clause)
+        params += args
     if app:
         filters.append("app_id = ?")
         params.append(app)
@@ -298,18 +311,31 @@ def _described(q, ids: list[str]) -> dict[str, dict]:
 def read(q, *, since: Optional[datetime], until: Optional[datetime], now: datetime, lookback_s: float,
          limit: int = DEFAULT_LIMIT, app: Optional[str] = None, task: Optional[str] = None,
          workflow: Optional[str] = None, runner: Optional[str] = None,
-         invocations: Optional[Sequence[str]] = None) -> dict:
+         invocations: Optional[Sequence[str]] = None, opts: Optional[dict] = None) -> dict:
     """Lanes, sub-lanes, segments and points of the first `limit` invocations active in the window, with
-    the window's event markers and atomic-service windows. Looks back one window length (at least
+    the window's event markers and atomic-service windows, the occupancy of what is drawn
+    (query/occupancy.py) over the range drawn (`view`) and the options applied (`options`;
+    query/timeline_options.py: `opts`, default all defaults). Looks back one window length (at least
     `lookback_s`) for work still open at its start."""
+    opts = opts or timeline_options.options()
     t0, t1 = window(q, since, until, app, now)
-    filters, fparams = _filters(app, task, workflow, runner, invocations)
     lookback = t0 - max(t1 - t0, timedelta(seconds=lookback_s))
+    filters, fparams = _filters(app, task, workflow, runner, invocations,
+                                None if opts["show_system"] else (lookback, t1))
     rows = q.arrow(window_sql(filters), [t0, t1, *fparams, lookback, t0, *fparams, limit, lookback, t1])
     total = int(rows.column("total")[0].as_py()) if rows.num_rows else 0
     shown = pc.count_distinct(rows.column("invocation_id")).as_py()
-    lanes, edges = build(rows, iso(t0), iso(t1), _contexts(q, rows))
-    return {"since": iso(t0), "until": iso(t1), "lanes": lanes, "edges": edges,
-            "markers": events.markers(q, app=app, since=t0, until=t1, limit=1000),
-            "atomic_windows": atomic.windows(q, t0, t1, app), "total": total, "shown": shown,
-            "truncated": total > shown}
+    iv = occupancy.Intervals(opts["histogram_status"], CATEGORIES, occupancy.us(t1))
+    lanes, edges, (lo, hi) = build(rows, iso(t0), iso(t1), _contexts(q, rows), iv)
+    out = {"since": iso(t0), "until": iso(t1), "lanes": lanes, "edges": edges,
+           "markers": events.markers(q, app=app, since=t0, until=t1, limit=1000),
+           "atomic_windows": atomic.windows(q, t0, t1, app) if opts["show_atomic_service"] else [],
+           "total": total, "shown": shown, "truncated": total > shown}
+    v0, v1 = timeline_options.view(lo, hi, out, (t0, t1), opts["fit"])
+    out["view"] = {"since": iso(v0), "until": iso(v1), "fit": opts["fit"]}
+    out["occupancy"] = occupancy.occupancy(iv, (t0, t1), (v0, v1), opts["resolution_s"])
+    out["options"] = {**{k: opts[k] for k in ("resolution", "resolution_s", "show_system", "show_atomic_service",
+                                              "fit")},
+                      "histogram_status": [c.lower() for c in opts["histogram_status"]],
+                      "system_hidden": 0 if opts["show_system"] else timeline_options.hidden_system(q, t0, t1, app)}
+    return out

@@ -267,7 +267,15 @@ def timeline(request: Request):
         app=_p(request, "app"), since=_p(request, "since"), until=_p(request, "until"), task=_p(request, "task"),
         workflow=_p(request, "workflow"), runner=_p(request, "runner"),
         invocations=request.query_params.getlist("invocations") or None,
-        limit=_int(request, "limit")))
+        limit=_int(request, "limit"), **timeline_options(request)))
+
+
+def timeline_options(request: Request) -> dict:
+    """The timeline's options (query/timeline_options.py) as given; `histogram_status` may be given empty."""
+    p = request.query_params
+    out = {k: _p(request, k) for k in ("resolution", "show_system", "show_atomic_service", "fit")}
+    out["histogram_status"] = p.getlist("histogram_status") if "histogram_status" in p else None
+    return out
 
 
 def event_markers(request: Request):

@@ -36,6 +36,16 @@ HISTOGRAM_STATUS = {"name": "histogram_status", "in": "query", "required": False
                     "description": "Occupancy categories counted: registered, pending, running (default: pending, "
                                    "running).", "schema": {"type": "array", "items": {"type": "string"}}}
 
+# The timeline's options (query/timeline_options.py), pynmon's names.
+TIMELINE_OPTIONS = [
+    _q("resolution", "The time grid: axis ticks and occupancy buckets.", enum=[
+        "auto", "100ms", "250ms", "500ms", "1s", "5s", "10s", "30s", "1m", "5m", "15m", "30m", "1h"]),
+    _q("show_system", "0 hides system tasks (pynenc.core_tasks.*, <package>.core_tasks.*, celery.*).",
+       enum=["0", "1"]),
+    _q("show_atomic_service", "0 leaves out the atomic-service lane.", enum=["0", "1"]),
+    _q("fit", "1 (default): the occupancy covers the data's span; 0: the whole window.", enum=["0", "1"]),
+    HISTOGRAM_STATUS]
+
 
 def _get(summary: str, params: list, result: str = "object", stream: bool = False) -> dict:
     ok = ({"text/event-stream": {"schema": {"type": "string"}}} if stream
@@ -113,7 +123,7 @@ PATHS = {
     "/trigger-runs/{id}": _get("One trigger run.", [ID]),
     "/timeline": _get("Lanes, sub-lanes, segments and points of a time window.", [
         APP, SINCE, UNTIL, _q("task", "Task id."), _q("workflow", "Workflow id."), _q("runner", "Runner id."),
-        _q("invocations", "Comma-separated invocation ids."), LIMIT]),
+        _q("invocations", "Comma-separated invocation ids."), LIMIT] + TIMELINE_OPTIONS),
     "/traces/{trace_id}": _get("A trace's spans as OTLP/JSON.", [_path("trace_id", "32 hex characters.")]),
     "/anomalies": _get("Orphaned, stuck and slow invocations, failure spikes, silent runners; each says why.",
                        [APP]),

@@ -17,6 +17,7 @@ from tasktrail.proto.urlpath import segment
 from tasktrail.query.errors import NotFound
 from tasktrail.query.search import HELP as SEARCH_HELP, BadSearch
 from tasktrail.query.service import QueryService
+from tasktrail.query.timeline_options import RESOLUTIONS
 
 from . import api as reads
 from .api import _int, _p
@@ -114,13 +115,16 @@ def invocation(request: Request) -> Response:
 def timeline(request: Request) -> Response:
     keys = ("since", "until", "task", "workflow", "runner", "selected", "limit", "app")
     params = {k: _p(request, k) for k in keys if _p(request, k)}
+    opts = reads.timeline_options(request)
     data = {"params": params}
     if request.query_params.get("format") == "json":
         data["timeline"] = _qs(request).timeline(
             app=params.get("app"), since=params.get("since"), until=params.get("until"), task=params.get("task"),
-            workflow=params.get("workflow"), runner=params.get("runner"), limit=_int(request, "limit"))
-    api_q = urlencode({k: v for k, v in params.items() if k != "selected"})
-    return render(request, "timeline.html", "Timeline", data, "/api/v1/timeline" + ("?" + api_q if api_q else ""))
+            workflow=params.get("workflow"), runner=params.get("runner"), limit=_int(request, "limit"), **opts)
+    api_q = urlencode({**{k: v for k, v in params.items() if k != "selected"},
+                       **{k: ",".join(v) if isinstance(v, list) else v for k, v in opts.items() if v is not None}})
+    return render(request, "timeline.html", "Timeline", data, "/api/v1/timeline" + ("?" + api_q if api_q else ""),
+                  options=opts, resolutions=list(RESOLUTIONS))
 
 
 def runners(request: Request) -> Response:

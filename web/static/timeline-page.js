@@ -24,11 +24,34 @@
     onCollapse: (on) => { params.set("collapse", on ? "1" : "0"); history.replaceState(null, "", "/timeline?" + params.toString()); },
   });
   fitBox.checked = tl.fit;
-  fitBox.addEventListener("change", () => {
-    if (fitBox.checked) params.delete("fit"); else params.set("fit", "0");
-    history.replaceState(null, "", "/timeline?" + params.toString());
-    tl.setFit(fitBox.checked);
-    if (current) { occupancy(); status(); }
+  // fit=0 also reaches the API: its occupancy is bucketed over the range drawn.
+  fitBox.addEventListener("change", () => { option("fit", fitBox.checked ? null : "0"); tl.setFit(fitBox.checked); });
+
+  // Pynmon's timeline options (query/timeline_options.py), each in the URL: resolution, show_system=0,
+  // show_atomic_service=0, histogram_status (default pending,running; given empty: none). Each reloads.
+  const DEFAULT_CATEGORIES = "pending,running";
+  const resolution = document.getElementById("resolution");
+  const showSystem = document.getElementById("show-system"), showAtomic = document.getElementById("show-atomic");
+  const catBoxes = Array.from(document.querySelectorAll("#hist-toggles input[data-category]"));
+  const off = (v) => v !== null && ["0", "false", "no"].includes(v.toLowerCase());
+  function syncOptions() {
+    resolution.value = params.get("resolution") || "auto";
+    showSystem.checked = !off(params.get("show_system"));
+    showAtomic.checked = !off(params.get("show_atomic_service"));
+    const cats = (params.has("histogram_status") ? params.get("histogram_status") : DEFAULT_CATEGORIES).toLowerCase().split(",");
+    for (const b of catBoxes) b.checked = cats.includes(b.dataset.category);
+  }
+  function option(name, value) {
+    if (value === null) params.delete(name); else params.set(name, value);
+    go();
+  }
+  syncOptions();
+  resolution.addEventListener("change", () => option("resolution", resolution.value === "auto" ? null : resolution.value));
+  showSystem.addEventListener("change", () => option("show_system", showSystem.checked ? null : "0"));
+  showAtomic.addEventListener("change", () => option("show_atomic_service", showAtomic.checked ? null : "0"));
+  for (const b of catBoxes) b.addEventListener("change", () => {
+    const cats = catBoxes.filter((x) => x.checked).map((x) => x.dataset.category).join(",");
+    option("histogram_status", cats === DEFAULT_CATEGORIES ? null : cats);
   });
   tl.select(params.get("selected"));
   TT.timeline = tl;
@@ -36,12 +59,13 @@
   function go() {
     history.pushState(null, "", "/timeline?" + params.toString());
     for (const el of form.elements) if (el.name && params.has(el.name)) el.value = params.get(el.name);
+    syncOptions();
     load();
   }
 
   function load() {
     const q = new URLSearchParams(params);
-    for (const k of ["selected", "collapse", "fit"]) q.delete(k);
+    for (const k of ["selected", "collapse"]) q.delete(k);
     count.textContent = "loading…";
     fetch("/api/v1/timeline?" + q.toString(), { headers: { Accept: "application/json" } })
       .then((r) => r.json().then((body) => ({ ok: r.ok, body })))
@@ -59,7 +83,23 @@
   }
 
   function occupancy() {
-    TT.drawOccupancy(document.getElementById("occupancy"), current, tl.labelW, { t0: tl.t0, t1: tl.t1 });
+    // Task colours (charts.js) by task id, every task of the answer: the same whichever statuses are shown.
+    if (TT.assignTaskColors) {
+      const tasks = new Set();
+      for (const lane of current.lanes || []) for (const sl of lane.sublanes) for (const e of sl) tasks.add(e.task_id || "?");
+      TT.assignTaskColors(Array.from(tasks).sort());
+    }
+    TT.drawOccupancy(document.getElementById("occupancy"), current, tl.labelW, { t0: tl.t0, t1: tl.t1 },
+                     document.getElementById("occupancy-info"));
+    const legend = document.getElementById("occupancy-legend");
+    legend.replaceChildren();
+    for (const s of (current.occupancy || { series: [] }).series) {
+      const span = document.createElement("span"), i = document.createElement("i");
+      i.style.background = TT.taskColor ? TT.taskColor(s.task_id) : "#3498db";
+      span.dataset.task = s.task_id;
+      span.append(i, document.createTextNode(s.task_id));
+      legend.appendChild(span);
+    }
   }
 
   /* "N invocations · window a → b", and the span shown when it is the data's, not the whole window. */
@@ -72,9 +112,11 @@
       ? ` · showing the data's span ${TT.fmtTime(tl.t0, false)} → ${TT.fmtTime(tl.t1, false)} (${TT.fmtDur((tl.t1 - tl.t0) / 1000)})`
       : "";
     count.className = body.truncated ? "truncated" : "";
-    count.textContent = body.truncated
+    const opts = body.options || {};
+    const hidden = opts.show_system === false ? ` · ${opts.system_hidden} system-task invocations hidden` : "";
+    count.textContent = (body.truncated
       ? `showing ${body.shown} of ${body.total} invocations (raise limit or narrow the window) · ${span}${shown}`
-      : `${body.total} invocations · ${span}${shown}`;
+      : `${body.total} invocations · ${span}${shown}`) + hidden;
   }
 
   function showSelected() {
@@ -102,7 +144,8 @@
     ev.preventDefault();
     for (const el of form.elements) {
       if (!el.name) continue;
-      if (el.value) params.set(el.name, el.value); else params.delete(el.name);
+      if (el.value && !(el.name === "resolution" && el.value === "auto")) params.set(el.name, el.value);
+      else params.delete(el.name);
     }
     go();
   });
@@ -130,6 +173,18 @@
         load();
       }, 5000);
     }
+  });
+  // Hovering the occupancy names the bucket under the pointer: its time, each task's count, the total.
+  const occCanvas = document.getElementById("occupancy");
+  occCanvas.addEventListener("mousemove", (ev) => {
+    const x = ev.clientX - occCanvas.getBoundingClientRect().left, occ = current && current.occupancy;
+    const hit = (occCanvas.drawn || []).find((d) => x >= d.x0 && x <= d.x1 + 1);
+    if (!hit || !occ) { occCanvas.title = ""; return; }
+    const here = occCanvas.drawn.filter((d) => d.bucket === hit.bucket);
+    const t = TT.parseTime(occ.buckets[hit.bucket]);
+    occCanvas.title = `${TT.fmtTime(t)} + ${TT.fmtStep(occ.bucket_s)}\n`
+      + here.slice().reverse().map((d) => `${d.task}: ${d.count}`).join("\n")
+      + `\n${here.reduce((n, d) => n + d.count, 0)} invocations in ${occ.categories.join(" or ")}`;
   });
   window.addEventListener("popstate", () => { location.reload(); });
   window.addEventListener("resize", () => { if (current) occupancy(); });

@@ -123,6 +123,8 @@
 
     setData(tl) {
       this.data = tl;
+      // The axis's tick interval (pynmon's `resolution`, in s): the API's option, else the constructor's.
+      this.resolution = (tl.options && tl.options.resolution_s) || this.opts.resolution || null;
       this.w0 = TT.parseTime(tl.since);
       this.w1 = TT.parseTime(tl.until);
       this.extent = this._extent();
@@ -176,9 +178,12 @@
       return isFinite(lo) && isFinite(hi) ? { lo: Math.max(lo, this.w0), hi: Math.min(hi, this.w1) } : null;
     }
 
+    /* The x-range: the window, or with `fit` the data's span — the API's `view` when it answers one (the
+     * range its occupancy is bucketed over, the same rule as below), else the span worked out here. */
     _fitView() {
-      const ext = this.extent;
+      const ext = this.extent, v = this.data.view;
       if (!this.fit || !ext) { this.t0 = this.w0; this.t1 = this.w1; }
+      else if (v && v.fit) { this.t0 = TT.parseTime(v.since); this.t1 = TT.parseTime(v.until); }
       else {
         const span = ext.hi - ext.lo, m = span > 0 ? Math.max(span * MARGIN, 20) : 100;
         this.t0 = Math.max(this.w0, ext.lo - m);
@@ -468,7 +473,10 @@
       const span = this.t1 - this.t0;
       const plotW = this.plotW();
       let step = NICE[NICE.length - 1];
-      for (const s of NICE) if ((s / span) * plotW >= 110) { step = s; break; }
+      // A resolution sets the interval when its labels can be told apart (110 px), else the next nice one up.
+      const res = this.resolution ? this.resolution * 1000 : 0, readable = (s) => (s / span) * plotW >= 110;
+      if (res && readable(res)) step = res;
+      else for (const s of NICE) if (s >= res && readable(s)) { step = s; break; }
       ctx.fillStyle = "#6b7280";
       ctx.strokeStyle = "#f1f3f5";
       const first = Math.ceil(this.t0 / step) * step;
@@ -481,6 +489,7 @@
         if (x + 3 + ctx.measureText(label).width <= this.width - 2) ctx.fillText(label, x + 3, 14);  // never cut at the edge
       }
       this.tickStep = step;
+      this.canvas.dataset.tickMs = String(step);
     }
 
     /* One invocation's elements in one row. A bar is at least minBar px wide; a point next to a short bar
@@ -648,26 +657,16 @@
     }
   }
 
-  /* Pynmon's bucket rule: size from the span shown, at most 240 buckets. */
-  function bucketMs(span) {
-    const table = [[5e3, 250], [3e4, 500], [6e4, 1e3], [9e5, 5e3], [36e5, 15e3], [108e5, 6e4], [432e5, 3e5], [2592e5, 18e5]];
-    let size = 36e5;
-    for (const [max, s] of table) if (span <= max) { size = s; break; }
-    return Math.max(size, span / 240);
-  }
-
-  /* The occupancy histogram under the timeline, on the timeline's x-range (`view`: {t0, t1} in ms; the
-   * window of `tl` without it) so its buckets line up with the bars above. */
-  TT.drawOccupancy = function (canvas, tl, labelW, view) {
-    const t0 = view ? view.t0 : TT.parseTime(tl.since), t1 = view ? view.t1 : TT.parseTime(tl.until), span = Math.max(t1 - t0, 1);
-    const size = bucketMs(span), n = Math.max(1, Math.ceil(span / size));
-    const cats = { PENDING: new Array(n).fill(0), RUNNING: new Array(n).fill(0), PAUSED: new Array(n).fill(0) };
-    for (const lane of tl.lanes || []) for (const sl of lane.sublanes) for (const e of sl) for (const s of e.segments) {
-      const a = TT.parseTime(s.start), b = TT.parseTime(s.end);
-      if (b < t0 || a > t1 || !cats[s.status]) continue;
-      const i0 = Math.max(0, Math.floor((a - t0) / size)), i1 = Math.min(n - 1, Math.floor((b - t0) / size));
-      for (let i = i0; i <= i1; i++) cats[s.status][i] += 1;
-    }
+  /* The occupancy histogram under the timeline: the API's `occupancy` (query/occupancy.py — pynmon's, stacked
+   * by task, the busiest at the bottom, in the task colours of charts.js), on the timeline's x-range (`view`
+   * {t0, t1} in ms) so its buckets line up with the bars above. `info`: an element told the true peak
+   * ("max N in flight": invocations in a shown status at one instant, not a bucket's height). What it drew
+   * is kept on canvas.drawn ({bucket, task, count, x0, x1, y0, y1}) and canvas.dataset, for readers and tests. */
+  TT.drawOccupancy = function (canvas, tl, labelW, view, info) {
+    const occ = tl.occupancy || { categories: [], buckets: [], bucket_s: 1, series: [], max: 0,
+                                  peak: { in_flight: 0, by_status: {} } };
+    const t0 = view ? view.t0 : TT.parseTime(occ.since || tl.since), t1 = view ? view.t1 : TT.parseTime(occ.until || tl.until);
+    const span = Math.max(t1 - t0, 1);
     const dpr = window.devicePixelRatio || 1, W = canvas.clientWidth || 900, H = canvas.height / (canvas._dpr || 1);
     canvas._dpr = dpr;
     canvas.width = W * dpr; canvas.height = H * dpr; canvas.style.height = H + "px";
@@ -675,27 +674,49 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, W, H);
     const L = labelW || 240, plotW = Math.max(40, W - L - 12);
+    const x = (t) => L + ((t - t0) / span) * plotW;
+    const size = occ.bucket_s * 1000, starts = occ.buckets.map(TT.parseTime), n = starts.length;
+    const color = TT.taskColor || ((t) => (t === "Other" ? "#bdc3c7" : "#3498db"));
     let max = 1;
-    for (let i = 0; i < n; i++) max = Math.max(max, cats.PENDING[i] + cats.RUNNING[i] + cats.PAUSED[i]);
-    const bw = (plotW * size) / span;
+    for (let i = 0; i < n; i++) max = Math.max(max, occ.series.reduce((m, s) => m + s.counts[i], 0));
+    const drawn = [];
     for (let i = 0; i < n; i++) {
+      const a = Math.max(x(starts[i]), L), b = Math.min(x(starts[i] + size), L + plotW);
+      if (b <= a) continue;
       let y = H - 14;
-      for (const c of ["RUNNING", "PENDING", "PAUSED"]) {
-        const h = (cats[c][i] / max) * (H - 24);
-        if (!h) continue;
-        ctx.fillStyle = TT.color(c);
-        ctx.fillRect(L + i * bw, y - h, Math.max(1, Math.min(bw, L + plotW - (L + i * bw)) - 1), h);
+      for (const s of occ.series) {
+        const c = s.counts[i];
+        if (!c) continue;
+        const h = (c / max) * (H - 24);
+        ctx.fillStyle = color(s.task_id);
+        ctx.fillRect(a, y - h, Math.max(1, b - a - 1), h);
+        drawn.push({ bucket: i, task: s.task_id, count: c, x0: a, x1: Math.max(a + 1, b - 1), y0: y - h, y1: y });
         y -= h;
       }
     }
     ctx.fillStyle = "#6b7280";
     ctx.font = FONT;
-    ctx.fillText(`max ${max} in flight`, 6, 14);
-    ctx.fillText(`per ${TT.fmtStep(size / 1000)} bucket`, 6, 30);
-    ctx.fillText("running · pending · paused", 6, H - 4);
-    canvas.dataset.buckets = String(n);
-    canvas.dataset.bucketMs = String(size);
-    canvas.dataset.max = String(max);
+    ctx.fillText(`${max}`, 6, 14);
+    ctx.fillText(`per ${TT.fmtStep(occ.bucket_s)}`, 6, 30);
+    ctx.fillText(occ.categories.join(" · ") || "no status chosen", 6, H - 4);
+    const peak = occ.peak || { in_flight: 0, by_status: {} };
+    if (info) {
+      const parts = Object.entries(peak.by_status).map(([c, k]) => `${c} ${k}`);
+      info.textContent = occ.categories.length
+        ? `max ${peak.in_flight} in flight${parts.length > 1 ? ` (${parts.join(" · ")})` : ""}`
+          + ` · the tallest ${TT.fmtStep(occ.bucket_s)} bucket holds ${occ.max}`
+          + (peak.at ? ` · peak at ${TT.fmtTime(TT.parseTime(peak.at))}` : "")
+        : "Select at least one status.";
+      info.dataset.peak = String(peak.in_flight);
+    }
+    canvas.drawn = drawn;
+    const ds = canvas.dataset;
+    ds.buckets = String(n);
+    ds.bucketMs = String(size);
+    ds.max = String(occ.max);
+    ds.peak = String(peak.in_flight);
+    ds.categories = occ.categories.join(",");
+    ds.series = occ.series.map((s) => s.task_id).join("\n");
   };
 
   TT.Timeline = Timeline;
