@@ -234,6 +234,20 @@ class Emitter:
             n.TT_TR_PARTICIPANTS: _json(participants), n.TT_TR_AS_RUN_ID: atomic_service_run_id,
             n.TT_TR_AS_RUNNER_ID: atomic_service_runner_id})
 
+    def command(self, command_id: str, state: str, *, kind: Optional[str] = None, target: Optional[str] = None,
+                target_kind: Optional[str] = None, reason: Optional[str] = None,
+                new_invocation_id: Optional[str] = None, runner: Optional[Runner] = None, timestamp=None) -> None:
+        """An agent's report on a command it was handed (docs/control.md): `state` delivered, done or refused;
+        `reason` why refused (or what was done); `new_invocation_id` a re-run's new invocation. The record id
+        is the command's id and state, so a report sent again (an agent restarting) counts once."""
+        state = state.lower()
+        if state not in n.COMMAND_AGENT_STATES:
+            raise ValueError(f"an agent reports {', '.join(n.COMMAND_AGENT_STATES)}, not {state!r}")
+        self._emit(n.EV_COMMAND, runner, timestamp, {
+            n.TT_CMD_ID: command_id, n.TT_CMD_STATE: state, n.TT_CMD_KIND: kind, n.TT_CMD_TARGET: target,
+            n.TT_CMD_TARGET_KIND: target_kind, n.TT_CMD_REASON: reason,
+            n.TT_CMD_NEW_INVOCATION_ID: new_invocation_id, n.TT_RECORD_ID: f"{command_id}:{state}:agent"})
+
     def log(self, message: str, *, level: int = 20, invocation_id: Optional[str] = None,
             task_id: Optional[str] = None, runner: Optional[Runner] = None, logger_name: Optional[str] = None,
             exception: Optional[tuple[str, str, str]] = None, timestamp=None) -> None:
@@ -268,7 +282,8 @@ class Emitter:
         if runner is not None:
             attrs.update(runner.attributes())
         attrs[n.REVISION] = n.TASKTRAIL_V1
-        attrs[n.TT_RECORD_ID], attrs[n.TT_SEQ] = _IDENTITY.next()
+        rid, attrs[n.TT_SEQ] = _IDENTITY.next()
+        attrs[n.TT_RECORD_ID] = attrs.get(n.TT_RECORD_ID) or rid   # a record's own id where it has one
         self._logger.emit(timestamp=_ns(timestamp) or time.time_ns(), event_name=event_name, body=event_name,
                           severity_number=SeverityNumber.INFO, severity_text="INFO", attributes=attrs)
 

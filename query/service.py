@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
-from . import (atomic, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
+from . import (atomic, commands, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
                tasks, timeline, traces, values, workflow_compare)
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
@@ -103,13 +103,15 @@ class QueryService(Health):
         return inv.history(self._raw(invocation_id, app)[1])
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
-        return self._detail(invocation_id, app, *self._raw(invocation_id, app))
+        """Its detail, with the commands aimed at it and its re-run links (`commands`, `rerun_of`, `reruns`)."""
+        detail = self._detail(invocation_id, app, *self._raw(invocation_id, app))
+        return {**detail, **commands.for_invocation(self._q, invocation_id)}
 
     def invocation_page(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """What the invocation page shows: the detail, its history (from one read of its time range and
         of its transitions), family, log lines and trigger runs."""
         rng, raw = self._raw(invocation_id, app)
-        detail = self._detail(invocation_id, app, rng, raw)
+        detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id)}
         detail["history"] = inv.history(raw)
         detail["family"] = self._family(invocation_id, rng)
         detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
@@ -364,6 +366,28 @@ class QueryService(Health):
         return workflow_compare.compare(Workflows(self._q, self._now()), ids, app=app)
 
     # --- ad-hoc SQL ------------------------------------------------------------------
+    # --- commands (issue 19: query/commands.py) ------------------------------------------------------------
+    def commands(self, *, app=None, target=None, state=None, since=None, limit=None, cursor=None) -> dict:
+        """{items: [command], next_cursor}, newest requested first (API.md `GET /commands`)."""
+        return commands.listing(self._q, app=app, target=target, state=state,
+                                since=self._window(since, None)[0], limit=params.limit(limit), cursor=cursor)
+
+    def command(self, command_id: str) -> dict:
+        """One command with every record of its life; raises NotFound."""
+        return commands.one(self._q, command_id)
+
+    def invocation_commands(self, invocation_id: str) -> dict:
+        """{commands, rerun_of, reruns} of one invocation (query/commands.for_invocation)."""
+        return commands.for_invocation(self._q, invocation_id)
+
+    def pending_commands(self, app: str, limit: int = 100) -> list[dict]:
+        """The app's commands not handed out yet, oldest first."""
+        return commands.pending(self._q, app, limit)
+
+    def due_commands(self, before) -> list[dict]:
+        """Commands requested or delivered with no record since `before` (naive UTC datetime)."""
+        return commands.due(self._q, before)
+
     def sql(self, statement: str) -> SqlAnswer:
         """One ad-hoc SELECT under its limits (time, rows, bytes, how many at once): the SqlAnswer.
         Raises BadRequest (refused or failing SQL), QueryTimeout, ReadersBusy (every SQL cursor busy)."""

@@ -181,11 +181,20 @@ PREVIEWS = _options(
                  help="Bytes of an error traceback shown inline (UTF-8); the whole traceback downloads."),
 )
 
+# issue 19: commands (docs/control.md).
+CONTROL = _options(
+    click.option("--command-ttl", type=float, default=Settings.command_ttl_s, show_default=True,
+                 envvar="TASKTRAIL_COMMAND_TTL", help="Seconds after which a command (abort, re-run) no runner's "
+                 "agent finished ends `expired`."),
+    click.option("--read-only", is_flag=True, default=False, envvar="TASKTRAIL_READ_ONLY",
+                 help="Turn every action off: abort and re-run answer 403 and their buttons are hidden."),
+)
+
 LOG_LEVEL = click.option("--log-level", default="info", show_default=True,
                          type=click.Choice(["debug", "info", "warning", "error"]))
 
 _GROUPS = (STORE, LISTENERS, ACCESS, CONNECTIONS, WRITER, ANOMALIES, LINKS, READ_LIMITS, RETENTION, PREVIEWS,
-           LOG_LEVEL)
+           CONTROL, LOG_LEVEL)
 
 
 def serve_options(fn):
@@ -225,4 +234,5 @@ def settings_from(opts: dict) -> Settings:
         sql_concurrency=opts["sql_concurrency"], max_tails=opts["max_tails"],
         max_tails_per_client=opts["max_tails_per_client"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"],
-        preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"])
+        preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"],
+        command_ttl_s=opts["command_ttl"], read_only=opts["read_only"])

@@ -74,6 +74,9 @@ class Settings:
     # Previews of huge values (arguments, results, error messages, log bodies; tracebacks): UTF-8 bytes.
     preview_bytes: int = 4096
     traceback_preview_bytes: int = 16384
+    # issue 19: commands (tasktrail/commands.py, docs/control.md).
+    command_ttl_s: float = 600.0
+    read_only: bool = False
 
     def validate(self) -> list[str]:
         """Reasons the settings cannot work; empty when they can."""
@@ -109,6 +112,8 @@ class Settings:
             problems.append("sql_concurrency must be between 1 and 64")
         if self.max_tails < 1 or self.max_tails_per_client < 1:
             problems.append("max_tails and max_tails_per_client must be at least 1")
+        if self.command_ttl_s <= 0:
+            problems.append("command_ttl_s must be positive")
         if self.max_logs_per_invocation < 1:
             problems.append("max_logs_per_invocation must be at least 1")
         if self.store and not self.store.startswith("ducklake:"):
@@ -190,4 +195,7 @@ SETTINGS_HELP = {
     "retention_every_s": "How often retention runs (it also runs at start).",
     "preview_bytes": "Bytes of an argument, result, error message or log body shown inline; the rest downloads.",
     "traceback_preview_bytes": "Bytes of an error traceback shown inline; the rest downloads.",
+    "command_ttl_s": "A command (abort, re-run) no runner's agent finished this many seconds after its last record "
+                     "ends `expired` (docs/control.md).",
+    "read_only": "Turn every action off: abort and re-run answer 403 and their buttons are hidden.",
 }

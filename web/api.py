@@ -12,6 +12,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from . import commands
 from .errors import error_response
 from .idroutes import IdRoute, id_routes
 from .responses import JSONResponse
@@ -346,6 +347,7 @@ def openapi(request: Request):
 
 
 ROUTES = [
+    *commands.ROUTES,   # issue 19 (web/commands.py): before the id routes they share a prefix with
     Route("/openapi.json", openapi),
     Route("/apps", apps),
     Route("/invocations", invocations),

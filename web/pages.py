@@ -19,6 +19,7 @@ from tasktrail.query.service import QueryService
 
 from . import api as reads
 from .api import _int, _p
+from . import commands
 from .idroutes import IdRoute
 from .responses import JSONResponse
 from .runner_labels import labels_for, rendering, runner_label
@@ -87,6 +88,7 @@ def invocations(request: Request) -> Response:
 def invocation(request: Request) -> Response:
     qs, inv_id = _qs(request), request.path_params["id"]
     detail = qs.invocation_page(inv_id, _p(request, "app"))
+    detail["control"] = commands.control(request, detail["app_id"], detail["is_final"], {})
     return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{segment(inv_id)}")
 
 

@@ -7,7 +7,7 @@ reference. Runner context comes from record attributes, else from the resource.
 from __future__ import annotations
 
 from .. import names as n
-from ..model import AtomicDecision, AtomicExecution, EventRecord, RunnerEvent, Transition, TriggerRun
+from ..model import AtomicDecision, AtomicExecution, Command, EventRecord, RunnerEvent, Transition, TriggerRun
 from ..status import normalize
 from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, as_int, as_str,
                    leftover_json, to_micros)
@@ -82,7 +82,23 @@ class TasktrailV1(Dialect):
             return self._event(rec, a, app, rid, rows)
         if ev == n.EV_TRIGGER_RUN:
             return self._trigger_run(rec, a, app, rid, rows)
+        if ev == n.EV_COMMAND:
+            return self._command(rec, a, app, ctx_id, rid, rows)
         return False
+
+    def _command(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
+        """An agent's report on a command (issue 19): only the states an agent may report are commands;
+        anything else (a forged "requested") stays a raw record."""
+        cmd_id, state = a.get(n.TT_CMD_ID), as_str(a.get(n.TT_CMD_STATE))
+        state = state.lower() if state else None
+        if not cmd_id or state not in n.COMMAND_AGENT_STATES:
+            return False
+        rows["command_records"].append(Command(
+            rec.ts, app, str(cmd_id), as_str(a.get(n.TT_CMD_KIND)) or "", as_str(a.get(n.TT_CMD_TARGET)) or "",
+            as_str(a.get(n.TT_CMD_TARGET_KIND)) or "", state, None, ctx_id, as_str(a.get(n.TT_CMD_REASON)),
+            None, as_str(a.get(n.TT_CMD_NEW_INVOCATION_ID)), self.name, rid,
+        ))
+        return True
 
     def _atomic_decision(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
         reason = _upper(a.get(n.TT_AS_REASON))
