@@ -21,6 +21,12 @@ COLUMNS = ("command_id", "app_id", "kind", "target", "target_kind", "requested_b
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM commands"
 
 
+def ended(status: Optional[str], is_final: bool) -> bool:
+    """Whether an invocation is over for commands: final, or KILLED (aborted work: pynenc may still reroute
+    it, but nothing of it runs now). Abort needs it not ended, re-run needs it ended."""
+    return bool(is_final) or status == "KILLED"
+
+
 def shape(row: dict) -> dict:
     """One command as the API answers it (API.md): times RFC 3339, parameters as JSON, `is_final`."""
     out = dict(row)

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from tasktrail.proto.model import Command
+from tasktrail.query.commands import ended
 from tasktrail.query.errors import BadRequest, Conflict, NotFound
 from tasktrail.query.service import QueryService
 from tasktrail.store.api import LedgerEntry
@@ -86,7 +87,7 @@ class CommandDesk:
         """(app, parameters) of a command on `target`; raises NotFound / Conflict."""
         if target_kind == "invocation":
             inv = self.query.invocation(target)
-            self._check(kind, inv["is_final"], f"invocation {target!r} is {inv['status']}")
+            self._check(kind, ended(inv["status"], inv["is_final"]), f"invocation {target!r} is {inv['status']}")
             return inv["app_id"], {"task_id": inv["task_id"], "status": inv["status"],
                                    "arguments_preview": inv["arguments"], "invocations": [target]}
         if target_kind != "workflow_run":
@@ -98,18 +99,18 @@ class CommandDesk:
         if kind == "rerun":
             if root is None:
                 raise Conflict(f"the root invocation of workflow run {target!r} is not in the log")
-            self._check(kind, root["is_final"], f"workflow run {target!r} is {root['status']}")
+            self._check(kind, ended(root["status"], root["is_final"]), f"workflow run {target!r} is {root['status']}")
             return root["app_id"], {"task_id": root["task_id"], "status": root["status"], "invocations": [target]}
-        open_ = [m["invocation_id"] for m in members if not m["is_final"]]
+        open_ = [m["invocation_id"] for m in members if not ended(m["status"], m["is_final"])]
         if not open_:
             raise Conflict(f"workflow run {target!r} has no unfinished invocation to abort")
         return members[0]["app_id"], {"invocations": open_}
 
     @staticmethod
-    def _check(kind: str, final: bool, what: str) -> None:
-        if kind == "abort" and final:
+    def _check(kind: str, over: bool, what: str) -> None:
+        if kind == "abort" and over:
             raise Conflict(f"{what}: only an unfinished one can be aborted")
-        if kind == "rerun" and not final:
+        if kind == "rerun" and not over:
             raise Conflict(f"{what}: only a finished one can be re-run")
 
     # --- agents -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from tasktrail.proto.bearer import token_ok
+from tasktrail.query.commands import ended
 from tasktrail.query.errors import BadRequest
 
 from .errors import error_response
@@ -99,7 +100,7 @@ async def agent_commands(request: Request):
         await asyncio.sleep(POLL_EVERY_S)
 
 
-def control(request: Request, app_id, is_final: bool, commands_of: dict) -> dict:
+def control(request: Request, app_id, status, is_final: bool, commands_of: dict) -> dict:
     """What an invocation or workflow run page shows of commands: {commands, rerun_of, reruns, agents,
     read_only, abort (shown), rerun (shown), why (the reason none is shown)}."""
     desk = _desk(request)
@@ -107,15 +108,17 @@ def control(request: Request, app_id, is_final: bool, commands_of: dict) -> dict
     agents = desk.agents(app_id) if desk is not None else []
     why = ("read-only server" if read_only else "no command desk on this node" if desk is None
            else None if agents else f"no agent of app {app_id!r} polled in the last 30 s")
+    over = ended(status, is_final)
     return {**commands_of, "agents": agents, "read_only": read_only,
-            "abort": why is None and not is_final, "rerun": why is None and is_final, "why": why}
+            "abort": why is None and not over, "rerun": why is None and over, "why": why}
 
 
 def invocation_control(request: Request):
     """GET /api/v1/invocations/{id}/control: the page's command panel as JSON (polled for live progress)."""
     qs = request.app.state.query
     inv = qs.invocation(request.path_params["id"])
-    return JSONResponse(control(request, inv["app_id"], inv["is_final"], qs.invocation_commands(inv["invocation_id"])))
+    return JSONResponse(control(request, inv["app_id"], inv["status"], inv["is_final"],
+                                qs.invocation_commands(inv["invocation_id"])))
 
 
 ROUTES = [

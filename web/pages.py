@@ -88,7 +88,7 @@ def invocations(request: Request) -> Response:
 def invocation(request: Request) -> Response:
     qs, inv_id = _qs(request), request.path_params["id"]
     detail = qs.invocation_page(inv_id, _p(request, "app"))
-    detail["control"] = commands.control(request, detail["app_id"], detail["is_final"], {})
+    detail["control"] = commands.control(request, detail["app_id"], detail["status"], detail["is_final"], {})
     return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{segment(inv_id)}")
 
 
