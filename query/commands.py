@@ -73,7 +73,8 @@ def records(q: Reader, ids: Sequence[str]) -> dict[str, list[dict]]:
              f"WHERE command_id IN ({ph}) ORDER BY ts, state", list(ids)).dicts()
     out: dict[str, list[dict]] = {}
     for r in rows:
-        out.setdefault(r.pop("command_id"), []).append({**r, "timestamp": iso(r.pop("ts"))})
+        cid, ts = r.pop("command_id"), r.pop("ts")
+        out.setdefault(cid, []).append({"timestamp": iso(ts), **r})
     return out
 
 

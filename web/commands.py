@@ -113,6 +113,14 @@ def control(request: Request, app_id, status, is_final: bool, commands_of: dict)
             "abort": why is None and not over, "rerun": why is None and over, "why": why}
 
 
+def history_lines(history: list[dict], cmds: list[dict]) -> list[dict]:
+    """An invocation's status history with the records of the commands aimed at it in line, by time: each
+    command record as {timestamp, state, runner_id, reason, new_invocation_id, command: {command_id, kind}}."""
+    lines = [{**r, "command": {"command_id": c["command_id"], "kind": c["kind"]}}
+             for c in cmds for r in c.get("records", [])]
+    return sorted(history + lines, key=lambda h: h["timestamp"] or "")
+
+
 def invocation_control(request: Request):
     """GET /api/v1/invocations/{id}/control: the page's command panel as JSON (polled for live progress)."""
     qs = request.app.state.query

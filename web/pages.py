@@ -89,6 +89,7 @@ def invocation(request: Request) -> Response:
     qs, inv_id = _qs(request), request.path_params["id"]
     detail = qs.invocation_page(inv_id, _p(request, "app"))
     detail["control"] = commands.control(request, detail["app_id"], detail["status"], detail["is_final"], {})
+    detail["history_lines"] = commands.history_lines(detail["history"], detail["commands"])
     return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{segment(inv_id)}")
 
 
