@@ -105,7 +105,7 @@ def test_health_and_tokens(tmp_path):
     try:
         assert httpx.get(s.web + "/healthz").json() == {"status": "ok"}
         ready = httpx.get(s.web + "/readyz")
-        assert ready.status_code == 200 and ready.json()["schema_version"] == migration_files()[-1][0] == "0007_metric_carry"
+        assert ready.status_code == 200 and ready.json()["schema_version"] == migration_files()[-1][0] == "0011_commands"
         r = httpx.get(s.api + "/invocations")
         assert r.status_code == 401 and r.json()["error"]["status"] == 401
         assert httpx.get(s.api + "/invocations", headers={"Authorization": "Bearer wrong"}).status_code == 401
