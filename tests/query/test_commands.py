@@ -98,3 +98,30 @@ def test_read_only_and_bad_reports(local, world):
     with pytest.raises(NotFound):
         qs.command("no-such-command")
     assert _log(local, "no-such-command") == [("done", "agent-1")]
+
+
+def test_workflow_run_commands(local):
+    app = "wf-" + uuid.uuid4().hex[:6]
+    em = local.emitter(app, Runner("w-1", "ThreadRunner"))
+    now = time.time()
+    em.status("root", "REGISTERED", task_id="m.flow", workflow_id="root", timestamp=now - 5)
+    em.status("root", "RUNNING", attempt=0, workflow_id="root", timestamp=now - 4)
+    for kid, final in (("k1", "SUCCESS"), ("k2", "RUNNING"), ("k3", "PENDING")):
+        em.status(kid, "REGISTERED", task_id="m.step", workflow_id="root", parent_invocation_id="root",
+                  timestamp=now - 3)
+        em.status(kid, final, workflow_id="root", timestamp=now - 2)
+    em.flush()
+    qs = local.service()
+    desk = CommandDesk(local.store, qs, ttl_s=600)
+    with pytest.raises(Conflict):
+        desk.request("rerun", "workflow_run", "root", "local")            # its root is still running
+    with pytest.raises(NotFound):
+        desk.request("abort", "workflow_run", "no-such-run", "local")
+    cmd = desk.request("abort", "workflow_run", "root", "local")
+    one = qs.command(cmd["command_id"])
+    unfinished = sorted(i["invocation_id"] for i in qs.invocations(workflow="root", since="all")["items"]
+                        if not i["is_final"])
+    assert sorted(one["parameters"]["invocations"]) == unfinished == ["k2", "k3", "root"]
+    # every member it names shows the command on its own page
+    assert [c["command_id"] for c in qs.invocation("k3")["commands"]] == [cmd["command_id"]]
+    assert qs.invocation("k1")["commands"] == []
