@@ -79,6 +79,9 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
             "DELETE FROM event_records WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM trigger_runs WHERE ts < $cutoff AND batch < $young",
             "DELETE FROM metric_points WHERE ts < $cutoff AND batch < $young",
+            # issue 19: whole commands, once their last record is past the window
+            "DELETE FROM command_records WHERE command_id IN (SELECT command_id FROM command_records GROUP BY "
+            "command_id HAVING max(ts) < $cutoff AND max(batch) < $young)",
             "DELETE FROM ingest_ledger WHERE received_at < $cutoff",
         ]
         for sql in statements:

@@ -125,3 +125,29 @@ def test_workflow_run_commands(local):
     # every member it names shows the command on its own page
     assert [c["command_id"] for c in qs.invocation("k3")["commands"]] == [cmd["command_id"]]
     assert qs.invocation("k1")["commands"] == []
+
+
+def test_retention_removes_whole_commands_past_the_window(tmp_path):
+    from datetime import datetime, timedelta
+
+    from tasktrail.store.retention import RetentionPolicy
+
+    from ..helpers import LocalStore
+    own = LocalStore(tmp_path / "r.duckdb")
+    try:
+        em = own.emitter("ret")
+        em.status("r-1", "REGISTERED", task_id="m.t")
+        em.status("r-1", "RUNNING")
+        em.flush()
+        desk = CommandDesk(own.store, own.service(), ttl_s=600)
+        cmd = desk.request("abort", "invocation", "r-1", "local")
+        desk.hand_out("ret", "agent-1")
+        count = "SELECT count(*) FROM command_records"
+        own.store.retain(RetentionPolicy(1, 1, 10_000), now=datetime.utcnow())
+        assert own.store.query(count).rows == [(2,)]                       # within the window: kept
+        own.store.retain(RetentionPolicy(1, 1, 10_000), now=datetime.utcnow() + timedelta(days=3))
+        assert own.store.query(count).rows == [(0,)]                       # past it: the whole command goes
+        with pytest.raises(NotFound):
+            own.service().command(cmd["command_id"])
+    finally:
+        own.close()
