@@ -28,7 +28,8 @@ class ProtocolAgent(threading.Thread):
                           headers={"Authorization": "Bearer tok123"}, timeout=30)
             for c in r.json()["commands"]:
                 if c["kind"] == "abort":
-                    self.em.status(c["target"], "KILLED", error_type="Aborted")
+                    for inv in c["parameters"]["invocations"]:
+                        self.em.status(inv, "KILLED", error_type="Aborted")
                     self.em.command(c["command_id"], "done", reason="cancelled")
                 else:
                     new = "ui-new-" + uuid.uuid4().hex[:6]
@@ -46,6 +47,11 @@ def srv(tmp_path):
     em.status("ui-run", "RUNNING", attempt=0)
     em.status("ui-bad", "REGISTERED", task_id="m.fail", arguments={"x": 1})
     em.status("ui-bad", "FAILED", error_type="ValueError")
+    em.status("wf-r", "REGISTERED", task_id="m.flow", workflow_id="wf-r", workflow_type="m.flow")
+    em.status("wf-r", "RUNNING", attempt=0, workflow_id="wf-r")
+    em.status("wf-k", "REGISTERED", task_id="m.step", workflow_id="wf-r", workflow_type="m.flow",
+              parent_invocation_id="wf-r")
+    em.status("wf-k", "PENDING", workflow_id="wf-r")
     em.shutdown()
     wait_until(lambda: s.get("/invocations/ui-bad").status_code == 200 and s.get("/invocations/ui-run").status_code == 200,
                timeout=20, message="the invocations")
@@ -91,6 +97,15 @@ def test_abort_and_rerun_buttons(srv, browser):
         page.click("#reruns a")
         page.wait_for_selector("#rerun-of a")
         assert page.locator("#rerun-of a").get_attribute("data-invocation-id") == "ui-bad"
+
+        page.goto(srv.web + "/workflows/runs/wf-r")                  # the same on a workflow run's page
+        assert page.locator("#rerun-btn").count() == 0
+        page.click("#abort-btn")
+        assert "workflow run wf-r" in page.locator("#confirm-text").inner_text()
+        page.click("#confirm-yes")
+        page.wait_for_selector("#command-list tr[data-state=done]", timeout=20_000)
+        wait_until(lambda: all(srv.get(f"/invocations/{i}").json()["status"] == "KILLED" for i in ("wf-r", "wf-k")),
+                   timeout=20, message="the run's members KILLED")
         assert not problems, problems
     finally:
         agent.stop.set()

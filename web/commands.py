@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from tasktrail.proto.bearer import token_ok
 from tasktrail.query.commands import ended
-from tasktrail.query.errors import BadRequest
+from tasktrail.query.errors import BadRequest, NotFound
 
 from .errors import error_response
 from .idroutes import IdRoute
@@ -129,12 +129,35 @@ def invocation_control(request: Request):
                                 qs.invocation_commands(inv["invocation_id"])))
 
 
+def workflow_run_control_data(request: Request, run_id: str) -> dict:
+    """What a workflow run page shows of commands: as `control`, over the commands aimed at the run; abort
+    while a member is unfinished, re-run once its root is over. Raises NotFound for an unknown run."""
+    qs = request.app.state.query
+    members = qs.invocations(workflow=run_id, since="all", limit=1000)["items"]
+    if not members:
+        raise NotFound(f"no workflow run {run_id!r}")
+    root = next((m for m in members if m["invocation_id"] == run_id), None)
+    open_ = any(not ended(m["status"], m["is_final"]) for m in members)
+    cmds = qs.commands(target=run_id, limit=200)["items"]
+    reruns = [c["new_invocation_id"] for c in reversed(cmds) if c["kind"] == "rerun" and c["new_invocation_id"]]
+    out = control(request, members[0]["app_id"], None, not open_, {"commands": cmds, "rerun_of": None,
+                                                                   "reruns": reruns})
+    out["rerun"] = out["rerun"] and root is not None and ended(root["status"], root["is_final"])
+    return out
+
+
+def workflow_run_control(request: Request):
+    """GET /api/v1/workflows/runs/{id}/control: the run page's command panel as JSON."""
+    return JSONResponse(workflow_run_control_data(request, request.path_params["id"]))
+
+
 ROUTES = [
     IdRoute("/invocations/", _requester("abort", "invocation"), suffix="abort", methods=["POST"]),
     IdRoute("/invocations/", _requester("rerun", "invocation"), suffix="rerun", methods=["POST"]),
     IdRoute("/invocations/", invocation_control, suffix="control"),
     IdRoute("/workflows/runs/", _requester("abort", "workflow_run"), suffix="abort", methods=["POST"]),
     IdRoute("/workflows/runs/", _requester("rerun", "workflow_run"), suffix="rerun", methods=["POST"]),
+    IdRoute("/workflows/runs/", workflow_run_control, suffix="control"),
     Route("/commands", commands),
     IdRoute("/commands/", command),
     Route("/agent/commands", agent_commands),

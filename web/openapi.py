@@ -79,6 +79,8 @@ COMMAND_PATHS = {
                                       "agents, read_only, abort, rerun, why}.", [ID]),
     "/workflows/runs/{id}/abort": _action("Abort a workflow run's unfinished members."),
     "/workflows/runs/{id}/rerun": _action("Re-run a finished workflow run's root."),
+    "/workflows/runs/{id}/control": _get("What the workflow run page shows of commands (as for an invocation).",
+                                         [ID]),
     "/commands": _get("Commands, newest requested first: {items, next_cursor}.", [
         APP, _q("target", "Invocation or workflow run id."),
         _q("state", "requested, delivered, done, refused or expired."), SINCE, LIMIT, CURSOR]),

@@ -88,7 +88,8 @@ def invocations(request: Request) -> Response:
 def invocation(request: Request) -> Response:
     qs, inv_id = _qs(request), request.path_params["id"]
     detail = qs.invocation_page(inv_id, _p(request, "app"))
-    detail["control"] = commands.control(request, detail["app_id"], detail["status"], detail["is_final"], {})
+    detail["control"] = commands.control(request, detail["app_id"], detail["status"], detail["is_final"],
+                                         {k: detail[k] for k in ("commands", "rerun_of", "reruns")})
     detail["history_lines"] = commands.history_lines(detail["history"], detail["commands"])
     return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{segment(inv_id)}")
 
@@ -254,7 +255,9 @@ def workflow_type_page(request: Request) -> Response:
 
 def workflow_run_page(request: Request) -> Response:
     wid = request.path_params["id"]
-    return render(request, "workflow_run.html", f"Workflow run {wid}", reads.workflow_run_data(request),
+    data = reads.workflow_run_data(request)
+    data["control"] = commands.workflow_run_control_data(request, wid)
+    return render(request, "workflow_run.html", f"Workflow run {wid}", data,
                   _api(f"/api/v1/workflows/runs/{segment(wid)}", request, ("app", "histogram_status")))
 
 

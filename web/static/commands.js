@@ -1,4 +1,4 @@
-/* tasktrail — abort and re-run on the invocation page (issue 19, docs/control.md): a confirmation step,
+/* tasktrail — abort and re-run on the invocation and workflow run pages (issue 19, docs/control.md): a confirmation step,
  * the POST (same origin: the CSRF check passes), then the command's states live from
  * /api/v1/invocations/{id}/control until every command is final. */
 (function () {
@@ -6,7 +6,9 @@
   const TT = window.TT;
   const box = document.getElementById("commands");
   if (!box) return;
-  const id = box.dataset.invocationId;
+  const id = box.dataset.target;
+  const base = box.dataset.base;     // /api/v1/invocations/{id} or /api/v1/workflows/runs/{id}
+  const what = box.dataset.what;
   const confirmBox = document.getElementById("confirm");
   const errorBox = document.getElementById("command-error");
   let pending = null;
@@ -58,7 +60,7 @@
 
   function follow() {
     clearTimeout(timer);
-    fetch("/api/v1/invocations/" + TT.seg(id) + "/control", { headers: { Accept: "application/json" } })
+    fetch(base + "/control", { headers: { Accept: "application/json" } })
       .then((r) => r.json())
       .then((ctl) => { if (!render(ctl)) timer = setTimeout(follow, 500); })
       .catch(() => { timer = setTimeout(follow, 2000); });
@@ -66,7 +68,7 @@
 
   function send(kind) {
     errorBox.hidden = true;
-    fetch("/api/v1/invocations/" + TT.seg(id) + "/" + kind, { method: "POST", headers: { Accept: "application/json" } })
+    fetch(base + "/" + kind, { method: "POST", headers: { Accept: "application/json" } })
       .then((r) => r.json().then((body) => ({ ok: r.status === 202, body })))
       .then(({ ok, body }) => {
         if (!ok) { errorBox.textContent = (body.error && body.error.message) || "refused"; errorBox.hidden = false; }
@@ -77,13 +79,13 @@
   box.querySelectorAll("button.action[data-kind]").forEach((b) => b.addEventListener("click", () => {
     pending = b.dataset.kind;
     document.getElementById("confirm-text").textContent = pending === "abort"
-      ? "Abort invocation " + id + "? The app's agent cancels it; work already done is not undone."
-      : "Re-run invocation " + id + " with the same task and arguments? A new invocation is created.";
+      ? "Abort " + what + " " + id + "? The app's agent cancels what is unfinished; work already done is not undone."
+      : "Re-run " + what + " " + id + " with the same task and arguments? A new invocation is created.";
     confirmBox.hidden = false;
   }));
   const yes = document.getElementById("confirm-yes");
   const no = document.getElementById("confirm-no");
   if (yes) yes.addEventListener("click", () => { confirmBox.hidden = true; if (pending) send(pending); pending = null; });
   if (no) no.addEventListener("click", () => { confirmBox.hidden = true; pending = null; });
-  if ((TT.data.commands || []).some((c) => !c.is_final)) follow();
+  if (((TT.data.control || {}).commands || []).some((c) => !c.is_final)) follow();
 })();
