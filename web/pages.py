@@ -256,9 +256,9 @@ def workflow_type_page(request: Request) -> Response:
 def workflow_run_page(request: Request) -> Response:
     wid = request.path_params["id"]
     data = reads.workflow_run_data(request)
-    data["control"] = commands.workflow_run_control_data(request, wid)
     return render(request, "workflow_run.html", f"Workflow run {wid}", data,
-                  _api(f"/api/v1/workflows/runs/{segment(wid)}", request, ("app", "histogram_status")))
+                  _api(f"/api/v1/workflows/runs/{segment(wid)}", request, ("app", "histogram_status")),
+                  control=commands.workflow_run_control_data(request, wid))  # template-only: the twin is the API's
 
 
 def workflow_compare_page(request: Request) -> Response:

@@ -87,5 +87,5 @@
   const no = document.getElementById("confirm-no");
   if (yes) yes.addEventListener("click", () => { confirmBox.hidden = true; if (pending) send(pending); pending = null; });
   if (no) no.addEventListener("click", () => { confirmBox.hidden = true; pending = null; });
-  if (((TT.data.control || {}).commands || []).some((c) => !c.is_final)) follow();
+  if (box.dataset.live === "yes") follow();
 })();
