@@ -80,6 +80,10 @@ def test_abort_and_rerun_buttons(srv, browser):
         (cmd,) = srv.get("/commands", params={"target": "ui-run"}).json()["items"]
         assert [r["state"] for r in srv.get(f"/commands/{cmd['command_id']}").json()["records"]] == \
             ["requested", "delivered", "done"]
+        lines = srv.get("/invocations/ui-run/history", params={"commands": "true"}).json()
+        assert [h.get("state") or h["status"] for h in lines][-4:] == ["requested", "delivered", "KILLED", "done"] \
+            or [h.get("state") or h["status"] for h in lines][-4:] == ["requested", "delivered", "done", "KILLED"]
+        assert "command" not in str(srv.get("/invocations/ui-run/history").json())   # statuses only by default
         page.reload()
         assert page.locator("#history tr.command-line").count() == 3     # the command's records in line
         assert page.locator("#history tr[data-status=KILLED]").count() == 1

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from tasktrail.query import values
 from tasktrail.query.errors import BadRequest
+from tasktrail.query.params import flag
 from tasktrail.query.service import QueryService
 
 
@@ -81,7 +82,13 @@ def download(data: bytes, name: str, is_json: bool) -> Response:
 
 
 def history(request: Request):
-    return JSONResponse(_qs(request).history(request.path_params["id"], _p(request, "app")))
+    """Its status history; with `commands=true` the records of the commands aimed at it in line (issue 19)."""
+    qs, inv_id = _qs(request), request.path_params["id"]
+    rows = qs.history(inv_id, _p(request, "app"))
+    if flag("commands", _p(request, "commands")):
+        rows = commands.history_lines(rows, qs.invocation_commands(inv_id)["commands"])
+    return JSONResponse(rows)
+
 
 
 def family(request: Request):

@@ -109,7 +109,10 @@ PATHS = {
         [ID, {"name": "name", "in": "path", "required": True, "description": "Which value.",
               "schema": {"type": "string", "enum": ["arguments", "result", "error_message", "error_traceback"]}},
          APP]),
-    "/invocations/{id}/history": _get("Its status history, oldest first.", [ID, APP], "array"),
+    "/invocations/{id}/history": _get("Its status history, oldest first; with commands=true the records of the "
+                                      "commands aimed at it in line (each with `command`: {command_id, kind}).",
+                                      [ID, APP, _q("commands", "true: the command records in line.", "boolean")],
+                                      "array"),
     "/invocations/{id}/family": _get("Its family tree: root, nodes, edges.", [ID, APP]),
     "/invocations/{id}/logs": _get("Its log lines, oldest first.", [ID, LIMIT], "array"),
     "/runners": _get("Runner contexts, alive or not.", [APP], "array"),
