@@ -6,6 +6,10 @@
     python -m benchmarks.ingest --records 20000 --runs 1   # what CI runs
 
 The limit is the same decode + map + append in one process with no network (on at most 1M records).
+The reference (issue 20) is the naive one-core loop anyone would write first: decode each request with
+opentelemetry-proto, build one row per log record or span (time, app, event name, invocation, task,
+runner, trace id, the attributes as one JSON string), append one Arrow table per request to a DuckDB
+table; B1 reports ours ÷ it from the same run.
 B4 over ten minutes: `--records 9000000 --runs 1 --no-limit`; at a lower DuckDB memory limit add
 `--server-args "--duckdb-memory-limit 256MB"`.
 Reported: median records/s over --runs, ours ÷ limit, ack latency p50/p99, peak RSS.
@@ -56,6 +60,68 @@ def limit_run(pool, records: int) -> float:
             f.result()
         elapsed = time.perf_counter() - t0
         store.close()
+    return done / elapsed
+
+
+def _reference_rows(signal: str, body: bytes) -> dict:
+    """One request as the reference's columns: one row per log record or span."""
+    import json
+
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    def value(v):
+        kind = v.WhichOneof("value")
+        if kind == "array_value":
+            return [value(x) for x in v.array_value.values]
+        return getattr(v, kind) if kind else None
+
+    cols = {k: [] for k in ("ts", "app_id", "event_name", "invocation_id", "task_id", "runner_id", "trace_id",
+                            "attributes")}
+    if signal == "logs":
+        req = logs_service_pb2.ExportLogsServiceRequest.FromString(body)
+        groups = [(rl.resource, lr.time_unix_nano, lr.event_name, lr.trace_id, lr.attributes)
+                  for rl in req.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
+    else:
+        req = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        groups = [(rs.resource, sp.start_time_unix_nano, sp.name, sp.trace_id, sp.attributes)
+                  for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+    for resource, ts, name, trace_id, attributes in groups:
+        res = {kv.key: value(kv.value) for kv in resource.attributes}
+        attrs = {kv.key: value(kv.value) for kv in attributes}
+        cols["ts"].append(ts // 1000)
+        cols["app_id"].append(res.get("service.namespace") or res.get("service.name"))
+        cols["event_name"].append(name or None)
+        cols["invocation_id"].append(attrs.get("tasktrail.invocation.id"))
+        cols["task_id"].append(attrs.get("tasktrail.task.id"))
+        cols["runner_id"].append(attrs.get("tasktrail.runner.id") or res.get("tasktrail.runner.id"))
+        cols["trace_id"].append(trace_id.hex() if trace_id else None)
+        cols["attributes"].append(json.dumps(attrs, default=str))
+    return cols
+
+
+def reference_run(pool, records: int) -> float:
+    """The naive one-core pipeline (module doc): records/s."""
+    import duckdb
+    import pyarrow as pa
+
+    schema = pa.schema([("ts", pa.timestamp("us")), ("app_id", pa.string()), ("event_name", pa.string()),
+                        ("invocation_id", pa.string()), ("task_id", pa.string()), ("runner_id", pa.string()),
+                        ("trace_id", pa.string()), ("attributes", pa.string())])
+    with tempfile.TemporaryDirectory() as d:
+        con = duckdb.connect(os.path.join(d, "reference.duckdb"))
+        con.execute("CREATE TABLE records (ts TIMESTAMP, app_id VARCHAR, event_name VARCHAR, invocation_id VARCHAR, "
+                    "task_id VARCHAR, runner_id VARCHAR, trace_id VARCHAR, attributes VARCHAR)")
+        done, i = 0, 0
+        t0 = time.perf_counter()
+        while done < records:
+            sig, body, n = pool[i % len(pool)]
+            tbl = pa.table(_reference_rows(sig, body), schema=schema)
+            con.from_arrow(tbl).insert_into("records")
+            done += n
+            i += 1
+        elapsed = time.perf_counter() - t0
+        con.close()
     return done / elapsed
 
 
@@ -188,11 +254,13 @@ def main() -> None:
     server_args = (("--ingest-workers", str(args.workers)) if args.workers is not None else ()) + tuple(
         shlex.split(args.server_args))
     pool = _pool(args.records)
-    limits, served = [], []
+    limits, served, refs = [], [], []
     for _ in range(args.runs):
         limits.append(limit_run(pool, min(args.records, 1_000_000)) if not args.no_limit else float("nan"))
+        refs.append(reference_run(pool, min(args.records, 1_000_000)) if not args.no_limit else float("nan"))
         served.append(served_run(pool, args.records, args.clients, args.transport, server_args=server_args))
     lim = statistics.median(limits)
+    ref = statistics.median(refs)
     ours = statistics.median(r["records_per_s"] for r in served)
     rows = [("transport", args.transport), ("records per run", f"{args.records:,}"), ("clients", str(args.clients)),
             ("server ingest workers", "default" if args.workers is None else str(args.workers)),
@@ -200,13 +268,15 @@ def main() -> None:
             ("runs", str(args.runs)),
             ("served records/s (median)", f"{ours:,.0f}"), ("limit records/s (median)", f"{lim:,.0f}"),
             ("ours / limit", f"{ours / lim:.2f}"),
+            ("reference (naive one-core pipeline) records/s (median)", f"{ref:,.0f}"),
+            ("ours / reference", f"{ours / ref:.2f}"),
             ("ack p50 / p99 at full load", f"{statistics.median(r['ack_p50_ms'] for r in served):.1f} / "
                                            f"{statistics.median(r['ack_p99_ms'] for r in served):.1f} ms"),
             ("server peak RSS / with its ingest workers",
              f"{max(r['peak_rss_mb'] for r in served):.0f} / {max(r['peak_rss_with_workers_mb'] for r in served):.0f} MB")]
     data = {"transport": args.transport, "records": args.records, "clients": args.clients, "runs": args.runs,
             "served_records_per_s": ours, "limit_records_per_s": lim, "ratio": ours / lim, "served": served,
-            "limits": limits}
+            "limits": limits, "reference_records_per_s": ref, "references": refs, "ratio_to_reference": ours / ref}
     series = served[-1]["rss_series"]
     if len(series) >= 4:  # B4: is memory flat? RSS after the first minute vs at the end
         settled = next((r for t, r in series if t >= 60), series[len(series) // 2][1])

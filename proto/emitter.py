@@ -6,8 +6,11 @@
     em.status("inv-1", "RUNNING", task_id="shop.pay", attempt=0)
     em.flush(); em.shutdown()
 
-Every call is one OTLP log record and never blocks the caller: the SDK's batch
-processor queues and exports in the background. Needs `tasktrail[emitter]`.
+Every call is one OTLP log record and never blocks the caller: by default the record goes on a
+bounded queue of our own and a thread sends it as OTLP protobuf built with opentelemetry-proto's
+classes (proto/otlp_sender.py: 512 records a request, retries with back-off, drops counted when
+full). `Emitter(..., logger_provider=provider)` sends through an OTel SDK LoggerProvider of your own
+instead. Needs `tasktrail[emitter]`.
 """
 from __future__ import annotations
 
@@ -38,14 +41,18 @@ class Runner:
     thread_id: Optional[int] = None
 
     def attributes(self) -> dict:
-        """The tasktrail.runner.* record attributes of the fields that are known."""
-        a = {n.TT_RUNNER_ID: self.runner_id}
-        for key, value in ((n.TT_RUNNER_CLASS, self.runner_class), (n.TT_RUNNER_HOSTNAME, self.hostname),
-                           (n.TT_RUNNER_PID, self.pid), (n.TT_RUNNER_PARENT_ID, self.parent_id),
-                           (n.TT_RUNNER_THREAD_ID, self.thread_id)):
-            if value is not None and value != "":
-                a[key] = value
-        return a
+        """The tasktrail.runner.* record attributes of the fields that are known (computed once; the
+        caller must not change the dict)."""
+        cached = self.__dict__.get("_attributes")
+        if cached is None:
+            cached = {n.TT_RUNNER_ID: self.runner_id}
+            for key, value in ((n.TT_RUNNER_CLASS, self.runner_class), (n.TT_RUNNER_HOSTNAME, self.hostname),
+                               (n.TT_RUNNER_PID, self.pid), (n.TT_RUNNER_PARENT_ID, self.parent_id),
+                               (n.TT_RUNNER_THREAD_ID, self.thread_id)):
+                if value is not None and value != "":
+                    cached[key] = value
+            self.__dict__["_attributes"] = cached  # a frozen dataclass: set past __setattr__, once
+        return cached
 
 
 class _Identity:
@@ -89,35 +96,12 @@ def _json(value) -> Optional[str]:
 
 
 def _clean(attrs: Mapping[str, Any]) -> dict:
-    out = {}
-    for k, v in attrs.items():
-        if v is None:
-            continue
+    """`attrs` without its None values, lists and tuples as lists of strings."""
+    out = {k: v for k, v in attrs.items() if v is not None}
+    for k, v in out.items():
         if isinstance(v, (list, tuple)):
-            v = [str(x) for x in v]
-        out[k] = v
+            out[k] = [str(x) for x in v]
     return out
-
-
-# The OTel SDK's OTLP exporters: (transport, signal) -> (module under opentelemetry.exporter.otlp.proto, class).
-_EXPORTERS = {("grpc", "logs"): ("grpc._log_exporter", "OTLPLogExporter"),
-              ("grpc", "metrics"): ("grpc.metric_exporter", "OTLPMetricExporter"),
-              ("http", "logs"): ("http._log_exporter", "OTLPLogExporter"),
-              ("http", "metrics"): ("http.metric_exporter", "OTLPMetricExporter")}
-
-
-def _otlp_exporter(signal: str, endpoint: str, protocol: str, headers: Optional[Mapping[str, str]]):
-    """The OTel SDK's own OTLP exporter for `signal` (logs or metrics) over gRPC or HTTP/protobuf."""
-    import importlib
-    transport = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(protocol)
-    if transport is None:
-        raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
-    module, name = _EXPORTERS[(transport, signal)]
-    cls = getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
-    if transport == "grpc":
-        return cls(endpoint=endpoint.split("://", 1)[-1], insecure=not endpoint.startswith("https://"),
-                   headers=headers or None)
-    return cls(endpoint=endpoint.rstrip("/") + f"/v1/{signal}", headers=headers or None)
 
 
 # Python's logging levels as OTel severities (number, text): the nearest level wins.
@@ -130,11 +114,13 @@ class Emitter:
     def __init__(self, endpoint: str, app_id: str, runner: Runner | str | None = None, *,
                  protocol: str = "grpc", token: Optional[str] = None, service_name: str = "tasktrail-emitter",
                  headers: Optional[Mapping[str, str]] = None, export_interval_ms: int = 200,
-                 max_queue_size: int = 20_000) -> None:
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-        from opentelemetry.sdk.resources import Resource
-
+                 max_queue_size: int = 50_000, logger_provider=None, sender=None) -> None:
+        """`endpoint`: the OTLP receiver (http://host:4317 for gRPC, http://host:4318 for HTTP); `runner`:
+        the process's own runner context, sent on the resource. `logger_provider`: an OTel SDK
+        LoggerProvider to send through instead of our own sender (its resource and processors are yours;
+        `max_queue_size`, `headers` and `token` then do not apply). `sender`: an object with LogSender's
+        add / full / flush / shutdown / stats in place of ours (the tests' in-process store). Raises
+        ValueError on an unknown protocol."""
         if isinstance(runner, str):
             runner = Runner(runner)
         self.runner = runner
@@ -142,17 +128,21 @@ class Emitter:
         hdrs = dict(headers or {})
         if token:
             hdrs["authorization"] = bearer(token)
-        exporter = _otlp_exporter("logs", endpoint, protocol, hdrs)
         res = {n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id, n.TT_APP_ID: app_id,
                n.REVISION: n.TASKTRAIL_V1}
         if runner is not None:
             res.update(runner.attributes())
-        self._provider = LoggerProvider(resource=Resource.create(res))
-        self._processor = BatchLogRecordProcessor(exporter, schedule_delay_millis=export_interval_ms,
-                                                  max_queue_size=max_queue_size)
-        self._provider.add_log_record_processor(self._processor)
-        self._logger = self._provider.get_logger(n.TT_SCOPE)
-        self._loggers: dict = {}   # Python logger name -> OTel logger (scope) for log lines
+        self.resource = res
+        if logger_provider is not None:
+            self._sender, self._provider = None, logger_provider
+        elif sender is not None:
+            self._sender, self._provider = sender, None
+        else:
+            from .otlp_sender import LogSender
+            self._sender = LogSender(endpoint, res, protocol=protocol, headers=hdrs, max_queue_size=max_queue_size,
+                                     interval_ms=export_interval_ms)
+            self._provider = None
+        self._loggers: dict = {}   # scope name -> OTel SDK logger (the SDK path only)
 
     # --- the entities ----------------------------------------------------------------
     def status(self, invocation_id: str, status: str, *, task_id: Optional[str] = None,
@@ -163,7 +153,7 @@ class Emitter:
                workflow_parent_id: Optional[str] = None, arguments: Any = None, result: Any = None,
                error_type: Optional[str] = None, error_message: Optional[str] = None,
                error_traceback: Optional[str] = None, duration_s: Optional[float] = None,
-               timestamp=None) -> None:
+               timestamp=None, call_id: Optional[str] = None) -> None:
         canonical = normalize(status)
         if canonical is None:
             raise ValueError(f"unknown status {status!r}")
@@ -175,7 +165,7 @@ class Emitter:
             n.TT_WORKFLOW_ID: workflow_id, n.TT_WORKFLOW_TYPE: workflow_type,
             n.TT_WORKFLOW_PARENT_ID: workflow_parent_id, n.TT_ARGUMENTS: _json(arguments),
             n.TT_RESULT: _json(result), n.TT_ERROR_TYPE: error_type, n.TT_ERROR_MESSAGE: error_message,
-            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s})
+            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s, n.TT_CALL_ID: call_id})
 
     def runner_started(self, runner: Optional[Runner] = None, timestamp=None) -> None:
         self._emit(n.EV_RUNNER_STARTED, runner, timestamp, {})
@@ -257,47 +247,64 @@ class Emitter:
         exception.* attributes. tasktrail keeps
         it as a log line of that invocation (its runner: the context's parent when it has one, the context
         as its worker)."""
-        from opentelemetry._logs import SeverityNumber
-
         number, text = _SEVERITY[min(_SEVERITY, key=lambda lv: abs(lv - level))]
         attrs = _clean({n.TT_INVOCATION_ID: invocation_id, n.TT_TASK_ID: task_id})
         if exception:
             attrs.update(_clean(dict(zip(("exception.type", "exception.message", "exception.stacktrace"), exception))))
         if runner is not None:
             attrs.update(runner.attributes())
-        attrs[n.REVISION] = n.TASKTRAIL_V1
         attrs[n.TT_RECORD_ID], attrs[n.TT_SEQ] = _IDENTITY.next()
-        logger = self._logger
-        if logger_name:  # the OTel scope is the Python logger, as the SDK's own LoggingHandler makes it
-            logger = self._loggers.get(logger_name) or self._loggers.setdefault(
-                logger_name, self._provider.get_logger(logger_name))
-        logger.emit(timestamp=_ns(timestamp) or time.time_ns(), body=message,
-                    severity_number=SeverityNumber(number), severity_text=text, attributes=attrs)
+        # The OTel scope is the Python logger, as the SDK's own LoggingHandler makes it.
+        self._send(_ns(timestamp) or time.time_ns(), None, message, number, text, attrs, logger_name or n.TT_SCOPE)
 
     # --- plumbing --------------------------------------------------------------------
     def _emit(self, event_name: str, runner: Optional[Runner], timestamp, attrs: dict) -> None:
-        from opentelemetry._logs import SeverityNumber
-
         attrs = _clean(attrs)
         if runner is not None:
             attrs.update(runner.attributes())
-        attrs[n.REVISION] = n.TASKTRAIL_V1
         rid, attrs[n.TT_SEQ] = _IDENTITY.next()
         attrs[n.TT_RECORD_ID] = attrs.get(n.TT_RECORD_ID) or rid   # a record's own id where it has one
-        self._logger.emit(timestamp=_ns(timestamp) or time.time_ns(), event_name=event_name, body=event_name,
-                          severity_number=SeverityNumber.INFO, severity_text="INFO", attributes=attrs)
+        self._send(_ns(timestamp) or time.time_ns(), event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE)
+
+    def _send(self, ts: int, event_name, body, severity_number: int, severity_text: str, attrs: dict,
+              scope: str) -> None:
+        if self._sender is not None:
+            self._sender.add((ts, event_name, body, severity_number, severity_text, attrs, scope))
+            return
+        from opentelemetry._logs import SeverityNumber
+        attrs[n.REVISION] = n.TASKTRAIL_V1  # a provider's resource may not say it (ours does)
+        logger = self._loggers.get(scope) or self._loggers.setdefault(scope, self._provider.get_logger(scope))
+        logger.emit(timestamp=ts, event_name=event_name, body=body, severity_number=SeverityNumber(severity_number),
+                    severity_text=severity_text, attributes=attrs)
+
+    @property
+    def stats(self):
+        """Our sender's counts (proto/otlp_sender.py SenderStats: sent, dropped, refused, retries,
+        last_error); None on the SDK path."""
+        return self._sender.stats if self._sender is not None else None
 
     def queue_full(self) -> bool:
-        """True when the SDK's export queue is full: the next record would push out the oldest.
-        (Reads the SDK's queue; False when that is not available.)"""
-        queue = getattr(getattr(self._processor, "_batch_processor", None), "_queue", None)
-        return queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen
+        """True when the next record would be dropped (our sender's queue is full; the SDK path reads the
+        SDK's queue, False when that is not available)."""
+        if self._sender is not None:
+            return self._sender.full()
+        processors = getattr(getattr(self._provider, "_multi_log_record_processor", None), "_log_record_processors", ())
+        for p in processors:
+            queue = getattr(getattr(p, "_batch_processor", None), "_queue", None)
+            if queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen:
+                return True
+        return False
 
     def flush(self, timeout_ms: int = 10_000) -> bool:
+        """Send everything queued; False when `timeout_ms` passed first."""
+        if self._sender is not None:
+            return self._sender.flush(timeout_ms)
         return self._provider.force_flush(timeout_ms)
 
     def shutdown(self) -> None:
-        self._provider.shutdown()
+        """Flush and stop (our sender; a provider you gave is yours to shut down)."""
+        if self._sender is not None:
+            self._sender.shutdown()
 
 
 class ProcessPulse:

@@ -188,6 +188,18 @@ class MetricPoint(NamedTuple):
     scope_name: Optional[str]
 
 
+class InvocationCall(NamedTuple):
+    """The call an invocation is of, as its runner named it on registration (tasktrail.call.id)."""
+    ts: Micros
+    app_id: str
+    call_id: str
+    invocation_id: str
+    task_id: Optional[str]
+    arguments: Optional[str]
+    source: str                     # dialect name
+    record_id: Optional[str] = None
+
+
 class Command(NamedTuple):
     """One state of one command (abort, rerun): requested by the API, delivered to a runner context,
     then done, refused or expired (docs/control.md). The latest state per command_id wins (view `commands`)."""
@@ -228,6 +240,7 @@ TABLES: dict[str, type] = {
     "spans": Span,
     "log_records": LogRecord,
     "metric_points": MetricPoint,
+    "invocation_calls": InvocationCall,
     # issue 19: commands (store/sql/0011_commands.sql)
     "command_records": Command,
 }

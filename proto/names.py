@@ -73,6 +73,9 @@ TT_ERROR_MESSAGE = "tasktrail.error.message"
 TT_ERROR_TRACEBACK = "tasktrail.error.traceback"
 TT_DURATION_S = "tasktrail.duration.s"
 
+# calls (issue 18): the call an invocation is of (pynenc's call_id: task id + arguments hash)
+TT_CALL_ID = "tasktrail.call.id"
+
 # identity and order of any tasktrail.v1 record (at-least-once delivery, one clock tick)
 TT_RECORD_ID = "tasktrail.record.id"
 TT_SEQ = "tasktrail.seq"
@@ -188,6 +191,8 @@ TASKTRAIL_V1_EVENTS: tuple[EventSpec, ...] = (
         Attr(TT_ERROR_MESSAGE, "string", False, "Exception message."),
         Attr(TT_ERROR_TRACEBACK, "string", False, "Formatted traceback."),
         Attr(TT_DURATION_S, "double", False, "Attempt duration in seconds, on final statuses."),
+        Attr(TT_CALL_ID, "string", False, "The call this invocation is of (pynenc's call_id key: the task id and a hash "
+             "of its arguments), on REGISTERED: invocations of one call share it (the /calls page)."),
     ) + _RUNNER_CTX),
     EventSpec(EV_RUNNER_CONTEXT, "runner context", "A runner context exists (sent once when it is created).", _RUNNER_CTX),
     EventSpec(EV_RUNNER_STARTED, "runner lifecycle", "A runner or worker started.", _RUNNER_CTX),

@@ -9,8 +9,9 @@ tasktrail.v1 through the emitter:
 
 - every status transition, from `BaseStateBackend.add_histories` / `add_history` (the writers of
   history), with the runner context that made it, the owner, and for REGISTERED the task, parent,
-  parent event, workflow identity and the arguments preview (`str(call.arguments)`, which honours
-  `argument_print_mode`); results and exceptions ride on the final transition;
+  parent event, workflow identity, the arguments preview (`str(call.arguments)`, which honours
+  `argument_print_mode`) and pynenc's call id (proto/pynenc_calls.py); results and exceptions ride on the
+  final transition, a retried attempt's exception on its RETRY;
 - runner contexts (`store_runner_context`), heartbeats (`register_runner_heartbeats`), the end of a
   runner's loop (`BaseRunner.on_stop`) and the end of a process's ExternalRunner (at exit);
 - every atomic-service claim decision, the ones pynenc drops too (`decide_atomic_service_claim`),
@@ -19,8 +20,9 @@ tasktrail.v1 through the emitter:
 - the app's log lines (its logger `pynenc.<app_id>`), each tied to its invocation, task and runner
   context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out).
 
-Hooks never raise into pynenc and never block it: records go to the OTel SDK's bounded batch queue;
-when it is full the record is dropped and counted (`exporter().stats`).
+Hooks never raise into pynenc and never block it: records go to the emitter's bounded queue (50,000
+records; proto/otlp_sender.py sends them); when it is full the record is dropped and counted
+(`exporter().stats`).
 `install(endpoint=...)` does the same from code.
 """
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .emitter import Emitter, Runner
+from .pynenc_calls import call_id as _call_id
 from .pynenc_hooks import after, before, on_init
 
 log = logging.getLogger("tasktrail.pynenc")
@@ -68,7 +71,7 @@ class Exporter:
     """Turns pynenc's calls into tasktrail.v1 records, one emitter per pynenc app."""
 
     def __init__(self, endpoint: str, token: Optional[str] = None, protocol: str = "grpc",
-                 max_queue: int = 20_000) -> None:
+                 max_queue: int = 50_000) -> None:
         self.endpoint, self.token, self.protocol, self.max_queue = endpoint, token, protocol, max_queue
         self.stats = Stats()
         self._emitters: dict[str, Emitter] = {}
@@ -77,14 +80,13 @@ class Exporter:
         self._outcomes = _Lru(_MAX_CACHED)      # invocation id -> result / exception for its final status
         self._contexts = _Lru(_MAX_CACHED)      # runner id -> RunnerContext
         self._clients: list = []                 # (app, ExternalRunner context) of this process
-        self._pid = os.getpid()
+        self._runners = _Lru(_MAX_CACHED)       # runner id -> the Runner that names its context
 
     # --- plumbing ------------------------------------------------------------------------
     def emitter(self, app) -> Emitter:
         app_id = getattr(app, "app_id", None) or "pynenc"
-        if os.getpid() != self._pid:  # a forked worker: the parent's exporter threads are not ours
-            with self._lock:
-                self._emitters, self._pid = {}, os.getpid()
+        # A forked worker keeps its parent's emitters: each sender starts over in the child with an empty
+        # queue and threads of its own (proto/otlp_sender.py).
         em = self._emitters.get(app_id)
         if em is None:
             with self._lock:
@@ -116,10 +118,20 @@ class Exporter:
         for em in list(self._emitters.values()):
             em.flush(timeout_ms)
 
-    @staticmethod
-    def runner(ctx) -> Optional[Runner]:
+    def runner(self, ctx) -> Optional[Runner]:
+        """The Runner naming pynenc's RunnerContext `ctx` (kept per context: a transition's cost)."""
         if ctx is None:
             return None
+        runner = self._runners.get(ctx.runner_id)  # a context's id names one class, host and pid
+        # ... but not always one thread: pynenc 0.4 holds a ThreadRunner's context as two objects of one id
+        # made in two threads, and its state backend keeps the one stored last: each record says its own.
+        if runner is None or runner.thread_id != getattr(ctx, "thread_id", None):
+            runner = self._runner_of(ctx)
+            self._runners.put(ctx.runner_id, runner)
+        return runner
+
+    @staticmethod
+    def _runner_of(ctx) -> Runner:
         parent = getattr(ctx, "parent_ctx", None)
         return Runner(ctx.runner_id, ctx.runner_cls, parent_id=parent.runner_id if parent else None,
                       hostname=getattr(ctx, "hostname", None) or None, pid=getattr(ctx, "pid", None) or None,
@@ -147,6 +159,7 @@ class Exporter:
                     "workflow_type": str(wf.workflow_type) if wf is not None else None,
                     "workflow_parent_id": getattr(wf, "parent_workflow_id", None),
                     "arguments": str(inv.call.arguments),
+                    "call_id": _call_id(inv),
                 })
             except Exception:
                 self.stats.errors += 1
@@ -177,7 +190,8 @@ class Exporter:
                 parent_event_id=m.get("parent_event_id"), workflow_id=m.get("workflow_id"),
                 workflow_type=m.get("workflow_type"), workflow_parent_id=m.get("workflow_parent_id"),
                 arguments=m.get("arguments"), result=o.get("result"), error_type=o.get("error_type"),
-                error_message=o.get("error_message"), error_traceback=o.get("error_traceback")))
+                error_message=o.get("error_message"), error_traceback=o.get("error_traceback"),
+                call_id=m.get("call_id")))
 
     def _task_of(self, inv_id) -> Optional[str]:
         meta = self._invocations.get(inv_id)

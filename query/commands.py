@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 from tasktrail.proto.names import COMMAND_FINAL_STATES, COMMAND_STATES
 
+from . import params
 from .errors import BadRequest, NotFound
 from .params import cursor_of, cursor_values, cursor_time, iso
 from .reader import Reader, conditions, where
@@ -103,3 +104,28 @@ def due(q: Reader, before: datetime, limit: int = 1000) -> list[dict]:
     """Commands requested or delivered whose latest record is older than `before` (naive UTC): to expire."""
     return [shape(r) for r in q(f"{_SELECT} WHERE state IN ('requested', 'delivered') AND updated_at < ? "
                                 f"ORDER BY updated_at LIMIT ?", [before, limit]).dicts()]
+
+
+class CommandReads:
+    """The command reads of the query facade (QueryService mixes this in: it gives `_q`, `_window`)."""
+
+    def commands(self, *, app=None, target=None, state=None, since=None, limit=None, cursor=None) -> dict:
+        """{items: [command], next_cursor}, newest requested first (API.md `GET /commands`)."""
+        return listing(self._q, app=app, target=target, state=state, since=self._window(since, None)[0],
+                       limit=params.limit(limit), cursor=cursor)
+
+    def command(self, command_id: str) -> dict:
+        """One command with every record of its life; raises NotFound."""
+        return one(self._q, command_id)
+
+    def invocation_commands(self, invocation_id: str) -> dict:
+        """{commands, rerun_of, reruns} of one invocation (for_invocation)."""
+        return for_invocation(self._q, invocation_id)
+
+    def pending_commands(self, app: str, limit: int = 100) -> list[dict]:
+        """The app's commands not handed out yet, oldest first."""
+        return pending(self._q, app, limit)
+
+    def due_commands(self, before) -> list[dict]:
+        """Commands requested or delivered with no record since `before` (naive UTC datetime)."""
+        return due(self._q, before)

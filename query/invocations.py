@@ -19,7 +19,7 @@ from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES, is_final
 
 from tasktrail.store.api import INVOCATION_COLUMNS
 
-from . import values
+from . import search, values
 from .adjust import adjustment, settled
 from .errors import BadRequest, NotFound
 from .params import BAD_CURSOR, cursor_of, cursor_time, cursor_values, encode_cursor, iso
@@ -91,16 +91,17 @@ def _filters(statuses, task, workflow, parent, since, until, text, mode: str = "
     more, more_params = conditions(("created_at >= ?", since), ("created_at < ?", until))
     clauses += more
     params += more_params
-    if text:
-        clauses.append("(invocation_id ILIKE ? OR task_id ILIKE ?)")
-        params += [f"%{text}%", f"%{text}%"]
+    if text is not None:  # a search.Search (query/search.py)
+        more, more_params = search.where_sql(text, mode, status_clause)
+        clauses.append(more)
+        params += more_params
     return clauses, params
 
 
 def select(q, *, app: Optional[str] = None, statuses: Sequence[str] = (), task: Optional[str] = None,
            runner: Optional[str] = None, workflow: Optional[str] = None, parent: Optional[str] = None,
-           since: Optional[datetime] = None, until: Optional[datetime] = None, text: Optional[str] = None,
-           limit: int = 50, after: Optional[tuple] = None, sort: str = "-created_at",
+           since: Optional[datetime] = None, until: Optional[datetime] = None,
+           text: Optional[search.Search] = None, limit: int = 50, after: Optional[tuple] = None, sort: str = "-created_at",
            status_mode: str = "current") -> list[dict]:
     """Up to `limit + 1` invocation_state rows in `sort` order, after the (key, id) `after`."""
     key, desc, cast = SORTS[sort]
@@ -183,6 +184,7 @@ def history(raw: list[dict]) -> list[dict]:
     return [{"timestamp": iso(r["timestamp"]), "status": r["status"], "previous_status": r["previous_status"],
              "runner_id": r["runner_id"], "worker_id": r["worker_id"], "owner_runner_id": r["owner_runner_id"],
              "attempt": r["attempt"], "source": r["source"], "error_type": r["error_type"],
+             "error_message": None if r.get("error_message") is None else str(r["error_message"]),
              "seq": r.get("seq"), "record_id": r.get("record_id"),
              "sent_timestamp": iso(r["sent_timestamp"]), "clock_adjustment_s": r["clock_adjustment_s"]}
             for r in settled(raw)]
@@ -339,13 +341,18 @@ def run_cursor(cursor: Optional[str], sort: Optional[str]) -> Optional[list]:
 
 def runs(q, *, app: Optional[str] = None, task: Optional[str] = None, statuses: Sequence[str] = (),
          since: Optional[datetime] = None, until: Optional[datetime] = None, sort: Optional[str] = None,
-         limit: int = 50, after: Optional[list] = None, status_mode: str = "current") -> dict:
+         limit: int = 50, after: Optional[list] = None, status_mode: str = "current",
+         text: Optional[search.Search] = None) -> dict:
     """The runs table: one row per invocation, started descending, with how it was started; a page of
-    `limit` after the keys `after` (`run_cursor`), and the cursor of the next one."""
+    `limit` after the keys `after` (`run_cursor`), and the cursor of the next one; `text` a search."""
     clauses, params = status_clause(statuses, status_mode, since)
     more, more_params = conditions(("started_at >= ?", since), ("started_at < ?", until), ("task_id = ?", task))
     clauses += more
     params += more_params
+    if text is not None:
+        more, more_params = search.where_sql(text, status_mode, status_clause)
+        clauses.append(more)
+        params += more_params
     keys = RUN_KEYS[sort]
     if after is not None:
         cond, after_params = _run_after(keys, after)

@@ -14,8 +14,9 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
-from . import (atomic, commands, dashboards, events, explore, family, invocations as inv, logs, metrics, params, sql,
+from . import (atomic, commands, dashboards, events, explore, family, invocations as inv, logs, metrics, params, search, sql,
                tasks, timeline, traces, values, workflow_compare)
+from . import calls, contexts
 from .anomalies import AnomalySettings, listing as anomaly_listing
 from .errors import BadRequest, NotFound
 from .health import Health
@@ -52,7 +53,7 @@ class QuerySettings:
     previews: values.PreviewLimits = values.PreviewLimits()
 
 
-class QueryService(Health):
+class QueryService(Health, commands.CommandReads):
     LEVELS = params.LEVELS
     TIMELINE_DEFAULT_LIMIT = timeline.DEFAULT_LIMIT
     TIMELINE_MAX_LIMIT = timeline.MAX_LIMIT
@@ -84,9 +85,10 @@ class QueryService(Health):
         statuses = params.statuses(status)
         lo, hi = self._window(since, until)
         after = params.page_cursor(cursor, timed=bool(inv.SORTS[sort][2]))
-        return inv.listing(self._q, app=app, statuses=statuses, task=task, runner=runner, workflow=workflow,
-                           parent=parent, since=lo, until=hi, text=q, limit=limit, after=after, sort=sort,
-                           status_mode=mode)
+        found = search.prepare(q, since, until, self._now())
+        return search.with_window(found, inv.listing(
+            self._q, app=app, statuses=statuses, task=task, runner=runner, workflow=workflow, parent=parent,
+            since=lo, until=hi, text=found, limit=limit, after=after, sort=sort, status_mode=mode))
 
     def _raw(self, invocation_id: str, app: Optional[str]) -> tuple:
         rng = inv.time_range(self._q, invocation_id, app)
@@ -94,13 +96,17 @@ class QueryService(Health):
 
     def _detail(self, invocation_id: str, app: Optional[str], rng, raw: list) -> dict:
         related = self.settings.related_after_s
-        return inv.detail(invocation_id, app, raw,
-                          parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, rng),
-                          links=self.trace_links)
+        out = inv.detail(invocation_id, app, raw,
+                         parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, rng),
+                         links=self.trace_links)
+        out["call_id"] = calls.of_invocation(self._q, invocation_id, app, rng)
+        return out
 
     def history(self, invocation_id: str, app: Optional[str] = None) -> list[dict]:
-        """Its history, oldest first, by the one rule (query/invocations.history)."""
-        return inv.history(self._raw(invocation_id, app)[1])
+        """Its history, oldest first, by the one rule (query/invocations.history), each record with the
+        runner context that made it (query/contexts.py)."""
+        raw = self._raw(invocation_id, app)[1]
+        return contexts.with_contexts(self._q, inv.history(raw), raw, app)
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """Its detail, with the commands aimed at it and its re-run links (`commands`, `rerun_of`, `reruns`)."""
@@ -112,7 +118,7 @@ class QueryService(Health):
         of its transitions), family, log lines and trigger runs."""
         rng, raw = self._raw(invocation_id, app)
         detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id)}
-        detail["history"] = inv.history(raw)
+        detail["history"] = contexts.with_contexts(self._q, inv.history(raw), raw, app)
         detail["family"] = self._family(invocation_id, rng)
         detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
         detail["trigger_runs"] = events.trigger_runs(self._q, invocation=invocation_id, limit=100)
@@ -128,16 +134,18 @@ class QueryService(Health):
 
     def runs(self, *, app=None, task=None, status: Sequence[str] | None = None, since=None, until=None,
              sort: Optional[str] = None, limit: Optional[int] = None, cursor: Optional[str] = None,
-             status_mode: Optional[str] = None) -> dict:
+             status_mode: Optional[str] = None, q: Optional[str] = None) -> dict:
         """The runs table: one row per invocation, started descending, with how it was started; cursor pages.
-        `status_mode` "history" matches a status an invocation ever had."""
+        `status_mode` "history" matches a status an invocation ever had; `q` a search (query/search.py)."""
         limit = params.limit(limit)
         params.choice("sort", sort, inv.RUN_SORTS, [k for k in inv.RUN_SORTS if k])
         mode = params.choice("status_mode", status_mode or "current", inv.STATUS_MODES)
         statuses = params.statuses(status)
         lo, hi = self._window(since, until)
-        return inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi, sort=sort, limit=limit,
-                        after=inv.run_cursor(cursor, sort), status_mode=mode)
+        found = search.prepare(q, since, until, self._now())
+        return search.with_window(found, inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi,
+                                                  sort=sort, limit=limit, after=inv.run_cursor(cursor, sort),
+                                                  status_mode=mode, text=found))
 
     # --- family, traces ------------------------------------------------------------------
     def trace_links(self, trace_id: Optional[str]) -> dict:
@@ -321,14 +329,20 @@ class QueryService(Health):
         return tasks.task_list(self._q, now, app=app, since=lo, until=hi)
 
     def task(self, task_id: str, *, app=None, since=None, until=None, recent: int = 20) -> dict:
-        """One task: figures, a series over time, error types with their latest example, recent runs."""
+        """One task: figures, a series over time, error types with their latest example, recent runs and
+        its recent calls (query/calls.py)."""
         now = self._now()
         lo, hi = self._summary_window(since, until, now)
         out = tasks.task_detail(self._q, now, task_id, app=app, since=lo, until=hi,
                                 message_bytes=self.settings.previews.value_bytes)
         out["recent"] = inv.listing(self._q, app=app, task=task_id, since=lo, until=hi, limit=params.limit(recent),
                                     sort="-created_at")["items"]
+        out["calls"] = calls.of_task(self._q, task_id, app, lo, hi, limit=recent)
         return out
+
+    def call(self, call_id: str, *, app: Optional[str] = None, limit: Optional[int] = None) -> dict:
+        """One call and its invocations, newest first (query/calls.py). NotFound when no record named it."""
+        return calls.detail(self._q, call_id, app, params.limit(limit, default=100))
 
     def workflow_types(self, *, app=None, since=None, until=None) -> dict:
         now = self._now()
@@ -366,28 +380,6 @@ class QueryService(Health):
         return workflow_compare.compare(Workflows(self._q, self._now()), ids, app=app)
 
     # --- ad-hoc SQL ------------------------------------------------------------------
-    # --- commands (issue 19: query/commands.py) ------------------------------------------------------------
-    def commands(self, *, app=None, target=None, state=None, since=None, limit=None, cursor=None) -> dict:
-        """{items: [command], next_cursor}, newest requested first (API.md `GET /commands`)."""
-        return commands.listing(self._q, app=app, target=target, state=state,
-                                since=self._window(since, None)[0], limit=params.limit(limit), cursor=cursor)
-
-    def command(self, command_id: str) -> dict:
-        """One command with every record of its life; raises NotFound."""
-        return commands.one(self._q, command_id)
-
-    def invocation_commands(self, invocation_id: str) -> dict:
-        """{commands, rerun_of, reruns} of one invocation (query/commands.for_invocation)."""
-        return commands.for_invocation(self._q, invocation_id)
-
-    def pending_commands(self, app: str, limit: int = 100) -> list[dict]:
-        """The app's commands not handed out yet, oldest first."""
-        return commands.pending(self._q, app, limit)
-
-    def due_commands(self, before) -> list[dict]:
-        """Commands requested or delivered with no record since `before` (naive UTC datetime)."""
-        return commands.due(self._q, before)
-
     def sql(self, statement: str) -> SqlAnswer:
         """One ad-hoc SELECT under its limits (time, rows, bytes, how many at once): the SqlAnswer.
         Raises BadRequest (refused or failing SQL), QueryTimeout, ReadersBusy (every SQL cursor busy)."""

@@ -159,6 +159,26 @@ def _series(q, where: str, params: dict, lo: datetime, hi: datetime) -> dict:
     }
 
 
+# The FAILED and RETRY records of `where` as the history rule reads them (proto/history.py
+# `retried_failures`): a FAILED that a RETRY of the same attempt follows (rustvello sends task.failed, with
+# the error type, then task.retry_scheduled, without) is that RETRY, which takes the FAILED's error.
+_SAME_ATTEMPT = "(attempt IS NULL OR {other} IS NULL OR attempt = {other})"
+RETRIED_FAILURES = """
+    e AS (SELECT ts, invocation_id, status, error_type, error_message, attempt,
+                 lag(status) OVER w AS prev_status, lag(attempt) OVER w AS prev_attempt,
+                 lag(error_type) OVER w AS prev_type, lag(error_message) OVER w AS prev_message,
+                 lead(status) OVER w AS next_status, lead(attempt) OVER w AS next_attempt
+          FROM transitions WHERE {where}
+          WINDOW w AS (PARTITION BY app_id, invocation_id ORDER BY ts, batch, rowid)),
+    r AS (SELECT ts, invocation_id, status,
+                 CASE WHEN inherit THEN prev_type ELSE error_type END AS error_type,
+                 CASE WHEN inherit THEN prev_message ELSE error_message END AS error_message
+          FROM (SELECT *, status = 'RETRY' AND error_type IS NULL AND prev_status = 'FAILED'
+                          AND """ + _SAME_ATTEMPT.format(other="prev_attempt") + """ AS inherit FROM e)
+          WHERE NOT (status = 'FAILED' AND next_status IS NOT DISTINCT FROM 'RETRY'
+                     AND """ + _SAME_ATTEMPT.format(other="next_attempt") + """))"""
+
+
 def _errors(q, task_id: str, app, lo: datetime, hi: datetime, message_bytes: int) -> list[dict]:
     """Error types of the task's FAILED and RETRY transitions in [lo, hi], most frequent first."""
     eparams = {"task": task_id, "lo": lo, "hi": hi}
@@ -178,13 +198,14 @@ def _errors(q, task_id: str, app, lo: datetime, hi: datetime, message_bytes: int
     if unnamed:
         eparams["ids"] = unnamed
     errors = q(f"""
+        WITH {RETRIED_FAILURES.format(where=econd)}
         SELECT coalesce(error_type, '(no type)') AS error_type, count(*) AS n,
                count(*) FILTER (WHERE status = 'FAILED') AS failed, count(*) FILTER (WHERE status = 'RETRY') AS retried,
                count(DISTINCT invocation_id) AS invocations, max(ts) AS last_at,
                arg_max(invocation_id, ts) AS latest_invocation_id, arg_max(left(error_message, {int(message_bytes)}), {{'ts': ts, 'n': strlen(error_message)}}) AS latest_message,
                arg_max(strlen(error_message), {{'ts': ts, 'n': strlen(error_message)}}) AS latest_message_bytes,
                arg_max(status, ts) AS latest_status
-        FROM transitions WHERE {econd} GROUP BY 1 ORDER BY n DESC, error_type""", eparams).dicts()
+        FROM r GROUP BY 1 ORDER BY n DESC, error_type""", eparams).dicts()
     return [{"error_type": e["error_type"], "count": int(e["n"]), "failed": int(e["failed"]),
              "retried": int(e["retried"]), "invocations": int(e["invocations"]),
              "latest": _latest_error(e, message_bytes)} for e in errors]

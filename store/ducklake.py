@@ -36,7 +36,7 @@ from tasktrail.proto.model import TABLES
 from . import state
 from .api import StoreUnavailable
 from .duckdb import DuckDBStore
-from .migrations import views_sql
+from .migrations import migration_files, views_sql
 
 log = logging.getLogger("tasktrail.store")
 LAKE = "lake"
@@ -148,18 +148,21 @@ class DuckLakeStore(DuckDBStore):
                 time.sleep(0.2 + random.random())
 
     def _migrated(self, con, name: str) -> None:
-        if name == "0001_log":
-            self._partition(con)
+        """The log tables migration `name` created are partitioned as it creates them (a table added
+        by a later migration does not exist yet when 0001 is applied)."""
+        sql = dict(migration_files()).get(name, "")
+        self._partition(con, [t for t in TABLES if f"CREATE TABLE {t} (" in sql], ledger=name == "0001_log")
 
     @staticmethod
-    def _partition(con) -> None:
+    def _partition(con, tables, ledger: bool) -> None:
         """Log tables are partitioned by day, so retention drops whole files and a time window reads
         only its days' files."""
-        for table in TABLES:
+        for table in tables:
             col = {"spans": "start_ts", "resources": "first_seen"}.get(table, "ts")
             con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (year({col}), month({col}), day({col}))")
-        con.execute("ALTER TABLE ingest_ledger SET PARTITIONED BY "
-                    "(year(received_at), month(received_at), day(received_at))")
+        if ledger:
+            con.execute("ALTER TABLE ingest_ledger SET PARTITIONED BY "
+                        "(year(received_at), month(received_at), day(received_at))")
 
     @staticmethod
     def rebuild_caches(con) -> int:

@@ -15,8 +15,9 @@ import pyarrow.compute as pc
 # The identity of a record in each log table that has one (store/sql/0005): a record delivered again
 # (at-least-once delivery) is not appended twice. Spans are identified as Jaeger and Tempo do.
 IDENTITY = {t: "record_id" for t in ("transitions", "runner_events", "atomic_decisions", "atomic_executions",
-                                     "event_records", "trigger_runs", "log_records",
-                                     "command_records")} | {"spans": "trace_id || span_id"}
+                                     "event_records", "trigger_runs", "log_records")} | {"spans": "trace_id || span_id"}
+IDENTITY["invocation_calls"] = "record_id"
+IDENTITY["command_records"] = "record_id"   # issue 19
 
 
 class RecordWindow:

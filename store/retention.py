@@ -71,6 +71,7 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
         statements = [
             f"DELETE FROM transitions WHERE {linked}",
             f"DELETE FROM invocation_state WHERE {linked}",
+            f"DELETE FROM invocation_calls WHERE {linked}",
             f"DELETE FROM spans WHERE start_ts < $cutoff AND batch < $young AND NOT ({kept})",
             f"DELETE FROM log_records WHERE ts < $cutoff AND batch < $young AND NOT ({kept})",
             "DELETE FROM runner_events WHERE ts < $cutoff AND batch < $young AND kind <> 'context'",

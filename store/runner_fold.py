@@ -15,19 +15,21 @@ from typing import Optional
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .runner_state import FIELDS, PLACEHOLDER_CLASSES, PLACEHOLDERS, WORK_STATUSES
+from .runner_state import FIELDS, NUMBERS, PLACEHOLDER_CLASSES, PLACEHOLDERS, WORK_STATUSES
 
 _REAL = 1 << 62
 _WORK_STATUSES = pa.array(WORK_STATUSES, pa.string())
 _GENERIC = {c: frozenset(PLACEHOLDERS + (PLACEHOLDER_CLASSES if c == "runner_class" else ()))
-            for c, _ in FIELDS}
+            for c, _ in FIELDS if c not in NUMBERS}
 # runner_state's columns, in the order rows are kept here (times as micros).
 COLUMNS = ("app_id", "runner_id") + tuple(x for pair in FIELDS for x in pair) + (
     "first_seen", "last_lifecycle", "last_heartbeat", "stopped_at", "started_at", "last_event", "last_transition",
     "first_heartbeat", "heartbeats", "last_work")
-_TIMES = frozenset(COLUMNS[10:18]) | {"last_work"}
+_TIMES = frozenset(("first_seen", "last_lifecycle", "last_heartbeat", "stopped_at", "started_at", "last_event",
+                    "last_transition", "first_heartbeat", "last_work"))
 _TYPES = {"app_id": pa.string(), "runner_id": pa.string(), "runner_class": pa.string(),
-          "parent_runner_id": pa.string(), "hostname": pa.string(), "pid": pa.int64(), "heartbeats": pa.int64()}
+          "parent_runner_id": pa.string(), "hostname": pa.string(), "pid": pa.int64(), "thread_id": pa.int64(),
+          "heartbeats": pa.int64()}
 _SCHEMA = pa.schema([(c, _TYPES.get(c, pa.timestamp("us") if c in _TIMES else pa.int64())) for c in COLUMNS])
 _I = {c: i for i, c in enumerate(COLUMNS)}
 # (first, last) times: which keep their least and which their greatest.
@@ -42,7 +44,7 @@ _MERGE = ("MERGE INTO runner_state AS s USING tt_runner_in AS e ON s.app_id = e.
 def report_key(col: str, value, ts_us: int) -> int:
     """The order of one report of field `col` at `ts_us` (micros): 2^62 for a real value (0 for a
     placeholder) plus its time clamped to 0 .. 2^62 - 1 — `runner_state._key` in Python."""
-    if col == "pid":
+    if col in NUMBERS:
         real = value > 0
     else:
         real = value.strip(" ").lower() not in _GENERIC[col]
@@ -130,8 +132,7 @@ def _row(batch: dict[tuple, list], key: tuple) -> list:
 def _fold_events(batch: dict[tuple, list], runner_events: pa.Table) -> None:
     """Fold a batch's runner events into `batch`'s rows: each field's most specific report, first and
     last times, heartbeats counted."""
-    cols = runner_events.select(["app_id", "runner_id", "kind", "ts", "runner_class", "parent_runner_id",
-                                 "hostname", "pid"])
+    cols = runner_events.select(["app_id", "runner_id", "kind", "ts"] + [c for c, _ in FIELDS])
     cols = cols.set_column(3, "ts", cols.column("ts").cast(pa.int64())).to_pydict()
     for j, (app, rid, kind, ts) in enumerate(zip(cols["app_id"], cols["runner_id"], cols["kind"], cols["ts"])):
         r = _row(batch, (app, rid))

@@ -14,6 +14,9 @@ PLACEHOLDERS = ("", "unknown", "none", "null", "?")
 PLACEHOLDER_CLASSES = ("runner", "baserunner")
 FIELDS = (("runner_class", "class_key"), ("parent_runner_id", "parent_key"), ("hostname", "hostname_key"),
           ("pid", "pid_key"))
+FIELDS += (("thread_id", "thread_key"),)  # store/sql/0009
+# Fields whose placeholder is a number not above 0 (the rest are text).
+NUMBERS = ("pid", "thread_id")
 # Transitions that say their context does the work (picked it up, ran it, or reported its outcome), not
 # only submitted or cancelled it: `last_work` tells a runner from a client (query/anomalies.py).
 WORK_STATUSES = ("PENDING", "PENDING_RECOVERY", "RUNNING", "RUNNING_RECOVERY", "PAUSED", "RETRY", "SUCCESS", "FAILED")
@@ -23,7 +26,7 @@ _WORK = "(" + ", ".join(f"'{s}'" for s in WORK_STATUSES) + ")"
 def _key(col: str) -> str:
     """SQL: the order of one report of `col` at `ts`, a BIGINT: 2^62 for a real value (0 for a
     placeholder) plus its time in micros since 1970 (clamped to 0 .. 2^62 - 1: the log's times fit)."""
-    if col == "pid":
+    if col in NUMBERS:
         real = f"({col} > 0)"
     else:
         generic = PLACEHOLDERS + (PLACEHOLDER_CLASSES if col == "runner_class" else ())
@@ -55,17 +58,18 @@ RUNNERS = """
            min(ts) FILTER (WHERE kind = 'heartbeat') AS first_heartbeat,
            count(*) FILTER (WHERE kind = 'heartbeat') AS heartbeats,
            max(ts) FILTER (WHERE kind IS NULL AND status IN """ + _WORK + """) AS last_work
-    FROM (SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, ts, kind, NULL AS status
+    FROM (SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, thread_id, ts, kind,
+                 NULL AS status
           FROM {runner_events} WHERE {where}
           UNION ALL
-          SELECT app_id, coalesce(worker_id, runner_id), NULL, NULL, NULL, NULL, ts, NULL, status
+          SELECT app_id, coalesce(worker_id, runner_id), NULL, NULL, NULL, NULL, NULL, ts, NULL, status
           FROM {transitions} WHERE {where} AND runner_id IS NOT NULL)
     GROUP BY app_id, runner_id)"""
 
 
 def best_of(col: str) -> str:
     """SQL aggregate over runner_state rows (e.g. one runner id across apps): the most specific kept value
-    of field `col` (runner_class, parent_runner_id, hostname or pid), by the fold's own order."""
+    of field `col` (runner_class, parent_runner_id, hostname, pid or thread_id), by the fold's own order."""
     key = dict(FIELDS)[col]
     return f"struct_extract(max({{'k': {key}, 'v': {col}}}) FILTER (WHERE {col} IS NOT NULL), 'v')"
 

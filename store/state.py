@@ -12,6 +12,7 @@ from .runner_state import MERGE_RUNNERS, RUNNERS
 # Migrations that create or reshape the cache: the store rebuilds it once they are applied.
 REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state", "0005_record_identity",
               "0006_runner_fields")
+REBUILT_BY += ("0009_invocation_calls",)  # runner_state's thread_id
 
 
 def fold_changes(con, catalog: str, start: int, end: int) -> None:

@@ -13,16 +13,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 import httpx
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-from opentelemetry.sdk._logs import export as _sdk_export
 
-from tasktrail.proto import emitter as emitter_module
 from tasktrail.proto.emitter import Emitter
+from tasktrail.proto.otlp_sender import SenderStats, encode
 
-_InMemoryLogs = getattr(_sdk_export, "InMemoryLogRecordExporter", None) or _sdk_export.InMemoryLogExporter
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "rustvello-otel-v1"
@@ -173,26 +169,39 @@ class LocalStore:
         self.store.close()
 
 
-class LocalEmitter(Emitter):
-    """The tasktrail.v1 emitter with the OTel SDK's in-memory exporter in place of its OTLP one: each
-    `flush` encodes what it holds as one OTLP logs request (the SDK's own encoder) and stores it."""
+class _LocalSender:
+    """LogSender's interface over a list: `flush` encodes what it holds as one OTLP logs request (the
+    emitter's own encoder, proto/otlp_sender.py) and stores it."""
 
-    def __init__(self, target: LocalStore, app_id: str, runner=None) -> None:
-        self._memory, self._target = _InMemoryLogs(), target
-        with mock.patch.object(emitter_module, "_otlp_exporter", lambda *a, **k: self._memory):
-            super().__init__("http://in-process", app_id, runner, protocol="http/protobuf")
+    def __init__(self, target: LocalStore) -> None:
+        self.records, self.target, self.resource, self.stats = [], target, {}, SenderStats()
+
+    def add(self, record) -> bool:
+        self.records.append(record)
+        return True
+
+    def full(self) -> bool:
+        return False
 
     def flush(self, timeout_ms: int = 10_000) -> bool:
-        ok = super().flush(timeout_ms)
-        batch = self._memory.get_finished_logs()
-        self._memory.clear()
+        batch, self.records = self.records, []
         if batch:
-            self._target.send("logs", encode_logs(batch))
-        return ok
+            self.target.send("logs", encode(self.resource, batch))
+            self.stats.sent += len(batch)
+        return True
 
     def shutdown(self) -> None:
         self.flush()
-        super().shutdown()
+
+
+class LocalEmitter(Emitter):
+    """The tasktrail.v1 emitter storing into a LocalStore in-process: each `flush` stores what it holds
+    as one OTLP logs request."""
+
+    def __init__(self, target: LocalStore, app_id: str, runner=None) -> None:
+        local = _LocalSender(target)
+        super().__init__("http://in-process", app_id, runner, protocol="http/protobuf", sender=local)
+        local.resource = self.resource
 
 
 def json_kv(key: str, value) -> dict:

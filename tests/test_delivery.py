@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -91,10 +92,12 @@ def test_two_processors_on_one_provider_count_once(server):
     provider.force_flush()
     provider.shutdown()
     # tasktrail.v1 records and an application log line through the emitter, with a second processor.
-    em = Emitter(server.otlp_http, app_id=app, runner=Runner("r-dup", "ThreadRunner", hostname="w1", pid=43),
-                 protocol="http/protobuf", token="tok123")
-    em._provider.add_log_record_processor(BatchLogRecordProcessor(
-        OTLPLogExporter(endpoint=server.otlp_http + "/v1/logs", headers=TOKEN), schedule_delay_millis=50))
+    runner = Runner("r-dup", "ThreadRunner", hostname="w1", pid=43)
+    logs = LoggerProvider(resource=Resource.create({"service.namespace": app, **runner.attributes()}))
+    for _ in range(2):
+        logs.add_log_record_processor(BatchLogRecordProcessor(
+            OTLPLogExporter(endpoint=server.otlp_http + "/v1/logs", headers=TOKEN), schedule_delay_millis=50))
+    em = Emitter(server.otlp_http, app_id=app, runner=runner, logger_provider=logs)
     inv = "emit-" + uuid.uuid4().hex[:8]
     t0 = time.time_ns() - 10 * S
     em.status(inv, "REGISTERED", task_id="shop.pay", timestamp=t0)
@@ -103,7 +106,7 @@ def test_two_processors_on_one_provider_count_once(server):
     em.status(inv, "SUCCESS", attempt=0, result=1, timestamp=t0 + 3 * S)
     em.heartbeat(timestamp=t0 + 3 * S)
     em.flush()
-    em.shutdown()
+    logs.shutdown()
 
     wait_until(lambda: server.get(f"/invocations/{task_id}").status_code == 200
                and server.get(f"/invocations/{inv}").json()["status"] == "SUCCESS", message="both stored")

@@ -267,3 +267,20 @@ def test_duplicates_skew_and_one_tick_across_two_ingest_nodes(lake):
     finally:
         for n in (a, b, web):
             n.stop()
+
+
+def test_every_log_table_is_partitioned_by_day(lake):
+    """Each log table is partitioned by day when its migration creates it, also one a later migration adds
+    (store/ducklake.py `_migrated`): retention drops whole files, a window reads only its days'."""
+    from tasktrail.proto.model import TABLES
+    from tasktrail.store.ducklake import DuckLakeStore
+
+    catalog, data = lake
+    store = DuckLakeStore(catalog.removeprefix("ducklake:"), data)
+    try:
+        parted = {t for (t,) in store._con.execute("""
+            SELECT DISTINCT t.table_name FROM __ducklake_metadata_lake.ducklake_partition_info p
+            JOIN __ducklake_metadata_lake.ducklake_table t USING (table_id) WHERE t.end_snapshot IS NULL""").fetchall()}
+    finally:
+        store.close()
+    assert parted == set(TABLES) | {"ingest_ledger"}

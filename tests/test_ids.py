@@ -51,7 +51,7 @@ HOSTILE = {
 PAGE_KINDS = ("slashes", "slash-ends", "hash-query", "quotes-angle", "non-ascii", "dots", "tilde-escape", "long")
 APP = "team/a & b"
 PARENT = "parent/of #all"
-FAMILIES = ("invocation", "runner", "task", "workflow_type", "workflow_run", "event", "trigger_run")
+FAMILIES = ("invocation", "runner", "task", "workflow_type", "workflow_run", "event", "trigger_run", "call")
 
 
 def sent_raw(path: str) -> tuple[int, bytes]:
@@ -80,7 +80,7 @@ def srv(tmp_path_factory):
         em.runner_started(runner, timestamp=at(i))
         em.heartbeat(runner, timestamp=at(i + 0.1))
         em.status(v, "REGISTERED", task_id=v, parent_invocation_id=PARENT, workflow_id=v, workflow_type=v,
-                  timestamp=at(i + 0.2))
+                  call_id=v, timestamp=at(i + 0.2))
         with tracer.start_as_current_span("run " + v, attributes={"tasktrail.invocation.id": v}) as span:
             trace_ids[v] = format(span.get_span_context().trace_id, "032x")
             em.status(v, "RUNNING", runner=runner, attempt=0, timestamp=at(i + 0.3))
@@ -106,21 +106,21 @@ def api_url(srv, family: str, v: str) -> str:
     seg = segment(v)
     return srv.api + {"invocation": f"/invocations/{seg}", "runner": f"/runners/{seg}", "task": f"/tasks/{seg}",
                       "workflow_type": f"/workflows/{seg}", "workflow_run": f"/workflows/runs/{seg}",
-                      "event": f"/events/{seg}", "trigger_run": f"/trigger-runs/{seg}"}[family]
+                      "event": f"/events/{seg}", "trigger_run": f"/trigger-runs/{seg}", "call": f"/calls/{seg}"}[family]
 
 
 def id_of(family: str, doc: dict) -> str:
     return {"invocation": lambda d: d["invocation_id"], "runner": lambda d: d["runner_id"],
             "task": lambda d: d["task_id"], "workflow_type": lambda d: d["workflow_type"],
             "workflow_run": lambda d: d["workflow_id"], "event": lambda d: d["event_id"],
-            "trigger_run": lambda d: d["trigger_run_id"]}[family](doc)
+            "trigger_run": lambda d: d["trigger_run_id"], "call": lambda d: d["call_id"]}[family](doc)
 
 
 def hrefs(body: str) -> list[str]:
     return [html.unescape(h) for h in re.findall(r'href="([^"]*)"', body)]
 
 
-ENTITY = re.compile(r"^/(invocations|runners|tasks|workflows/runs|workflows|events|trigger-runs|traces)/")
+ENTITY = re.compile(r"^/(invocations|runners|tasks|workflows/runs|workflows|events|trigger-runs|traces|calls)/")
 
 
 def test_segments_round_trip():
@@ -174,7 +174,7 @@ def test_raw_slash_and_encoded_slash_both_resolve(srv, kind):
     raw = quote(v, safe="/")
     for family, path in (("invocation", "/invocations/"), ("runner", "/runners/"), ("task", "/tasks/"),
                          ("workflow_type", "/workflows/"), ("workflow_run", "/workflows/runs/"),
-                         ("event", "/events/"), ("trigger_run", "/trigger-runs/")):
+                         ("event", "/events/"), ("trigger_run", "/trigger-runs/"), ("call", "/calls/")):
         import json
         for prefix in (srv.api, srv.web):
             st, body = sent_raw(prefix + path + raw + ("?format=json" if prefix == srv.web else ""))
@@ -196,7 +196,7 @@ def test_suffix_words_inside_ids_are_ids(srv):
 
 
 def test_unknown_ids_are_404_with_the_id_named(srv):
-    for path in ("/invocations/", "/runners/", "/events/", "/trigger-runs/", "/workflows/runs/"):
+    for path in ("/invocations/", "/runners/", "/events/", "/trigger-runs/", "/workflows/runs/", "/calls/"):
         r = httpx.get(srv.api + path + segment("no/such #id"), timeout=30)
         assert r.status_code == 404 and "no/such #id" in r.json()["error"]["message"], (path, r.text)
 
@@ -240,7 +240,7 @@ def _links(srv, path: str) -> set[str]:
 
 
 def _ident(doc: dict):
-    for k in ("invocation_id", "runner_id", "trigger_run_id", "event_id", "workflow_id", "task_id", "workflow_type"):
+    for k in ("call_id", "invocation_id", "runner_id", "trigger_run_id", "event_id", "workflow_id", "task_id", "workflow_type"):
         if isinstance(doc.get(k), str):
             return doc[k]
     return None

@@ -39,6 +39,12 @@ def test_live_rustvello_statuses_match(server, tmp_path):
     boom = next(i for i, s in theirs.items() if s == "FAILED")
     hist = [h["status"] for h in server.get(f"/invocations/{boom}/history").json()]
     assert hist == ["REGISTERED", "RUNNING", "RETRY", "RUNNING", "RETRY", "RUNNING", "FAILED"]
+    # Each retry says why: rustvello's retry_scheduled carries no error, its task.failed does (issue 18).
+    detail = server.get(f"/invocations/{boom}").json()
+    assert [(t["status"], t["error_type"]) for t in detail["attempts"]] == [
+        ("RETRY", "ValueError"), ("RETRY", "ValueError"), ("FAILED", "ValueError")]
+    errors = server.get(f"/tasks/{detail['task_id']}", params={"since": "all"}).json()["errors"]
+    assert [(e["error_type"], e["retried"], e["failed"]) for e in errors] == [("ValueError", 2, 1)]
     runners = server.get("/runners").json()
     workers = [r for r in runners if r["runner_class"] == "PersistentTokioWorker"]
     assert len(workers) == 4 and all(w["parent_runner_id"] for w in workers)

@@ -261,7 +261,8 @@ def runs(request: Request):
     return JSONResponse(_qs(request).runs(app=_p(request, "app"), task=_p(request, "task"), status=p.getlist("status"),
                                           since=_p(request, "since"), until=_p(request, "until"),
                                           sort=_p(request, "sort"), limit=_int(request, "limit"),
-                                          cursor=_p(request, "cursor"), status_mode=_p(request, "status_mode")))
+                                          cursor=_p(request, "cursor"), status_mode=_p(request, "status_mode"),
+                                          q=_p(request, "q")))
 
 
 def ops(request: Request):
@@ -313,6 +314,11 @@ def tasks_data(request: Request) -> dict:
 def task_data(request: Request) -> dict:
     return _qs(request).task(request.path_params["task_id"], app=_p(request, "app"), since=_p(request, "since"),
                              until=_p(request, "until"))
+
+
+def call_data(request: Request) -> dict:
+    """One call and its invocations (query/calls.py); `limit` caps the invocations listed."""
+    return _qs(request).call(request.path_params["call_id"], app=_p(request, "app"), limit=_int(request, "limit"))
 
 
 def workflow_types_data(request: Request) -> dict:
@@ -376,6 +382,7 @@ ROUTES = [
     Route("/anomalies", _json(anomalies_data)),
     Route("/tasks", _json(tasks_data)),
     IdRoute("/tasks/", _json(task_data), param="task_id"),
+    IdRoute("/calls/", _json(call_data), param="call_id"),
     Route("/workflows", _json(workflow_types_data)),
     Route("/workflows/runs", _json(workflow_runs_data)),
     IdRoute("/workflows/runs/", _json(workflow_run_data)),

@@ -61,6 +61,11 @@ def _post(summary: str, body: dict) -> dict:
         "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
         "400": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}}
 
+# The search of the invocations list and the runs table (query/search.py, docs/api.md).
+SEARCH = _q("q", "Search: ids, task names, arguments, result, error; prefixes args:, kwargs:KEY=VALUE, result:, "
+            "error:, state:, name:; quoted phrases; terms ANDed, OR and parentheses. Values are read in the "
+            "window (default the last 24 h; since=all for all).")
+
 
 def _action(summary: str) -> dict:
     """A command request (issue 19): no body, 202 with the command once it is in the log."""
@@ -96,7 +101,7 @@ PATHS = {
     "/invocations": _get("Invocations, filtered, sorted and paginated.", [
         APP, STATUS_LIST, _q("task", "Task id."), _q("runner", "Ran on this runner or worker."),
         _q("workflow", "Workflow id."), _q("parent", "Parent invocation id."), SINCE, UNTIL,
-        _q("q", "Part of an invocation or task id."), LIMIT, CURSOR,
+        SEARCH, LIMIT, CURSOR,
         _q("sort", "created_at, -created_at, updated_at, -updated_at."), STATUS_MODE]),
     "/invocations/{id}": _get("One invocation: status, attempts, arguments, result, error, trace links. "
                               "Arguments, result, error message and traceback are previews (the first "
@@ -109,8 +114,10 @@ PATHS = {
         [ID, {"name": "name", "in": "path", "required": True, "description": "Which value.",
               "schema": {"type": "string", "enum": ["arguments", "result", "error_message", "error_traceback"]}},
          APP]),
-    "/invocations/{id}/history": _get("Its status history, oldest first; with commands=true the records of the "
-                                      "commands aimed at it in line (each with `command`: {command_id, kind}).",
+    "/invocations/{id}/history": _get("Its status history, oldest first; each record with the class, host, pid "
+                                      "and thread of the runner context that made it; with commands=true the "
+                                      "records of the commands aimed at it in line (each with `command`: "
+                                      "{command_id, kind}).",
                                       [ID, APP, _q("commands", "true: the command records in line.", "boolean")],
                                       "array"),
     "/invocations/{id}/family": _get("Its family tree: root, nodes, edges.", [ID, APP]),
@@ -146,8 +153,11 @@ PATHS = {
                    "window (zero for one idle in it) and its last run ever.",
                    [APP, SUMMARY_SINCE, UNTIL]),
     "/tasks/{task_id}": _get("One task: its figures, a duration and throughput series over time, error types with "
-                             "their latest example, recent invocations.",
+                             "their latest example, recent calls and invocations.",
                              [_path("task_id", "The task id."), APP, SUMMARY_SINCE, UNTIL]),
+    "/calls/{call_id}": _get("One call (a task and its arguments, as the runner named it: pynenc's call id) and "
+                             "its invocations, newest first, with status, created and duration.",
+                             [_path("call_id", "The call id, percent-encoded."), APP, LIMIT]),
     "/workflows": _get("Every known workflow type: runs, statuses, duration p50/p95, members in the window "
                        "(zero for one idle in it) and its last run ever.", [APP, SUMMARY_SINCE, UNTIL]),
     "/workflows/runs": _get("Workflow runs, newest first, with status, duration, members, parent workflow.", [
@@ -180,7 +190,7 @@ PATHS = {
         "type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
     "/runs": _get("Runs: started newest first with live duration.", [
         APP, _q("task", "Task id."), STATUS_LIST, SINCE, UNTIL, _q("sort", "Sort key."), LIMIT, CURSOR,
-        STATUS_MODE]),
+        STATUS_MODE, SEARCH]),
     "/ops": _get("In flight, recent failures, heartbeats, scheduler, ingest figures.", [APP]),
     "/sql": _post("One read-only SELECT over the log (time limit and row cap apply).", {
         "type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}),

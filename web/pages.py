@@ -15,6 +15,7 @@ from starlette.templating import Jinja2Templates
 from tasktrail.proto.status import ACTIVE_STATUSES, FINAL_STATUSES, STATUS_COLORS, STATUSES, UNKNOWN_COLOR
 from tasktrail.proto.urlpath import segment
 from tasktrail.query.errors import NotFound
+from tasktrail.query.search import HELP as SEARCH_HELP, BadSearch
 from tasktrail.query.service import QueryService
 
 from . import api as reads
@@ -75,14 +76,32 @@ def invocations(request: Request) -> Response:
                "workflow": _p(request, "workflow"), "parent": _p(request, "parent"), "since": _p(request, "since"),
                "until": _p(request, "until"), "q": _p(request, "q"), "sort": _p(request, "sort"),
                "status_mode": _p(request, "status_mode")}
-    page = qs.invocations(app=_p(request, "app"), limit=_int(request, "limit"), cursor=_p(request, "cursor"),
-                          **filters)
+    page, search_error = _searched(request, lambda: qs.invocations(
+        app=_p(request, "app"), limit=_int(request, "limit"), cursor=_p(request, "cursor"), **filters))
     data = {**page, "filters": {**filters, "status": [s.upper() for v in filters["status"] for s in v.split(",") if s]}}
     keep = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "format")]
     data["next_url"] = ("/invocations?" + urlencode(keep + [("cursor", page["next_cursor"])])
                         if page["next_cursor"] else None)
     api = "/api/v1/invocations" + ("?" + urlencode([kv for kv in keep if kv[0] != "format"]) if keep else "")
-    return render(request, "invocations.html", "Invocations", data, api)
+    return _status(render(request, "invocations.html", "Invocations", data, api, search_error=search_error,
+                          search_help=SEARCH_HELP), search_error)
+
+
+def _searched(request: Request, read) -> tuple[dict, str | None]:
+    """(read(), None), or for a page (not its JSON twin) whose search is malformed, (an empty page, the
+    message) so the page shows it under the search box; the twin answers the one error shape."""
+    try:
+        return read(), None
+    except BadSearch as e:
+        if request.query_params.get("format") == "json":
+            raise
+        return {"items": [], "next_cursor": None, "running": False}, str(e)
+
+
+def _status(response: Response, search_error: str | None) -> Response:
+    if search_error:
+        response.status_code = 400
+    return response
 
 
 def invocation(request: Request) -> Response:
@@ -182,13 +201,15 @@ def log_explorer_page(request: Request) -> Response:
 def runs_page(request: Request) -> Response:
     p = request.query_params
     filters = {"task": _p(request, "task"), "status": p.getlist("status"), "since": _p(request, "since"),
-               "until": _p(request, "until"), "sort": _p(request, "sort"), "status_mode": _p(request, "status_mode")}
-    data = _qs(request).runs(app=_p(request, "app"), limit=_int(request, "limit") or 200,
-                             cursor=_p(request, "cursor"), **filters)
+               "until": _p(request, "until"), "sort": _p(request, "sort"), "status_mode": _p(request, "status_mode"),
+               "q": _p(request, "q")}
+    data, search_error = _searched(request, lambda: _qs(request).runs(
+        app=_p(request, "app"), limit=_int(request, "limit") or 200, cursor=_p(request, "cursor"), **filters))
     data["filters"] = {**filters, "status": [s.upper() for v in filters["status"] for s in v.split(",") if s]}
     keep = [(k, v) for k, v in p.multi_items() if k not in ("cursor", "format")]
     data["next_url"] = "/runs?" + urlencode(keep + [("cursor", data["next_cursor"])]) if data["next_cursor"] else None
-    return render(request, "runs.html", "Runs", data, "/api/v1/runs")
+    return _status(render(request, "runs.html", "Runs", data, "/api/v1/runs", search_error=search_error,
+                          search_help=SEARCH_HELP), search_error)
 
 
 def ops_page(request: Request) -> Response:
@@ -231,6 +252,12 @@ def task_page(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     return render(request, "task.html", f"Task {task_id}", reads.task_data(request),
                   _api(f"/api/v1/tasks/{segment(task_id)}", request, ("app", "since", "until")))
+
+
+def call_page(request: Request) -> Response:
+    call_id = request.path_params["call_id"]
+    return render(request, "call.html", f"Call {call_id}", reads.call_data(request),
+                  _api(f"/api/v1/calls/{segment(call_id)}", request, ("app", "limit")))
 
 
 def workflows_page(request: Request) -> Response:
@@ -294,6 +321,7 @@ ROUTES = [
     Route("/anomalies", anomalies_page),
     Route("/tasks", tasks_page),
     IdRoute("/tasks/", task_page, param="task_id"),
+    IdRoute("/calls/", call_page, param="call_id"),
     Route("/workflows", workflows_page),
     Route("/workflows/runs", workflow_runs_page),
     IdRoute("/workflows/runs/", workflow_run_page),

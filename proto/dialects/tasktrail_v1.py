@@ -7,7 +7,8 @@ reference. Runner context comes from record attributes, else from the resource.
 from __future__ import annotations
 
 from .. import names as n
-from ..model import AtomicDecision, AtomicExecution, Command, EventRecord, RunnerEvent, Transition, TriggerRun
+from ..model import (AtomicDecision, AtomicExecution, Command, EventRecord, InvocationCall, RunnerEvent, Transition,
+                     TriggerRun)
 from ..status import normalize
 from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, as_int, as_str,
                    leftover_json, to_micros)
@@ -19,6 +20,18 @@ _KNOWN = {spec.event_name: frozenset(a.name for a in spec.attributes) | _CTX_KEY
           for spec in n.TASKTRAIL_V1_EVENTS}
 _RUNNER_KIND = {n.EV_RUNNER_CONTEXT: "context", n.EV_RUNNER_STARTED: "started",
                 n.EV_RUNNER_STOPPED: "stopped", n.EV_RUNNER_HEARTBEAT: "heartbeat"}
+
+
+# The arguments an invocation_calls row keeps: a preview (its transitions keep the whole value).
+CALL_ARGUMENTS_CHARS = 8192
+
+
+def _call(rec: LogIn, a: dict, app: str, inv: str, rows: dict) -> None:
+    """The call the status record names (tasktrail.call.id): one invocation_calls row."""
+    args = as_str(a.get(n.TT_ARGUMENTS))
+    rows["invocation_calls"].append(InvocationCall(
+        rec.ts, app, str(a[n.TT_CALL_ID]), inv, a.get(n.TT_TASK_ID),
+        args[:CALL_ARGUMENTS_CHARS] if args is not None else None, n.TASKTRAIL_V1, rec.record_id))
 
 
 def _upper(v):
@@ -62,6 +75,8 @@ class TasktrailV1(Dialect):
                 as_str(a.get(n.TT_ERROR_MESSAGE)), as_str(a.get(n.TT_ERROR_TRACEBACK)),
                 as_float(a.get(n.TT_DURATION_S)), extra, as_int(a.get(n.TT_SEQ)), rid,
             ))
+            if a.get(n.TT_CALL_ID):
+                _call(rec, a, app, str(inv), rows)
             # The acting context is a runner too: keep its topology (once per request).
             if ctx_id and n.TT_RUNNER_ID in a and (app, ctx_id) not in out.contexts:
                 out.contexts.add((app, ctx_id))
