@@ -248,6 +248,7 @@ class Emitter:
         """The options of task `task_id`: concurrency control, key arguments, retries, batch size, cache, …"""
         self._emit(n.EV_TASK_DEFINITION, runner, timestamp, {
             n.TT_TASK_ID: task_id, n.TT_TASK_OPTIONS: _settings_json(options)})
+
     def queue_depth(self, queue: str, depth: int, *, consumers: Optional[Iterable[str]] = None,
                     consumer_count: Optional[int] = None, runner: Optional[Runner] = None, timestamp=None) -> None:
         """Messages waiting in `queue` now (tasktrail.queue.depth); `consumers`: runner ids that consume it."""
@@ -255,6 +256,20 @@ class Emitter:
             n.TT_QUEUE_NAME: queue, n.TT_QUEUE_PENDING: int(depth),
             n.TT_QUEUE_CONSUMERS: list(consumers) if consumers is not None else None,
             n.TT_QUEUE_CONSUMER_COUNT: consumer_count})
+
+    def command(self, command_id: str, state: str, *, kind: Optional[str] = None, target: Optional[str] = None,
+                target_kind: Optional[str] = None, reason: Optional[str] = None,
+                new_invocation_id: Optional[str] = None, runner: Optional[Runner] = None, timestamp=None) -> None:
+        """An agent's report on a command it was handed (docs/control.md): `state` delivered, done or refused;
+        `reason` why refused (or what was done); `new_invocation_id` a re-run's new invocation. The record id
+        is the command's id and state, so a report sent again (an agent restarting) counts once."""
+        state = state.lower()
+        if state not in n.COMMAND_AGENT_STATES:
+            raise ValueError(f"an agent reports {', '.join(n.COMMAND_AGENT_STATES)}, not {state!r}")
+        self._emit(n.EV_COMMAND, runner, timestamp, {
+            n.TT_CMD_ID: command_id, n.TT_CMD_STATE: state, n.TT_CMD_KIND: kind, n.TT_CMD_TARGET: target,
+            n.TT_CMD_TARGET_KIND: target_kind, n.TT_CMD_REASON: reason,
+            n.TT_CMD_NEW_INVOCATION_ID: new_invocation_id, n.TT_RECORD_ID: f"{command_id}:{state}:agent"})
 
     def log(self, message: str, *, level: int = 20, invocation_id: Optional[str] = None,
             task_id: Optional[str] = None, runner: Optional[Runner] = None, logger_name: Optional[str] = None,
@@ -280,7 +295,8 @@ class Emitter:
         attrs = _clean(attrs)
         if runner is not None:
             attrs.update(runner.attributes())
-        attrs[n.TT_RECORD_ID], attrs[n.TT_SEQ] = _IDENTITY.next()
+        rid, attrs[n.TT_SEQ] = _IDENTITY.next()
+        attrs[n.TT_RECORD_ID] = attrs.get(n.TT_RECORD_ID) or rid   # a record's own id where it has one
         self._send(_ns(timestamp) or time.time_ns(), event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE)
 
     def _send(self, ts: int, event_name, body, severity_number: int, severity_text: str, attrs: dict,

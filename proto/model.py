@@ -226,6 +226,25 @@ class QueueDepth(NamedTuple):
     record_id: Optional[str] = None
 
 
+class Command(NamedTuple):
+    """One state of one command (abort, rerun): requested by the API, delivered to a runner context,
+    then done, refused or expired (docs/control.md). The latest state per command_id wins (view `commands`)."""
+    ts: Micros
+    app_id: str
+    command_id: str
+    kind: str                       # abort | rerun
+    target: str                     # the invocation id or workflow run id acted on
+    target_kind: str                # invocation | workflow_run
+    state: str                      # requested | delivered | done | refused | expired
+    requested_by: Optional[str]     # the token's name, or "local"
+    runner_id: Optional[str]        # the runner context it was delivered to / that reported
+    reason: Optional[str]           # why refused or expired; what was done
+    parameters: Optional[str]       # JSON: what acting needs (task id, arguments preview, ...)
+    new_invocation_id: Optional[str]  # a re-run's new invocation
+    source: str                     # "api" (tasktrail's own records) or the dialect that carried it
+    record_id: Optional[str] = None
+
+
 class Resource(NamedTuple):
     """An OTLP resource, stored once per distinct attribute set."""
     resource_id: str
@@ -250,4 +269,6 @@ TABLES: dict[str, type] = {
     "metric_points": MetricPoint,
     "invocation_calls": InvocationCall,
     "queue_depths": QueueDepth,
+    # issue 19: commands (store/sql/0011_commands.sql)
+    "command_records": Command,
 }

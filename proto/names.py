@@ -286,6 +286,39 @@ TASKTRAIL_V1_EVENTS: tuple[EventSpec, ...] = (
              "as module.Class names, parallel_batch_size, call_result_cache, …)."),
     ) + _RUNNER_CTX),
 )
+# --- issue 19: commands (docs/control.md) ------------------------------------------------------------------
+EV_COMMAND = "tasktrail.command"
+TT_CMD_ID = "tasktrail.command.id"
+TT_CMD_KIND = "tasktrail.command.kind"
+TT_CMD_TARGET = "tasktrail.command.target"
+TT_CMD_TARGET_KIND = "tasktrail.command.target_kind"
+TT_CMD_STATE = "tasktrail.command.state"
+TT_CMD_REQUESTED_BY = "tasktrail.command.requested_by"
+TT_CMD_REASON = "tasktrail.command.reason"
+TT_CMD_PARAMETERS = "tasktrail.command.parameters"
+TT_CMD_NEW_INVOCATION_ID = "tasktrail.command.new_invocation_id"
+COMMAND_KINDS = ("abort", "rerun")
+COMMAND_TARGET_KINDS = ("invocation", "workflow_run")
+COMMAND_STATES = ("requested", "delivered", "done", "refused", "expired")
+COMMAND_FINAL_STATES = ("done", "refused", "expired")
+# What an agent may report (requested and expired are tasktrail's own).
+COMMAND_AGENT_STATES = ("delivered", "done", "refused")
+TASKTRAIL_V1_EVENTS += (
+    EventSpec(EV_COMMAND, "command", "A runner's agent reports what it did with a command tasktrail handed it "
+              "(GET /api/v1/agent/commands; docs/control.md). tasktrail itself records requested, delivered and "
+              "expired; an agent reports delivered, done or refused.", (
+                  Attr(TT_CMD_ID, "string", True, "The command's id, as handed out."),
+                  Attr(TT_CMD_STATE, "string", True, "delivered, done or refused."),
+                  Attr(TT_CMD_KIND, "string", False, "abort or rerun (as handed out)."),
+                  Attr(TT_CMD_TARGET, "string", False, "The invocation or workflow run acted on."),
+                  Attr(TT_CMD_TARGET_KIND, "string", False, "invocation or workflow_run."),
+                  Attr(TT_CMD_REASON, "string", False, "Why refused; on done, what was done."),
+                  Attr(TT_CMD_NEW_INVOCATION_ID, "string", False, "A re-run's new invocation (on done)."),
+                  Attr(TT_CMD_REQUESTED_BY, "string", False, "Who asked (tasktrail's own records)."),
+                  Attr(TT_CMD_PARAMETERS, "json", False, "What acting needs (tasktrail's own records)."),
+              ) + _RUNNER_CTX),
+)
+# --- end issue 19 ----------------------------------------------------------------------------------------------
 TASKTRAIL_V1_EVENTS = tuple(e._replace(attributes=e.attributes + _IDENTITY) for e in TASKTRAIL_V1_EVENTS)
 
 # --- queue depths (query/queues.py) --------------------------------------------------------

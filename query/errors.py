@@ -9,3 +9,7 @@ class NotFound(LookupError):
 
 class BadRequest(ValueError):
     """A filter, cursor or SQL statement the query service will not run."""
+
+
+class Conflict(ValueError):
+    """The request cannot be carried out in the entity's present state (abort a finished invocation): 409."""

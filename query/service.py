@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 from tasktrail.store.api import EventLog, QueryTimeout
 
-from . import (atomic, dashboards, definitions, events, family, invocations as inv, metrics, params, search, sql, tasks,
-               timeline, traces, values, workflow_compare)
+from . import (atomic, commands, dashboards, definitions, events, family, invocations as inv, metrics, params, search,
+               sql, tasks, timeline, traces, values, workflow_compare)
 from . import calls, contexts
 from . import queues as queue_reads
 from . import timeline_options
@@ -57,7 +57,7 @@ class QuerySettings:
     previews: values.PreviewLimits = values.PreviewLimits()
 
 
-class QueryService(Health, LogReads):
+class QueryService(Health, LogReads, commands.CommandReads):
     LEVELS = params.LEVELS
     TIMELINE_DEFAULT_LIMIT = timeline.DEFAULT_LIMIT
     TIMELINE_MAX_LIMIT = timeline.MAX_LIMIT
@@ -113,13 +113,15 @@ class QueryService(Health, LogReads):
         return contexts.with_contexts(self._q, inv.history(raw), raw, app)
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
-        return self._detail(invocation_id, app, *self._raw(invocation_id, app))
+        """Its detail, with the commands aimed at it and its re-run links (`commands`, `rerun_of`, `reruns`)."""
+        detail = self._detail(invocation_id, app, *self._raw(invocation_id, app))
+        return {**detail, **commands.for_invocation(self._q, invocation_id)}
 
     def invocation_page(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """What the invocation page shows: the detail, its history (from one read of its time range and
         of its transitions), family, log lines and trigger runs."""
         rng, raw = self._raw(invocation_id, app)
-        detail = self._detail(invocation_id, app, rng, raw)
+        detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id)}
         detail["history"] = contexts.with_contexts(self._q, inv.history(raw), raw, app)
         detail["family"] = self._family(invocation_id, rng)
         detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)

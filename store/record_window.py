@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 # (at-least-once delivery) is not appended twice. Spans are identified as Jaeger and Tempo do.
 IDENTITY = {t: "record_id" for t in ("transitions", "runner_events", "atomic_decisions", "atomic_executions",
                                      "event_records", "trigger_runs", "log_records",
-                                     "definitions", "invocation_calls", "queue_depths")} | {"spans": "trace_id || span_id"}
+                                     "definitions", "invocation_calls", "queue_depths", "command_records")} | {"spans": "trace_id || span_id"}
 
 
 class RecordWindow:

@@ -86,6 +86,9 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
                    AND later.kind = definitions.kind AND later.subject_id = definitions.subject_id
                    AND later.ts > definitions.ts)""",
             "DELETE FROM queue_depths WHERE ts < $cutoff AND batch < $young",
+            # issue 19: whole commands, once their last record is past the window
+            "DELETE FROM command_records WHERE command_id IN (SELECT command_id FROM command_records GROUP BY "
+            "command_id HAVING max(ts) < $cutoff AND max(batch) < $young)",
             "DELETE FROM ingest_ledger WHERE received_at < $cutoff",
         ]
         for sql in statements:

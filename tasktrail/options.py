@@ -198,11 +198,20 @@ CELERY = _options(
                  help="Seconds between two counts of the Celery broker's queues."),
 )
 
+# issue 19: commands (docs/control.md).
+CONTROL = _options(
+    click.option("--command-ttl", type=float, default=Settings.command_ttl_s, show_default=True,
+                 envvar="TASKTRAIL_COMMAND_TTL", help="Seconds after which a command (abort, re-run) no runner's "
+                 "agent finished ends `expired`."),
+    click.option("--read-only", is_flag=True, default=False, envvar="TASKTRAIL_READ_ONLY",
+                 help="Turn every action off: abort and re-run answer 403 and their buttons are hidden."),
+)
+
 LOG_LEVEL = click.option("--log-level", default="info", show_default=True,
                          type=click.Choice(["debug", "info", "warning", "error"]))
 
 _GROUPS = (STORE, LISTENERS, ACCESS, CONNECTIONS, WRITER, ANOMALIES, LINKS, READ_LIMITS, RETENTION, PREVIEWS,
-           CELERY, LOG_LEVEL)
+           CELERY, CONTROL, LOG_LEVEL)
 
 
 def serve_options(fn):
@@ -243,7 +252,7 @@ def settings_from(opts: dict) -> Settings:
         max_tails_per_client=opts["max_tails_per_client"], retention_days=opts["retention_days"],
         keep_failed_days=opts["keep_failed_days"], max_logs_per_invocation=opts["max_logs_per_invocation"],
         preview_bytes=opts["preview_bytes"], traceback_preview_bytes=opts["traceback_preview_bytes"],
-        **_celery(opts))
+        command_ttl_s=opts["command_ttl"], read_only=opts["read_only"], **_celery(opts))
 
 
 def _celery(opts: dict) -> dict:

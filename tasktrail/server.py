@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from tasktrail.ingest.decode import rpc_status
 from tasktrail.ingest.grpc import start_grpc_server
 from tasktrail.ingest.http import create_otlp_http_app
+from tasktrail.commands import CommandDesk
 from tasktrail.ingest.pipeline import Ingestor
 from tasktrail.query.anomalies import AnomalySettings
 from tasktrail.query.service import QueryService, QuerySettings
@@ -148,9 +149,11 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
     try:
         limits = connection_limits(settings, listeners=(role != "ingest") + 2 * (ingestor is not None))
         closed = closed_counter(registry)
+        desk = None
         if role != "ingest":
-            servers.append(_web_server(settings, QueryService(store, query_settings(settings)), registry, limits,
-                                       closed))
+            query = QueryService(store, query_settings(settings))
+            desk = CommandDesk(store, query, ttl_s=settings.command_ttl_s, read_only=settings.read_only)
+            servers.append(_web_server(settings, query, registry, limits, closed, desk))
             socks.append(_bind(settings.host, settings.http_port))
         if ingestor is not None:
             servers.append(_otlp_http_server(settings, ingestor, limits, closed))
@@ -173,11 +176,11 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         celery = asyncio.create_task(celery_queues.poll(
             ingestor, settings.celery_broker, settings.celery_app, settings.celery_queues, settings.celery_poll_s,
             stop)) if ingestor is not None and settings.celery_broker else None
+        expiry = asyncio.create_task(_expire_periodically(desk, settings, stop)) if desk is not None else None
         await stop.wait()
-        if retention is not None:
-            retention.cancel()
-        if celery is not None:
-            celery.cancel()
+        for task in (retention, celery, expiry):
+            if task is not None:
+                task.cancel()
         log.info("stopping: closing listeners, draining the write queue")
         for s in servers:
             s.should_exit = True
@@ -193,14 +196,16 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         await asyncio.get_running_loop().run_in_executor(None, store.close)
 
 
-def _web_server(settings: Settings, query: QueryService, registry, limits: ConnectionLimits, closed) -> _Server:
-    """The web listener's server: pages, API and /metrics over `query`."""
+def _web_server(settings: Settings, query: QueryService, registry, limits: ConnectionLimits, closed,
+                desk: Optional[CommandDesk] = None) -> _Server:
+    """The web listener's server: pages, API and /metrics over `query`; commands through `desk`."""
     registry.register(LogCollector(query))
     web_settings = WebSettings(api_token=settings.api_token, metrics_public=settings.metrics_public,
                                jaeger_url=settings.jaeger_url, tempo_url=settings.tempo_url,
                                public_url=settings.public_url, max_tails=settings.max_tails,
-                               max_tails_per_client=settings.max_tails_per_client)
-    web_app = guard_hosts(create_app(query, web_settings, registry), settings, settings.api_token, _web_refusal)
+                               max_tails_per_client=settings.max_tails_per_client,
+                               ingest_token=settings.ingest_token, read_only=settings.read_only)
+    web_app = guard_hosts(create_app(query, web_settings, registry, commands=desk), settings, settings.api_token, _web_refusal)
     return _Server(_http_config(web_app, limits, _web_refusal, "web", closed))
 
 
@@ -234,6 +239,21 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+async def _expire_periodically(desk: CommandDesk, settings: Settings, stop: asyncio.Event) -> None:
+    """Expire commands nobody finished within --command-ttl: checked every tenth of it (1 to 30 s)."""
+    loop = asyncio.get_running_loop()
+    every = min(30.0, max(1.0, settings.command_ttl_s / 10))
+    while not stop.is_set():
+        try:
+            n = await loop.run_in_executor(None, desk.expire_due)
+            if n:
+                log.info("commands: %d expired (no runner finished them within %g s)", n, settings.command_ttl_s)
+        except Exception as exc:  # expiry must never take the server down; it tries again next time
+            log.error("command expiry failed: %s", exc)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
 
 
 async def _retain_periodically(store, settings: Settings, stop: asyncio.Event) -> None:

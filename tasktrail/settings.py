@@ -80,6 +80,9 @@ class Settings:
     celery_app: str = "celery"
     celery_queues: tuple = ()
     celery_poll_s: float = 5.0
+    # issue 19: commands (tasktrail/commands.py, docs/control.md).
+    command_ttl_s: float = 600.0
+    read_only: bool = False
 
     def validate(self) -> list[str]:
         """Reasons the settings cannot work; empty when they can."""
@@ -115,6 +118,8 @@ class Settings:
             problems.append("sql_concurrency must be between 1 and 64")
         if self.max_tails < 1 or self.max_tails_per_client < 1:
             problems.append("max_tails and max_tails_per_client must be at least 1")
+        if self.command_ttl_s <= 0:
+            problems.append("command_ttl_s must be positive")
         if self.max_logs_per_invocation < 1:
             problems.append("max_logs_per_invocation must be at least 1")
         if self.store and not self.store.startswith("ducklake:"):
@@ -212,4 +217,7 @@ SETTINGS_HELP = {
     "celery_queues": "Celery queues to count (default: on Redis every queue kombu declared there, and celery; "
                      "on RabbitMQ celery).",
     "celery_poll_s": "Seconds between two counts of the Celery broker's queues.",
+    "command_ttl_s": "A command (abort, re-run) no runner's agent finished this many seconds after its last record "
+                     "ends `expired` (docs/control.md).",
+    "read_only": "Turn every action off: abort and re-run answer 403 and their buttons are hidden.",
 }

@@ -69,8 +69,8 @@ def test_schema_matches_row_types_and_views_exist(tmp_path):
         cols = [r[0] for r in store.query(f"describe {table}").rows]
         assert cols == ["batch", *row._fields]
     views = {r[0] for r in store.query("select view_name from duckdb_views() where not internal").rows}
-    assert {"invocations", "status_transitions", "runners", "logs", "atomic_service_executions"} <= views
-    assert store.schema_version() == migration_files()[-1][0] >= "0008_definitions"
+    assert {"invocations", "status_transitions", "runners", "logs", "atomic_service_executions", "commands"} <= views
+    assert store.schema_version() == migration_files()[-1][0] >= "0011_commands"
     store.close()
 
 

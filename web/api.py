@@ -12,6 +12,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from . import commands
 from .errors import error_response
 from .idroutes import IdRoute, id_routes
 from .queues import queue_api, queues_api
@@ -21,6 +22,7 @@ from starlette.routing import Route
 
 from tasktrail.query import values
 from tasktrail.query.errors import BadRequest
+from tasktrail.query.params import flag
 from tasktrail.query.service import QueryService
 
 
@@ -81,7 +83,13 @@ def download(data: bytes, name: str, is_json: bool) -> Response:
 
 
 def history(request: Request):
-    return JSONResponse(_qs(request).history(request.path_params["id"], _p(request, "app")))
+    """Its status history; with `commands=true` the records of the commands aimed at it in line (issue 19)."""
+    qs, inv_id = _qs(request), request.path_params["id"]
+    rows = qs.history(inv_id, _p(request, "app"))
+    if flag("commands", _p(request, "commands")):
+        rows = commands.history_lines(rows, qs.invocation_commands(inv_id)["commands"])
+    return JSONResponse(rows)
+
 
 
 def family(request: Request):
@@ -361,6 +369,7 @@ def openapi(request: Request):
 
 
 ROUTES = [
+    *commands.ROUTES,   # issue 19 (web/commands.py): before the id routes they share a prefix with
     Route("/openapi.json", openapi),
     Route("/apps", apps),
     Route("/invocations", invocations),

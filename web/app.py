@@ -21,6 +21,7 @@ from tasktrail.proto.bearer import token_ok
 from tasktrail.query.service import QueryService
 
 from . import api, pages
+from .commands import AGENT_PATH
 from .errors import EXCEPTION_HANDLERS, error_response
 from .metrics import TailCollector, metrics_endpoint
 from .tail_hub import TailHub
@@ -49,6 +50,8 @@ class WebSettings:
     max_tails: int = 256                 # live log tails open at once (web/tail_hub.py)
     max_tails_per_client: int = 16       # ... and per client address
     public_url: Optional[str] = None  # https:// here makes the login cookie Secure
+    ingest_token: Optional[str] = None   # what agents polling for commands send (web/commands.py)
+    read_only: bool = False              # --read-only: every action off, its buttons hidden
 
 
 def session_value(api_token: str) -> str:
@@ -71,7 +74,7 @@ class TokenMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.settings.api_token:
             path = scope["path"]
-            if not (path in OPEN_PATHS or path.startswith("/static/")
+            if not (path in OPEN_PATHS or path.startswith("/static/") or path == AGENT_PATH
                     or (path == "/metrics" and self.settings.metrics_public)):
                 request = Request(scope)
                 cookie = request.cookies.get(COOKIE)
@@ -178,7 +181,8 @@ def _api_mount() -> Mount:
     return mount
 
 
-def create_app(query: QueryService, settings: WebSettings = WebSettings(), registry=None) -> Starlette:
+def create_app(query: QueryService, settings: WebSettings = WebSettings(), registry=None, commands=None) -> Starlette:
+    """The app over `query`; `commands`: the command desk (tasktrail/commands.py) or None (no actions)."""
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -194,11 +198,12 @@ def create_app(query: QueryService, settings: WebSettings = WebSettings(), regis
     app.state.query = query
     app.state.registry = registry
     app.state.web_settings = settings
+    app.state.commands = commands
     app.state.tail_interval_s = settings.tail_interval_s
     app.state.tails = TailHub(query, interval_s=settings.tail_interval_s, max_total=settings.max_tails,
                               max_per_client=settings.max_tails_per_client)
     if registry is not None:
         registry.register(TailCollector(app.state.tails))
     app.state.page_settings = {"jaeger": bool(settings.jaeger_url), "tempo": bool(settings.tempo_url),
-                               "login": bool(settings.api_token)}
+                               "login": bool(settings.api_token), "read_only": settings.read_only}
     return app

@@ -7,7 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tasktrail.query.errors import BadRequest, NotFound, QueryTimeout, ReadersBusy, StoreClosed, StoreUnavailable
+from tasktrail.query.errors import BadRequest, Conflict, NotFound, QueryTimeout, ReadersBusy, StoreClosed, StoreUnavailable
 
 log = logging.getLogger("tasktrail.web")
 
@@ -45,6 +45,10 @@ async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
     return answer(request, 400, str(exc))
 
 
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return answer(request, 409, str(exc))
+
+
 async def _timeout(request: Request, exc: Exception) -> JSONResponse:
     return answer(request, 504, str(exc))
 
@@ -69,6 +73,7 @@ async def _server_error(request: Request, exc: Exception) -> JSONResponse:
 EXCEPTION_HANDLERS = {
     NotFound: _not_found,
     BadRequest: _bad_request,
+    Conflict: _conflict,
     QueryTimeout: _timeout,
     StoreClosed: _unavailable,
     StoreUnavailable: _unavailable,

@@ -77,6 +77,35 @@ SEARCH = _q("q", "Search: ids, task names, arguments, result, error; prefixes ar
             "window (default the last 24 h; since=all for all).")
 
 
+def _action(summary: str) -> dict:
+    """A command request (issue 19): no body, 202 with the command once it is in the log."""
+    return {"post": {"summary": summary, "parameters": [ID], "responses": {
+        "202": {"description": "Requested: {command_id, state, kind, target} (the command is durable in the log)",
+                "content": {"application/json": {"schema": {"type": "object"}}}},
+        "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
+        "409": {"$ref": "#/components/responses/Error"}}}}
+
+
+# issue 19: commands (web/commands.py, docs/control.md)
+COMMAND_PATHS = {
+    "/invocations/{id}/abort": _action("Abort an unfinished invocation: a command its app's agent carries out."),
+    "/invocations/{id}/rerun": _action("Re-run a finished invocation with its task and arguments (its app's agent)."),
+    "/invocations/{id}/control": _get("What the invocation page shows of commands: {commands, rerun_of, reruns, "
+                                      "agents, read_only, abort, rerun, why}.", [ID]),
+    "/workflows/runs/{id}/abort": _action("Abort a workflow run's unfinished members."),
+    "/workflows/runs/{id}/rerun": _action("Re-run a finished workflow run's root."),
+    "/workflows/runs/{id}/control": _get("What the workflow run page shows of commands (as for an invocation).",
+                                         [ID]),
+    "/commands": _get("Commands, newest requested first: {items, next_cursor}.", [
+        APP, _q("target", "Invocation or workflow run id."),
+        _q("state", "requested, delivered, done, refused or expired."), SINCE, LIMIT, CURSOR]),
+    "/commands/{id}": _get("One command with every record of its life (`records`).", [ID]),
+    "/agent/commands": _get("Agents' long-poll (the ingest token as bearer): the app's requested commands, each "
+                            "recorded delivered to `runner` before the answer: {commands, poll_again_s}.", [
+        _q("app", "The agent's app."), _q("runner", "The polling runner context."),
+        _q("wait", "Seconds to wait for a command (at most 30).", "number", minimum=0, maximum=30)]),
+}
+
 PATHS = {
     "/apps": _get("Apps seen, with first and last activity and invocation counts.", [], "array"),
     "/invocations": _get("Invocations, filtered, sorted and paginated.", [
@@ -96,7 +125,11 @@ PATHS = {
               "schema": {"type": "string", "enum": ["arguments", "result", "error_message", "error_traceback"]}},
          APP]),
     "/invocations/{id}/history": _get("Its status history, oldest first; each record with the class, host, pid "
-                                      "and thread of the runner context that made it.", [ID, APP], "array"),
+                                      "and thread of the runner context that made it; with commands=true the "
+                                      "records of the commands aimed at it in line (each with `command`: "
+                                      "{command_id, kind}).",
+                                      [ID, APP, _q("commands", "true: the command records in line.", "boolean")],
+                                      "array"),
     "/invocations/{id}/family": _get("Its family tree: root, nodes, edges.", [ID, APP]),
     "/invocations/{id}/logs": _get("Its log lines, oldest first.", [ID, LIMIT], "array"),
     "/runners": _get("Runner contexts, alive or not.", [APP], "array"),
@@ -173,6 +206,7 @@ PATHS = {
     "/ops": _get("In flight, recent failures, heartbeats, scheduler, ingest figures.", [APP]),
     "/sql": _post("One read-only SELECT over the log (time limit and row cap apply).", {
         "type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}),
+    **COMMAND_PATHS,
 }
 
 QUEUES_SINCE = _q("since", "RFC 3339 time, relative like -15m, or `all`; default the last hour.")

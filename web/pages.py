@@ -21,6 +21,7 @@ from tasktrail.query.timeline_options import RESOLUTIONS
 
 from . import api as reads
 from .api import _int, _p
+from . import commands
 from .idroutes import IdRoute
 from .queues import queues_page
 from .responses import JSONResponse
@@ -109,6 +110,9 @@ def _status(response: Response, search_error: str | None) -> Response:
 def invocation(request: Request) -> Response:
     qs, inv_id = _qs(request), request.path_params["id"]
     detail = qs.invocation_page(inv_id, _p(request, "app"))
+    detail["control"] = commands.control(request, detail["app_id"], detail["status"], detail["is_final"],
+                                         {k: detail[k] for k in ("commands", "rerun_of", "reruns")})
+    detail["history_lines"] = commands.history_lines(detail["history"], detail["commands"])
     return render(request, "invocation.html", f"Invocation {inv_id}", detail, f"/api/v1/invocations/{segment(inv_id)}")
 
 
@@ -284,8 +288,10 @@ def workflow_type_page(request: Request) -> Response:
 
 def workflow_run_page(request: Request) -> Response:
     wid = request.path_params["id"]
-    return render(request, "workflow_run.html", f"Workflow run {wid}", reads.workflow_run_data(request),
-                  _api(f"/api/v1/workflows/runs/{segment(wid)}", request, ("app", "histogram_status")))
+    data = reads.workflow_run_data(request)
+    return render(request, "workflow_run.html", f"Workflow run {wid}", data,
+                  _api(f"/api/v1/workflows/runs/{segment(wid)}", request, ("app", "histogram_status")),
+                  control=commands.workflow_run_control_data(request, wid))  # template-only: the twin is the API's
 
 
 def workflow_compare_page(request: Request) -> Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from .. import names as n
-from ..model import (AtomicDecision, AtomicExecution, Definition, EventRecord, InvocationCall, QueueDepth,
+from ..model import (AtomicDecision, AtomicExecution, Command, Definition, EventRecord, InvocationCall, QueueDepth,
                      RunnerEvent, Transition, TriggerRun)
 from ..status import normalize
 from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, as_int, as_str,
@@ -120,6 +120,8 @@ class TasktrailV1(Dialect):
             return self._definition(rec, res, a, ev, (ctx_id, cls, parent), rid, out)
         if ev == n.EV_QUEUE_DEPTH:
             return self._queue_depth(rec, a, app, ctx_id, rid, rows)
+        if ev == n.EV_COMMAND:
+            return self._command(rec, a, app, ctx_id, rid, rows)
         return False
 
     def _definition(self, rec: LogIn, res, a: dict, ev: str, ctx: tuple, rid, out: Out) -> bool:
@@ -159,6 +161,20 @@ class TasktrailV1(Dialect):
         rows["queue_depths"].append(QueueDepth(
             rec.ts, app, str(queue), depth, as_ids(consumers) if consumers is not None else None,
             as_int(a.get(n.TT_QUEUE_CONSUMER_COUNT)), str(ctx_id) if ctx_id else None, self.name, rid))
+        return True
+
+    def _command(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:
+        """An agent's report on a command (issue 19): only the states an agent may report are commands;
+        anything else (a forged "requested") stays a raw record."""
+        cmd_id, state = a.get(n.TT_CMD_ID), as_str(a.get(n.TT_CMD_STATE))
+        state = state.lower() if state else None
+        if not cmd_id or state not in n.COMMAND_AGENT_STATES:
+            return False
+        rows["command_records"].append(Command(
+            rec.ts, app, str(cmd_id), as_str(a.get(n.TT_CMD_KIND)) or "", as_str(a.get(n.TT_CMD_TARGET)) or "",
+            as_str(a.get(n.TT_CMD_TARGET_KIND)) or "", state, None, ctx_id, as_str(a.get(n.TT_CMD_REASON)),
+            None, as_str(a.get(n.TT_CMD_NEW_INVOCATION_ID)), self.name, rid,
+        ))
         return True
 
     def _atomic_decision(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:

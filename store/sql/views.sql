@@ -40,3 +40,23 @@ CREATE OR REPLACE VIEW atomic_service_executions AS
 SELECT app_id, run_id, arg_max(runner_id, ts) AS runner_id, min(start_ts) AS start_ts,
        arg_max(end_ts, ts) AS end_ts, arg_max(status, status_order(ts, status)) AS status, arg_max(reason, ts) AS reason
 FROM atomic_executions GROUP BY app_id, run_id;
+
+-- issue 19: each command's latest state (docs/control.md). A state outranks the ones before it in a command's
+-- life (requested < delivered < expired < done = refused: a runner's late report of what it did wins over
+-- expiry), then the later record; every state stays in `command_records`.
+CREATE OR REPLACE MACRO command_state_order(ts, state) AS
+    (CASE state WHEN 'requested' THEN 0 WHEN 'delivered' THEN 1 WHEN 'expired' THEN 2 ELSE 3 END)
+    * 10000000000000000 + epoch_us(ts);
+CREATE OR REPLACE VIEW commands AS
+SELECT command_id, arg_min(app_id, ts) FILTER (WHERE state = 'requested') AS app_id, arg_min(kind, ts) AS kind, arg_min(target, ts) AS target,
+       arg_min(target_kind, ts) AS target_kind,
+       arg_min(requested_by, ts) FILTER (WHERE state = 'requested') AS requested_by,
+       min(ts) FILTER (WHERE state = 'requested') AS requested_at,
+       arg_max(state, command_state_order(ts, state)) AS state,
+       arg_max(runner_id, command_state_order(ts, state)) FILTER (WHERE runner_id IS NOT NULL) AS runner_id,
+       max(ts) AS updated_at,
+       arg_max(reason, command_state_order(ts, state)) FILTER (WHERE reason IS NOT NULL) AS reason,
+       arg_min(parameters, ts) FILTER (WHERE state = 'requested') AS parameters,
+       max(new_invocation_id) AS new_invocation_id
+FROM command_records GROUP BY command_id
+HAVING count(*) FILTER (WHERE state = 'requested') > 0;  -- a report on no known command is kept, not shown

@@ -1,0 +1,131 @@
+"""Commands (abort, rerun): the read model over the log's `command_records` and the `commands` view.
+
+Each command's life is a run of records: requested (the API), delivered (handed to one runner context),
+then done, refused or expired (docs/control.md). The view `commands` (store/sql/views.sql) folds them into
+one row per command, its latest state by that order; `records` shows every state of one command.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Optional, Sequence
+
+from tasktrail.proto.names import COMMAND_FINAL_STATES, COMMAND_STATES
+
+from . import params
+from .errors import BadRequest, NotFound
+from .params import cursor_of, cursor_values, cursor_time, iso
+from .reader import Reader, conditions, where
+
+COLUMNS = ("command_id", "app_id", "kind", "target", "target_kind", "requested_by", "requested_at", "state",
+           "runner_id", "updated_at", "reason", "parameters", "new_invocation_id")
+_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM commands"
+
+
+def ended(status: Optional[str], is_final: bool) -> bool:
+    """Whether an invocation is over for commands: final, or KILLED (aborted work: pynenc may still reroute
+    it, but nothing of it runs now). Abort needs it not ended, re-run needs it ended."""
+    return bool(is_final) or status == "KILLED"
+
+
+def shape(row: dict) -> dict:
+    """One command as the API answers it (API.md): times RFC 3339, parameters as JSON, `is_final`."""
+    out = dict(row)
+    out["requested_at"], out["updated_at"] = iso(row["requested_at"]), iso(row["updated_at"])
+    out["parameters"] = json.loads(row["parameters"]) if row.get("parameters") else {}
+    out["is_final"] = row["state"] in COMMAND_FINAL_STATES
+    return out
+
+
+def listing(q: Reader, *, app: Optional[str], target: Optional[str], state: Optional[str],
+            since: Optional[datetime], limit: int, cursor: Optional[str]) -> dict:
+    """{items: [command], next_cursor}: the newest requested first. `state` one of COMMAND_STATES
+    (BadRequest otherwise); `since` on requested_at; `cursor` the previous page's next_cursor."""
+    if state is not None and state not in COMMAND_STATES:
+        raise BadRequest(f"state must be one of {', '.join(COMMAND_STATES)}, got {state!r}")
+    clauses, args = conditions(("app_id = ?", app), ("target = ?", target), ("state = ?", state),
+                               ("requested_at >= ?", since))
+    after = cursor_values(cursor, 2)
+    if after:
+        clauses.append("(requested_at, command_id) < (?, ?)")
+        args += [cursor_time(after[0]), after[1]]
+    rows = q(f"{_SELECT} {where(clauses)} ORDER BY requested_at DESC, command_id DESC LIMIT ?",
+             args + [limit + 1]).dicts()
+    nxt = cursor_of(rows[limit - 1]["requested_at"], rows[limit - 1]["command_id"]) if len(rows) > limit else None
+    return {"items": [shape(r) for r in rows[:limit]], "next_cursor": nxt}
+
+
+def one(q: Reader, command_id: str) -> dict:
+    """The command `command_id` with `records`, every state it went through, oldest first. Raises NotFound."""
+    rows = q(f"{_SELECT} WHERE command_id = ?", [command_id]).dicts()
+    if not rows:
+        raise NotFound(f"no command {command_id!r}")
+    out = shape(rows[0])
+    out["records"] = records(q, [command_id]).get(command_id, [])
+    return out
+
+
+def records(q: Reader, ids: Sequence[str]) -> dict[str, list[dict]]:
+    """{command_id: [{timestamp, state, runner_id, reason, new_invocation_id, source}]}, oldest first."""
+    if not ids:
+        return {}
+    ph = ", ".join("?" * len(ids))
+    rows = q(f"SELECT command_id, ts, state, runner_id, reason, new_invocation_id, source FROM command_records "
+             f"WHERE command_id IN ({ph}) ORDER BY ts, state", list(ids)).dicts()
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        cid, ts = r.pop("command_id"), r.pop("ts")
+        out.setdefault(cid, []).append({"timestamp": iso(ts), **r})
+    return out
+
+
+def for_invocation(q: Reader, invocation_id: str) -> dict:
+    """What an invocation's page shows of commands: `commands` aimed at it (each with its `records`, newest
+    first), `rerun_of` (the invocation this one re-ran, or None) and `reruns` (the invocations re-running
+    it), both from done re-run commands."""
+    rows = q(f"{_SELECT} WHERE target = ? OR list_contains(json_extract_string(parameters, '$.invocations[*]'), ?)"
+             f" ORDER BY requested_at DESC LIMIT 200", [invocation_id, invocation_id]).dicts()
+    recs = records(q, [r["command_id"] for r in rows])
+    cmds = [{**shape(r), "records": recs.get(r["command_id"], [])} for r in rows]
+    reruns = [c["new_invocation_id"] for c in reversed(cmds) if c["kind"] == "rerun" and c["new_invocation_id"]]
+    back = q("SELECT target FROM commands WHERE kind = 'rerun' AND new_invocation_id = ? LIMIT 1",
+             [invocation_id]).rows
+    return {"commands": cmds, "rerun_of": back[0][0] if back else None, "reruns": reruns}
+
+
+def pending(q: Reader, app: str, limit: int = 100) -> list[dict]:
+    """The app's commands still `requested` (not handed out), oldest first, with their parameters."""
+    rows = q(f"{_SELECT} WHERE app_id = ? AND state = 'requested' ORDER BY requested_at, command_id LIMIT ?",
+             [app, limit]).dicts()
+    return [shape(r) for r in rows]
+
+
+def due(q: Reader, before: datetime, limit: int = 1000) -> list[dict]:
+    """Commands requested or delivered whose latest record is older than `before` (naive UTC): to expire."""
+    return [shape(r) for r in q(f"{_SELECT} WHERE state IN ('requested', 'delivered') AND updated_at < ? "
+                                f"ORDER BY updated_at LIMIT ?", [before, limit]).dicts()]
+
+
+class CommandReads:
+    """The command reads of the query facade (QueryService mixes this in: it gives `_q`, `_window`)."""
+
+    def commands(self, *, app=None, target=None, state=None, since=None, limit=None, cursor=None) -> dict:
+        """{items: [command], next_cursor}, newest requested first (API.md `GET /commands`)."""
+        return listing(self._q, app=app, target=target, state=state, since=self._window(since, None)[0],
+                       limit=params.limit(limit), cursor=cursor)
+
+    def command(self, command_id: str) -> dict:
+        """One command with every record of its life; raises NotFound."""
+        return one(self._q, command_id)
+
+    def invocation_commands(self, invocation_id: str) -> dict:
+        """{commands, rerun_of, reruns} of one invocation (for_invocation)."""
+        return for_invocation(self._q, invocation_id)
+
+    def pending_commands(self, app: str, limit: int = 100) -> list[dict]:
+        """The app's commands not handed out yet, oldest first."""
+        return pending(self._q, app, limit)
+
+    def due_commands(self, before) -> list[dict]:
+        """Commands requested or delivered with no record since `before` (naive UTC datetime)."""
+        return due(self._q, before)

@@ -1,0 +1,164 @@
+"""Commands over HTTP (issue 19, docs/control.md): abort and re-run requests, their read-back, and the
+agents' long-poll. The composition root hands the app a command desk (`app.state.commands`: request,
+hand_out, agents, describe; tasktrail/commands.py); the web never appends to the log itself.
+
+Requests pass the API token and cross-site checks like every mutating route (web/app.py); --read-only
+refuses them with 403. The agents' poll takes the ingest token instead of the API token."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import Route
+
+from tasktrail.proto.bearer import token_ok
+from tasktrail.query.commands import ended
+from tasktrail.query.errors import BadRequest, NotFound
+
+from .errors import error_response
+from .idroutes import IdRoute
+from .responses import JSONResponse
+
+AGENT_PATH = "/api/v1/agent/commands"
+MAX_WAIT_S = 30.0     # the longest long-poll
+POLL_EVERY_S = 0.2    # how often a waiting poll looks for new commands
+
+
+def _desk(request: Request):
+    return request.app.state.commands
+
+
+def requested_by(request: Request) -> str:
+    """Who asks: the token's name ("api", the one API token) when the server has one, else "local"."""
+    return "api" if request.app.state.web_settings.api_token else "local"
+
+
+def _refusal(request: Request):
+    """The answer refusing a command request here, or None when it may go on."""
+    desk = _desk(request)
+    if desk is None:
+        return error_response(503, "commands are not available on this node (no command desk)")
+    if request.app.state.web_settings.read_only:
+        return error_response(403, "this server is read-only (--read-only): abort and re-run are off")
+    return None
+
+
+def _requester(kind: str, target_kind: str):
+    async def endpoint(request: Request):
+        refused = _refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            cmd = await run_in_threadpool(_desk(request).request, kind, target_kind, request.path_params["id"],
+                                          requested_by(request))
+        except PermissionError as exc:
+            return error_response(403, str(exc))
+        return JSONResponse(cmd, status_code=202)
+    return endpoint
+
+
+def commands(request: Request):
+    p = request.query_params
+    limit = p.get("limit")
+    try:
+        limit = int(limit) if limit else None
+    except ValueError:
+        raise BadRequest(f"limit must be an integer, got {limit!r}") from None
+    return JSONResponse(request.app.state.query.commands(
+        app=p.get("app") or None, target=p.get("target") or None, state=p.get("state") or None,
+        since=p.get("since") or None, limit=limit, cursor=p.get("cursor") or None))
+
+
+def command(request: Request):
+    return JSONResponse(request.app.state.query.command(request.path_params["id"]))
+
+
+async def agent_commands(request: Request):
+    """The agents' long-poll: `app`, `runner` (the polling runner context), `wait` (seconds, ≤ 30). Answers
+    {commands: [...], poll_again_s} as soon as there are commands, else after `wait`; each command handed
+    out is recorded `delivered` to `runner` before this answers (tasktrail/commands.py)."""
+    settings = request.app.state.web_settings
+    if settings.ingest_token and not token_ok(settings.ingest_token, request.headers.get("authorization")):
+        return error_response(401, "missing or wrong ingest token (Authorization: Bearer <token>)",
+                              {"WWW-Authenticate": "Bearer"})
+    desk = _desk(request)
+    if desk is None:
+        return error_response(503, "commands are not available on this node (no command desk)")
+    p = request.query_params
+    app, runner = p.get("app") or "", p.get("runner") or ""
+    try:
+        wait = min(MAX_WAIT_S, max(0.0, float(p.get("wait") or 0)))
+    except ValueError:
+        raise BadRequest(f"wait must be a number of seconds, got {p.get('wait')!r}") from None
+    deadline = time.monotonic() + wait
+    while True:
+        got = await run_in_threadpool(desk.hand_out, app, runner)
+        if got or time.monotonic() >= deadline or await request.is_disconnected():
+            return JSONResponse({"commands": got, "poll_again_s": 0 if got else 1.0})
+        await asyncio.sleep(POLL_EVERY_S)
+
+
+def control(request: Request, app_id, status, is_final: bool, commands_of: dict) -> dict:
+    """What an invocation or workflow run page shows of commands: {commands, rerun_of, reruns, agents,
+    read_only, abort (shown), rerun (shown), why (the reason none is shown)}."""
+    desk = _desk(request)
+    read_only = request.app.state.web_settings.read_only
+    agents = desk.agents(app_id) if desk is not None else []
+    why = ("read-only server" if read_only else "no command desk on this node" if desk is None
+           else None if agents else f"no agent of app {app_id!r} polled in the last 30 s")
+    over = ended(status, is_final)
+    return {**commands_of, "agents": agents, "read_only": read_only,
+            "abort": why is None and not over, "rerun": why is None and over, "why": why}
+
+
+def history_lines(history: list[dict], cmds: list[dict]) -> list[dict]:
+    """An invocation's status history with the records of the commands aimed at it in line, by time: each
+    command record as {timestamp, state, runner_id, reason, new_invocation_id, command: {command_id, kind}}."""
+    lines = [{**r, "command": {"command_id": c["command_id"], "kind": c["kind"]}}
+             for c in cmds for r in c.get("records", [])]
+    return sorted(history + lines, key=lambda h: h["timestamp"] or "")
+
+
+def invocation_control(request: Request):
+    """GET /api/v1/invocations/{id}/control: the page's command panel as JSON (polled for live progress)."""
+    qs = request.app.state.query
+    inv = qs.invocation(request.path_params["id"])
+    return JSONResponse(control(request, inv["app_id"], inv["status"], inv["is_final"],
+                                qs.invocation_commands(inv["invocation_id"])))
+
+
+def workflow_run_control_data(request: Request, run_id: str) -> dict:
+    """What a workflow run page shows of commands: as `control`, over the commands aimed at the run; abort
+    while a member is unfinished, re-run once its root is over. Raises NotFound for an unknown run."""
+    qs = request.app.state.query
+    members = qs.invocations(workflow=run_id, since="all", limit=1000)["items"]
+    if not members:
+        raise NotFound(f"no workflow run {run_id!r}")
+    root = next((m for m in members if m["invocation_id"] == run_id), None)
+    open_ = any(not ended(m["status"], m["is_final"]) for m in members)
+    cmds = qs.commands(target=run_id, limit=200)["items"]
+    reruns = [c["new_invocation_id"] for c in reversed(cmds) if c["kind"] == "rerun" and c["new_invocation_id"]]
+    out = control(request, members[0]["app_id"], None, not open_, {"commands": cmds, "rerun_of": None,
+                                                                   "reruns": reruns})
+    out["rerun"] = out["rerun"] and root is not None and ended(root["status"], root["is_final"])
+    return out
+
+
+def workflow_run_control(request: Request):
+    """GET /api/v1/workflows/runs/{id}/control: the run page's command panel as JSON."""
+    return JSONResponse(workflow_run_control_data(request, request.path_params["id"]))
+
+
+ROUTES = [
+    IdRoute("/invocations/", _requester("abort", "invocation"), suffix="abort", methods=["POST"]),
+    IdRoute("/invocations/", _requester("rerun", "invocation"), suffix="rerun", methods=["POST"]),
+    IdRoute("/invocations/", invocation_control, suffix="control"),
+    IdRoute("/workflows/runs/", _requester("abort", "workflow_run"), suffix="abort", methods=["POST"]),
+    IdRoute("/workflows/runs/", _requester("rerun", "workflow_run"), suffix="rerun", methods=["POST"]),
+    IdRoute("/workflows/runs/", workflow_run_control, suffix="control"),
+    Route("/commands", commands),
+    IdRoute("/commands/", command),
+    Route("/agent/commands", agent_commands),
+]
