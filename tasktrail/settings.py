@@ -133,17 +133,22 @@ class Settings:
                             f"fragment, got {self.public_url!r}")
         if self.tempo_url and "{trace_id}" not in self.tempo_url:
             problems.append("tempo_url must be a template holding {trace_id}")
-        if self.max_connections < 1:
-            problems.append("max_connections must be at least 1")
-        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive")
+        problems.extend(self._connection_problems())
         problems.extend(self._celery_problems())
         from .hosts import host_rule
         try:
             host_rule(self.host, self.allowed_hosts, hostname="")
         except ValueError as exc:
             problems.append(str(exc))
+        return problems
+
+    def _connection_problems(self) -> list[str]:
+        problems = []
+        if self.max_connections < 1:
+            problems.append("max_connections must be at least 1")
+        for name in ("header_timeout_s", "body_timeout_s", "keep_alive_timeout_s"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive")
         return problems
 
     def _celery_problems(self) -> list[str]:

@@ -20,7 +20,7 @@ from tasktrail.query.service import QueryService
 from tasktrail.query.timeline_options import RESOLUTIONS
 
 from . import api as reads
-from .api import _int, _p
+from .request_args import _int, _p
 from . import commands
 from .idroutes import IdRoute
 from .queues import queues_page
@@ -189,7 +189,7 @@ def trigger_run(request: Request) -> Response:
 
 
 def logs_page(request: Request) -> Response:
-    from .api import LOG_FILTERS, log_filters
+    from .log_tail import LOG_FILTERS, log_filters
 
     filters = log_filters(request)
     page = _qs(request).logs(limit=_int(request, "limit") or 200, cursor=_p(request, "cursor"), **filters)

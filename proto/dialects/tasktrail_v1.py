@@ -108,21 +108,13 @@ class TasktrailV1(Dialect):
             self._context(rec, res, out, ctx_id, _RUNNER_KIND[ev], cls, parent, a, extra, rid)
             return True
 
-        if ev == n.EV_ATOMIC_DECISION:
-            return self._atomic_decision(rec, a, app, ctx_id, rid, rows)
-        if ev == n.EV_ATOMIC_EXECUTION:
-            return self._atomic_execution(rec, a, app, ctx_id, rid, rows)
-        if ev == n.EV_EVENT:
-            return self._event(rec, a, app, rid, rows)
-        if ev == n.EV_TRIGGER_RUN:
-            return self._trigger_run(rec, a, app, rid, rows)
         if ev in _DEFINITION:
             return self._definition(rec, res, a, ev, (ctx_id, cls, parent), rid, out)
-        if ev == n.EV_QUEUE_DEPTH:
-            return self._queue_depth(rec, a, app, ctx_id, rid, rows)
-        if ev == n.EV_COMMAND:
-            return self._command(rec, a, app, ctx_id, rid, rows)
-        return False
+        handler = _BY_RUNNER.get(ev)
+        if handler is not None:
+            return handler(self, rec, a, app, ctx_id, rid, rows)
+        handler = _BY_APP.get(ev)
+        return handler(self, rec, a, app, rid, rows) if handler is not None else False
 
     def _definition(self, rec: LogIn, res, a: dict, ev: str, ctx: tuple, rid, out: Out) -> bool:
         """An app configuration, runner settings or task definition: its body is the JSON objects it carries;
@@ -243,3 +235,9 @@ class TasktrailV1(Dialect):
 
     def span_invocation(self, span: SpanIn):
         return span.attrs.get(n.TT_INVOCATION_ID)
+
+
+# The records whose rows need the acting runner context, and those that need only the app.
+_BY_RUNNER = {n.EV_ATOMIC_DECISION: TasktrailV1._atomic_decision, n.EV_ATOMIC_EXECUTION: TasktrailV1._atomic_execution,
+              n.EV_QUEUE_DEPTH: TasktrailV1._queue_depth, n.EV_COMMAND: TasktrailV1._command}
+_BY_APP = {n.EV_EVENT: TasktrailV1._event, n.EV_TRIGGER_RUN: TasktrailV1._trigger_run}
