@@ -2,7 +2,7 @@
 through tasktrail's exporter, memory and SQLite backends: tasktrail's /calls page and API equal pynenc's own
 call (its call id, arguments, and the invocations its orchestrator holds for it); every history record's
 runner class, host, pid and thread equal the runner context pynenc's state backend holds for it; each RETRY
-of a task that fails twice then succeeds shows the exception type and message it raised."""
+of a task that fails twice then succeeds shows the exception type and message it raised, and the ever-had-RETRY filter finds exactly it."""
 import json
 import os
 import subprocess
@@ -86,3 +86,12 @@ def test_calls_contexts_and_retries_equal_pynencs_own(server, tmp_path, kind):
     errors = server.get(f"/tasks/{segment(task)}", params={"app": app, "since": "all"}).json()["errors"]
     assert [(e["error_type"], e["retried"], e["failed"]) for e in errors] == [("ValueError", 2, 0)]
     assert errors[0]["latest"]["message"] == raised[-1]["message"]
+
+    # Ever had RETRY (Pynmon's status_mode=history): the retried invocation, by pynenc's own history, and only
+    # it; by its current status (SUCCESS) it is not RETRY.
+    ever = {inv_id for inv_id, h in histories.items() if any(s == "RETRY" for s, _ in h["records"])}
+    assert ever == {shaky}
+    listed = server.get("/invocations", params={"app": app, "status": "RETRY", "status_mode": "history",
+                                                "since": "all"}).json()["items"]
+    assert {i["invocation_id"] for i in listed} == ever and all(i["status"] == "SUCCESS" for i in listed)
+    assert server.get("/invocations", params={"app": app, "status": "RETRY", "since": "all"}).json()["items"] == []
