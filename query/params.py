@@ -114,6 +114,8 @@ def summary_window(since: Optional[str], until: Optional[str], now: datetime, de
         return None, parse_time(until, "until", now)
     hi = parse_time(until, "until", now)
     lo = parse_time(since, "since", now) if since else (hi or now) - default
+    if hi is not None and lo > hi:
+        raise BadRequest(f"since ({iso(lo)}) is after until ({iso(hi)})")
     return lo, hi
 
 

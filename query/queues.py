@@ -91,7 +91,7 @@ def _consumers(q, live: Liveness, app: Optional[str], queue: Optional[str]) -> d
     for app_id, name, runner_id in q(f"""
             SELECT DISTINCT app_id, queue, unnest(consumers) FROM queue_depths {where(rec_clauses)}""", args).rows:
         d = live.runners.get((app_id, runner_id))
-        if d is not None and live.state(d) == "stopped":
+        if d is not None and live.state(d) == "stopped":  # a reporter's fresh word counts, a stop ends it
             continue
         out.setdefault((app_id, name), {}).setdefault(runner_id, set()).add("report")
     work = ["status = 'RUNNING'", "ts >= $dead", "attrs IS NOT NULL"] + (["app_id = $app"] if app is not None else [])
@@ -112,7 +112,7 @@ def _item(app_id: str, queue: str, latest: Optional[dict], consumers: dict, seri
     return {"app_id": app_id, "queue": queue, "depth": depth, "at": iso(latest["at"]) if latest else None,
             "reported_by": latest["reported_by"] if latest else None, "source": latest["source"] if latest else None,
             "consumer_count": count, "consumers": live,
-            "unconsumed": bool(depth) and not live and not count,
+            "unconsumed": bool(depth) and not live and not (count and count > 0),
             "series": series or {"t": [], "depth": [], "peak": []}}
 
 

@@ -99,7 +99,7 @@ def _word(text: str, i: int) -> tuple[str, int, int, bool]:
     out: list[str] = []
     in_quote = quoted = False
     colon = -1
-    start = i
+    opened = i   # where the quote still open began (the error names it)
     while i < len(text):
         ch = text[i]
         if ch == "\\" and in_quote and i + 1 < len(text) and text[i + 1] in '"\\':
@@ -108,6 +108,7 @@ def _word(text: str, i: int) -> tuple[str, int, int, bool]:
             continue
         if ch == '"':
             quoted, in_quote = True, not in_quote
+            opened = i
             i += 1
             continue
         if not in_quote and (ch.isspace() or ch in "()"):
@@ -117,7 +118,7 @@ def _word(text: str, i: int) -> tuple[str, int, int, bool]:
         out.append(ch)
         i += 1
     if in_quote:
-        raise _bad("unclosed quote", start)
+        raise _bad("unclosed quote", opened)
     return "".join(out), i, colon, quoted
 
 

@@ -53,6 +53,12 @@ def _call(rec: LogIn, a: dict, app: str, inv: str, rows: dict) -> None:
         args[:CALL_ARGUMENTS_CHARS] if args is not None else None, n.TASKTRAIL_V1, rec.record_id))
 
 
+def _count(v):
+    """A count sent as an attribute: a whole number ≥ 0, else None (a negative count means nothing)."""
+    v = as_int(v)
+    return v if v is not None and 0 <= v < 1 << 63 else None
+
+
 def _upper(v):
     return str(v).upper() if v is not None else None
 
@@ -152,7 +158,7 @@ class TasktrailV1(Dialect):
         consumers = a.get(n.TT_QUEUE_CONSUMERS)
         rows["queue_depths"].append(QueueDepth(
             rec.ts, app, str(queue), depth, as_ids(consumers) if consumers is not None else None,
-            as_int(a.get(n.TT_QUEUE_CONSUMER_COUNT)), str(ctx_id) if ctx_id else None, self.name, rid))
+            _count(a.get(n.TT_QUEUE_CONSUMER_COUNT)), str(ctx_id) if ctx_id else None, self.name, rid))
         return True
 
     def _command(self, rec: LogIn, a: dict, app: str, ctx_id, rid, rows: dict) -> bool:

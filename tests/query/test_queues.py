@@ -29,6 +29,7 @@ def qs(local):
         em.queue_depth("drained", 0, timestamp=ago(s))                          # empty: not flagged
         em.queue_depth("counted", 3, consumer_count=2, timestamp=ago(s))        # the broker counts consumers
         em.queue_depth("named", 4, consumers=[NAMED.runner_id], timestamp=ago(s))
+        em.queue_depth("negative", 2, consumer_count=-9, timestamp=ago(s))     # a count below 0 means nothing
     em.queue_depth("old", 9, consumers=[NAMED.runner_id], timestamp=ago(7200))   # before the default window
     em.runner_started(S, timestamp=ago(900))
     em.heartbeat(S, consumed_queues=["orphan"], timestamp=ago(800))
@@ -56,7 +57,7 @@ def _by_queue(out: dict) -> dict:
 def test_latest_depth_series_and_consumers(qs, local):
     out = qs.queues(app=APP)
     got = _by_queue(out)
-    assert set(got) == {"fast", "orphan", "drained", "counted", "named", "busy"}  # `old` is before the last hour
+    assert set(got) == {"fast", "orphan", "drained", "counted", "named", "negative", "busy"}  # `old` is older
     # The latest depth of each queue is the last one its log holds (a scan of the table, not the read model).
     scan = dict(local.store.query("""SELECT queue, arg_max(depth, ts) FROM queue_depths
                                     WHERE app_id = ? AND ts >= ? GROUP BY 1""", [APP, NOW.replace(hour=11)]).rows)
@@ -80,7 +81,9 @@ def test_nobody_consumes_is_flagged(qs):
     assert got["named"]["consumers"] == [{"runner_id": NAMED.runner_id, "via": ["report"]}]
     assert not got["named"]["unconsumed"]
     assert got["busy"]["consumers"] == [{"runner_id": "rv-w-1", "via": ["work"]}] and not got["busy"]["unconsumed"]
-    assert qs.queues(app=APP)["unconsumed"] == 1
+    # A negative consumer count is stored as unknown: it cannot hide that nobody consumes the queue.
+    assert got["negative"]["consumer_count"] is None and got["negative"]["unconsumed"]
+    assert qs.queues(app=APP)["unconsumed"] == 2
 
 
 def test_window_bounds_the_series(qs):
@@ -99,3 +102,5 @@ def test_one_queue_and_bad_input(qs):
         qs.queues(app=APP, queue="no-such-queue", one=True)
     with pytest.raises(BadRequest):
         qs.queues(app=APP, since="yesterday-ish")
+    with pytest.raises(BadRequest, match="after until"):
+        qs.queues(app=APP, since="-15m", until="-1h")

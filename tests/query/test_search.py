@@ -108,7 +108,8 @@ def test_the_window_bounds_the_values(scenario):
 
 
 @pytest.mark.parametrize("q,says", [
-    ('args:"unclosed', "unclosed quote"), ("foo:bar", "unknown prefix 'foo:'"), ("state:NOPE", "unknown status"),
+    ('args:"unclosed', "unclosed quote at character 6"), ('kwargs:o="x', "unclosed quote at character 10"),
+    ("foo:bar", "unknown prefix 'foo:'"), ("state:NOPE", "unknown status"),
     ("kwargs:=1", "needs a key and a value"), ("kwargs:order=", "needs a key and a value"), ("(a", "unclosed parenthesis"),
     ("a OR", "OR must be followed"), ("NOT a", "NOT is not supported"), ("args:", "needs a value"), ("a)", "unexpected"),
     ("()", "empty parentheses"), ("x" * 2049, "longer than 2048"), (" ".join(["t"] * 33), "more than 32 terms"),
