@@ -3,14 +3,24 @@ options, as the runners last reported them (tasktrail.app.config, tasktrail.runn
 tasktrail.task.definition: docs/conventions.md). Read from the small `definitions` table only, which holds a
 row per report (runners send at start and when a value changes): the latest row per (app, kind, subject)
 holds, with the time it was reported.
+
+What is read is masked again (proto/masking.py: rows a runner sent raw before tasktrail masked at ingest) and
+shown as previews (query/values.py): each value whose JSON is over `preview_bytes` (--preview-bytes, 4096)
+becomes a string, its first bytes cut on a character boundary, described in the definition's `values`
+({"<section>.<name>": {bytes, preview_bytes, truncated: true, url: null}}; only cut values are listed). The
+whole body stays readable with SQL: `SELECT body FROM definitions WHERE kind = 'task' AND subject_id = '…'`.
 """
 from __future__ import annotations
 
 import json
 from typing import Optional
 
+from ..proto.masking import mask_value
 from .params import iso
 from .reader import conditions, where
+from .values import cut, describe
+
+PREVIEW_BYTES = 4096
 
 
 def latest(q, kind: str, *, app: Optional[str] = None, subject: Optional[str] = None) -> dict:
@@ -23,6 +33,20 @@ def latest(q, kind: str, *, app: Optional[str] = None, subject: Optional[str] = 
     return {(a, s): {"body": _body(b), "reported_at": iso(t), "reported_by": r} for a, s, b, t, r in rows}
 
 
+def shown(section: str, values, limit: int, described: dict) -> dict:
+    """`values` (name -> value; anything else reads as {}) masked, each value whose JSON is over `limit`
+    bytes as a preview string; the cut ones are described in `described` under "<section>.<name>"."""
+    out = {}
+    for name, v in (values if isinstance(values, dict) else {}).items():
+        v = mask_value(str(name), v)
+        text = v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False, separators=(",", ":"))
+        if len(text) * 4 > limit and len(size := text.encode("utf-8")) > limit:
+            v = cut(text, limit)
+            described[f"{section}.{name}"] = describe(v, len(size), None)
+        out[str(name)] = v
+    return out
+
+
 def _body(text: Optional[str]) -> dict:
     try:
         body = json.loads(text) if text else {}
@@ -31,40 +55,58 @@ def _body(text: Optional[str]) -> dict:
     return body if isinstance(body, dict) else {}
 
 
-def app_configs(q, app: Optional[str] = None) -> dict:
-    """{app_id: {"components": {role: class}, "settings": {name: value}, "reported_at", "reported_by"}}: each
-    app's latest reported configuration."""
-    return {a: {"components": d["body"].get("components") or {}, "settings": d["body"].get("settings") or {},
-                "reported_at": d["reported_at"], "reported_by": d["reported_by"]}
-            for (a, _), d in latest(q, "app", app=app).items()}
+def app_configs(q, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES) -> dict:
+    """{app_id: {"components": {role: class}, "settings": {name: value}, "values": {cut value: description},
+    "reported_at", "reported_by"}}: each app's latest reported configuration, masked, values as previews."""
+    out = {}
+    for (a, _), d in latest(q, "app", app=app).items():
+        cut_values: dict = {}
+        out[a] = {"components": shown("components", d["body"].get("components"), preview_bytes, cut_values),
+                  "settings": shown("settings", d["body"].get("settings"), preview_bytes, cut_values),
+                  "values": cut_values, "reported_at": d["reported_at"], "reported_by": d["reported_by"]}
+    return out
 
 
-def runner_settings(q, runner_id: str, app: Optional[str] = None) -> Optional[dict]:
-    """{"runner_class", "settings": {name: value}, "reported_at", "app_id"} of the runner's latest reported
-    settings, or None when it never reported any."""
+def runner_settings(q, runner_id: str, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES) -> Optional[dict]:
+    """{"runner_class", "settings": {name: value}, "values": {cut value: description}, "reported_at", "app_id"}
+    of the runner's latest reported settings (masked, values as previews), or None when it never reported any."""
     found = latest(q, "runner", app=app, subject=runner_id)
     if not found:
         return None
     (app_id, _), d = max(found.items(), key=lambda kv: kv[1]["reported_at"] or "")
-    return {"runner_class": d["body"].get("runner_class"), "settings": d["body"].get("settings") or {},
+    cut_values: dict = {}
+    settings = shown("settings", d["body"].get("settings"), preview_bytes, cut_values)
+    return {"runner_class": d["body"].get("runner_class"), "settings": settings, "values": cut_values,
             "reported_at": d["reported_at"], "app_id": app_id}
 
 
-def task_definition(q, task_id: str, app: Optional[str] = None) -> Optional[dict]:
-    """{"options": {name: value}, "reported_at", "reported_by", "app_id"} of the task's latest reported
-    definition (of `app`, else of whichever app reported last), or None when none was reported."""
+def task_definition(q, task_id: str, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES) -> Optional[dict]:
+    """{"options": {name: value}, "values": {cut value: description}, "reported_at", "reported_by", "app_id"}
+    of the task's latest reported definition (of `app`, else of whichever app reported last; masked, values as
+    previews), or None when none was reported."""
     found = latest(q, "task", app=app, subject=task_id)
     if not found:
         return None
     (app_id, _), d = max(found.items(), key=lambda kv: kv[1]["reported_at"] or "")
-    return {"options": d["body"].get("options") or {}, "reported_at": d["reported_at"],
+    cut_values: dict = {}
+    options = shown("options", d["body"].get("options"), preview_bytes, cut_values)
+    return {"options": options, "values": cut_values, "reported_at": d["reported_at"],
             "reported_by": d["reported_by"], "app_id": app_id}
 
 
-def with_app_configs(q, overview: dict) -> dict:
+def defined_only(task_id: str, app: Optional[str], since, until, definition: dict) -> dict:
+    """The task detail (query/tasks.task_detail's shape, zero counts) of a task known only by its reported
+    `definition` (none of its invocations is stored, or retention removed them)."""
+    return {"task_id": task_id, "app_id": app or definition["app_id"], "invocations": 0, "counts_by_status": {},
+            "finished": 0, "success_rate": None, "duration_s": None, "throughput_per_min": None, "series": None,
+            "errors": [], "since": iso(since), "until": iso(until), "apps": [definition["app_id"]],
+            "last_run": None, "recent": [], "calls": [], "definition": definition}
+
+
+def with_app_configs(q, overview: dict, preview_bytes: int = PREVIEW_BYTES) -> dict:
     """`overview` with each of its apps' `config` (app_configs; None for an app that reported none). An app
     that only reported its configuration is listed too (no invocations, last seen when it reported)."""
-    configs = app_configs(q)
+    configs = app_configs(q, preview_bytes=preview_bytes)
     items = overview.setdefault("apps", [])
     for item in items:
         item["config"] = configs.get(item["app_id"])
@@ -77,11 +119,13 @@ def with_app_configs(q, overview: dict) -> dict:
     return overview
 
 
-def with_runner_settings(q, runner: dict, app: Optional[str] = None) -> dict:
-    """`runner` (query/runners.detail) with `settings` (name -> value, None when never reported),
-    `settings_reported_at` and its app's `app_config` (app_configs; None when not reported)."""
-    found = runner_settings(q, runner["runner_id"], app or runner.get("app_id"))
+def with_runner_settings(q, runner: dict, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES) -> dict:
+    """`runner` (query/runners.detail) with `settings` (name -> value, None when never reported; masked, values
+    as previews), `settings_values` (its cut values' descriptions), `settings_reported_at` and its app's
+    `app_config` (app_configs; None when not reported)."""
+    found = runner_settings(q, runner["runner_id"], app or runner.get("app_id"), preview_bytes)
     runner["settings"] = found["settings"] if found else None
+    runner["settings_values"] = found["values"] if found else {}
     runner["settings_reported_at"] = found["reported_at"] if found else None
-    runner["app_config"] = app_configs(q, runner.get("app_id")).get(runner.get("app_id"))
+    runner["app_config"] = app_configs(q, runner.get("app_id"), preview_bytes).get(runner.get("app_id"))
     return runner

@@ -184,7 +184,8 @@ class QueryService(Health, LogReads, commands.CommandReads):
                limit: Optional[int] = None) -> dict:
         """One runner, its workers, a page of its activity (`cursor`: the previous page's `next_cursor`)."""
         return definitions.with_runner_settings(
-            self._q, runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit)), app)
+            self._q, runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit)), app,
+            self.settings.previews.value_bytes)
 
     def runner_labels(self, ids) -> dict:
         """{id: {runner_class, hostname, pid, short, label}} of the runner ids a page shows, read by those ids
@@ -272,7 +273,8 @@ class QueryService(Health, LogReads, commands.CommandReads):
 
     def overview(self, app: Optional[str] = None) -> dict:
         return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, self.runners(app),
-                                                                          self.anomalies(app)))
+                                                                          self.anomalies(app)),
+                                            self.settings.previews.value_bytes)
 
     def ops(self, app: Optional[str] = None, writer=None) -> dict:
         """What operators check first (query/dashboards.py)."""
@@ -299,15 +301,22 @@ class QueryService(Health, LogReads, commands.CommandReads):
 
     def task(self, task_id: str, *, app=None, since=None, until=None, recent: int = 20) -> dict:
         """One task: figures, a series over time, error types with their latest example, recent runs and
-        its recent calls (query/calls.py)."""
+        its recent calls (query/calls.py), its reported definition. A task known only by its definition
+        answers zero counts with it (definitions.defined_only); NotFound when neither is stored."""
         now = self._now()
         lo, hi = self._summary_window(since, until, now)
-        out = tasks.task_detail(self._q, now, task_id, app=app, since=lo, until=hi,
-                                message_bytes=self.settings.previews.value_bytes)
+        definition = definitions.task_definition(self._q, task_id, app, self.settings.previews.value_bytes)
+        try:
+            out = tasks.task_detail(self._q, now, task_id, app=app, since=lo, until=hi,
+                                    message_bytes=self.settings.previews.value_bytes)
+        except NotFound:
+            if definition is None:
+                raise
+            return definitions.defined_only(task_id, app, lo, hi, definition)  # known by its definition only
         out["recent"] = inv.listing(self._q, app=app, task=task_id, since=lo, until=hi, limit=params.limit(recent),
                                     sort="-created_at")["items"]
         out["calls"] = calls.of_task(self._q, task_id, app, lo, hi, limit=recent)
-        out["definition"] = definitions.task_definition(self._q, task_id, app)
+        out["definition"] = definition
         return out
 
     def call(self, call_id: str, *, app: Optional[str] = None, limit: Optional[int] = None) -> dict:

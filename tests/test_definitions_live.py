@@ -1,6 +1,7 @@
 """A runner that is not pynenc (any Python runner: Celery, rustvello's Python side, a home-grown loop) sends
 the same definitions through the tasktrail.v1 emitter over a real OTLP socket, and any other runner as plain
 OTLP/JSON with the settings as a kvlist: tasktrail shows them as it shows pynenc's."""
+import json
 import time
 from urllib.parse import quote
 
@@ -75,6 +76,52 @@ def test_masking_rules():
     assert got == {"redis_url": "redis://u:***@h:6379/0", "password": "***", "token": "", "api_key": "***",
                    "max_tokens": 5, "auth_enabled": True, "bypass_cache": "y", "plain_url": "http://h/x",
                    "nested": {"client_secret": "***", "dsn": "postgresql://a:***@c/d"}, "urls": ["amqp://g:***@r//"]}
+
+
+def test_masking_rules_for_harder_secrets():
+    """Passwords holding @ or /, query-string and libpq parameters, numbers and bytes under secret names."""
+    from tasktrail.proto.masking import mask
+    got = mask({"a": "redis://u:p@ss@host/0", "b": "redis://u:pa/ss@h/0", "c": "http://h/x?password=X&y=1",
+                "d": "host=db password=X user=u", "e": "https://h/?token=T&key=K&api_key=Z&page=2",
+                "f": "http://u:p@h/path?email=a@b.com", "g": "http://host/x@y", "password": 12345,
+                "pin_token": 7, "max_tokens": 5, "token_ttl": 300, "pwd": "x", "passwd": "y", "secret": b"zz",
+                "dsn": b"redis://u:pw@h/0", "h": "host=db password='a b' x=1"})
+    assert got == {"a": "redis://u:***@host/0", "b": "redis://u:***@h/0", "c": "http://h/x?password=***&y=1",
+                   "d": "host=db password=*** user=u", "e": "https://h/?token=***&key=***&api_key=***&page=2",
+                   "f": "http://u:***@h/path?email=a@b.com", "g": "http://host/x@y", "password": "***",
+                   "pin_token": "***", "max_tokens": 5, "token_ttl": 300, "pwd": "***", "passwd": "***",
+                   "secret": "***", "dsn": "redis://u:***@h/0", "h": "host=db password=*** x=1"}
+
+
+def test_pages_carry_previews_and_no_secret(server):
+    """Over a real server: megabyte values make neither the pages nor their JSON twins big, a secret sent raw
+    (plain OTLP/JSON) shows on no page and in no answer, and a task known only by its definition answers 200."""
+    em = Emitter(server.otlp_http, "big-app", Runner("r-1", "ThreadRunner"), protocol="http/protobuf", token="tok123")
+    em.runner_started()
+    em.app_config({"blob": "z" * 3_000_000, "level": "info"})
+    em.runner_config({"blob": "x" * 1_000_000})
+    em.task_definition("shop.ship", {"blob": "y" * 5_000_000})
+    em.task_definition("only.defined", {"max_retries": 2})
+    em.flush()
+    em.shutdown()
+    raw = json.dumps({"broker_url": "redis://u:RawPass1@h/0", "password": "RawPass2"})
+    record = {"timeUnixNano": str(time.time_ns()), "eventName": "tasktrail.app.config",
+              "attributes": [json_kv("tasktrail.app.settings", raw)]}
+    body = {"resourceLogs": [{"resource": {"attributes": [json_kv("service.namespace", "raw-app")]},
+                              "scopeLogs": [{"scope": {"name": "tasktrail"}, "logRecords": [record]}]}]}
+    assert httpx.post(server.otlp_http + "/v1/logs", json=body, headers={"authorization": "Bearer tok123"}).is_success
+    wait_until(lambda: len(sql(server, "SELECT * FROM definitions")) == 5, timeout=20, message="the definitions")
+    for path in ("/", "/runners/r-1", "/tasks/shop.ship", "/tasks/only.defined", "/api/v1/overview",
+                 "/api/v1/runners/r-1", "/api/v1/tasks/shop.ship", "/api/v1/tasks/only.defined"):
+        r = httpx.get(server.web + path, timeout=30)
+        assert r.status_code == 200, (path, r.status_code)
+        assert len(r.content) < 100_000, (path, len(r.content))
+        assert "RawPass" not in r.text, path
+    t = server.get("/tasks/only.defined").json()
+    assert t["invocations"] == 0 and t["definition"]["options"] == {"max_retries": 2}
+    d = server.get("/tasks/shop.ship").json()["definition"]
+    assert d["values"]["options.blob"]["bytes"] == 5_000_000 and d["values"]["options.blob"]["truncated"]
+    assert server.get("/tasks/never.seen").status_code == 404
 
 
 def test_the_pynenc_reporter_reads_many_tasks_in_turn():

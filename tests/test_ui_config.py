@@ -38,6 +38,8 @@ def filled(tmp_path_factory):
     em = Emitter(f"http://{srv.otlp_grpc}", "celery-ui", OTHER, token="tok123")
     em.app_config({"worker_concurrency": 8, "broker_url": "redis://:pw@r:6379/0"}, components={"broker": "redis"})
     em.status("c-1", "REGISTERED", task_id="shop.ship")
+    em.task_definition("shop.pack", {"label": "é" * 2_000_000, "max_retries": 2})  # a 4 MB option
+    em.task_definition("only.defined", {"max_retries": 6})                         # never ran
     em.flush()
     em.shutdown()
 
@@ -96,4 +98,16 @@ def test_overview_runner_and_task_pages_show_them(filled, browser):
     page.screenshot(path=str(SHOTS / "config-task.png"), full_page=True)
     page.goto(srv.web + "/tasks/shop.ship")
     assert "No runner has reported this task's options." in page.locator("#task-definition").inner_text()
+    # A 4 MB option: a preview cut on a character, its size beside it, the page small.
+    r = page.goto(srv.web + "/tasks/shop.pack")
+    assert len(r.body()) < 60_000
+    label = page.locator('#task-definition tr[data-setting="label"] td')
+    preview = label.evaluate("td => td.firstChild.textContent")
+    assert set(preview) == {"é"} and 4096 - 2 < len(preview.encode()) <= 4096
+    assert label.locator(".cut").get_attribute("data-bytes") == str(len(("é" * 2_000_000).encode()))
+    assert _rows(page, "#task-definition table.options tr")["max_retries"] == "2"
+    assert page.locator('#task-definition tr[data-setting="max_retries"]').count() == 1  # shown once
+    # A task known only by its definition: its page, zero counts.
+    r = page.goto(srv.web + "/tasks/only.defined")
+    assert r.status == 200 and _rows(page, "#task-definition table.options tr") == {"max_retries": "6"}
     page.close()

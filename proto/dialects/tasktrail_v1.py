@@ -11,6 +11,7 @@ import json
 from .. import names as n
 from ..model import (AtomicDecision, AtomicExecution, Command, Definition, EventRecord, InvocationCall, QueueDepth,
                      RunnerEvent, Transition, TriggerRun)
+from ..masking import mask
 from ..status import normalize
 from .base import (Dialect, LogIn, Out, ResourceInfo, SpanIn, as_float, as_ids, as_int, as_str,
                    leftover_json, to_micros)
@@ -127,20 +128,21 @@ class TasktrailV1(Dialect):
         the runner context it names is kept as a runner too. False (kept raw) when it is not valid."""
         ctx_id, cls, parent = ctx
         kind, key = _DEFINITION[ev]
-        value = _object(a.get(key))
+        alone = kind == "app" and a.get(n.TT_APP_COMPONENTS) not in (None, "")  # components without settings
+        value = _object(a.get(key), {} if alone else _UNSET)
         if value is None:
             return False
-        if kind == "app":
+        if kind == "app":  # settings, components or both (components alone: settings {})
             components = _object(a.get(n.TT_APP_COMPONENTS), {})
             if components is None:
                 return False
-            subject, body = res.app_id, {"components": components, "settings": value}
+            subject, body = res.app_id, {"components": mask(components), "settings": mask(value)}
         elif kind == "runner":
             if not ctx_id:
                 return False
-            subject, body = ctx_id, {"runner_class": cls, "settings": value}
+            subject, body = ctx_id, {"runner_class": cls, "settings": mask(value)}
         else:
-            subject, body = a.get(n.TT_TASK_ID), {"options": value}
+            subject, body = a.get(n.TT_TASK_ID), {"options": mask(value)}
             if not subject:
                 return False
         out.rows["definitions"].append(Definition(

@@ -124,3 +124,133 @@ def test_retention_keeps_each_latest_report(tmp_path):
             ("task", "old.task", {"options": {"max_retries": 1}})]
     finally:
         store.close()
+
+
+# --- issue 18 review: huge values, masking on read, tasks known by their definition, components alone ---
+def _raw(local, app: str, records: list) -> None:
+    """Store OTLP/JSON log records of `app` as any runner would send them (no emitter, so nothing masked)."""
+    from ..helpers import json_kv
+    local.send("logs", {"resourceLogs": [{"resource": {"attributes": [json_kv("service.namespace", app)]},
+                                          "scopeLogs": [{"scope": {"name": "tasktrail"}, "logRecords": records}]}]})
+
+
+def _record(event: str, attrs: dict, seconds_ago: float = 30) -> dict:
+    from ..helpers import json_kv
+    ts = int(ago(seconds_ago).timestamp() * 1e9)
+    return {"timeUnixNano": str(ts), "eventName": event,
+            "attributes": [{"key": k, "value": v} if isinstance(v, dict) else json_kv(k, v) for k, v in attrs.items()]}
+
+
+def _kv(d: dict) -> dict:
+    from ..helpers import json_kv
+    return {"kvlistValue": {"values": [{"key": k, "value": v} if isinstance(v, dict) else json_kv(k, v)
+                                       for k, v in d.items()]}}
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    from ..helpers import LocalStore
+    store = LocalStore(tmp_path / "d.duckdb")
+    yield store
+    store.close()
+
+
+def test_huge_values_are_previews_cut_on_a_character(fresh):
+    """A 3 MB setting and a 5 MB option: each answer carries a preview of --preview-bytes, cut on a character
+    boundary, with the whole size (compared with DuckDB's own strlen of the stored value)."""
+    from tasktrail.query.values import PreviewLimits
+    em = fresh.emitter("big-app", Runner("r-1", "ThreadRunner"))
+    em.app_config({"blob": "€" * 1_000_000, "logging_level": "info"}, components={"broker": "RedisBroker"},
+                  timestamp=ago(60))
+    em.runner_config({"blob": "z" * 3_000_000, "min_threads": 2}, timestamp=ago(60))
+    em.task_definition("shop.ship", {"blob": "y" * 5_000_000, "max_retries": 3}, timestamp=ago(60))
+    em.status("s-1", "REGISTERED", task_id="shop.ship", timestamp=ago(50))
+    em.shutdown()
+    sizes = {k: _log(fresh, f"SELECT strlen(json_extract_string(body, '$.{sec}.blob')) FROM definitions "
+                            f"WHERE kind = '{k}'")[0][0] for k, sec in (("app", "settings"), ("runner", "settings"),
+                                                                         ("task", "options"))}
+    assert sizes == {"app": 3_000_000, "runner": 3_000_000, "task": 5_000_000}
+    for limit in (4096, 100):
+        qs = fresh.service(clock=lambda: NOW, previews=PreviewLimits(value_bytes=limit))
+        overview, runner, task = qs.overview(), qs.runner("r-1"), qs.task("shop.ship")
+        for answer in (overview, runner, task):
+            assert len(json.dumps(answer)) < 12 * limit + 20_000  # no answer carries a whole value
+        cfg = {a["app_id"]: a for a in overview["apps"]}["big-app"]["config"]
+        for got, values, key, kind, whole in (
+                (cfg["settings"], cfg["values"], "settings.blob", "app", "€"),
+                (runner["settings"], runner["settings_values"], "settings.blob", "runner", "z"),
+                (runner["app_config"]["settings"], runner["app_config"]["values"], "settings.blob", "app", "€"),
+                (task["definition"]["options"], task["definition"]["values"], "options.blob", "task", "y")):
+            preview = got["blob"]
+            shown = len(preview.encode("utf-8"))
+            assert limit - len(whole.encode()) < shown <= limit and set(preview) == {whole}  # whole characters
+            assert values == {key: {"bytes": sizes[kind], "preview_bytes": shown, "truncated": True, "url": None}}
+        assert cfg["settings"]["logging_level"] == "info" and cfg["components"] == {"broker": "RedisBroker"}
+        assert runner["settings"]["min_threads"] == 2 and task["definition"]["options"]["max_retries"] == 3
+
+
+SECRETS = ("RawPass1", "RawPass2", "RawPass3", "RawPass4", "RawPass5", "RawPass6", "RawPass7")
+
+
+def test_secrets_sent_raw_never_leave_the_server(fresh):
+    """A runner that does not mask (plain OTLP, kvlists, nested kvlists, arrays) and a row stored raw before
+    tasktrail masked at ingest: no answer and no SQL read of the table shows a secret."""
+    settings = json.dumps({"broker_url": "redis://u:RawPass1@h/0", "password": "RawPass2", "workers": 4})
+    _raw(fresh, "raw-app", [
+        _record("tasktrail.app.config", {"tasktrail.app.settings": settings}),
+        _record("tasktrail.runner.config", {
+            "tasktrail.runner.id": "raw-r", "tasktrail.runner.class": "RustWorker",
+            "tasktrail.runner.settings": _kv({"secret_key": "RawPass3", "pool": "threads",
+                                              "db": _kv({"password": "RawPass4", "host": "db"}),
+                                              "brokers": {"arrayValue": {"values": [
+                                                  {"stringValue": "amqp://g:RawPass5@r//"}]}}})}),
+        _record("tasktrail.task.definition", {"tasktrail.task.id": "raw.task", "tasktrail.task.options": _kv(
+            {"dsn": "host=db password=RawPass6 user=u", "hook": "https://h/x?token=RawPass7&a=1"})})])
+    qs = fresh.service(clock=lambda: NOW)
+    cfg = {a["app_id"]: a for a in qs.overview()["apps"]}["raw-app"]["config"]
+    assert cfg["settings"] == {"broker_url": "redis://u:***@h/0", "password": "***", "workers": 4}
+    r = qs.runner("raw-r")
+    assert r["settings"] == {"secret_key": "***", "pool": "threads", "db": {"password": "***", "host": "db"},
+                             "brokers": ["amqp://g:***@r//"]}
+    d = qs.task("raw.task")["definition"]
+    assert d["options"] == {"dsn": "host=db password=*** user=u", "hook": "https://h/x?token=***&a=1"}
+    stored = json.dumps(_log(fresh, "SELECT body FROM definitions"))
+    assert not [s for s in SECRETS if s in stored]  # masked at ingest: SQL shows none either
+    # a row stored raw (before ingest masked): masked when read
+    fresh.store._con.execute("""UPDATE definitions SET body = '{"options": {"pwd": "RawPass8", "n": 1, '
+                                '"url": "redis://u:p@ss@RawHost/0"}}' WHERE subject_id = 'raw.task'""")
+    d = fresh.service(clock=lambda: NOW).task("raw.task")["definition"]
+    assert d["options"] == {"pwd": "***", "n": 1, "url": "redis://u:***@RawHost/0"}
+
+
+def test_a_task_known_only_by_its_definition(fresh):
+    """A task that only reported its definition, and one whose invocations retention removed, answer zero
+    counts and the definition; a task neither ran nor defined stays 404."""
+    from tasktrail.query.errors import NotFound
+    from tasktrail.store.retention import RetentionPolicy
+    em = fresh.emitter("def-app", RUNNER)
+    em.task_definition("only.defined", {"max_retries": 2}, timestamp=ago(60))
+    em.task_definition("ran.long.ago", {"max_retries": 4}, timestamp=ago(400 * 86400))
+    em.status("old-1", "REGISTERED", task_id="ran.long.ago", timestamp=ago(400 * 86400))
+    em.status("old-1", "SUCCESS", timestamp=ago(400 * 86400 - 1))
+    em.shutdown()
+    fresh.store._con.execute("UPDATE ingest_ledger SET received_at = received_at - INTERVAL 400 DAY")
+    fresh.store.retain(RetentionPolicy(90, 150, 100))
+    assert _log(fresh, "SELECT count(*) FROM transitions WHERE invocation_id = 'old-1'") == [(0,)]
+    qs = fresh.service(clock=lambda: NOW)
+    for task_id, retries in (("only.defined", 2), ("ran.long.ago", 4)):
+        t = qs.task(task_id)
+        assert t["invocations"] == 0 and t["counts_by_status"] == {} and t["recent"] == []
+        assert t["definition"]["options"] == {"max_retries": retries} and t["apps"] == ["def-app"]
+    with pytest.raises(NotFound):
+        qs.task("never.seen")
+
+
+def test_app_components_alone_are_a_configuration(fresh):
+    """An app config with components and no settings is kept (settings {}); one with neither stays raw."""
+    _raw(fresh, "comp-app", [_record("tasktrail.app.config", {"tasktrail.app.components": _kv({"broker": "amqp"})})])
+    _raw(fresh, "none-app", [_record("tasktrail.app.config", {"tasktrail.runner.id": "x"})])
+    cfg = {a["app_id"]: a for a in fresh.service(clock=lambda: NOW).overview()["apps"]}["comp-app"]["config"]
+    assert cfg["components"] == {"broker": "amqp"} and cfg["settings"] == {}
+    assert _log(fresh, "SELECT count(*) FROM definitions WHERE app_id = 'none-app'") == [(0,)]
+    assert _log(fresh, "SELECT count(*) FROM log_records WHERE app_id = 'none-app'") == [(1,)]
