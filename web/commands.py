@@ -3,7 +3,8 @@ agents' long-poll. The composition root hands the app a command desk (`app.state
 hand_out, agents, describe; tasktrail/commands.py); the web never appends to the log itself.
 
 Requests pass the API token and cross-site checks like every mutating route (web/app.py); --read-only
-refuses them with 403. The agents' poll takes the ingest token instead of the API token."""
+refuses them with 403 (and the agents' poll hands out nothing). The agents' poll takes the ingest token
+instead of the API token. Any method but POST on an action path answers 405 (`Allow: POST`)."""
 from __future__ import annotations
 
 import asyncio
