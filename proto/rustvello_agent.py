@@ -102,16 +102,21 @@ class RustvelloAgent:
         except Exception as exc:  # whatever rustvello raised: the command is refused with it, never done
             out = {"state": "refused", "reason": f"{type(exc).__name__}: {exc}"}
         out = {"command_id": cmd["command_id"], "kind": cmd["kind"], "target": cmd["target"],
-               "target_kind": cmd.get("target_kind"), "reason": None, "new_invocation_id": None, **out}
+               "target_kind": cmd.get("target_kind"), "reason": None, "new_invocation_id": None,
+               "runner_id": cmd.get("runner_id") or self.runner.runner_id, **out}
         self._write_journal(out)
         self._report(out)
         self.handled.append(out)
         return out
 
     def _report(self, out: dict) -> None:
+        """Report an outcome as the runner context the command was delivered to (only its report counts,
+        docs/control.md): after a restart, a journal entry is re-sent under its old context id."""
+        rid = out.get("runner_id") or self.runner.runner_id
+        runner = self.runner if rid == self.runner.runner_id else Runner(rid, None, hostname=None, pid=None)
         self.emitter.command(out["command_id"], out["state"], kind=out["kind"], target=out["target"],
                              target_kind=out["target_kind"], reason=out["reason"],
-                             new_invocation_id=out["new_invocation_id"], runner=self.runner)
+                             new_invocation_id=out["new_invocation_id"], runner=runner)
         self.emitter.flush()
 
     # --- what rustvello can do -------------------------------------------------------------------------------

@@ -39,8 +39,9 @@ def shape(row: dict) -> dict:
 
 def listing(q: Reader, *, app: Optional[str], target: Optional[str], state: Optional[str],
             since: Optional[datetime], limit: int, cursor: Optional[str]) -> dict:
-    """{items: [command], next_cursor}: the newest requested first. `state` one of COMMAND_STATES
-    (BadRequest otherwise); `since` on requested_at; `cursor` the previous page's next_cursor."""
+    """{items: [command], next_cursor}: the newest requested first. `state` one of COMMAND_STATES, in any
+    case (BadRequest otherwise); `since` on requested_at; `cursor` the previous page's next_cursor."""
+    state = state.lower() if state is not None else None
     if state is not None and state not in COMMAND_STATES:
         raise BadRequest(f"state must be one of {', '.join(COMMAND_STATES)}, got {state!r}")
     clauses, args = conditions(("app_id = ?", app), ("target = ?", target), ("state = ?", state),
@@ -66,11 +67,12 @@ def one(q: Reader, command_id: str) -> dict:
 
 
 def records(q: Reader, ids: Sequence[str]) -> dict[str, list[dict]]:
-    """{command_id: [{timestamp, state, runner_id, reason, new_invocation_id, source}]}, oldest first."""
+    """{command_id: [{timestamp, state, runner_id, reason, new_invocation_id, source}]}, oldest first: the
+    records that count (view `command_steps`; a report not from the runner it was delivered to is left out)."""
     if not ids:
         return {}
     ph = ", ".join("?" * len(ids))
-    rows = q(f"SELECT command_id, ts, state, runner_id, reason, new_invocation_id, source FROM command_records "
+    rows = q(f"SELECT command_id, ts, state, runner_id, reason, new_invocation_id, source FROM command_steps "
              f"WHERE command_id IN ({ph}) ORDER BY ts, state", list(ids)).dicts()
     out: dict[str, list[dict]] = {}
     for r in rows:
@@ -100,6 +102,13 @@ def pending(q: Reader, app: str, limit: int = 100) -> list[dict]:
     return [shape(r) for r in rows]
 
 
+def open_of(q: Reader, kind: str, target: str) -> Optional[str]:
+    """The id of a command of `kind` on `target` that is not final yet (requested or delivered), or None."""
+    rows = q(f"SELECT command_id FROM commands WHERE kind = ? AND target = ? AND state IN ('requested', 'delivered') "
+             f"ORDER BY requested_at LIMIT 1", [kind, target]).rows
+    return rows[0][0] if rows else None
+
+
 def due(q: Reader, before: datetime, limit: int = 1000) -> list[dict]:
     """Commands requested or delivered whose latest record is older than `before` (naive UTC): to expire."""
     return [shape(r) for r in q(f"{_SELECT} WHERE state IN ('requested', 'delivered') AND updated_at < ? "
@@ -125,6 +134,10 @@ class CommandReads:
     def pending_commands(self, app: str, limit: int = 100) -> list[dict]:
         """The app's commands not handed out yet, oldest first."""
         return pending(self._q, app, limit)
+
+    def open_command(self, kind: str, target: str) -> Optional[str]:
+        """The id of a not-yet-final command of `kind` on `target`, or None (open_of)."""
+        return open_of(self._q, kind, target)
 
     def due_commands(self, before) -> list[dict]:
         """Commands requested or delivered with no record since `before` (naive UTC datetime)."""

@@ -70,7 +70,8 @@ class CommandDesk:
         """Append a `requested` command and return {command_id, state, kind, target} once it is durable.
 
         Raises NotFound (no such invocation / workflow run), Conflict (abort of a finished target, re-run of
-        an unfinished one) and PermissionError under --read-only."""
+        an unfinished one, or a command of the same kind on it still open: its id in the message) and
+        PermissionError under --read-only."""
         if self.read_only:
             raise PermissionError("this server is read-only (--read-only): commands are off")
         if kind not in ("abort", "rerun"):
@@ -79,7 +80,12 @@ class CommandDesk:
         cmd_id = uuid.uuid4().hex
         rec = Command(_now_us(), app, cmd_id, kind, target, target_kind, "requested", requested_by, None, None,
                       json.dumps(params), None, "api", f"{cmd_id}:requested")
-        self._append([rec])
+        with self._lock:   # the check and the append together: two requests at once make one command
+            open_id = self.query.open_command(kind, target)
+            if open_id is not None:
+                raise Conflict(f"{kind} command {open_id} on {target_kind} {target!r} is still open "
+                               f"(not done, refused or expired yet)")
+            self._append([rec])
         return {"command_id": cmd_id, "state": "requested", "kind": kind, "target": target,
                 "target_kind": target_kind, "app_id": app}
 
@@ -116,9 +122,12 @@ class CommandDesk:
     # --- agents -------------------------------------------------------------------------------------
     def hand_out(self, app: str, runner: str) -> list[dict]:
         """The app's requested commands, each recorded `delivered` to `runner` (committed) before it is
-        returned; a command is handed out once, to one runner context."""
+        returned; a command is handed out once, to one runner context. Under --read-only nothing is handed
+        out and nothing appended (an empty list)."""
         if not app or not runner:
             raise BadRequest("app and runner are required")
+        if self.read_only:
+            return []
         self._seen[(app, runner)] = time.time()
         with self._lock:
             cmds = self.query.pending_commands(app, HAND_OUT_MAX)

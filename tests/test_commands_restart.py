@@ -94,3 +94,26 @@ def test_agent_killed_after_delivered_expires_never_redelivered(tmp_path):
         assert srv.get("/invocations/inv-r2").json()["status"] == "RUNNING"     # nothing acted on it
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_read_only_restart_hands_out_nothing_requested_earlier(tmp_path):
+    db = str(tmp_path / "tt.duckdb")
+    srv = start_server(db, "--ingest-token", "tok123")
+    try:
+        running_invocation(srv, "inv-ro")
+        cmd = httpx.post(srv.api + "/invocations/inv-ro/abort", timeout=30).json()["command_id"]
+    finally:
+        srv.stop()
+    srv = start_server(db, "--ingest-token", "tok123", "--read-only")
+    try:
+        assert poll(srv, "x") == [] and poll(srv, "x", wait=1) == []
+        assert states(srv, cmd) == [("requested", None)]                    # nothing appended
+        assert srv.get(f"/commands/{cmd}").json()["state"] == "requested"
+    finally:
+        srv.stop()
+    srv = start_server(db, "--ingest-token", "tok123")                     # writable again: handed out then
+    try:
+        assert [c["command_id"] for c in poll(srv, "x")] == [cmd]
+    finally:
+        srv.stop()

@@ -20,7 +20,9 @@ class ProtocolAgent(threading.Thread):
     def __init__(self, srv) -> None:
         super().__init__(daemon=True)
         self.srv, self.stop = srv, threading.Event()
-        self.em = Emitter(srv.otlp_http, "ui", protocol="http/protobuf", token="tok123", export_interval_ms=50)
+        # reports name the runner context it polls as: only the runner a command was delivered to closes it
+        self.em = Emitter(srv.otlp_http, "ui", "ui-agent", protocol="http/protobuf", token="tok123",
+                          export_interval_ms=50)
 
     def run(self) -> None:
         while not self.stop.is_set():

@@ -3,7 +3,8 @@ agents' long-poll. The composition root hands the app a command desk (`app.state
 hand_out, agents, describe; tasktrail/commands.py); the web never appends to the log itself.
 
 Requests pass the API token and cross-site checks like every mutating route (web/app.py); --read-only
-refuses them with 403. The agents' poll takes the ingest token instead of the API token."""
+refuses them with 403 (and the agents' poll hands out nothing). The agents' poll takes the ingest token
+instead of the API token. Any method but POST on an action path answers 405 (`Allow: POST`)."""
 from __future__ import annotations
 
 import asyncio
@@ -59,6 +60,13 @@ def _requester(kind: str, target_kind: str):
     return endpoint
 
 
+def _post_only(request: Request):
+    """Any other method on an action path (GET /invocations/{id}/abort): 405 with `Allow: POST`, in the one
+    error shape (without this the bare id route would read "inv-5/abort" as an invocation id: a 404)."""
+    return error_response(405, f"{request.method} is not allowed here: ask for a command with POST",
+                          {"Allow": "POST"})
+
+
 def commands(request: Request):
     p = request.query_params
     limit = p.get("limit")
@@ -92,6 +100,9 @@ async def agent_commands(request: Request):
         wait = min(MAX_WAIT_S, max(0.0, float(p.get("wait") or 0)))
     except ValueError:
         raise BadRequest(f"wait must be a number of seconds, got {p.get('wait')!r}") from None
+    if settings.read_only:   # --read-only: nothing handed out, nothing appended (docs/control.md)
+        await asyncio.sleep(wait)
+        return JSONResponse({"commands": [], "poll_again_s": 1.0})
     deadline = time.monotonic() + wait
     while True:
         got = await run_in_threadpool(desk.hand_out, app, runner)
@@ -158,6 +169,8 @@ ROUTES = [
     IdRoute("/workflows/runs/", _requester("abort", "workflow_run"), suffix="abort", methods=["POST"]),
     IdRoute("/workflows/runs/", _requester("rerun", "workflow_run"), suffix="rerun", methods=["POST"]),
     IdRoute("/workflows/runs/", workflow_run_control, suffix="control"),
+    *(IdRoute(prefix, _post_only, suffix=action) for prefix in ("/invocations/", "/workflows/runs/")
+      for action in ("abort", "rerun")),   # after the POST routes: every other method gets the 405
     Route("/commands", commands),
     IdRoute("/commands/", command),
     Route("/agent/commands", agent_commands),

@@ -173,7 +173,8 @@ class TasktrailV1(Dialect):
         rows["command_records"].append(Command(
             rec.ts, app, str(cmd_id), as_str(a.get(n.TT_CMD_KIND)) or "", as_str(a.get(n.TT_CMD_TARGET)) or "",
             as_str(a.get(n.TT_CMD_TARGET_KIND)) or "", state, None, ctx_id, as_str(a.get(n.TT_CMD_REASON)),
-            None, as_str(a.get(n.TT_CMD_NEW_INVOCATION_ID)), self.name, rid,
+            None, as_str(a.get(n.TT_CMD_NEW_INVOCATION_ID)), self.name,
+            f"{rid}|{app}|{ctx_id}" if rid else None,   # per sender: a forged report cannot shadow the real one
         ))
         return True
 

@@ -44,12 +44,29 @@ FROM atomic_executions GROUP BY app_id, run_id;
 -- issue 19: each command's latest state (docs/control.md). A state outranks the ones before it in a command's
 -- life (requested < delivered < expired < done = refused: a runner's late report of what it did wins over
 -- expiry), then the later record; every state stays in `command_records`.
+-- `command_steps`: the records that count. tasktrail's own (source 'api': requested, delivered, expired) of a
+-- requested command, and an agent's report only when it comes from the command's app and the runner context
+-- tasktrail delivered it to (its first `delivered`), committed after that delivery (a later writer batch: the
+-- agent's own clock is not trusted). Any other report (a forged done, one before any delivery, from another
+-- app or runner) stays in `command_records` and counts nowhere.
 CREATE OR REPLACE MACRO command_state_order(ts, state) AS
     (CASE state WHEN 'requested' THEN 0 WHEN 'delivered' THEN 1 WHEN 'expired' THEN 2 ELSE 3 END)
     * 10000000000000000 + epoch_us(ts);
+CREATE OR REPLACE VIEW command_steps AS
+WITH req AS (SELECT command_id, arg_min(app_id, ts) AS app_id FROM command_records
+             WHERE state = 'requested' AND source = 'api' GROUP BY command_id),
+     dlv AS (SELECT command_id, arg_min(runner_id, batch) AS runner_id, min(batch) AS batch FROM command_records
+             WHERE state = 'delivered' AND source = 'api' GROUP BY command_id)
+SELECT r.* FROM command_records r JOIN req ON req.command_id = r.command_id
+LEFT JOIN dlv ON dlv.command_id = r.command_id
+WHERE r.source = 'api'
+   OR (r.app_id = req.app_id AND r.runner_id IS NOT DISTINCT FROM dlv.runner_id AND dlv.batch IS NOT NULL
+       AND r.batch > dlv.batch);
 CREATE OR REPLACE VIEW commands AS
-SELECT command_id, arg_min(app_id, ts) FILTER (WHERE state = 'requested') AS app_id, arg_min(kind, ts) AS kind, arg_min(target, ts) AS target,
-       arg_min(target_kind, ts) AS target_kind,
+SELECT command_id, arg_min(app_id, ts) FILTER (WHERE state = 'requested') AS app_id,
+       arg_min(kind, ts) FILTER (WHERE state = 'requested') AS kind,
+       arg_min(target, ts) FILTER (WHERE state = 'requested') AS target,
+       arg_min(target_kind, ts) FILTER (WHERE state = 'requested') AS target_kind,
        arg_min(requested_by, ts) FILTER (WHERE state = 'requested') AS requested_by,
        min(ts) FILTER (WHERE state = 'requested') AS requested_at,
        arg_max(state, command_state_order(ts, state)) AS state,
@@ -57,6 +74,6 @@ SELECT command_id, arg_min(app_id, ts) FILTER (WHERE state = 'requested') AS app
        max(ts) AS updated_at,
        arg_max(reason, command_state_order(ts, state)) FILTER (WHERE reason IS NOT NULL) AS reason,
        arg_min(parameters, ts) FILTER (WHERE state = 'requested') AS parameters,
-       max(new_invocation_id) AS new_invocation_id
-FROM command_records GROUP BY command_id
-HAVING count(*) FILTER (WHERE state = 'requested') > 0;  -- a report on no known command is kept, not shown
+       arg_max(new_invocation_id, command_state_order(ts, state)) FILTER (WHERE new_invocation_id IS NOT NULL
+                                                                            AND state = 'done') AS new_invocation_id
+FROM command_steps GROUP BY command_id;  -- a report on no known command, or not from its runner, is kept, not shown

@@ -60,7 +60,7 @@ def test_request_hand_out_report_and_links(local, world):
         ("done", "agent-1", "api", "bad-2")
     assert [r["state"] for r in one["records"]] == [s for s, _ in _log(local, rerun["command_id"])]
     assert qs.invocation("bad-2")["rerun_of"] == "bad-1"
-    assert qs.invocation("bad-1")["reruns"] == ["bad-2"]
+    assert "bad-2" in qs.invocation("bad-1")["reruns"] and "fake-1" not in qs.invocation("bad-1")["reruns"]
     assert [c["command_id"] for c in qs.invocation("run-1")["commands"]] == [abort["command_id"]]
     listed = qs.commands(app=app, state="done")["items"]
     assert {c["command_id"] for c in listed} == {abort["command_id"], rerun["command_id"]}
@@ -151,3 +151,73 @@ def test_retention_removes_whole_commands_past_the_window(tmp_path):
             own.service().command(cmd["command_id"])
     finally:
         own.close()
+
+
+def test_only_the_delivered_runner_closes_a_command(local, world):
+    """A done/refused counts only from the command's app and the runner context it was delivered to, after
+    that delivery; any other report stays in command_records (the scan) and changes nothing shown."""
+    app, em, qs, desk = world
+    abort = desk.request("abort", "invocation", "run-1", "local")
+    rerun = desk.request("rerun", "invocation", "bad-1", "local")
+    em.command(abort["command_id"], "done", reason="forged early")      # the rightful runner id, before delivery
+    intruder = local.emitter("other-app", Runner("intruder"))
+    intruder.command(rerun["command_id"], "done", reason="forged", new_invocation_id="fake-1")
+    em.flush()
+    intruder.flush()
+    assert qs.command(abort["command_id"])["state"] == "requested"
+    assert [r["state"] for r in qs.command(rerun["command_id"])["records"]] == ["requested"]
+    assert qs.command(rerun["command_id"])["new_invocation_id"] is None   # no fake re-run link
+    assert {c["command_id"] for c in qs.pending_commands(app)} == {abort["command_id"], rerun["command_id"]}
+
+    assert {c["command_id"] for c in desk.hand_out(app, "agent-1")} == {abort["command_id"], rerun["command_id"]}
+    same_app_other_runner = local.emitter(app, Runner("agent-2"))
+    same_app_other_runner.command(abort["command_id"], "refused", reason="forged by a sibling")
+    same_app_other_runner.flush()
+    intruder.command(rerun["command_id"], "done", runner=Runner("agent-1"), new_invocation_id="fake-2")
+    intruder.flush()                                                     # the right runner id, the wrong app
+    assert (qs.command(abort["command_id"])["state"], qs.command(rerun["command_id"])["state"]) == \
+        ("delivered", "delivered")
+    assert qs.command(rerun["command_id"])["new_invocation_id"] is None
+    assert "fake-2" not in qs.invocation("bad-1")["reruns"]
+    scanned = [s for s, _ in _log(local, rerun["command_id"])]
+    assert scanned.count("done") == 2                                    # the forged reports are kept, raw
+
+    em.command(abort["command_id"], "refused", reason="already finished")   # the rightful agent
+    em.command(rerun["command_id"], "done", new_invocation_id="bad-2")
+    em.flush()
+    got = qs.command(rerun["command_id"])
+    assert (got["state"], got["runner_id"], got["new_invocation_id"]) == ("done", "agent-1", "bad-2")
+    assert [(r["state"], r["runner_id"]) for r in got["records"]] == \
+        [("requested", None), ("delivered", "agent-1"), ("done", "agent-1")]
+    assert qs.command(abort["command_id"])["reason"] == "already finished"
+    assert "bad-2" in qs.invocation("bad-1")["reruns"] and "fake-1" not in qs.invocation("bad-1")["reruns"]
+
+
+def test_one_open_command_per_kind_and_target(local, world):
+    app, em, qs, desk = world
+    first = desk.request("abort", "invocation", "run-1", "local")
+    with pytest.raises(Conflict) as exc:
+        desk.request("abort", "invocation", "run-1", "local")
+    assert first["command_id"] in str(exc.value)
+    desk.hand_out(app, "agent-1")
+    with pytest.raises(Conflict):                                        # delivered is still open
+        desk.request("abort", "invocation", "run-1", "local")
+    em.command(first["command_id"], "refused", reason="busy")
+    em.flush()
+    again = desk.request("abort", "invocation", "run-1", "local")       # final: a new one may be asked
+    assert again["command_id"] != first["command_id"]
+    requested = local.store.query("SELECT count(*) FROM command_records WHERE target = 'run-1' AND "
+                                  "state = 'requested' AND app_id = ?", [app]).rows
+    assert requested == [(2,)]
+
+
+def test_state_filter_any_case_and_read_only_hands_out_nothing(local, world):
+    app, em, qs, desk = world
+    inv = "ro-" + uuid.uuid4().hex[:6]
+    em.status(inv, "REGISTERED", task_id="m.slow")
+    em.flush()
+    cmd = desk.request("abort", "invocation", inv, "local")
+    assert [c["command_id"] for c in qs.commands(app=app, state="REQUESTED")["items"]] == [cmd["command_id"]]
+    ro = CommandDesk(local.store, qs, ttl_s=600, read_only=True)
+    assert ro.hand_out(app, "agent-1") == []
+    assert _log(local, cmd["command_id"]) == [("requested", None)]
