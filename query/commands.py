@@ -38,14 +38,15 @@ def shape(row: dict) -> dict:
 
 
 def listing(q: Reader, *, app: Optional[str], target: Optional[str], state: Optional[str],
-            since: Optional[datetime], limit: int, cursor: Optional[str]) -> dict:
+            since: Optional[datetime], limit: int, cursor: Optional[str],
+            until: Optional[datetime] = None) -> dict:
     """{items: [command], next_cursor}: the newest requested first. `state` one of COMMAND_STATES, in any
-    case (BadRequest otherwise); `since` on requested_at; `cursor` the previous page's next_cursor."""
+    case (BadRequest otherwise); `since` and `until` on requested_at; `cursor` the previous page's next_cursor."""
     state = state.lower() if state is not None else None
     if state is not None and state not in COMMAND_STATES:
         raise BadRequest(f"state must be one of {', '.join(COMMAND_STATES)}, got {state!r}")
     clauses, args = conditions(("app_id = ?", app), ("target = ?", target), ("state = ?", state),
-                               ("requested_at >= ?", since))
+                               ("requested_at >= ?", since), ("requested_at <= ?", until))
     after = cursor_values(cursor, 2)
     if after:
         clauses.append("(requested_at, command_id) < (?, ?)")
@@ -118,9 +119,11 @@ def due(q: Reader, before: datetime, limit: int = 1000) -> list[dict]:
 class CommandReads:
     """The command reads of the query facade (QueryService mixes this in: it gives `_q`, `_window`)."""
 
-    def commands(self, *, app=None, target=None, state=None, since=None, limit=None, cursor=None) -> dict:
+    def commands(self, *, app=None, target=None, state=None, since=None, until=None, limit=None,
+                 cursor=None) -> dict:
         """{items: [command], next_cursor}, newest requested first (API.md `GET /commands`)."""
-        return listing(self._q, app=app, target=target, state=state, since=self._window(since, None)[0],
+        lo, hi = self._window(since, until)
+        return listing(self._q, app=app, target=target, state=state, since=lo, until=hi,
                        limit=params.limit(limit), cursor=cursor)
 
     def command(self, command_id: str) -> dict:

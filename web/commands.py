@@ -76,7 +76,7 @@ def commands(request: Request):
         raise BadRequest(f"limit must be an integer, got {limit!r}") from None
     return JSONResponse(request.app.state.query.commands(
         app=p.get("app") or None, target=p.get("target") or None, state=p.get("state") or None,
-        since=p.get("since") or None, limit=limit, cursor=p.get("cursor") or None))
+        since=p.get("since") or None, until=p.get("until") or None, limit=limit, cursor=p.get("cursor") or None))
 
 
 def command(request: Request):

@@ -98,7 +98,7 @@ COMMAND_PATHS = {
                                          [ID]),
     "/commands": _get("Commands, newest requested first: {items, next_cursor}.", [
         APP, _q("target", "Invocation or workflow run id."),
-        _q("state", "requested, delivered, done, refused or expired."), SINCE, LIMIT, CURSOR]),
+        _q("state", "requested, delivered, done, refused or expired."), SINCE, UNTIL, LIMIT, CURSOR]),
     "/commands/{id}": _get("One command with every record of its life (`records`).", [ID]),
     "/agent/commands": _get("Agents' long-poll (the ingest token as bearer): the app's requested commands, each "
                             "recorded delivered to `runner` before the answer: {commands, poll_again_s}.", [
