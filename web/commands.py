@@ -48,6 +48,8 @@ def _refusal(request: Request):
 
 def _requester(kind: str, target_kind: str):
     async def endpoint(request: Request):
+        if request.method != "POST":
+            return _post_only(request)
         refused = _refusal(request)
         if refused is not None:
             return refused
@@ -162,15 +164,16 @@ def workflow_run_control(request: Request):
     return JSONResponse(workflow_run_control_data(request, request.path_params["id"]))
 
 
+# An action path takes every method, so that another than POST meets its 405 here and never reads as an id
+# holding "/abort" on the detail routes.
+_ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 ROUTES = [
-    IdRoute("/invocations/", _requester("abort", "invocation"), suffix="abort", methods=["POST"]),
-    IdRoute("/invocations/", _requester("rerun", "invocation"), suffix="rerun", methods=["POST"]),
+    IdRoute("/invocations/", _requester("abort", "invocation"), suffix="abort", methods=_ANY),
+    IdRoute("/invocations/", _requester("rerun", "invocation"), suffix="rerun", methods=_ANY),
     IdRoute("/invocations/", invocation_control, suffix="control"),
-    IdRoute("/workflows/runs/", _requester("abort", "workflow_run"), suffix="abort", methods=["POST"]),
-    IdRoute("/workflows/runs/", _requester("rerun", "workflow_run"), suffix="rerun", methods=["POST"]),
+    IdRoute("/workflows/runs/", _requester("abort", "workflow_run"), suffix="abort", methods=_ANY),
+    IdRoute("/workflows/runs/", _requester("rerun", "workflow_run"), suffix="rerun", methods=_ANY),
     IdRoute("/workflows/runs/", workflow_run_control, suffix="control"),
-    *(IdRoute(prefix, _post_only, suffix=action) for prefix in ("/invocations/", "/workflows/runs/")
-      for action in ("abort", "rerun")),   # after the POST routes: every other method gets the 405
     Route("/commands", commands),
     IdRoute("/commands/", command),
     Route("/agent/commands", agent_commands),
