@@ -86,6 +86,10 @@ def for_invocation(q: Reader, invocation_id: str) -> dict:
     """What an invocation's page shows of commands: `commands` aimed at it (each with its `records`, newest
     first), `rerun_of` (the invocation this one re-ran, or None) and `reruns` (the invocations re-running
     it), both from done re-run commands."""
+    # Most invocations were never acted on: one look at the raw records says so, before the views' work.
+    if not q("SELECT 1 FROM command_records WHERE target = ? OR new_invocation_id = ? OR contains(parameters, ?) "
+             "LIMIT 1", [invocation_id, invocation_id, invocation_id]).rows:
+        return {"commands": [], "rerun_of": None, "reruns": []}
     rows = q(f"{_SELECT} WHERE target = ? OR list_contains(json_extract_string(parameters, '$.invocations[*]'), ?)"
              f" ORDER BY requested_at DESC LIMIT 200", [invocation_id, invocation_id]).dicts()
     recs = records(q, [r["command_id"] for r in rows])
