@@ -67,13 +67,23 @@ def app_configs(q, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES
     return out
 
 
-def runner_settings(q, runner_id: str, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES) -> Optional[dict]:
-    """{"runner_class", "settings": {name: value}, "values": {cut value: description}, "reported_at", "app_id"}
-    of the runner's latest reported settings (masked, values as previews), or None when it never reported any."""
-    found = latest(q, "runner", app=app, subject=runner_id)
+def _newest(q, kind: str, app: Optional[str], subject: str) -> Optional[tuple]:
+    """(app id, row) of the latest report of `kind` on `subject` (of `app`, else of whichever app reported
+    last), or None."""
+    found = latest(q, kind, app=app, subject=subject)
     if not found:
         return None
     (app_id, _), d = max(found.items(), key=lambda kv: kv[1]["reported_at"] or "")
+    return app_id, d
+
+
+def runner_settings(q, runner_id: str, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES) -> Optional[dict]:
+    """{"runner_class", "settings": {name: value}, "values": {cut value: description}, "reported_at", "app_id"}
+    of the runner's latest reported settings (masked, values as previews), or None when it never reported any."""
+    newest = _newest(q, "runner", app, runner_id)
+    if newest is None:
+        return None
+    app_id, d = newest
     cut_values: dict = {}
     settings = shown("settings", d["body"].get("settings"), preview_bytes, cut_values)
     return {"runner_class": d["body"].get("runner_class"), "settings": settings, "values": cut_values,
@@ -84,10 +94,10 @@ def task_definition(q, task_id: str, app: Optional[str] = None, preview_bytes: i
     """{"options": {name: value}, "values": {cut value: description}, "reported_at", "reported_by", "app_id"}
     of the task's latest reported definition (of `app`, else of whichever app reported last; masked, values as
     previews), or None when none was reported."""
-    found = latest(q, "task", app=app, subject=task_id)
-    if not found:
+    newest = _newest(q, "task", app, task_id)
+    if newest is None:
         return None
-    (app_id, _), d = max(found.items(), key=lambda kv: kv[1]["reported_at"] or "")
+    app_id, d = newest
     cut_values: dict = {}
     options = shown("options", d["body"].get("options"), preview_bytes, cut_values)
     return {"options": options, "values": cut_values, "reported_at": d["reported_at"],
