@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -96,3 +97,34 @@ def report(title: str, rows: list[tuple[str, str]], data: dict, json_path: str |
     if json_path:
         with open(json_path, "w") as fh:
             json.dump({"machine": machine(), **data}, fh, indent=2)
+
+
+def timed_get(client, url: str, reps: int) -> float:
+    """Median milliseconds of `reps` GETs (after one warm-up), failing on any error status."""
+    client.get(url).raise_for_status()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        r = client.get(url)
+        times.append((time.perf_counter() - t) * 1000)
+        r.raise_for_status()
+    return statistics.median(times)
+
+
+def sql_rows(client, base: str, q: str) -> list:
+    """The rows of one read-only SQL statement through tasktrail's /api/v1/sql."""
+    r = client.post(f"{base}/api/v1/sql", json={"sql": q})
+    r.raise_for_status()
+    return r.json()["rows"]
+
+
+def wait_final(client, base: str, want: int, timeout: float) -> int:
+    """Wait until tasktrail at `base` holds `want` final invocations; their count, else RuntimeError."""
+    deadline = time.monotonic() + timeout
+    got = 0
+    while time.monotonic() < deadline:
+        got = sql_rows(client, base, "SELECT count(*) FROM invocations WHERE is_final")[0][0]
+        if got >= want:
+            return got
+        time.sleep(1)
+    raise RuntimeError(f"tasktrail holds {got} of {want} final invocations after {timeout:.0f} s")

@@ -19,43 +19,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .common import http_client, report, rss_mb, start_server, tree_rss_mb
+from .common import http_client, report, rss_mb, sql_rows, start_server, timed_get, tree_rss_mb, wait_final
 
 APP = Path(__file__).with_name("peer_app.py")
 TOKEN = "b7-token"
-
-
-def _timed(client, url: str, reps: int) -> float:
-    """Median milliseconds of `reps` GETs (after one warm-up), failing on any error status."""
-    client.get(url).raise_for_status()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        r = client.get(url)
-        times.append((time.perf_counter() - t) * 1000)
-        r.raise_for_status()
-    return statistics.median(times)
-
-
-def _sql(client, base: str, q: str) -> list:
-    r = client.post(f"{base}/api/v1/sql", json={"sql": q})
-    r.raise_for_status()
-    return r.json()["rows"]
-
-
-def _wait_for(client, base: str, want: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    got = 0
-    while time.monotonic() < deadline:
-        got = _sql(client, base, "SELECT count(*) FROM invocations WHERE is_final")[0][0]
-        if got >= want:
-            return got
-        time.sleep(1)
-    raise RuntimeError(f"tasktrail holds {got} of {want} invocations after {timeout:.0f} s")
 
 
 def one_size(n: int, reps: int, work: str) -> dict:
@@ -71,13 +41,13 @@ def one_size(n: int, reps: int, work: str) -> dict:
         summary = json.loads(run.stdout.strip().splitlines()[-1])
         ours = http_client(120)
         base = ports["web"]
-        total = _sql(ours, base, "SELECT count(*) FROM invocations")[0][0]
-        total = _wait_for(ours, base, total, 300)
+        total = sql_rows(ours, base, "SELECT count(*) FROM invocations")[0][0]
+        total = wait_final(ours, base, total, 300)
         mon = subprocess.Popen([sys.executable, str(APP), "monitor", db], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
         peer_url = mon.stdout.readline().strip().rstrip("/")
         peer = http_client(600)
-        ids = [r[0] for r in _sql(ours, base, "SELECT invocation_id FROM invocations ORDER BY invocation_id")]
+        ids = [r[0] for r in sql_rows(ours, base, "SELECT invocation_id FROM invocations ORDER BY invocation_id")]
         sample = random.Random(7).sample(ids, min(10, len(ids)))
         start = datetime.fromtimestamp(summary["started"] - 1, timezone.utc)
         end = datetime.fromtimestamp(summary["ended"] + 1, timezone.utc)
@@ -85,15 +55,15 @@ def one_size(n: int, reps: int, work: str) -> dict:
         p_window = f"time_range=custom&start_date={start.strftime(iso)[:-3]}&end_date={end.strftime(iso)[:-3]}"
         o_window = f"since={start.strftime(iso)}Z&until={end.strftime(iso)}Z"
         res = {"invocations": total, "rustvello_seconds": summary["seconds"]}
-        res["list"] = (_timed(peer, f"{peer_url}/invocations", reps), _timed(ours, f"{base}/invocations", reps))
-        res["detail"] = (statistics.median(_timed(peer, f"{peer_url}/invocations/{i}", reps) for i in sample),
-                         statistics.median(_timed(ours, f"{base}/invocations/{i}", reps) for i in sample))
-        page = _timed(ours, f"{base}/timeline?{o_window}", reps)  # the page, then the JSON its script loads
-        res["timeline_limit_500"] = (_timed(peer, f"{peer_url}/invocations/timeline?{p_window}&limit=500", reps),
-                                     page + _timed(ours, f"{base}/api/v1/timeline?{o_window}&limit=500", reps))
-        res["timeline_whole"] = (_timed(peer, f"{peer_url}/invocations/timeline?{p_window}&limit=1000000",
+        res["list"] = (timed_get(peer, f"{peer_url}/invocations", reps), timed_get(ours, f"{base}/invocations", reps))
+        res["detail"] = (statistics.median(timed_get(peer, f"{peer_url}/invocations/{i}", reps) for i in sample),
+                         statistics.median(timed_get(ours, f"{base}/invocations/{i}", reps) for i in sample))
+        page = timed_get(ours, f"{base}/timeline?{o_window}", reps)  # the page, then the JSON its script loads
+        res["timeline_limit_500"] = (timed_get(peer, f"{peer_url}/invocations/timeline?{p_window}&limit=500", reps),
+                                     page + timed_get(ours, f"{base}/api/v1/timeline?{o_window}&limit=500", reps))
+        res["timeline_whole"] = (timed_get(peer, f"{peer_url}/invocations/timeline?{p_window}&limit=1000000",
                                         max(1, reps // 3)),
-                                 page + _timed(ours, f"{base}/api/v1/timeline?{o_window}&limit=20000", reps))
+                                 page + timed_get(ours, f"{base}/api/v1/timeline?{o_window}&limit=20000", reps))
         res["rss_mb"] = (rss_mb(mon.pid)[1], tree_rss_mb(proc.pid))
         return res
     finally:

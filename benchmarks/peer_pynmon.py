@@ -18,16 +18,14 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from .common import http_client, report, rss_mb, start_server, tree_rss_mb
+from .common import http_client, report, rss_mb, start_server, timed_get, tree_rss_mb, wait_final
 
 APP_DIR = Path(__file__).with_name("pynmon")
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,35 +37,6 @@ def python312() -> str:
     if not Path(py).exists():
         raise SystemExit(f"B9 needs Python 3.12 with pynenc[monitor]==0.4.0 at {py} (.ci/run builds it)")
     return py
-
-
-def _timed(client, url: str, reps: int) -> float:
-    """Median milliseconds of `reps` GETs (after one warm-up), failing on any error status."""
-    client.get(url).raise_for_status()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        r = client.get(url)
-        times.append((time.perf_counter() - t) * 1000)
-        r.raise_for_status()
-    return statistics.median(times)
-
-
-def _sql(client, base: str, q: str) -> list:
-    r = client.post(f"{base}/api/v1/sql", json={"sql": q})
-    r.raise_for_status()
-    return r.json()["rows"]
-
-
-def _wait_final(client, base: str, want: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    got = 0
-    while time.monotonic() < deadline:
-        got = _sql(client, base, "SELECT count(*) FROM invocations WHERE is_final")[0][0]
-        if got >= want:
-            return got
-        time.sleep(1)
-    raise RuntimeError(f"tasktrail holds {got} of {want} final invocations after {timeout:.0f} s")
 
 
 def _free_port() -> int:
@@ -135,7 +104,7 @@ def one_size(n: int, reps: int, work: str) -> dict:
             raise RuntimeError(f"pynenc run failed: {run.stderr[-2000:]}")
         summary = json.loads(run.stdout.strip().splitlines()[-1])
         ours, base = http_client(600), ports["web"]
-        total = _wait_final(ours, base, summary["invocations"], 600)
+        total = wait_final(ours, base, summary["invocations"], 600)
         mon_env = {k: v for k, v in env.items() if k != "TASKTRAIL_ENDPOINT"}
         mon, peer_url = _start_pynmon(py, mon_env)
         peer = http_client(600)
@@ -144,10 +113,10 @@ def one_size(n: int, reps: int, work: str) -> dict:
         for name, p_path, o_path in _pages(summary, task_key):
             slow = name.startswith("timeline")
             r = max(1, reps // 3) if slow else reps
-            o_ms = _timed(ours, base + o_path, r)
+            o_ms = timed_get(ours, base + o_path, r)
             if name.startswith("timeline"):  # our page draws from the JSON its script loads
-                o_ms += _timed(ours, base + "/api/v1/timeline" + o_path[len("/timeline"):], r)
-            res[name] = (_timed(peer, peer_url + p_path, r), o_ms)
+                o_ms += timed_get(ours, base + "/api/v1/timeline" + o_path[len("/timeline"):], r)
+            res[name] = (timed_get(peer, peer_url + p_path, r), o_ms)
         # Peaks: the server's own high-water mark, plus its ingest workers' current RSS.
         workers = tree_rss_mb(proc.pid) - rss_mb(proc.pid)[0]
         res["rss_mb"] = (rss_mb(mon.pid)[1], rss_mb(proc.pid)[1] + workers)
