@@ -9,13 +9,18 @@ ones it already holds by id.
 
 A worker that dies (killed, out of memory) breaks the pool; the pool is rebuilt and
 that request is mapped in the server process instead, so nothing is refused for it.
+A server that dies (kill -9, out of memory) takes its workers with it: each watches
+its parent's pid and exits when it changes (a spawned worker holds both ends of its
+call queue's pipe, so it would never see the pipe close).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import NamedTuple
@@ -40,9 +45,22 @@ class Mapped(NamedTuple):
     notes: tuple              # the first refusals and repairs, each naming its record or field
 
 
+# How often a worker looks whether its server is still its parent, in seconds.
+PARENT_CHECK_INTERVAL = 1.0
+
+
 def _init(schemas: dict) -> None:
     _worker["mapper"] = Mapper()
     _worker["schemas"] = schemas
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the server that started it is gone (the worker is reparented)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_INTERVAL)
+    os._exit(0)
 
 
 def map_body(mapper: Mapper, signal: str, body: bytes, fmt: str, schemas: dict | None = None) -> Mapped:
