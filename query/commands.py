@@ -100,6 +100,26 @@ def for_invocation(q: Reader, invocation_id: str) -> dict:
     return {"commands": cmds, "rerun_of": back[0][0] if back else None, "reruns": reruns}
 
 
+def rerun_origins(q: Reader, ids: Sequence[str]) -> dict[str, str]:
+    """{new invocation id: the invocation it re-ran} for those of `ids` made by a done re-run command (a runs
+    table's "↻ re-run of" links); empty when none was. One look at the raw records first: most stores have
+    few commands, most pages none of their re-runs."""
+    ids = [i for i in ids if i]
+    if not ids or not q("SELECT 1 FROM command_records WHERE new_invocation_id IS NOT NULL LIMIT 1").rows:
+        return {}
+    rows = q("SELECT new_invocation_id, target FROM commands WHERE kind = 'rerun' AND state = 'done' "
+             "AND new_invocation_id IN (SELECT unnest(?::VARCHAR[]))", [list(ids)]).rows
+    return {new: original for new, original in rows}
+
+
+def with_rerun_origins(q: Reader, items: list[dict], key: str) -> list[dict]:
+    """`items` (rows of a runs table) each with `rerun_of`: the invocation its `key` re-ran, or None."""
+    origins = rerun_origins(q, [r.get(key) for r in items])
+    for r in items:
+        r["rerun_of"] = origins.get(r.get(key))
+    return items
+
+
 def pending(q: Reader, app: str, limit: int = 100) -> list[dict]:
     """The app's commands still `requested` (not handed out), oldest first, with their parameters."""
     rows = q(f"{_SELECT} WHERE app_id = ? AND state = 'requested' ORDER BY requested_at, command_id LIMIT ?",

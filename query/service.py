@@ -147,9 +147,10 @@ class QueryService(Health, LogReads, commands.CommandReads):
         statuses = params.statuses(status)
         lo, hi = self._window(since, until)
         found = search.prepare(q, since, until, self._now())
-        return search.with_window(found, inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi,
-                                                  sort=sort, limit=limit, after=inv.run_cursor(cursor, sort),
-                                                  status_mode=mode, text=found))
+        out = inv.runs(self._q, app=app, task=task, statuses=statuses, since=lo, until=hi, sort=sort, limit=limit,
+                       after=inv.run_cursor(cursor, sort), status_mode=mode, text=found)
+        commands.with_rerun_origins(self._q, out["items"], "invocation_id")
+        return search.with_window(found, out)
 
     # --- family, traces ------------------------------------------------------------------
     def trace_links(self, trace_id: Optional[str]) -> dict:
@@ -333,8 +334,10 @@ class QueryService(Health, LogReads, commands.CommandReads):
         now = self._now()
         statuses = params.statuses(status)
         lo, hi = params.window(since, until, now)
-        return Workflows(self._q, now).runs(app=app, workflow_type=workflow_type, status=statuses, since=lo,
-                                           until=hi, limit=params.limit(limit))
+        out = Workflows(self._q, now).runs(app=app, workflow_type=workflow_type, status=statuses, since=lo,
+                                          until=hi, limit=params.limit(limit))
+        commands.with_rerun_origins(self._q, out["items"], "workflow_id")
+        return out
 
     def workflow_type(self, workflow_type: str, *, app=None, status=None, limit=None, histogram_runs=None,
                       histogram_status=None, since=None, until=None) -> dict:

@@ -72,6 +72,8 @@ def test_read_only_refuses_and_hides(tmp_path):
         assert ctl["read_only"] and not ctl["abort"] and not ctl["rerun"]
         html = httpx.get(srv.web + "/invocations/sec-1").text
         assert 'id="abort-btn"' not in html and 'id="rerun-btn"' not in html and 'id="confirm"' not in html
+        html = httpx.get(srv.web + "/runs", params={"since": "all"}).text      # nor the runs table's row menu
+        assert "sec-1" in html and "row-menu" not in html and "data-kind=" not in html
     finally:
         srv.stop()
 

@@ -117,3 +117,64 @@ def test_abort_and_rerun_buttons(srv, browser):
         agent.stop.set()
         agent.join(10)
         page.close()
+
+
+def test_row_menus_of_the_runs_tables(srv, browser):
+    page = browser.new_page()
+    problems = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(srv.web + "/runs")
+    assert page.locator("#runs tr[data-invocation-id=ui-bad]").count() == 1
+    assert page.locator("details.row-menu").count() == 0      # no agent of the app seen: no menu
+    agent = ProtocolAgent(srv)
+    agent.start()
+    try:
+        wait_until(lambda: srv.get("/invocations/ui-run/control").json()["abort"], timeout=20, message="the agent seen")
+        page.goto(srv.web + "/runs")
+        bad, running = (page.locator(f"#runs tr[data-invocation-id={i}]") for i in ("ui-bad", "ui-run"))
+        assert bad.locator("button[data-kind=rerun]").count() == 1 and bad.locator("button[data-kind=abort]").count() == 0
+        assert running.locator("button[data-kind=abort]").count() == 1 and running.locator("button[data-kind=rerun]").count() == 0
+        bad.locator("details.row-menu summary").click()
+        bad.locator("button[data-kind=rerun]").click()
+        assert "Re-run invocation ui-bad?" in bad.locator(".row-confirm-text").inner_text()
+        bad.locator(".row-no").click()                         # a change of mind sends nothing
+        assert srv.get("/commands", params={"target": "ui-bad"}).json()["items"] == []
+        bad.locator("button[data-kind=rerun]").click()
+        bad.locator(".row-yes").click()
+        page.wait_for_selector("#runs tr[data-invocation-id=ui-bad] .row-command[data-state=done] a.rerun-as",
+                               timeout=20_000)
+        new = bad.locator("a.rerun-as").get_attribute("data-invocation-id")
+        assert new == srv.get("/invocations/ui-bad").json()["reruns"][0]
+        # The re-run's own row links back to the original, on the page and in its JSON twin.
+        wait_until(lambda: srv.get("/invocations/" + new).status_code == 200, timeout=20, message="the re-run stored")
+        page.goto(srv.web + "/runs")
+        assert page.locator(f"#runs tr[data-invocation-id={new}] .rerun-of a").get_attribute("data-invocation-id") == "ui-bad"
+        twin = {r["invocation_id"]: r for r in srv.get("/runs").json()["items"]}
+        assert twin[new]["rerun_of"] == "ui-bad" and twin["ui-bad"]["rerun_of"] is None
+        # Abort from a row of the workflow runs table: the run's unfinished members end KILLED.
+        page.goto(srv.web + "/workflows/runs")
+        row = page.locator("tr[data-workflow-id=wf-r]")
+        row.locator("details.row-menu summary").click()
+        row.locator("button[data-kind=abort]").click()
+        assert "Abort workflow run wf-r?" in row.locator(".row-confirm-text").inner_text()
+        row.locator(".row-yes").click()
+        page.wait_for_selector("tr[data-workflow-id=wf-r] .row-command[data-state=done]", timeout=20_000)
+        wait_until(lambda: all(srv.get(f"/invocations/{i}").json()["status"] == "KILLED" for i in ("wf-r", "wf-k")),
+                   timeout=20, message="the run's members KILLED")
+        # A row that is over by the time the click is confirmed shows the server's refusal in the row.
+        page.goto(srv.web + "/runs")
+        running = page.locator("#runs tr[data-invocation-id=ui-run]")
+        running.locator("details.row-menu summary").click()
+        running.locator("button[data-kind=abort]").click()
+        assert httpx.post(srv.api + "/invocations/ui-run/abort").status_code == 202
+        wait_until(lambda: srv.get("/invocations/ui-run").json()["status"] == "KILLED", timeout=20, message="ui-run KILLED")
+        running.locator(".row-yes").click()
+        page.wait_for_selector("#runs tr[data-invocation-id=ui-run] .row-command .cmd-refused", timeout=10_000)
+        assert "only an unfinished one can be aborted" in running.locator(".row-command").inner_text()
+        problems[:] = [p for p in problems if "409" not in p]    # the browser logs the refused POST itself
+        assert not problems, problems
+    finally:
+        agent.stop.set()
+        agent.join(10)
+        page.close()

@@ -126,6 +126,16 @@ def control(request: Request, app_id, status, is_final: bool, commands_of: dict)
             "abort": why is None and not over, "rerun": why is None and over, "why": why}
 
 
+def row_actions(request: Request, apps) -> dict:
+    """Which apps' rows in a runs table get the row menu (Abort / Re-run): {app_id: True} for each of `apps`
+    whose agent polled within the last 30 s; empty under --read-only or on a node without a command desk
+    (the menu is not drawn then)."""
+    desk = _desk(request)
+    if desk is None or request.app.state.web_settings.read_only:
+        return {}
+    return {a: True for a in apps if a and desk.agents(a)}
+
+
 def history_lines(history: list[dict], cmds: list[dict]) -> list[dict]:
     """An invocation's status history with the records of the commands aimed at it in line, by time: each
     command record as {timestamp, state, runner_id, reason, new_invocation_id, command: {command_id, kind}}."""

@@ -171,7 +171,7 @@ PATHS = {
                              [_path("call_id", "The call id, percent-encoded."), APP, LIMIT]),
     "/workflows": _get("Every known workflow type: runs, statuses, duration p50/p95, members in the window "
                        "(zero for one idle in it) and its last run ever.", [APP, SUMMARY_SINCE, UNTIL]),
-    "/workflows/runs": _get("Workflow runs, newest first, with status, duration, members, parent workflow.", [
+    "/workflows/runs": _get("Workflow runs, newest first, with status, duration, members, parent workflow, rerun_of.", [
         APP, _q("type", "Workflow type."), STATUS_LIST, SINCE, UNTIL, LIMIT]),
     "/workflows/runs/{id}": _get("One run: members with time per status, sub-workflows, occupancy histogram.", [
         ID, APP, HISTOGRAM_STATUS]),
@@ -200,7 +200,7 @@ PATHS = {
                        stream=True),
     "/log-explorer": _post("Resolve pasted pynenc / rustvello / tasktrail log lines against the store.", {
         "type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}),
-    "/runs": _get("Runs: started newest first with live duration.", [
+    "/runs": _get("Runs: started newest first with live duration, how each was started (started_by) and rerun_of.", [
         APP, _q("task", "Task id."), STATUS_LIST, SINCE, UNTIL, _q("sort", "Sort key."), LIMIT, CURSOR,
         STATUS_MODE, SEARCH]),
     "/ops": _get("In flight, recent failures, heartbeats, scheduler, ingest figures.", [APP]),

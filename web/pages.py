@@ -214,8 +214,9 @@ def runs_page(request: Request) -> Response:
     data["filters"] = {**filters, "status": [s.upper() for v in filters["status"] for s in v.split(",") if s]}
     keep = [(k, v) for k, v in p.multi_items() if k not in ("cursor", "format")]
     data["next_url"] = "/runs?" + urlencode(keep + [("cursor", data["next_cursor"])]) if data["next_cursor"] else None
+    actions = commands.row_actions(request, {r["app_id"] for r in data.get("items") or []})
     return _status(render(request, "runs.html", "Runs", data, "/api/v1/runs", search_error=search_error,
-                          search_help=SEARCH_HELP), search_error)
+                          search_help=SEARCH_HELP, row_actions=actions), search_error)
 
 
 def ops_page(request: Request) -> Response:
@@ -275,8 +276,10 @@ WORKFLOW_RUN_FILTERS = ("app", "type", "status", "since", "until", "limit")
 
 
 def workflow_runs_page(request: Request) -> Response:
-    return render(request, "workflow_runs.html", "Workflow runs", reads.workflow_runs_data(request),
-                  _api("/api/v1/workflows/runs", request, WORKFLOW_RUN_FILTERS))
+    data = reads.workflow_runs_data(request)
+    return render(request, "workflow_runs.html", "Workflow runs", data,
+                  _api("/api/v1/workflows/runs", request, WORKFLOW_RUN_FILTERS),
+                  row_actions=commands.row_actions(request, {r.get("app_id") for r in data["items"]}))
 
 
 def workflow_type_page(request: Request) -> Response:

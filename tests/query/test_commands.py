@@ -60,6 +60,9 @@ def test_request_hand_out_report_and_links(local, world):
         ("done", "agent-1", "api", "bad-2")
     assert [r["state"] for r in one["records"]] == [s for s, _ in _log(local, rerun["command_id"])]
     assert qs.invocation("bad-2")["rerun_of"] == "bad-1"
+    # The runs table links the re-run back to its original (and only that row).
+    rows = {r["invocation_id"]: r["rerun_of"] for r in qs.runs(app=app, since="all")["items"]}
+    assert rows == {"bad-2": "bad-1", "bad-1": None, "run-1": None}
     assert "bad-2" in qs.invocation("bad-1")["reruns"] and "fake-1" not in qs.invocation("bad-1")["reruns"]
     assert [c["command_id"] for c in qs.invocation("run-1")["commands"]] == [abort["command_id"]]
     listed = qs.commands(app=app, state="done")["items"]
