@@ -19,7 +19,9 @@ tasktrail.v1 through the emitter:
 - trigger events and runs (`BaseTrigger.store_event` / `store_trigger_run`);
 - each runner's queue depths, pynenc's own broker counts every TASKTRAIL_QUEUE_INTERVAL s (proto/pynenc_queues.py);
 - the app's log lines (its logger `pynenc.<app_id>`), each tied to its invocation, task and runner
-  context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out).
+  context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out);
+- with TASKTRAIL_AGENT (tasktrail's web address), tasktrail's abort and re-run carried out by each runner
+  (proto/pynenc_agent.py, docs/control.md).
 
 Hooks never raise into pynenc and never block it: records go to the emitter's bounded queue (50,000
 records; proto/otlp_sender.py sends them); when it is full the record is dropped and counted
@@ -356,6 +358,8 @@ def _patch(ex: Exporter) -> None:
     on_init(BaseTrigger, trigger_hooks)
     from .pynenc_queues import install as report_queue_depths
     report_queue_depths(ex)  # queue depths every TASKTRAIL_QUEUE_INTERVAL s from each runner (proto/pynenc_queues.py)
+    from .pynenc_agent import install as start_agents
+    start_agents(ex)  # with TASKTRAIL_AGENT: tasktrail's commands carried out by each runner (proto/pynenc_agent.py)
     if os.environ.get(ENV_LOGS, "on").lower() not in ("0", "off", "false", "no"):
         from .pynenc_logs import forward_logs
         forward_logs(ex)
