@@ -142,3 +142,35 @@ def test_pynenc_agent_aborts_queued_refuses_running_and_reruns_failed(server, tm
     assert [r["args"] for r in runs if r["task"] == "quick"] == [{"x": 8}]          # the aborted one never ran
     assert [r["args"] for r in runs if r["task"] == "boom"] == [{"x": 3, "label": "a b"}] * 2
     assert [r["task"] for r in runs].count("slow-finished") == 1                   # the refused abort stopped nothing
+
+
+_MACHINE = """
+import json
+from pynenc.invocation.status import InvocationStatus, get_status_definition
+from tasktrail.proto.pynenc_agent import _cannot
+print(json.dumps({s.name: {"final": s.is_final(), "owned": get_status_definition(s).requires_ownership,
+                           "final_targets": sorted(t.name for t in get_status_definition(s).allowed_transitions
+                                                   if t.is_final()),
+                           "why": _cannot(s, get_status_definition(s))} for s in InvocationStatus}))
+"""
+
+
+def test_abort_follows_pynencs_own_status_machine():
+    """What the agent aborts, and why it refuses the rest, against pynenc 0.4's own status machine: REGISTERED
+    is the one unfinished status with a final transition that needs no owner (to CONCURRENCY_CONTROLLED_FINAL)."""
+    proc = subprocess.run([PY312, "-c", _MACHINE], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    machine = json.loads(proc.stdout)
+    assert len(machine) == 13
+    abortable = {s: m["final_targets"] for s, m in machine.items()
+                 if not m["final"] and not m["owned"] and m["final_targets"]}
+    assert abortable == {"REGISTERED": ["CONCURRENCY_CONTROLLED_FINAL"]}
+    for status, m in machine.items():
+        if m["final"]:
+            assert m["why"] == f"already finished ({status})"
+        elif status in ("RUNNING", "PAUSED"):
+            assert m["why"].startswith(f"{status}: pynenc 0.4 cannot stop running work")
+        elif m["owned"]:
+            assert m["why"].startswith(f"{status}: taken by a runner")
+        elif status != "REGISTERED":
+            assert m["why"].endswith("no final status that stops it") and not m["final_targets"], (status, m)
