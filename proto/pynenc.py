@@ -19,7 +19,9 @@ tasktrail.v1 through the emitter:
 - trigger events and runs (`BaseTrigger.store_event` / `store_trigger_run`);
 - each runner's queue depths, pynenc's own broker counts every TASKTRAIL_QUEUE_INTERVAL s (proto/pynenc_queues.py);
 - the app's log lines (its logger `pynenc.<app_id>`), each tied to its invocation, task and runner
-  context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out).
+  context (`LogForwarder`; TASKTRAIL_LOGS=off keeps them out);
+- with TASKTRAIL_AGENT (tasktrail's web address), tasktrail's abort and re-run carried out by each runner
+  (proto/pynenc_agent.py, docs/control.md).
 
 Hooks never raise into pynenc and never block it: records go to the emitter's bounded queue (50,000
 records; proto/otlp_sender.py sends them); when it is full the record is dropped and counted
@@ -320,6 +322,15 @@ def _patch_outcomes(ex: Exporter) -> None:
            lambda self, invocation_id, exception, *a, **k: ex.on_exception(invocation_id, exception))
 
 
+def _beside_runners(ex: Exporter) -> None:
+    """What runs beside each pynenc runner: queue depths every TASKTRAIL_QUEUE_INTERVAL s
+    (proto/pynenc_queues.py) and, with TASKTRAIL_AGENT, the agent of tasktrail's commands (proto/pynenc_agent.py)."""
+    from .pynenc_agent import install as start_agents
+    from .pynenc_queues import install as report_queue_depths
+    report_queue_depths(ex)
+    start_agents(ex)
+
+
 def _patch(ex: Exporter) -> None:
     from pynenc.orchestrator import base_orchestrator
     from pynenc.orchestrator.base_orchestrator import BaseOrchestrator
@@ -354,8 +365,7 @@ def _patch(ex: Exporter) -> None:
     }
     on_init(BaseOrchestrator, orchestrator_hooks)
     on_init(BaseTrigger, trigger_hooks)
-    from .pynenc_queues import install as report_queue_depths
-    report_queue_depths(ex)  # queue depths every TASKTRAIL_QUEUE_INTERVAL s from each runner (proto/pynenc_queues.py)
+    _beside_runners(ex)
     if os.environ.get(ENV_LOGS, "on").lower() not in ("0", "off", "false", "no"):
         from .pynenc_logs import forward_logs
         forward_logs(ex)

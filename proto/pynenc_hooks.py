@@ -8,10 +8,11 @@ from typing import Callable
 log = logging.getLogger("tasktrail.pynenc")
 
 
-def after(cls, name: str, hook: Callable) -> None:
-    """Wrap cls.name so `hook(self, *args, **kwargs)` runs after it returns (its errors swallowed)."""
+def after(cls, name: str, hook: Callable, mark: str = "__tasktrail__") -> None:
+    """Wrap cls.name so `hook(self, *args, **kwargs)` runs after it returns (its errors swallowed), once per
+    `mark`: a part of the exporter that hooks a method another part hooked already passes a mark of its own."""
     original = getattr(cls, name)
-    if getattr(original, "__tasktrail__", False):
+    if getattr(original, mark, False):
         return
 
     def wrapper(self, *args, **kwargs):
@@ -23,6 +24,7 @@ def after(cls, name: str, hook: Callable) -> None:
         return out
 
     wrapper.__tasktrail__ = True
+    setattr(wrapper, mark, True)
     wrapper.__wrapped__ = original
     wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
     setattr(cls, name, wrapper)

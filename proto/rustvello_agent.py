@@ -24,100 +24,29 @@ outcome there before reporting it and, when it starts again, reports every outco
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
-import threading
-import urllib.parse
-import urllib.request
 import uuid
 from typing import Any, Optional
 
-from .bearer import bearer
+from .command_agent import CommandAgent
 from .emitter import Emitter, Runner
 
-log = logging.getLogger("tasktrail.rustvello_agent")
 
-
-class RustvelloAgent:
-    """Polls tasktrail for one rustvello app's commands in a daemon thread and carries them out."""
+class RustvelloAgent(CommandAgent):
+    """Polls tasktrail for one rustvello app's commands in a daemon thread and carries them out
+    (the poll, reports and journal: proto/command_agent.py)."""
 
     def __init__(self, app, web_url: str, *, otlp_endpoint: str, token: Optional[str] = None,
                  runner_id: Optional[str] = None, wait_s: float = 10.0, journal: Optional[str] = None,
                  emitter: Optional[Emitter] = None) -> None:
-        self.app, self.web_url, self.token, self.wait_s = app, web_url.rstrip("/"), token, wait_s
-        self.runner = Runner(runner_id or f"agent-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                             "RustvelloAgent", hostname=socket.gethostname(), pid=os.getpid())
-        self.emitter = emitter or Emitter(otlp_endpoint, _app_id(app),
-                                          protocol="http/protobuf", token=token, service_name="tasktrail-agent")
-        self.journal = journal
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="tasktrail-agent", daemon=True)
-        self.handled: list[dict] = []   # outcomes, in order (for the app and tests)
-
-    @property
-    def app_id(self) -> str:
-        return _app_id(self.app)
-
-    def start(self) -> "RustvelloAgent":
-        self._replay_journal()
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-        self.emitter.flush()
-
-    # --- the loop ----------------------------------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                commands = self.poll()
-            except Exception as exc:  # tasktrail away: try again shortly
-                log.warning("tasktrail agent: poll failed: %s", exc)
-                self._stop.wait(1.0)
-                continue
-            for cmd in commands:
-                self.handle(cmd)
-
-    def poll(self) -> list[dict]:
-        """One long-poll: the commands tasktrail handed this runner context (recorded `delivered` to it)."""
-        q = urllib.parse.urlencode({"app": self.app_id, "runner": self.runner.runner_id, "wait": self.wait_s})
-        req = urllib.request.Request(f"{self.web_url}/api/v1/agent/commands?{q}")
-        if self.token:
-            req.add_header("Authorization", bearer(self.token))
-        with urllib.request.urlopen(req, timeout=self.wait_s + 30) as resp:
-            return json.loads(resp.read())["commands"]
-
-    def handle(self, cmd: dict) -> dict:
-        """Carry out one command; report and return {command_id, state, reason, new_invocation_id}."""
-        try:
-            if cmd["kind"] == "abort":
-                out = self._abort(cmd)
-            elif cmd["kind"] == "rerun":
-                out = self._rerun(cmd)
-            else:
-                out = {"state": "refused", "reason": f"this agent does not know {cmd['kind']!r}"}
-        except Exception as exc:  # whatever rustvello raised: the command is refused with it, never done
-            out = {"state": "refused", "reason": f"{type(exc).__name__}: {exc}"}
-        out = {"command_id": cmd["command_id"], "kind": cmd["kind"], "target": cmd["target"],
-               "target_kind": cmd.get("target_kind"), "reason": None, "new_invocation_id": None,
-               "runner_id": cmd.get("runner_id") or self.runner.runner_id, **out}
-        self._write_journal(out)
-        self._report(out)
-        self.handled.append(out)
-        return out
-
-    def _report(self, out: dict) -> None:
-        """Report an outcome as the runner context the command was delivered to (only its report counts,
-        docs/control.md): after a restart, a journal entry is re-sent under its old context id."""
-        rid = out.get("runner_id") or self.runner.runner_id
-        runner = self.runner if rid == self.runner.runner_id else Runner(rid, None, hostname=None, pid=None)
-        self.emitter.command(out["command_id"], out["state"], kind=out["kind"], target=out["target"],
-                             target_kind=out["target_kind"], reason=out["reason"],
-                             new_invocation_id=out["new_invocation_id"], runner=runner)
-        self.emitter.flush()
+        self.app = app
+        runner = Runner(runner_id or f"agent-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+                        "RustvelloAgent", hostname=socket.gethostname(), pid=os.getpid())
+        emitter = emitter or Emitter(otlp_endpoint, _app_id(app), protocol="http/protobuf", token=token,
+                                     service_name="tasktrail-agent")
+        super().__init__(_app_id(app), web_url, emitter=emitter, runner=runner, token=token, wait_s=wait_s,
+                         journal=journal)
 
     # --- what rustvello can do -------------------------------------------------------------------------------
     def _abort(self, cmd: dict) -> dict:
@@ -165,21 +94,6 @@ class RustvelloAgent:
             return key, {k: json.loads(v) for k, v in call.get("serialized_arguments", {}).items()}
         except Exception as exc:
             return None, f"rustvello's state backend has no call for {invocation_id!r} ({type(exc).__name__}: {exc})"
-
-    # --- the journal ---------------------------------------------------------------------------------------
-    def _write_journal(self, out: dict) -> None:
-        if self.journal:
-            with open(self.journal, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(out) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-
-    def _replay_journal(self) -> None:
-        if self.journal and os.path.exists(self.journal):
-            with open(self.journal, encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        self._report(json.loads(line))
 
 
 def _app_id(app) -> str:
