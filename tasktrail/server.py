@@ -33,7 +33,7 @@ from tasktrail.web.app import WebSettings, create_app
 from tasktrail.web.errors import error_body
 from tasktrail.web.metrics import InfoCollector, LogCollector
 
-from . import __version__, celery_queues
+from . import __version__, celery_control, celery_queues
 from .connections import LISTEN_QUEUE, ConnectionLimits, closed_counter, fit_file_limit, guarded_protocol
 from .hosts import HostGuard, host_rule
 from .settings import Settings
@@ -177,8 +177,13 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
             ingestor, settings.celery_broker, settings.celery_app, settings.celery_queues, settings.celery_poll_s,
             stop)) if ingestor is not None and settings.celery_broker else None
         expiry = asyncio.create_task(_expire_periodically(desk, settings, stop)) if desk is not None else None
+        # `tasktrail serve` is the Celery app's agent: it takes the app's commands from the desk and reports
+        # through the ingestor (tasktrail/celery_control.py).
+        control = asyncio.create_task(celery_control.run(
+            desk, ingestor, settings.celery_broker, settings.celery_app, settings.celery_result_backend,
+            stop)) if desk is not None and ingestor is not None and settings.celery_broker else None
         await stop.wait()
-        for task in (retention, celery, expiry):
+        for task in (retention, celery, expiry, control):
             if task is not None:
                 task.cancel()
         log.info("stopping: closing listeners, draining the write queue")
