@@ -70,6 +70,8 @@ class CeleryControl:
         return self.app.backend.get_task_meta(task_id).get("status") if self.has_backend else None
 
     def abort(self, cmd: dict) -> dict:
+        """Revoke the command's invocations (module doc): done with KILLED statuses once a worker answered,
+        refused when none did or all are over by the result backend. Raises what the broker raised."""
         params = cmd.get("parameters") or {}
         ids = [str(i) for i in params.get("invocations") or [cmd["target"]]]
         over = {i: s for i in ids if (s := self.state(i)) in READY}
@@ -95,6 +97,9 @@ class CeleryControl:
                           f"{len(replies)} worker(s) answered: {answers}"[:2000]}
 
     def rerun(self, task_id: str) -> dict:
+        """Send `task_id`'s task again with the name, args, kwargs and queue of its extended result in the
+        result backend: done with the new task id, or refused when they are not known. Raises what the
+        broker or the backend raised."""
         if not self.has_backend:
             return _refused("arguments not known: tasktrail has no --celery-result-backend to read them from "
                             "(Celery's spans carry no arguments; its result backend keeps them with "
@@ -116,6 +121,7 @@ class CeleryControl:
                           + (f" to queue {queue!r})" if queue else ")")}
 
     def close(self) -> None:
+        """Release the Celery app's connections."""
         self.app.close()
 
 
@@ -176,6 +182,9 @@ async def run(desk, ingestor, broker: str, app_id: str, result_backend: Optional
                     out = await _carry_out(loop, pool, control, cmd)
                 except Exception as exc:  # Celery cannot even be set up for this broker: the command says why
                     out = _refused(f"cannot set up Celery for the broker: {type(exc).__name__}: {exc}")
+                if out.get("failed") and control is not None:   # the next command starts on fresh connections
+                    pool.submit(control.close)
+                    control = None
                 await _report(ingestor, app_id, runner, cmd, out)
             if not cmds:
                 try:
@@ -190,13 +199,14 @@ async def run(desk, ingestor, broker: str, app_id: str, result_backend: Optional
 
 async def _carry_out(loop, pool, control: CeleryControl, cmd: dict) -> dict:
     """`control.act(cmd)` in `pool`, within ACT_TIMEOUT_S; what Celery raised, or the time running out,
-    is a refusal naming it."""
+    is a refusal naming it (marked `failed`: the connections are then opened anew)."""
     try:
         return await asyncio.wait_for(loop.run_in_executor(pool, control.act, cmd), ACT_TIMEOUT_S)
     except asyncio.TimeoutError:
-        return _refused(f"Celery's broker or result backend did not answer within {ACT_TIMEOUT_S:g} s")
+        return {**_refused(f"Celery's broker or result backend did not answer within {ACT_TIMEOUT_S:g} s"),
+                "failed": True}
     except Exception as exc:
-        return _refused(f"{type(exc).__name__}: {exc}")
+        return {**_refused(f"{type(exc).__name__}: {exc}"), "failed": True}
 
 
 async def _report(ingestor, app_id: str, runner: str, cmd: dict, out: dict, tries: int = 5) -> None:

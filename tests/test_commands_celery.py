@@ -139,3 +139,28 @@ def test_celery_rerun_without_a_result_backend_is_refused_naming_why(tmp_path):
         assert c["state"] == "refused" and "no --celery-result-backend" in c["reason"], c
     finally:
         srv.stop()
+
+
+def test_celery_broker_unreachable_refuses_the_command_with_the_reason_and_the_server_goes_on(tmp_path):
+    """No broker where --celery-broker points: each command is refused naming the broker's error; tasktrail
+    stays up and takes the next one."""
+    import socket
+    with socket.socket() as s:   # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = start_server(str(tmp_path / "tt.duckdb"), "--ingest-token", "tok123", "--celery-broker",
+                       f"redis://127.0.0.1:{port}/0", "--celery-result-backend", f"redis://127.0.0.1:{port}/1",
+                       "--celery-app", "cel-app", "--celery-queues", "tt-none")
+    try:
+        em = Emitter(srv.otlp_http, "cel-app", "w1", protocol="http/protobuf", token="tok123")
+        em.status("cel-run", "REGISTERED", task_id="cel_tasks.sleepy")
+        em.status("cel-bad", "REGISTERED", task_id="cel_tasks.boom")
+        em.status("cel-bad", "FAILED", error_type="ValueError")
+        em.shutdown()
+        _status(srv, "cel-bad", "FAILED")
+        for path in ("/invocations/cel-run/abort", "/invocations/cel-bad/rerun"):
+            c = _final(srv, _post(srv, path)["command_id"])
+            assert c["state"] == "refused" and "Connection refused" in c["reason"], c
+        assert srv.proc.poll() is None and srv.get("/invocations/cel-run").json()["status"] == "REGISTERED"
+    finally:
+        srv.stop()
