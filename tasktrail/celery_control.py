@@ -15,8 +15,8 @@ app and the runner context the command was delivered to, after that delivery was
   task is already over, or when no worker answered (a worker started later would still run it).
 - rerun: the task's name, args, kwargs and queue from the result backend's extended result
   (`--celery-result-backend`; the Celery app must set `result_extended=True`), sent again with
-  `app.send_task` under a new task id, which is the new invocation (recorded REGISTERED at once; its
-  worker's spans follow). refused, naming why, without a result backend or an extended result: Celery's
+  `app.send_task` under a new task id, which is the new invocation (recorded REGISTERED at once, without
+  its arguments; its worker's spans follow). refused, naming why, without a result backend or an extended result: Celery's
   spans carry no arguments, and tasktrail's are previews, never used as arguments.
 Nothing here runs on the event loop; a broker or backend error refuses the command with its reason.
 """
@@ -113,9 +113,8 @@ class CeleryControl:
         args, kwargs, queue = list(meta.get("args") or ()), dict(meta.get("kwargs") or {}), meta.get("queue")
         new_id = str(uuid.uuid4())
         self.app.send_task(name, args=args, kwargs=kwargs, task_id=new_id, **({"queue": queue} if queue else {}))
-        attrs = {n.TT_ARGUMENTS: json.dumps({"args": args, "kwargs": kwargs}, default=str)}
-        if queue:
-            attrs[n.MESSAGING_DESTINATION] = queue
+        # The arguments stay in Celery: its spans never give them to tasktrail, nor does a re-run.
+        attrs = {n.MESSAGING_DESTINATION: queue} if queue else {}
         return {"state": "done", "new_invocation_id": new_id, "statuses": [(new_id, name, "REGISTERED", attrs)],
                 "reason": f"re-ran {name} with the arguments of its extended result (send_task"
                           + (f" to queue {queue!r})" if queue else ")")}
