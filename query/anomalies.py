@@ -11,8 +11,9 @@ while a worker runs a task, so its process's own OTel metric reader (or
 
 Roles: a context that only submits work is a client, never flagged silent (its process may well be gone:
 a script, a web request). It is one whose class says so (pynenc's and rustvello's `ExternalRunner`,
-Celery's publishing `CeleryClient`), or one that never did work (no PENDING, RUNNING or outcome it
-stamped: runner_state.last_work), sends no heartbeats, never said it started, and has no worker that did.
+Celery's publishing `CeleryClient`, tasktrail's `TasktrailCeleryControl`), or one that never did work
+(no PENDING, RUNNING or outcome it stamped: runner_state.last_work), sends no heartbeats, never said it
+started, and has no worker that did.
 
 Work waiting to start (`pending_too_long`): PENDING past `max_pending_s` as before, and REGISTERED past it
 with no RUNNING ever: Celery and rustvello have no PENDING stage (a task nobody consumes stays REGISTERED),

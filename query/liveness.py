@@ -43,7 +43,8 @@ def process_last_seen(q, since: datetime) -> dict:
     return seen
 
 
-CLIENT_CLASSES = frozenset({"ExternalRunner", "CeleryClient"})  # classes that only ever submit work
+# classes that only ever submit work (TasktrailCeleryControl: tasktrail acting on Celery, celery_control.py)
+CLIENT_CLASSES = frozenset({"ExternalRunner", "CeleryClient", "TasktrailCeleryControl"})
 STATES = ("alive", "stopped", "dead")  # the one liveness vocabulary: /, /runners, /ops, anomalies, /metrics
 
 

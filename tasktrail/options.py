@@ -187,7 +187,9 @@ CELERY = _options(
                  help="Celery broker URL (redis://HOST:6379/0, amqp://USER:PASS@HOST:5672//): count the messages "
                       "waiting in each Celery queue every --celery-poll-interval and store them as queue depths "
                       "(/queues). Redis: LLEN of each queue's list; RabbitMQ: a passive queue.declare (with its "
-                      "consumer count). Not for `tasktrail web`, which receives nothing."),
+                      "consumer count). `tasktrail serve` also acts as the agent of --celery-app on it: abort "
+                      "revokes the task (terminate=True, SIGTERM), re-run sends it again (docs/control.md). "
+                      "Not for `tasktrail web`, which receives nothing."),
     click.option("--celery-app", default=Settings.celery_app, show_default=True, envvar="TASKTRAIL_CELERY_APP",
                  help="App id of the counted queues: the service.namespace the Celery workers' instrumentation sends."),
     click.option("--celery-queues", default="", envvar="TASKTRAIL_CELERY_QUEUES",
@@ -196,6 +198,10 @@ CELERY = _options(
     click.option("--celery-poll-interval", type=click.FloatRange(min=0, min_open=True), default=Settings.celery_poll_s,
                  show_default=True, envvar="TASKTRAIL_CELERY_POLL_INTERVAL",
                  help="Seconds between two counts of the Celery broker's queues."),
+    click.option("--celery-result-backend", envvar="TASKTRAIL_CELERY_RESULT_BACKEND",
+                 help="The Celery app's result backend URL (redis://HOST:6379/1): a re-run reads the task's name, "
+                      "args and kwargs from its extended result (the app must set result_extended=True); "
+                      "without it a re-run is refused (Celery's spans carry no arguments)."),
 )
 
 # issue 19: commands (docs/control.md).
@@ -259,4 +265,5 @@ def _celery(opts: dict) -> dict:
     """The Celery broker poller's settings (tasktrail/celery_queues.py) from the CELERY options."""
     return {"celery_broker": opts["celery_broker"] or None, "celery_app": opts["celery_app"],
             "celery_queues": tuple(q.strip() for q in (opts["celery_queues"] or "").split(",") if q.strip()),
-            "celery_poll_s": opts["celery_poll_interval"]}
+            "celery_poll_s": opts["celery_poll_interval"],
+            "celery_result_backend": opts["celery_result_backend"] or None}

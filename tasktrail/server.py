@@ -33,7 +33,7 @@ from tasktrail.web.app import WebSettings, create_app
 from tasktrail.web.errors import error_body
 from tasktrail.web.metrics import InfoCollector, LogCollector
 
-from . import __version__, celery_queues
+from . import __version__, celery_control, celery_queues
 from .connections import LISTEN_QUEUE, ConnectionLimits, closed_counter, fit_file_limit, guarded_protocol
 from .hosts import HostGuard, host_rule
 from .settings import Settings
@@ -172,15 +172,10 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         if on_ready:
             on_ready(bound)
         _stop_on_signals(stop)
-        retention = asyncio.create_task(_retain_periodically(store, settings, stop)) if role != "ingest" else None
-        celery = asyncio.create_task(celery_queues.poll(
-            ingestor, settings.celery_broker, settings.celery_app, settings.celery_queues, settings.celery_poll_s,
-            stop)) if ingestor is not None and settings.celery_broker else None
-        expiry = asyncio.create_task(_expire_periodically(desk, settings, stop)) if desk is not None else None
+        background = _background(store, ingestor, desk, settings, stop, role)
         await stop.wait()
-        for task in (retention, celery, expiry):
-            if task is not None:
-                task.cancel()
+        for task in background:
+            task.cancel()
         log.info("stopping: closing listeners, draining the write queue")
         for s in servers:
             s.should_exit = True
@@ -194,6 +189,26 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         if ingestor is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingestor.close)
         await asyncio.get_running_loop().run_in_executor(None, store.close)
+
+
+def _background(store, ingestor: Optional[Ingestor], desk: Optional[CommandDesk], settings: Settings,
+                stop: asyncio.Event, role: str) -> list:
+    """The periodic tasks this process runs until `stop`: retention and command expiry (web side), the
+    Celery queue poller (ingest side) and, in `tasktrail serve` with --celery-broker, the Celery app's agent
+    (it takes the app's commands from the desk and reports through the ingestor: tasktrail/celery_control.py)."""
+    tasks = []
+    if role != "ingest":
+        tasks.append(asyncio.create_task(_retain_periodically(store, settings, stop)))
+    if ingestor is not None and settings.celery_broker:
+        tasks.append(asyncio.create_task(celery_queues.poll(
+            ingestor, settings.celery_broker, settings.celery_app, settings.celery_queues, settings.celery_poll_s,
+            stop)))
+    if desk is not None:
+        tasks.append(asyncio.create_task(_expire_periodically(desk, settings, stop)))
+        if ingestor is not None and settings.celery_broker:
+            tasks.append(asyncio.create_task(celery_control.run(
+                desk, ingestor, settings.celery_broker, settings.celery_app, settings.celery_result_backend, stop)))
+    return tasks
 
 
 def _web_server(settings: Settings, query: QueryService, registry, limits: ConnectionLimits, closed,

@@ -80,6 +80,8 @@ class Settings:
     celery_app: str = "celery"
     celery_queues: tuple = ()
     celery_poll_s: float = 5.0
+    # Where the Celery app keeps its results: a re-run reads the task's arguments there (celery_control.py).
+    celery_result_backend: Optional[str] = None
     # issue 19: commands (tasktrail/commands.py, docs/control.md).
     command_ttl_s: float = 600.0
     read_only: bool = False
@@ -156,6 +158,8 @@ class Settings:
         if self.celery_broker and urlsplit(self.celery_broker).scheme not in CELERY_SCHEMES:
             problems.append(f"celery_broker must be a {', '.join(CELERY_SCHEMES)} URL, got scheme "
                             f"{urlsplit(self.celery_broker).scheme!r}")
+        if self.celery_result_backend and not self.celery_broker:
+            problems.append("celery_result_backend needs celery_broker (tasktrail acts on Celery through its broker)")
         if self.celery_poll_s <= 0:
             problems.append("celery_poll_s must be positive")
         return problems
@@ -222,6 +226,9 @@ SETTINGS_HELP = {
     "celery_queues": "Celery queues to count (default: on Redis every queue kombu declared there, and celery; "
                      "on RabbitMQ celery).",
     "celery_poll_s": "Seconds between two counts of the Celery broker's queues.",
+    "celery_result_backend": "The Celery app's result backend URL (redis://...): a re-run reads the task's name, "
+                             "args and kwargs from its extended result (the app sets result_extended=True); "
+                             "without it Celery re-runs are refused.",
     "command_ttl_s": "A command (abort, re-run) no runner's agent finished this many seconds after its last record "
                      "ends `expired` (docs/control.md).",
     "read_only": "Turn every action off: abort and re-run answer 403 and their buttons are hidden.",

@@ -3,7 +3,10 @@
 - `apply_async/<task>` (PRODUCER): the task was sent → REGISTERED at the span's start (a re-send of a
   task that is being retried reads as PENDING: query/adjust.py).
 - `run/<task>` (CONSUMER): RUNNING at its start, and at its end the outcome from `celery.state`
-  (SUCCESS, FAILURE → FAILED, RETRY, REVOKED → KILLED) or, without a state, from the span status.
+  (SUCCESS, FAILURE → FAILED, RETRY, REVOKED → KILLED) or, without a state, FAILED for an error status.
+  A run span with neither was closed without Celery's postrun, as its process left the task (a revoke's
+  SIGTERM: the span's context manager ends it at exit): no outcome is taken from it, never a SUCCESS
+  (tasktrail's own Celery abort records KILLED, tasktrail/celery_control.py).
 - The task id is `messaging.message.id`; the worker is `celery.hostname` (plus the process id); the
   queue (`messaging.destination`, the routing key) rides in the REGISTERED and RUNNING transitions'
   attrs, so work never picked up can say which queue nobody consumes (query/anomalies.py).
@@ -54,12 +57,14 @@ class CeleryOtel(Dialect):
         self._runner(res, out, worker_process, "CeleryWorkerProcess", parent_runner, span.start_ts)
         attempt = as_int(a.get("celery.retries")) or 0
         state = a.get("celery.state")
-        final = _STATES.get(str(state).upper()) if state else ("FAILED" if span.status_code == 2 else "SUCCESS")
+        # No state: Celery's postrun never ran, the span was closed as its process left the task (a revoke's
+        # SIGTERM, a cold shutdown); an unset span status then says nothing of the outcome: none is taken.
+        final = _STATES.get(str(state).upper()) if state else ("FAILED" if span.status_code == 2 else None)
         error_type = a.get("celery.retry.reason") if final == "RETRY" else None
         if final == "FAILED" and span.status_message:
             error_type = span.status_message.split(":", 1)[0]
         runner, worker = (parent_runner, worker_process) if parent_runner else (worker_process, None)
-        for ts, status in ((span.start_ts, "RUNNING"), (span.end_ts, final)):
+        for ts, status in ((span.start_ts, "RUNNING"), (span.end_ts, final))[:2 if final else 1]:
             out.rows["transitions"].append(Transition(
                 ts, res.app_id, str(task_id), task, status, None, runner, worker,
                 worker_process if status == "RUNNING" else None, attempt, self.name, span.trace_id, span.span_id,

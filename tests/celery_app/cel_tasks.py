@@ -1,5 +1,6 @@
 """A real Celery app with opentelemetry-instrumentation-celery, exporting OTLP/HTTP to tasktrail."""
 import os
+import time
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -8,6 +9,8 @@ app = Celery("cel_tasks", broker=os.environ["CELERY_BROKER"], backend=os.environ
 app.conf.task_default_queue = os.environ["CELERY_QUEUE"]
 app.conf.worker_hijack_root_logger = False
 app.conf.broker_connection_retry_on_startup = True
+# The result backend keeps each task's name, args and kwargs: tasktrail's Celery re-run reads them there.
+app.conf.result_extended = True
 
 
 def setup_otel(service: str) -> None:
@@ -46,3 +49,17 @@ def flaky(self, x):
 @app.task
 def parent(n):
     return [add.delay(i, i).id for i in range(n)]
+
+
+@app.task
+def sleepy(key, seconds):
+    """Says it runs (its process id under `key` in the result backend's Redis), then sleeps."""
+    import redis
+    redis.Redis.from_url(os.environ["CELERY_BACKEND"]).set(key, os.getpid(), ex=300)
+    time.sleep(seconds)
+    return "woke"
+
+
+@app.task
+def boom(x, y=0):
+    raise ValueError(f"boom {x} {y}")
