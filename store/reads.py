@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import duckdb
 import pyarrow as pa
 
+from . import allocator
 from .api import QueryError, QueryTimeout, Result, StoreUnavailable
 from .stream_reads import StreamFailed, batches, open_stream
 
@@ -81,6 +82,7 @@ class CursorReads:
         if timed_out:
             return QueryTimeout(f"query stopped at its time limit of {timeout_s:g} s")
         if isinstance(exc, (duckdb.OutOfMemoryException, MemoryError)) or "Out of Memory Error" in text:
+            allocator.purge_after_failure()   # what the query reached goes back at once (store/allocator.py)
             return QueryError(f"{_OUT_OF_MEMORY}: {text.splitlines()[0][:300] if text else 'out of memory'}")
         if isinstance(exc, duckdb.FatalException) or "invalidated" in text:
             self._fatal(exc)

@@ -129,7 +129,14 @@ def test_headers_content_types_and_csrf(server, record):
         assert r.status_code == 403 and "cross-site" in r.json()["error"]["message"], (path, r.text)
         same = httpx.post(server.web + path, headers={"Origin": server.web}, **kw)
         assert same.status_code != 403, path
+        # A browser that sends no Origin still says where the request comes from: another site, or another
+        # port of this host (same-site), may not act; its own pages may.
+        for site in ("cross-site", "same-site"):
+            r = httpx.post(server.web + path, headers={"Sec-Fetch-Site": site}, **kw)
+            assert r.status_code == 403 and site in r.json()["error"]["message"], (path, site, r.text)
+        assert httpx.post(server.web + path, headers={"Sec-Fetch-Site": "same-origin"}, **kw).status_code != 403
     record(SECTION, "security headers and content types on pages, API answers and errors; cross-site POSTs to "
                     "every mutating route (/api/v1/sql, /api/v1/log-explorer, /login, /logout)", len(pages) + len(mutating),
            "CSP with script-src 'self' (no inline script), X-Frame-Options DENY, nosniff on every answer; API "
-           "answers application/json; cross-site POSTs 403, same-origin ones served")
+           "answers application/json; cross-site POSTs 403 (by Origin, or by Sec-Fetch-Site cross-site or same-site "
+           "without one), same-origin ones served")

@@ -112,6 +112,14 @@ class SecurityMiddleware:
                 await error_response(403, f"cross-site request refused: origin {origin!r} is not {host!r}")(
                     scope, receive, send)
                 return
+            # A browser says where a request comes from even when it sends no Origin: a page of another site
+            # (or another port of this host: "same-site") may not act here. Clients other than browsers send
+            # no Sec-Fetch-Site.
+            fetch_site = headers.get(b"sec-fetch-site", b"").decode("latin-1").lower()
+            if fetch_site and fetch_site not in ("same-origin", "none"):
+                await error_response(403, f"cross-site request refused: Sec-Fetch-Site is {fetch_site!r}")(
+                    scope, receive, send)
+                return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
