@@ -1,4 +1,4 @@
-"""A small emitter for Python runners: tasktrail.v1 over OTLP with the OTel SDK's own exporters.
+"""A small emitter for Python runners: tasktrail.v1 over OTLP.
 
     from tasktrail.proto.emitter import Emitter, Runner
     em = Emitter(endpoint="http://127.0.0.1:4317", app_id="shop",
@@ -6,11 +6,10 @@
     em.status("inv-1", "RUNNING", task_id="shop.pay", attempt=0)
     em.flush(); em.shutdown()
 
-Every call is one OTLP log record and never blocks the caller: by default the record goes on a
-bounded queue of our own and a thread sends it as OTLP protobuf built with opentelemetry-proto's
-classes (proto/otlp_sender.py: 512 records a request, retries with back-off, drops counted when
-full). `Emitter(..., logger_provider=provider)` sends through an OTel SDK LoggerProvider of your own
-instead. Needs `tasktrail[emitter]`.
+Every call is one OTLP log record and never blocks the caller: by default it goes on a bounded queue of
+our own that threads send as OTLP protobuf (proto/otlp_sender.py: 512 records a request, a record's runner
+context once per request on its scope, retries with back-off, drops counted when full).
+`Emitter(..., logger_provider=provider)` sends through an OTel SDK LoggerProvider of yours instead.
 """
 from __future__ import annotations
 
@@ -163,15 +162,20 @@ class Emitter:
         canonical = normalize(status)
         if canonical is None:
             raise ValueError(f"unknown status {status!r}")
-        self._emit(n.EV_STATUS, runner, timestamp, {
-            n.TT_INVOCATION_ID: invocation_id, n.TT_STATUS: canonical, n.TT_TASK_ID: task_id,
-            n.TT_PREVIOUS_STATUS: normalize(previous_status) if previous_status else None,
-            n.TT_OWNER_RUNNER_ID: owner_runner_id, n.TT_ATTEMPT: attempt,
-            n.TT_PARENT_INVOCATION_ID: parent_invocation_id, n.TT_PARENT_EVENT_ID: parent_event_id,
-            n.TT_WORKFLOW_ID: workflow_id, n.TT_WORKFLOW_TYPE: workflow_type,
-            n.TT_WORKFLOW_PARENT_ID: workflow_parent_id, n.TT_ARGUMENTS: _json(arguments),
-            n.TT_RESULT: _json(result), n.TT_ERROR_TYPE: error_type, n.TT_ERROR_MESSAGE: error_message,
-            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s, n.TT_CALL_ID: call_id})
+        # Built without None values, not built whole and cleaned: this is the runner's hot path (issue 20).
+        a = {n.TT_INVOCATION_ID: invocation_id, n.TT_STATUS: canonical}
+        if previous_status:
+            a[n.TT_PREVIOUS_STATUS] = normalize(previous_status)
+        for key, value in ((n.TT_TASK_ID, task_id), (n.TT_OWNER_RUNNER_ID, owner_runner_id), (n.TT_ATTEMPT, attempt),
+                           (n.TT_PARENT_INVOCATION_ID, parent_invocation_id), (n.TT_PARENT_EVENT_ID, parent_event_id),
+                           (n.TT_WORKFLOW_ID, workflow_id), (n.TT_WORKFLOW_TYPE, workflow_type),
+                           (n.TT_WORKFLOW_PARENT_ID, workflow_parent_id), (n.TT_ARGUMENTS, _json(arguments)),
+                           (n.TT_RESULT, _json(result)), (n.TT_ERROR_TYPE, error_type),
+                           (n.TT_ERROR_MESSAGE, error_message), (n.TT_ERROR_TRACEBACK, error_traceback),
+                           (n.TT_DURATION_S, duration_s), (n.TT_CALL_ID, call_id)):
+            if value is not None:
+                a[key] = value
+        self._put(n.EV_STATUS, runner, timestamp, a)
 
     def runner_started(self, runner: Optional[Runner] = None, timestamp=None) -> None:
         self._emit(n.EV_RUNNER_STARTED, runner, timestamp, {})
@@ -277,34 +281,39 @@ class Emitter:
         """One log line (no event name; body = `message`) tied to an invocation and the runner context that
         wrote it. `level`: Python's logging level (10 DEBUG … 50 CRITICAL), sent as OTel's severity number
         and text; `logger_name` is the record's scope. `exception`: (type, message, traceback) as OTel's
-        exception.* attributes. tasktrail keeps
-        it as a log line of that invocation (its runner: the context's parent when it has one, the context
-        as its worker)."""
+        exception.* attributes. tasktrail keeps it as a log line of that invocation (its runner: the
+        context's parent when it has one, the context as its worker)."""
         number, text = _SEVERITY[min(_SEVERITY, key=lambda lv: abs(lv - level))]
         attrs = _clean({n.TT_INVOCATION_ID: invocation_id, n.TT_TASK_ID: task_id})
         if exception:
             attrs.update(_clean(dict(zip(("exception.type", "exception.message", "exception.stacktrace"), exception))))
-        if runner is not None:
-            attrs.update(runner.attributes())
         attrs[n.TT_RECORD_ID], attrs[n.TT_SEQ] = _IDENTITY.next()
         # The OTel scope is the Python logger, as the SDK's own LoggingHandler makes it.
-        self._send(_ns(timestamp) or time.time_ns(), None, message, number, text, attrs, logger_name or n.TT_SCOPE)
+        self._send(_ns(timestamp) or time.time_ns(), None, message, number, text, attrs, logger_name or n.TT_SCOPE,
+                   runner.attributes() if runner is not None else None)
 
     # --- plumbing --------------------------------------------------------------------
     def _emit(self, event_name: str, runner: Optional[Runner], timestamp, attrs: dict) -> None:
-        attrs = _clean(attrs)
-        if runner is not None:
-            attrs.update(runner.attributes())
+        self._put(event_name, runner, timestamp, _clean(attrs))
+
+    def _put(self, event_name: str, runner: Optional[Runner], timestamp, attrs: dict) -> None:
         rid, attrs[n.TT_SEQ] = _IDENTITY.next()
-        attrs[n.TT_RECORD_ID] = attrs.get(n.TT_RECORD_ID) or rid   # a record's own id where it has one
-        self._send(_ns(timestamp) or time.time_ns(), event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE)
+        if not attrs.get(n.TT_RECORD_ID):   # a record's own id where it has one
+            attrs[n.TT_RECORD_ID] = rid
+        ts = timestamp if type(timestamp) is int else (_ns(timestamp) or time.time_ns())
+        self._send(ts, event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE,
+                   runner.attributes() if runner is not None else None)
 
     def _send(self, ts: int, event_name, body, severity_number: int, severity_text: str, attrs: dict,
-              scope: str) -> None:
+              scope: str, context: Optional[dict] = None) -> None:
+        """Queue one record; `context` (the runner context's attributes) goes on its scope (our sender), else
+        on the record."""
         if self._sender is not None:
-            self._sender.add((ts, event_name, body, severity_number, severity_text, attrs, scope))
+            self._sender.add((ts, event_name, body, severity_number, severity_text, attrs, scope, context))
             return
         from opentelemetry._logs import SeverityNumber
+        if context:
+            attrs.update(context)
         attrs[n.REVISION] = n.TASKTRAIL_V1  # a provider's resource may not say it (ours does)
         logger = self._loggers.get(scope) or self._loggers.setdefault(scope, self._provider.get_logger(scope))
         logger.emit(timestamp=ts, event_name=event_name, body=body, severity_number=SeverityNumber(severity_number),

@@ -105,17 +105,23 @@ class Exporter:
         try:
             em = self.emitter(app)
             if em.queue_full():
-                self.stats.dropped += 1
-                if self.stats.dropped == 1 or self.stats.dropped % 10_000 == 0:
-                    log.warning("tasktrail exporter: export queue full, %d records dropped so far "
-                                "(tasktrail unreachable or slower than this app)", self.stats.dropped)
+                self._dropped()
                 return
             fn(em)
             self.stats.emitted += 1
         except Exception as exc:  # observability must not break the runner
-            self.stats.errors += 1
-            if self.stats.errors <= 3:
-                log.warning("tasktrail exporter: %s", exc)
+            self._failed(exc)
+
+    def _dropped(self) -> None:
+        self.stats.dropped += 1
+        if self.stats.dropped == 1 or self.stats.dropped % 10_000 == 0:
+            log.warning("tasktrail exporter: export queue full, %d records dropped so far "
+                        "(tasktrail unreachable or slower than this app)", self.stats.dropped)
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.errors += 1
+        if self.stats.errors <= 3:
+            log.warning("tasktrail exporter: %s", exc)
 
     def flush(self, timeout_ms: int = 10_000) -> None:
         for em in list(self._emitters.values()):
@@ -178,23 +184,32 @@ class Exporter:
         })
 
     def on_history(self, backend, invocation_ids, status_record, ctx) -> None:
+        # The runner's hot path (issue 20): one emitter look-up and one queue check per call, no closures.
         status = status_record.status.name
         owner = status_record.runner_id
         when = time.time_ns()
         runner = self.runner(ctx)
+        app = backend.app
+        stats = self.stats
         for inv_id in invocation_ids:
-            meta = self._invocations.get(inv_id, {}) if status == "REGISTERED" else {}
-            outcome = self._outcomes.pop(inv_id, {}) if status in ("SUCCESS", "FAILED", "RETRY") else {}
-            if status == "RETRY":
-                outcome.pop("result", None)
-            self.send(backend.app, lambda em, i=inv_id, m=meta, o=outcome: em.status(
-                i, status, runner=runner, owner_runner_id=owner, timestamp=when,
-                task_id=m.get("task_id") or self._task_of(i), parent_invocation_id=m.get("parent_invocation_id"),
-                parent_event_id=m.get("parent_event_id"), workflow_id=m.get("workflow_id"),
-                workflow_type=m.get("workflow_type"), workflow_parent_id=m.get("workflow_parent_id"),
-                arguments=m.get("arguments"), result=o.get("result"), error_type=o.get("error_type"),
-                error_message=o.get("error_message"), error_traceback=o.get("error_traceback"),
-                call_id=m.get("call_id")))
+            kw = self._invocations.get(inv_id) if status == "REGISTERED" else None
+            if kw is None:
+                kw = {"task_id": self._task_of(inv_id)}
+            if status in ("SUCCESS", "FAILED", "RETRY"):
+                outcome = self._outcomes.pop(inv_id, None)
+                if outcome:
+                    kw = {**kw, **outcome}
+                    if status == "RETRY":
+                        kw.pop("result", None)
+            try:
+                em = self.emitter(app)
+                if em.queue_full():
+                    self._dropped()
+                    continue
+                em.status(inv_id, status, runner=runner, owner_runner_id=owner, timestamp=when, **kw)
+                stats.emitted += 1
+            except Exception as exc:  # observability must not break the runner
+                self._failed(exc)
 
     def _task_of(self, inv_id) -> Optional[str]:
         meta = self._invocations.get(inv_id)
