@@ -109,6 +109,9 @@ def _clean(attrs: Mapping[str, Any]) -> dict:
     return out
 
 
+_STATUS_KEYS = (n.TT_TASK_ID, n.TT_PREVIOUS_STATUS, n.TT_OWNER_RUNNER_ID, n.TT_ATTEMPT, n.TT_PARENT_INVOCATION_ID,
+                n.TT_PARENT_EVENT_ID, n.TT_WORKFLOW_ID, n.TT_WORKFLOW_TYPE, n.TT_WORKFLOW_PARENT_ID, n.TT_ARGUMENTS,
+                n.TT_RESULT, n.TT_ERROR_TYPE, n.TT_ERROR_MESSAGE, n.TT_ERROR_TRACEBACK, n.TT_DURATION_S, n.TT_CALL_ID)
 # Python's logging levels as OTel severities (number, text): the nearest level wins.
 _SEVERITY = {10: (5, "DEBUG"), 20: (9, "INFO"), 30: (13, "WARN"), 40: (17, "ERROR"), 50: (21, "FATAL")}
 
@@ -163,18 +166,13 @@ class Emitter:
         if canonical is None:
             raise ValueError(f"unknown status {status!r}")
         # Built without None values, not built whole and cleaned: this is the runner's hot path (issue 20).
-        a = {n.TT_INVOCATION_ID: invocation_id, n.TT_STATUS: canonical}
-        if previous_status:
-            a[n.TT_PREVIOUS_STATUS] = normalize(previous_status)
-        for key, value in ((n.TT_TASK_ID, task_id), (n.TT_OWNER_RUNNER_ID, owner_runner_id), (n.TT_ATTEMPT, attempt),
-                           (n.TT_PARENT_INVOCATION_ID, parent_invocation_id), (n.TT_PARENT_EVENT_ID, parent_event_id),
-                           (n.TT_WORKFLOW_ID, workflow_id), (n.TT_WORKFLOW_TYPE, workflow_type),
-                           (n.TT_WORKFLOW_PARENT_ID, workflow_parent_id), (n.TT_ARGUMENTS, _json(arguments)),
-                           (n.TT_RESULT, _json(result)), (n.TT_ERROR_TYPE, error_type),
-                           (n.TT_ERROR_MESSAGE, error_message), (n.TT_ERROR_TRACEBACK, error_traceback),
-                           (n.TT_DURATION_S, duration_s), (n.TT_CALL_ID, call_id)):
-            if value is not None:
-                a[key] = value
+        a = {k: v for k, v in zip(_STATUS_KEYS, (
+            task_id, normalize(previous_status) if previous_status else None, owner_runner_id, attempt,
+            parent_invocation_id, parent_event_id, workflow_id, workflow_type, workflow_parent_id,
+            arguments if arguments is None or type(arguments) is str else _json(arguments),
+            result if result is None or type(result) is str else _json(result), error_type, error_message,
+            error_traceback, duration_s, call_id)) if v is not None}
+        a[n.TT_INVOCATION_ID], a[n.TT_STATUS] = invocation_id, canonical
         self._put(n.EV_STATUS, runner, timestamp, a)
 
     def runner_started(self, runner: Optional[Runner] = None, timestamp=None) -> None:

@@ -25,8 +25,7 @@ tasktrail.v1 through the emitter:
 
 Hooks never raise into pynenc and never block it: records go to the emitter's bounded queue (50,000
 records; proto/otlp_sender.py sends them); when it is full the record is dropped and counted
-(`exporter().stats`).
-`install(endpoint=...)` does the same from code.
+(`exporter().stats`). `install(endpoint=...)` does the same from code.
 """
 from __future__ import annotations
 
@@ -78,6 +77,7 @@ class Exporter:
         self.endpoint, self.token, self.protocol, self.max_queue = endpoint, token, protocol, max_queue
         self.stats = Stats()
         self._emitters: dict[str, Emitter] = {}
+        self._by_app: dict[int, tuple] = {}     # id(app) -> (app, its emitter): a transition's look-up
         self._lock = threading.Lock()
         self._invocations = _Lru(_MAX_CACHED)   # invocation id -> what REGISTERED should carry
         self._outcomes = _Lru(_MAX_CACHED)      # invocation id -> result / exception for its final status
@@ -87,6 +87,10 @@ class Exporter:
 
     # --- plumbing ------------------------------------------------------------------------
     def emitter(self, app) -> Emitter:
+        """The emitter of pynenc app `app` (made on first use; kept per app object, then per app id)."""
+        kept = self._by_app.get(id(app))
+        if kept is not None and kept[0] is app:
+            return kept[1]
         app_id = getattr(app, "app_id", None) or "pynenc"
         # A forked worker keeps its parent's emitters: each sender starts over in the child with an empty
         # queue and threads of its own (proto/otlp_sender.py).
@@ -98,6 +102,7 @@ class Exporter:
                     em = Emitter(self.endpoint, app_id, protocol=self.protocol, token=self.token,
                                  service_name="pynenc", max_queue_size=self.max_queue)
                     self._emitters[app_id] = em
+        self._by_app[id(app)] = (app, em)
         return em
 
     def send(self, app, fn: Callable[[Emitter], None]) -> None:
@@ -185,29 +190,23 @@ class Exporter:
 
     def on_history(self, backend, invocation_ids, status_record, ctx) -> None:
         # The runner's hot path (issue 20): one emitter look-up and one queue check per call, no closures.
-        status = status_record.status.name
-        owner = status_record.runner_id
-        when = time.time_ns()
-        runner = self.runner(ctx)
-        app = backend.app
-        stats = self.stats
+        status = status_record.status._name_   # Enum's own attribute (.name is a slower descriptor)
+        owner, when, runner = status_record.runner_id, time.time_ns(), self.runner(ctx)
         for inv_id in invocation_ids:
-            kw = self._invocations.get(inv_id) if status == "REGISTERED" else None
-            if kw is None:
-                kw = {"task_id": self._task_of(inv_id)}
-            if status in ("SUCCESS", "FAILED", "RETRY"):
-                outcome = self._outcomes.pop(inv_id, None)
-                if outcome:
-                    kw = {**kw, **outcome}
-                    if status == "RETRY":
-                        kw.pop("result", None)
+            kw = (self._invocations.get(inv_id) if status == "REGISTERED" else None) or \
+                {"task_id": self._task_of(inv_id)}
+            outcome = self._outcomes.pop(inv_id, None) if status in ("SUCCESS", "FAILED", "RETRY") else None
+            if outcome:
+                kw = {**kw, **outcome}
+                if status == "RETRY":
+                    kw.pop("result", None)
             try:
-                em = self.emitter(app)
+                em = self.emitter(backend.app)
                 if em.queue_full():
                     self._dropped()
                     continue
                 em.status(inv_id, status, runner=runner, owner_runner_id=owner, timestamp=when, **kw)
-                stats.emitted += 1
+                self.stats.emitted += 1
             except Exception as exc:  # observability must not break the runner
                 self._failed(exc)
 
