@@ -37,6 +37,10 @@ _scopes: dict = {}    # (scope name, context key) -> encoded InstrumentationScop
 def _varint(v: int) -> bytes:
     if v < 128:
         return _VARINT1[v]
+    if v < 16384:
+        return bytes(((v & 0x7F) | 0x80, v >> 7))
+    if v < 2097152:
+        return bytes(((v & 0x7F) | 0x80, ((v >> 7) & 0x7F) | 0x80, v >> 14))
     out = bytearray()
     while v >= 128:
         out.append((v & 0x7F) | 0x80)
@@ -91,19 +95,45 @@ def _kv(key: str, v, tag: bytes = b"\x32") -> bytes:
 
 
 def _attrs(attrs: Mapping[str, object]) -> bytes:
-    kept = _kept
-    parts = []
+    """A record's `attributes` fields. Strings (nearly every value) are written inline; the KeyValue of a
+    repeating value is kept."""
+    kept, keys, var1 = _kept, _keys, _VARINT1
+    out = bytearray()
     for k, v in attrs.items():
-        if k in _REPEATING and type(v) is str:
-            b = kept.get((k, v))
-            if b is None:
-                if len(kept) >= _MAX_KEPT:
-                    kept.clear()
-                b = kept[(k, v)] = _kv(k, v)
-            parts.append(b)
-        else:
-            parts.append(_kv(k, v))
-    return b"".join(parts)
+        if type(v) is str:
+            if k in _REPEATING:
+                b = kept.get((k, v))
+                if b is None:
+                    if len(kept) >= _MAX_KEPT:
+                        kept.clear()
+                    b = kept[(k, v)] = _kv(k, v)
+                out += b
+                continue
+            head = keys.get(k)
+            b = v.encode("utf-8", "replace")
+            n = len(b)
+            if head is not None and n < 126 and len(head) + n < 125:   # every length fits one byte
+                out += b"\x32"
+                out += var1[len(head) + n + 3]
+                out += head
+                out += var1[n + 2]
+                out += b"\x0a"
+                out += var1[n]
+                out += b
+                continue
+        elif type(v) is int and 0 <= v < 1 << 63:   # a sequence, a pid: AnyValue.int_value
+            head = keys.get(k)
+            if head is not None and len(head) < 110:
+                b = _varint(v)
+                out += b"\x32"
+                out += var1[len(head) + len(b) + 2]
+                out += head
+                out += var1[len(b) + 1]
+                out += b"\x18"
+                out += b
+                continue
+        out += _kv(k, v)
+    return bytes(out)
 
 
 def _head(severity_number: int, severity_text: str, body, event_name: Optional[str]) -> bytes:
