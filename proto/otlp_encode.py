@@ -19,14 +19,15 @@ from __future__ import annotations
 import struct
 from typing import Mapping, Optional
 
+from . import names as n
+
 _VARINT1 = [bytes((i,)) for i in range(128)]
 _TIMES = struct.Struct("<BQBQ")    # LogRecord.time_unix_nano (fixed64, field 1), observed_time (field 11)
 _DOUBLE = struct.Struct("<d")
 # Attributes whose values repeat: their encoded KeyValue is kept (at most _MAX_KEPT, then started over).
-_REPEATING = frozenset({"tasktrail.status", "tasktrail.previous_status", "tasktrail.task.id",
-                        "tasktrail.owner_runner.id", "tasktrail.workflow.type", "tasktrail.error.type",
-                        "tasktrail.runner.id", "tasktrail.runner.class", "tasktrail.runner.hostname",
-                        "tasktrail.runner.pid", "tasktrail.runner.parent_id", "tasktrail.runner.thread_id"})
+_REPEATING = frozenset({n.TT_STATUS, n.TT_PREVIOUS_STATUS, n.TT_TASK_ID, n.TT_OWNER_RUNNER_ID, n.TT_WORKFLOW_TYPE,
+                        n.TT_ERROR_TYPE, n.TT_RUNNER_ID, n.TT_RUNNER_CLASS, n.TT_RUNNER_HOSTNAME,
+                        n.TT_RUNNER_PARENT_ID})
 _MAX_KEPT = 8192
 _kept: dict = {}      # (key, value) -> encoded KeyValue field bytes
 _keys: dict = {}      # key -> b"\x0a" len key b"\x12" (KeyValue.key, then the tag of KeyValue.value)
