@@ -25,7 +25,8 @@ from typing import Any, Iterable, Mapping, Optional
 from . import names as n
 from .bearer import bearer
 from .masking import mask
-from .status import normalize
+from .pulse import ProcessPulse  # noqa: F401 - documented as tasktrail.proto.emitter.ProcessPulse
+from .status import STATUSES, normalize
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def _clean(attrs: Mapping[str, Any]) -> dict:
     return out
 
 
+_CANONICAL = frozenset(STATUSES)
 _STATUS_KEYS = (n.TT_TASK_ID, n.TT_PREVIOUS_STATUS, n.TT_OWNER_RUNNER_ID, n.TT_ATTEMPT, n.TT_PARENT_INVOCATION_ID,
                 n.TT_PARENT_EVENT_ID, n.TT_WORKFLOW_ID, n.TT_WORKFLOW_TYPE, n.TT_WORKFLOW_PARENT_ID, n.TT_ARGUMENTS,
                 n.TT_RESULT, n.TT_ERROR_TYPE, n.TT_ERROR_MESSAGE, n.TT_ERROR_TRACEBACK, n.TT_DURATION_S, n.TT_CALL_ID)
@@ -173,6 +175,21 @@ class Emitter:
             result if result is None or type(result) is str else _json(result), error_type, error_message,
             error_traceback, duration_s, call_id)) if v is not None}
         a[n.TT_INVOCATION_ID], a[n.TT_STATUS] = invocation_id, canonical
+        self._put(n.EV_STATUS, runner, timestamp, a)
+
+    def transition(self, invocation_id: str, status: str, runner: Optional[Runner] = None,
+                   owner_runner_id: Optional[str] = None, task_id: Optional[str] = None,
+                   timestamp: Optional[int] = None) -> None:
+        """`status()` for a runner's hot path (the pynenc exporter's every transition, issue 20): a transition
+        that carries its task and owner only; `status` already canonical (proto/status.py STATUSES),
+        `timestamp` int nanoseconds (None: now). Raises ValueError for a status that is not canonical."""
+        if status not in _CANONICAL:
+            raise ValueError(f"not a canonical status: {status!r}")
+        a = {n.TT_INVOCATION_ID: invocation_id, n.TT_STATUS: status}
+        if task_id is not None:
+            a[n.TT_TASK_ID] = task_id
+        if owner_runner_id is not None:
+            a[n.TT_OWNER_RUNNER_ID] = owner_runner_id
         self._put(n.EV_STATUS, runner, timestamp, a)
 
     def runner_started(self, runner: Optional[Runner] = None, timestamp=None) -> None:
@@ -345,54 +362,3 @@ class Emitter:
         """Flush and stop (our sender; a provider you gave is yours to shut down)."""
         if self._sender is not None:
             self._sender.shutdown()
-
-
-# The OTel SDK's OTLP metric exporters, for ProcessPulse: transport -> (module under
-# opentelemetry.exporter.otlp.proto, class).
-_METRIC_EXPORTERS = {"grpc": ("grpc.metric_exporter", "OTLPMetricExporter"),
-                     "http": ("http.metric_exporter", "OTLPMetricExporter")}
-
-
-def _otlp_metric_exporter(endpoint: str, protocol: str, headers: Optional[Mapping[str, str]]):
-    """The OTel SDK's own OTLP metric exporter over gRPC or HTTP/protobuf; ValueError on another protocol."""
-    import importlib
-    transport = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(protocol)
-    if transport is None:
-        raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
-    module, name = _METRIC_EXPORTERS[transport]
-    cls = getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
-    if transport == "grpc":
-        return cls(endpoint=endpoint.split("://", 1)[-1], insecure=not endpoint.startswith("https://"),
-                   headers=headers or None)
-    return cls(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers or None)
-
-
-class ProcessPulse:
-    """A periodic OTLP metric export naming this process (app, host.name, process.pid): tasktrail counts
-    any record from a runner's process as that runner's sign of life (query/anomalies.py). For runners
-    that send nothing while a task runs (rustvello 0.9), start one in each worker process:
-
-        pulse = ProcessPulse("http://127.0.0.1:4318", app_id="shop", token="...")  # … pulse.shutdown()
-
-    It is the OTel SDK's own PeriodicExportingMetricReader with one observable gauge, `process.uptime`.
-    """
-
-    def __init__(self, endpoint: str, app_id: str, *, token: Optional[str] = None, interval_s: float = 30.0,
-                 protocol: str = "http/protobuf", service_name: str = "tasktrail-pulse") -> None:
-        from opentelemetry.metrics import Observation
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-        from opentelemetry.sdk.resources import Resource
-
-        hdrs = {"authorization": bearer(token)} if token else None
-        exporter = _otlp_metric_exporter(endpoint, protocol, hdrs)
-        started = time.monotonic()
-        res = Resource.create({n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id,
-                               n.HOST_NAME: socket.gethostname(), n.PROCESS_PID: os.getpid()})
-        self._reader = PeriodicExportingMetricReader(exporter, export_interval_millis=int(interval_s * 1000))
-        self._provider = MeterProvider(resource=res, metric_readers=[self._reader])
-        self._provider.get_meter(n.TT_SCOPE).create_observable_gauge(
-            "process.uptime", callbacks=[lambda _options: [Observation(time.monotonic() - started)]], unit="s")
-
-    def shutdown(self) -> None:
-        self._provider.shutdown()

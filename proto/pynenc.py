@@ -88,8 +88,8 @@ class Exporter:
     # --- plumbing ------------------------------------------------------------------------
     def emitter(self, app) -> Emitter:
         """The emitter of pynenc app `app` (made on first use; kept per app object, then per app id)."""
-        kept = self._by_app.get(id(app))
-        if kept is not None and kept[0] is app:
+        kept = self._by_app.get(id(app), (None, None))
+        if kept[0] is app:
             return kept[1]
         app_id = getattr(app, "app_id", None) or "pynenc"
         # A forked worker keeps its parent's emitters: each sender starts over in the child with an empty
@@ -193,11 +193,10 @@ class Exporter:
         status = status_record.status._name_   # Enum's own attribute (.name is a slower descriptor)
         owner, when, runner = status_record.runner_id, time.time_ns(), self.runner(ctx)
         for inv_id in invocation_ids:
-            kw = (self._invocations.get(inv_id) if status == "REGISTERED" else None) or \
-                {"task_id": self._task_of(inv_id)}
+            kw = self._invocations.get(inv_id) if status == "REGISTERED" else None
             outcome = self._outcomes.pop(inv_id, None) if status in ("SUCCESS", "FAILED", "RETRY") else None
             if outcome:
-                kw = {**kw, **outcome}
+                kw = {**(kw or {"task_id": self._task_of(inv_id)}), **outcome}
                 if status == "RETRY":
                     kw.pop("result", None)
             try:
@@ -205,14 +204,16 @@ class Exporter:
                 if em.queue_full():
                     self._dropped()
                     continue
-                em.status(inv_id, status, runner=runner, owner_runner_id=owner, timestamp=when, **kw)
+                if kw is None:  # most transitions: the task and owner only
+                    em.transition(inv_id, status, runner, owner, self._task_of(inv_id), when)
+                else:
+                    em.status(inv_id, status, runner=runner, owner_runner_id=owner, timestamp=when, **kw)
                 self.stats.emitted += 1
             except Exception as exc:  # observability must not break the runner
                 self._failed(exc)
 
     def _task_of(self, inv_id) -> Optional[str]:
-        meta = self._invocations.get(inv_id)
-        return meta.get("task_id") if meta else None
+        return (self._invocations.get(inv_id) or {}).get("task_id")
 
     def on_context(self, backend, ctx) -> None:
         while ctx is not None:

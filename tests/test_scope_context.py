@@ -163,3 +163,22 @@ def test_a_records_own_attribute_wins_over_its_scopes(tmp_path):
         assert hosts == [("own-host",)]
     finally:
         store.close()
+
+
+def test_the_hot_path_transition_stores_what_status_stores(tmp_path):
+    store = LocalStore(tmp_path / "a.duckdb")
+    try:
+        em = store.emitter("shop")
+        worker = Runner("w-1", "ProcessWorker", parent_id="r-1")
+        when = 1_796_000_000_000_000_000
+        em.status("inv-a", "RUNNING", runner=worker, owner_runner_id="w-1", task_id="shop.pay", timestamp=when)
+        em.transition("inv-b", "RUNNING", worker, "w-1", "shop.pay", when)
+        with pytest.raises(ValueError, match="not a canonical status"):
+            em.transition("inv-c", "running", worker)
+        em.flush()
+        rows = store.store.query("SELECT invocation_id, ts, task_id, status, runner_id, worker_id, owner_runner_id "
+                                 "FROM transitions ORDER BY invocation_id").rows
+        assert [r[1:] for r in rows] == [rows[0][1:]] * 2 and [r[0] for r in rows] == ["inv-a", "inv-b"]
+        assert rows[0][2:] == ("shop.pay", "RUNNING", "r-1", "w-1", "w-1")
+    finally:
+        store.close()
