@@ -357,7 +357,7 @@ def _patch(ex: Exporter) -> None:
     from .pynenc_config import install as install_config
     ex.config = install_config(ex)  # app configuration, runner settings, task definitions
     after(BaseStateBackend, "upsert_invocations", lambda self, invocations: ex.on_upsert(self, invocations))
-    after(BaseStateBackend, "store_runner_context", lambda self, ctx: ex.on_context(self, ctx))
+    after(BaseStateBackend, "store_runner_context", ex.on_context)  # (backend, ctx): with every transition
     after(BaseStateBackend, "add_histories",
            lambda self, invocations, status_record, runner_context:
            ex.on_history(self, [i.invocation_id for i in invocations], status_record, runner_context))
