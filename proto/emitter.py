@@ -7,7 +7,7 @@
     em.flush(); em.shutdown()
 
 Every call is one OTLP log record and never blocks the caller: by default it goes on a bounded queue of
-our own that threads send as OTLP protobuf (proto/otlp_sender.py: 512 records a request, a record's runner
+our own that threads send as OTLP protobuf (proto/otlp_sender.py: 2048 records a request, a record's runner
 context once per request on its scope, retries with back-off, drops counted when full).
 `Emitter(..., logger_provider=provider)` sends through an OTel SDK LoggerProvider of yours instead.
 """

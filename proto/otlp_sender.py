@@ -1,15 +1,15 @@
-"""OTLP log records straight to protobuf: a bounded queue of our own and one sender thread.
+"""OTLP log records straight to protobuf: a bounded queue of our own and the threads that send it.
 
 The emitter's default path (proto/emitter.py). The caller's cost per record is a tuple on a deque;
 `max_inflight` sender threads (one request in flight each, so a slow acknowledgement does not cap the
-rate at one batch per round trip) build `ExportLogsServiceRequest`s (proto/otlp_encode.py: the bytes the generated
-opentelemetry-proto classes would make, constant parts encoded once; a record's runner context once per
-request, on its scope), 512 records at most per request, and send them over OTLP/gRPC (`LogsService/Export`) or OTLP/HTTP
-(`POST /v1/logs`, protobuf). It retries what OTLP calls retryable (gRPC UNAVAILABLE,
-RESOURCE_EXHAUSTED only with a RetryInfo, DEADLINE_EXCEEDED, ABORTED; HTTP 429, 502, 503, 504),
-backing off from 0.1 s to 5 s, and keeps the batch while it does: a record leaves the queue only when
-the receiver has it. Nothing blocks the caller: when the queue holds `max_queue_size` records a new
-one is dropped and counted (`stats`). A forked child starts with an empty queue and its own thread.
+rate at one batch per round trip) build `ExportLogsServiceRequest`s (proto/otlp_encode.py: the bytes the
+generated opentelemetry-proto classes would make, constant parts encoded once, a record's runner context
+once per request on its scope), 2048 records at most per request, and send them over OTLP/gRPC
+(`LogsService/Export`) or OTLP/HTTP (`POST /v1/logs`, protobuf). They retry what OTLP calls retryable
+(gRPC UNAVAILABLE, RESOURCE_EXHAUSTED only with a RetryInfo, DEADLINE_EXCEEDED, ABORTED; HTTP 429, 502,
+503, 504), backing off from 0.1 s to 5 s, and keep the batch while they do: a record leaves the queue only
+when the receiver has it. Nothing blocks the caller: when the queue holds `max_queue_size` records a new
+one is dropped and counted (`stats`). A forked child starts with an empty queue and threads of its own.
 """
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 
 from .otlp_encode import encode  # noqa: F401 - the request's bytes (also what tests and helpers import)
 
-MAX_BATCH = 512
+# Records per request: 2048 cost 1.5-2 µs less CPU per record than 512 (fewer requests to make and wake for;
+# benchmarks/README.md, issue 20) at about 0.7 MB a request of status records.
+MAX_BATCH = 2048
 # A request above this many bytes is split in two (down to one record): receivers cap request sizes
 # (gRPC's default 4 MiB; tasktrail's --max-body-bytes is 64 MiB).
 MAX_REQUEST_BYTES = 4 * 1024 * 1024 - 64 * 1024
