@@ -316,8 +316,11 @@ class Emitter:
         if not attrs.get(n.TT_RECORD_ID):   # a record's own id where it has one
             attrs[n.TT_RECORD_ID] = rid
         ts = timestamp if type(timestamp) is int else (_ns(timestamp) or time.time_ns())
-        self._send(ts, event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE,
-                   runner.attributes() if runner is not None else None)
+        context = runner.attributes() if runner is not None else None
+        if self._sender is not None:  # (_send's first branch, inline: the runner's hot path)
+            self._sender.add((ts, event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE, context))
+        else:
+            self._send(ts, event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE, context)
 
     def _send(self, ts: int, event_name, body, severity_number: int, severity_text: str, attrs: dict,
               scope: str, context: Optional[dict] = None) -> None:
