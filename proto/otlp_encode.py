@@ -83,7 +83,9 @@ def _kv(key: str, v, tag: bytes = b"\x32") -> bytes:
     0x1a for InstrumentationScope)."""
     head = _keys.get(key)
     if head is None:
-        head = _keys[key] = _len(b"\x0a", _utf8(key)) + b"\x12"
+        head = _len(b"\x0a", _utf8(key)) + b"\x12"
+        if len(_keys) < _MAX_KEPT:   # attribute names: a few dozen, but a sender may make up its own
+            _keys[key] = head
     t = type(v)
     if t is str:
         b = _utf8(v)

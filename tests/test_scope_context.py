@@ -182,3 +182,24 @@ def test_the_hot_path_transition_stores_what_status_stores(tmp_path):
         assert rows[0][2:] == ("shop.pay", "RUNNING", "r-1", "w-1", "w-1")
     finally:
         store.close()
+
+
+def test_the_sdk_path_puts_the_context_on_each_record():
+    """A LoggerProvider of your own has no scope per context: the context rides on each record, as before."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    from tasktrail.proto.emitter import Emitter
+
+    memory = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    em = Emitter("unused", "shop", logger_provider=provider)
+    worker = Runner("w-1", "ProcessWorker", parent_id="r-1", hostname="h", pid=5)
+    em.transition("inv-1", "RUNNING", worker, "w-1", "shop.pay")
+    em.log("paying", invocation_id="inv-1", runner=worker)
+    (status, line) = [d.log_record for d in memory.get_finished_logs()]
+    for rec in (status, line):
+        assert {k: rec.attributes[k] for k in worker.attributes()} == worker.attributes()
+    assert status.attributes["tasktrail.status"] == "RUNNING" and line.body == "paying"
+    provider.shutdown()
