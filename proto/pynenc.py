@@ -35,38 +35,18 @@ import os
 import threading
 import time
 import traceback as tb
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .emitter import Emitter, Runner
 from .pynenc_calls import call_id as _call_id
 from .pynenc_hooks import after, before, on_init
+from .pynenc_state import Lru as _Lru, Stats
 
 log = logging.getLogger("tasktrail.pynenc")
 ENV_ENDPOINT, ENV_TOKEN, ENV_PROTOCOL = "TASKTRAIL_ENDPOINT", "TASKTRAIL_TOKEN", "TASKTRAIL_PROTOCOL"
 # "off" keeps pynenc's log lines out of tasktrail (they are carried by default: LogForwarder).
 ENV_LOGS = "TASKTRAIL_LOGS"
 _MAX_CACHED = 50_000
-
-
-class _Lru(OrderedDict):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        if len(self) > self.size:
-            self.popitem(last=False)
-
-
-@dataclass
-class Stats:
-    emitted: int = 0
-    dropped: int = 0
-    errors: int = 0
 
 
 class Exporter:
