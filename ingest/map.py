@@ -1,7 +1,7 @@
 """Walk decoded OTLP requests once and turn every record into canonical rows.
 
 Per resource: its attributes are read once (cached by content hash) into a
-`ResourceInfo`. Per record: attributes become a dict, the record's dialect maps it
+`ResourceInfo`. Per record: attributes (its scope's as defaults) become a dict, the record's dialect maps it
 (proto.dialects), and whatever no dialect consumes is kept raw: spans always,
 log records that are not lifecycle events, every metric data point.
 """
@@ -306,9 +306,14 @@ class Mapper:
         scope = sl.scope.name or None
         logs = out.rows["log_records"]
         first = now
+        # The scope's attributes apply to each of its records, a record's own attribute winning (docs/tasktrail-v1.md).
+        defaults = attributes(sl.scope.attributes) if sl.scope.attributes else None
+        ident = res.resource_id + sl.scope.SerializeToString(deterministic=True).hex() if defaults else res.resource_id
         for i, lr in enumerate(sl.log_records):
             out.records += 1
             a = attributes(lr.attributes)
+            if defaults:
+                a.update({k: v for k, v in defaults.items() if k not in a})
             # 0 means unknown (OTLP): the observed time, else the time it arrived.
             ts = (lr.time_unix_nano or lr.observed_time_unix_nano) // 1000 or now
             why = (_check_time("time_unix_nano", lr.time_unix_nano, now) if lr.time_unix_nano else
@@ -327,7 +332,7 @@ class Mapper:
             span_id = lr.span_id.hex() or None
             dialect = for_record(a.get(n.REVISION) or res.revision, scope, event_name)
             rid = a.get(n.TT_RECORD_ID)
-            rid = str(rid) if rid else content_id(out, res.resource_id, lr.SerializeToString())
+            rid = str(rid) if rid else content_id(out, ident, lr.SerializeToString())
             rec = LogIn(ts, lr.observed_time_unix_nano // 1000 or None, event_name, body, a, trace_id, span_id,
                         lr.severity_number, lr.severity_text or None, scope, rid)
             if dialect is not None and dialect.map_log(res, rec, out):

@@ -1,4 +1,4 @@
-"""A small emitter for Python runners: tasktrail.v1 over OTLP with the OTel SDK's own exporters.
+"""A small emitter for Python runners: tasktrail.v1 over OTLP.
 
     from tasktrail.proto.emitter import Emitter, Runner
     em = Emitter(endpoint="http://127.0.0.1:4317", app_id="shop",
@@ -6,11 +6,10 @@
     em.status("inv-1", "RUNNING", task_id="shop.pay", attempt=0)
     em.flush(); em.shutdown()
 
-Every call is one OTLP log record and never blocks the caller: by default the record goes on a
-bounded queue of our own and a thread sends it as OTLP protobuf built with opentelemetry-proto's
-classes (proto/otlp_sender.py: 512 records a request, retries with back-off, drops counted when
-full). `Emitter(..., logger_provider=provider)` sends through an OTel SDK LoggerProvider of your own
-instead. Needs `tasktrail[emitter]`.
+Every call is one OTLP log record and never blocks the caller: by default it goes on a bounded queue of
+our own that threads send as OTLP protobuf (proto/otlp_sender.py: 2048 records a request, a record's runner
+context once per request on its scope, retries with back-off, drops counted when full).
+`Emitter(..., logger_provider=provider)` sends through an OTel SDK LoggerProvider of yours instead.
 """
 from __future__ import annotations
 
@@ -26,7 +25,8 @@ from typing import Any, Iterable, Mapping, Optional
 from . import names as n
 from .bearer import bearer
 from .masking import mask
-from .status import normalize
+from .pulse import ProcessPulse  # noqa: F401 - documented as tasktrail.proto.emitter.ProcessPulse
+from .status import STATUSES, normalize
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,10 @@ def _clean(attrs: Mapping[str, Any]) -> dict:
     return out
 
 
+_CANONICAL = frozenset(STATUSES)
+_STATUS_KEYS = (n.TT_TASK_ID, n.TT_PREVIOUS_STATUS, n.TT_OWNER_RUNNER_ID, n.TT_ATTEMPT, n.TT_PARENT_INVOCATION_ID,
+                n.TT_PARENT_EVENT_ID, n.TT_WORKFLOW_ID, n.TT_WORKFLOW_TYPE, n.TT_WORKFLOW_PARENT_ID, n.TT_ARGUMENTS,
+                n.TT_RESULT, n.TT_ERROR_TYPE, n.TT_ERROR_MESSAGE, n.TT_ERROR_TRACEBACK, n.TT_DURATION_S, n.TT_CALL_ID)
 # Python's logging levels as OTel severities (number, text): the nearest level wins.
 _SEVERITY = {10: (5, "DEBUG"), 20: (9, "INFO"), 30: (13, "WARN"), 40: (17, "ERROR"), 50: (21, "FATAL")}
 
@@ -163,15 +167,30 @@ class Emitter:
         canonical = normalize(status)
         if canonical is None:
             raise ValueError(f"unknown status {status!r}")
-        self._emit(n.EV_STATUS, runner, timestamp, {
-            n.TT_INVOCATION_ID: invocation_id, n.TT_STATUS: canonical, n.TT_TASK_ID: task_id,
-            n.TT_PREVIOUS_STATUS: normalize(previous_status) if previous_status else None,
-            n.TT_OWNER_RUNNER_ID: owner_runner_id, n.TT_ATTEMPT: attempt,
-            n.TT_PARENT_INVOCATION_ID: parent_invocation_id, n.TT_PARENT_EVENT_ID: parent_event_id,
-            n.TT_WORKFLOW_ID: workflow_id, n.TT_WORKFLOW_TYPE: workflow_type,
-            n.TT_WORKFLOW_PARENT_ID: workflow_parent_id, n.TT_ARGUMENTS: _json(arguments),
-            n.TT_RESULT: _json(result), n.TT_ERROR_TYPE: error_type, n.TT_ERROR_MESSAGE: error_message,
-            n.TT_ERROR_TRACEBACK: error_traceback, n.TT_DURATION_S: duration_s, n.TT_CALL_ID: call_id})
+        # Built without None values, not built whole and cleaned: this is the runner's hot path (issue 20).
+        a = {k: v for k, v in zip(_STATUS_KEYS, (
+            task_id, normalize(previous_status) if previous_status else None, owner_runner_id, attempt,
+            parent_invocation_id, parent_event_id, workflow_id, workflow_type, workflow_parent_id,
+            arguments if arguments is None or type(arguments) is str else _json(arguments),
+            result if result is None or type(result) is str else _json(result), error_type, error_message,
+            error_traceback, duration_s, call_id)) if v is not None}
+        a[n.TT_INVOCATION_ID], a[n.TT_STATUS] = invocation_id, canonical
+        self._put(n.EV_STATUS, runner, timestamp, a)
+
+    def transition(self, invocation_id: str, status: str, runner: Optional[Runner] = None,
+                   owner_runner_id: Optional[str] = None, task_id: Optional[str] = None,
+                   timestamp: Optional[int] = None) -> None:
+        """`status()` for a runner's hot path (the pynenc exporter's every transition, issue 20): a transition
+        that carries its task and owner only; `status` already canonical (proto/status.py STATUSES),
+        `timestamp` int nanoseconds (None: now). Raises ValueError for a status that is not canonical."""
+        if status not in _CANONICAL:
+            raise ValueError(f"not a canonical status: {status!r}")
+        a = {n.TT_INVOCATION_ID: invocation_id, n.TT_STATUS: status}
+        if task_id is not None:
+            a[n.TT_TASK_ID] = task_id
+        if owner_runner_id is not None:
+            a[n.TT_OWNER_RUNNER_ID] = owner_runner_id
+        self._put(n.EV_STATUS, runner, timestamp, a)
 
     def runner_started(self, runner: Optional[Runner] = None, timestamp=None) -> None:
         self._emit(n.EV_RUNNER_STARTED, runner, timestamp, {})
@@ -277,34 +296,42 @@ class Emitter:
         """One log line (no event name; body = `message`) tied to an invocation and the runner context that
         wrote it. `level`: Python's logging level (10 DEBUG … 50 CRITICAL), sent as OTel's severity number
         and text; `logger_name` is the record's scope. `exception`: (type, message, traceback) as OTel's
-        exception.* attributes. tasktrail keeps
-        it as a log line of that invocation (its runner: the context's parent when it has one, the context
-        as its worker)."""
+        exception.* attributes. tasktrail keeps it as a log line of that invocation (its runner: the
+        context's parent when it has one, the context as its worker)."""
         number, text = _SEVERITY[min(_SEVERITY, key=lambda lv: abs(lv - level))]
         attrs = _clean({n.TT_INVOCATION_ID: invocation_id, n.TT_TASK_ID: task_id})
         if exception:
             attrs.update(_clean(dict(zip(("exception.type", "exception.message", "exception.stacktrace"), exception))))
-        if runner is not None:
-            attrs.update(runner.attributes())
         attrs[n.TT_RECORD_ID], attrs[n.TT_SEQ] = _IDENTITY.next()
         # The OTel scope is the Python logger, as the SDK's own LoggingHandler makes it.
-        self._send(_ns(timestamp) or time.time_ns(), None, message, number, text, attrs, logger_name or n.TT_SCOPE)
+        self._send(_ns(timestamp) or time.time_ns(), None, message, number, text, attrs, logger_name or n.TT_SCOPE,
+                   runner.attributes() if runner is not None else None)
 
     # --- plumbing --------------------------------------------------------------------
     def _emit(self, event_name: str, runner: Optional[Runner], timestamp, attrs: dict) -> None:
-        attrs = _clean(attrs)
-        if runner is not None:
-            attrs.update(runner.attributes())
+        self._put(event_name, runner, timestamp, _clean(attrs))
+
+    def _put(self, event_name: str, runner: Optional[Runner], timestamp, attrs: dict) -> None:
         rid, attrs[n.TT_SEQ] = _IDENTITY.next()
-        attrs[n.TT_RECORD_ID] = attrs.get(n.TT_RECORD_ID) or rid   # a record's own id where it has one
-        self._send(_ns(timestamp) or time.time_ns(), event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE)
+        if not attrs.get(n.TT_RECORD_ID):   # a record's own id where it has one
+            attrs[n.TT_RECORD_ID] = rid
+        ts = timestamp if type(timestamp) is int else (_ns(timestamp) or time.time_ns())
+        context = runner.attributes() if runner is not None else None
+        if self._sender is not None:  # (_send's first branch, inline: the runner's hot path)
+            self._sender.add((ts, event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE, context))
+        else:
+            self._send(ts, event_name, event_name, 9, "INFO", attrs, n.TT_SCOPE, context)
 
     def _send(self, ts: int, event_name, body, severity_number: int, severity_text: str, attrs: dict,
-              scope: str) -> None:
+              scope: str, context: Optional[dict] = None) -> None:
+        """Queue one record; `context` (the runner context's attributes) goes on its scope (our sender), else
+        on the record."""
         if self._sender is not None:
-            self._sender.add((ts, event_name, body, severity_number, severity_text, attrs, scope))
+            self._sender.add((ts, event_name, body, severity_number, severity_text, attrs, scope, context))
             return
         from opentelemetry._logs import SeverityNumber
+        if context:
+            attrs.update(context)
         attrs[n.REVISION] = n.TASKTRAIL_V1  # a provider's resource may not say it (ours does)
         logger = self._loggers.get(scope) or self._loggers.setdefault(scope, self._provider.get_logger(scope))
         logger.emit(timestamp=ts, event_name=event_name, body=body, severity_number=SeverityNumber(severity_number),
@@ -338,54 +365,3 @@ class Emitter:
         """Flush and stop (our sender; a provider you gave is yours to shut down)."""
         if self._sender is not None:
             self._sender.shutdown()
-
-
-# The OTel SDK's OTLP metric exporters, for ProcessPulse: transport -> (module under
-# opentelemetry.exporter.otlp.proto, class).
-_METRIC_EXPORTERS = {"grpc": ("grpc.metric_exporter", "OTLPMetricExporter"),
-                     "http": ("http.metric_exporter", "OTLPMetricExporter")}
-
-
-def _otlp_metric_exporter(endpoint: str, protocol: str, headers: Optional[Mapping[str, str]]):
-    """The OTel SDK's own OTLP metric exporter over gRPC or HTTP/protobuf; ValueError on another protocol."""
-    import importlib
-    transport = {"grpc": "grpc", "http": "http", "http/protobuf": "http"}.get(protocol)
-    if transport is None:
-        raise ValueError(f"protocol must be grpc or http/protobuf, got {protocol!r}")
-    module, name = _METRIC_EXPORTERS[transport]
-    cls = getattr(importlib.import_module(f"opentelemetry.exporter.otlp.proto.{module}"), name)
-    if transport == "grpc":
-        return cls(endpoint=endpoint.split("://", 1)[-1], insecure=not endpoint.startswith("https://"),
-                   headers=headers or None)
-    return cls(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers or None)
-
-
-class ProcessPulse:
-    """A periodic OTLP metric export naming this process (app, host.name, process.pid): tasktrail counts
-    any record from a runner's process as that runner's sign of life (query/anomalies.py). For runners
-    that send nothing while a task runs (rustvello 0.9), start one in each worker process:
-
-        pulse = ProcessPulse("http://127.0.0.1:4318", app_id="shop", token="...")  # … pulse.shutdown()
-
-    It is the OTel SDK's own PeriodicExportingMetricReader with one observable gauge, `process.uptime`.
-    """
-
-    def __init__(self, endpoint: str, app_id: str, *, token: Optional[str] = None, interval_s: float = 30.0,
-                 protocol: str = "http/protobuf", service_name: str = "tasktrail-pulse") -> None:
-        from opentelemetry.metrics import Observation
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-        from opentelemetry.sdk.resources import Resource
-
-        hdrs = {"authorization": bearer(token)} if token else None
-        exporter = _otlp_metric_exporter(endpoint, protocol, hdrs)
-        started = time.monotonic()
-        res = Resource.create({n.SERVICE_NAME: service_name, n.SERVICE_NAMESPACE: app_id,
-                               n.HOST_NAME: socket.gethostname(), n.PROCESS_PID: os.getpid()})
-        self._reader = PeriodicExportingMetricReader(exporter, export_interval_millis=int(interval_s * 1000))
-        self._provider = MeterProvider(resource=res, metric_readers=[self._reader])
-        self._provider.get_meter(n.TT_SCOPE).create_observable_gauge(
-            "process.uptime", callbacks=[lambda _options: [Observation(time.monotonic() - started)]], unit="s")
-
-    def shutdown(self) -> None:
-        self._provider.shutdown()

@@ -46,7 +46,7 @@ TASKTRAIL_V1 = "tasktrail.v1"
 TT_SCOPE = "tasktrail"
 TT_APP_ID = "tasktrail.app.id"
 
-# runner context (resource or record attributes; record attributes win)
+# runner context (resource, scope or record attributes; the record's win, then the scope's)
 TT_RUNNER_ID = "tasktrail.runner.id"
 TT_RUNNER_CLASS = "tasktrail.runner.class"
 TT_RUNNER_PARENT_ID = "tasktrail.runner.parent.id"
@@ -180,7 +180,7 @@ _IDENTITY = (
 )
 
 _RUNNER_CTX = (
-    Attr(TT_RUNNER_ID, "string", False, "Runner context that acts (falls back to the resource's)."),
+    Attr(TT_RUNNER_ID, "string", False, "Runner context that acts (on the record or its scope; else the resource's)."),
     Attr(TT_RUNNER_CLASS, "string", False, "Its class, e.g. ThreadRunner, PPRWorker."),
     Attr(TT_RUNNER_PARENT_ID, "string", False, "Parent runner id: a worker's parent is its runner."),
     Attr(TT_RUNNER_HOSTNAME, "string", False, "Host (else resource host.name, for the resource's own context)."),

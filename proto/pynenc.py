@@ -25,8 +25,7 @@ tasktrail.v1 through the emitter:
 
 Hooks never raise into pynenc and never block it: records go to the emitter's bounded queue (50,000
 records; proto/otlp_sender.py sends them); when it is full the record is dropped and counted
-(`exporter().stats`).
-`install(endpoint=...)` does the same from code.
+(`exporter().stats`). `install(endpoint=...)` does the same from code.
 """
 from __future__ import annotations
 
@@ -36,38 +35,18 @@ import os
 import threading
 import time
 import traceback as tb
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .emitter import Emitter, Runner
 from .pynenc_calls import call_id as _call_id
 from .pynenc_hooks import after, before, on_init
+from .pynenc_state import Lru as _Lru, Stats
 
 log = logging.getLogger("tasktrail.pynenc")
 ENV_ENDPOINT, ENV_TOKEN, ENV_PROTOCOL = "TASKTRAIL_ENDPOINT", "TASKTRAIL_TOKEN", "TASKTRAIL_PROTOCOL"
 # "off" keeps pynenc's log lines out of tasktrail (they are carried by default: LogForwarder).
 ENV_LOGS = "TASKTRAIL_LOGS"
 _MAX_CACHED = 50_000
-
-
-class _Lru(OrderedDict):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key, value) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        if len(self) > self.size:
-            self.popitem(last=False)
-
-
-@dataclass
-class Stats:
-    emitted: int = 0
-    dropped: int = 0
-    errors: int = 0
 
 
 class Exporter:
@@ -78,6 +57,7 @@ class Exporter:
         self.endpoint, self.token, self.protocol, self.max_queue = endpoint, token, protocol, max_queue
         self.stats = Stats()
         self._emitters: dict[str, Emitter] = {}
+        self._by_app: dict[int, tuple] = {}     # id(app) -> (app, its emitter): a transition's look-up
         self._lock = threading.Lock()
         self._invocations = _Lru(_MAX_CACHED)   # invocation id -> what REGISTERED should carry
         self._outcomes = _Lru(_MAX_CACHED)      # invocation id -> result / exception for its final status
@@ -87,6 +67,10 @@ class Exporter:
 
     # --- plumbing ------------------------------------------------------------------------
     def emitter(self, app) -> Emitter:
+        """The emitter of pynenc app `app` (made on first use; kept per app object, then per app id)."""
+        kept = self._by_app.get(id(app), (None, None))
+        if kept[0] is app:
+            return kept[1]
         app_id = getattr(app, "app_id", None) or "pynenc"
         # A forked worker keeps its parent's emitters: each sender starts over in the child with an empty
         # queue and threads of its own (proto/otlp_sender.py).
@@ -98,6 +82,7 @@ class Exporter:
                     em = Emitter(self.endpoint, app_id, protocol=self.protocol, token=self.token,
                                  service_name="pynenc", max_queue_size=self.max_queue)
                     self._emitters[app_id] = em
+        self._by_app[id(app)] = (app, em)
         return em
 
     def send(self, app, fn: Callable[[Emitter], None]) -> None:
@@ -105,17 +90,23 @@ class Exporter:
         try:
             em = self.emitter(app)
             if em.queue_full():
-                self.stats.dropped += 1
-                if self.stats.dropped == 1 or self.stats.dropped % 10_000 == 0:
-                    log.warning("tasktrail exporter: export queue full, %d records dropped so far "
-                                "(tasktrail unreachable or slower than this app)", self.stats.dropped)
+                self._dropped()
                 return
             fn(em)
             self.stats.emitted += 1
         except Exception as exc:  # observability must not break the runner
-            self.stats.errors += 1
-            if self.stats.errors <= 3:
-                log.warning("tasktrail exporter: %s", exc)
+            self._failed(exc)
+
+    def _dropped(self) -> None:
+        self.stats.dropped += 1
+        if self.stats.dropped == 1 or self.stats.dropped % 10_000 == 0:
+            log.warning("tasktrail exporter: export queue full, %d records dropped so far "
+                        "(tasktrail unreachable or slower than this app)", self.stats.dropped)
+
+    def _failed(self, exc: Exception) -> None:
+        self.stats.errors += 1
+        if self.stats.errors <= 3:
+            log.warning("tasktrail exporter: %s", exc)
 
     def flush(self, timeout_ms: int = 10_000) -> None:
         for em in list(self._emitters.values()):
@@ -178,27 +169,31 @@ class Exporter:
         })
 
     def on_history(self, backend, invocation_ids, status_record, ctx) -> None:
-        status = status_record.status.name
-        owner = status_record.runner_id
-        when = time.time_ns()
-        runner = self.runner(ctx)
+        # The runner's hot path (issue 20): one emitter look-up and one queue check per call, no closures.
+        status = status_record.status._name_   # Enum's own attribute (.name is a slower descriptor)
+        owner, when, runner = status_record.runner_id, time.time_ns(), self.runner(ctx)
         for inv_id in invocation_ids:
-            meta = self._invocations.get(inv_id, {}) if status == "REGISTERED" else {}
-            outcome = self._outcomes.pop(inv_id, {}) if status in ("SUCCESS", "FAILED", "RETRY") else {}
-            if status == "RETRY":
-                outcome.pop("result", None)
-            self.send(backend.app, lambda em, i=inv_id, m=meta, o=outcome: em.status(
-                i, status, runner=runner, owner_runner_id=owner, timestamp=when,
-                task_id=m.get("task_id") or self._task_of(i), parent_invocation_id=m.get("parent_invocation_id"),
-                parent_event_id=m.get("parent_event_id"), workflow_id=m.get("workflow_id"),
-                workflow_type=m.get("workflow_type"), workflow_parent_id=m.get("workflow_parent_id"),
-                arguments=m.get("arguments"), result=o.get("result"), error_type=o.get("error_type"),
-                error_message=o.get("error_message"), error_traceback=o.get("error_traceback"),
-                call_id=m.get("call_id")))
+            kw = self._invocations.get(inv_id) if status == "REGISTERED" else None
+            outcome = self._outcomes.pop(inv_id, None) if status in ("SUCCESS", "FAILED", "RETRY") else None
+            if outcome:
+                kw = {**(kw or {"task_id": self._task_of(inv_id)}), **outcome}
+                if status == "RETRY":
+                    kw.pop("result", None)
+            try:
+                em = self.emitter(backend.app)
+                if em.queue_full():
+                    self._dropped()
+                    continue
+                if kw is None:  # most transitions: the task and owner only
+                    em.transition(inv_id, status, runner, owner, self._task_of(inv_id), when)
+                else:
+                    em.status(inv_id, status, runner=runner, owner_runner_id=owner, timestamp=when, **kw)
+                self.stats.emitted += 1
+            except Exception as exc:  # observability must not break the runner
+                self._failed(exc)
 
     def _task_of(self, inv_id) -> Optional[str]:
-        meta = self._invocations.get(inv_id)
-        return meta.get("task_id") if meta else None
+        return (self._invocations.get(inv_id) or {}).get("task_id")
 
     def on_context(self, backend, ctx) -> None:
         while ctx is not None:
@@ -342,7 +337,7 @@ def _patch(ex: Exporter) -> None:
     from .pynenc_config import install as install_config
     ex.config = install_config(ex)  # app configuration, runner settings, task definitions
     after(BaseStateBackend, "upsert_invocations", lambda self, invocations: ex.on_upsert(self, invocations))
-    after(BaseStateBackend, "store_runner_context", lambda self, ctx: ex.on_context(self, ctx))
+    after(BaseStateBackend, "store_runner_context", ex.on_context)  # (backend, ctx): with every transition
     after(BaseStateBackend, "add_histories",
            lambda self, invocations, status_record, runner_context:
            ex.on_history(self, [i.invocation_id for i in invocations], status_record, runner_context))

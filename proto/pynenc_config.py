@@ -169,9 +169,14 @@ class ConfigReporter:
 
 def install(ex) -> ConfigReporter:
     """Hook pynenc so `ex` (proto/pynenc.Exporter) reports definitions; returns the reporter. The hooks
-    chain after whatever the exporter's own hooks wrapped (proto/pynenc_hooks.py)."""
+    share the exporter's wrappers (proto/pynenc_hooks.py), under their own mark."""
     from pynenc.runner.base_runner import BaseRunner
     from pynenc.state_backend.base_state_backend import BaseStateBackend
+
+    from .pynenc_hooks import after
+
+    def _after(cls, name: str, hook) -> None:
+        after(cls, name, hook, mark="__tasktrail_config__")
 
     rep = ConfigReporter(ex)
     _after(BaseRunner, "on_start", lambda self: rep.on_runner_start(self))
@@ -182,27 +187,3 @@ def install(ex) -> ConfigReporter:
            lambda self, invocations: rep.on_tasks(self.app, [i.task for i in invocations]))
     _after(BaseStateBackend, "store_runner_context", lambda self, ctx: rep.look(self.app))
     return rep
-
-
-_MARK = "__tasktrail_config__"
-
-
-def _after(cls, name: str, hook) -> None:
-    """Wrap cls.name so `hook(self, *args, **kwargs)` runs after it returns, its errors swallowed (once)."""
-    original = getattr(cls, name)
-    if getattr(original, _MARK, False):
-        return
-
-    def wrapper(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        try:
-            hook(self, *args, **kwargs)
-        except Exception:  # observability must not break the runner
-            pass
-        return out
-
-    setattr(wrapper, _MARK, True)
-    wrapper.__tasktrail__ = getattr(original, "__tasktrail__", False)
-    wrapper.__wrapped__ = original
-    wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
-    setattr(cls, name, wrapper)

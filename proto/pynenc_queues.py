@@ -104,4 +104,4 @@ def install(ex) -> None:
         ex.depth_reporters = [r for r in getattr(ex, "depth_reporters", []) if r.thread.is_alive()]
         ex.depth_reporters.append(DepthReporter(ex, runner, every))
 
-    after(BaseRunner, "on_start", started)
+    after(BaseRunner, "on_start", started, mark="__tasktrail_queues__")

@@ -4,6 +4,16 @@ from __future__ import annotations
 from . import names as n
 from .status import ATOMIC_DECISION_REASONS, ATOMIC_EXECUTION_STATUSES, STATUSES
 
+# Scope attributes as every record's defaults (ingest/map.py; what the emitter's own sender does since issue 20).
+_SCOPE_NOTE = [
+    "Attributes that many records share may ride once on their instrumentation scope: the attributes of a",
+    "`ScopeLogs`' scope (`InstrumentationScope.attributes`) apply to each log record under it, and a record's",
+    "own attribute of the same name wins. The Python emitter and the pynenc exporter send each runner context",
+    f"(`{n.TT_RUNNER_ID}`, `{n.TT_RUNNER_CLASS}`, … below) this way, once per request and context; a record",
+    "that carries them itself reads the same.",
+    "",
+]
+
 
 def render() -> str:
     out = [
@@ -17,6 +27,7 @@ def render() -> str:
         f"resource, or use the instrumentation scope `{n.TT_SCOPE}`; any `event_name` starting with `tasktrail.`",
         "is also read as tasktrail.v1. The record's timestamp is the time of the fact.",
         "",
+        *_SCOPE_NOTE,
         "Timestamps inside attributes are integer Unix **nanoseconds** or RFC 3339 strings. `string[]` is an",
         "OTLP array of strings (a JSON list in a string is accepted too).",
         "",

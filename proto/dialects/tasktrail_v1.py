@@ -2,7 +2,8 @@
 
 Every entity of the canonical model is one OTLP log record (or span event) whose
 `event_name` is in proto.names.TASKTRAIL_V1_EVENTS; docs/tasktrail-v1.md is the
-reference. Runner context comes from record attributes, else from the resource.
+reference. Runner context comes from record attributes (a log record's scope attributes included:
+ingest/map.py applies them to each record), else from the resource.
 """
 from __future__ import annotations
 
