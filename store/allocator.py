@@ -1,16 +1,17 @@
 """Giving freed memory back to the system after a query failed for lack of memory (tasktrail/memory_cap.py).
 
 Under `--max-memory` a query that builds one huge value fails at the process's cap; the address space it
-reached must be given back at once, or the next allocation of any thread (a receiver, the writer) fails at
-the cap too. DuckDB's jemalloc returns freed extents on its own (`retain:false`) when its background threads
-purge them, after their decay time — but a background thread that jemalloc starts while the process is at
-the cap cannot be created (its stack counts against RLIMIT_DATA), and then that arena is never purged while
-the server is idle: seen as a data segment held at 2.3 GB of a 2.5 GB cap for 30 s and more after one such
-query, under load (tests/test_read_limits.py). So a read that failed for memory purges every jemalloc arena
-itself (`arena.<MALLCTL_ARENAS_ALL>.purge` through the `duckdb_je_mallctl` the DuckDB wheel exports) and
-trims glibc's heap (malloc_trim), at once and again a little later, when DuckDB's worker threads have let go
-of what they held. Measured in one process under a 2.5 GB cap: 2,341 MB right after the failure, 68 MB after
-the purge. Where the symbol or glibc is missing, nothing happens (the background threads still purge).
+reached must be given back at once, or the next allocation of any thread (a receiver, the writer) fails at the
+cap too. DuckDB's jemalloc returns freed extents on its own (`retain:false`) when its background thread purges
+them, after their decay time, and alone that is usually seconds. But not always: in whole-suite runs under
+load the data segment stayed at 2.3 GB of a 2.5 GB cap for 30 s and more after one such query
+(tests/test_read_limits.py; 2 of 4 runs one day), which a run alone never showed, and why the purge did not
+come is not known (one background thread serves every arena: `max_background_threads` is 1 here). So a read
+that failed for memory purges every jemalloc arena itself (`arena.<MALLCTL_ARENAS_ALL>.purge` through the
+`duckdb_je_mallctl` the DuckDB wheel exports) and trims glibc's heap (malloc_trim), at once and again a little
+later, when DuckDB's worker threads have let go of what they held. Measured in one process under a 2.5 GB cap:
+2,341 MB right after the failure, 68 MB after the purge. Where the symbol or glibc is missing, nothing happens
+(the background threads still purge).
 """
 from __future__ import annotations
 
