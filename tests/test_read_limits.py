@@ -235,6 +235,13 @@ def test_the_process_memory_cap_bounds_any_value_and_the_server_goes_on(tmp_path
            "every OTLP export and ordinary SQL answered after each")
 
 
+def test_the_store_can_purge_duckdbs_allocator():
+    # The purge after a read that failed for memory (store/allocator.py) reaches DuckDB's jemalloc through a
+    # symbol its wheel exports: a DuckDB upgrade that drops it must fail here, not silently keep memory.
+    from tasktrail.store import allocator
+    assert allocator.purge() is True
+
+
 def test_memory_cap_sizes_and_their_refusals(tmp_path):
     from tasktrail import memory_cap
     assert memory_cap.parse_size("4GB") == 4 * 10 ** 9 and memory_cap.parse_size("512MiB") == 512 << 20
