@@ -16,9 +16,10 @@ def bearer(token: str) -> str:
 
 
 def token_ok(expected: Optional[str], authorization: Optional[str]) -> bool:
-    """True when no token is configured, or `authorization` is `Bearer <expected>`."""
+    """True when no token is configured, or `authorization` is `Bearer <expected>` (the scheme in any case,
+    as RFC 7235 has it: `bearer <expected>` too)."""
     if not expected:
         return True
-    if not authorization or not authorization.startswith("Bearer "):
+    if not authorization or authorization[:7].lower() != "bearer ":
         return False
     return hmac.compare_digest(authorization[7:].strip().encode(), expected.encode())

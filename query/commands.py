@@ -20,6 +20,18 @@ from .reader import Reader, conditions, where
 COLUMNS = ("command_id", "app_id", "kind", "target", "target_kind", "requested_by", "requested_at", "state",
            "runner_id", "updated_at", "reason", "parameters", "new_invocation_id")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM commands"
+# An agent's reason as the API and pages show it, in characters: a longer one is cut (`reason_truncated`);
+# the whole stays in `command_records` (SQL).
+REASON_CHARS = 2000
+
+
+def _reason(out: dict) -> dict:
+    """`out` with its `reason` cut to REASON_CHARS and `reason_truncated` saying whether it was."""
+    reason = out.get("reason")
+    out["reason_truncated"] = bool(reason) and len(reason) > REASON_CHARS
+    if out["reason_truncated"]:
+        out["reason"] = reason[:REASON_CHARS] + "…"
+    return out
 
 
 def ended(status: Optional[str], is_final: bool) -> bool:
@@ -34,7 +46,7 @@ def shape(row: dict) -> dict:
     out["requested_at"], out["updated_at"] = iso(row["requested_at"]), iso(row["updated_at"])
     out["parameters"] = json.loads(row["parameters"]) if row.get("parameters") else {}
     out["is_final"] = row["state"] in COMMAND_FINAL_STATES
-    return out
+    return _reason(out)
 
 
 def listing(q: Reader, *, app: Optional[str], target: Optional[str], state: Optional[str],
@@ -74,29 +86,30 @@ def records(q: Reader, ids: Sequence[str]) -> dict[str, list[dict]]:
         return {}
     ph = ", ".join("?" * len(ids))
     rows = q(f"SELECT command_id, ts, state, runner_id, reason, new_invocation_id, source FROM command_steps "
-             f"WHERE command_id IN ({ph}) ORDER BY ts, state", list(ids)).dicts()
+             f"WHERE command_id IN ({ph}) ORDER BY batch, ts, state", list(ids)).dicts()
     out: dict[str, list[dict]] = {}
     for r in rows:
         cid, ts = r.pop("command_id"), r.pop("ts")
-        out.setdefault(cid, []).append({"timestamp": iso(ts), **r})
+        out.setdefault(cid, []).append(_reason({"timestamp": iso(ts), **r}))
     return out
 
 
-def for_invocation(q: Reader, invocation_id: str) -> dict:
+def for_invocation(q: Reader, invocation_id: str, app: Optional[str] = None) -> dict:
     """What an invocation's page shows of commands: `commands` aimed at it (each with its `records`, newest
     first), `rerun_of` (the invocation this one re-ran, or None) and `reruns` (the invocations re-running
-    it), both from done re-run commands."""
+    it), both from done re-run commands; with `app`, only that app's commands (an id two apps share)."""
     # Most invocations were never acted on: one look at the raw records says so, before the views' work.
     if not q("SELECT 1 FROM command_records WHERE target = ? OR new_invocation_id = ? OR contains(parameters, ?) "
              "LIMIT 1", [invocation_id, invocation_id, invocation_id]).rows:
         return {"commands": [], "rerun_of": None, "reruns": []}
-    rows = q(f"{_SELECT} WHERE target = ? OR list_contains(json_extract_string(parameters, '$.invocations[*]'), ?)"
-             f" ORDER BY requested_at DESC LIMIT 200", [invocation_id, invocation_id]).dicts()
+    rows = q(f"{_SELECT} WHERE (target = ? OR list_contains(json_extract_string(parameters, '$.invocations[*]'), ?))"
+             f" AND (? IS NULL OR app_id = ?) ORDER BY requested_at DESC LIMIT 200",
+             [invocation_id, invocation_id, app, app]).dicts()
     recs = records(q, [r["command_id"] for r in rows])
     cmds = [{**shape(r), "records": recs.get(r["command_id"], [])} for r in rows]
     reruns = [c["new_invocation_id"] for c in reversed(cmds) if c["kind"] == "rerun" and c["new_invocation_id"]]
-    back = q("SELECT target FROM commands WHERE kind = 'rerun' AND new_invocation_id = ? LIMIT 1",
-             [invocation_id]).rows
+    back = q("SELECT target FROM commands WHERE kind = 'rerun' AND new_invocation_id = ? AND (? IS NULL OR app_id = ?)"
+             " LIMIT 1", [invocation_id, app, app]).rows
     return {"commands": cmds, "rerun_of": back[0][0] if back else None, "reruns": reruns}
 
 
@@ -127,10 +140,11 @@ def pending(q: Reader, app: str, limit: int = 100) -> list[dict]:
     return [shape(r) for r in rows]
 
 
-def open_of(q: Reader, kind: str, target: str) -> Optional[str]:
-    """The id of a command of `kind` on `target` that is not final yet (requested or delivered), or None."""
-    rows = q(f"SELECT command_id FROM commands WHERE kind = ? AND target = ? AND state IN ('requested', 'delivered') "
-             f"ORDER BY requested_at LIMIT 1", [kind, target]).rows
+def open_of(q: Reader, kind: str, target: str, app: Optional[str] = None) -> Optional[str]:
+    """The id of a command of `kind` on `target` (of `app`, when given) that is not final yet (requested or
+    delivered), or None."""
+    rows = q(f"SELECT command_id FROM commands WHERE kind = ? AND target = ? AND (? IS NULL OR app_id = ?) "
+             f"AND state IN ('requested', 'delivered') ORDER BY requested_at LIMIT 1", [kind, target, app, app]).rows
     return rows[0][0] if rows else None
 
 
@@ -154,17 +168,17 @@ class CommandReads:
         """One command with every record of its life; raises NotFound."""
         return one(self._q, command_id)
 
-    def invocation_commands(self, invocation_id: str) -> dict:
+    def invocation_commands(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """{commands, rerun_of, reruns} of one invocation (for_invocation)."""
-        return for_invocation(self._q, invocation_id)
+        return for_invocation(self._q, invocation_id, app)
 
     def pending_commands(self, app: str, limit: int = 100) -> list[dict]:
         """The app's commands not handed out yet, oldest first."""
         return pending(self._q, app, limit)
 
-    def open_command(self, kind: str, target: str) -> Optional[str]:
-        """The id of a not-yet-final command of `kind` on `target`, or None (open_of)."""
-        return open_of(self._q, kind, target)
+    def open_command(self, kind: str, target: str, app: Optional[str] = None) -> Optional[str]:
+        """The id of a not-yet-final command of `kind` on `target` (of `app`), or None (open_of)."""
+        return open_of(self._q, kind, target, app)
 
     def due_commands(self, before) -> list[dict]:
         """Commands requested or delivered with no record since `before` (naive UTC datetime)."""

@@ -115,13 +115,13 @@ class QueryService(Health, LogReads, commands.CommandReads):
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """Its detail, with the commands aimed at it and its re-run links (`commands`, `rerun_of`, `reruns`)."""
         detail = self._detail(invocation_id, app, *self._raw(invocation_id, app))
-        return {**detail, **commands.for_invocation(self._q, invocation_id)}
+        return {**detail, **commands.for_invocation(self._q, invocation_id, app)}
 
     def invocation_page(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """What the invocation page shows: the detail, its history (from one read of its time range and
         of its transitions), family, log lines and trigger runs."""
         rng, raw = self._raw(invocation_id, app)
-        detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id)}
+        detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id, app)}
         detail["history"] = contexts.with_contexts(self._q, inv.history(raw), raw, app)
         detail["family"] = self._family(invocation_id, rng)
         detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)

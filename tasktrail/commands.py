@@ -30,6 +30,7 @@ from tasktrail.query.service import QueryService
 from tasktrail.store.api import LedgerEntry
 
 AGENT_SEEN_S = 30.0    # an agent that polled within this many seconds is "seen": the buttons show
+SEEN_MAX = 10_000      # agents remembered at most (anyone may poll without an ingest token): the oldest go
 HAND_OUT_MAX = 20      # commands one poll takes at most
 
 
@@ -49,6 +50,7 @@ class CommandDesk:
         self.commit_timeout_s = commit_timeout_s
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, str], float] = {}   # (app, runner) -> last poll (time.time())
+        self._seen_lock = threading.Lock()
 
     # --- the log ----------------------------------------------------------------------------------
     def _append(self, records: list[Command]) -> None:
@@ -66,8 +68,10 @@ class CommandDesk:
                        state, None, runner_id, reason, None, None, "api", f"{cmd['command_id']}:{state}")
 
     # --- requests (the API) -----------------------------------------------------------------------
-    def request(self, kind: str, target_kind: str, target: str, requested_by: str) -> dict:
-        """Append a `requested` command and return {command_id, state, kind, target} once it is durable.
+    def request(self, kind: str, target_kind: str, target: str, requested_by: str,
+                app: Optional[str] = None) -> dict:
+        """Append a `requested` command and return {command_id, state, kind, target} once it is durable;
+        `app` picks the target among apps sharing its id (else the one the reads pick).
 
         Raises NotFound (no such invocation / workflow run), Conflict (abort of a finished target, re-run of
         an unfinished one, or a command of the same kind on it still open: its id in the message) and
@@ -76,12 +80,12 @@ class CommandDesk:
             raise PermissionError("this server is read-only (--read-only): commands are off")
         if kind not in ("abort", "rerun"):
             raise BadRequest(f"unknown command {kind!r}")
-        app, params = self._target(kind, target_kind, target)
+        app, params = self._target(kind, target_kind, target, app)
         cmd_id = uuid.uuid4().hex
         rec = Command(_now_us(), app, cmd_id, kind, target, target_kind, "requested", requested_by, None, None,
                       json.dumps(params), None, "api", f"{cmd_id}:requested")
         with self._lock:   # the check and the append together: two requests at once make one command
-            open_id = self.query.open_command(kind, target)
+            open_id = self.query.open_command(kind, target, app)
             if open_id is not None:
                 raise Conflict(f"{kind} command {open_id} on {target_kind} {target!r} is still open "
                                f"(not done, refused or expired yet)")
@@ -89,16 +93,16 @@ class CommandDesk:
         return {"command_id": cmd_id, "state": "requested", "kind": kind, "target": target,
                 "target_kind": target_kind, "app_id": app}
 
-    def _target(self, kind: str, target_kind: str, target: str) -> tuple[str, dict]:
-        """(app, parameters) of a command on `target`; raises NotFound / Conflict."""
+    def _target(self, kind: str, target_kind: str, target: str, app: Optional[str]) -> tuple[str, dict]:
+        """(app, parameters) of a command on `target` (of `app`, when given); raises NotFound / Conflict."""
         if target_kind == "invocation":
-            inv = self.query.invocation(target)
+            inv = self.query.invocation(target, app)
             self._check(kind, ended(inv["status"], inv["is_final"]), f"invocation {target!r} is {inv['status']}")
             return inv["app_id"], {"task_id": inv["task_id"], "status": inv["status"],
                                    "arguments_preview": inv["arguments"], "invocations": [target]}
         if target_kind != "workflow_run":
             raise BadRequest(f"unknown target kind {target_kind!r}")
-        members = self.query.invocations(workflow=target, since="all", limit=1000)["items"]
+        members = self.query.invocations(workflow=target, app=app, since="all", limit=1000)["items"]
         if not members:
             raise NotFound(f"no workflow run {target!r}")
         root = next((m for m in members if m["invocation_id"] == target), None)
@@ -128,7 +132,7 @@ class CommandDesk:
             raise BadRequest("app and runner are required")
         if self.read_only:
             return []
-        self._seen[(app, runner)] = time.time()
+        self._note_seen(app, runner)
         with self._lock:
             cmds = self.query.pending_commands(app, HAND_OUT_MAX)
             if not cmds:
@@ -136,11 +140,26 @@ class CommandDesk:
             self._append([self._record(c, "delivered", runner_id=runner) for c in cmds])
         return [{**c, "state": "delivered", "runner_id": runner} for c in cmds]
 
+    def _note_seen(self, app: str, runner: str) -> None:
+        """Remember that (app, runner) polled now; forget the agents not seen within AGENT_SEEN_S once the
+        memory holds SEEN_MAX of them, and the oldest if all are recent."""
+        now = time.time()
+        with self._seen_lock:
+            self._seen.pop((app, runner), None)
+            self._seen[(app, runner)] = now          # the dict keeps poll order: the oldest first
+            if len(self._seen) > SEEN_MAX:
+                cutoff = now - AGENT_SEEN_S
+                old = [k for k, t in self._seen.items() if t < cutoff] or list(self._seen)[:len(self._seen) - SEEN_MAX]
+                for key in old:
+                    del self._seen[key]
+
     def agents(self, app: Optional[str]) -> list[dict]:
         """Agents of `app` that polled within AGENT_SEEN_S: [{runner_id, last_poll}] (this process's memory)."""
         cutoff = time.time() - AGENT_SEEN_S
+        with self._seen_lock:
+            seen = sorted(self._seen.items())
         return [{"runner_id": r, "last_poll": datetime.fromtimestamp(t, timezone.utc).isoformat()}
-                for (a, r), t in sorted(self._seen.items()) if a == app and t >= cutoff]
+                for (a, r), t in seen if a == app and t >= cutoff]
 
     def expire_due(self) -> int:
         """Append one `expired` record to each command requested or delivered with no record for ttl_s;

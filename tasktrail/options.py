@@ -206,7 +206,8 @@ CELERY = _options(
 
 # issue 19: commands (docs/control.md).
 CONTROL = _options(
-    click.option("--command-ttl", type=float, default=Settings.command_ttl_s, show_default=True,
+    click.option("--command-ttl", type=click.FloatRange(min=0, min_open=True), default=Settings.command_ttl_s,
+                 show_default=True,
                  envvar="TASKTRAIL_COMMAND_TTL", help="Seconds after which a command (abort, re-run) no runner's "
                  "agent finished ends `expired`."),
     click.option("--read-only", is_flag=True, default=False, envvar="TASKTRAIL_READ_ONLY",

@@ -120,8 +120,8 @@ class Settings:
             problems.append("sql_concurrency must be between 1 and 64")
         if self.max_tails < 1 or self.max_tails_per_client < 1:
             problems.append("max_tails and max_tails_per_client must be at least 1")
-        if self.command_ttl_s <= 0:
-            problems.append("command_ttl_s must be positive")
+        if not 0 < self.command_ttl_s < float("inf"):   # also refuses nan
+            problems.append(f"command_ttl_s (--command-ttl) must be a positive number of seconds, got {self.command_ttl_s}")
         if self.max_logs_per_invocation < 1:
             problems.append("max_logs_per_invocation must be at least 1")
         if self.store and not self.store.startswith("ducklake:"):

@@ -84,8 +84,9 @@ def test_journal_replayed_after_restart_counts_once(local, tmp_path, monkeypatch
     restarted._replay_journal()
     restarted.emitter.flush()
     rows = local.store.query("SELECT state FROM command_records WHERE command_id = ?", [cmd["command_id"]]).rows
-    assert sorted(r[0] for r in rows) == ["delivered", "done", "requested"]   # the re-sent report counted once
-    assert qs.command(cmd["command_id"])["state"] == "done"
+    assert sorted(r[0] for r in rows) == ["delivered", "done", "done", "requested"]   # the log keeps the re-sent one
+    shown = qs.command(cmd["command_id"])
+    assert shown["state"] == "done" and [r["state"] for r in shown["records"]] == ["requested", "delivered", "done"]
 
 
 def test_rerun_exact_arguments_or_refused(local):

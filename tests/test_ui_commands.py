@@ -68,17 +68,21 @@ def test_abort_and_rerun_buttons(srv, browser):
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.goto(srv.web + "/invocations/ui-run")
     assert page.locator("#abort-btn").count() == 0 and "no agent" in page.locator("#actions-why").inner_text()
+    assert page.locator("#rerun-btn").count() == 0
 
     agent = ProtocolAgent(srv)
     agent.start()
     try:
         wait_until(lambda: srv.get("/invocations/ui-run/control").json()["abort"], timeout=20, message="the agent seen")
         page.goto(srv.web + "/invocations/ui-run")
-        assert page.locator("#rerun-btn").count() == 0       # unfinished: abort only
+        assert page.locator("#rerun-btn").is_hidden()          # unfinished: abort only
         page.click("#abort-btn")
         assert page.locator("#confirm").is_visible()
         page.click("#confirm-yes")
         page.wait_for_selector("#command-list tr[data-state=done]", timeout=20_000)
+        # Once it is over (KILLED), Re-run shows in place of Abort, without a reload.
+        page.wait_for_selector("#rerun-btn", state="visible", timeout=20_000)
+        assert page.locator("#abort-btn").is_hidden()
         (cmd,) = srv.get("/commands", params={"target": "ui-run"}).json()["items"]
         assert [r["state"] for r in srv.get(f"/commands/{cmd['command_id']}").json()["records"]] == \
             ["requested", "delivered", "done"]
@@ -91,7 +95,7 @@ def test_abort_and_rerun_buttons(srv, browser):
         assert page.locator("#history tr[data-status=KILLED]").count() == 1
 
         page.goto(srv.web + "/invocations/ui-bad")
-        assert page.locator("#abort-btn").count() == 0
+        assert page.locator("#abort-btn").is_hidden()
         page.click("#rerun-btn")
         page.click("#confirm-no")                              # a change of mind sends nothing
         assert srv.get("/commands", params={"target": "ui-bad"}).json()["items"] == []
@@ -105,7 +109,7 @@ def test_abort_and_rerun_buttons(srv, browser):
         assert page.locator("#rerun-of a").get_attribute("data-invocation-id") == "ui-bad"
 
         page.goto(srv.web + "/workflows/runs/wf-r")                  # the same on a workflow run's page
-        assert page.locator("#rerun-btn").count() == 0
+        assert page.locator("#rerun-btn").is_hidden()
         page.click("#abort-btn")
         assert "workflow run wf-r" in page.locator("#confirm-text").inner_text()
         page.click("#confirm-yes")

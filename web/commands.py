@@ -55,7 +55,7 @@ def _requester(kind: str, target_kind: str):
             return refused
         try:
             cmd = await run_in_threadpool(_desk(request).request, kind, target_kind, request.path_params["id"],
-                                          requested_by(request))
+                                          requested_by(request), request.query_params.get("app") or None)
         except PermissionError as exc:
             return error_response(403, str(exc))
         return JSONResponse(cmd, status_code=202)
@@ -99,9 +99,12 @@ async def agent_commands(request: Request):
     p = request.query_params
     app, runner = p.get("app") or "", p.get("runner") or ""
     try:
-        wait = min(MAX_WAIT_S, max(0.0, float(p.get("wait") or 0)))
+        wait = float(p.get("wait") or 0)
     except ValueError:
-        raise BadRequest(f"wait must be a number of seconds, got {p.get('wait')!r}") from None
+        wait = float("nan")
+    if not wait == wait or wait < 0:   # nan, or negative
+        raise BadRequest(f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, got {p.get('wait')!r}")
+    wait = min(MAX_WAIT_S, wait)
     if settings.read_only:   # --read-only: nothing handed out, nothing appended (docs/control.md)
         await asyncio.sleep(wait)
         return JSONResponse({"commands": [], "poll_again_s": 1.0})
@@ -146,22 +149,22 @@ def history_lines(history: list[dict], cmds: list[dict]) -> list[dict]:
 
 def invocation_control(request: Request):
     """GET /api/v1/invocations/{id}/control: the page's command panel as JSON (polled for live progress)."""
-    qs = request.app.state.query
-    inv = qs.invocation(request.path_params["id"])
+    qs, app = request.app.state.query, request.query_params.get("app") or None
+    inv = qs.invocation(request.path_params["id"], app)
     return JSONResponse(control(request, inv["app_id"], inv["status"], inv["is_final"],
-                                qs.invocation_commands(inv["invocation_id"])))
+                                qs.invocation_commands(inv["invocation_id"], app)))
 
 
 def workflow_run_control_data(request: Request, run_id: str) -> dict:
     """What a workflow run page shows of commands: as `control`, over the commands aimed at the run; abort
     while a member is unfinished, re-run once its root is over. Raises NotFound for an unknown run."""
-    qs = request.app.state.query
-    members = qs.invocations(workflow=run_id, since="all", limit=1000)["items"]
+    qs, app = request.app.state.query, request.query_params.get("app") or None
+    members = qs.invocations(workflow=run_id, app=app, since="all", limit=1000)["items"]
     if not members:
         raise NotFound(f"no workflow run {run_id!r}")
     root = next((m for m in members if m["invocation_id"] == run_id), None)
     open_ = any(not ended(m["status"], m["is_final"]) for m in members)
-    cmds = qs.commands(target=run_id, limit=200)["items"]
+    cmds = qs.commands(target=run_id, app=app, limit=200)["items"]
     reruns = [c["new_invocation_id"] for c in reversed(cmds) if c["kind"] == "rerun" and c["new_invocation_id"]]
     out = control(request, members[0]["app_id"], None, not open_, {"commands": cmds, "rerun_of": None,
                                                                    "reruns": reruns})

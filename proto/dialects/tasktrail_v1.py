@@ -175,7 +175,9 @@ class TasktrailV1(Dialect):
             rec.ts, app, str(cmd_id), as_str(a.get(n.TT_CMD_KIND)) or "", as_str(a.get(n.TT_CMD_TARGET)) or "",
             as_str(a.get(n.TT_CMD_TARGET_KIND)) or "", state, None, ctx_id, as_str(a.get(n.TT_CMD_REASON)),
             None, as_str(a.get(n.TT_CMD_NEW_INVOCATION_ID)), self.name,
-            f"{rid}|{app}|{ctx_id}" if rid else None,   # per sender: a forged report cannot shadow the real one
+            # No identity: a report sent again is stored again and the view `command_steps` counts the first
+            # after delivery, so an early or forged report with the same record id cannot shadow the real one.
+            None,
         ))
         return True
 

@@ -47,8 +47,9 @@ FROM atomic_executions GROUP BY app_id, run_id;
 -- `command_steps`: the records that count. tasktrail's own (source 'api': requested, delivered, expired) of a
 -- requested command, and an agent's report only when it comes from the command's app and the runner context
 -- tasktrail delivered it to (its first `delivered`), committed after that delivery (a later writer batch: the
--- agent's own clock is not trusted). Any other report (a forged done, one before any delivery, from another
--- app or runner) stays in `command_records` and counts nowhere.
+-- agent's own clock is not trusted), and only the first such report of each state — and of done or refused
+-- together, the first (in commit order): an outcome, once reported, is final. A report sent again, a forged
+-- one, one before any delivery, from another app or runner stays in `command_records` and counts nowhere.
 CREATE OR REPLACE MACRO command_state_order(ts, state) AS
     (CASE state WHEN 'requested' THEN 0 WHEN 'delivered' THEN 1 WHEN 'expired' THEN 2 ELSE 3 END)
     * 10000000000000000 + epoch_us(ts);
@@ -56,12 +57,17 @@ CREATE OR REPLACE VIEW command_steps AS
 WITH req AS (SELECT command_id, arg_min(app_id, ts) AS app_id FROM command_records
              WHERE state = 'requested' AND source = 'api' GROUP BY command_id),
      dlv AS (SELECT command_id, arg_min(runner_id, batch) AS runner_id, min(batch) AS batch FROM command_records
-             WHERE state = 'delivered' AND source = 'api' GROUP BY command_id)
-SELECT r.* FROM command_records r JOIN req ON req.command_id = r.command_id
-LEFT JOIN dlv ON dlv.command_id = r.command_id
-WHERE r.source = 'api'
-   OR (r.app_id = req.app_id AND r.runner_id IS NOT DISTINCT FROM dlv.runner_id AND dlv.batch IS NOT NULL
-       AND r.batch > dlv.batch);
+             WHERE state = 'delivered' AND source = 'api' GROUP BY command_id),
+     counted AS (
+        SELECT r.* FROM command_records r JOIN req ON req.command_id = r.command_id
+        LEFT JOIN dlv ON dlv.command_id = r.command_id
+        WHERE r.source = 'api'
+           OR (r.app_id = req.app_id AND r.runner_id IS NOT DISTINCT FROM dlv.runner_id AND dlv.batch IS NOT NULL
+               AND r.batch > dlv.batch))
+SELECT * FROM counted
+QUALIFY source = 'api' OR row_number() OVER (
+    PARTITION BY command_id, CASE WHEN state IN ('done', 'refused') THEN 'outcome' ELSE state END
+    ORDER BY batch, ts) = 1;
 CREATE OR REPLACE VIEW commands AS
 SELECT command_id, arg_min(app_id, ts) FILTER (WHERE state = 'requested') AS app_id,
        arg_min(kind, ts) FILTER (WHERE state = 'requested') AS kind,

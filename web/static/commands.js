@@ -9,6 +9,8 @@
   const id = box.dataset.target;
   const base = box.dataset.base;     // /api/v1/invocations/{id} or /api/v1/workflows/runs/{id}
   const what = box.dataset.what;
+  // ?app= when the page names the app (an id two apps share): the same target for the reads and the POST
+  const appQ = box.dataset.app ? "?app=" + encodeURIComponent(box.dataset.app) : "";
   const confirmBox = document.getElementById("confirm");
   const errorBox = document.getElementById("command-error");
   let pending = null;
@@ -60,7 +62,7 @@
 
   function follow() {
     clearTimeout(timer);
-    fetch(base + "/control", { headers: { Accept: "application/json" } })
+    fetch(base + "/control" + appQ, { headers: { Accept: "application/json" } })
       .then((r) => r.json())
       .then((ctl) => { if (!render(ctl)) timer = setTimeout(follow, 500); })
       .catch(() => { timer = setTimeout(follow, 2000); });
@@ -68,12 +70,13 @@
 
   function send(kind) {
     errorBox.hidden = true;
-    fetch(base + "/" + kind, { method: "POST", headers: { Accept: "application/json" } })
+    fetch(base + "/" + kind + appQ, { method: "POST", headers: { Accept: "application/json" } })
       .then((r) => r.json().then((body) => ({ ok: r.status === 202, body })))
       .then(({ ok, body }) => {
         if (!ok) { errorBox.textContent = (body.error && body.error.message) || "refused"; errorBox.hidden = false; }
         follow();
-      });
+      })
+      .catch(() => { errorBox.textContent = "the request did not reach tasktrail"; errorBox.hidden = false; });
   }
 
   box.querySelectorAll("button.action[data-kind]").forEach((b) => b.addEventListener("click", () => {

@@ -16,8 +16,9 @@
 
   function follow(cell, commandId) {
     fetch("/api/v1/commands/" + encodeURIComponent(commandId), { headers: { Accept: "application/json" } })
-      .then((r) => r.json())
-      .then((c) => {
+      .then((r) => r.json().then((c) => ({ ok: r.ok, c })))
+      .then(({ ok, c }) => {
+        if (!ok) { badge(cell, "refused", (c.error && c.error.message) || "the command could not be read"); return; }
         badge(cell, c.state, c.reason || "");
         cell.dataset.state = c.state;
         if (c.new_invocation_id) {
@@ -51,7 +52,8 @@
       const kind = pending;
       pending = null;
       if (!kind) return;
-      fetch(menu.dataset.base + "/" + kind, { method: "POST", headers: { Accept: "application/json" } })
+      const appQ = menu.dataset.app ? "?app=" + encodeURIComponent(menu.dataset.app) : "";
+      fetch(menu.dataset.base + "/" + kind + appQ, { method: "POST", headers: { Accept: "application/json" } })
         .then((r) => r.json().then((body) => ({ status: r.status, body })))
         .then(({ status, body }) => {
           menu.open = false;
