@@ -140,12 +140,15 @@ def pending(q: Reader, app: str, limit: int = 100) -> list[dict]:
     return [shape(r) for r in rows]
 
 
-def open_of(q: Reader, kind: str, target: str, app: Optional[str] = None) -> Optional[str]:
-    """The id of a command of `kind` on `target` (of `app`, when given) that is not final yet (requested or
-    delivered), or None."""
-    rows = q(f"SELECT command_id FROM commands WHERE kind = ? AND target = ? AND (? IS NULL OR app_id = ?) "
-             f"AND state IN ('requested', 'delivered') ORDER BY requested_at LIMIT 1", [kind, target, app, app]).rows
-    return rows[0][0] if rows else None
+def open_of(q: Reader, kind: str, target: str, app: Optional[str] = None) -> Optional[dict]:
+    """The command of `kind` on `target` (of `app`, when given) that is not final yet (requested or
+    delivered), or None: {command_id, target_kind, target}. An open command of a workflow run names its
+    member invocations (`parameters.invocations`): it is open on each of them too."""
+    rows = q(f"SELECT command_id, target_kind, target FROM commands WHERE kind = ? AND (? IS NULL OR app_id = ?) "
+             f"AND state IN ('requested', 'delivered') AND (target = ? OR "
+             f"list_contains(json_extract_string(parameters, '$.invocations[*]'), ?)) ORDER BY requested_at LIMIT 1",
+             [kind, app, app, target, target]).dicts()
+    return rows[0] if rows else None
 
 
 def due(q: Reader, before: datetime, limit: int = 1000) -> list[dict]:
@@ -176,8 +179,8 @@ class CommandReads:
         """The app's commands not handed out yet, oldest first."""
         return pending(self._q, app, limit)
 
-    def open_command(self, kind: str, target: str, app: Optional[str] = None) -> Optional[str]:
-        """The id of a not-yet-final command of `kind` on `target` (of `app`), or None (open_of)."""
+    def open_command(self, kind: str, target: str, app: Optional[str] = None) -> Optional[dict]:
+        """The not-yet-final command of `kind` on `target` (of `app`), or None (open_of)."""
         return open_of(self._q, kind, target, app)
 
     def due_commands(self, before) -> list[dict]:

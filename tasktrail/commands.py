@@ -85,10 +85,12 @@ class CommandDesk:
         rec = Command(_now_us(), app, cmd_id, kind, target, target_kind, "requested", requested_by, None, None,
                       json.dumps(params), None, "api", f"{cmd_id}:requested")
         with self._lock:   # the check and the append together: two requests at once make one command
-            open_id = self.query.open_command(kind, target, app)
-            if open_id is not None:
-                raise Conflict(f"{kind} command {open_id} on {target_kind} {target!r} is still open "
-                               f"(not done, refused or expired yet)")
+            found = self.query.open_command(kind, target, app)
+            if found is not None:
+                on = found["target_kind"].replace("_", " ")
+                raise Conflict(f"{kind} command {found['command_id']} on {on} {found['target']!r} is still open "
+                               f"(not done, refused or expired yet)"
+                               + (f": it names {target_kind.replace('_', ' ')} {target!r}" if found["target"] != target else ""))
             self._append([rec])
         return {"command_id": cmd_id, "state": "requested", "kind": kind, "target": target,
                 "target_kind": target_kind, "app_id": app}

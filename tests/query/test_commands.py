@@ -128,6 +128,11 @@ def test_workflow_run_commands(local):
     # every member it names shows the command on its own page
     assert [c["command_id"] for c in qs.invocation("k3")["commands"]] == [cmd["command_id"]]
     assert qs.invocation("k1")["commands"] == []
+    # While it is open, aborting one of its members is asking again: 409 naming the run's command.
+    with pytest.raises(Conflict) as exc:
+        desk.request("abort", "invocation", "k2", "local")
+    assert cmd["command_id"] in str(exc.value) and "workflow run 'root'" in str(exc.value)
+    assert "invocation 'k2'" in str(exc.value)
 
 
 def test_retention_removes_whole_commands_past_the_window(tmp_path):
