@@ -222,8 +222,8 @@ def detail(invocation_id: str, app: Optional[str], raw: list[dict], *,
     created = rows[0]["timestamp"]
     finished = rows[-1]["timestamp"] if final else None
     trace_id = next((a["trace_id"] for a in reversed(tried) if a["trace_id"]), None) or last("trace_id")
-    error = None   # a SUCCESS has none: the errors of the attempts before it stay in `attempts` and the history
-    if status in ("FAILED", "RETRY") or (last("error_type") and status != "SUCCESS"):
+    error = None   # the latest error, also of an earlier attempt when a later one succeeded (the page says so)
+    if status in ("FAILED", "RETRY") or last("error_type"):
         error = {"type": last("error_type"), "message": last("error_message"), "traceback": last("error_traceback")}
     wf_id = last("workflow_id")
     parent_id = last("parent_invocation_id")

@@ -257,6 +257,10 @@ def test_the_value_shown_and_downloaded_is_the_one_the_history_ends_with(server)
         "REGISTERED", "RUNNING", "RETRY", "RUNNING", "SUCCESS"]
     assert m["error"]["type"] == "A" and m["values"]["error_message"]["bytes"] == len(msg_a.encode())
     assert server.get(f"/invocations/{moved}/values/error_message").content == msg_a.encode()
+    # The pages say whose error it is: the failed invocation's own, the succeeded one's earlier attempt's.
+    headings = {inv: re.search(r'<h2 id="error-heading">([^<]*)</h2>', httpx.get(server.web + f"/invocations/{inv}").text)
+                for inv in (skewed, moved)}
+    assert headings[skewed].group(1) == "Error" and headings[moved].group(1) == "Error of an earlier attempt"
 
 
 def test_huge_log_line_is_previewed_and_downloadable(filled):
