@@ -25,7 +25,7 @@ import duckdb
 
 from tasktrail.proto.model import TABLES
 
-from . import state
+from . import binding, state
 from .api import StoreUnavailable, WriterStats
 from .fold_cache import KnownIds, RecentHistories
 from .migrations import migration_files, views_sql  # noqa: F401  (migration_files: the tests' too)
@@ -48,6 +48,7 @@ class DuckDBStore(BatchWriter, CursorReads):
                  memory_limit: str = "1GB", threads: int = 2, idle_checkpoint_bytes: int = 8 << 20,
                  checkpoint_threshold: str = "128MB", stream_readers: int = 2) -> None:
         self.path = path
+        binding.skip_absent_imports()   # DuckDB's binding would search sys.path for pandas per parameter
         # Cursors for streamed reads (ad-hoc SQL): how many of them run at once (store/stream_reads.py).
         self._streams = StreamReaders(stream_readers)
         self.read_only = read_only
