@@ -120,6 +120,20 @@ def sql(srv: Server, query: str) -> list:
     return r.json()["rows"]
 
 
+def post_command(srv: Server, path: str, headers: dict | None = None) -> dict:
+    """Ask for a command (`path`: /invocations/{id}/abort, …/rerun, /workflows/runs/{id}/…); its 202 answer."""
+    r = httpx.post(srv.api + path, timeout=30, headers=headers)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def final_command(srv: Server, command_id: str, timeout: float = 30, headers: dict | None = None) -> dict:
+    """GET /commands/{id} once it is final (done, refused or expired); fails after `timeout`."""
+    return wait_until(lambda: (lambda c: c if c["is_final"] else None)(
+        srv.get(f"/commands/{command_id}", headers=headers).json()), timeout=timeout, interval=0.2,
+        message=f"command {command_id} final")
+
+
 def shop_server(directory: Path) -> tuple[Server, dict]:
     """A served store holding tests/workflow_data.py's `shop` scenario, sent over OTLP and all stored;
     returns (server, what workflow_data.send returned)."""

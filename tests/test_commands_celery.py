@@ -9,13 +9,12 @@ import subprocess
 import sys
 import uuid
 
-import httpx
 import pytest
 import redis
 
 from tasktrail.proto.emitter import Emitter
 
-from .helpers import start_server, wait_until
+from .helpers import final_command, post_command, start_server, wait_until
 from .test_celery import APP, redis_up
 
 BROKER, BACKEND = "redis://127.0.0.1:6379/15", "redis://127.0.0.1:6379/14"
@@ -26,19 +25,6 @@ def _require_redis() -> None:
         if os.environ.get("CI"):
             raise RuntimeError("Redis is not running on 127.0.0.1:6379")
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-
-
-def _post(srv, path: str) -> dict:
-    r = httpx.post(srv.api + path, timeout=30)
-    assert r.status_code == 202, r.text
-    return r.json()
-
-
-def _final(srv, command_id: str) -> dict:
-    def final():
-        c = srv.get(f"/commands/{command_id}").json()
-        return c if c["state"] in ("done", "refused", "expired") else None
-    return wait_until(final, timeout=30, interval=0.2, message=f"command {command_id} final")
 
 
 def _status(srv, inv: str, status: str, timeout: float = 30) -> dict:
@@ -87,12 +73,12 @@ def test_celery_abort_queued_and_running_and_rerun_with_its_arguments(tmp_path):
         assert panel["abort"] and panel["agents"][0]["runner_id"].startswith("tasktrail-celery@"), panel
 
         # abort the queued one: it never runs
-        c = _final(srv, _post(srv, f"/invocations/{queued}/abort")["command_id"])
+        c = final_command(srv, post_command(srv, f"/invocations/{queued}/abort")["command_id"])
         assert c["state"] == "done", c
         assert c["records"][-1]["runner_id"].startswith("tasktrail-celery@")
         assert _status(srv, queued, "KILLED")["status"] == "KILLED"
         # abort the running one: its pool process is terminated
-        c = _final(srv, _post(srv, f"/invocations/{running}/abort")["command_id"])
+        c = final_command(srv, post_command(srv, f"/invocations/{running}/abort")["command_id"])
         assert c["state"] == "done", c
         wait_until(lambda: _gone(pid), timeout=20, message=f"the pool process {pid} running the task terminated")
         assert wait_until(lambda: rd.get(f"celery-task-meta-{running}"), timeout=20, message="its result")
@@ -103,7 +89,7 @@ def test_celery_abort_queued_and_running_and_rerun_with_its_arguments(tmp_path):
         original = _status(srv, failed, "FAILED", timeout=40)
         assert rd.get(keys[1]) is None and json.loads(rd.get(f"celery-task-meta-{queued}"))["status"] == "REVOKED"
         assert srv.get(f"/invocations/{failed}/control").json()["rerun"]
-        c = _final(srv, _post(srv, f"/invocations/{failed}/rerun")["command_id"])
+        c = final_command(srv, post_command(srv, f"/invocations/{failed}/rerun")["command_id"])
         assert c["state"] == "done" and c["new_invocation_id"], c
         new = c["new_invocation_id"]
         again = _status(srv, new, "FAILED", timeout=40)
@@ -114,7 +100,7 @@ def test_celery_abort_queued_and_running_and_rerun_with_its_arguments(tmp_path):
 
         # the result gone from the backend: the arguments are not known, the re-run is refused saying so
         rd.delete(f"celery-task-meta-{failed}")
-        c = _final(srv, _post(srv, f"/invocations/{failed}/rerun")["command_id"])
+        c = final_command(srv, post_command(srv, f"/invocations/{failed}/rerun")["command_id"])
         assert c["state"] == "refused" and "no extended result" in c["reason"], c
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -135,7 +121,7 @@ def test_celery_rerun_without_a_result_backend_is_refused_naming_why(tmp_path):
         em.status("cel-over", "FAILED", error_type="ValueError")
         em.shutdown()
         _status(srv, "cel-over", "FAILED")
-        c = _final(srv, _post(srv, "/invocations/cel-over/rerun")["command_id"])
+        c = final_command(srv, post_command(srv, "/invocations/cel-over/rerun")["command_id"])
         assert c["state"] == "refused" and "no --celery-result-backend" in c["reason"], c
     finally:
         srv.stop()
@@ -159,7 +145,7 @@ def test_celery_broker_unreachable_refuses_the_command_with_the_reason_and_the_s
         em.shutdown()
         _status(srv, "cel-bad", "FAILED")
         for path in ("/invocations/cel-run/abort", "/invocations/cel-bad/rerun"):
-            c = _final(srv, _post(srv, path)["command_id"])
+            c = final_command(srv, post_command(srv, path)["command_id"])
             assert c["state"] == "refused" and "Connection refused" in c["reason"], c
         assert srv.proc.poll() is None and srv.get("/invocations/cel-run").json()["status"] == "REGISTERED"
     finally:

@@ -7,20 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import json_steps, wait_until
+from .helpers import final_command, json_steps, post_command as post, wait_until
 
 APP = Path(__file__).with_name("rv_commands_app.py")
-
-
-def post(server, path: str) -> dict:
-    r = httpx.post(server.api + path, timeout=30)
-    assert r.status_code == 202, r.text
-    return r.json()
-
-
-def final_command(server, command_id: str, timeout: float = 30) -> dict:
-    return wait_until(lambda: (lambda c: c if c["is_final"] else None)(server.get(f"/commands/{command_id}").json()),
-                      timeout=timeout, message=f"command {command_id} final")
 
 
 def status_of(server, inv_id: str):

@@ -10,13 +10,12 @@ import signal
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tasktrail.proto.emitter import Emitter
 from tasktrail.proto.urlpath import segment
 
-from .helpers import require_python312, wait_until
+from .helpers import final_command, post_command as post, require_python312, wait_until
 
 PY312 = require_python312()
 HERE = Path(__file__).resolve().parent
@@ -50,17 +49,6 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def post(server, path: str) -> dict:
-    r = httpx.post(server.api + path, timeout=30)
-    assert r.status_code == 202, r.text
-    return r.json()
-
-
-def final_command(server, command_id: str, timeout: float = 30) -> dict:
-    return wait_until(lambda: (lambda c: c if c["is_final"] else None)(server.get(f"/commands/{command_id}").json()),
-                      timeout=timeout, message=f"command {command_id} final")
 
 
 def status_of(server, inv_id: str):

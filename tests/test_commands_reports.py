@@ -9,7 +9,7 @@ import httpx
 
 from tasktrail.proto.emitter import Emitter, Runner
 
-from .helpers import start_server, wait_until
+from .helpers import final_command, start_server, wait_until
 from .test_commands_security import AUTH, guarded, running, scan  # noqa: F401  (guarded: the fixture)
 
 CONTROL_MD = Path(__file__).resolve().parents[1] / "docs" / "control.md"
@@ -19,11 +19,6 @@ INGEST = {"Authorization": "Bearer tok123"}
 def _poll(srv, app: str, runner: str) -> list[str]:
     r = httpx.get(srv.api + "/agent/commands", params={"app": app, "runner": runner}, headers=INGEST)
     return [c["command_id"] for c in r.json()["commands"]]
-
-
-def _final(srv, cmd: str) -> dict:
-    return wait_until(lambda: (lambda c: c if c["is_final"] else None)(
-        httpx.get(srv.api + f"/commands/{cmd}", headers=AUTH).json()), timeout=20, message="a final state")
 
 
 def test_the_documented_report_closes_a_command(guarded):
@@ -37,7 +32,7 @@ def test_the_documented_report_closes_a_command(guarded):
     r = httpx.post(guarded.otlp_http + "/v1/logs", content=body,
                    headers={**INGEST, "Content-Type": "application/json"})
     assert r.status_code == 200, r.text
-    final = _final(guarded, cmd)
+    final = final_command(guarded, cmd, headers=AUTH)
     assert (final["state"], final["runner_id"], final["reason"]) == ("done", "agent-doc", "cancelled 1")
 
 
@@ -53,7 +48,7 @@ def test_an_early_report_does_not_shadow_the_real_one_and_the_first_outcome_is_f
     agent = Emitter(guarded.otlp_grpc, "sec", Runner("agent-e"), token="tok123")
     agent.command(cmd, "done", reason="cancelled")
     agent.flush()
-    final = _final(guarded, cmd)
+    final = final_command(guarded, cmd, headers=AUTH)
     assert (final["state"], final["reason"]) == ("done", "cancelled")
     # Later outcomes (a refusal, another done, the same report again) change nothing.
     agent.command(cmd, "refused", reason="second thoughts")
@@ -73,7 +68,7 @@ def test_a_long_reason_is_cut_in_the_api_and_whole_in_the_log(guarded):
     agent = Emitter(guarded.otlp_grpc, "sec", Runner("agent-l"), token="tok123")
     agent.command(cmd, "refused", reason="x" * 100_000)
     agent.shutdown()
-    final = _final(guarded, cmd)
+    final = final_command(guarded, cmd, headers=AUTH)
     assert final["reason_truncated"] and len(final["reason"]) == 2001 and final["reason"].endswith("…")
     page = httpx.get(guarded.web + "/invocations/long-1", headers=AUTH)
     assert page.status_code == 200 and len(page.content) < 60_000

@@ -61,11 +61,17 @@ def srv(tmp_path):
     s.stop()
 
 
-def test_abort_and_rerun_buttons(srv, browser):
+def _page(browser):
+    """A new page and the list its script errors and console errors go to."""
     page = browser.new_page()
     problems = []
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    return page, problems
+
+
+def test_abort_and_rerun_buttons(srv, browser):
+    page, problems = _page(browser)
     page.goto(srv.web + "/invocations/ui-run")
     assert page.locator("#abort-btn").count() == 0 and "no agent" in page.locator("#actions-why").inner_text()
     assert page.locator("#rerun-btn").count() == 0
@@ -124,10 +130,7 @@ def test_abort_and_rerun_buttons(srv, browser):
 
 
 def test_row_menus_of_the_runs_tables(srv, browser):
-    page = browser.new_page()
-    problems = []
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page, problems = _page(browser)
     page.goto(srv.web + "/runs")
     assert page.locator("#runs tr[data-invocation-id=ui-bad]").count() == 1
     assert page.locator("details.row-menu").count() == 0      # no agent of the app seen: no menu
