@@ -3,10 +3,10 @@
 own code (a subclass's `_abort` / `_rerun`), and report each outcome as a tasktrail.v1 `tasktrail.command`
 record over OTLP (proto/emitter.py), as the runner context the command was delivered to.
 
-Once at most: tasktrail hands a command out once, to one runner context. With `journal=PATH` an agent
-writes each outcome there (fsync'd) before reporting it and, when it starts again, reports every outcome in
-the journal again (the report's record id makes a repeat count once): an outcome reached but not sent is
-not lost. The runner-specific agents: proto/rustvello_agent.py, proto/pynenc_agent.py.
+Once at most: tasktrail hands a command out once, to one runner context. With `journal=PATH` an agent writes
+each outcome there (fsync'd) before reporting it and, when it starts again, reports every outcome in the
+journal again (tasktrail counts the first report after delivery, so a repeat counts once): an outcome reached
+but not sent is not lost. The runner-specific agents: proto/rustvello_agent.py, proto/pynenc_agent.py.
 """
 from __future__ import annotations
 

@@ -281,7 +281,8 @@ class Emitter:
                 new_invocation_id: Optional[str] = None, runner: Optional[Runner] = None, timestamp=None) -> None:
         """An agent's report on a command it was handed (docs/control.md): `state` delivered, done or refused;
         `reason` why refused (or what was done); `new_invocation_id` a re-run's new invocation. The record id
-        is the command's id and state, so a report sent again (an agent restarting) counts once."""
+        is the command's id and state; tasktrail counts the first report after the delivery (the view
+        `command_steps`), so a report sent again (an agent restarting) counts once."""
         state = state.lower()
         if state not in n.COMMAND_AGENT_STATES:
             raise ValueError(f"an agent reports {', '.join(n.COMMAND_AGENT_STATES)}, not {state!r}")

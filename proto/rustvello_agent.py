@@ -16,10 +16,11 @@ each outcome as a tasktrail.v1 `tasktrail.command` record over OTLP (proto/emitt
   stored: OTLP carries no arguments from rustvello, and a preview is not the arguments), submitted again
   through the app; done with the new invocation's id. refused with the reason when the call is not there
   (another backend, purged) or the submission fails.
-Resuming after its own restart: tasktrail hands a command out once, to one runner context, and never again;
-an agent that dies after taking a command leaves it to expire. With `journal=PATH` the agent writes each
-outcome there before reporting it and, when it starts again, reports every outcome in the journal again
-(the report's record id makes a repeat count once), so an outcome reached but not yet sent is not lost.
+Resuming after its own restart: tasktrail hands a command out once, to one runner context, and never again; an
+agent that dies after taking a command leaves it to expire. With `journal=PATH` the agent writes each outcome
+there before reporting it and, when it starts again, reports every outcome in the journal again (tasktrail
+counts the first report after delivery, so a repeat counts once), so an outcome reached but not yet sent is
+not lost.
 """
 from __future__ import annotations
 

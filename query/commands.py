@@ -20,6 +20,8 @@ from .reader import Reader, conditions, where
 COLUMNS = ("command_id", "app_id", "kind", "target", "target_kind", "requested_by", "requested_at", "state",
            "runner_id", "updated_at", "reason", "parameters", "new_invocation_id")
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM commands"
+# A command aimed at an invocation (params: its id twice): at it, or at a workflow run that names it.
+_AIMED_AT = "(target = ? OR list_contains(json_extract_string(parameters, '$.invocations[*]'), ?))"
 # An agent's reason as the API and pages show it, in characters: a longer one is cut (`reason_truncated`);
 # the whole stays in `command_records` (SQL).
 REASON_CHARS = 2000
@@ -102,15 +104,18 @@ def for_invocation(q: Reader, invocation_id: str, app: Optional[str] = None) -> 
     if not q("SELECT 1 FROM command_records WHERE target = ? OR new_invocation_id = ? OR contains(parameters, ?) "
              "LIMIT 1", [invocation_id, invocation_id, invocation_id]).rows:
         return {"commands": [], "rerun_of": None, "reruns": []}
-    rows = q(f"{_SELECT} WHERE (target = ? OR list_contains(json_extract_string(parameters, '$.invocations[*]'), ?))"
-             f" AND (? IS NULL OR app_id = ?) ORDER BY requested_at DESC LIMIT 200",
+    rows = q(f"{_SELECT} WHERE {_AIMED_AT} AND (? IS NULL OR app_id = ?) ORDER BY requested_at DESC LIMIT 200",
              [invocation_id, invocation_id, app, app]).dicts()
     recs = records(q, [r["command_id"] for r in rows])
     cmds = [{**shape(r), "records": recs.get(r["command_id"], [])} for r in rows]
-    reruns = [c["new_invocation_id"] for c in reversed(cmds) if c["kind"] == "rerun" and c["new_invocation_id"]]
     back = q("SELECT target FROM commands WHERE kind = 'rerun' AND new_invocation_id = ? AND (? IS NULL OR app_id = ?)"
              " LIMIT 1", [invocation_id, app, app]).rows
-    return {"commands": cmds, "rerun_of": back[0][0] if back else None, "reruns": reruns}
+    return {"commands": cmds, "rerun_of": back[0][0] if back else None, "reruns": reruns_of(cmds)}
+
+
+def reruns_of(cmds: list[dict]) -> list[str]:
+    """The new invocations of the done re-run commands among `cmds` (newest first), oldest first."""
+    return [c["new_invocation_id"] for c in reversed(cmds) if c["kind"] == "rerun" and c["new_invocation_id"]]
 
 
 def rerun_origins(q: Reader, ids: Sequence[str]) -> dict[str, str]:
@@ -145,8 +150,7 @@ def open_of(q: Reader, kind: str, target: str, app: Optional[str] = None) -> Opt
     delivered), or None: {command_id, target_kind, target}. An open command of a workflow run names its
     member invocations (`parameters.invocations`): it is open on each of them too."""
     rows = q(f"SELECT command_id, target_kind, target FROM commands WHERE kind = ? AND (? IS NULL OR app_id = ?) "
-             f"AND state IN ('requested', 'delivered') AND (target = ? OR "
-             f"list_contains(json_extract_string(parameters, '$.invocations[*]'), ?)) ORDER BY requested_at LIMIT 1",
+             f"AND state IN ('requested', 'delivered') AND {_AIMED_AT} ORDER BY requested_at LIMIT 1",
              [kind, app, app, target, target]).dicts()
     return rows[0] if rows else None
 

@@ -135,7 +135,7 @@ def _kv(key: str, value) -> dict:
 
 def report_request(app_id: str, runner: str, cmd: dict, out: dict, now_ns: Optional[int] = None) -> bytes:
     """One OTLP/JSON logs request: the `tasktrail.command` report of `out` for `cmd` from `runner` (record id
-    `<command id>:<state>:agent`, so a repeat counts once), then each status of `out["statuses"]`."""
+    `<command id>:<state>:agent`; tasktrail counts the first report after delivery), then each status of `out["statuses"]`."""
     now_ns = now_ns or time.time_ns()
     ctx = [_kv(n.TT_RUNNER_ID, runner), _kv(n.TT_RUNNER_CLASS, RUNNER_CLASS)]
     report = {n.TT_CMD_ID: cmd["command_id"], n.TT_CMD_STATE: out["state"], n.TT_CMD_KIND: cmd["kind"],

@@ -12,7 +12,7 @@ import pytest
 
 from tasktrail.proto.emitter import Emitter
 
-from .helpers import sql, start_server, wait_until
+from .helpers import final_command, post_command, sql, start_server, wait_until
 
 POLL = ("import json, sys, httpx\n"
         "r = httpx.get(sys.argv[1] + '/api/v1/agent/commands', params={'app': 'rs', 'runner': sys.argv[2], 'wait': 20},"
@@ -36,6 +36,19 @@ def poll(srv, runner: str, wait: float = 0) -> list:
     return r.json()["commands"]
 
 
+def abort_then_stop(tmp_path, inv_id: str, sig: int) -> tuple[str, str]:
+    """A server at a new store with `inv_id` running and an abort of it requested, then stopped with `sig`:
+    (the store's path, the command's id)."""
+    db = str(tmp_path / "tt.duckdb")
+    srv = start_server(db, "--ingest-token", "tok123")
+    try:
+        running_invocation(srv, inv_id)
+        cmd = post_command(srv, f"/invocations/{inv_id}/abort")["command_id"]
+    finally:
+        srv.stop(sig)
+    return db, cmd
+
+
 def states(srv, command_id: str) -> list:
     return [tuple(r) for r in sql(srv, f"SELECT state, runner_id FROM command_records WHERE command_id = "
                                        f"'{command_id}' ORDER BY ts, state")]
@@ -43,15 +56,7 @@ def states(srv, command_id: str) -> list:
 
 @pytest.mark.slow
 def test_tasktrail_killed_between_requested_and_delivered(tmp_path):
-    db = str(tmp_path / "tt.duckdb")
-    srv = start_server(db, "--ingest-token", "tok123")
-    try:
-        running_invocation(srv, "inv-r1")
-        r = httpx.post(srv.api + "/invocations/inv-r1/abort", timeout=30)
-        assert r.status_code == 202, r.text
-        cmd = r.json()["command_id"]
-    finally:
-        srv.stop(signal.SIGKILL)
+    db, cmd = abort_then_stop(tmp_path, "inv-r1", signal.SIGKILL)
     srv = start_server(db, "--ingest-token", "tok123")
     try:
         assert srv.get(f"/commands/{cmd}").json()["state"] == "requested"     # durable before the 202
@@ -61,8 +66,7 @@ def test_tasktrail_killed_between_requested_and_delivered(tmp_path):
         em = Emitter(srv.otlp_http, "rs", "agent-A", protocol="http/protobuf", token="tok123")
         em.command(cmd, "done", reason="cancelled")
         em.shutdown()
-        final = wait_until(lambda: (lambda c: c if c["is_final"] else None)(srv.get(f"/commands/{cmd}").json()),
-                           timeout=20, message="the command done")
+        final = final_command(srv, cmd, timeout=20)
         assert final["state"] == "done" and final["runner_id"] == "agent-A"
         assert states(srv, cmd) == [("requested", None), ("delivered", "agent-A"), ("done", "agent-A")]
     finally:
@@ -78,15 +82,14 @@ def test_agent_killed_after_delivered_expires_never_redelivered(tmp_path):
                                  text=True)
         try:
             time.sleep(0.5)   # the agent is waiting in its long-poll
-            cmd = httpx.post(srv.api + "/invocations/inv-r2/abort", timeout=30).json()["command_id"]
+            cmd = post_command(srv, "/invocations/inv-r2/abort")["command_id"]
             handed = json.loads(agent.stdout.readline())["commands"]
             assert [c["command_id"] for c in handed] == [cmd]
         finally:
             agent.send_signal(signal.SIGKILL)     # killed after "delivered", before acting or reporting
             agent.wait()
         assert poll(srv, "agent-restarted", wait=1) == []                       # at most once
-        final = wait_until(lambda: (lambda c: c if c["is_final"] else None)(srv.get(f"/commands/{cmd}").json()),
-                           timeout=30, message="the command to expire")
+        final = final_command(srv, cmd, timeout=30)
         assert final["state"] == "expired" and "2 s" in final["reason"], final
         assert states(srv, cmd) == [("requested", None), ("delivered", "agent-dies"), ("expired", "agent-dies")]
         time.sleep(2.5)   # another expiry pass appends nothing more
@@ -98,13 +101,7 @@ def test_agent_killed_after_delivered_expires_never_redelivered(tmp_path):
 
 @pytest.mark.slow
 def test_read_only_restart_hands_out_nothing_requested_earlier(tmp_path):
-    db = str(tmp_path / "tt.duckdb")
-    srv = start_server(db, "--ingest-token", "tok123")
-    try:
-        running_invocation(srv, "inv-ro")
-        cmd = httpx.post(srv.api + "/invocations/inv-ro/abort", timeout=30).json()["command_id"]
-    finally:
-        srv.stop()
+    db, cmd = abort_then_stop(tmp_path, "inv-ro", signal.SIGTERM)
     srv = start_server(db, "--ingest-token", "tok123", "--read-only")
     try:
         assert poll(srv, "x") == [] and poll(srv, "x", wait=1) == []

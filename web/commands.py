@@ -8,6 +8,7 @@ instead of the API token. Any method but POST on an action path answers 405 (`Al
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 from starlette.concurrency import run_in_threadpool
@@ -15,11 +16,12 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from tasktrail.proto.bearer import token_ok
-from tasktrail.query.commands import ended
+from tasktrail.query.commands import ended, reruns_of
 from tasktrail.query.errors import BadRequest, NotFound
 
 from .errors import error_response
 from .idroutes import IdRoute
+from .request_args import _p
 from .responses import JSONResponse
 
 AGENT_PATH = "/api/v1/agent/commands"
@@ -55,7 +57,7 @@ def _requester(kind: str, target_kind: str):
             return refused
         try:
             cmd = await run_in_threadpool(_desk(request).request, kind, target_kind, request.path_params["id"],
-                                          requested_by(request), request.query_params.get("app") or None)
+                                          requested_by(request), _p(request, "app"))
         except PermissionError as exc:
             return error_response(403, str(exc))
         return JSONResponse(cmd, status_code=202)
@@ -102,7 +104,7 @@ async def agent_commands(request: Request):
         wait = float(p.get("wait") or 0)
     except ValueError:
         wait = float("nan")
-    if not wait == wait or wait < 0:   # nan, or negative
+    if math.isnan(wait) or wait < 0:
         raise BadRequest(f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, got {p.get('wait')!r}")
     wait = min(MAX_WAIT_S, wait)
     if settings.read_only:   # --read-only: nothing handed out, nothing appended (docs/control.md)
@@ -119,24 +121,26 @@ async def agent_commands(request: Request):
 def control(request: Request, app_id, status, is_final: bool, commands_of: dict) -> dict:
     """What an invocation or workflow run page shows of commands: {commands, rerun_of, reruns, agents,
     read_only, abort (shown), rerun (shown), why (the reason none is shown)}."""
-    desk = _desk(request)
-    read_only = request.app.state.web_settings.read_only
-    agents = desk.agents(app_id) if desk is not None else []
-    why = ("read-only server" if read_only else "no command desk on this node" if desk is None
-           else None if agents else f"no agent of app {app_id!r} polled in the last 30 s")
+    agents, why = _agents(request, app_id)
     over = ended(status, is_final)
-    return {**commands_of, "agents": agents, "read_only": read_only,
+    return {**commands_of, "agents": agents, "read_only": request.app.state.web_settings.read_only,
             "abort": why is None and not over, "rerun": why is None and over, "why": why}
+
+
+def _agents(request: Request, app_id) -> tuple[list, str | None]:
+    """(the app's agents seen, why nothing can be asked of it here: None when something can)."""
+    desk = _desk(request)
+    agents = desk.agents(app_id) if desk is not None else []
+    why = ("read-only server" if request.app.state.web_settings.read_only else "no command desk on this node"
+           if desk is None else None if agents else f"no agent of app {app_id!r} polled in the last 30 s")
+    return agents, why
 
 
 def row_actions(request: Request, apps) -> dict:
     """Which apps' rows in a runs table get the row menu (Abort / Re-run): {app_id: True} for each of `apps`
     whose agent polled within the last 30 s; empty under --read-only or on a node without a command desk
     (the menu is not drawn then)."""
-    desk = _desk(request)
-    if desk is None or request.app.state.web_settings.read_only:
-        return {}
-    return {a: True for a in apps if a and desk.agents(a)}
+    return {a: True for a in apps if a and _agents(request, a)[1] is None}
 
 
 def history_lines(history: list[dict], cmds: list[dict]) -> list[dict]:
@@ -149,7 +153,7 @@ def history_lines(history: list[dict], cmds: list[dict]) -> list[dict]:
 
 def invocation_control(request: Request):
     """GET /api/v1/invocations/{id}/control: the page's command panel as JSON (polled for live progress)."""
-    qs, app = request.app.state.query, request.query_params.get("app") or None
+    qs, app = request.app.state.query, _p(request, "app")
     inv = qs.invocation(request.path_params["id"], app)
     return JSONResponse(control(request, inv["app_id"], inv["status"], inv["is_final"],
                                 qs.invocation_commands(inv["invocation_id"], app)))
@@ -158,16 +162,15 @@ def invocation_control(request: Request):
 def workflow_run_control_data(request: Request, run_id: str) -> dict:
     """What a workflow run page shows of commands: as `control`, over the commands aimed at the run; abort
     while a member is unfinished, re-run once its root is over. Raises NotFound for an unknown run."""
-    qs, app = request.app.state.query, request.query_params.get("app") or None
+    qs, app = request.app.state.query, _p(request, "app")
     members = qs.invocations(workflow=run_id, app=app, since="all", limit=1000)["items"]
     if not members:
         raise NotFound(f"no workflow run {run_id!r}")
     root = next((m for m in members if m["invocation_id"] == run_id), None)
     open_ = any(not ended(m["status"], m["is_final"]) for m in members)
     cmds = qs.commands(target=run_id, app=app, limit=200)["items"]
-    reruns = [c["new_invocation_id"] for c in reversed(cmds) if c["kind"] == "rerun" and c["new_invocation_id"]]
     out = control(request, members[0]["app_id"], None, not open_, {"commands": cmds, "rerun_of": None,
-                                                                   "reruns": reruns})
+                                                                   "reruns": reruns_of(cmds)})
     out["rerun"] = out["rerun"] and root is not None and ended(root["status"], root["is_final"])
     return out
 
