@@ -77,15 +77,24 @@ def _newest(q, kind: str, app: Optional[str], subject: str) -> Optional[tuple]:
     return app_id, d
 
 
-def runner_settings(q, runner_id: str, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES) -> Optional[dict]:
-    """{"runner_class", "settings": {name: value}, "values": {cut value: description}, "reported_at", "app_id"}
-    of the runner's latest reported settings (masked, values as previews), or None when it never reported any."""
-    newest = _newest(q, "runner", app, runner_id)
+def _newest_shown(q, kind: str, app: Optional[str], subject: str, field: str, preview_bytes: int) -> Optional[tuple]:
+    """(app_id, the newest report, its `field` masked with values as previews, {cut value: description}) of
+    `subject`'s newest report of `kind`, or None when it never reported one."""
+    newest = _newest(q, kind, app, subject)
     if newest is None:
         return None
     app_id, d = newest
     cut_values: dict = {}
-    settings = shown("settings", d["body"].get("settings"), preview_bytes, cut_values)
+    return app_id, d, shown(field, d["body"].get(field), preview_bytes, cut_values), cut_values
+
+
+def runner_settings(q, runner_id: str, app: Optional[str] = None, preview_bytes: int = PREVIEW_BYTES) -> Optional[dict]:
+    """{"runner_class", "settings": {name: value}, "values": {cut value: description}, "reported_at", "app_id"}
+    of the runner's latest reported settings (masked, values as previews), or None when it never reported any."""
+    newest = _newest_shown(q, "runner", app, runner_id, "settings", preview_bytes)
+    if newest is None:
+        return None
+    app_id, d, settings, cut_values = newest
     return {"runner_class": d["body"].get("runner_class"), "settings": settings, "values": cut_values,
             "reported_at": d["reported_at"], "app_id": app_id}
 
@@ -94,12 +103,10 @@ def task_definition(q, task_id: str, app: Optional[str] = None, preview_bytes: i
     """{"options": {name: value}, "values": {cut value: description}, "reported_at", "reported_by", "app_id"}
     of the task's latest reported definition (of `app`, else of whichever app reported last; masked, values as
     previews), or None when none was reported."""
-    newest = _newest(q, "task", app, task_id)
+    newest = _newest_shown(q, "task", app, task_id, "options", preview_bytes)
     if newest is None:
         return None
-    app_id, d = newest
-    cut_values: dict = {}
-    options = shown("options", d["body"].get("options"), preview_bytes, cut_values)
+    app_id, d, options, cut_values = newest
     return {"options": options, "values": cut_values, "reported_at": d["reported_at"],
             "reported_by": d["reported_by"], "app_id": app_id}
 
