@@ -142,6 +142,7 @@ class OtlpHttpApp:
             return self.answer(429, str(exc), fmt, signal, "queue_full", exc.retry_after_s)
         except (StoreClosed, StoreUnavailable) as exc:
             return self.answer(503, str(exc), fmt, signal, "unavailable", 5.0)
+        # The commit holding the request, when it was committed before the answer (without a journal).
+        headers = {"X-Tasktrail-Batch": str(accepted.ack.batch)} if accepted.ack.batch else {}
         return Response(success(signal, fmt, accepted.rejected, accepted.message),
-                        media_type=_JSON if fmt == "json" else _PROTOBUF,
-                        headers={"X-Tasktrail-Batch": str(accepted.ack.batch)})
+                        media_type=_JSON if fmt == "json" else _PROTOBUF, headers=headers)

@@ -2,8 +2,9 @@
 
 Both receivers call `Ingestor.export`; it raises DecodeError (bad data), QueueFull
 (backpressure), StoreClosed / StoreUnavailable (cannot store now), and returns an
-`Accepted` only once the rows are committed: the Ack, plus the records refused one
-by one and the strings repaired, for OTLP's partial_success.
+`Accepted` only once the request is durable: committed to the store or, with a journal,
+fsynced in it (ingest/journaled.py). The Ack, plus the records refused one by one and the
+strings repaired, for OTLP's partial_success.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from tasktrail.store.api import Ack, EventLog, LedgerEntry
 
+from .journal import Journal
+from .journaled import JournaledApply, Replayed
 from .map import Mapper
 from .workers import MapPool, Mapped, map_body
 
@@ -119,16 +122,42 @@ class StoreCollector:
                                     "a lake's data files.", value=size)
 
 
-class Ingestor:
-    """`workers` > 0 maps requests in that many processes (ingest/workers.py); 0 maps in this one."""
+class JournalCollector:
+    """The journal's figures read at scrape time: its size on disk and what it holds not yet applied."""
 
-    def __init__(self, log: EventLog, registry: CollectorRegistry | None = None, *, workers: int = 0) -> None:
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def collect(self):
+        yield GaugeMetricFamily("tasktrail_journal_size_bytes",
+                                "Bytes the write-ahead journal takes on disk (its SQLite file and WAL).",
+                                value=self.journal.size_bytes())
+        yield GaugeMetricFamily("tasktrail_journal_pending_bytes",
+                                "Bytes of acknowledged requests the journal holds that the store has not "
+                                "committed yet; past --journal-max-bytes ingest answers 429.",
+                                value=self.journal.pending_bytes())
+        yield GaugeMetricFamily("tasktrail_journal_max_bytes", "The journal's bound (--journal-max-bytes).",
+                                value=self.journal.max_bytes)
+        yield GaugeMetricFamily("tasktrail_journal_pending_requests",
+                                "Acknowledged requests the journal holds that the store has not committed yet.",
+                                value=self.journal.pending_requests())
+
+
+class Ingestor:
+    """`workers` > 0 maps requests in that many processes (ingest/workers.py); 0 maps in this one.
+    With a `journal`, a request is acknowledged once fsynced there and applied to `log` behind it."""
+
+    def __init__(self, log: EventLog, registry: CollectorRegistry | None = None, *, workers: int = 0,
+                 journal: Journal | None = None) -> None:
         self.log = log
         self.mapper = Mapper()
         self.pool = MapPool(workers, log.arrow_schemas()) if workers > 0 else None
         self.metrics = IngestMetrics.create(registry) if registry is not None else None
+        self.journaled = JournaledApply(log, journal, self._map_here) if journal is not None else None
         if registry is not None:
             registry.register(StoreCollector(log))
+            if journal is not None:
+                registry.register(JournalCollector(journal))
             self.commit_latency = Histogram(
                 "tasktrail_ingest_ack_seconds", "Time from a request's arrival to its acknowledgement.",
                 registry=registry, buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
@@ -167,7 +196,10 @@ class Ingestor:
         if mapped is None:
             mapped = self._map_here(signal, body, fmt)
         entry = LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
-        ack = await asyncio.wrap_future(self.log.submit(mapped.rows, mapped.records, entry))
+        if self.journaled is not None:
+            ack = await self.journaled.store(mapped, entry, fmt, body)
+        else:
+            ack = await asyncio.wrap_future(self.log.submit(mapped.rows, mapped.records, entry))
         if self.metrics:
             if ack.duplicate:
                 self.metrics.duplicates.labels(signal, transport).inc()
@@ -178,6 +210,20 @@ class Ingestor:
                 self.metrics.repaired.labels(signal, transport).inc(mapped.repaired)
         return Accepted(ack, sum(mapped.refused.values()), _message(mapped))
 
+    def replay(self) -> Replayed | None:
+        """Apply what the journal holds and the store lacks (at start, before any listener opens); None
+        without a journal. Raises StoreError when the store refuses to write."""
+        return self.journaled.replay() if self.journaled is not None else None
+
     def close(self) -> None:
+        """Stop the mapping processes and the journal's re-applies; the journal itself is closed by
+        `close_journal`, after the store has committed what it queued."""
         if self.pool:
             self.pool.close()
+        if self.journaled is not None:
+            self.journaled.close()
+
+    def close_journal(self) -> None:
+        """Close the journal (after the store's close: its last commits take their requests out)."""
+        if self.journaled is not None:
+            self.journaled.journal.close()

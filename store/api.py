@@ -136,6 +136,15 @@ class LogWriter(Protocol):
     def is_duplicate(self, request_hash: str) -> bool:
         """True when a request with this hash is already committed (cheap, in memory)."""
 
+    def stored_requests(self, hashes: list[str]) -> set[str]:
+        """Which of these request hashes (hex) the ingest ledger holds: a read of the ledger, for a
+        journal's replay at start (ingest/journaled.py). Raises StoreError."""
+
+    def wait_applied(self, timeout_s: float) -> bool:
+        """Wait until every request submitted before the call has been committed or failed (at most
+        `timeout_s`); True when it has. Reads call it when acknowledgements may come before the commit
+        (a journal: `read_after_ack`)."""
+
     def stats(self) -> WriterStats:
         """The writer's figures (queue, commits, failures) for /metrics and /ops."""
 

@@ -57,7 +57,10 @@ class CursorReads:
 
     def _read(self, sql: str, params, timeout_s: float, take):
         """Run `sql` on this thread's cursor under the watchdog and return take(result), translating
-        DuckDB's errors: QueryTimeout, StoreUnavailable (fatal: reopening), QueryError."""
+        DuckDB's errors: QueryTimeout, StoreUnavailable (fatal: reopening), QueryError. With
+        `read_after_ack`, first waits (at most `read_wait_s`) for the requests acknowledged before it."""
+        if self.read_after_ack:
+            self.wait_applied(self.read_wait_s)
         cur = self._cursor()
         token = self._watchdog.arm(cur, timeout_s)
         fired = False
@@ -92,6 +95,8 @@ class CursorReads:
     def stream(self, sql: str, consume, *, timeout_s: float = 10.0, wait_s: float = 2.0,
                rows_per_batch: int = 64, prepare: tuple = ()):
         """See store/api.py (LogReader.stream)."""
+        if self.read_after_ack:
+            self.wait_applied(self.read_wait_s)
         lease = self._streams.take(wait_s)
         cur = lease[1]
         token = self._watchdog.arm(cur, timeout_s)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import threading
 import time
 from concurrent.futures import Future
 from typing import NamedTuple
@@ -32,6 +33,7 @@ from .rows import to_arrow
 
 log = logging.getLogger("tasktrail.store")
 STOP = object()
+FLUSH = object()   # a reader waits for what is queued: commit now instead of gathering more
 _LEDGER_COLUMNS = ("received_at", "request_hash", "transport", "signal", "body_bytes", "records", "rows")
 
 
@@ -49,12 +51,43 @@ class BatchWriter:
     fold_in_writer = True
     # Seconds the writer gathers requests before a commit (0: commit whatever is queued now).
     commit_interval_s = 0.0
+    # Reads wait for what was submitted before them (acknowledgements come before the commit: a journal).
+    read_after_ack = False
+    # How long a read waits for that, at most, in seconds.
+    read_wait_s = 1.0
 
     def arrow_schemas(self) -> dict:
         return dict(self._schemas)
 
     def is_duplicate(self, request_hash: str) -> bool:
         return request_hash in self._hashes
+
+    def stored_requests(self, hashes: list[str]) -> set[str]:
+        got = {h for h in hashes if h in self._hashes}
+        rest = [h for h in hashes if h not in got]
+        if rest:
+            rows = self._con.cursor().execute(
+                "SELECT DISTINCT request_hash FROM ingest_ledger WHERE request_hash IN (SELECT unnest(?::VARCHAR[]))",
+                [rest]).fetchall()
+            got |= {r[0] for r in rows}
+        return got
+
+    def wait_applied(self, timeout_s: float) -> bool:
+        with self._applied:
+            target = self._submitted
+            if self._done >= target:
+                return True
+        if threading.current_thread() is self._writer:
+            return False
+        self._queue.put(FLUSH)
+        with self._applied:
+            return self._applied.wait_for(lambda: self._done >= target, timeout_s)
+
+    def _mark_done(self, n: int) -> None:
+        """`n` more requests of the queue were committed or failed (they leave it in order)."""
+        with self._applied:
+            self._done += n
+            self._applied.notify_all()
 
     def submit(self, rows: dict[str, list], records: int, entry: LedgerEntry) -> Future:
         fut: Future = Future()
@@ -68,7 +101,9 @@ class BatchWriter:
                 raise QueueFull(f"ingest queue is full ({self._pending} of {self._capacity} records queued)",
                                 retry_after_s=1.0)
             self._pending += records
-        self._queue.put(_Item(rows, records, entry, fut))
+            with self._applied:
+                self._submitted += 1
+                self._queue.put(_Item(rows, records, entry, fut))
         return fut
 
     def _run(self) -> None:
@@ -82,6 +117,8 @@ class BatchWriter:
                 continue
             if item is STOP:
                 break
+            if item is FLUSH:
+                continue
             items = [item]
             n = item.records
             deadline = time.monotonic() + self.commit_interval_s
@@ -93,6 +130,8 @@ class BatchWriter:
                     break
                 if nxt is STOP:
                     stop = True
+                    break
+                if nxt is FLUSH:
                     break
                 items.append(nxt)
                 n += nxt.records
@@ -124,8 +163,11 @@ class BatchWriter:
             if item is STOP:
                 self._queue.put(STOP)
                 return
+            if item is FLUSH:
+                continue
             with self._lock:
                 self._pending -= item.records
+            self._mark_done(1)
             item.future.set_exception(StoreUnavailable(f"the store cannot write now ({self._broken}); retry later"))
 
     def _fatal(self, exc: Exception) -> None:
@@ -185,6 +227,7 @@ class BatchWriter:
                 self._stats.duplicates += len(dupes)
             else:
                 self._stats.failed_batches += 1
+        self._mark_done(len(items))
         for it in fresh:
             if error is None:
                 it.future.set_result(Ack(batch, False))

@@ -100,6 +100,17 @@ WRITER = _options(
                       "DuckDB's memory limit (one huge value: range(0, 100000000), repeat(...)) fails with a "
                       "400 instead of taking the machine's memory. At least --duckdb-memory-limit + 2GiB; "
                       "0 for no cap (and the allocators' defaults, ~5% faster ingest)."),
+    click.option("--journal", default=Settings.journal, envvar="TASKTRAIL_JOURNAL",
+                 help="Write-ahead journal file: requests are acknowledged once fsynced there and applied to the "
+                      "store behind it (replayed once at start). Default: <db>.journal; none for a lake; "
+                      "'off' acknowledges at the store's commit."),
+    click.option("--journal-max-bytes", type=click.IntRange(1 << 20), default=Settings.journal_max_bytes,
+                 show_default=True, envvar="TASKTRAIL_JOURNAL_MAX_BYTES",
+                 help="Bytes of acknowledged requests not yet in the store the journal holds (then 429)."),
+    click.option("--apply-interval", type=click.FloatRange(0, 10), default=Settings.apply_interval_s,
+                 show_default=True, envvar="TASKTRAIL_APPLY_INTERVAL",
+                 help="Seconds the writer gathers journaled requests per commit (reads wait for what was "
+                      "acknowledged before them)."),
     click.option("--ingest-workers", type=click.IntRange(0, 64), default=Settings.ingest_workers,
                  show_default=True, envvar="TASKTRAIL_INGEST_WORKERS",
                  help="Processes that decode and map OTLP requests (0: in the server process)."),
@@ -248,6 +259,8 @@ def settings_from(opts: dict) -> Settings:
         max_connections=opts["max_connections"], header_timeout_s=opts["header_timeout"],
         body_timeout_s=opts["body_timeout"], keep_alive_timeout_s=opts["keep_alive_timeout"],
         max_body_bytes=opts["max_body_bytes"], queue_records=opts["queue_records"],
+        journal=opts["journal"], journal_max_bytes=opts["journal_max_bytes"],
+        apply_interval_s=opts["apply_interval"],
         ingest_workers=opts["ingest_workers"], duckdb_memory_limit=opts["duckdb_memory_limit"],
         max_memory=opts["max_memory"],
         runner_dead_after_s=opts["runner_dead_after"], max_pending_s=opts["max_pending"],

@@ -23,10 +23,12 @@ from tasktrail.ingest.decode import rpc_status
 from tasktrail.ingest.grpc import start_grpc_server
 from tasktrail.ingest.http import create_otlp_http_app
 from tasktrail.commands import CommandDesk
+from tasktrail.ingest.journal import Journal
 from tasktrail.ingest.pipeline import Ingestor
 from tasktrail.query.anomalies import AnomalySettings
 from tasktrail.query.service import QueryService, QuerySettings
 from tasktrail.query.values import PreviewLimits
+from tasktrail.store.api import StoreError
 from tasktrail.store.duckdb import DuckDBStore
 from tasktrail.store.retention import RetentionPolicy
 from tasktrail.web.app import WebSettings, create_app
@@ -143,10 +145,12 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
     stop = stop or asyncio.Event()
     store = open_store(settings, role)
     registry = CollectorRegistry()
-    ingestor = Ingestor(store, registry, workers=settings.ingest_workers) if role != "web" else None
+    ingestor = _ingestor(store, registry, settings) if role != "web" else None
     grpc_server = None
     servers, socks = [], []
     try:
+        if ingestor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _replay, ingestor)
         limits = connection_limits(settings, listeners=(role != "ingest") + 2 * (ingestor is not None))
         closed = closed_counter(registry)
         desk = None
@@ -189,6 +193,32 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         if ingestor is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingestor.close)
         await asyncio.get_running_loop().run_in_executor(None, store.close)
+        if ingestor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, ingestor.close_journal)
+
+
+def _ingestor(store, registry, settings: Settings) -> Ingestor:
+    """The ingest path: with a journal (the embedded default), acknowledged once fsynced there and applied
+    to the store every `apply_interval_s`, reads waiting for what was acknowledged before them."""
+    path = settings.journal_path()
+    journal = Journal(path, max_bytes=settings.journal_max_bytes) if path else None
+    if journal is not None:
+        store.commit_interval_s = settings.apply_interval_s
+        store.read_after_ack = True
+    return Ingestor(store, registry, workers=settings.ingest_workers, journal=journal)
+
+
+def _replay(ingestor: Ingestor) -> None:
+    """Apply what the journal kept from the last run (before any listener opens); a store that cannot
+    write now leaves it journaled for the next start."""
+    try:
+        got = ingestor.replay()
+    except StoreError as exc:
+        log.error("the journal's requests could not be applied now (%s); they stay journaled", exc)
+        return
+    if got and (got.applied or got.already_stored):
+        log.info("journal replayed: %d requests (%d records) applied, %d already stored",
+                 got.applied, got.records, got.already_stored)
 
 
 def _background(store, ingestor: Optional[Ingestor], desk: Optional[CommandDesk], settings: Settings,

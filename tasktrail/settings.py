@@ -46,6 +46,12 @@ class Settings:
     max_body_bytes: int = 64 * 1024 * 1024
     queue_records: int = 200_000
     max_batch_records: int = 100_000
+    # The write-ahead journal (ingest/journal.py): "" = `<db>.journal` beside the embedded file, and none for
+    # a lake (its nodes acknowledge at the lake's commit); "off" = none; else its path.
+    journal: str = ""
+    journal_max_bytes: int = 256 << 20
+    # Seconds the writer gathers journaled requests before a commit to the store.
+    apply_interval_s: float = 0.2
     ingest_workers: int = DEFAULT_INGEST_WORKERS
     duckdb_memory_limit: str = "1GB"
     # The whole process's data segment (RLIMIT_DATA: tasktrail/memory_cap.py), which bounds what one query
@@ -102,6 +108,10 @@ class Settings:
             problems.append("ingest_workers must be between 0 and 64")
         if self.queue_records < 1:
             problems.append("queue_records must be positive")
+        if self.journal_max_bytes < 1 << 20:
+            problems.append("journal_max_bytes must be at least 1 MiB")
+        if not 0 <= self.apply_interval_s <= 10:   # also refuses nan
+            problems.append(f"apply_interval_s (--apply-interval) must be between 0 and 10 seconds, got {self.apply_interval_s}")
         if self.runner_dead_after_s <= 0:
             problems.append("runner_dead_after_s must be positive")
         for name in ("max_pending_s", "slow_factor", "spike_window_s", "spike_factor"):
@@ -164,6 +174,12 @@ class Settings:
             problems.append("celery_poll_s must be positive")
         return problems
 
+    def journal_path(self) -> str | None:
+        """Where the journal lives, or None when requests are acknowledged at the store's commit."""
+        if self.journal == "off" or (not self.journal and self.store):
+            return None
+        return self.journal or self.db + ".journal"
+
     def exposed_without_token(self) -> bool:
         return self.host not in ("127.0.0.1", "localhost", "::1") and not (self.ingest_token and self.api_token)
 
@@ -192,6 +208,13 @@ SETTINGS_HELP = {
     "max_body_bytes": "Largest OTLP request, before and after inflating (gzip, deflate).",
     "queue_records": "Write-queue capacity in records; past it ingest answers 429 / RESOURCE_EXHAUSTED.",
     "max_batch_records": "Most records the writer commits in one transaction.",
+    "journal": "The write-ahead journal: a request is acknowledged once fsynced there, and applied to the store "
+               "behind it (replayed at start, once). Default: <db>.journal beside the DuckDB file; none for a "
+               "lake; 'off' acknowledges at the store's commit.",
+    "journal_max_bytes": "Bytes of acknowledged requests the journal holds before the store commits them; past "
+                         "it ingest answers 429 / RESOURCE_EXHAUSTED.",
+    "apply_interval_s": "Seconds the writer gathers journaled requests per commit to the store (larger batches; "
+                        "a read waits for what was acknowledged before it, at most 1 s).",
     "ingest_workers": "Processes that decode and map OTLP requests (0: in the server process).",
     "duckdb_memory_limit": "DuckDB memory limit.",
     "max_memory": "Cap on the process's memory (RLIMIT_DATA), for what a query builds outside DuckDB's memory "
