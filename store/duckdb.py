@@ -95,6 +95,7 @@ class DuckDBStore(BatchWriter, CursorReads):
         self._applied = threading.Condition()
         self._submitted = 0
         self._done = 0
+        self._flush_asked = False     # a FLUSH is in the queue (a read waits for what is queued)
         self._writer = None
         if not read_only:
             self._load_state()

@@ -66,10 +66,9 @@ class BatchWriter:
         got = {h for h in hashes if h in self._hashes}
         rest = [h for h in hashes if h not in got]
         if rest:
-            rows = self._con.cursor().execute(
-                "SELECT DISTINCT request_hash FROM ingest_ledger WHERE request_hash IN (SELECT unnest(?::VARCHAR[]))",
-                [rest]).fetchall()
-            got |= {r[0] for r in rows}
+            res = self.query("SELECT DISTINCT request_hash FROM ingest_ledger "
+                             "WHERE request_hash IN (SELECT unnest(?::VARCHAR[]))", [rest], max_rows=len(rest) + 1)
+            got |= {r[0] for r in res.rows}
         return got
 
     def wait_applied(self, timeout_s: float) -> bool:
@@ -79,9 +78,17 @@ class BatchWriter:
                 return True
         if threading.current_thread() is self._writer:
             return False
-        self._queue.put(FLUSH)
+        with self._applied:
+            ask = not self._flush_asked   # one FLUSH in the queue is enough for every waiting read
+            self._flush_asked = True
+        if ask:
+            self._queue.put(FLUSH)
         with self._applied:
             return self._applied.wait_for(lambda: self._done >= target, timeout_s)
+
+    def _flush_taken(self) -> None:
+        with self._applied:
+            self._flush_asked = False
 
     def _mark_done(self, n: int) -> None:
         """`n` more requests of the queue were committed or failed (they leave it in order)."""
@@ -118,6 +125,7 @@ class BatchWriter:
             if item is STOP:
                 break
             if item is FLUSH:
+                self._flush_taken()
                 continue
             items = [item]
             n = item.records
@@ -132,6 +140,7 @@ class BatchWriter:
                     stop = True
                     break
                 if nxt is FLUSH:
+                    self._flush_taken()
                     break
                 items.append(nxt)
                 n += nxt.records
@@ -164,6 +173,7 @@ class BatchWriter:
                 self._queue.put(STOP)
                 return
             if item is FLUSH:
+                self._flush_taken()
                 continue
             with self._lock:
                 self._pending -= item.records

@@ -203,7 +203,7 @@ def _ingestor(store, registry, settings: Settings) -> Ingestor:
     path = settings.journal_path()
     journal = Journal(path, max_bytes=settings.journal_max_bytes) if path else None
     if journal is not None:
-        store.commit_interval_s = settings.apply_interval_s
+        store.commit_interval_s = max(store.commit_interval_s, settings.apply_interval_s)   # a lake's: 1 s
         store.read_after_ack = True
     return Ingestor(store, registry, workers=settings.ingest_workers, journal=journal)
 

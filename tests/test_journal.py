@@ -8,7 +8,6 @@ import sqlite3
 import time
 
 import duckdb
-
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families

@@ -356,6 +356,7 @@ def test_sql_sandbox_leftovers(tmp_path, record):
     srv = start_server(str(tmp_path / "tt.duckdb"), "--ingest-token", "tok123")
     try:
         _load_fixtures(srv)
+        srv.get("/invocations")   # a read waits for the commit of everything acknowledged before it
         wal = srv.db + ".wal"
         wait_until(lambda: os.path.exists(wal) and os.path.getsize(wal) > 0, message="a WAL to checkpoint")
         wal_size = os.path.getsize(wal)
