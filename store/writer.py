@@ -78,13 +78,19 @@ class BatchWriter:
                 return True
         if threading.current_thread() is self._writer:
             return False
+        self._ask_flush()
+        with self._applied:
+            return self._applied.wait_for(lambda: self._done >= target, timeout_s)
+
+    def _ask_flush(self) -> None:
+        """Have the writer commit what it gathered now (a read waits for it, or the queue is full)."""
+        if not self.commit_interval_s:
+            return
         with self._applied:
             ask = not self._flush_asked   # one FLUSH in the queue is enough for every waiting read
             self._flush_asked = True
         if ask:
             self._queue.put(FLUSH)
-        with self._applied:
-            return self._applied.wait_for(lambda: self._done >= target, timeout_s)
 
     def _flush_taken(self) -> None:
         with self._applied:
@@ -105,6 +111,7 @@ class BatchWriter:
                 raise StoreUnavailable(f"the store cannot write now ({self._broken}); retry later")
             if self._pending and self._pending + records > self._capacity:
                 self._stats.rejected_full += 1
+                self._ask_flush()
                 raise QueueFull(f"ingest queue is full ({self._pending} of {self._capacity} records queued)",
                                 retry_after_s=1.0)
             self._pending += records
@@ -130,7 +137,9 @@ class BatchWriter:
             items = [item]
             n = item.records
             deadline = time.monotonic() + self.commit_interval_s
-            while n < self._max_batch:
+            # Gather until the batch is full or holds half of what the queue admits (past it, clients
+            # would be refused while the writer waits).
+            while n < min(self._max_batch, self._capacity // 2):
                 try:
                     wait = deadline - time.monotonic()
                     nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
