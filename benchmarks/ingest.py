@@ -199,11 +199,24 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
                          else unique(body, 0, i // len(bodies)).replace(b"{", b'{"_u":%d,' % i, 1))
                     lat.append(time.perf_counter() - s)
 
+            reads: list[float] = []   # a reader beside the load: what a read waits for (the journal's apply)
+
+            def reader():
+                from .common import http_client
+                client = http_client(30)
+                while not stop.is_set():
+                    s = time.perf_counter()
+                    client.get(f"{ports['web']}/api/v1/invocations", params={"limit": 20}).raise_for_status()
+                    reads.append(time.perf_counter() - s)
+                    time.sleep(0.2)
+
             mean_req = sum(n for _, _, n in bodies) / len(bodies)
             per_request_s = (mean_req / rate) if rate else 0.0
             t0 = time.perf_counter()
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
+            if rate:
+                threading.Thread(target=reader, daemon=True).start()
             threads = [threading.Thread(target=worker) for _ in range(clients)]
             for t in threads:
                 t.start()
@@ -216,7 +229,10 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
             proc.terminate()
             proc.wait(60)
     lat.sort()
-    return {"records_per_s": state["done"] / elapsed, "ack_p50_ms": lat[len(lat) // 2] * 1000,
+    reads.sort()
+    read_ms = {"read_p50_ms": reads[len(reads) // 2] * 1000, "read_p99_ms": reads[int(len(reads) * 0.99)] * 1000} \
+        if reads else {}
+    return {**read_ms, "records_per_s": state["done"] / elapsed, "ack_p50_ms": lat[len(lat) // 2] * 1000,
             "ack_p99_ms": lat[int(len(lat) * 0.99)] * 1000, "peak_rss_mb": max(peak[0], hwm),
             "peak_rss_with_workers_mb": peak[1], "rss_series": series}
 
@@ -285,6 +301,9 @@ def main() -> None:
         half = served_run(pool, args.records // 2, args.clients, args.transport, rate=ours / 2,
                           server_args=server_args)
         rows.append(("B3 ack p50 / p99 at half load", f"{half['ack_p50_ms']:.1f} / {half['ack_p99_ms']:.1f} ms"))
+        if "read_p50_ms" in half:
+            rows.append(("a read beside it (/api/v1/invocations?limit=20, every 0.2 s) p50 / p99",
+                         f"{half['read_p50_ms']:.1f} / {half['read_p99_ms']:.1f} ms"))
         data["half_load"] = half
     report(f"B1/B2 ingest ({args.transport})", rows, data, args.json_path)
 

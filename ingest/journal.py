@@ -87,12 +87,19 @@ class Journal:
         self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=FULL")
-        con.execute("PRAGMA journal_size_limit=67108864")
-        con.executescript(_SCHEMA)
-        return con
+        """The journal's connection (the file made if new). Raises JournalUnavailable naming the file."""
+        try:
+            con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA journal_size_limit=67108864")
+            con.executescript(_SCHEMA)
+            return con
+        except sqlite3.Error as exc:
+            raise JournalUnavailable(
+                f"cannot open the write-ahead journal {self.path}: {exc}. If it is damaged, move it away to "
+                f"start without it (what it holds that the store lacks is then lost), or give --journal "
+                f"another path") from None
 
     def append(self, entry: JournalEntry) -> Future:
         """Queue one request; returns a Future resolved (None) once it is fsynced, or failed with

@@ -23,12 +23,12 @@ from tasktrail.ingest.decode import rpc_status
 from tasktrail.ingest.grpc import start_grpc_server
 from tasktrail.ingest.http import create_otlp_http_app
 from tasktrail.commands import CommandDesk
-from tasktrail.ingest.journal import Journal
+from tasktrail.ingest.journal import Journal, JournalUnavailable
 from tasktrail.ingest.pipeline import Ingestor
 from tasktrail.query.anomalies import AnomalySettings
 from tasktrail.query.service import QueryService, QuerySettings
 from tasktrail.query.values import PreviewLimits
-from tasktrail.store.api import StoreError
+from tasktrail.store.api import StoreError, StoreUnavailable
 from tasktrail.store.duckdb import DuckDBStore
 from tasktrail.store.retention import RetentionPolicy
 from tasktrail.web.app import WebSettings, create_app
@@ -201,7 +201,11 @@ def _ingestor(store, registry, settings: Settings) -> Ingestor:
     """The ingest path: with a journal (the embedded default), acknowledged once fsynced there and applied
     to the store every `apply_interval_s`, reads waiting for what was acknowledged before them."""
     path = settings.journal_path()
-    journal = Journal(path, max_bytes=settings.journal_max_bytes) if path else None
+    try:
+        journal = Journal(path, max_bytes=settings.journal_max_bytes) if path else None
+    except JournalUnavailable as exc:
+        store.close()
+        raise StoreUnavailable(str(exc)) from None
     if journal is not None:
         store.commit_interval_s = max(store.commit_interval_s, settings.apply_interval_s)   # a lake's: 1 s
         store.read_after_ack = True

@@ -169,7 +169,7 @@ def test_kill_9_between_the_journals_fsync_and_the_stores_commit_loses_nothing(t
         assert rows2 == [[len(reqs)]]
     finally:
         srv.stop()
-    record("Durability", "kill -9 after the journal's fsync and before the store's commit (--apply-interval 10)", 1,
+    record("Faults and load", "kill -9 after the journal's fsync and before the store's commit (--apply-interval 10)", 1,
            f"{len(reqs)} requests acknowledged in {acked_in * 1000:.0f} ms, none committed (the journal held all "
            f"{len(reqs)}, the ledger none); after the restart all stored once (24 transitions, 8 spans), the "
            f"journal empty, the clients' retries not stored twice")
@@ -199,3 +199,12 @@ def test_journal_off_acknowledges_at_the_commit(tmp_path):
         assert "tasktrail_journal_size_bytes" not in httpx.get(srv.web + "/metrics").text
     finally:
         srv.stop()
+
+
+def test_a_damaged_journal_stops_the_start_with_a_clear_error(tmp_path):
+    db = tmp_path / "tt.duckdb"
+    (tmp_path / "tt.duckdb.journal").write_bytes(b"this is not a SQLite file" * 100)
+    with pytest.raises(AssertionError) as err:
+        start_server(str(db))
+    assert "cannot open the write-ahead journal" in str(err.value) and "move it away" in str(err.value)
+    assert "Traceback" not in str(err.value)
