@@ -16,7 +16,7 @@ from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
 from .errors import NotFound
 from .invocations import PARENT_SAYING_SOURCES, TimeRange, time_range
 from .params import iso
-from .reader import BY_ID, by_ids
+from .reader import by_ids
 
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
 _FAR = datetime.max.replace(year=9999)
@@ -89,29 +89,56 @@ def trace_parent(q, invocation_id: str, related_after_s: float, rng: Optional[Ti
     return found[0][1] if found else None
 
 
-def has_transition(q, invocation_id: str, condition: str, rng: Optional[TimeRange] = None) -> bool:
-    """Whether any of its transitions meets `condition` (SQL), read within its own time range."""
-    if rng is None:
-        try:
-            rng = time_range(q, invocation_id)
-        except NotFound:
-            return False
-    return bool(q(f"SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? "
-                  f"AND {condition} LIMIT 1", [invocation_id, rng.first, rng.last]).rows)
+def _not_saying(source: Optional[str]) -> bool:
+    """A record from a runner that does not say parents (as SQL's `source NOT IN (...)`: never a null source)."""
+    return source is not None and source not in PARENT_SAYING_SOURCES
 
 
-def _parent(q, inv: str, related_after_s: float, rng: Optional[TimeRange]) -> Optional[str]:
+class _Walk:
+    """What the walk reads of each invocation it passes, each once: its range and parents (invocation_state,
+    `time_range`) and two facts of its transitions (`flags`). The start's records, when the caller has
+    them (`raw`, its transitions in every app), answer its flags without a read."""
+
+    def __init__(self, q, start: str, rng: TimeRange, raw: Optional[list[dict]]) -> None:
+        self.q = q
+        self.ranges: dict[str, Optional[TimeRange]] = {start: rng}
+        self._flags: dict[str, tuple[bool, bool]] = {}
+        if raw is not None:
+            self._flags[start] = (any(r["status"] == "REGISTERED" and r["span_id"] and _not_saying(r["source"])
+                                      for r in raw), any(_not_saying(r["source"]) for r in raw))
+
+    def range(self, inv: str) -> Optional[TimeRange]:
+        """Its range and parents; None when invocation_state has no row of it."""
+        if inv not in self.ranges:
+            try:
+                self.ranges[inv] = time_range(self.q, inv)
+            except NotFound:
+                self.ranges[inv] = None
+        return self.ranges[inv]
+
+    def flags(self, inv: str) -> tuple[bool, bool]:
+        """(registered with trace context by a runner that does not say parents, any record from such a
+        runner): one read of its transitions within its range."""
+        if inv not in self._flags:
+            rng = self.range(inv)
+            row = self.q(f"""SELECT coalesce(bool_or(status = 'REGISTERED' AND span_id IS NOT NULL
+                                                     AND source NOT IN ({_PARENT_SAYING_IN})), false),
+                                    coalesce(bool_or(source NOT IN ({_PARENT_SAYING_IN})), false)
+                             FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ?""",
+                         [inv, rng.first, rng.last]).rows[0] if rng else (False, False)
+            self._flags[inv] = (bool(row[0]), bool(row[1]))
+        return self._flags[inv]
+
+
+def _parent(walk: _Walk, inv: str, related_after_s: float) -> Optional[str]:
     """The one parent of `inv` (module doc: by invocation, event, trace context, then trigger run)."""
-    r = q(f"""SELECT any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL),
-                     any_value(parent_event_id) FILTER (WHERE parent_event_id IS NOT NULL)
-              FROM invocation_state WHERE {BY_ID}""", [inv, inv]).rows
-    parent, parent_event = r[0] if r else (None, None)
+    q, rng = walk.q, walk.range(inv)
+    parent, parent_event = (rng.parent, rng.parent_event) if rng else (None, None)
     if not parent and parent_event:
         e = q("SELECT arg_max(emitted_by_invocation_id, ts) FROM event_records WHERE event_id = ?", [parent_event]).rows
         parent = e[0][0] if e else None
     # A registration with trace context from a runner that does not say parents: look by trace.
-    if not parent and has_transition(q, inv, "status = 'REGISTERED' AND span_id IS NOT NULL AND "
-                                             f"source NOT IN ({_PARENT_SAYING_IN})", rng):
+    if not parent and walk.flags(inv)[0]:
         parent = trace_parent(q, inv, related_after_s, rng)
     if not parent:
         t = q("""SELECT source_invocation_ids[1] FROM trigger_runs
@@ -187,18 +214,19 @@ def tree_order(root: str, edges: list[dict], key) -> list[str]:
 
 
 def tree(q, invocation_id: str, rng: TimeRange, *, max_nodes: int, max_depth: int,
-         related_after_s: float) -> dict:
-    """The family of an invocation whose time range is `rng`: {root_id, nodes, edges, truncated}."""
+         related_after_s: float, raw: Optional[list[dict]] = None) -> dict:
+    """The family of an invocation whose time range is `rng` (`time_range`): {root_id, nodes, edges,
+    truncated}. `raw`: its transition records in every app, when the caller read them (spares a read)."""
+    walk = _Walk(q, invocation_id, rng, raw)
     root, seen = invocation_id, {invocation_id}
     for _ in range(max_depth * 4):
-        parent = _parent(q, root, related_after_s, rng if root == invocation_id else None)
+        parent = _parent(walk, root, related_after_s)
         if not parent or parent in seen:
             break
         seen.add(parent)
         root = parent
     # Children found by trace context exist only where a runner does not say parents (Celery): a
     # family whose root comes from rustvello or tasktrail.v1 needs no span join.
-    by_trace = has_transition(q, root, f"source NOT IN ({_PARENT_SAYING_IN})",
-                              rng if root == invocation_id else None)
+    by_trace = walk.flags(root)[1]
     nodes_depth, edges, truncated = _descendants(q, root, by_trace, max_nodes, max_depth, related_after_s)
     return {"root_id": root, "nodes": _nodes(q, nodes_depth, edges), "edges": edges, "truncated": truncated}

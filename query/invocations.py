@@ -45,10 +45,14 @@ PARENT_SAYING_SOURCES = (names.RUSTVELLO_V1, names.TASKTRAIL_V1)
 
 @dataclass(frozen=True)
 class TimeRange:
-    """The raw time range of an invocation's records (before any clock adjustment) and whether it is final."""
+    """The raw time range of an invocation's records (before any clock adjustment) and whether it is final;
+    `parent` and `parent_event` as invocation_state has them in any app (read with the range, so the
+    family's walk up needs no second read of the same row)."""
     first: datetime
     last: datetime
     final: bool
+    parent: Optional[str] = None
+    parent_event: Optional[str] = None
 
 
 # --- the list ---------------------------------------------------------------------------------
@@ -150,16 +154,19 @@ def summaries(q, ids: Sequence[str]) -> list[dict]:
 
 # --- one invocation --------------------------------------------------------------------------------
 def time_range(q, invocation_id: str, app: Optional[str] = None) -> TimeRange:
-    """Its range from the invocation_state cache; NotFound when it is not in the log."""
-    sql = f"SELECT min(first_ts), max(last_ts), bool_and(status IN ({FINAL_SQL})) FROM invocation_state WHERE {BY_ID}"
-    params: list = [invocation_id, invocation_id]
-    if app:
-        sql += " AND app_id = ?"
-        params.append(app)
-    first, last, final = q(sql, params).rows[0]
+    """Its range (in `app` when given) and its parents (in any app) from the invocation_state cache, one
+    read; NotFound when it is not in the log (in that app)."""
+    in_app = "app_id = ?" if app else "true"
+    sql = f"""SELECT min(first_ts) FILTER (WHERE {in_app}), max(last_ts) FILTER (WHERE {in_app}),
+                     bool_and(status IN ({FINAL_SQL})) FILTER (WHERE {in_app}),
+                     any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL),
+                     any_value(parent_event_id) FILTER (WHERE parent_event_id IS NOT NULL)
+              FROM invocation_state WHERE {BY_ID}"""
+    params: list = ([app] * 3 if app else []) + [invocation_id, invocation_id]
+    first, last, final, parent, parent_event = q(sql, params).rows[0]
     if first is None:
         raise NotFound(f"invocation {invocation_id} is not in the log")
-    return TimeRange(first, last, bool(final))
+    return TimeRange(first, last, bool(final), parent, parent_event)
 
 
 def transitions(q, invocation_id: str, app: Optional[str], rng: TimeRange,
