@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from collections import Counter
 
@@ -51,15 +50,17 @@ class Counted:
 
 
 def tables_scanned(store, sql: str, params) -> list[tuple[str, int]]:
-    """(table, rows scanned) of each table scan in EXPLAIN ANALYZE of `sql`."""
-    res = store._read("EXPLAIN ANALYZE " + sql, params, 60, lambda r: r.fetchall())
-    text = "\n".join(str(row[-1]) for row in res)
-    out = []
-    for block in text.split("┌"):
-        if "TABLE_SCAN" in block or "SEQ_SCAN" in block:
-            name = re.search(r"Table:\s*([\w.]+)", block)
-            rows = re.search(r"([\d,]+)\s+[Rr]ows", block)
-            out.append((name.group(1) if name else "?", int(rows.group(1).replace(",", "")) if rows else -1))
+    """(table, rows scanned) of each table scan in EXPLAIN (ANALYZE, FORMAT JSON) of `sql`."""
+    res = store._read("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params, 60, lambda r: r.fetchall())
+    out: list[tuple[str, int]] = []
+
+    def walk(node: dict) -> None:
+        if node.get("operator_type") == "TABLE_SCAN":
+            info = node.get("extra_info", {})
+            out.append((str(info.get("Table", "?")), int(node.get("operator_rows_scanned", 0))))
+        for child in node.get("children", []):
+            walk(child)
+    walk(json.loads(res[0][1]))
     return out
 
 

@@ -274,9 +274,11 @@ class QueryService(Health, LogReads, commands.CommandReads):
     def apps(self) -> list[dict]:
         return dashboards.apps(self._q)
 
-    def overview(self, app: Optional[str] = None) -> dict:
-        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, self.runners(app),
-                                                                          self.anomalies(app)),
+    def overview(self, app: Optional[str] = None, runners: Optional[list[dict]] = None) -> dict:
+        """The overview (query/dashboards.py); `runners`: `runners(app)` when the caller already read it."""
+        runners = self.runners(app) if runners is None else runners
+        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, runners, self.anomalies(app),
+                                                                          self._now()),
                                             self.settings.previews.value_bytes)
 
     def ops(self, app: Optional[str] = None, writer=None) -> dict:
