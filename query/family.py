@@ -16,7 +16,7 @@ from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
 from .errors import NotFound
 from .invocations import PARENT_SAYING_SOURCES, TimeRange, time_range
 from .params import iso
-from .reader import by_ids
+from .reader import by_ids, state_rows
 
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
 _FAR = datetime.max.replace(year=9999)
@@ -31,17 +31,23 @@ TRACE_PARENTS = """
     WHERE t.status = 'REGISTERED' AND t.parent_invocation_id IS NULL AND t.ts BETWEEN $t_lo AND $t_hi
       AND {where}"""
 
+# Children, by the three edge kinds, of the frontier ({ph}); each part bounded below by the family's
+# start (the root's first record less SLACK, params in order: ids, start, ids, start, start, ids, start), so
+# zone maps skip what the store held before the family began: no edge of it is older.
 _EDGES = """
     SELECT DISTINCT parent_invocation_id AS parent, invocation_id AS child, 'direct' AS kind
-      FROM invocation_state WHERE parent_invocation_id IN ({ph})
+      FROM invocation_state WHERE parent_invocation_id IN ({ph}) AND last_ts >= ?
     UNION
     SELECT e.emitted_by_invocation_id, t.invocation_id, 'event'
       FROM event_records e JOIN invocation_state t ON t.parent_event_id = e.event_id
-     WHERE e.emitted_by_invocation_id IN ({ph})
+     WHERE e.emitted_by_invocation_id IN ({ph}) AND e.ts >= ? AND t.last_ts >= ?
     UNION
     SELECT src.sid, tr.triggered_invocation_id, 'trigger'
       FROM trigger_runs tr, unnest(tr.source_invocation_ids) AS src(sid)
-     WHERE src.sid IN ({ph}) AND tr.triggered_invocation_id IS NOT NULL"""
+     WHERE src.sid IN ({ph}) AND tr.ts >= ? AND tr.triggered_invocation_id IS NOT NULL"""
+# How much earlier than the root's first record a family member's records may be stamped (clocks that
+# disagree; trace_parents allows spans the same day).
+SLACK = timedelta(days=1)
 
 
 def ids_range(q, ids: Sequence[str]) -> tuple:
@@ -147,15 +153,16 @@ def _parent(walk: _Walk, inv: str, related_after_s: float) -> Optional[str]:
     return parent
 
 
-def _descendants(q, root: str, by_trace: bool, max_nodes: int, max_depth: int,
+def _descendants(q, root: str, start: datetime, by_trace: bool, max_nodes: int, max_depth: int,
                  related_after_s: float) -> tuple[dict, list, bool]:
-    """({node: depth}, edges, truncated) from `root` down, breadth first."""
+    """({node: depth}, edges, truncated) from `root` down, breadth first; `start`: no edge is older."""
     nodes_depth = {root: 0}
     edges: list[dict] = []
     frontier, truncated, depth = [root], False, 0
     while frontier and depth < max_depth:
         depth += 1
-        r = q(_EDGES.format(ph=", ".join("?" * len(frontier))), frontier * 3).rows
+        r = q(_EDGES.format(ph=", ".join("?" * len(frontier))),
+              [*frontier, start, *frontier, start, start, *frontier, start]).rows
         if by_trace:
             r = list(r) + [(p, c, "direct") for c, p in trace_parents(q, related_after_s, parents=frontier)]
         nxt = []
@@ -181,11 +188,12 @@ def _nodes(q, nodes_depth: dict, edges: list[dict]) -> list[dict]:
     """The nodes in tree order (each parent before its children, siblings by creation time), as the
     graph draws the tree; `updated_at` is the node's last change (so a view spans the whole family)."""
     ids = list(nodes_depth)
+    rows, params = state_rows(ids, "invocation_id, task_id, status, status_key, created_at, updated_at, workflow_id")
     info = {d["invocation_id"]: d for d in q(f"""
         SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
                arg_max(status, status_key) AS status, min(created_at) AS created_at,
                max(updated_at) AS updated_at, any_value(workflow_id) AS workflow_id
-        FROM invocation_state WHERE {by_ids(len(ids))} GROUP BY invocation_id""", ids + ids).dicts()}
+        FROM {rows} GROUP BY invocation_id""", params).dicts()}
     nodes = []
     for i in tree_order(ids[0], edges, lambda c: (info.get(c, {}).get("created_at") or _FAR, c)):
         d = info.get(i, {})
@@ -228,5 +236,7 @@ def tree(q, invocation_id: str, rng: TimeRange, *, max_nodes: int, max_depth: in
     # Children found by trace context exist only where a runner does not say parents (Celery): a
     # family whose root comes from rustvello or tasktrail.v1 needs no span join.
     by_trace = walk.flags(root)[1]
-    nodes_depth, edges, truncated = _descendants(q, root, by_trace, max_nodes, max_depth, related_after_s)
+    root_rng = walk.range(root)
+    start = root_rng.first - SLACK if root_rng else datetime.min
+    nodes_depth, edges, truncated = _descendants(q, root, start, by_trace, max_nodes, max_depth, related_after_s)
     return {"root_id": root, "nodes": _nodes(q, nodes_depth, edges), "edges": edges, "truncated": truncated}
