@@ -2,6 +2,7 @@
 the two servers asked in turn (before, after; then after, before) so a shared machine's load falls on both.
 
     python -m benchmarks.page_http --db STORE --before OTHER_CHECKOUT/.venv/bin/python [--reps 25]
+    python -m benchmarks.page_http --invocations 20000 --reps 3     # B5's store built first; this tree twice (CI)
 
 `--before` is the Python of another checkout's venv (its `tasktrail` is what runs); `--after` defaults to
 this one's. Each server gets its own copy of STORE. Prints the median ms of each path for each side with
@@ -22,6 +23,7 @@ import duckdb
 from tasktrail.proto.urlpath import segment
 
 from .common import http_client, report, start_server
+from .queries import build
 
 
 def pick_invocation(db: str) -> str:
@@ -52,14 +54,18 @@ def paths(inv: str) -> dict[str, list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", required=True)
-    ap.add_argument("--before", required=True, help="the Python whose tasktrail is the 'before'")
+    ap.add_argument("--db", help="the store; without it, B5's store of --invocations is built in a temp folder")
+    ap.add_argument("--invocations", type=int, default=20_000)
+    ap.add_argument("--before", default=sys.executable, help="the Python whose tasktrail is the 'before'")
     ap.add_argument("--after", default=sys.executable)
     ap.add_argument("--reps", type=int, default=25)
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
-    inv = pick_invocation(args.db)
     with tempfile.TemporaryDirectory() as d:
+        if not args.db:
+            args.db = os.path.join(d, "b5.duckdb")
+            build(args.db, args.invocations)
+        inv = pick_invocation(args.db)
         servers = {}
         try:
             for side, python in (("before", args.before), ("after", args.after)):

@@ -1,11 +1,12 @@
 """What one page view costs in SQL: the statements each page and API read runs, counted in process.
 
-    python -m benchmarks.page_reads --db STORE [--invocation ID] [--explain] [--json OUT]
+    python -m benchmarks.page_reads --db STORE [--invocation ID] [--reps N] [--show VIEW] [--explain] [--json OUT]
+    python -m benchmarks.page_reads --invocations 20000      # builds B5's store of that size first (CI)
 
 Opens STORE (e.g. one `python -m benchmarks.queries --keep DIR` built) read through the web app in process
 (Starlette's TestClient: no sockets), counts every statement the store runs for each path (the store's
 `_read`, which `query`, `query_arrow` and `stream` all go through) and their time, and prints the statements
-of the invocation page. With --explain, EXPLAIN ANALYZE of each statement of the overview, tasks and runners
+of one view (--show, default the invocation page). With --explain, EXPLAIN ANALYZE of each statement of the overview, tasks and runners
 pages lists the tables each scans and how many rows. "now" is the end of the store's data (its newest
 transition), as benchmarks/queries.py sets it.
 """
@@ -13,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import tempfile
 import time
 from collections import Counter
 
 from tasktrail.proto.urlpath import segment
 
 from .common import report
+from .queries import build
 
 
 def paths(inv: str) -> dict[str, str]:
@@ -66,20 +70,29 @@ def tables_scanned(store, sql: str, params) -> list[tuple[str, int]]:
 
 
 def main() -> None:
-    from starlette.testclient import TestClient
-
-    from tasktrail.query.service import QueryService
-    from tasktrail.store.duckdb import DuckDBStore
-    from tasktrail.web.app import create_app
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", required=True)
+    ap.add_argument("--db", help="the store; without it, B5's store of --invocations is built in a temp folder")
+    ap.add_argument("--invocations", type=int, default=20_000)
     ap.add_argument("--invocation", help="default: an invocation in the middle of the store with a parent")
     ap.add_argument("--explain", action="store_true")
     ap.add_argument("--reps", type=int, default=1, help="requests per path; the SQL time is their median")
     ap.add_argument("--show", default="invocation page", help="the path whose statements are printed")
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        if not args.db:
+            args.db = os.path.join(d, "b5.duckdb")
+            build(args.db, args.invocations)
+        run(args)
+
+
+def run(args) -> None:
+    from starlette.testclient import TestClient
+
+    from tasktrail.query.service import QueryService
+    from tasktrail.store.duckdb import DuckDBStore
+    from tasktrail.web.app import create_app
+
     store = DuckDBStore(args.db)
     end = store.query("SELECT max(ts) FROM transitions").rows[0][0]
     inv = args.invocation or store.query(

@@ -110,8 +110,9 @@ class _Walk:
         self.ranges: dict[str, Optional[TimeRange]] = {start: rng}
         self._flags: dict[str, tuple[bool, bool]] = {}
         if raw is not None:
-            self._flags[start] = (any(r["status"] == "REGISTERED" and r["span_id"] and _not_saying(r["source"])
-                                      for r in raw), any(_not_saying(r["source"]) for r in raw))
+            traced = (r["status"] == "REGISTERED" and r["span_id"] is not None and _not_saying(r["source"])
+                      for r in raw)
+            self._flags[start] = (any(traced), any(_not_saying(r["source"]) for r in raw))
 
     def range(self, inv: str) -> Optional[TimeRange]:
         """Its range and parents; None when invocation_state has no row of it."""
