@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
 
 from .errors import NotFound
-from .invocations import PARENT_SAYING_SOURCES, TimeRange, time_range
+from .invocations import PARENT_SAYING_SOURCES, PARENTS_SQL, TimeRange, time_range
 from .params import iso
-from .reader import by_ids, state_rows
+from .reader import BY_ID, by_ids, state_rows
 
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
 _FAR = datetime.max.replace(year=9999)
@@ -115,13 +115,23 @@ class _Walk:
             self._flags[start] = (any(traced), any(_not_saying(r["source"]) for r in raw))
 
     def range(self, inv: str) -> Optional[TimeRange]:
-        """Its range and parents; None when invocation_state has no row of it."""
+        """Its range (with its parents, but the start's as given); None when invocation_state has no row of it."""
         if inv not in self.ranges:
             try:
-                self.ranges[inv] = time_range(self.q, inv)
+                self.ranges[inv] = time_range(self.q, inv, parents=True)
             except NotFound:
                 self.ranges[inv] = None
         return self.ranges[inv]
+
+    def parents(self, inv: str) -> tuple[Optional[str], Optional[str]]:
+        """(parent invocation, parent event) as invocation_state has them in any app: read with its range,
+        else (a start's range read without them) on their own."""
+        rng = self.range(inv)
+        if rng is None:
+            return None, None
+        if rng.parents_read:
+            return rng.parent, rng.parent_event
+        return tuple(self.q(f"SELECT {PARENTS_SQL} FROM invocation_state WHERE {BY_ID}", [inv, inv]).rows[0])
 
     def flags(self, inv: str) -> tuple[bool, bool]:
         """(registered with trace context by a runner that does not say parents, any record from such a
@@ -140,7 +150,7 @@ class _Walk:
 def _parent(walk: _Walk, inv: str, related_after_s: float) -> Optional[str]:
     """The one parent of `inv` (module doc: by invocation, event, trace context, then trigger run)."""
     q, rng = walk.q, walk.range(inv)
-    parent, parent_event = (rng.parent, rng.parent_event) if rng else (None, None)
+    parent, parent_event = walk.parents(inv)
     if not parent and parent_event:
         e = q("SELECT arg_max(emitted_by_invocation_id, ts) FROM event_records WHERE event_id = ?", [parent_event]).rows
         parent = e[0][0] if e else None

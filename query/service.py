@@ -164,7 +164,7 @@ class QueryService(Health, LogReads, commands.CommandReads):
 
     def family(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """The tree around an invocation (query/family.py); NotFound when it is not in the log."""
-        return self._family(invocation_id, inv.time_range(self._q, invocation_id, app))
+        return self._family(invocation_id, inv.time_range(self._q, invocation_id, app, parents=True))
 
     def _family(self, invocation_id: str, rng, raw: Optional[list] = None) -> dict:
         s = self.settings
