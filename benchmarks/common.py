@@ -11,9 +11,9 @@ import time
 from datetime import datetime, timezone
 
 
-def start_server(db: str, *extra: str):
-    """`tasktrail serve` on free ports; returns (proc, {"web", "http", "grpc"})."""
-    cmd = [sys.executable, "-m", "tasktrail", "serve", "--db", db, "--http-port", "0", "--otlp-http-port", "0",
+def start_server(db: str, *extra: str, python: str | None = None):
+    """`tasktrail serve` on free ports (run by `python`, default this one); returns (proc, {"web", "http", "grpc"})."""
+    cmd = [python or sys.executable, "-m", "tasktrail", "serve", "--db", db, "--http-port", "0", "--otlp-http-port", "0",
            "--otlp-grpc-port", "0", "--log-level", "warning", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ports = {}

@@ -30,12 +30,21 @@ def apps(q) -> list[dict]:
     return [{"app_id": a, "first_seen": iso(f), "last_seen": iso(l), "invocations": int(n)} for a, f, l, n in r.rows]
 
 
-def overview(q, app: Optional[str], runners: list[dict], anomalies: dict) -> dict:
+def last_ingest(q, now: datetime) -> Optional[datetime]:
+    """When the newest request the ingest ledger holds was received (None for an empty ledger). The ledger
+    gains a row per request and is stored in arrival order, so the last hour before `now` is read first (its
+    zone maps skip every older row group); only a ledger silent for that hour is read whole."""
+    recent = q("SELECT max(received_at) FROM ingest_ledger WHERE received_at >= ?",
+               [now - timedelta(hours=1)]).rows[0][0]
+    return recent if recent is not None else q("SELECT max(received_at) FROM ingest_ledger").rows[0][0]
+
+
+def overview(q, app: Optional[str], runners: list[dict], anomalies: dict, now: datetime) -> dict:
     """The overview of `app` (or all), given its runners and anomalies as /runners and /anomalies show them."""
     params = [app] if app else []
     cond = "WHERE app_id = ?" if app else ""
     counts = dict(q(f"SELECT status, count(*) FROM invocation_state {cond} GROUP BY status", params).rows)
-    last = q("SELECT max(received_at) FROM ingest_ledger").rows
+    last = last_ingest(q, now)
     return {
         "anomalies": {k: anomalies["counts"].get(k, 0) for k in KINDS},
         "anomaly_items": anomalies["items"][:20],
@@ -44,7 +53,7 @@ def overview(q, app: Optional[str], runners: list[dict], anomalies: dict) -> dic
         "runners": {**{state: sum(1 for r in runners if r["state"] == state and r["role"] != "client")
                        for state in STATES},
                     "clients": sum(1 for r in runners if r["role"] == "client")},
-        "last_ingest_at": iso(last[0][0]) if last else None,
+        "last_ingest_at": iso(last),
         "apps": apps(q),
     }
 

@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
 
 from .errors import NotFound
-from .invocations import PARENT_SAYING_SOURCES, TimeRange, time_range
+from .invocations import PARENT_SAYING_SOURCES, PARENTS_SQL, TimeRange, time_range
 from .params import iso
-from .reader import BY_ID, by_ids
+from .reader import BY_ID, by_ids, state_rows
 
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
 _FAR = datetime.max.replace(year=9999)
@@ -31,17 +31,23 @@ TRACE_PARENTS = """
     WHERE t.status = 'REGISTERED' AND t.parent_invocation_id IS NULL AND t.ts BETWEEN $t_lo AND $t_hi
       AND {where}"""
 
+# Children, by the three edge kinds, of the frontier ({ph}); each part bounded below by the family's
+# start (the root's first record less SLACK, params in order: ids, start, ids, start, start, ids, start), so
+# zone maps skip what the store held before the family began: no edge of it is older.
 _EDGES = """
     SELECT DISTINCT parent_invocation_id AS parent, invocation_id AS child, 'direct' AS kind
-      FROM invocation_state WHERE parent_invocation_id IN ({ph})
+      FROM invocation_state WHERE parent_invocation_id IN ({ph}) AND last_ts >= ?
     UNION
     SELECT e.emitted_by_invocation_id, t.invocation_id, 'event'
       FROM event_records e JOIN invocation_state t ON t.parent_event_id = e.event_id
-     WHERE e.emitted_by_invocation_id IN ({ph})
+     WHERE e.emitted_by_invocation_id IN ({ph}) AND e.ts >= ? AND t.last_ts >= ?
     UNION
     SELECT src.sid, tr.triggered_invocation_id, 'trigger'
       FROM trigger_runs tr, unnest(tr.source_invocation_ids) AS src(sid)
-     WHERE src.sid IN ({ph}) AND tr.triggered_invocation_id IS NOT NULL"""
+     WHERE src.sid IN ({ph}) AND tr.ts >= ? AND tr.triggered_invocation_id IS NOT NULL"""
+# How much earlier than the root's first record a family member's records may be stamped (clocks that
+# disagree; trace_parents allows spans the same day).
+SLACK = timedelta(days=1)
 
 
 def ids_range(q, ids: Sequence[str]) -> tuple:
@@ -89,29 +95,67 @@ def trace_parent(q, invocation_id: str, related_after_s: float, rng: Optional[Ti
     return found[0][1] if found else None
 
 
-def has_transition(q, invocation_id: str, condition: str, rng: Optional[TimeRange] = None) -> bool:
-    """Whether any of its transitions meets `condition` (SQL), read within its own time range."""
-    if rng is None:
-        try:
-            rng = time_range(q, invocation_id)
-        except NotFound:
-            return False
-    return bool(q(f"SELECT 1 FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ? "
-                  f"AND {condition} LIMIT 1", [invocation_id, rng.first, rng.last]).rows)
+def _not_saying(source: Optional[str]) -> bool:
+    """A record from a runner that does not say parents (as SQL's `source NOT IN (...)`: never a null source)."""
+    return source is not None and source not in PARENT_SAYING_SOURCES
 
 
-def _parent(q, inv: str, related_after_s: float, rng: Optional[TimeRange]) -> Optional[str]:
+class _Walk:
+    """What the walk reads of each invocation it passes, each once: its range and parents (invocation_state,
+    `time_range`) and two facts of its transitions (`flags`). The start's records, when the caller has
+    them (`raw`, its transitions in every app), answer its flags without a read."""
+
+    def __init__(self, q, start: str, rng: TimeRange, raw: Optional[list[dict]]) -> None:
+        self.q = q
+        self.ranges: dict[str, Optional[TimeRange]] = {start: rng}
+        self._flags: dict[str, tuple[bool, bool]] = {}
+        if raw is not None:
+            traced = (r["status"] == "REGISTERED" and r["span_id"] is not None and _not_saying(r["source"])
+                      for r in raw)
+            self._flags[start] = (any(traced), any(_not_saying(r["source"]) for r in raw))
+
+    def range(self, inv: str) -> Optional[TimeRange]:
+        """Its range (with its parents, but the start's as given); None when invocation_state has no row of it."""
+        if inv not in self.ranges:
+            try:
+                self.ranges[inv] = time_range(self.q, inv, parents=True)
+            except NotFound:
+                self.ranges[inv] = None
+        return self.ranges[inv]
+
+    def parents(self, inv: str) -> tuple[Optional[str], Optional[str]]:
+        """(parent invocation, parent event) as invocation_state has them in any app: read with its range,
+        else (a start's range read without them) on their own."""
+        rng = self.range(inv)
+        if rng is None:
+            return None, None
+        if rng.parents_read:
+            return rng.parent, rng.parent_event
+        return tuple(self.q(f"SELECT {PARENTS_SQL} FROM invocation_state WHERE {BY_ID}", [inv, inv]).rows[0])
+
+    def flags(self, inv: str) -> tuple[bool, bool]:
+        """(registered with trace context by a runner that does not say parents, any record from such a
+        runner): one read of its transitions within its range."""
+        if inv not in self._flags:
+            rng = self.range(inv)
+            row = self.q(f"""SELECT coalesce(bool_or(status = 'REGISTERED' AND span_id IS NOT NULL
+                                                     AND source NOT IN ({_PARENT_SAYING_IN})), false),
+                                    coalesce(bool_or(source NOT IN ({_PARENT_SAYING_IN})), false)
+                             FROM transitions WHERE invocation_id = ? AND ts BETWEEN ? AND ?""",
+                         [inv, rng.first, rng.last]).rows[0] if rng else (False, False)
+            self._flags[inv] = (bool(row[0]), bool(row[1]))
+        return self._flags[inv]
+
+
+def _parent(walk: _Walk, inv: str, related_after_s: float) -> Optional[str]:
     """The one parent of `inv` (module doc: by invocation, event, trace context, then trigger run)."""
-    r = q(f"""SELECT any_value(parent_invocation_id) FILTER (WHERE parent_invocation_id IS NOT NULL),
-                     any_value(parent_event_id) FILTER (WHERE parent_event_id IS NOT NULL)
-              FROM invocation_state WHERE {BY_ID}""", [inv, inv]).rows
-    parent, parent_event = r[0] if r else (None, None)
+    q, rng = walk.q, walk.range(inv)
+    parent, parent_event = walk.parents(inv)
     if not parent and parent_event:
         e = q("SELECT arg_max(emitted_by_invocation_id, ts) FROM event_records WHERE event_id = ?", [parent_event]).rows
         parent = e[0][0] if e else None
     # A registration with trace context from a runner that does not say parents: look by trace.
-    if not parent and has_transition(q, inv, "status = 'REGISTERED' AND span_id IS NOT NULL AND "
-                                             f"source NOT IN ({_PARENT_SAYING_IN})", rng):
+    if not parent and walk.flags(inv)[0]:
         parent = trace_parent(q, inv, related_after_s, rng)
     if not parent:
         t = q("""SELECT source_invocation_ids[1] FROM trigger_runs
@@ -120,15 +164,16 @@ def _parent(q, inv: str, related_after_s: float, rng: Optional[TimeRange]) -> Op
     return parent
 
 
-def _descendants(q, root: str, by_trace: bool, max_nodes: int, max_depth: int,
+def _descendants(q, root: str, start: datetime, by_trace: bool, max_nodes: int, max_depth: int,
                  related_after_s: float) -> tuple[dict, list, bool]:
-    """({node: depth}, edges, truncated) from `root` down, breadth first."""
+    """({node: depth}, edges, truncated) from `root` down, breadth first; `start`: no edge is older."""
     nodes_depth = {root: 0}
     edges: list[dict] = []
     frontier, truncated, depth = [root], False, 0
     while frontier and depth < max_depth:
         depth += 1
-        r = q(_EDGES.format(ph=", ".join("?" * len(frontier))), frontier * 3).rows
+        r = q(_EDGES.format(ph=", ".join("?" * len(frontier))),
+              [*frontier, start, *frontier, start, start, *frontier, start]).rows
         if by_trace:
             r = list(r) + [(p, c, "direct") for c, p in trace_parents(q, related_after_s, parents=frontier)]
         nxt = []
@@ -154,11 +199,12 @@ def _nodes(q, nodes_depth: dict, edges: list[dict]) -> list[dict]:
     """The nodes in tree order (each parent before its children, siblings by creation time), as the
     graph draws the tree; `updated_at` is the node's last change (so a view spans the whole family)."""
     ids = list(nodes_depth)
+    rows, params = state_rows(ids, "invocation_id, task_id, status, status_key, created_at, updated_at, workflow_id")
     info = {d["invocation_id"]: d for d in q(f"""
         SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
                arg_max(status, status_key) AS status, min(created_at) AS created_at,
                max(updated_at) AS updated_at, any_value(workflow_id) AS workflow_id
-        FROM invocation_state WHERE {by_ids(len(ids))} GROUP BY invocation_id""", ids + ids).dicts()}
+        FROM {rows} GROUP BY invocation_id""", params).dicts()}
     nodes = []
     for i in tree_order(ids[0], edges, lambda c: (info.get(c, {}).get("created_at") or _FAR, c)):
         d = info.get(i, {})
@@ -187,18 +233,21 @@ def tree_order(root: str, edges: list[dict], key) -> list[str]:
 
 
 def tree(q, invocation_id: str, rng: TimeRange, *, max_nodes: int, max_depth: int,
-         related_after_s: float) -> dict:
-    """The family of an invocation whose time range is `rng`: {root_id, nodes, edges, truncated}."""
+         related_after_s: float, raw: Optional[list[dict]] = None) -> dict:
+    """The family of an invocation whose time range is `rng` (`time_range`): {root_id, nodes, edges,
+    truncated}. `raw`: its transition records in every app, when the caller read them (spares a read)."""
+    walk = _Walk(q, invocation_id, rng, raw)
     root, seen = invocation_id, {invocation_id}
     for _ in range(max_depth * 4):
-        parent = _parent(q, root, related_after_s, rng if root == invocation_id else None)
+        parent = _parent(walk, root, related_after_s)
         if not parent or parent in seen:
             break
         seen.add(parent)
         root = parent
     # Children found by trace context exist only where a runner does not say parents (Celery): a
     # family whose root comes from rustvello or tasktrail.v1 needs no span join.
-    by_trace = has_transition(q, root, f"source NOT IN ({_PARENT_SAYING_IN})",
-                              rng if root == invocation_id else None)
-    nodes_depth, edges, truncated = _descendants(q, root, by_trace, max_nodes, max_depth, related_after_s)
+    by_trace = walk.flags(root)[1]
+    root_rng = walk.range(root)
+    start = root_rng.first - SLACK if root_rng else datetime.min
+    nodes_depth, edges, truncated = _descendants(q, root, start, by_trace, max_nodes, max_depth, related_after_s)
     return {"root_id": root, "nodes": _nodes(q, nodes_depth, edges), "edges": edges, "truncated": truncated}

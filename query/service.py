@@ -117,14 +117,16 @@ class QueryService(Health, LogReads, commands.CommandReads):
         detail = self._detail(invocation_id, app, *self._raw(invocation_id, app))
         return {**detail, **commands.for_invocation(self._q, invocation_id, app)}
 
-    def invocation_page(self, invocation_id: str, app: Optional[str] = None) -> dict:
+    def invocation_page(self, invocation_id: str, app: Optional[str] = None, parts: bool = True) -> dict:
         """What the invocation page shows: the detail, its history (from one read of its time range and
-        of its transitions), family, log lines and trigger runs."""
+        of its transitions), family, log lines and trigger runs. Without `parts`, no `family` and `logs`
+        (the HTML page loads them after it shows, from /family and /logs; its JSON twin has them)."""
         rng, raw = self._raw(invocation_id, app)
         detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id, app)}
         detail["history"] = contexts.with_contexts(self._q, inv.history(raw), raw, app)
-        detail["family"] = self._family(invocation_id, rng)
-        detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
+        if parts:
+            detail["family"] = self._family(invocation_id, rng, raw if app is None else None)  # raw: every app's
+            detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
         detail["trigger_runs"] = events.trigger_runs(self._q, invocation=invocation_id, limit=100)
         return detail
 
@@ -162,12 +164,12 @@ class QueryService(Health, LogReads, commands.CommandReads):
 
     def family(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """The tree around an invocation (query/family.py); NotFound when it is not in the log."""
-        return self._family(invocation_id, inv.time_range(self._q, invocation_id, app))
+        return self._family(invocation_id, inv.time_range(self._q, invocation_id, app, parents=True))
 
-    def _family(self, invocation_id: str, rng) -> dict:
+    def _family(self, invocation_id: str, rng, raw: Optional[list] = None) -> dict:
         s = self.settings
         return family.tree(self._q, invocation_id, rng, max_nodes=s.family_max_nodes, max_depth=s.family_max_depth,
-                           related_after_s=s.related_after_s)
+                           related_after_s=s.related_after_s, raw=raw)
 
     def trace(self, trace_id: str) -> dict:
         """The trace's spans as OTLP/JSON (query/traces.py). Raises BadRequest for an id that is not 32 hex
@@ -272,9 +274,11 @@ class QueryService(Health, LogReads, commands.CommandReads):
     def apps(self) -> list[dict]:
         return dashboards.apps(self._q)
 
-    def overview(self, app: Optional[str] = None) -> dict:
-        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, self.runners(app),
-                                                                          self.anomalies(app)),
+    def overview(self, app: Optional[str] = None, runners: Optional[list[dict]] = None) -> dict:
+        """The overview (query/dashboards.py); `runners`: `runners(app)` when the caller already read it."""
+        runners = self.runners(app) if runners is None else runners
+        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, runners, self.anomalies(app),
+                                                                          self._now()),
                                             self.settings.previews.value_bytes)
 
     def ops(self, app: Optional[str] = None, writer=None) -> dict:

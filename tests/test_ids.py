@@ -233,10 +233,21 @@ def test_query_string_filters_take_any_id(srv, kind):
 
 
 def _links(srv, path: str) -> set[str]:
-    """The same-site links of a page (not static files)."""
+    """The same-site links of a page (not static files). An invocation's page loads its family and log
+    lines after it shows (web/static/invocation-parts-1.js): their links are those the script builds from
+    /family and /logs (TT.seg, which test_browser_clicks_from_the_list_to_a_slash_and_hash_id holds to
+    segment() for every hostile id)."""
     page = httpx.get(srv.web + path, timeout=30)
     assert page.status_code == 200, path
-    return {h for h in hrefs(page.text) if h.startswith("/") and not h.startswith(("//", "/static/"))}
+    found = {h for h in hrefs(page.text) if h.startswith("/") and not h.startswith(("//", "/static/"))}
+    if path.startswith("/invocations/"):
+        fam = httpx.get(srv.api + path + "/family", timeout=30)
+        lines = httpx.get(srv.api + path + "/logs", timeout=30)
+        assert fam.status_code == 200 and lines.status_code == 200, path
+        found |= {"/invocations/" + segment(n["invocation_id"]) for n in fam.json()["nodes"]}
+        found |= {"/runners/" + segment(l["worker_id"] or l["runner_id"]) for l in lines.json()
+                  if l["worker_id"] or l["runner_id"]}
+    return found
 
 
 def _ident(doc: dict):

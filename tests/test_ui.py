@@ -103,7 +103,9 @@ def test_click_through_to_family_and_timeline(filled, browser):
     p.click(f'a[href="/invocations/{child}"]')
     p.wait_for_load_state("networkidle")
     assert child in p.locator("h1").inner_text()
-    # The family: root and its six children, in the graph and in the list.
+    # The family (loaded after the page shows): root and its six children, in the graph and in the list.
+    p.locator('#family-card[data-loaded="yes"]').wait_for()
+    p.wait_for_function("() => window.TT.cy")
     assert p.locator("#family-list li").count() == 7
     nodes = p.evaluate("window.TT.cy.nodes().length")
     assert nodes == 7
@@ -324,6 +326,7 @@ def test_invocation_page_streams_its_logs_while_it_runs(filled, browser):
     w = Watched(browser, srv.web)
     p = w.page
     p.goto(srv.web + f"/invocations/{ids['running']}")
+    p.locator('#logs-card[data-loaded="yes"]').wait_for()  # the lines so far first, then the tail
     wait_until(lambda: p.evaluate("window.TT.invocationTail && window.TT.invocationTail.readyState") == 1,
                message="the invocation's tail to open")
     provider = _log_provider(srv, ids["running"])

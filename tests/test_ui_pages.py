@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 
 from tasktrail.proto.emitter import Emitter, Runner
@@ -215,6 +216,48 @@ def test_one_node_family_is_a_small_node(filled, page):
     geo = page.evaluate(FAMILY_GEOMETRY)
     assert geo["width"] <= 30, geo  # not a circle filling the box
     assert page.locator("#family-list li").count() == 1 and not page.locator("#edge-legend").is_visible()
+
+
+def test_family_and_logs_load_after_the_page_shows(filled, page):
+    """The page's HTML carries neither the family nor the log lines (Pynmon loads them lazily too); the
+    browser fills them from the /family and /logs JSON: the same nodes in tree order with their edge marks,
+    pills and links, and each log line with its level, runner and message."""
+    srv, ids = filled
+    html = httpx.get(srv.web + "/invocations/retried-1", timeout=30).text
+    assert '<ol class="family-list" id="family-list"></ol>' in html and "payment failed" not in html
+    assert "runner-labels" in html  # the labels the script draws runners with
+    page.goto(srv.web + "/invocations/retried-1")
+    page.locator('#logs-card[data-loaded="yes"]').wait_for()
+    lines = srv.get("/invocations/retried-1/logs").json()
+    rows = page.eval_on_selector_all("#inv-logs tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent.trim()))")
+    assert [(r[1], r[3]) for r in rows] == [(l["level"], l["message"]) for l in lines] and len(rows) == 1
+    assert rows[0][3] == "payment failed for order 7"
+    # Its runner as every table of the page draws it (the runner macro's label: class, host/pid, short id).
+    rid = lines[0]["worker_id"] or lines[0]["runner_id"]
+    link = page.locator("#inv-logs tbody a.runner-label")
+    assert link.get_attribute("data-runner-id") == rid and link.get_attribute("href") == "/runners/" + rid
+    in_history = page.locator(f'#history a.runner-label[data-runner-id="{rid}"]').first
+    assert " ".join(link.inner_text().split()) == " ".join(in_history.inner_text().split())
+    assert link.inner_text().startswith("PersistentProcessRunner hp/5")
+    assert page.locator("#inv-logs-loading").count() == 0 and page.locator("#inv-logs-empty").count() == 0
+    assert page.locator("#inv-logs tbody time").first.get_attribute("datetime") == lines[0]["timestamp"]
+    # A family of five, read from its child's page: tree order, depths, the trigger edge's mark, links.
+    page.goto(srv.web + f"/invocations/{ids['a1']}")
+    page.locator('#family-card[data-loaded="yes"]').wait_for()
+    fam = srv.get(f"/invocations/{ids['a1']}/family").json()
+    items = page.eval_on_selector_all("#family-list li", """ls => ls.map(l => ({id: l.dataset.invocationId,
+        depth: +l.dataset.depth, href: l.querySelector('a.id').getAttribute('href'),
+        status: l.querySelector('.pill').textContent, task: l.querySelector('.task').textContent,
+        mark: (l.querySelector('.edge-kind') || {}).textContent || ''}))""")
+    assert [i["id"] for i in items] == [n["invocation_id"] for n in fam["nodes"]] == ids["family"]
+    assert [(i["depth"], i["status"], i["task"]) for i in items] == [(n["depth"], n["status"], n["task_id"])
+                                                                     for n in fam["nodes"]]
+    assert all(i["href"] == "/invocations/" + i["id"] for i in items)  # plain ids: the path is the id
+    assert [i["mark"] for i in items] == ["", "└", "└", "└", "└tr"]
+    assert page.locator("#family-count").inner_text() == "5 invocations"
+    # A page with no log lines says so once they are read.
+    page.locator('#logs-card[data-loaded="yes"]').wait_for()
+    assert page.locator("#inv-logs-empty").inner_text() == "No log lines for this invocation yet."
 
 
 def test_every_attempt_shows_its_error(filled, page):

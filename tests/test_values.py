@@ -156,7 +156,10 @@ def test_page_is_small_and_shows_sizes_and_links(filled, record):
     assert f"{mib(whole['arguments'])}, showing the first 4.0 KiB" in html
     assert f"{mib(whole['result'])}, showing the first 4.0 KiB" in html
     assert f"{len(whole['error_traceback']) / 1024:.1f} KiB, showing the first 16.0 KiB" in html
-    assert html.count(">Download whole value</a>") == 4 and ">Download whole line</a>" in html
+    assert html.count(">Download whole value</a>") == 4
+    # The log lines (and the cut one's "Download whole line") come after the page shows: from /logs, asserted
+    # in the browser (test_page_preview_and_download_link_in_a_browser); the page holds their placeholder.
+    assert 'id="inv-logs-loading"' in html
     # The page's embedded data and its JSON twin carry previews only.
     embedded = re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html, re.S).group(1)
     assert len(embedded) < 100 * 1024
@@ -333,6 +336,15 @@ def test_page_preview_and_download_link_in_a_browser(filled):
             with open(path, "rb") as fh:
                 assert sha(fh.read()) == sha(whole["arguments"])
             assert dl.value.suggested_filename == f"{big}-arguments.json"
+            # The log lines, loaded after the page showed: the cut one with its size and "Download whole line".
+            page.locator('#logs-card[data-loaded="yes"]').wait_for()
+            cut = page.locator("#inv-logs tbody tr:has(p.value-cut)")
+            assert page.locator("#inv-logs tbody tr").count() == 2 and cut.count() == 1
+            assert cut.locator("p.value-cut").inner_text().startswith(
+                f"{mib(whole['log'])}, showing the first 4.0 KiB")
+            line = cut.get_by_role("link", name="Download whole line")
+            answer = page.request.get(srv.web + line.get_attribute("href"))
+            assert answer.status == 200 and sha(answer.body()) == sha(whole["log"])
             assert errors == [] and loaded < 10
         finally:
             browser.close()

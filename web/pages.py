@@ -56,19 +56,21 @@ def render(request: Request, template: str, title: str, data: dict, api: str | N
     sent = request.scope.get("raw_path", b"").decode("latin-1") or quote(request.scope["path"])
     twin = sent + "?" + urlencode([*((k, v) for k, v in request.query_params.multi_items() if k != "format"),
                                    ("format", "json")])
-    with rendering(labels_for(_qs(request), data)):  # runner labels for the `runner` macro (web/runner_labels.py)
+    labels = labels_for(_qs(request), data)
+    with rendering(labels):  # runner labels for the `runner` macro (web/runner_labels.py) and the page's scripts
         return TEMPLATES.TemplateResponse(request, template, {
-            "title": title, "data": data, "api": api, "twin": twin, "nav": NAV,
+            "title": title, "data": data, "api": api, "twin": twin, "nav": NAV, "runner_labels": labels,
             "app": app, "path": request.scope["path"], "settings": request.app.state.page_settings, **extra})
 
 
 def overview(request: Request) -> Response:
     qs, app = _qs(request), _p(request, "app")
-    ov = qs.overview(app)
+    runner_list = qs.runners(app)  # read once: the overview's counts and the page's runners table
+    ov = qs.overview(app, runners=runner_list)
     ov["in_flight_items"] = qs.invocations(app=app, status=sorted(ACTIVE_STATUSES), limit=20,
                                            sort="-updated_at")["items"]
     ov["recent_failures"] = qs.invocations(app=app, status=["FAILED"], limit=20, sort="-updated_at")["items"]
-    ov["runner_list"] = qs.runners(app)
+    ov["runner_list"] = runner_list
     return render(request, "overview.html", "Overview", ov, "/api/v1/overview")
 
 
@@ -109,7 +111,9 @@ def _status(response: Response, search_error: str | None) -> Response:
 
 def invocation(request: Request) -> Response:
     qs, inv_id = _qs(request), request.path_params["id"]
-    detail = qs.invocation_page(inv_id, _p(request, "app"))
+    # The HTML page loads its family and log lines after it shows (web/static/invocation-parts-1.js);
+    # its JSON twin answers them as before.
+    detail = qs.invocation_page(inv_id, _p(request, "app"), parts=request.query_params.get("format") == "json")
     detail["control"] = commands.control(request, detail["app_id"], detail["status"], detail["is_final"],
                                          {k: detail[k] for k in ("commands", "rerun_of", "reruns")})
     detail["history_lines"] = commands.history_lines(detail["history"], detail["commands"])

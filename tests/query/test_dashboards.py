@@ -89,3 +89,18 @@ def test_metrics_snapshot(qs):
     runners = {(a, s): n for a, s, n in snap["runners"] if n}
     assert runners == {("dash-a", "alive"): 2, ("dash-b", "alive"): 1}
     assert dict(snap["app_last_record"])["dash-c"] == pytest.approx(ago(500).timestamp())
+
+
+def test_last_ingest_reads_the_last_hour_first_and_the_whole_ledger_when_silent(qs):
+    """The overview's last ingest is the ledger's newest request whether the last hour before `now` holds
+    it (the bounded read) or the ledger was silent for that hour (read whole)."""
+    from datetime import timedelta
+
+    from tasktrail.query import dashboards
+    from tasktrail.query.params import iso as api_iso
+
+    newest = qs._q("SELECT max(received_at) FROM ingest_ledger").rows[0][0]
+    assert newest is not None
+    for now in (newest, newest + timedelta(minutes=59), newest + timedelta(hours=2), newest - timedelta(days=1)):
+        assert dashboards.last_ingest(qs._q, now) == newest, now
+    assert qs.overview()["last_ingest_at"] == api_iso(newest)

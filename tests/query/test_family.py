@@ -96,3 +96,23 @@ def test_celery_parents_come_from_trace_context(qs):
     assert tree["root_id"] == "cel-parent" and _edges(tree) == {("cel-parent", "cel-child", "direct")}
     # Runners that say parents (tasktrail.v1 here) never need the span join, and find nothing by it.
     assert qs.trace_parents(children=["fam-kid"]) == []
+
+
+def test_a_child_stamped_before_its_root_by_a_slow_clock_is_in_the_family(local):
+    """The walk down reads edges from the family's start (the root's first record) less a day of slack:
+    a child whose host clock runs two hours slow is still the root's child; the page twin and /family
+    agree, and the walk reads each invocation's parents with its range (one read) from any member."""
+    em = local.emitter("skewfam", Runner("skew-runner", "PersistentProcessRunner", hostname="h", pid=2))
+    em.status("skew-root", "REGISTERED", task_id="app.root", timestamp=ago(30))
+    em.status("skew-kid", "REGISTERED", task_id="app.kid", parent_invocation_id="skew-root", timestamp=ago(7230))
+    em.status("skew-kid", "SUCCESS", timestamp=ago(7220))
+    em.status("skew-grandkid", "REGISTERED", task_id="app.gk", parent_invocation_id="skew-kid", timestamp=ago(25))
+    em.status("skew-root", "SUCCESS", timestamp=ago(10))
+    em.shutdown()
+    qs = local.service(clock=lambda: NOW)
+    for member in ("skew-root", "skew-kid", "skew-grandkid"):
+        tree = qs.family(member)
+        assert tree["root_id"] == "skew-root" and not tree["truncated"], member
+        assert [(n["invocation_id"], n["depth"]) for n in tree["nodes"]] == [
+            ("skew-root", 0), ("skew-kid", 1), ("skew-grandkid", 2)], member
+        assert qs.invocation_page(member)["family"] == tree

@@ -148,8 +148,13 @@ def test_invocation_page_puts_detail_history_family_logs_and_trigger_runs_togeth
     assert page["history"] == qs.history(kid)
     assert page["family"] == qs.family(kid) and page["family"]["root_id"] == ids["root"]
     assert page["logs"] == [] and [t["trigger_run_id"] for t in page["trigger_runs"]] == ["tr-1"]
+    # The HTML page's read (it loads the family and the logs after it shows): the same, less those two.
+    lean = qs.invocation_page(kid, parts=False)
+    assert lean == {k: v for k, v in page.items() if k not in ("family", "logs")}
     with pytest.raises(NotFound):
         qs.invocation_page("nope")
+    with pytest.raises(NotFound):
+        qs.invocation_page("nope", parts=False)
 
 
 @pytest.mark.parametrize("sort", [None, "started_at", "-duration_s", "task_id"])
