@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -144,6 +145,11 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
     """`role`: "all" (tasktrail serve), "ingest" (receivers + writer) or "web" (UI, API, metrics)."""
     stop = stop or asyncio.Event()
     store = open_store(settings, role)
+    if os.environ.get("TASKTRAIL_MEMORY_TRACE"):  # a debugging probe (tasktrail/memory_trace.py)
+        from tasktrail import memory_trace
+        memory_trace.start(store, os.environ["TASKTRAIL_MEMORY_TRACE"],
+                           float(os.environ.get("TASKTRAIL_MEMORY_TRACE_S", "30")),
+                           os.environ.get("TASKTRAIL_TRACEMALLOC") == "1")
     registry = CollectorRegistry()
     ingestor = _ingestor(store, registry, settings) if role != "web" else None
     grpc_server = None
