@@ -67,7 +67,9 @@ def _store_figures(store, cur) -> dict:
         rows = cur.execute("SELECT tag, memory_usage_bytes, temporary_storage_bytes FROM duckdb_memory() "
                            "WHERE memory_usage_bytes > 0 OR temporary_storage_bytes > 0").fetchall()
         out["duckdb_memory_mb"] = {t: round(m / 2 ** 20, 1) for t, m, _ in rows}
-        size = cur.execute("PRAGMA database_size").fetchone()
+        # fetchall, never fetchone: a result left open holds its transaction, and an open transaction stops
+        # DuckDB's automatic checkpoint while the writer updates the caches (the WAL then grows for good)
+        size = cur.execute("PRAGMA database_size").fetchall()[0]
         out["duckdb_size"] = {"wal": size[6], "memory_usage": size[7], "memory_limit": size[8]}
     except Exception as exc:  # a probe never takes the server down
         out["duckdb_error"] = str(exc)[:200]

@@ -125,7 +125,7 @@ def open_store(settings: Settings, role: str = "all"):
     if role != "all":
         raise ValueError(f"`tasktrail {role}` shares a store with other processes: it needs --store "
                          "ducklake:... (one DuckDB file belongs to one `tasktrail serve`)")
-    return DuckDBStore(settings.db, **common)
+    return DuckDBStore(settings.db, checkpoint_threshold=settings.duckdb_checkpoint_threshold, **common)
 
 
 def query_settings(settings: Settings) -> QuerySettings:
