@@ -94,7 +94,8 @@ WRITER = _options(
                  envvar="TASKTRAIL_QUEUE_RECORDS", help="Write-queue capacity in records (then 429)."),
     click.option("--duckdb-memory-limit", default=Settings.duckdb_memory_limit, show_default=True,
                  envvar="TASKTRAIL_DUCKDB_MEMORY_LIMIT",
-                 help="DuckDB's memory limit: its buffer pool grows to it, so it bounds most of the RSS."),
+                 help="DuckDB's memory limit: its buffer pool keeps what it wrote and read until it reaches it, so it "
+                      "bounds most of the RSS (larger: faster reads of much data; queries past it spill to disk)."),
     click.option("--duckdb-checkpoint-threshold", default=Settings.duckdb_checkpoint_threshold, show_default=True,
                  envvar="TASKTRAIL_DUCKDB_CHECKPOINT_THRESHOLD",
                  help="DuckDB checkpoints once its WAL holds this much, under load too: rows not yet checkpointed "

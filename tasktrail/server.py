@@ -29,6 +29,7 @@ from tasktrail.ingest.pipeline import Ingestor
 from tasktrail.query.anomalies import AnomalySettings
 from tasktrail.query.service import QueryService, QuerySettings
 from tasktrail.query.values import PreviewLimits
+from tasktrail.store import allocator
 from tasktrail.store.api import StoreError
 from tasktrail.store.duckdb import DuckDBStore
 from tasktrail.store.retention import RetentionPolicy
@@ -239,6 +240,8 @@ def _background(store, ingestor: Optional[Ingestor], desk: Optional[CommandDesk]
         tasks.append(asyncio.create_task(celery_queues.poll(
             ingestor, settings.celery_broker, settings.celery_app, settings.celery_queues, settings.celery_poll_s,
             stop)))
+    if ingestor is not None:
+        tasks.append(asyncio.create_task(_trim_periodically(stop)))
     if desk is not None:
         tasks.append(asyncio.create_task(_expire_periodically(desk, settings, stop)))
         if ingestor is not None and settings.celery_broker:
@@ -305,6 +308,20 @@ async def _expire_periodically(desk: CommandDesk, settings: Settings, stop: asyn
             log.error("command expiry failed: %s", exc)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+# How often freed memory goes back to the system (store/allocator.py purge): glibc's heap only shrinks from its
+# top by itself, and a burst (a write queue that filled while a checkpoint ran) left 50 MB of it free for good.
+TRIM_EVERY_S = 60.0
+
+
+async def _trim_periodically(stop: asyncio.Event) -> None:
+    """Give the allocators' free pages back every TRIM_EVERY_S (a few ms each), off the event loop."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=TRIM_EVERY_S)
+        await loop.run_in_executor(None, allocator.purge)
 
 
 async def _retain_periodically(store, settings: Settings, stop: asyncio.Event) -> None:

@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 from tasktrail import memory_cap
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 
-# Decode/map processes: one per core, at most 4 (the writer is one thread; more do not help it).
 CELERY_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")  # brokers --celery-broker can count
-DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+# Decode/map processes: one per core but the one the server process itself needs (its writer thread and
+# receivers), at most 4 (the writer is one thread; more do not help it). Each costs ~75 MB of RSS, ~35 MB of it
+# its own (pyarrow is most of its imports): on two cores one worker, not two (issue 20's B4 memory target).
+DEFAULT_INGEST_WORKERS = min(4, (os.cpu_count() or 1) - 1) if (os.cpu_count() or 1) > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ class Settings:
     # Seconds the writer gathers journaled requests before a commit to the store.
     apply_interval_s: float = 0.2
     ingest_workers: int = DEFAULT_INGEST_WORKERS
-    duckdb_memory_limit: str = "1GB"
+    # DuckDB keeps every block it wrote or read loaded until its memory limit is reached (at ~0.4 MB/s of cache
+    # at 6,500 records/s), so the limit is what an ingesting server's RSS grows to: 1GB made 1.1 GB after 13 min.
+    duckdb_memory_limit: str = "256MB"
     # DuckDB checkpoints once its WAL holds this much: uncheckpointed rows stay in memory (about twice the WAL).
     duckdb_checkpoint_threshold: str = "16MB"
     # The whole process's data segment (RLIMIT_DATA: tasktrail/memory_cap.py), which bounds what one query
