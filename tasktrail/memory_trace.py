@@ -32,6 +32,22 @@ def _rss_mb() -> float:
     return 0.0
 
 
+def _smaps_mb() -> dict:
+    """Resident MB by kind of mapping: glibc's heap, other anonymous memory (DuckDB's jemalloc, pyarrow's pool,
+    thread stacks, glibc's mmapped blocks) and files (libraries)."""
+    out = {"heap": 0, "anon": 0, "file": 0}
+    kind = "anon"
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                parts = line.split()
+                name = parts[5] if len(parts) > 5 else ""
+                kind = "heap" if name == "[heap]" else "file" if name.startswith("/") else "anon"
+            elif line.startswith("Rss:"):
+                out[kind] += int(line.split()[1])
+    return {k: round(v / 1024, 1) for k, v in out.items()}
+
+
 def _jemalloc_mb() -> dict:
     """DuckDB's jemalloc: allocated and resident MB (empty where the wheel exports no mallctl)."""
     try:
@@ -47,6 +63,14 @@ def _jemalloc_mb() -> dict:
         if mallctl(f"stats.{name}".encode(), ctypes.byref(v), ctypes.byref(size), None, ctypes.c_size_t(0)) == 0:
             out[name] = round(v.value / 2 ** 20, 1)
     return out
+
+
+def _arrow_mb() -> dict:
+    """pyarrow's default pool: its backend and the MB it has allocated now and at most."""
+    import pyarrow as pa
+    pool = pa.default_memory_pool()
+    return {"backend": pool.backend_name, "allocated": round(pool.bytes_allocated() / 2 ** 20, 1),
+            "max": round(pool.max_memory() / 2 ** 20, 1)}
 
 
 def _glibc_mb() -> dict:
@@ -110,7 +134,8 @@ def start(store, path: str, every_s: float, python: bool) -> threading.Event:
 
     def run() -> None:
         while not stop.wait(every_s):
-            line = {"s": round(time.monotonic() - t0, 1), "rss_mb": round(_rss_mb(), 1),
+            line = {"s": round(time.monotonic() - t0, 1), "rss_mb": round(_rss_mb(), 1), "arrow_mb": _arrow_mb(),
+                    "smaps_mb": _smaps_mb(),
                     "jemalloc_mb": _jemalloc_mb(), "glibc_mb": _glibc_mb(), **_store_figures(store, cur)}
             if python:
                 line["python_top"] = _python_top(first)
