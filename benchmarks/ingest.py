@@ -13,7 +13,8 @@ table; B1 reports ours ÷ it from the same run.
 B4 over ten minutes: `--records 9000000 --runs 1 --no-limit`; at a lower DuckDB memory limit add
 `--server-args "--duckdb-memory-limit 256MB"`. B4 at a steady rate for a set time (issue 20: 15 minutes at
 about half of B1's throughput), RSS of the server and of its ingest workers every 10 s, printed and saved:
-`--runs 1 --no-limit --duration 900 --rate 6500 --rss-every 10 --rss-csv rss.csv`.
+`--runs 1 --no-limit --duration 900 --rate 6500 --rss-every 10 --rss-csv rss.csv` (with PSS too: the
+libraries the workers share with the server counted once).
 Reported: median records/s over --runs, ours ÷ limit, ack latency p50/p99, peak RSS.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 
-from .common import report, rss_mb, start_server, tree_rss_mb
+from .common import report, rss_mb, start_server, tree_pss_mb, tree_rss_mb
 from .workload import Workload, count_records, unique
 
 POOL_RECORDS = 200_000
@@ -150,7 +151,8 @@ def _grpc_sender(target: str):
 def served_run(pool, records: int, clients: int, transport: str, rate: float | None = None,
                server_args: tuple = (), duration: float | None = None, sample_s: float = 5.0):
     """Records/s committed through a served tasktrail, ack latencies, peak RSS, and an RSS series: every
-    `sample_s` seconds (seconds into the run, server MB, its ingest workers' MB, both, 1-min load average).
+    `sample_s` seconds (seconds into the run, server MB, its ingest workers' MB, both, 1-min load average,
+    PSS of both: shared library pages counted once).
     With `duration` (seconds) the clients stop sending then, whatever `records` says."""
     with tempfile.TemporaryDirectory() as d:
         proc, ports = start_server(os.path.join(d, "served.duckdb"), *server_args)
@@ -178,7 +180,7 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
                     now = time.perf_counter() - t0
                     if now - last >= sample_s:
                         series.append((round(now, 1), round(server, 1), round(tree - server, 1), round(tree, 1),
-                                       os.getloadavg()[0]))
+                                       os.getloadavg()[0], round(tree_pss_mb(proc.pid), 1)))
                         last = now
                     time.sleep(0.2)
 
@@ -246,14 +248,14 @@ def _raw_http_sender(base: str, transport: str):
 def _write_series(path: str, series: list[tuple]) -> None:
     """The RSS samples as CSV, and as a table on stdout (one line a minute at most)."""
     with open(path, "w") as fh:
-        fh.write("seconds,server_mb,workers_mb,total_mb,load1\n")
+        fh.write("seconds,server_mb,workers_mb,total_mb,load1,total_pss_mb\n")
         for row in series:
             fh.write(",".join(str(v) for v in row) + "\n")
-    print("\n  s      server MB  workers MB  total MB  load")
+    print("\n  s      server MB  workers MB  total MB  load  total PSS MB")
     last = -60.0
-    for t, server, workers, total, load in series:
+    for t, server, workers, total, load, pss in series:
         if t - last >= 60 or (t, server) == series[-1][:2]:
-            print(f"  {t:6.0f} {server:10.0f} {workers:11.0f} {total:9.0f}  {load:4.1f}")
+            print(f"  {t:6.0f} {server:10.0f} {workers:11.0f} {total:9.0f}  {load:4.1f}  {pss:8.0f}")
             last = t
 
 

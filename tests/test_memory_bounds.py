@@ -58,9 +58,14 @@ def test_duckdb_checkpoints_under_steady_load_even_after_a_capped_read(tmp_path,
         store.close()
 
 
-def test_the_checkpoint_threshold_is_a_setting_with_a_bounded_default():
+def test_the_memory_settings_have_bounded_defaults():
     from tasktrail import memory_cap
+    from tasktrail.settings import DEFAULT_INGEST_WORKERS
     assert memory_cap.parse_size(Settings().duckdb_checkpoint_threshold) <= 32 << 20
+    # DuckDB keeps what it wrote loaded up to its limit: the limit is what an ingesting server grows to.
+    assert memory_cap.parse_size(Settings().duckdb_memory_limit) <= 256 << 20
+    cores = os.cpu_count() or 1
+    assert DEFAULT_INGEST_WORKERS == (0 if cores == 1 else min(4, cores - 1))   # a core left to the server
     assert Settings().validate() == []
     bad = Settings(duckdb_checkpoint_threshold="lots").validate()
     assert any("duckdb_checkpoint_threshold" in p for p in bad)
