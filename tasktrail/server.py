@@ -146,11 +146,7 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
     """`role`: "all" (tasktrail serve), "ingest" (receivers + writer) or "web" (UI, API, metrics)."""
     stop = stop or asyncio.Event()
     store = open_store(settings, role)
-    if os.environ.get("TASKTRAIL_MEMORY_TRACE"):  # a debugging probe (tasktrail/memory_trace.py)
-        from tasktrail import memory_trace
-        memory_trace.start(store, os.environ["TASKTRAIL_MEMORY_TRACE"],
-                           float(os.environ.get("TASKTRAIL_MEMORY_TRACE_S", "30")),
-                           os.environ.get("TASKTRAIL_TRACEMALLOC") == "1")
+    _memory_trace(store, os.environ)
     registry = CollectorRegistry()
     ingestor = _ingestor(store, registry, settings) if role != "web" else None
     grpc_server = None
@@ -202,6 +198,14 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         await asyncio.get_running_loop().run_in_executor(None, store.close)
         if ingestor is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingestor.close_journal)
+
+
+def _memory_trace(store, env) -> None:
+    """With TASKTRAIL_MEMORY_TRACE=<file> in `env`, start the debugging probe of tasktrail/memory_trace.py."""
+    if env.get("TASKTRAIL_MEMORY_TRACE"):
+        from tasktrail import memory_trace
+        memory_trace.start(store, env["TASKTRAIL_MEMORY_TRACE"], float(env.get("TASKTRAIL_MEMORY_TRACE_S", "30")),
+                           env.get("TASKTRAIL_TRACEMALLOC") == "1")
 
 
 def _ingestor(store, registry, settings: Settings) -> Ingestor:
