@@ -83,6 +83,19 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process and all its descendants, in MB (from /proc/<pid>/smaps_rollup):
+    pages shared between them (the libraries every ingest worker maps too) counted once, not per process."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) / 1024
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
 def machine() -> dict:
     import os
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "python": platform.python_version(),

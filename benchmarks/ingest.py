@@ -11,7 +11,10 @@ opentelemetry-proto, build one row per log record or span (time, app, event name
 runner, trace id, the attributes as one JSON string), append one Arrow table per request to a DuckDB
 table; B1 reports ours ÷ it from the same run.
 B4 over ten minutes: `--records 9000000 --runs 1 --no-limit`; at a lower DuckDB memory limit add
-`--server-args "--duckdb-memory-limit 256MB"`.
+`--server-args "--duckdb-memory-limit 256MB"`. B4 at a steady rate for a set time (issue 20: 15 minutes at
+about half of B1's throughput), RSS of the server and of its ingest workers every 10 s, printed and saved:
+`--runs 1 --no-limit --duration 900 --rate 6500 --rss-every 10 --rss-csv rss.csv` (with PSS too: the
+libraries the workers share with the server counted once).
 Reported: median records/s over --runs, ours ÷ limit, ack latency p50/p99, peak RSS.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ import tempfile
 import threading
 import time
 
-from .common import report, rss_mb, start_server, tree_rss_mb
+from .common import report, rss_mb, start_server, tree_pss_mb, tree_rss_mb
 from .workload import Workload, count_records, unique
 
 POOL_RECORDS = 200_000
@@ -146,8 +149,11 @@ def _grpc_sender(target: str):
 
 
 def served_run(pool, records: int, clients: int, transport: str, rate: float | None = None,
-               server_args: tuple = ()):
-    """Records/s committed through a served tasktrail, ack latencies, peak RSS."""
+               server_args: tuple = (), duration: float | None = None, sample_s: float = 5.0):
+    """Records/s committed through a served tasktrail, ack latencies, peak RSS, and an RSS series: every
+    `sample_s` seconds (seconds into the run, server MB, its ingest workers' MB, both, 1-min load average,
+    PSS of both: shared library pages counted once).
+    With `duration` (seconds) the clients stop sending then, whatever `records` says."""
     with tempfile.TemporaryDirectory() as d:
         proc, ports = start_server(os.path.join(d, "served.duckdb"), *server_args)
         try:
@@ -162,17 +168,19 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
             peak = [0.0, 0.0]  # server process; server + its ingest workers
             stop = threading.Event()
 
-            series: list[tuple[float, float]] = []  # (seconds into the run, RSS with workers), for B4's "flat"
+            series: list[tuple] = []  # (s into the run, server MB, workers MB, both, load), for B4's "flat"
 
             def watch():
-                last = 0.0
+                last = -sample_s
                 while not stop.is_set():
-                    peak[0] = max(peak[0], rss_mb(proc.pid)[0])
+                    server = rss_mb(proc.pid)[0]
                     tree = tree_rss_mb(proc.pid)
+                    peak[0] = max(peak[0], server)
                     peak[1] = max(peak[1], tree)
                     now = time.perf_counter() - t0
-                    if now - last >= 5:
-                        series.append((round(now, 1), round(tree, 1)))
+                    if now - last >= sample_s:
+                        series.append((round(now, 1), round(server, 1), round(tree - server, 1), round(tree, 1),
+                                       os.getloadavg()[0], round(tree_pss_mb(proc.pid), 1)))
                         last = now
                     time.sleep(0.2)
 
@@ -183,7 +191,7 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
                     send = _raw_http_sender(ports["http"], transport)
                 while True:
                     with lock:
-                        if state["done"] >= records:
+                        if state["done"] >= records or (duration and time.perf_counter() - t0 >= duration):
                             return
                         i = state["i"]
                         state["i"] += 1
@@ -234,7 +242,7 @@ def served_run(pool, records: int, clients: int, transport: str, rate: float | N
         if reads else {}
     return {**read_ms, "records_per_s": state["done"] / elapsed, "ack_p50_ms": lat[len(lat) // 2] * 1000,
             "ack_p99_ms": lat[int(len(lat) * 0.99)] * 1000, "peak_rss_mb": max(peak[0], hwm),
-            "peak_rss_with_workers_mb": peak[1], "rss_series": series}
+            "peak_rss_with_workers_mb": peak[1], "rss_series": series, "seconds": elapsed}
 
 
 def _raw_http_sender(base: str, transport: str):
@@ -253,6 +261,20 @@ def _raw_http_sender(base: str, transport: str):
     return send
 
 
+def _write_series(path: str, series: list[tuple]) -> None:
+    """The RSS samples as CSV, and as a table on stdout (one line a minute at most)."""
+    with open(path, "w") as fh:
+        fh.write("seconds,server_mb,workers_mb,total_mb,load1,total_pss_mb\n")
+        for row in series:
+            fh.write(",".join(str(v) for v in row) + "\n")
+    print("\n  s      server MB  workers MB  total MB  load  total PSS MB")
+    last = -60.0
+    for t, server, workers, total, load, pss in series:
+        if t - last >= 60 or (t, server) == series[-1][:2]:
+            print(f"  {t:6.0f} {server:10.0f} {workers:11.0f} {total:9.0f}  {load:4.1f}  {pss:8.0f}")
+            last = t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=2_000_000)
@@ -264,6 +286,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="the server's --ingest-workers (default: its own default)")
     ap.add_argument("--server-args", default="", help="more `tasktrail serve` options, e.g. "
                                                       "\"--duckdb-memory-limit 256MB\" (B4 at a lower limit)")
+    ap.add_argument("--duration", type=float, help="seconds each served run sends for (then --records is only "
+                                                     "the size of the request pool)")
+    ap.add_argument("--rate", type=float, help="records/s the served runs are paced at (default: as fast as acked)")
+    ap.add_argument("--rss-every", type=float, default=5.0, help="seconds between RSS samples (B4)")
+    ap.add_argument("--rss-csv", help="write the last run's RSS samples here: seconds, server MB, workers MB, "
+                                      "total MB, 1-min load average")
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
     import shlex
@@ -274,7 +302,9 @@ def main() -> None:
     for _ in range(args.runs):
         limits.append(limit_run(pool, min(args.records, 1_000_000)) if not args.no_limit else float("nan"))
         refs.append(reference_run(pool, min(args.records, 1_000_000)) if not args.no_limit else float("nan"))
-        served.append(served_run(pool, args.records, args.clients, args.transport, server_args=server_args))
+        served.append(served_run(pool, 10 ** 15 if args.duration else args.records, args.clients, args.transport,
+                                 rate=args.rate, server_args=server_args, duration=args.duration,
+                                 sample_s=args.rss_every))
     lim = statistics.median(limits)
     ref = statistics.median(refs)
     ours = statistics.median(r["records_per_s"] for r in served)
@@ -295,8 +325,10 @@ def main() -> None:
             "limits": limits, "reference_records_per_s": ref, "references": refs, "ratio_to_reference": ours / ref}
     series = served[-1]["rss_series"]
     if len(series) >= 4:  # B4: is memory flat? RSS after the first minute vs at the end
-        settled = next((r for t, r in series if t >= 60), series[len(series) // 2][1])
-        rows.append(("RSS (with workers) after 1 min / at the end", f"{settled:.0f} / {series[-1][1]:.0f} MB"))
+        settled = next((r[3] for r in series if r[0] >= 60), series[len(series) // 2][3])
+        rows.append(("RSS (with workers) after 1 min / at the end", f"{settled:.0f} / {series[-1][3]:.0f} MB"))
+    if args.rss_csv:
+        _write_series(args.rss_csv, series)
     if args.latency:
         half = served_run(pool, args.records // 2, args.clients, args.transport, rate=ours / 2,
                           server_args=server_args)

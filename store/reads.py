@@ -24,6 +24,18 @@ _OUT_OF_MEMORY = ("the query needs more memory than this server may use (--duckd
                   "buffers, --max-memory for the whole process, which bounds one huge value)")
 
 
+def release(cur) -> None:
+    """End the transaction a partly read result holds on `cur`. An open result keeps its read transaction
+    until the cursor runs another statement (closing its Arrow reader does not end it), and while any
+    transaction is open DuckDB skips its automatic checkpoint after a commit that updated rows (the
+    writer's folds do, every batch): the WAL and DuckDB's in-memory copy of it (IN_MEMORY_TABLE in
+    duckdb_memory()) then grow until that reader's thread reads again. Never raises."""
+    try:
+        cur.execute("SELECT 1").fetchall()
+    except duckdb.Error:
+        pass
+
+
 class CursorReads:
     """query, query_arrow and stream (store/api.py LogReader) on per-thread cursors."""
 
@@ -47,6 +59,8 @@ class CursorReads:
             if res.description is None:
                 return Result([], [], False)
             got = self._fetch(res, max_rows + 1)
+            if len(got) > max_rows:
+                release(res)
             return Result([d[0] for d in res.description], got[:max_rows], len(got) > max_rows)
         return self._read(sql, params, timeout_s, rows)
 
@@ -118,6 +132,7 @@ class CursorReads:
                 self._watchdog.disarm(token)
             if reader is not None:
                 reader.close()  # stops the query if the consumer stopped early
+                release(cur)
             self._streams.give_back(lease)
 
     @staticmethod

@@ -94,7 +94,12 @@ WRITER = _options(
                  envvar="TASKTRAIL_QUEUE_RECORDS", help="Write-queue capacity in records (then 429)."),
     click.option("--duckdb-memory-limit", default=Settings.duckdb_memory_limit, show_default=True,
                  envvar="TASKTRAIL_DUCKDB_MEMORY_LIMIT",
-                 help="DuckDB's memory limit: its buffer pool grows to it, so it bounds most of the RSS."),
+                 help="DuckDB's memory limit: its buffer pool keeps what it wrote and read until it reaches it, so it "
+                      "bounds most of the RSS (larger: faster reads of much data; queries past it spill to disk)."),
+    click.option("--duckdb-checkpoint-threshold", default=Settings.duckdb_checkpoint_threshold, show_default=True,
+                 envvar="TASKTRAIL_DUCKDB_CHECKPOINT_THRESHOLD",
+                 help="DuckDB checkpoints once its WAL holds this much, under load too: rows not yet checkpointed "
+                      "stay in memory (about twice the WAL)."),
     click.option("--max-memory", default=Settings.max_memory, show_default=True, envvar="TASKTRAIL_MAX_MEMORY",
                  help="Cap on the process's memory (RLIMIT_DATA, Linux): a query that builds more outside "
                       "DuckDB's memory limit (one huge value: range(0, 100000000), repeat(...)) fails with a "
@@ -262,7 +267,7 @@ def settings_from(opts: dict) -> Settings:
         journal=opts["journal"], journal_max_bytes=opts["journal_max_bytes"],
         apply_interval_s=opts["apply_interval"],
         ingest_workers=opts["ingest_workers"], duckdb_memory_limit=opts["duckdb_memory_limit"],
-        max_memory=opts["max_memory"],
+        max_memory=opts["max_memory"], duckdb_checkpoint_threshold=opts["duckdb_checkpoint_threshold"],
         runner_dead_after_s=opts["runner_dead_after"], max_pending_s=opts["max_pending"],
         slow_factor=opts["slow_factor"], slow_min_samples=opts["slow_min_samples"],
         spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],

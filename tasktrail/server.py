@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -28,6 +29,7 @@ from tasktrail.ingest.pipeline import Ingestor
 from tasktrail.query.anomalies import AnomalySettings
 from tasktrail.query.service import QueryService, QuerySettings
 from tasktrail.query.values import PreviewLimits
+from tasktrail.store import allocator
 from tasktrail.store.api import StoreError, StoreUnavailable
 from tasktrail.store.duckdb import DuckDBStore
 from tasktrail.store.retention import RetentionPolicy
@@ -124,7 +126,7 @@ def open_store(settings: Settings, role: str = "all"):
     if role != "all":
         raise ValueError(f"`tasktrail {role}` shares a store with other processes: it needs --store "
                          "ducklake:... (one DuckDB file belongs to one `tasktrail serve`)")
-    return DuckDBStore(settings.db, **common)
+    return DuckDBStore(settings.db, checkpoint_threshold=settings.duckdb_checkpoint_threshold, **common)
 
 
 def query_settings(settings: Settings) -> QuerySettings:
@@ -144,6 +146,7 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
     """`role`: "all" (tasktrail serve), "ingest" (receivers + writer) or "web" (UI, API, metrics)."""
     stop = stop or asyncio.Event()
     store = open_store(settings, role)
+    _memory_trace(store, os.environ)
     registry = CollectorRegistry()
     ingestor = _ingestor(store, registry, settings) if role != "web" else None
     grpc_server = None
@@ -197,6 +200,14 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
             await asyncio.get_running_loop().run_in_executor(None, ingestor.close_journal)
 
 
+def _memory_trace(store, env) -> None:
+    """With TASKTRAIL_MEMORY_TRACE=<file> in `env`, start the debugging probe of tasktrail/memory_trace.py."""
+    if env.get("TASKTRAIL_MEMORY_TRACE"):
+        from tasktrail import memory_trace
+        memory_trace.start(store, env["TASKTRAIL_MEMORY_TRACE"], float(env.get("TASKTRAIL_MEMORY_TRACE_S", "30")),
+                           env.get("TASKTRAIL_TRACEMALLOC") == "1")
+
+
 def _ingestor(store, registry, settings: Settings) -> Ingestor:
     """The ingest path: with a journal (the embedded default), acknowledged once fsynced there and applied
     to the store every `apply_interval_s`, reads waiting for what was acknowledged before them."""
@@ -237,6 +248,8 @@ def _background(store, ingestor: Optional[Ingestor], desk: Optional[CommandDesk]
         tasks.append(asyncio.create_task(celery_queues.poll(
             ingestor, settings.celery_broker, settings.celery_app, settings.celery_queues, settings.celery_poll_s,
             stop)))
+    if ingestor is not None:
+        tasks.append(asyncio.create_task(_trim_periodically(stop)))
     if desk is not None:
         tasks.append(asyncio.create_task(_expire_periodically(desk, settings, stop)))
         if ingestor is not None and settings.celery_broker:
@@ -303,6 +316,20 @@ async def _expire_periodically(desk: CommandDesk, settings: Settings, stop: asyn
             log.error("command expiry failed: %s", exc)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+# How often freed memory goes back to the system (store/allocator.py purge): glibc's heap only shrinks from its
+# top by itself, and a burst (a write queue that filled while a checkpoint ran) left 50 MB of it free for good.
+TRIM_EVERY_S = 60.0
+
+
+async def _trim_periodically(stop: asyncio.Event) -> None:
+    """Give the allocators' free pages back every TRIM_EVERY_S (a few ms each), off the event loop."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=TRIM_EVERY_S)
+        await loop.run_in_executor(None, allocator.purge)
 
 
 async def _retain_periodically(store, settings: Settings, stop: asyncio.Event) -> None:

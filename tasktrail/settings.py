@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 from tasktrail import memory_cap
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 
-# Decode/map processes: one per core, at most 4 (the writer is one thread; more do not help it).
 CELERY_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")  # brokers --celery-broker can count
-DEFAULT_INGEST_WORKERS = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+# Decode/map processes: one per core but the one the server process itself needs (its writer thread and
+# receivers), at most 4 (the writer is one thread; more do not help it). Each costs ~75 MB of RSS, ~35 MB of it
+# its own (pyarrow is most of its imports): on two cores one worker, not two (issue 20's B4 memory target).
+DEFAULT_INGEST_WORKERS = min(4, (os.cpu_count() or 1) - 1) if (os.cpu_count() or 1) > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,11 @@ class Settings:
     # Seconds the writer gathers journaled requests before a commit to the store.
     apply_interval_s: float = 0.2
     ingest_workers: int = DEFAULT_INGEST_WORKERS
-    duckdb_memory_limit: str = "1GB"
+    # DuckDB keeps every block it wrote or read loaded until its memory limit is reached (at ~0.4 MB/s of cache
+    # at 6,500 records/s), so the limit is what an ingesting server's RSS grows to: 1GB made 1.1 GB after 13 min.
+    duckdb_memory_limit: str = "256MB"
+    # DuckDB checkpoints once its WAL holds this much: uncheckpointed rows stay in memory (about twice the WAL).
+    duckdb_checkpoint_threshold: str = "16MB"
     # The whole process's data segment (RLIMIT_DATA: tasktrail/memory_cap.py), which bounds what one query
     # builds outside DuckDB's memory limit. "0": no cap.
     max_memory: str = "4GB"
@@ -120,6 +126,9 @@ class Settings:
         if self.preview_bytes < 64 or self.traceback_preview_bytes < 64:
             problems.append("preview_bytes and traceback_preview_bytes must be at least 64")
         problems.extend(memory_cap.problems(self.max_memory, self.duckdb_memory_limit))
+        if not memory_cap.parse_size(self.duckdb_checkpoint_threshold):
+            problems.append(f"duckdb_checkpoint_threshold must be a size such as 16MB, "
+                            f"got {self.duckdb_checkpoint_threshold!r}")
         if self.sql_max_bytes < 1024:
             problems.append("sql_max_bytes must be at least 1024")
         if not 1 <= self.sql_concurrency <= 64:
@@ -223,6 +232,8 @@ SETTINGS_HELP = {
                         "a read waits for what was acknowledged before it, at most 1 s).",
     "ingest_workers": "Processes that decode and map OTLP requests (0: in the server process).",
     "duckdb_memory_limit": "DuckDB memory limit.",
+    "duckdb_checkpoint_threshold": "DuckDB folds its write-ahead log into the file once it holds this much, under "
+                                   "load too: the rows not yet checkpointed stay in memory (about twice the WAL).",
     "max_memory": "Cap on the process's memory (RLIMIT_DATA), for what a query builds outside DuckDB's memory "
                   "limit (one huge value): that query fails with a 400 naming it and the server goes on; 0: none.",
     "runner_dead_after_s": "A runner is dead when silent this long (pynenc's default: 10 min).",
