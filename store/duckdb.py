@@ -94,11 +94,7 @@ class DuckDBStore(BatchWriter, CursorReads):
         self._resource_ids: set[str] = set()
         self._next_batch = 1
         self._queue: queue.Queue = queue.Queue()
-        # Requests submitted and requests committed or failed so far (store/writer.py wait_applied).
-        self._applied = threading.Condition()
-        self._submitted = 0
-        self._done = 0
-        self._flush_asked = False     # a FLUSH is in the queue (a read waits for what is queued)
+        self._init_applied()
         self._writer = None
         if not read_only:
             self._load_state()

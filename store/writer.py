@@ -71,6 +71,13 @@ class BatchWriter:
             got |= {r[0] for r in res.rows}
         return got
 
+    def _init_applied(self) -> None:
+        """Requests submitted and requests committed or failed so far (`wait_applied`)."""
+        self._applied = threading.Condition()
+        self._submitted = 0
+        self._done = 0
+        self._flush_asked = False     # a FLUSH is in the queue (a read waits for what is queued)
+
     def wait_applied(self, timeout_s: float) -> bool:
         with self._applied:
             target = self._submitted

@@ -112,8 +112,6 @@ class Settings:
             problems.append("max_body_bytes must be at least 1024")
         if not 0 <= self.ingest_workers <= 64:
             problems.append("ingest_workers must be between 0 and 64")
-        if self.queue_records < 1:
-            problems.append("queue_records must be positive")
         if self.runner_dead_after_s <= 0:
             problems.append("runner_dead_after_s must be positive")
         for name in ("max_pending_s", "slow_factor", "spike_window_s", "spike_factor"):
@@ -151,7 +149,7 @@ class Settings:
         if self.tempo_url and "{trace_id}" not in self.tempo_url:
             problems.append("tempo_url must be a template holding {trace_id}")
         problems.extend(self._connection_problems())
-        problems.extend(self._journal_problems())
+        problems.extend(self._writer_problems())
         problems.extend(self._celery_problems())
         from .hosts import host_rule
         try:
@@ -160,8 +158,10 @@ class Settings:
             problems.append(str(exc))
         return problems
 
-    def _journal_problems(self) -> list[str]:
+    def _writer_problems(self) -> list[str]:
         problems = []
+        if self.queue_records < 1:
+            problems.append("queue_records must be positive")
         if self.journal_max_bytes < 1 << 20:
             problems.append("journal_max_bytes must be at least 1 MiB")
         if not 0 <= self.apply_interval_s <= 10:   # also refuses nan
