@@ -12,7 +12,9 @@ Why SQLite and not segment files of our own: it is in the standard library, its 
 hundred microseconds per commit of many requests (benchmarks/README.md, "the journal").
 
 The journal holds at most `max_bytes` of request bodies not yet applied: past it `append` raises
-JournalFull (ingest answers 429, as for a full write queue).
+JournalFull (ingest answers 429, as for a full write queue). It belongs to one store (its id, kept in
+`meta`): a journal holding another store's requests is refused at start. If its file is removed while
+the server runs, requests are acknowledged at the store's commit from then on.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS requests (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS requests_by_hash ON requests (request_hash);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _STOP = object()
 # Forgets wait for the next commit that carries requests, or for this many seconds of quiet.
@@ -71,10 +74,15 @@ class Journal:
     """`append` (a Future resolved once fsynced), `forget` (applied), `entries` (what to replay),
     `size_bytes` and `pending_bytes`. Opening creates the file if needed."""
 
-    def __init__(self, path: str, *, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, path: str, *, max_bytes: int = 256 << 20, owner: str | None = None) -> None:
+        """`owner`: the id of the store this journal belongs to (store/api.py store_id); a journal that
+        holds requests of another store raises JournalUnavailable instead of being applied here."""
         self.path = path
         self.max_bytes = max_bytes
         self._con = self._connect()
+        self._claim(owner)
+        self._inode = os.stat(path).st_ino
+        self._lost = False    # the file was removed or replaced while open: acknowledge at the store's commit
         self._con_lock = threading.Lock()   # the connection: the journal's thread and the readers of entries
         self._lock = threading.Lock()       # the counts and `_closed` (never held across a write)
         self._sizes: dict[str, int] = dict(self._con.execute(
@@ -88,8 +96,15 @@ class Journal:
 
     def _connect(self) -> sqlite3.Connection:
         """The journal's connection (the file made if new). Raises JournalUnavailable naming the file."""
+        if os.path.isdir(self.path):
+            raise JournalUnavailable(f"the write-ahead journal {self.path} is a directory: give --journal a file path")
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            raise JournalUnavailable(f"the write-ahead journal's folder {parent} does not exist: create it or "
+                                     f"give --journal another path")
         try:
             con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA auto_vacuum=INCREMENTAL")   # takes effect in a new file: freed pages go back
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=FULL")
             con.execute("PRAGMA journal_size_limit=67108864")
@@ -101,13 +116,31 @@ class Journal:
                 f"start without it (what it holds that the store lacks is then lost), or give --journal "
                 f"another path") from None
 
+    def _claim(self, owner: str | None) -> None:
+        """Record `owner` as the journal's store, or refuse a journal that holds another store's requests."""
+        if owner is None:
+            return
+        row = self._con.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        if row and row[0] != owner and self._con.execute("SELECT count(*) FROM requests").fetchone()[0]:
+            self._con.close()
+            raise JournalUnavailable(
+                f"the write-ahead journal {self.path} holds requests of another store (store id {row[0]}, this "
+                f"one is {owner}): it was copied or the DuckDB file was replaced. Start that store with it, or "
+                f"move it away to start without it")
+        self._con.execute("INSERT OR REPLACE INTO meta VALUES ('store_id', ?)", (owner,))
+
+    def has_room(self, size: int) -> bool:
+        """Whether a body of `size` bytes fits under `max_bytes` now (a hint: `append` decides)."""
+        return not self._pending or self._pending + size <= self.max_bytes
+
     def append(self, entry: JournalEntry) -> Future:
         """Queue one request; returns a Future resolved (None) once it is fsynced, or failed with
         JournalUnavailable. Raises JournalFull (nothing queued) past `max_bytes` not yet applied."""
         size = len(entry.body)
         with self._lock:
-            if self._closed:
-                raise JournalUnavailable("the journal is closed")
+            if self._closed or self._lost:
+                raise JournalUnavailable("the journal is closed" if self._closed else
+                                         f"the journal file {self.path} was removed or replaced while in use")
             if self._pending and self._pending + size > self.max_bytes:
                 raise JournalFull(f"the journal holds {self._pending} bytes of requests not yet applied "
                                   f"(at most {self.max_bytes})")
@@ -173,6 +206,8 @@ class Journal:
             except queue.Empty:
                 if self._forgets:
                     self._commit([], durable=False)
+                elif not self._sizes:
+                    self._shrink()
                 continue
             items = [first]
             while True:
@@ -192,11 +227,40 @@ class Journal:
                 self._commit(appends, durable=True)
         self._con.close()
 
+    def _shrink(self) -> None:
+        """Empty and idle: give the pages a burst took back to the file system (file and SQLite's WAL)."""
+        if self.size_bytes() < 4 << 20:
+            return
+        try:
+            with self._con_lock:
+                self._con.execute("PRAGMA incremental_vacuum")
+                self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("could not shrink the journal: %s", exc)
+
+    def _still_there(self) -> bool:
+        """Whether the journal's file is still the one opened (not removed or replaced); notes it if not."""
+        try:
+            same = os.stat(self.path).st_ino == self._inode
+        except OSError:
+            same = False
+        if not same and not self._lost:
+            log.error("the write-ahead journal %s was removed or replaced while in use: requests are now "
+                      "acknowledged at the store's commit until the next start", self.path)
+            with self._lock:
+                self._lost = True
+        return same
+
     def _commit(self, appends: list[_Append], durable: bool) -> None:
         """One transaction: the new requests, then the deletes of applied ones; fsynced when `durable`
         (deletes alone are not: a lost delete only means a replay finds the request in the ledger)."""
         forgets, self._forgets = self._forgets, []
         con = self._con
+        if appends and not self._still_there():
+            self._unaccount([a.entry.request_hash for a in appends])
+            for a in appends:
+                a.future.set_exception(JournalUnavailable(f"the journal file {self.path} was removed"))
+            return
         try:
             with self._con_lock:
                 con.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")

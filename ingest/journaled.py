@@ -48,9 +48,13 @@ class JournaledApply:
 
     async def store(self, mapped: Mapped, entry: LedgerEntry, fmt: str, body: bytes) -> Ack:
         """Queue the rows and journal the body; returns once one of them is durable: the store's Ack,
-        or Ack(0, False) when the journal answered first (the batch is not known yet). Raises what the
-        store's `submit` raises (QueueFull, StoreUnavailable, StoreClosed) before anything is kept, and
-        StoreUnavailable when neither could keep it."""
+        or Ack(0, False) when the journal answered first (the batch is not known yet). Raises QueueFull
+        when the journal is full (--journal-max-bytes), what the store's `submit` raises (QueueFull,
+        StoreUnavailable, StoreClosed) before anything is kept, and StoreUnavailable when neither could
+        keep it."""
+        if not self.journal.has_room(len(body)):
+            raise QueueFull(f"the write-ahead journal holds {self.journal.pending_bytes()} bytes the store has not "
+                            f"committed yet (at most {self.journal.max_bytes}, --journal-max-bytes)", retry_after_s=1.0)
         fut = self.log.submit(mapped.rows, mapped.records, entry)
         jfut = None
         try:
@@ -92,7 +96,10 @@ class JournaledApply:
                         self._retry.pop(h, None)
                     continue
                 entry = self.journal.entry(h)
-                if entry is None or not self._reapply(entry, jfut):
+                if entry is None:   # no longer journaled (applied by a retry of its client): nothing to do
+                    with self._lock:
+                        self._retry.pop(h, None)
+                elif not self._reapply(entry, jfut):
                     break   # the store cannot take it yet: try again in a second
 
     def _reapply(self, entry: JournalEntry, jfut: Future) -> bool:

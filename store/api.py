@@ -140,6 +140,9 @@ class LogWriter(Protocol):
         """Which of these request hashes (hex) the ingest ledger holds: a read of the ledger, for a
         journal's replay at start (ingest/journaled.py). Raises StoreError."""
 
+    def store_id(self) -> str:
+        """This store's id (a UUID kept in the store), which its write-ahead journal records."""
+
     def wait_applied(self, timeout_s: float) -> bool:
         """Wait until every request submitted before the call has been committed or failed (at most
         `timeout_s`); True when it has. Reads call it when acknowledgements may come before the commit

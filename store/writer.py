@@ -78,6 +78,10 @@ class BatchWriter:
         self._done = 0
         self._flush_asked = False     # a FLUSH is in the queue (a read waits for what is queued)
 
+    def store_id(self) -> str:
+        """This store's id (a UUID made once by migration 0012), for its journal to check it belongs here."""
+        return self.query("SELECT min(store_id) FROM store_identity").rows[0][0]
+
     def wait_applied(self, timeout_s: float) -> bool:
         with self._applied:
             target = self._submitted

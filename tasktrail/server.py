@@ -213,7 +213,7 @@ def _ingestor(store, registry, settings: Settings) -> Ingestor:
     to the store every `apply_interval_s`, reads waiting for what was acknowledged before them."""
     path = settings.journal_path()
     try:
-        journal = Journal(path, max_bytes=settings.journal_max_bytes) if path else None
+        journal = Journal(path, max_bytes=settings.journal_max_bytes, owner=store.store_id()) if path else None
     except JournalUnavailable as exc:
         store.close()
         raise StoreUnavailable(str(exc)) from None

@@ -3,6 +3,7 @@ behind, replayed exactly once, bounded, reported in /metrics, and what a read se
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from tasktrail.ingest.journal import Journal, JournalEntry, JournalFull
 from tasktrail.ingest.pipeline import Ingestor
 from tasktrail.store.duckdb import DuckDBStore
 
+from .delivery import line, logs_request
 from .helpers import PB, fixture_requests, start_server, wait_until
 
 
@@ -209,3 +211,74 @@ def test_a_damaged_journal_stops_the_start_with_a_clear_error(tmp_path):
         start_server(str(db))
     assert "cannot open the write-ahead journal" in str(err.value) and "move it away" in str(err.value)
     assert "Traceback" not in str(err.value)
+
+
+def _big_request(k: int, size: int = 300_000) -> bytes:
+    return logs_request(line(f"{k}:" + "x" * size, time.time_ns())).SerializeToString()
+
+
+def test_past_journal_max_bytes_ingest_answers_429(tmp_path):
+    """The store applies every 5 s here, so the journal fills: past --journal-max-bytes a request is refused
+    with 429 and Retry-After (nothing of it kept), as for a full write queue."""
+    srv = start_server(str(tmp_path / "tt.duckdb"), "--journal-max-bytes", "1048576", "--apply-interval", "5",
+                       "--ingest-workers", "0")
+    try:
+        codes = [httpx.post(f"{srv.otlp_http}/v1/logs", content=_big_request(k), headers=PB, timeout=30)
+                 for k in range(6)]
+        assert [r.status_code for r in codes[:3]] == [200] * 3
+        refused = [r for r in codes if r.status_code == 429]
+        assert refused and refused[0].headers.get("Retry-After")
+        assert "--journal-max-bytes" in refused[0].content.decode("utf-8", "replace")   # the Status message
+        stored = httpx.post(srv.api + "/sql", json={"sql": "select count(*) from log_records"}).json()["rows"]
+        assert stored == [[len(codes) - len(refused)]]
+    finally:
+        srv.stop()
+
+
+def test_a_removed_journal_is_noticed_and_nothing_acknowledged_is_lost(tmp_path):
+    db = str(tmp_path / "tt.duckdb")
+    srv = start_server(db, "--apply-interval", "1", "--ingest-workers", "0")
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + ".journal" + suffix):
+                os.remove(db + ".journal" + suffix)
+        acked = [k for k in range(5) if httpx.post(f"{srv.otlp_http}/v1/logs", content=_big_request(k, 100),
+                                                   headers=PB, timeout=30).status_code == 200]
+        assert acked == list(range(5))
+    finally:
+        srv.stop(signal.SIGKILL)
+    assert any("removed or replaced while in use" in line for line in srv.output)
+    srv = start_server(db)
+    try:
+        rows = httpx.post(srv.api + "/sql", json={"sql": "select count(*) from log_records"}).json()["rows"]
+        assert rows == [[5]]   # acknowledged at the store's commit once the journal was gone
+    finally:
+        srv.stop()
+
+
+def test_a_journal_of_another_store_is_refused(tmp_path):
+    a, b = str(tmp_path / "a.duckdb"), str(tmp_path / "b.duckdb")
+    srv = start_server(a, "--apply-interval", "10", "--ingest-workers", "0")
+    try:
+        assert httpx.post(f"{srv.otlp_http}/v1/logs", content=_big_request(1, 100), headers=PB).status_code == 200
+    finally:
+        srv.stop(signal.SIGKILL)   # a's journal keeps the request
+    start_server(b).stop()         # b exists, with its own (empty) journal
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(a + ".journal" + suffix):
+            shutil.copy(a + ".journal" + suffix, b + ".journal" + suffix)
+    with pytest.raises(AssertionError) as err:
+        start_server(b)
+    assert "holds requests of another store" in str(err.value) and "Traceback" not in str(err.value)
+    srv = start_server(a)          # its own store takes it
+    try:
+        rows = httpx.post(srv.api + "/sql", json={"sql": "select count(*) from log_records"}).json()["rows"]
+        assert rows == [[1]]
+    finally:
+        srv.stop()
+
+
+def test_a_journal_path_that_is_a_directory_says_so(tmp_path):
+    with pytest.raises(AssertionError) as err:
+        start_server(str(tmp_path / "tt.duckdb"), "--journal", str(tmp_path))
+    assert "is a directory" in str(err.value)
