@@ -23,7 +23,7 @@ import duckdb
 from tasktrail.proto.urlpath import segment
 
 from .common import http_client, report, start_server
-from .queries import build
+from .queries import store_arguments, store_of
 
 
 def pick_invocation(db: str) -> str:
@@ -54,17 +54,14 @@ def paths(inv: str) -> dict[str, list[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", help="the store; without it, B5's store of --invocations is built in a temp folder")
-    ap.add_argument("--invocations", type=int, default=20_000)
+    store_arguments(ap)
     ap.add_argument("--before", default=sys.executable, help="the Python whose tasktrail is the 'before'")
     ap.add_argument("--after", default=sys.executable)
     ap.add_argument("--reps", type=int, default=25)
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        if not args.db:
-            args.db = os.path.join(d, "b5.duckdb")
-            build(args.db, args.invocations)
+        store_of(args, d)
         inv = pick_invocation(args.db)
         servers = {}
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -23,7 +22,7 @@ from collections import Counter
 from tasktrail.proto.urlpath import segment
 
 from .common import report
-from .queries import build
+from .queries import store_arguments, store_of
 
 
 def paths(inv: str) -> dict[str, str]:
@@ -71,8 +70,7 @@ def tables_scanned(store, sql: str, params) -> list[tuple[str, int]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", help="the store; without it, B5's store of --invocations is built in a temp folder")
-    ap.add_argument("--invocations", type=int, default=20_000)
+    store_arguments(ap)
     ap.add_argument("--invocation", help="default: an invocation in the middle of the store with a parent")
     ap.add_argument("--explain", action="store_true")
     ap.add_argument("--reps", type=int, default=1, help="requests per path; the SQL time is their median")
@@ -80,9 +78,7 @@ def main() -> None:
     ap.add_argument("--json", dest="json_path")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        if not args.db:
-            args.db = os.path.join(d, "b5.duckdb")
-            build(args.db, args.invocations)
+        store_of(args, d)
         run(args)
 
 

@@ -81,6 +81,20 @@ def build(path: str, n: int) -> None:
     store.close()
 
 
+def store_arguments(ap) -> None:
+    """--db and --invocations: the store a point-read benchmark reads (benchmarks/page_*.py)."""
+    ap.add_argument("--db", help="the store; without it, B5's store of --invocations is built in a temp folder")
+    ap.add_argument("--invocations", type=int, default=20_000)
+
+
+def store_of(args, folder: str) -> str:
+    """args.db, or B5's store of args.invocations built in `folder`."""
+    if not args.db:
+        args.db = os.path.join(folder, "b5.duckdb")
+        build(args.db, args.invocations)
+    return args.db
+
+
 def timed(fn, reps: int) -> tuple[float, float]:
     times = []
     for _ in range(reps):
