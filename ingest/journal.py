@@ -141,7 +141,7 @@ class Journal:
             if self._closed or self._lost:
                 raise JournalUnavailable("the journal is closed" if self._closed else
                                          f"the journal file {self.path} was removed or replaced while in use")
-            if self._pending and self._pending + size > self.max_bytes:
+            if not self.has_room(size):
                 raise JournalFull(f"the journal holds {self._pending} bytes of requests not yet applied "
                                   f"(at most {self.max_bytes})")
             self._pending += size

@@ -153,7 +153,7 @@ class JournaledApply:
                     break
                 except QueueFull:
                     futures.pop(0).result()
-            fut.add_done_callback(lambda f, h=entry.request_hash: f.exception() is None and self.journal.forget(h))
+            fut.add_done_callback(lambda f, h=entry.request_hash: self._applied(h, f, None))
             futures.append(fut)
             applied += 1
             records += n
