@@ -257,7 +257,7 @@ class Journal:
         forgets, self._forgets = self._forgets, []
         con = self._con
         if appends and not self._still_there():
-            self._unaccount([a.entry.request_hash for a in appends])
+            self._unaccount([a.entry.request_hash for a in appends] + forgets)
             for a in appends:
                 a.future.set_exception(JournalUnavailable(f"the journal file {self.path} was removed"))
             return
