@@ -30,6 +30,31 @@ def start_server(db: str, *extra: str, python: str | None = None):
     return proc, ports
 
 
+def workdir(keep):
+    """A context giving the folder a peer benchmark keeps its stores in: `keep` (made if missing; a later run
+    with the same folder reads them again), else a temporary folder removed at the end."""
+    import contextlib
+    import os
+    import tempfile
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        return contextlib.nullcontext(keep)
+    return tempfile.TemporaryDirectory()
+
+
+def run_once(kept: str, run) -> tuple[dict, bool]:
+    """(the summary of a runner's run, whether it was kept from an earlier run): read from the JSON file
+    `kept` when it exists, else run() is called and its summary written there."""
+    import os
+    if os.path.exists(kept):
+        with open(kept) as fh:
+            return json.load(fh), True
+    summary = run()
+    with open(kept, "w") as fh:
+        json.dump(summary, fh)
+    return summary, False
+
+
 def http_client(timeout: float = 60):
     """An httpx client with TCP_NODELAY: without it, keep-alive requests stall ~40 ms on delayed ACKs
     (a client artifact: curl answers the same request in under 2 ms)."""

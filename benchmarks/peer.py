@@ -2,6 +2,8 @@
 
     python -m benchmarks.peer --invocations 10000 --invocations 100000
     python -m benchmarks.peer --invocations 500 --reps 3          # what CI runs
+    python -m benchmarks.peer --invocations 10000 --keep DIR      # keep both stores; the same DIR again
+                                                                  # reads them, no new run
 
 A real rustvello 0.9 app (benchmarks/peer_app.py) does the work with its SQLite backend and
 sends OTLP to a served tasktrail; then rustvello's monitor (`app.start_monitor`) serves that
@@ -18,14 +20,24 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .common import http_client, report, rss_mb, sql_rows, start_server, timed_get, tree_rss_mb, wait_final
+from .common import (http_client, report, rss_mb, run_once, sql_rows, start_server, timed_get, tree_rss_mb,
+                     wait_final, workdir)
 
 APP = Path(__file__).with_name("peer_app.py")
 TOKEN = "b7-token"
+
+
+def _run_rustvello(ports: dict, db: str, n: int) -> dict:
+    """A real rustvello run of n submissions sending OTLP to the served tasktrail; its summary."""
+    import json
+    run = subprocess.run([sys.executable, str(APP), "run", ports["http"], TOKEN, db, str(n)],
+                         capture_output=True, text=True, timeout=7200)
+    if run.returncode != 0:
+        raise RuntimeError(f"rustvello run failed: {run.stderr[-2000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def one_size(n: int, reps: int, work: str) -> dict:
@@ -33,12 +45,7 @@ def one_size(n: int, reps: int, work: str) -> dict:
     proc, ports = start_server(os.path.join(work, f"tt-{n}.duckdb"), "--ingest-token", TOKEN)
     mon = None
     try:
-        run = subprocess.run([sys.executable, str(APP), "run", ports["http"], TOKEN, db, str(n)],
-                             capture_output=True, text=True, timeout=7200)
-        if run.returncode != 0:
-            raise RuntimeError(f"rustvello run failed: {run.stderr[-2000:]}")
-        import json
-        summary = json.loads(run.stdout.strip().splitlines()[-1])
+        summary, reused = run_once(os.path.join(work, f"summary-{n}.json"), lambda: _run_rustvello(ports, db, n))
         ours = http_client(120)
         base = ports["web"]
         total = sql_rows(ours, base, "SELECT count(*) FROM invocations")[0][0]
@@ -54,7 +61,7 @@ def one_size(n: int, reps: int, work: str) -> dict:
         iso = "%Y-%m-%dT%H:%M:%S.%f"
         p_window = f"time_range=custom&start_date={start.strftime(iso)[:-3]}&end_date={end.strftime(iso)[:-3]}"
         o_window = f"since={start.strftime(iso)}Z&until={end.strftime(iso)}Z"
-        res = {"invocations": total, "rustvello_seconds": summary["seconds"]}
+        res = {"invocations": total, "rustvello_seconds": summary["seconds"], "reused": reused}
         res["list"] = (timed_get(peer, f"{peer_url}/invocations", reps), timed_get(ours, f"{base}/invocations", reps))
         res["detail"] = (statistics.median(timed_get(peer, f"{peer_url}/invocations/{i}", reps) for i in sample),
                          statistics.median(timed_get(ours, f"{base}/invocations/{i}", reps) for i in sample))
@@ -79,15 +86,18 @@ def main() -> None:
     ap.add_argument("--invocations", type=int, action="append", help="repeatable; default 10000 and 100000")
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--json", dest="json_path")
+    ap.add_argument("--keep", metavar="DIR", help="keep both stores in DIR and read them again on the next run "
+                    "(peak RSS is then the serving servers' only)")
     args = ap.parse_args()
     sizes = args.invocations or [10_000, 100_000]
     rows, data = [], {"sizes": {}}
-    with tempfile.TemporaryDirectory() as work:
+    with workdir(args.keep) as work:
         for n in sizes:
             r = one_size(n, args.reps, work)
             data["sizes"][n] = r
+            again = ", stores kept from an earlier run" if r["reused"] else ""
             rows.append((f"{n:,} submitted ({r['invocations']:,} invocations, rustvello ran "
-                         f"{r['rustvello_seconds']:.0f} s)", "peer / ours ms (peer ÷ ours)"))
+                         f"{r['rustvello_seconds']:.0f} s{again})", "peer / ours ms (peer ÷ ours)"))
             for key in ("list", "detail", "timeline_limit_500", "timeline_whole"):
                 p, o = r[key]
                 rows.append((f"  {key}", f"{p:,.1f} / {o:,.1f} ({p / o:.2f})"))

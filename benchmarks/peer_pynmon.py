@@ -2,6 +2,8 @@
 
     python -m benchmarks.peer_pynmon --invocations 10000 --invocations 50000
     python -m benchmarks.peer_pynmon --invocations 200 --reps 2        # what CI runs
+    python -m benchmarks.peer_pynmon --invocations 50000 --keep DIR     # keep both stores; a second run with
+                                                                        # the same DIR reads them, no new run
 
 A real pynenc 0.4 app (benchmarks/pynmon/b9_app.py, Python 3.12 with `pynenc[monitor]==0.4.0`)
 does the work with its SQLite backend and tasktrail's exporter on (TASKTRAIL_ENDPOINT), so the same
@@ -19,13 +21,13 @@ import json
 import os
 import socket
 import subprocess
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from .common import http_client, report, rss_mb, start_server, timed_get, tree_rss_mb, wait_final
+from .common import (http_client, report, rss_mb, run_once, start_server, timed_get, tree_rss_mb, wait_final,
+                     workdir)
 
 APP_DIR = Path(__file__).with_name("pynmon")
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +92,15 @@ def _pages(summary: dict, task_key: str) -> list[tuple[str, str, str]]:
     ]
 
 
+def _run_pynenc(py: str, n: int, env: dict) -> dict:
+    """A real pynenc run of n invocations; its summary (the b9 app's last line)."""
+    run = subprocess.run([py, "b9_app.py", "run", str(n)], cwd=APP_DIR, env=env, capture_output=True,
+                         text=True, timeout=7200)
+    if run.returncode != 0:
+        raise RuntimeError(f"pynenc run failed: {run.stderr[-2000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def one_size(n: int, reps: int, work: str) -> dict:
     py = python312()
     db = os.path.join(work, f"pn-{n}.sqlite")
@@ -98,18 +109,14 @@ def one_size(n: int, reps: int, work: str) -> dict:
     try:
         env = {**os.environ, "B9_DB": db, "TASKTRAIL_ENDPOINT": "http://" + ports["grpc"],
                "PYTHONPATH": str(APP_DIR), "TASKTRAIL_LOGS": "off"}
-        run = subprocess.run([py, "b9_app.py", "run", str(n)], cwd=APP_DIR, env=env, capture_output=True,
-                             text=True, timeout=7200)
-        if run.returncode != 0:
-            raise RuntimeError(f"pynenc run failed: {run.stderr[-2000:]}")
-        summary = json.loads(run.stdout.strip().splitlines()[-1])
+        summary, reused = run_once(os.path.join(work, f"summary-{n}.json"), lambda: _run_pynenc(py, n, env))
         ours, base = http_client(600), ports["web"]
         total = wait_final(ours, base, summary["invocations"], 600)
         mon_env = {k: v for k, v in env.items() if k != "TASKTRAIL_ENDPOINT"}
         mon, peer_url = _start_pynmon(py, mon_env)
         peer = http_client(600)
         task_key = _task_key(py, mon_env)
-        res = {"invocations": total, "pynenc_seconds": summary["seconds"]}
+        res = {"invocations": total, "pynenc_seconds": summary["seconds"], "reused": reused}
         for name, p_path, o_path in _pages(summary, task_key):
             slow = name.startswith("timeline")
             r = max(1, reps // 3) if slow else reps
@@ -143,14 +150,17 @@ def main() -> None:
     ap.add_argument("--invocations", type=int, action="append", help="repeatable; default 10000 and 50000")
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--json", dest="json_path")
+    ap.add_argument("--keep", metavar="DIR", help="keep both stores in DIR and read them again on the next run "
+                    "(peak RSS is then the serving servers' only)")
     args = ap.parse_args()
     sizes = args.invocations or [10_000, 50_000]
     rows, data = [], {"sizes": {}}
-    with tempfile.TemporaryDirectory() as work:
+    with workdir(args.keep) as work:
         for n in sizes:
             r = one_size(n, args.reps, work)
             data["sizes"][n] = r
-            rows.append((f"{r['invocations']:,} invocations (pynenc ran {r['pynenc_seconds']:.0f} s)",
+            again = ", stores kept from an earlier run" if r["reused"] else ""
+            rows.append((f"{r['invocations']:,} invocations (pynenc ran {r['pynenc_seconds']:.0f} s{again})",
                          "Pynmon / tasktrail ms (Pynmon ÷ tasktrail)"))
             for key, val in r.items():
                 if isinstance(val, tuple) and key != "rss_mb":
