@@ -15,10 +15,12 @@ from tasktrail import memory_cap
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
 
 CELERY_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")  # brokers --celery-broker can count
-# Decode/map processes: one per core but the one the server process itself needs (its writer thread and
-# receivers), at most 4 (the writer is one thread; more do not help it). Each costs ~75 MB of RSS, ~35 MB of it
-# its own (pyarrow is most of its imports): on two cores one worker, not two (issue 20's B4 memory target).
-DEFAULT_INGEST_WORKERS = min(4, (os.cpu_count() or 1) - 1) if (os.cpu_count() or 1) > 1 else 0
+# Decode/map processes: one per core but the two the server process itself keeps busy (its receivers and
+# journal on one, its writer thread and DuckDB's on the other), at most 4 (the writer is one thread; more do not
+# help it). Each costs ~75 MB of RSS, ~35 MB of it its own (pyarrow is most of its imports). On two cores none:
+# B1 at 300k records, four alternating pairs on this 2-core machine, served 16.0-30.1k records/s (median 21.5k)
+# with none against 15.6-20.2k (median 19.5k) with one, and 363-394 MB against 437-443 MB of RSS.
+DEFAULT_INGEST_WORKERS = max(0, min(4, (os.cpu_count() or 1) - 2))
 
 
 @dataclass(frozen=True)

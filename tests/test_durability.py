@@ -59,7 +59,7 @@ def test_restart_keeps_everything_acknowledged(tmp_path):
 
 def test_kill_9_after_ack_loses_nothing(tmp_path):
     db = str(tmp_path / "tt.duckdb")
-    srv = start_server(db, "--ingest-token", "tok123")
+    srv = start_server(db, "--ingest-token", "tok123", "--ingest-workers", "1")  # none by default on 2 cores
     reqs = fixture_requests()
     for sig, body in reqs:
         assert httpx.post(f"{srv.otlp_http}/v1/{sig}", content=body, headers=PB).status_code == 200
