@@ -16,7 +16,7 @@ from tasktrail.store.api import EventLog, QueryTimeout
 
 from . import (atomic, commands, dashboards, definitions, events, family, invocations as inv, metrics, params, search,
                sql, tasks, timeline, traces, values, workflow_compare)
-from . import calls, contexts
+from . import calls, contexts, invocation_read
 from . import queues as queue_reads
 from . import timeline_options
 from .anomalies import AnomalySettings, listing as anomaly_listing
@@ -95,8 +95,8 @@ class QueryService(Health, LogReads, commands.CommandReads):
             since=lo, until=hi, text=found, limit=limit, after=after, sort=sort, status_mode=mode))
 
     def _raw(self, invocation_id: str, app: Optional[str]) -> tuple:
-        rng = inv.time_range(self._q, invocation_id, app)
-        return rng, inv.transitions(self._q, invocation_id, app, rng, self.settings.previews)
+        """(time range, transition records, {context id: its fields}) of the invocation: one read."""
+        return invocation_read.read(self._q, invocation_id, app, self.settings.previews)
 
     def _detail(self, invocation_id: str, app: Optional[str], rng, raw: list) -> dict:
         related = self.settings.related_after_s
@@ -109,21 +109,21 @@ class QueryService(Health, LogReads, commands.CommandReads):
     def history(self, invocation_id: str, app: Optional[str] = None) -> list[dict]:
         """Its history, oldest first, by the one rule (query/invocations.history), each record with the
         runner context that made it (query/contexts.py)."""
-        raw = self._raw(invocation_id, app)[1]
-        return contexts.with_contexts(self._q, inv.history(raw), raw, app)
+        _, raw, found = self._raw(invocation_id, app)
+        return contexts.filled(inv.history(raw), raw, found)
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """Its detail, with the commands aimed at it and its re-run links (`commands`, `rerun_of`, `reruns`)."""
-        detail = self._detail(invocation_id, app, *self._raw(invocation_id, app))
+        detail = self._detail(invocation_id, app, *self._raw(invocation_id, app)[:2])
         return {**detail, **commands.for_invocation(self._q, invocation_id, app)}
 
     def invocation_page(self, invocation_id: str, app: Optional[str] = None, parts: bool = True) -> dict:
         """What the invocation page shows: the detail, its history (from one read of its time range and
         of its transitions), family, log lines and trigger runs. Without `parts`, no `family` and `logs`
         (the HTML page loads them after it shows, from /family and /logs; its JSON twin has them)."""
-        rng, raw = self._raw(invocation_id, app)
+        rng, raw, found = self._raw(invocation_id, app)
         detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id, app)}
-        detail["history"] = contexts.with_contexts(self._q, inv.history(raw), raw, app)
+        detail["history"] = contexts.filled(inv.history(raw), raw, found)
         if parts:
             detail["family"] = self._family(invocation_id, rng, raw if app is None else None)  # raw: every app's
             detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
@@ -135,7 +135,7 @@ class QueryService(Health, LogReads, commands.CommandReads):
         whether it is JSON. Raises NotFound for an unknown invocation or name, or when no record of it
         carried the value."""
         values.check(name)
-        rng, raw = self._raw(invocation_id, app)
+        rng, raw, _ = self._raw(invocation_id, app)
         return inv.whole_value(self._q, invocation_id, name, app, rng, raw, self.settings.previews)
 
     def runs(self, *, app=None, task=None, status: Sequence[str] | None = None, since=None, until=None,

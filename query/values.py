@@ -78,13 +78,14 @@ class Preview(str):
         return p
 
 
-def transition_columns(limits: PreviewLimits) -> str:
+def transition_columns(limits: PreviewLimits, rel: str = "") -> str:
     """What a read of an invocation's transitions selects: every column but `batch`, `ts` in epoch
     micros, and each value as a prefix of at most its limit in characters (cut to bytes by
-    `as_previews`) with its size in bytes (`<name>_bytes`)."""
-    cols = ["* EXCLUDE (batch, ts, " + ", ".join(INVOCATION_VALUES) + ")", "epoch_us(ts) AS ts"]
+    `as_previews`) with its size in bytes (`<name>_bytes`). `rel`: the relation's name in a join."""
+    p = rel + "." if rel else ""
+    cols = [f"{p}* EXCLUDE (batch, ts, " + ", ".join(INVOCATION_VALUES) + ")", f"epoch_us({p}ts) AS ts"]
     for name in INVOCATION_VALUES:
-        cols.append(f"left({name}, {int(limits.of(name))}) AS {name}, strlen({name}) AS {name}_bytes")
+        cols.append(f"left({p}{name}, {int(limits.of(name))}) AS {name}, strlen({p}{name}) AS {name}_bytes")
     return ", ".join(cols)
 
 

@@ -28,6 +28,7 @@ from .responses import JSONResponse
 from .runner_labels import labels_for, rendering, runner_label
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+TEMPLATES.env.auto_reload = False  # templates are files of the installed package: compiled once, never stat'ed again
 TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
                              FINAL_STATUSES=FINAL_STATUSES)
 TEMPLATES.env.globals["runner_label"] = runner_label
