@@ -62,16 +62,34 @@ _STATS = f"""
     GROUP BY app_id, task_id"""
 
 
+# _STATS over every task of the app in one scan: the window's figures as FILTERs, and each task's latest
+# invocation ever (`last_run`, which also lists the tasks idle in the window).
+_LIST = f"""
+    SELECT app_id, task_id, count(*) FILTER (WHERE w) AS n, histogram(status) FILTER (WHERE w) AS by_status,
+           quantile_cont(d, [{', '.join(map(str, QUANTILES))}]) FILTER (WHERE w) AS q,
+           avg(d) FILTER (WHERE w) AS mean, max(d) FILTER (WHERE w) AS dmax, count(d) FILTER (WHERE w) AS finished,
+           min(created_at) FILTER (WHERE w) AS first, max(updated_at) FILTER (WHERE w) AS last,
+           max(created_at) AS last_run
+    FROM (SELECT app_id, task_id, status, created_at, updated_at, {{window}} AS w,
+                 CASE WHEN status IN ({FINAL_IN}) THEN {DURATION} END AS d
+          FROM invocation_state WHERE {{where}})
+    GROUP BY app_id, task_id ORDER BY n DESC, task_id"""
+
+
 def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
-    """One row per (app, task), busiest first."""
-    where, params = _cond(app, since, until)
-    rows = q(_STATS.format(where=where) + " ORDER BY n DESC, task_id", params).dicts()
+    """One row per (app, task), busiest first, then the tasks idle in the window; one read."""
+    where, params = _cond(app, None, None)
+    window, wparams = _cond(None, since, until)
+    rows = q(_LIST.format(where=where, window=f"({window})"), {**params, **wparams}).dicts()
     items = []
     for d in rows:  # throughput over the window asked for, else over the task's own active span
+        if not d["n"]:
+            continue
         lo = since or d["first"]
         hi = until or (now if since is not None or d["n"] > d["finished"] else d["last"])
         items.append(_row(d, (hi - lo).total_seconds()))
-    return {"items": _with_idle(items, last_runs(q, "task_id", app)), "since": iso(since), "until": iso(until)}
+    known = {(d["app_id"], d["task_id"]): d["last_run"] for d in rows}
+    return {"items": _with_idle(items, known), "since": iso(since), "until": iso(until)}
 
 
 def last_runs(q, key: str, app=None, where: str = "true", params: Optional[dict] = None) -> dict:
