@@ -19,6 +19,14 @@ from .reader import where
 best_of = api.best_of
 
 
+_RUNNING = """
+        WITH running AS (
+          SELECT coalesce(worker_id, runner_id) AS rid, runner_id AS top, list(invocation_id) AS ids
+          FROM invocation_state WHERE status = 'RUNNING' GROUP BY ALL)"""
+_RUNNING_IDS = """(SELECT flatten(list(ids)) FROM running WHERE running.rid = r.runner_id
+                                                    OR running.top = r.runner_id) AS running_ids"""
+
+
 def listing(q, live: Liveness, app: Optional[str] = None, runner_id: Optional[str] = None) -> list[dict]:
     """Runner contexts in order of first sight, judged by `live`."""
     clauses, params = [], []
@@ -28,14 +36,27 @@ def listing(q, live: Liveness, app: Optional[str] = None, runner_id: Optional[st
     if runner_id:
         clauses.append("r.runner_id = ?")
         params.append(runner_id)
-    rows = q(f"""
-        WITH running AS (
-          SELECT coalesce(worker_id, runner_id) AS rid, runner_id AS top, list(invocation_id) AS ids
-          FROM invocation_state WHERE status = 'RUNNING' GROUP BY ALL)
-        SELECT r.*, (SELECT flatten(list(ids)) FROM running WHERE running.rid = r.runner_id
-                                                           OR running.top = r.runner_id) AS running_ids
+    rows = q(f"""{_RUNNING}
+        SELECT r.*, {_RUNNING_IDS}
         FROM runners r {where(clauses)}
         ORDER BY r.first_seen, r.runner_id""", params).dicts()
+    return _listed(rows, live)
+
+
+def listing_all(q, dead: datetime, app: Optional[str] = None) -> tuple[list[dict], Liveness]:
+    """(`listing` of `app`'s runners, the Liveness of every runner context) from one read of runner_state:
+    the liveness rule needs every context (a worker's runner may be of another app's rows), the list those
+    of the `runners` view."""
+    rows = q(f"""{_RUNNING}
+        SELECT {Liveness.COLUMNS}, r.last_lifecycle, r.last_heartbeat,
+               r.first_seen IS NOT NULL{" AND r.app_id = $app" if app else ""} AS listed, {_RUNNING_IDS}
+        FROM runner_state r ORDER BY r.first_seen, r.runner_id""", {"app": app} if app else {}).dicts()
+    live = Liveness(q, dead, rows)
+    return _listed([d for d in rows if d["listed"]], live), live
+
+
+def _listed(rows: list[dict], live: Liveness) -> list[dict]:
+    """The listing's items of `rows` (runners view rows with running_ids)."""
     named = label_rows(sorted({d["runner_id"] for d in rows}),
                        {d["runner_id"]: (d["runner_class"], d["hostname"], d["pid"]) for d in rows})
     return [{"runner_id": d["runner_id"], "app_id": d["app_id"], "runner_class": d["runner_class"],

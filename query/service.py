@@ -26,7 +26,8 @@ from .log_reads import LogReads
 from .liveness import Liveness
 from .params import iso, parse_time
 from .reader import Reader
-from .runners import detail as runner_detail, labels as runner_labels, listing as runner_listing
+from .runners import detail as runner_detail, labels as runner_labels, listing as runner_listing, \
+    listing_all as runner_listing_all
 from .sql_answer import SqlAnswer
 from .workflows import CATEGORIES, DEFAULT_CATEGORIES, Workflows
 
@@ -181,7 +182,13 @@ class QueryService(Health, LogReads, commands.CommandReads):
         return self._now() - timedelta(seconds=self.settings.runner_dead_after_s)
 
     def runners(self, app: Optional[str] = None, runner_id: Optional[str] = None) -> list[dict]:
+        if runner_id is None:
+            return self.runners_live(app)[0]
         return runner_listing(self._q, Liveness(self._q, self._dead()), app, runner_id)
+
+    def runners_live(self, app: Optional[str] = None) -> tuple[list[dict], Liveness]:
+        """(`runners(app)`, the Liveness that judged them, over every runner context) from one read."""
+        return runner_listing_all(self._q, self._dead(), app)
 
     def runner(self, runner_id: str, app: Optional[str] = None, cursor: Optional[str] = None,
                limit: Optional[int] = None) -> dict:
@@ -274,10 +281,14 @@ class QueryService(Health, LogReads, commands.CommandReads):
     def apps(self) -> list[dict]:
         return dashboards.apps(self._q)
 
-    def overview(self, app: Optional[str] = None, runners: Optional[list[dict]] = None) -> dict:
-        """The overview (query/dashboards.py); `runners`: `runners(app)` when the caller already read it."""
-        runners = self.runners(app) if runners is None else runners
-        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, runners, self.anomalies(app),
+    def overview(self, app: Optional[str] = None, runners: Optional[list[dict]] = None,
+                 live: Optional[Liveness] = None) -> dict:
+        """The overview (query/dashboards.py); `runners` and `live`: `runners_live(app)` when the caller
+        already read it (the anomalies judge the same runner rows)."""
+        if runners is None:
+            runners, live = self.runners_live(app)
+        anomalies = self.anomalies(app, runner_rows=list(live.runners.values()) if live is not None else None)
+        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, runners, anomalies,
                                                                           self._now()),
                                             self.settings.previews.value_bytes)
 
@@ -290,9 +301,10 @@ class QueryService(Health, LogReads, commands.CommandReads):
         they survive restarts and agree with the API."""
         return metrics.snapshot(self._q, self.settings.anomalies, self._now())
 
-    def anomalies(self, app: Optional[str] = None, settings=None) -> dict:
-        """Stuck, orphaned and slow work, failure spikes, silent runners (query/anomalies.py)."""
-        return anomaly_listing(self._q, settings or self.settings.anomalies, self._now(), app)
+    def anomalies(self, app: Optional[str] = None, settings=None, runner_rows: Optional[list] = None) -> dict:
+        """Stuck, orphaned and slow work, failure spikes, silent runners (query/anomalies.py); `runner_rows`:
+        the runner_state rows of a Liveness the caller read (else read here)."""
+        return anomaly_listing(self._q, settings or self.settings.anomalies, self._now(), app, runner_rows)
 
     # --- tasks and workflows ----------------------------------------------------------
     def _summary_window(self, since, until, now: datetime) -> tuple:

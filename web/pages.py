@@ -66,8 +66,8 @@ def render(request: Request, template: str, title: str, data: dict, api: str | N
 
 def overview(request: Request) -> Response:
     qs, app = _qs(request), _p(request, "app")
-    runner_list = qs.runners(app)  # read once: the overview's counts and the page's runners table
-    ov = qs.overview(app, runners=runner_list)
+    runner_list, live = qs.runners_live(app)  # read once: the overview's counts, anomalies and runners table
+    ov = qs.overview(app, runners=runner_list, live=live)
     ov["in_flight_items"] = qs.invocations(app=app, status=sorted(ACTIVE_STATUSES), limit=20,
                                            sort="-updated_at")["items"]
     ov["recent_failures"] = qs.invocations(app=app, status=["FAILED"], limit=20, sort="-updated_at")["items"]
