@@ -62,33 +62,23 @@ _STATS = f"""
     GROUP BY app_id, task_id"""
 
 
-# _STATS over every task of the app in one scan: the window's figures as FILTERs, and each task's latest
-# invocation ever (`last_run`, which also lists the tasks idle in the window).
-_LIST = f"""
-    SELECT app_id, task_id, count(*) FILTER (WHERE w) AS n, histogram(status) FILTER (WHERE w) AS by_status,
-           quantile_cont(d, [{', '.join(map(str, QUANTILES))}]) FILTER (WHERE w) AS q,
-           avg(d) FILTER (WHERE w) AS mean, max(d) FILTER (WHERE w) AS dmax, count(d) FILTER (WHERE w) AS finished,
-           min(created_at) FILTER (WHERE w) AS first, max(updated_at) FILTER (WHERE w) AS last,
-           max(created_at) AS last_run
-    FROM (SELECT app_id, task_id, status, created_at, updated_at, {{window}} AS w,
-                 CASE WHEN status IN ({FINAL_IN}) THEN {DURATION} END AS d
-          FROM invocation_state WHERE {{where}})
-    GROUP BY app_id, task_id ORDER BY n DESC, task_id"""
-
-
 def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
-    """One row per (app, task), busiest first, then the tasks idle in the window; one read."""
-    where, params = _cond(app, None, None)
-    window, wparams = _cond(None, since, until)
-    rows = q(_LIST.format(where=where, window=f"({window})"), {**params, **wparams}).dicts()
+    """One row per (app, task), busiest first, then the tasks idle in the window. One read: the window's
+    figures (_STATS, whose scan the window bounds) and every task's latest run (`last_runs`) side by side."""
+    where, params = _cond(app, since, until)
+    known_where, known_params = _cond(app, None, None)
+    nulls = ", ".join(["NULL"] * 8)
+    rows = q(f"""SELECT *, NULL AS last_run FROM ({_STATS.format(where=where)})
+                 UNION ALL SELECT app_id, task_id, {nulls}, max(created_at) FROM invocation_state
+                           WHERE {known_where} GROUP BY ALL""", {**params, **known_params}).dicts()
+    stats = sorted((d for d in rows if d["n"] is not None),
+                   key=lambda d: (-d["n"], d["task_id"] is None, d["task_id"] or ""))  # as ORDER BY n DESC, task_id
     items = []
-    for d in rows:  # throughput over the window asked for, else over the task's own active span
-        if not d["n"]:
-            continue
+    for d in stats:  # throughput over the window asked for, else over the task's own active span
         lo = since or d["first"]
         hi = until or (now if since is not None or d["n"] > d["finished"] else d["last"])
         items.append(_row(d, (hi - lo).total_seconds()))
-    known = {(d["app_id"], d["task_id"]): d["last_run"] for d in rows}
+    known = {(d["app_id"], d["task_id"]): d["last_run"] for d in rows if d["n"] is None}
     return {"items": _with_idle(items, known), "since": iso(since), "until": iso(until)}
 
 
