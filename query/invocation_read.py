@@ -8,7 +8,7 @@ what makes the history, the detail and the invocation page point reads.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from .contexts import CONTEXT_FIELDS
 from .errors import NotFound
@@ -18,10 +18,29 @@ from . import values
 from tasktrail.proto.status import FINAL_SQL
 
 _CTX = ", ".join(f"c.{f} AS ctx_{f}" for f in CONTEXT_FIELDS)
+# What the detail reads besides: the call its records named (the first, within its range: query/calls.py
+# of_invocation) and whether any command record names it (query/commands.py for_invocation's first look).
+_DETAIL = """, (SELECT ic.call_id FROM invocation_calls ic, r WHERE ic.invocation_id = $id
+                   AND ic.ts BETWEEN r.lo AND r.hi{app} ORDER BY ic.ts LIMIT 1) AS tt_call,
+            EXISTS (SELECT 1 FROM command_records WHERE target = $id OR new_invocation_id = $id
+                    OR contains(parameters, $id)) AS tt_commands"""
 
 
-def _sql(previews: values.PreviewLimits, in_app: bool) -> str:
+class Read(NamedTuple):
+    """An invocation's read: `rng` its time range, `raw` its transition records in arrival order (values as
+    previews), `contexts` {context id: {runner_class, hostname, pid, thread_id}} of the contexts that made
+    them; read `with_detail`, `call_id` (or None) and `commands` (whether any command record names it),
+    else both None."""
+    rng: TimeRange
+    raw: list
+    contexts: dict
+    call_id: Optional[str] = None
+    commands: Optional[bool] = None
+
+
+def _sql(previews: values.PreviewLimits, in_app: bool, with_detail: bool) -> str:
     app = " AND app_id = $app" if in_app else ""
+    detail = _DETAIL.format(app=" AND ic.app_id = $app" if in_app else "") if with_detail else ""
     return f"""
         WITH r AS (SELECT min(first_ts) AS lo, max(last_ts) AS hi, bool_and(status IN ({FINAL_SQL})) AS final
                    FROM invocation_state WHERE {BY_ID.replace('?', '$id')}{app}),
@@ -29,26 +48,29 @@ def _sql(previews: values.PreviewLimits, in_app: bool) -> str:
                           r.final AS tt_final
                    FROM transitions, r
                    WHERE invocation_id = $id AND ts BETWEEN r.lo AND r.hi{app})
-        SELECT {values.transition_columns(previews, "t")}, {_CTX}
+        SELECT {values.transition_columns(previews, "t")}, {_CTX}{detail}
         FROM t LEFT JOIN runner_state c ON c.app_id = t.app_id AND c.runner_id = coalesce(t.worker_id, t.runner_id)
         ORDER BY t.batch, t.tt_row"""
 
 
-def read(q, invocation_id: str, app: Optional[str],
-         previews: values.PreviewLimits) -> tuple[TimeRange, list[dict], dict]:
-    """(its time range, its transition records in arrival order with values as previews, {context id:
-    {runner_class, hostname, pid, thread_id}} of the contexts that made them) in one read. Raises NotFound
-    when it is not in the log (in `app` when given)."""
+def read(q, invocation_id: str, app: Optional[str], previews: values.PreviewLimits,
+         with_detail: bool = False) -> Read:
+    """The invocation's Read in one statement (in `app` when given). Raises NotFound when it is not in the
+    log (in that app)."""
     params = {"id": invocation_id, **({"app": app} if app else {})}
-    rows = q(_sql(previews, bool(app)), params).dicts()
+    rows = q(_sql(previews, bool(app), with_detail), params).dicts()
     if not rows:
         raise NotFound(f"invocation {invocation_id} is not in the log")
     found: dict = {}
+    call_id = has_commands = None
     for r in rows:
         ctx = {f: r.pop(f"ctx_{f}") for f in CONTEXT_FIELDS}
         first, last, final = r.pop("tt_lo"), r.pop("tt_hi"), r.pop("tt_final")
         r.pop("tt_row")
+        if with_detail:
+            call_id, has_commands = r.pop("tt_call"), bool(r.pop("tt_commands"))
         rid = r["worker_id"] or r["runner_id"]
         if rid and any(v is not None for v in ctx.values()):
             found[rid] = ctx
-    return TimeRange(first, last, bool(final)), values.as_previews(rows, previews), found
+    return Read(TimeRange(first, last, bool(final)), values.as_previews(rows, previews), found, call_id,
+                has_commands)

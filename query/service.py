@@ -95,36 +95,37 @@ class QueryService(Health, LogReads, commands.CommandReads):
             self._q, app=app, statuses=statuses, task=task, runner=runner, workflow=workflow, parent=parent,
             since=lo, until=hi, text=found, limit=limit, after=after, sort=sort, status_mode=mode))
 
-    def _raw(self, invocation_id: str, app: Optional[str]) -> tuple:
-        """(time range, transition records, {context id: its fields}) of the invocation: one read."""
-        return invocation_read.read(self._q, invocation_id, app, self.settings.previews)
+    def _raw(self, invocation_id: str, app: Optional[str], with_detail: bool = False) -> invocation_read.Read:
+        """The invocation's records, range and contexts (query/invocation_read.py): one read."""
+        return invocation_read.read(self._q, invocation_id, app, self.settings.previews, with_detail)
 
-    def _detail(self, invocation_id: str, app: Optional[str], rng, raw: list) -> dict:
+    def _detail(self, invocation_id: str, app: Optional[str], got: invocation_read.Read) -> dict:
+        """Its detail and the commands aimed at it, from `got` (read `with_detail`)."""
         related = self.settings.related_after_s
-        out = inv.detail(invocation_id, app, raw,
-                         parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, rng),
+        out = inv.detail(invocation_id, app, got.raw,
+                         parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, got.rng),
                          links=self.trace_links)
-        out["call_id"] = calls.of_invocation(self._q, invocation_id, app, rng)
-        return out
+        out["call_id"] = got.call_id
+        return {**out, **commands.for_invocation(self._q, invocation_id, app, any_aimed=got.commands)}
 
     def history(self, invocation_id: str, app: Optional[str] = None) -> list[dict]:
         """Its history, oldest first, by the one rule (query/invocations.history), each record with the
         runner context that made it (query/contexts.py)."""
-        _, raw, found = self._raw(invocation_id, app)
-        return contexts.filled(inv.history(raw), raw, found)
+        got = self._raw(invocation_id, app)
+        return contexts.filled(inv.history(got.raw), got.raw, got.contexts)
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """Its detail, with the commands aimed at it and its re-run links (`commands`, `rerun_of`, `reruns`)."""
-        detail = self._detail(invocation_id, app, *self._raw(invocation_id, app)[:2])
-        return {**detail, **commands.for_invocation(self._q, invocation_id, app)}
+        return self._detail(invocation_id, app, self._raw(invocation_id, app, with_detail=True))
 
     def invocation_page(self, invocation_id: str, app: Optional[str] = None, parts: bool = True) -> dict:
         """What the invocation page shows: the detail, its history (from one read of its time range and
         of its transitions), family, log lines and trigger runs. Without `parts`, no `family` and `logs`
         (the HTML page loads them after it shows, from /family and /logs; its JSON twin has them)."""
-        rng, raw, found = self._raw(invocation_id, app)
-        detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id, app)}
-        detail["history"] = contexts.filled(inv.history(raw), raw, found)
+        got = self._raw(invocation_id, app, with_detail=True)
+        rng, raw = got.rng, got.raw
+        detail = self._detail(invocation_id, app, got)
+        detail["history"] = contexts.filled(inv.history(raw), raw, got.contexts)
         if parts:
             detail["family"] = self._family(invocation_id, rng, raw if app is None else None)  # raw: every app's
             detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
@@ -136,7 +137,7 @@ class QueryService(Health, LogReads, commands.CommandReads):
         whether it is JSON. Raises NotFound for an unknown invocation or name, or when no record of it
         carried the value."""
         values.check(name)
-        rng, raw, _ = self._raw(invocation_id, app)
+        rng, raw = self._raw(invocation_id, app)[:2]
         return inv.whole_value(self._q, invocation_id, name, app, rng, raw, self.settings.previews)
 
     def runs(self, *, app=None, task=None, status: Sequence[str] | None = None, since=None, until=None,
