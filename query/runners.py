@@ -140,6 +140,31 @@ def labels(q, ids) -> dict:
     return label_rows(ids, found)
 
 
+def labels_of_rows(ids, rows) -> dict:
+    """`labels(q, ids)` from runner_state rows already read (every row of those ids: a Liveness's), no read:
+    per id the class that is not the placeholder `Runner`, a hostname, the highest pid, as `labels` picks."""
+    ids = sorted({i for i in ids if i})
+    want, picked = set(ids), {}
+    for d in rows:
+        rid = d["runner_id"]
+        if rid not in want:
+            continue
+        cls, host, pid = picked.get(rid, (None, None, None))
+        first = rid not in picked
+        if first or (not _real(cls, "Runner") and _real(d["runner_class"], "Runner")):
+            cls = d["runner_class"]
+        if first or (not _real(host, "") and _real(d["hostname"], "")):
+            host = d["hostname"]
+        if d["pid"]:
+            pid = d["pid"] if pid is None else max(pid, d["pid"])
+        picked[rid] = (cls, host, pid)
+    return label_rows(ids, picked)
+
+
+def _real(value, placeholder) -> bool:
+    return value is not None and value != placeholder
+
+
 def label_rows(ids: list, found: dict) -> dict:
     """The labels of `ids` given {id: (class, host, pid)} of those runner_state knows (`labels`)."""
     tails = {rid: _own_part(rid, *found.get(rid, (None, None, None))) for rid in ids}

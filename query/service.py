@@ -27,7 +27,7 @@ from .liveness import Liveness
 from .params import iso, parse_time
 from .reader import Reader
 from .runners import detail as runner_detail, labels as runner_labels, listing as runner_listing, \
-    listing_all as runner_listing_all
+    listing_all as runner_listing_all, labels_of_rows
 from .sql_answer import SqlAnswer
 from .workflows import CATEGORIES, DEFAULT_CATEGORIES, Workflows
 
@@ -198,9 +198,12 @@ class QueryService(Health, LogReads, commands.CommandReads):
             self._q, runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit)), app,
             self.settings.previews.value_bytes)
 
-    def runner_labels(self, ids) -> dict:
+    def runner_labels(self, ids, live: Optional[Liveness] = None) -> dict:
         """{id: {runner_class, hostname, pid, short, label}} of the runner ids a page shows, read by those ids
-        (query/runners.labels): the short id tells each from the others of `ids`."""
+        (query/runners.labels), or from the rows of `live` when the page read them (no read): the short id
+        tells each from the others of `ids`."""
+        if live is not None:
+            return labels_of_rows(ids, live.runners.values())
         return runner_labels(self._q, ids)
 
     def atomic_executions(self, *, app=None, since=None, until=None, runner=None, status=None, limit=None,

@@ -48,8 +48,9 @@ def _qs(request: Request) -> QueryService:
     return request.app.state.query
 
 
-def render(request: Request, template: str, title: str, data: dict, api: str | None, **extra) -> Response:
-    """The page, or its JSON twin with ?format=json. `extra`: template-only values (not in the twin)."""
+def render(request: Request, template: str, title: str, data: dict, api: str | None, live=None, **extra) -> Response:
+    """The page, or its JSON twin with ?format=json. `extra`: template-only values (not in the twin); `live`:
+    the Liveness the page's runners were read with (their labels come from its rows)."""
     if request.query_params.get("format") == "json":
         return JSONResponse(data)
     app = _p(request, "app")
@@ -57,7 +58,7 @@ def render(request: Request, template: str, title: str, data: dict, api: str | N
     sent = request.scope.get("raw_path", b"").decode("latin-1") or quote(request.scope["path"])
     twin = sent + "?" + urlencode([*((k, v) for k, v in request.query_params.multi_items() if k != "format"),
                                    ("format", "json")])
-    labels = labels_for(_qs(request), data)
+    labels = labels_for(_qs(request), data, live)
     with rendering(labels):  # runner labels for the `runner` macro (web/runner_labels.py) and the page's scripts
         return TEMPLATES.TemplateResponse(request, template, {
             "title": title, "data": data, "api": api, "twin": twin, "nav": NAV, "runner_labels": labels,
@@ -72,7 +73,7 @@ def overview(request: Request) -> Response:
                                            sort="-updated_at")["items"]
     ov["recent_failures"] = qs.invocations(app=app, status=["FAILED"], limit=20, sort="-updated_at")["items"]
     ov["runner_list"] = runner_list
-    return render(request, "overview.html", "Overview", ov, "/api/v1/overview")
+    return render(request, "overview.html", "Overview", ov, "/api/v1/overview", live=live)
 
 
 def invocations(request: Request) -> Response:
@@ -137,8 +138,8 @@ def timeline(request: Request) -> Response:
 
 
 def runners(request: Request) -> Response:
-    data = {"runners": _qs(request).runners(_p(request, "app"))}
-    return render(request, "runners.html", "Runners", data, "/api/v1/runners")
+    runner_list, live = _qs(request).runners_live(_p(request, "app"))
+    return render(request, "runners.html", "Runners", {"runners": runner_list}, "/api/v1/runners", live=live)
 
 
 def runner(request: Request) -> Response:
