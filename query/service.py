@@ -111,7 +111,7 @@ class QueryService(Health, LogReads, commands.CommandReads):
     def history(self, invocation_id: str, app: Optional[str] = None) -> list[dict]:
         """Its history, oldest first, by the one rule (query/invocations.history), each record with the
         runner context that made it (query/contexts.py)."""
-        got = self._raw(invocation_id, app)
+        got = invocation_read.read(self._q, invocation_id, app, self.settings.previews, history_only=True)
         return contexts.filled(inv.history(got.raw), got.raw, got.contexts)
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
