@@ -130,14 +130,10 @@ def labels(q, ids) -> dict:
     ids = sorted({i for i in ids if i})
     if not ids:
         return {}
-    found: dict = {}
-    for rid, cls, host, pid in q("""
-            SELECT runner_id, arg_max(runner_class, runner_class IS NOT NULL AND runner_class <> 'Runner'),
-                   arg_max(hostname, hostname IS NOT NULL AND hostname <> ''), max(nullif(pid, 0))
-            FROM runner_state WHERE runner_id IN (SELECT unnest($ids::VARCHAR[])) GROUP BY runner_id""",
-                                 {"ids": ids}).rows:
-        found[rid] = (cls, host, pid)
-    return label_rows(ids, found)
+    # Picked in Python (labels_of_rows) from the few rows of those ids: a GROUP BY with arg_max cost
+    # more than the rows (0.6 against 1.1 ms on a small runner_state).
+    return labels_of_rows(ids, q("""SELECT runner_id, runner_class, hostname, pid FROM runner_state
+                                    WHERE runner_id IN (SELECT unnest($ids::VARCHAR[]))""", {"ids": ids}).dicts())
 
 
 def labels_of_rows(ids, rows) -> dict:
