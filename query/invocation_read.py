@@ -28,19 +28,22 @@ _CTX = ", ".join(f"c.{f} AS ctx_{f}" for f in CONTEXT_FIELDS)
 _DETAIL = """, (SELECT ic.call_id FROM invocation_calls ic, r WHERE ic.invocation_id = $id
                    AND ic.ts BETWEEN r.lo AND r.hi{app} ORDER BY ic.ts LIMIT 1) AS tt_call,
             EXISTS (SELECT 1 FROM command_records WHERE target = $id OR new_invocation_id = $id
-                    OR contains(parameters, $id)) AS tt_commands"""
+                    OR contains(parameters, $id)) AS tt_commands,
+            EXISTS (SELECT 1 FROM trigger_runs WHERE triggered_invocation_id = $id
+                    OR list_contains(source_invocation_ids, $id)) AS tt_triggers"""
 
 
 class Read(NamedTuple):
     """An invocation's read: `rng` its time range, `raw` its transition records in arrival order (values as
     previews), `contexts` {context id: {runner_class, hostname, pid, thread_id}} of the contexts that made
-    them; read `with_detail`, `call_id` (or None) and `commands` (whether any command record names it),
-    else both None."""
+    them; read `with_detail`, `call_id` (or None), `commands` (whether any command record names it) and
+    `triggers` (whether any trigger run read or created it: query/events.py trigger_runs), else all None."""
     rng: TimeRange
     raw: list
     contexts: dict
     call_id: Optional[str] = None
     commands: Optional[bool] = None
+    triggers: Optional[bool] = None
 
 
 def _sql(previews: values.PreviewLimits, in_app: bool, with_detail: bool, history_only: bool) -> str:
@@ -68,15 +71,16 @@ def read(q, invocation_id: str, app: Optional[str], previews: values.PreviewLimi
     if not rows:
         raise NotFound(f"invocation {invocation_id} is not in the log")
     found: dict = {}
-    call_id = has_commands = None
+    call_id = has_commands = has_triggers = None
     for r in rows:
         ctx = {f: r.pop(f"ctx_{f}") for f in CONTEXT_FIELDS}
         first, last, final = r.pop("tt_lo"), r.pop("tt_hi"), r.pop("tt_final")
         r.pop("tt_row")
         if with_detail:
             call_id, has_commands = r.pop("tt_call"), bool(r.pop("tt_commands"))
+            has_triggers = bool(r.pop("tt_triggers"))
         rid = r["worker_id"] or r["runner_id"]
         if rid and any(v is not None for v in ctx.values()):
             found[rid] = ctx
     return Read(TimeRange(first, last, bool(final)), values.as_previews(rows, previews), found, call_id,
-                has_commands)
+                has_commands, has_triggers)

@@ -129,7 +129,9 @@ class QueryService(Health, LogReads, commands.CommandReads):
         if parts:
             detail["family"] = self._family(invocation_id, rng, raw if app is None else None)  # raw: every app's
             detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
-        detail["trigger_runs"] = events.trigger_runs(self._q, invocation=invocation_id, limit=100)
+        # Most invocations took part in no trigger run: the read said so (got.triggers), no read of them then.
+        detail["trigger_runs"] = (events.trigger_runs(self._q, invocation=invocation_id, limit=100)
+                                  if got.triggers else [])
         return detail
 
     def invocation_value(self, invocation_id: str, name: str, app: Optional[str] = None) -> tuple[bytes, bool]:

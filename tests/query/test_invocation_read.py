@@ -53,7 +53,7 @@ def test_one_statement_gives_range_records_and_contexts(qs):
     assert (got.rng.first, got.rng.last, got.rng.final) == (at(300), at(298), True)
     assert got.contexts["rr-1-w0"] == {"runner_class": "PPRWorker", "hostname": "h1", "pid": 11, "thread_id": 110}
     assert got.contexts["rr-1"]["runner_class"] == "PersistentProcessRunner"
-    assert got.call_id is None and got.commands is False
+    assert got.call_id is None and got.commands is False and got.triggers is False
     assert str(got.raw[0]["arguments"]) == '{"n": 1}' and str(got.raw[2]["result"]) == '"ok"'
 
 
