@@ -114,9 +114,10 @@ def never_picked_up(q, waiting: list[dict], s: AnomalySettings, now: datetime) -
     return out
 
 
-def find(q, s: AnomalySettings, now: datetime) -> list[dict]:
-    """`q(sql, params)` runs a read and returns a Result. Returns anomalies, most recent first."""
-    live = Liveness(q, now - timedelta(seconds=s.runner_dead_after_s))
+def find(q, s: AnomalySettings, now: datetime, runner_rows: Optional[list] = None) -> list[dict]:
+    """`q(sql, params)` runs a read and returns a Result; `runner_rows`: Liveness rows the caller read.
+    Returns anomalies, most recent first."""
+    live = Liveness(q, now - timedelta(seconds=s.runner_dead_after_s), runner_rows)
     # One read of the work in flight serves the three invocation checks. `status = …` scans, not
     # `status IN (…)`: DuckDB 1.5 pushes an equality into the scan (other columns are read only for
     # matching rows) but not an IN list: 15 against 116 ms over a 10M-row cache. REGISTERED work only
@@ -272,10 +273,11 @@ def _silent_scheduler(q, live: Liveness, s: AnomalySettings, now: datetime) -> l
     return out
 
 
-def listing(q, s: AnomalySettings, now: datetime, app: Optional[str] = None) -> dict:
+def listing(q, s: AnomalySettings, now: datetime, app: Optional[str] = None,
+            runner_rows: Optional[list] = None) -> dict:
     """The anomalies of `app` (or all) as /anomalies shows them: each with a link to what it is about,
-    counts by kind, the time judged and the thresholds."""
-    items = [a for a in find(q, s, now) if not app or a["app_id"] == app]
+    counts by kind, the time judged and the thresholds (`runner_rows`: as `find`)."""
+    items = [a for a in find(q, s, now, runner_rows) if not app or a["app_id"] == app]
     for a in items:
         a["since"] = iso(a["since"])
         a["link"] = ("/atomic-services" if a["kind"] == "scheduler_silent"

@@ -56,17 +56,6 @@ def detail(q, call_id: str, app: Optional[str] = None, limit: int = 100) -> dict
     }
 
 
-def of_invocation(q, invocation_id: str, app: Optional[str], rng: TimeRange) -> Optional[str]:
-    """The call id its records named (the first), or None: read within its own time range."""
-    sql = "SELECT call_id FROM invocation_calls WHERE invocation_id = ? AND ts BETWEEN ? AND ?"
-    params: list = [invocation_id, rng.first, rng.last]
-    if app:
-        sql += " AND app_id = ?"
-        params.append(app)
-    rows = q(sql + " ORDER BY ts LIMIT 1", params, max_rows=1).rows
-    return rows[0][0] if rows else None
-
-
 def of_task(q, task_id: str, app: Optional[str], since: Optional[datetime], until: Optional[datetime],
             limit: int = 20) -> list[dict]:
     """The task's calls registered in [since, until), latest first: [{call_id, invocations, last_at,

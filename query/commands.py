@@ -96,13 +96,17 @@ def records(q: Reader, ids: Sequence[str]) -> dict[str, list[dict]]:
     return out
 
 
-def for_invocation(q: Reader, invocation_id: str, app: Optional[str] = None) -> dict:
+def for_invocation(q: Reader, invocation_id: str, app: Optional[str] = None,
+                   any_aimed: Optional[bool] = None) -> dict:
     """What an invocation's page shows of commands: `commands` aimed at it (each with its `records`, newest
     first), `rerun_of` (the invocation this one re-ran, or None) and `reruns` (the invocations re-running
-    it), both from done re-run commands; with `app`, only that app's commands (an id two apps share)."""
+    it), both from done re-run commands; with `app`, only that app's commands (an id two apps share).
+    `any_aimed`: whether any command record names it, when the caller looked (query/invocation_read.py)."""
     # Most invocations were never acted on: one look at the raw records says so, before the views' work.
-    if not q("SELECT 1 FROM command_records WHERE target = ? OR new_invocation_id = ? OR contains(parameters, ?) "
-             "LIMIT 1", [invocation_id, invocation_id, invocation_id]).rows:
+    if any_aimed is None:
+        any_aimed = bool(q("SELECT 1 FROM command_records WHERE target = ? OR new_invocation_id = ? "
+                           "OR contains(parameters, ?) LIMIT 1", [invocation_id, invocation_id, invocation_id]).rows)
+    if not any_aimed:
         return {"commands": [], "rerun_of": None, "reruns": []}
     rows = q(f"{_SELECT} WHERE {_AIMED_AT} AND (? IS NULL OR app_id = ?) ORDER BY requested_at DESC LIMIT 200",
              [invocation_id, invocation_id, app, app]).dicts()

@@ -43,6 +43,12 @@ def with_contexts(q, history: list[dict], raw: list[dict], app: Optional[str] = 
                 WHERE app_id = $app AND runner_id IN (SELECT unnest($ids::VARCHAR[]))""",
                               {"app": app, "ids": ids}).rows:
             found[rid] = dict(zip(CONTEXT_FIELDS, values))
+    return filled(history, raw, found)
+
+
+def filled(history: list[dict], raw: list[dict], found: dict) -> list[dict]:
+    """`history` with the context fields of `found` ({context id: {field: value}}, as with_contexts reads
+    them or query/invocation_read.py joins them), and each record's own thread where it carried one."""
     threads = _record_threads(raw)
     for h in history:
         ctx = found.get(h["worker_id"] or h["runner_id"]) or {}

@@ -39,12 +39,40 @@ def last_ingest(q, now: datetime) -> Optional[datetime]:
     return recent if recent is not None else q("SELECT max(received_at) FROM ingest_ledger").rows[0][0]
 
 
+def _figures(q, app: Optional[str], now: datetime) -> tuple[dict, list[dict], Optional[datetime]]:
+    """({status: invocations} of `app` (or all), `apps(q)`, `last_ingest(q, now)`) in one read: invocation_state
+    grouped by app and status gives both the counts and the apps' invocation figures. The whole ledger is read
+    only when its last hour is empty (as last_ingest)."""
+    rows = q("""
+        SELECT 'i' AS part, app_id, status, count(*) AS n, min(created_at) AS first, max(updated_at) AS last
+        FROM invocation_state GROUP BY app_id, status
+        UNION ALL SELECT 'r', app_id, NULL, NULL, min(first_seen), max(last_event) FROM runner_state GROUP BY app_id
+        UNION ALL SELECT 'l', app_id, NULL, NULL, min(ts), max(ts) FROM log_records GROUP BY app_id
+        UNION ALL SELECT 'g', NULL, NULL, NULL, NULL, max(received_at) FROM ingest_ledger WHERE received_at >= $h""",
+             {"h": now - timedelta(hours=1)}).rows
+    counts: dict = {}
+    seen: dict = {}   # app -> [first, last, invocations]
+    last = None
+    for part, app_id, status, n, first, latest in rows:
+        if part == "g":
+            last = latest
+            continue
+        if part == "i" and (not app or app_id == app):
+            counts[status] = counts.get(status, 0) + int(n)
+        a = seen.setdefault(app_id, [None, None, 0])
+        a[0] = first if a[0] is None or (first is not None and first < a[0]) else a[0]
+        a[1] = latest if a[1] is None or (latest is not None and latest > a[1]) else a[1]
+        a[2] += int(n or 0)
+    if last is None:
+        last = q("SELECT max(received_at) FROM ingest_ledger").rows[0][0]
+    apps_seen = [{"app_id": a, "first_seen": iso(f), "last_seen": iso(l), "invocations": n}
+                 for a, (f, l, n) in sorted(seen.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))]
+    return counts, apps_seen, last
+
+
 def overview(q, app: Optional[str], runners: list[dict], anomalies: dict, now: datetime) -> dict:
     """The overview of `app` (or all), given its runners and anomalies as /runners and /anomalies show them."""
-    params = [app] if app else []
-    cond = "WHERE app_id = ?" if app else ""
-    counts = dict(q(f"SELECT status, count(*) FROM invocation_state {cond} GROUP BY status", params).rows)
-    last = last_ingest(q, now)
+    counts, apps_seen, last = _figures(q, app, now)
     return {
         "anomalies": {k: anomalies["counts"].get(k, 0) for k in KINDS},
         "anomaly_items": anomalies["items"][:20],
@@ -54,7 +82,7 @@ def overview(q, app: Optional[str], runners: list[dict], anomalies: dict, now: d
                        for state in STATES},
                     "clients": sum(1 for r in runners if r["role"] == "client")},
         "last_ingest_at": iso(last),
-        "apps": apps(q),
+        "apps": apps_seen,
     }
 
 

@@ -57,14 +57,16 @@ class Liveness:
     """The one liveness rule (module doc) over the runner cache, read once per use. Rows carry app_id,
     runner_id, parent_runner_id, hostname, pid, heartbeats, last_activity and stopped_at."""
 
-    ROWS = """SELECT app_id, runner_id, runner_class, parent_runner_id, hostname, pid, stopped_at,
-                     coalesce(heartbeats, 0) AS heartbeats, greatest(last_event, last_transition) AS last_activity,
-                     first_seen, started_at, last_work
-              FROM runner_state"""
+    COLUMNS = """r.app_id, r.runner_id, r.runner_class, r.parent_runner_id, r.hostname, r.pid, r.stopped_at,
+                 coalesce(r.heartbeats, 0) AS heartbeats, greatest(r.last_event, r.last_transition) AS last_activity,
+                 r.first_seen, r.started_at, r.last_work"""
+    ROWS = f"SELECT {COLUMNS} FROM runner_state r"
 
-    def __init__(self, q, dead: datetime) -> None:
+    def __init__(self, q, dead: datetime, rows: list[dict] | None = None) -> None:
+        """`rows`: every runner_state row with ROWS's columns when the caller read them (in a read of its
+        own, query/runners.listing_all), else read here."""
         self.q, self.dead = q, dead
-        self.runners = {(d["app_id"], d["runner_id"]): d for d in q(self.ROWS).dicts()}
+        self.runners = {(d["app_id"], d["runner_id"]): d for d in (q(self.ROWS).dicts() if rows is None else rows)}
         self._working_parents = {(d["app_id"], d["parent_runner_id"]) for d in self.runners.values()
                                  if d["parent_runner_id"] and self._works(d)}
 

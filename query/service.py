@@ -16,7 +16,7 @@ from tasktrail.store.api import EventLog, QueryTimeout
 
 from . import (atomic, commands, dashboards, definitions, events, family, invocations as inv, metrics, params, search,
                sql, tasks, timeline, traces, values, workflow_compare)
-from . import calls, contexts
+from . import calls, contexts, invocation_read
 from . import queues as queue_reads
 from . import timeline_options
 from .anomalies import AnomalySettings, listing as anomaly_listing
@@ -26,7 +26,8 @@ from .log_reads import LogReads
 from .liveness import Liveness
 from .params import iso, parse_time
 from .reader import Reader
-from .runners import detail as runner_detail, labels as runner_labels, listing as runner_listing
+from .runners import detail as runner_detail, labels as runner_labels, listing as runner_listing, \
+    listing_all as runner_listing_all, labels_of_rows
 from .sql_answer import SqlAnswer
 from .workflows import CATEGORIES, DEFAULT_CATEGORIES, Workflows
 
@@ -94,40 +95,43 @@ class QueryService(Health, LogReads, commands.CommandReads):
             self._q, app=app, statuses=statuses, task=task, runner=runner, workflow=workflow, parent=parent,
             since=lo, until=hi, text=found, limit=limit, after=after, sort=sort, status_mode=mode))
 
-    def _raw(self, invocation_id: str, app: Optional[str]) -> tuple:
-        rng = inv.time_range(self._q, invocation_id, app)
-        return rng, inv.transitions(self._q, invocation_id, app, rng, self.settings.previews)
+    def _raw(self, invocation_id: str, app: Optional[str], with_detail: bool = False) -> invocation_read.Read:
+        """The invocation's records, range and contexts (query/invocation_read.py): one read."""
+        return invocation_read.read(self._q, invocation_id, app, self.settings.previews, with_detail)
 
-    def _detail(self, invocation_id: str, app: Optional[str], rng, raw: list) -> dict:
+    def _detail(self, invocation_id: str, app: Optional[str], got: invocation_read.Read) -> dict:
+        """Its detail and the commands aimed at it, from `got` (read `with_detail`)."""
         related = self.settings.related_after_s
-        out = inv.detail(invocation_id, app, raw,
-                         parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, rng),
+        out = inv.detail(invocation_id, app, got.raw,
+                         parent_by_trace=lambda: family.trace_parent(self._q, invocation_id, related, got.rng),
                          links=self.trace_links)
-        out["call_id"] = calls.of_invocation(self._q, invocation_id, app, rng)
-        return out
+        out["call_id"] = got.call_id
+        return {**out, **commands.for_invocation(self._q, invocation_id, app, any_aimed=got.commands)}
 
     def history(self, invocation_id: str, app: Optional[str] = None) -> list[dict]:
         """Its history, oldest first, by the one rule (query/invocations.history), each record with the
         runner context that made it (query/contexts.py)."""
-        raw = self._raw(invocation_id, app)[1]
-        return contexts.with_contexts(self._q, inv.history(raw), raw, app)
+        got = invocation_read.read(self._q, invocation_id, app, self.settings.previews, history_only=True)
+        return contexts.filled(inv.history(got.raw), got.raw, got.contexts)
 
     def invocation(self, invocation_id: str, app: Optional[str] = None) -> dict:
         """Its detail, with the commands aimed at it and its re-run links (`commands`, `rerun_of`, `reruns`)."""
-        detail = self._detail(invocation_id, app, *self._raw(invocation_id, app))
-        return {**detail, **commands.for_invocation(self._q, invocation_id, app)}
+        return self._detail(invocation_id, app, self._raw(invocation_id, app, with_detail=True))
 
     def invocation_page(self, invocation_id: str, app: Optional[str] = None, parts: bool = True) -> dict:
         """What the invocation page shows: the detail, its history (from one read of its time range and
         of its transitions), family, log lines and trigger runs. Without `parts`, no `family` and `logs`
         (the HTML page loads them after it shows, from /family and /logs; its JSON twin has them)."""
-        rng, raw = self._raw(invocation_id, app)
-        detail = {**self._detail(invocation_id, app, rng, raw), **commands.for_invocation(self._q, invocation_id, app)}
-        detail["history"] = contexts.with_contexts(self._q, inv.history(raw), raw, app)
+        got = self._raw(invocation_id, app, with_detail=True)
+        rng, raw = got.rng, got.raw
+        detail = self._detail(invocation_id, app, got)
+        detail["history"] = contexts.filled(inv.history(raw), raw, got.contexts)
         if parts:
             detail["family"] = self._family(invocation_id, rng, raw if app is None else None)  # raw: every app's
             detail["logs"] = self._invocation_logs(invocation_id, rng, 1000)
-        detail["trigger_runs"] = events.trigger_runs(self._q, invocation=invocation_id, limit=100)
+        # Most invocations took part in no trigger run: the read said so (got.triggers), no read of them then.
+        detail["trigger_runs"] = (events.trigger_runs(self._q, invocation=invocation_id, limit=100)
+                                  if got.triggers else [])
         return detail
 
     def invocation_value(self, invocation_id: str, name: str, app: Optional[str] = None) -> tuple[bytes, bool]:
@@ -135,7 +139,7 @@ class QueryService(Health, LogReads, commands.CommandReads):
         whether it is JSON. Raises NotFound for an unknown invocation or name, or when no record of it
         carried the value."""
         values.check(name)
-        rng, raw = self._raw(invocation_id, app)
+        rng, raw = self._raw(invocation_id, app)[:2]
         return inv.whole_value(self._q, invocation_id, name, app, rng, raw, self.settings.previews)
 
     def runs(self, *, app=None, task=None, status: Sequence[str] | None = None, since=None, until=None,
@@ -181,7 +185,13 @@ class QueryService(Health, LogReads, commands.CommandReads):
         return self._now() - timedelta(seconds=self.settings.runner_dead_after_s)
 
     def runners(self, app: Optional[str] = None, runner_id: Optional[str] = None) -> list[dict]:
+        if runner_id is None:
+            return self.runners_live(app)[0]
         return runner_listing(self._q, Liveness(self._q, self._dead()), app, runner_id)
+
+    def runners_live(self, app: Optional[str] = None) -> tuple[list[dict], Liveness]:
+        """(`runners(app)`, the Liveness that judged them, over every runner context) from one read."""
+        return runner_listing_all(self._q, self._dead(), app)
 
     def runner(self, runner_id: str, app: Optional[str] = None, cursor: Optional[str] = None,
                limit: Optional[int] = None) -> dict:
@@ -190,9 +200,12 @@ class QueryService(Health, LogReads, commands.CommandReads):
             self._q, runner_detail(self._q, runner_id, app, self._dead(), cursor, params.limit(limit)), app,
             self.settings.previews.value_bytes)
 
-    def runner_labels(self, ids) -> dict:
+    def runner_labels(self, ids, live: Optional[Liveness] = None) -> dict:
         """{id: {runner_class, hostname, pid, short, label}} of the runner ids a page shows, read by those ids
-        (query/runners.labels): the short id tells each from the others of `ids`."""
+        (query/runners.labels), or from the rows of `live` when the page read them (no read): the short id
+        tells each from the others of `ids`."""
+        if live is not None:
+            return labels_of_rows(ids, live.runners.values())
         return runner_labels(self._q, ids)
 
     def atomic_executions(self, *, app=None, since=None, until=None, runner=None, status=None, limit=None,
@@ -274,10 +287,14 @@ class QueryService(Health, LogReads, commands.CommandReads):
     def apps(self) -> list[dict]:
         return dashboards.apps(self._q)
 
-    def overview(self, app: Optional[str] = None, runners: Optional[list[dict]] = None) -> dict:
-        """The overview (query/dashboards.py); `runners`: `runners(app)` when the caller already read it."""
-        runners = self.runners(app) if runners is None else runners
-        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, runners, self.anomalies(app),
+    def overview(self, app: Optional[str] = None, runners: Optional[list[dict]] = None,
+                 live: Optional[Liveness] = None) -> dict:
+        """The overview (query/dashboards.py); `runners` and `live`: `runners_live(app)` when the caller
+        already read it (the anomalies judge the same runner rows)."""
+        if runners is None:
+            runners, live = self.runners_live(app)
+        anomalies = self.anomalies(app, runner_rows=list(live.runners.values()) if live is not None else None)
+        return definitions.with_app_configs(self._q, dashboards.overview(self._q, app, runners, anomalies,
                                                                           self._now()),
                                             self.settings.previews.value_bytes)
 
@@ -290,9 +307,10 @@ class QueryService(Health, LogReads, commands.CommandReads):
         they survive restarts and agree with the API."""
         return metrics.snapshot(self._q, self.settings.anomalies, self._now())
 
-    def anomalies(self, app: Optional[str] = None, settings=None) -> dict:
-        """Stuck, orphaned and slow work, failure spikes, silent runners (query/anomalies.py)."""
-        return anomaly_listing(self._q, settings or self.settings.anomalies, self._now(), app)
+    def anomalies(self, app: Optional[str] = None, settings=None, runner_rows: Optional[list] = None) -> dict:
+        """Stuck, orphaned and slow work, failure spikes, silent runners (query/anomalies.py); `runner_rows`:
+        the runner_state rows of a Liveness the caller read (else read here)."""
+        return anomaly_listing(self._q, settings or self.settings.anomalies, self._now(), app, runner_rows)
 
     # --- tasks and workflows ----------------------------------------------------------
     def _summary_window(self, since, until, now: datetime) -> tuple:

@@ -63,15 +63,23 @@ _STATS = f"""
 
 
 def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
-    """One row per (app, task), busiest first."""
+    """One row per (app, task), busiest first, then the tasks idle in the window. One read: the window's
+    figures (_STATS, whose scan the window bounds) and every task's latest run (`last_runs`) side by side."""
     where, params = _cond(app, since, until)
-    rows = q(_STATS.format(where=where) + " ORDER BY n DESC, task_id", params).dicts()
+    known_where, known_params = _cond(app, None, None)
+    nulls = ", ".join(["NULL"] * 8)
+    rows = q(f"""SELECT *, NULL AS last_run FROM ({_STATS.format(where=where)})
+                 UNION ALL SELECT app_id, task_id, {nulls}, max(created_at) FROM invocation_state
+                           WHERE {known_where} GROUP BY ALL""", {**params, **known_params}).dicts()
+    stats = sorted((d for d in rows if d["n"] is not None),
+                   key=lambda d: (-d["n"], d["task_id"] is None, d["task_id"] or ""))  # as ORDER BY n DESC, task_id
     items = []
-    for d in rows:  # throughput over the window asked for, else over the task's own active span
+    for d in stats:  # throughput over the window asked for, else over the task's own active span
         lo = since or d["first"]
         hi = until or (now if since is not None or d["n"] > d["finished"] else d["last"])
         items.append(_row(d, (hi - lo).total_seconds()))
-    return {"items": _with_idle(items, last_runs(q, "task_id", app)), "since": iso(since), "until": iso(until)}
+    known = {(d["app_id"], d["task_id"]): d["last_run"] for d in rows if d["n"] is None}
+    return {"items": _with_idle(items, known), "since": iso(since), "until": iso(until)}
 
 
 def last_runs(q, key: str, app=None, where: str = "true", params: Optional[dict] = None) -> dict:

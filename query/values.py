@@ -78,13 +78,17 @@ class Preview(str):
         return p
 
 
-def transition_columns(limits: PreviewLimits) -> str:
-    """What a read of an invocation's transitions selects: every column but `batch`, `ts` in epoch
-    micros, and each value as a prefix of at most its limit in characters (cut to bytes by
-    `as_previews`) with its size in bytes (`<name>_bytes`)."""
-    cols = ["* EXCLUDE (batch, ts, " + ", ".join(INVOCATION_VALUES) + ")", "epoch_us(ts) AS ts"]
-    for name in INVOCATION_VALUES:
-        cols.append(f"left({name}, {int(limits.of(name))}) AS {name}, strlen({name}) AS {name}_bytes")
+def transition_columns(limits: PreviewLimits, rel: str = "", only: Optional[tuple] = None) -> str:
+    """What a read of an invocation's transitions selects: every column but `batch` (or those of `only`),
+    `ts` in epoch micros, and each value as a prefix of at most its limit in characters (cut to bytes by
+    `as_previews`) with its size in bytes (`<name>_bytes`). `rel`: the relation's name in a join."""
+    p = rel + "." if rel else ""
+    if only is None:
+        cols = [f"{p}* EXCLUDE (batch, ts, " + ", ".join(INVOCATION_VALUES) + ")", f"epoch_us({p}ts) AS ts"]
+    else:
+        cols = [f"{p}{c}" for c in only if c not in INVOCATION_VALUES] + [f"epoch_us({p}ts) AS ts"]
+    for name in INVOCATION_VALUES if only is None else [v for v in INVOCATION_VALUES if v in only]:
+        cols.append(f"left({p}{name}, {int(limits.of(name))}) AS {name}, strlen({p}{name}) AS {name}_bytes")
     return ", ".join(cols)
 
 
@@ -92,6 +96,8 @@ def as_previews(rows: list[dict], limits: PreviewLimits) -> list[dict]:
     """`rows` read with `transition_columns`, each value turned into a `Preview` (in place)."""
     for r in rows:
         for name in INVOCATION_VALUES:
+            if name not in r:  # not read (transition_columns' `only`)
+                continue
             total = r.pop(f"{name}_bytes")
             if r[name] is not None:
                 r[name] = Preview.of(r[name], limits.of(name), total, r)

@@ -28,6 +28,7 @@ from .responses import JSONResponse
 from .runner_labels import labels_for, rendering, runner_label
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+TEMPLATES.env.auto_reload = False  # templates are files of the installed package: compiled once, never stat'ed again
 TEMPLATES.env.globals.update(STATUS_COLORS=STATUS_COLORS, STATUSES=STATUSES, UNKNOWN_COLOR=UNKNOWN_COLOR,
                              FINAL_STATUSES=FINAL_STATUSES)
 TEMPLATES.env.globals["runner_label"] = runner_label
@@ -47,8 +48,9 @@ def _qs(request: Request) -> QueryService:
     return request.app.state.query
 
 
-def render(request: Request, template: str, title: str, data: dict, api: str | None, **extra) -> Response:
-    """The page, or its JSON twin with ?format=json. `extra`: template-only values (not in the twin)."""
+def render(request: Request, template: str, title: str, data: dict, api: str | None, live=None, **extra) -> Response:
+    """The page, or its JSON twin with ?format=json. `extra`: template-only values (not in the twin); `live`:
+    the Liveness the page's runners were read with (their labels come from its rows)."""
     if request.query_params.get("format") == "json":
         return JSONResponse(data)
     app = _p(request, "app")
@@ -56,7 +58,7 @@ def render(request: Request, template: str, title: str, data: dict, api: str | N
     sent = request.scope.get("raw_path", b"").decode("latin-1") or quote(request.scope["path"])
     twin = sent + "?" + urlencode([*((k, v) for k, v in request.query_params.multi_items() if k != "format"),
                                    ("format", "json")])
-    labels = labels_for(_qs(request), data)
+    labels = labels_for(_qs(request), data, live)
     with rendering(labels):  # runner labels for the `runner` macro (web/runner_labels.py) and the page's scripts
         return TEMPLATES.TemplateResponse(request, template, {
             "title": title, "data": data, "api": api, "twin": twin, "nav": NAV, "runner_labels": labels,
@@ -65,13 +67,13 @@ def render(request: Request, template: str, title: str, data: dict, api: str | N
 
 def overview(request: Request) -> Response:
     qs, app = _qs(request), _p(request, "app")
-    runner_list = qs.runners(app)  # read once: the overview's counts and the page's runners table
-    ov = qs.overview(app, runners=runner_list)
+    runner_list, live = qs.runners_live(app)  # read once: the overview's counts, anomalies and runners table
+    ov = qs.overview(app, runners=runner_list, live=live)
     ov["in_flight_items"] = qs.invocations(app=app, status=sorted(ACTIVE_STATUSES), limit=20,
                                            sort="-updated_at")["items"]
     ov["recent_failures"] = qs.invocations(app=app, status=["FAILED"], limit=20, sort="-updated_at")["items"]
     ov["runner_list"] = runner_list
-    return render(request, "overview.html", "Overview", ov, "/api/v1/overview")
+    return render(request, "overview.html", "Overview", ov, "/api/v1/overview", live=live)
 
 
 def invocations(request: Request) -> Response:
@@ -136,8 +138,8 @@ def timeline(request: Request) -> Response:
 
 
 def runners(request: Request) -> Response:
-    data = {"runners": _qs(request).runners(_p(request, "app"))}
-    return render(request, "runners.html", "Runners", data, "/api/v1/runners")
+    runner_list, live = _qs(request).runners_live(_p(request, "app"))
+    return render(request, "runners.html", "Runners", {"runners": runner_list}, "/api/v1/runners", live=live)
 
 
 def runner(request: Request) -> Response:

@@ -34,12 +34,13 @@ def runner_ids(data: Any, found: Optional[set] = None, depth: int = 0) -> set:
     return found
 
 
-def labels_for(qs, data: Any) -> dict:
-    """{id: label dict} of the runners `data` names (empty when the service cannot say)."""
+def labels_for(qs, data: Any, live: Any = None) -> dict:
+    """{id: label dict} of the runners `data` names (empty when the service cannot say); `live`: the
+    Liveness the page read its runners with (the labels then come from its rows, no read)."""
     ids = runner_ids(data)
     if not ids or not hasattr(qs, "runner_labels"):
         return {}
-    return qs.runner_labels(sorted(ids))
+    return qs.runner_labels(sorted(ids), live) if live is not None else qs.runner_labels(sorted(ids))
 
 
 @contextmanager

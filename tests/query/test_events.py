@@ -64,6 +64,9 @@ def test_trigger_runs_and_one_trigger_run(qs):
     assert [t["trigger_run_id"] for t in qs.trigger_runs(invocation="inv-src")] == ["tr-a"]
     assert [t["trigger_run_id"] for t in qs.trigger_runs(invocation="inv-trig")] == ["tr-a"]
     assert [t["trigger_run_id"] for t in qs.trigger_runs(task="app.restock")] == ["tr-c"]
+    # The invocation page shows the trigger runs its invocation took part in (as source or as the one created).
+    for inv in ("inv-src", "inv-trig"):
+        assert [t["trigger_run_id"] for t in qs.invocation_page(inv, parts=False)["trigger_runs"]] == ["tr-a"]
     tr = qs.trigger_run("tr-a")
     assert (tr["timestamp"], tr["trigger_id"], tr["logic"], tr["condition_ids"]) == (iso(ago(70)), "trig-1", "and", ["c1"])
     assert tr["participants"] == [{"context_type": "EventContext", "event_id": "ev-a"}]

@@ -1,0 +1,86 @@
+"""One invocation's records in one SQL statement: its time range from the invocation_state cache, its
+transitions inside that range, and the runner context that made each one (runner_state).
+
+The range is a one-row CTE joined to the log, not a scalar subquery: DuckDB then pushes the range into the
+scan of `transitions` as it does a constant, so zone maps on `ts` skip every row group outside it (a scalar
+subquery in WHERE scans the whole log). One statement instead of three (range, transitions, contexts) is
+what makes the history, the detail and the invocation page point reads.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+from .contexts import CONTEXT_FIELDS
+from .errors import NotFound
+from .invocations import TimeRange
+from .reader import BY_ID
+from . import values
+from tasktrail.proto.status import FINAL_SQL
+
+# What the history needs of each record (query/invocations.history, proto/history.py, the contexts): reading
+# only these costs less than every column (B9 store: 1.7 against 2.4 ms), DuckDB decoding each column read.
+HISTORY_COLUMNS = ("app_id", "status", "previous_status", "runner_id", "worker_id", "owner_runner_id", "attempt",
+                   "source", "error_type", "error_message", "seq", "record_id", "attrs")
+_OWN = ("tt_row", "tt_lo", "tt_hi", "tt_final")  # t's own columns (every column of t is read without `only`)
+_CTX = ", ".join(f"c.{f} AS ctx_{f}" for f in CONTEXT_FIELDS)
+# What the detail reads besides: the call its records named (the first, within its range: query/calls.py
+# of_invocation) and whether any command record names it (query/commands.py for_invocation's first look).
+_DETAIL = """, (SELECT ic.call_id FROM invocation_calls ic, r WHERE ic.invocation_id = $id
+                   AND ic.ts BETWEEN r.lo AND r.hi{app} ORDER BY ic.ts LIMIT 1) AS tt_call,
+            EXISTS (SELECT 1 FROM command_records WHERE target = $id OR new_invocation_id = $id
+                    OR contains(parameters, $id)) AS tt_commands,
+            EXISTS (SELECT 1 FROM trigger_runs WHERE triggered_invocation_id = $id
+                    OR list_contains(source_invocation_ids, $id)) AS tt_triggers"""
+
+
+class Read(NamedTuple):
+    """An invocation's read: `rng` its time range, `raw` its transition records in arrival order (values as
+    previews), `contexts` {context id: {runner_class, hostname, pid, thread_id}} of the contexts that made
+    them; read `with_detail`, `call_id` (or None), `commands` (whether any command record names it) and
+    `triggers` (whether any trigger run read or created it: query/events.py trigger_runs), else all None."""
+    rng: TimeRange
+    raw: list
+    contexts: dict
+    call_id: Optional[str] = None
+    commands: Optional[bool] = None
+    triggers: Optional[bool] = None
+
+
+def _sql(previews: values.PreviewLimits, in_app: bool, with_detail: bool, history_only: bool) -> str:
+    app = " AND app_id = $app" if in_app else ""
+    detail = _DETAIL.format(app=" AND ic.app_id = $app" if in_app else "") if with_detail else ""
+    cols = values.transition_columns(previews, "t", HISTORY_COLUMNS + _OWN if history_only else None)
+    return f"""
+        WITH r AS (SELECT min(first_ts) AS lo, max(last_ts) AS hi, bool_and(status IN ({FINAL_SQL})) AS final
+                   FROM invocation_state WHERE {BY_ID.replace('?', '$id')}{app}),
+             t AS (SELECT transitions.*, transitions.rowid AS tt_row, r.lo AS tt_lo, r.hi AS tt_hi,
+                          r.final AS tt_final
+                   FROM transitions, r
+                   WHERE invocation_id = $id AND ts BETWEEN r.lo AND r.hi{app})
+        SELECT {cols}, {_CTX}{detail}
+        FROM t LEFT JOIN runner_state c ON c.app_id = t.app_id AND c.runner_id = coalesce(t.worker_id, t.runner_id)
+        ORDER BY t.batch, t.tt_row"""
+
+
+def read(q, invocation_id: str, app: Optional[str], previews: values.PreviewLimits,
+         with_detail: bool = False, history_only: bool = False) -> Read:
+    """The invocation's Read in one statement (in `app` when given); `history_only`: its records with the
+    HISTORY_COLUMNS only. Raises NotFound when it is not in the log (in that app)."""
+    params = {"id": invocation_id, **({"app": app} if app else {})}
+    rows = q(_sql(previews, bool(app), with_detail, history_only), params).dicts()
+    if not rows:
+        raise NotFound(f"invocation {invocation_id} is not in the log")
+    found: dict = {}
+    call_id = has_commands = has_triggers = None
+    for r in rows:
+        ctx = {f: r.pop(f"ctx_{f}") for f in CONTEXT_FIELDS}
+        first, last, final = r.pop("tt_lo"), r.pop("tt_hi"), r.pop("tt_final")
+        r.pop("tt_row")
+        if with_detail:
+            call_id, has_commands = r.pop("tt_call"), bool(r.pop("tt_commands"))
+            has_triggers = bool(r.pop("tt_triggers"))
+        rid = r["worker_id"] or r["runner_id"]
+        if rid and any(v is not None for v in ctx.values()):
+            found[rid] = ctx
+    return Read(TimeRange(first, last, bool(final)), values.as_previews(rows, previews), found, call_id,
+                has_commands, has_triggers)
