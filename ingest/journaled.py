@@ -5,10 +5,11 @@ once mapped, to the store's write queue; the client hears back as soon as either
 journal's fsync (milliseconds) or the store's commit, whichever comes first. A request refused after it was
 journaled (bad data, a full write queue) is taken out of the journal again, and one that a crash left there
 is dropped by the replay when it does not decode. While the store's write queue is half full (overload), a
-request is journaled only once the queue took its rows, so refusals cost no journal write. The store's commit then takes it out of the journal. If that commit fails (disk full, an I/O
-error) after the journal acknowledged, the request stays journaled and is applied again every second
-until the store takes it. At start, whatever the journal still holds is replayed before any listener
-opens, and the ingest ledger decides what the store already has: each request is applied once.
+request is journaled only once the queue took its rows, so refusals cost no journal write. The store's
+commit then takes it out of the journal. If that commit fails (disk full, an I/O error) after the journal
+acknowledged, the request stays journaled and is applied again every second until the store takes it.
+At start, whatever the journal still holds is replayed before any listener opens, and the ingest ledger
+decides what the store already has: each request is applied once.
 """
 from __future__ import annotations
 
