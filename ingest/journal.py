@@ -70,6 +70,12 @@ class _Append(NamedTuple):
     future: Future
 
 
+class _Drop(NamedTuple):
+    """One copy of a request journaled and then refused (bad data, a full write queue): delete it."""
+    request_hash: str
+    size: int
+
+
 class Journal:
     """`append` (a Future resolved once fsynced), `forget` (applied), `entries` (what to replay),
     `size_bytes` and `pending_bytes`. Opening creates the file if needed."""
@@ -90,6 +96,7 @@ class Journal:
         self._pending = sum(self._sizes.values())
         self._queue: queue.Queue = queue.Queue()
         self._forgets: list[str] = []
+        self._drops: list[_Drop] = []
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="tasktrail-journal", daemon=True)
         self._thread.start()
@@ -154,6 +161,12 @@ class Journal:
         """The store holds this request now: drop it from the journal (with the next commit)."""
         self._queue.put(request_hash)
 
+    def drop(self, request_hash: str, size: int) -> None:
+        """A request appended here was refused after all (its client was told): delete one copy of it (the
+        newest; another copy with the same hash is the same request, acknowledged or not), with the next
+        commit. `size`: its body's length in bytes, as appended."""
+        self._queue.put(_Drop(request_hash, size))
+
     def entries(self, after_seq: int = 0, limit: int = 256) -> list[tuple[int, JournalEntry]]:
         """Up to `limit` journaled requests after `after_seq`, oldest first, as (seq, JournalEntry)."""
         with self._con_lock:
@@ -204,7 +217,7 @@ class Journal:
             try:
                 first = self._queue.get(timeout=_FORGET_IDLE_S)
             except queue.Empty:
-                if self._forgets:
+                if self._forgets or self._drops:
                     self._commit([], durable=False)
                 elif not self._sizes:
                     self._shrink()
@@ -221,6 +234,8 @@ class Journal:
                     stop = True
                 elif isinstance(it, str):
                     self._forgets.append(it)
+                elif isinstance(it, _Drop):
+                    self._drops.append(it)
                 else:
                     appends.append(it)
             if appends or stop:
@@ -255,9 +270,10 @@ class Journal:
         """One transaction: the new requests, then the deletes of applied ones; fsynced when `durable`
         (deletes alone are not: a lost delete only means a replay finds the request in the ledger)."""
         forgets, self._forgets = self._forgets, []
+        drops, self._drops = self._drops, []
         con = self._con
         if appends and not self._still_there():
-            self._unaccount([a.entry.request_hash for a in appends] + forgets)
+            self._unaccount([a.entry.request_hash for a in appends] + forgets + [d.request_hash for d in drops])
             for a in appends:
                 a.future.set_exception(JournalUnavailable(f"the journal file {self.path} was removed"))
             return
@@ -268,6 +284,8 @@ class Journal:
                 con.executemany("INSERT INTO requests (request_hash, signal, fmt, transport, received_at, body) "
                                 "VALUES (?, ?, ?, ?, ?, ?)", [a.entry for a in appends])
                 con.executemany("DELETE FROM requests WHERE request_hash = ?", [(h,) for h in forgets])
+                con.executemany("DELETE FROM requests WHERE seq = (SELECT max(seq) FROM requests WHERE "
+                                "request_hash = ?)", [(d.request_hash,) for d in drops])
                 con.execute("COMMIT")
         except sqlite3.Error as exc:
             try:
@@ -276,11 +294,13 @@ class Journal:
                 pass
             log.error("journal commit failed: %s", exc)
             self._unaccount([a.entry.request_hash for a in appends] + forgets)
+            self._unaccount_drops(drops)
             error = JournalUnavailable(f"the journal could not write: {exc}")
             for a in appends:
                 a.future.set_exception(error)
             return
         self._unaccount(forgets)
+        self._unaccount_drops(drops)
         for a in appends:
             a.future.set_result(None)
 
@@ -288,6 +308,18 @@ class Journal:
         with self._lock:
             for h in hashes:
                 self._pending -= self._sizes.pop(h, 0)
+
+    def _unaccount_drops(self, drops: list[_Drop]) -> None:
+        with self._lock:
+            for d in drops:
+                left = self._sizes.get(d.request_hash)
+                if left is None:    # forgotten meanwhile (the store committed another copy)
+                    continue
+                self._pending -= min(d.size, left)
+                if left - d.size > 0:
+                    self._sizes[d.request_hash] = left - d.size
+                else:
+                    del self._sizes[d.request_hash]
 
     def close(self) -> None:
         """Write what is queued (forgets included) and close the file."""

@@ -1,11 +1,15 @@
 """Acknowledge from the journal, apply to the store behind it (ingest/journal.py).
 
-A request goes to the store's write queue and to the journal at once; the client hears back as soon as
-either holds it durably: the journal's fsync (milliseconds) or the store's commit, whichever comes
-first. The store's commit then takes it out of the journal. If that commit fails (disk full, an I/O
-error) after the journal acknowledged, the request stays journaled and is applied again every second
-until the store takes it. At start, whatever the journal still holds is replayed before any listener
-opens, and the ingest ledger decides what the store already has: each request is applied once.
+A request goes to the journal as it arrives (`begin`: the fsync overlaps its decoding and mapping) and,
+once mapped, to the store's write queue; the client hears back as soon as either holds it durably: the
+journal's fsync (milliseconds) or the store's commit, whichever comes first. A request refused after it was
+journaled (bad data, a full write queue) is taken out of the journal again, and one that a crash left there
+is dropped by the replay when it does not decode. While the store's write queue is half full (overload), a
+request is journaled only once the queue took its rows, so refusals cost no journal write. The store's
+commit then takes it out of the journal. If that commit fails (disk full, an I/O error) after the journal
+acknowledged, the request stays journaled and is applied again every second until the store takes it.
+At start, whatever the journal still holds is replayed before any listener opens, and the ingest ledger
+decides what the store already has: each request is applied once.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Callable, NamedTuple
 
 from tasktrail.store.api import Ack, EventLog, LedgerEntry, QueueFull, StoreError
 
+from .decode import DecodeError
 from .journal import Journal, JournalEntry, JournalFull, JournalUnavailable
 from .workers import Mapped
 
@@ -46,22 +51,41 @@ class JournaledApply:
         self._thread = threading.Thread(target=self._reapply_loop, name="tasktrail-reapply", daemon=True)
         self._thread.start()
 
-    async def store(self, mapped: Mapped, entry: LedgerEntry, fmt: str, body: bytes) -> Ack:
-        """Queue the rows and journal the body; returns once one of them is durable: the store's Ack,
-        or Ack(0, False) when the journal answered first (the batch is not known yet). Raises QueueFull
-        when the journal is full (--journal-max-bytes), what the store's `submit` raises (QueueFull,
-        StoreUnavailable, StoreClosed) before anything is kept, and StoreUnavailable when neither could
-        keep it."""
-        if not self.journal.has_room(len(body)):
-            raise QueueFull(f"the write-ahead journal holds {self.journal.pending_bytes()} bytes the store has not "
-                            f"committed yet (at most {self.journal.max_bytes}, --journal-max-bytes)", retry_after_s=1.0)
-        fut = self.log.submit(mapped.rows, mapped.records, entry)
-        jfut = None
+    def begin(self, entry: JournalEntry) -> Future | None:
+        """Journal a request as it arrives, while it is mapped (the fsync overlaps the mapping); returns the
+        journal's Future (resolved once fsynced), or None when it is not journaled now: the store's write
+        queue is half full (under overload a request is journaled only once the store took its rows, so
+        refusals cost no write), or the journal cannot take it (the store's commit acknowledges it). Raises
+        QueueFull when the journal is full (--journal-max-bytes). Pass the Future to `store`, or call
+        `refused` when the request is not stored after all."""
+        self._check_room(len(entry.body))
+        st = self.log.stats()
+        if st.queue_records * 2 > st.queue_capacity:
+            return None
+        return self._append(entry)
+
+    def refused(self, entry: JournalEntry, jfut: Future | None) -> None:
+        """A request `begin` journaled was refused after all (bad data, a full write queue): take it out."""
+        if jfut is not None:
+            self.journal.drop(entry.request_hash, len(entry.body))
+
+    async def store(self, mapped: Mapped, entry: JournalEntry, jfut: Future | None = None, *,
+                    begun: bool = False) -> Ack:
+        """Queue the rows and (unless `begun`) journal the body; returns once one of them is durable: the
+        store's Ack, or Ack(0, False) when the journal answered first (the batch is not known yet). Raises
+        QueueFull when the journal is full (--journal-max-bytes), what the store's `submit` raises
+        (QueueFull, StoreUnavailable, StoreClosed) with nothing kept (a copy `begin` journaled is taken
+        out), and StoreUnavailable when neither could keep it."""
+        if not begun:
+            self._check_room(len(entry.body))
+        ledger = LedgerEntry(entry.request_hash, entry.received_at, entry.transport, entry.signal, len(entry.body))
         try:
-            jfut = self.journal.append(JournalEntry(entry.request_hash, entry.signal, fmt, entry.transport,
-                                                    entry.received_at, body))
-        except (JournalFull, JournalUnavailable) as exc:
-            log.warning("not journaled, acknowledged at the store's commit instead: %s", exc)
+            fut = self.log.submit(mapped.rows, mapped.records, ledger)
+        except StoreError:
+            self.refused(entry, jfut)
+            raise
+        if not begun:
+            jfut = self._append(entry)
         fut.add_done_callback(lambda f, h=entry.request_hash, j=jfut: self._applied(h, f, j))
         if jfut is None:
             return await asyncio.wrap_future(fut)
@@ -75,6 +99,18 @@ class JournaledApply:
                         rest.add_done_callback(_consume)   # the other copy's outcome is handled apart
                     return d.result() if which == "store" else Ack(0, False)
         return await asyncio.wrap_future(fut)   # both failed: the store's error
+
+    def _check_room(self, size: int) -> None:
+        if not self.journal.has_room(size):
+            raise QueueFull(f"the write-ahead journal holds {self.journal.pending_bytes()} bytes the store has not "
+                            f"committed yet (at most {self.journal.max_bytes}, --journal-max-bytes)", retry_after_s=1.0)
+
+    def _append(self, entry: JournalEntry) -> Future | None:
+        try:
+            return self.journal.append(entry)
+        except (JournalFull, JournalUnavailable) as exc:
+            log.warning("not journaled, acknowledged at the store's commit instead: %s", exc)
+            return None
 
     def _applied(self, request_hash: str, fut: Future, jfut: Future | None) -> None:
         """The store's commit of a request ended: forget it from the journal, or apply it again later."""
@@ -147,17 +183,24 @@ class JournaledApply:
                 self.journal.forget(entry.request_hash)
                 already += 1
                 continue
-            while True:
-                try:
-                    fut, n = self._submit(entry)
-                    break
-                except QueueFull:
-                    futures.pop(0).result()
+            try:
+                fut, n = self._submit_waiting(entry, futures)
+            except DecodeError:   # journaled as it arrived, then refused as bad data (its client was told)
+                self.journal.forget(entry.request_hash)
+                continue
             fut.add_done_callback(lambda f, h=entry.request_hash: self._applied(h, f, None))
             futures.append(fut)
             applied += 1
             records += n
         return applied, records, already
+
+    def _submit_waiting(self, entry: JournalEntry, futures: list[Future]) -> tuple[Future, int]:
+        """`_submit`, waiting for the oldest of `futures` while the store's queue is full. Raises DecodeError."""
+        while True:
+            try:
+                return self._submit(entry)
+            except QueueFull:
+                futures.pop(0).result()
 
     def close(self) -> None:
         """Stop applying again; the journal keeps what the store has not committed, for the next start."""

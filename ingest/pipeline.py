@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from tasktrail.store.api import Ack, EventLog, LedgerEntry
 
-from .journal import Journal
+from .journal import Journal, JournalEntry
 from .journaled import JournaledApply, Replayed
 from .map import Mapper
 from .workers import MapPool, Mapped, map_body
@@ -192,13 +192,12 @@ class Ingestor:
             if self.metrics:
                 self.metrics.duplicates.labels(signal, transport).inc()
             return Accepted(Ack(0, True), 0, "")
-        mapped = await self.pool.prepare(signal, body, fmt) if self.pool else None
-        if mapped is None:
-            mapped = self._map_here(signal, body, fmt)
-        entry = LedgerEntry(h, time.time_ns() // 1000, transport, signal, len(body))
+        received_at = time.time_ns() // 1000
         if self.journaled is not None:
-            ack = await self.journaled.store(mapped, entry, fmt, body)
+            ack, mapped = await self._journaled(JournalEntry(h, signal, fmt, transport, received_at, body))
         else:
+            mapped = await self._mapped(signal, body, fmt)
+            entry = LedgerEntry(h, received_at, transport, signal, len(body))
             ack = await asyncio.wrap_future(self.log.submit(mapped.rows, mapped.records, entry))
         if self.metrics:
             if ack.duplicate:
@@ -209,6 +208,22 @@ class Ingestor:
             if mapped.repaired:
                 self.metrics.repaired.labels(signal, transport).inc(mapped.repaired)
         return Accepted(ack, sum(mapped.refused.values()), _message(mapped))
+
+    async def _mapped(self, signal: str, body: bytes, fmt: str) -> Mapped:
+        """The request decoded and mapped, by a worker when there are. Raises DecodeError."""
+        mapped = await self.pool.prepare(signal, body, fmt) if self.pool else None
+        return mapped if mapped is not None else self._map_here(signal, body, fmt)
+
+    async def _journaled(self, entry: JournalEntry) -> tuple[Ack, Mapped]:
+        """Journal the request while it is mapped, then queue its rows (ingest/journaled.py); returns the
+        first durable copy's Ack and the mapping. Raises DecodeError, QueueFull, StoreClosed, StoreUnavailable."""
+        jfut = self.journaled.begin(entry)
+        try:
+            mapped = await self._mapped(entry.signal, entry.body, entry.fmt)
+        except BaseException:   # bad data, or the client went away: nothing of it is kept
+            self.journaled.refused(entry, jfut)
+            raise
+        return await self.journaled.store(mapped, entry, jfut, begun=jfut is not None), mapped
 
     def replay(self) -> Replayed | None:
         """Apply what the journal holds and the store lacks (at start, before any listener opens); None

@@ -157,6 +157,61 @@ def test_replay_applies_what_the_store_lacks_exactly_once(tmp_path):
             ing.close_journal()
 
 
+def test_a_request_refused_as_bad_data_leaves_the_journal(tmp_path):
+    """The body is journaled as it arrives (its fsync overlaps the mapping); a request then refused as bad
+    data is taken out again, and nothing of it is stored."""
+    from tasktrail.ingest.decode import DecodeError
+    store, journal, ing = _store_and_journal(tmp_path)
+    try:
+        with pytest.raises(DecodeError):
+            asyncio.run(ing.export("logs", b"\xff\xff not protobuf", "protobuf", "test"))
+        wait_until(lambda: journal.pending_requests() == 0 and not list(journal.all_entries()),
+                   message="the refused request to leave the journal")
+        assert journal.pending_bytes() == 0
+        assert _count(store, "ingest_ledger") == 0
+    finally:
+        ing.close()
+        store.close()
+        ing.close_journal()
+
+
+def test_dropping_a_refused_copy_keeps_the_other_copy_of_the_same_request(tmp_path):
+    j = Journal(str(tmp_path / "j.sqlite"))
+    try:
+        e = _entry(1)
+        j.append(e).result(timeout=10)    # acknowledged from the journal
+        j.append(e).result(timeout=10)    # the same request again, refused after it was journaled
+        j.drop(e.request_hash, len(e.body))
+        wait_until(lambda: len(list(j.all_entries())) == 1, message="one copy to be dropped")
+        assert list(j.all_entries()) == [e]
+        assert (j.pending_requests(), j.pending_bytes()) == (1, len(e.body))
+    finally:
+        j.close()
+
+
+def test_replay_drops_a_journaled_request_that_does_not_decode(tmp_path):
+    """A crash between a bad request's journaling and its drop leaves it journaled: the replay drops it
+    (its client was answered INVALID_ARGUMENT) and applies the rest."""
+    reqs = fixture_requests()
+    store, journal, ing = _store_and_journal(tmp_path)
+    journal.append(JournalEntry("bad", "logs", "protobuf", "test", 1, b"\xff\xff not protobuf")).result(timeout=10)
+    sig, body = reqs[0]
+    journal.append(JournalEntry(Ingestor._hash(sig, body), sig, "protobuf", "test", 2, body)).result(timeout=10)
+    ing.close()
+    store.close()
+    ing.close_journal()
+    store, journal, ing = _store_and_journal(tmp_path)
+    try:
+        got = ing.replay()
+        assert (got.applied, got.already_stored) == (1, 0)
+        assert _count(store, "ingest_ledger") == 1
+        wait_until(lambda: journal.pending_requests() == 0, message="the journal to empty")
+    finally:
+        ing.close()
+        store.close()
+        ing.close_journal()
+
+
 def _metric(srv, name: str) -> float:
     text = httpx.get(srv.web + "/metrics", timeout=10).text
     for fam in text_string_to_metric_families(text):
