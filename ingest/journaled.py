@@ -65,9 +65,14 @@ class JournaledApply:
         return self._append(entry)
 
     def refused(self, entry: JournalEntry, jfut: Future | None) -> None:
-        """A request `begin` journaled was refused after all (bad data, a full write queue): take it out."""
+        """A request `begin` journaled was refused after all (bad data, a full write queue): take it out,
+        once its own append is committed. An append that failed put no copy there, and its drop would delete
+        another request's copy with the same hash (one acknowledged and waiting to be applied again)."""
         if jfut is not None:
-            self.journal.drop(entry.request_hash, len(entry.body))
+            def drop_if_kept(f: Future, h=entry.request_hash, n=len(entry.body)) -> None:
+                if f.exception() is None:
+                    self.journal.drop(h, n)
+            jfut.add_done_callback(drop_if_kept)
 
     async def store(self, mapped: Mapped, entry: JournalEntry, jfut: Future | None = None, *,
                     begun: bool = False) -> Ack:
@@ -185,8 +190,14 @@ class JournaledApply:
                 continue
             try:
                 fut, n = self._submit_waiting(entry, futures)
-            except DecodeError:   # journaled as it arrived, then refused as bad data (its client was told)
+            except DecodeError as exc:   # journaled as it arrived, then refused as bad data (its client was told)
+                log.error("journaled request %s does not decode, dropped from the journal: %s",
+                          entry.request_hash[:12], exc)
                 self.journal.forget(entry.request_hash)
+                continue
+            except Exception:   # noqa: BLE001 - one entry that cannot be mapped must not stop the start
+                log.exception("journaled request %s could not be applied; it stays in the journal",
+                              entry.request_hash[:12])
                 continue
             fut.add_done_callback(lambda f, h=entry.request_hash: self._applied(h, f, None))
             futures.append(fut)

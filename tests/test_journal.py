@@ -189,6 +189,30 @@ def test_dropping_a_refused_copy_keeps_the_other_copy_of_the_same_request(tmp_pa
         j.close()
 
 
+def test_a_refused_request_whose_journal_append_failed_leaves_the_acknowledged_copy(tmp_path):
+    """A retry of an acknowledged request (same hash) whose own append failed and which was then refused
+    must not delete the acknowledged copy: nothing else would apply it again."""
+    from tasktrail.ingest.journaled import JournaledApply
+    store = DuckDBStore(str(tmp_path / "tt.duckdb"))
+    j = Journal(str(tmp_path / "j.sqlite"))
+    applier = JournaledApply(store, j, map_here=None)
+    try:
+        e = _entry(1)
+        j.append(e).result(timeout=10)    # the first copy: acknowledged from the journal
+        failed = futures.Future()
+        failed.set_exception(JournalUnavailable("disk error"))   # the retry's own append failed
+        applier.refused(e, failed)
+        ok = j.append(_entry(2))          # a later commit, which would carry a queued drop
+        ok.result(timeout=10)
+        time.sleep(0.7)                   # drops also go out after 0.5 s of quiet
+        assert e in list(j.all_entries())
+        assert j.pending_requests() == 2
+    finally:
+        applier.close()
+        j.close()
+        store.close()
+
+
 def test_replay_drops_a_journaled_request_that_does_not_decode(tmp_path):
     """A crash between a bad request's journaling and its drop leaves it journaled: the replay drops it
     (its client was answered INVALID_ARGUMENT) and applies the rest."""

@@ -65,7 +65,7 @@ def test_the_memory_settings_have_bounded_defaults():
     # DuckDB keeps what it wrote loaded up to its limit: the limit is what an ingesting server grows to.
     assert memory_cap.parse_size(Settings().duckdb_memory_limit) <= 256 << 20
     cores = os.cpu_count() or 1
-    assert DEFAULT_INGEST_WORKERS == (0 if cores == 1 else min(4, cores - 1))   # a core left to the server
+    assert DEFAULT_INGEST_WORKERS == max(0, min(4, cores - 2))   # two cores left to the server
     assert Settings().validate() == []
     bad = Settings(duckdb_checkpoint_threshold="lots").validate()
     assert any("duckdb_checkpoint_threshold" in p for p in bad)
