@@ -74,13 +74,13 @@ class JournaledApply:
                     self.journal.drop(h, n)
             jfut.add_done_callback(drop_if_kept)
 
-    async def store(self, mapped: Mapped, entry: JournalEntry, jfut: Future | None = None, *,
-                    begun: bool = False) -> Ack:
-        """Queue the rows and (unless `begun`) journal the body; returns once one of them is durable: the
-        store's Ack, or Ack(0, False) when the journal answered first (the batch is not known yet). Raises
+    async def store(self, mapped: Mapped, entry: JournalEntry, jfut: Future | None = None) -> Ack:
+        """Queue the rows and journal the body (unless `begin` journaled it: `jfut`, its Future); returns once
+        one of them is durable: the store's Ack, or Ack(0, False) when the journal answered first (the batch is not known yet). Raises
         QueueFull when the journal is full (--journal-max-bytes), what the store's `submit` raises
         (QueueFull, StoreUnavailable, StoreClosed) with nothing kept (a copy `begin` journaled is taken
         out), and StoreUnavailable when neither could keep it."""
+        begun = jfut is not None
         if not begun:
             self._check_room(len(entry.body))
         ledger = LedgerEntry(entry.request_hash, entry.received_at, entry.transport, entry.signal, len(entry.body))

@@ -223,7 +223,7 @@ class Ingestor:
         except BaseException:   # bad data, or the client went away: nothing of it is kept
             self.journaled.refused(entry, jfut)
             raise
-        return await self.journaled.store(mapped, entry, jfut, begun=jfut is not None), mapped
+        return await self.journaled.store(mapped, entry, jfut), mapped
 
     def replay(self) -> Replayed | None:
         """Apply what the journal holds and the store lacks (at start, before any listener opens); None
