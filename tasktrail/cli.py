@@ -49,7 +49,7 @@ def _run(role: str, log_level: str, **opts) -> None:
     from .server import print_bound, serve as run_server
     from tasktrail.store.api import StoreUnavailable
     try:
-        asyncio.run(run_server(settings, role=role, on_ready=lambda b: print_bound(settings, b)))
+        asyncio.run(run_server(settings, role=role, on_ready=lambda b: print_bound(settings, b), settle_gc=True))
     except (OSError, StoreUnavailable) as exc:  # a port taken, a store another process holds
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import uvicorn
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector
 
 from tasktrail.ingest.decode import rpc_status
 from tasktrail.ingest.grpc import start_grpc_server
@@ -37,7 +37,7 @@ from tasktrail.web.app import WebSettings, create_app
 from tasktrail.web.errors import error_body
 from tasktrail.web.metrics import InfoCollector, LogCollector
 
-from . import __version__, celery_control, celery_queues
+from . import __version__, celery_control, celery_queues, gc_tuning
 from .connections import LISTEN_QUEUE, ConnectionLimits, closed_counter, fit_file_limit, guarded_protocol
 from .hosts import HostGuard, host_rule
 from .settings import Settings
@@ -142,12 +142,15 @@ def query_settings(settings: Settings) -> QuerySettings:
 
 
 async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Callable[[Bound], None]] = None,
-                stop: Optional[asyncio.Event] = None) -> None:
-    """`role`: "all" (tasktrail serve), "ingest" (receivers + writer) or "web" (UI, API, metrics)."""
+                stop: Optional[asyncio.Event] = None, settle_gc: bool = False) -> None:
+    """`role`: "all" (tasktrail serve), "ingest" (receivers + writer) or "web" (UI, API, metrics).
+    `settle_gc`: once listening, freeze what is alive and collect less often (tasktrail/gc_tuning.py); the
+    command line asks for it, an embedding process (the tests) keeps its own collector settings."""
     stop = stop or asyncio.Event()
     store = open_store(settings, role)
     _memory_trace(store, os.environ)
     registry = CollectorRegistry()
+    GCCollector(registry=registry)   # python_gc_*: the collector's runs per generation (tasktrail/gc_tuning.py)
     ingestor = _ingestor(store, registry, settings) if role != "web" else None
     grpc_server = None
     servers, socks = [], []
@@ -176,6 +179,8 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
                       grpc_port if ingestor is not None else None)
         if bound.web_port is not None:
             registry.register(InfoCollector(__version__, public_url(settings, bound.web_port)))
+        if settle_gc:
+            gc_tuning.settle()
         if on_ready:
             on_ready(bound)
         _stop_on_signals(stop)

@@ -30,7 +30,7 @@ DASHBOARD = DEPLOY / "grafana" / "tasktrail.json"
 
 # Every label /metrics may carry: none holds an invocation id, each has a bounded set of values.
 BOUNDED_LABELS = {"app", "status", "task", "kind", "runner", "state", "signal", "transport", "reason", "le",
-                  "version", "public_url"}
+                  "version", "public_url", "generation"}
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
