@@ -149,8 +149,7 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
     stop = stop or asyncio.Event()
     store = open_store(settings, role)
     _memory_trace(store, os.environ)
-    registry = CollectorRegistry()
-    GCCollector(registry=registry)   # python_gc_*: the collector's runs per generation (tasktrail/gc_tuning.py)
+    registry = _registry()
     ingestor = _ingestor(store, registry, settings) if role != "web" else None
     grpc_server = None
     servers, socks = [], []
@@ -203,6 +202,13 @@ async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Cal
         await asyncio.get_running_loop().run_in_executor(None, store.close)
         if ingestor is not None:
             await asyncio.get_running_loop().run_in_executor(None, ingestor.close_journal)
+
+
+def _registry() -> CollectorRegistry:
+    """This process's /metrics registry, with Python's collector runs per generation (python_gc_*)."""
+    registry = CollectorRegistry()
+    GCCollector(registry=registry)
+    return registry
 
 
 def _memory_trace(store, env) -> None:
