@@ -144,8 +144,7 @@ def query_settings(settings: Settings) -> QuerySettings:
 async def serve(settings: Settings, *, role: str = "all", on_ready: Optional[Callable[[Bound], None]] = None,
                 stop: Optional[asyncio.Event] = None, settle_gc: bool = False) -> None:
     """`role`: "all" (tasktrail serve), "ingest" (receivers + writer) or "web" (UI, API, metrics).
-    `settle_gc`: once listening, freeze what is alive and collect less often (tasktrail/gc_tuning.py); the
-    command line asks for it, an embedding process (the tests) keeps its own collector settings."""
+    `settle_gc` (the command line's): once listening, tune Python's collector (tasktrail/gc_tuning.py)."""
     stop = stop or asyncio.Event()
     store = open_store(settings, role)
     _memory_trace(store, os.environ)
