@@ -47,14 +47,20 @@ def listing_all(q, dead: datetime, app: Optional[str] = None) -> tuple[list[dict
     """(`listing` of `app`'s runners, the Liveness of every runner context) from one read: every runner_state
     row (the liveness rule needs every context, the list those of the `runners` view), then the RUNNING
     invocations with their context and runner. Sorted and gathered here: on a few rows DuckDB's ORDER BY
-    and a correlated list cost more than the rows (2 against 0.8 ms)."""
-    rows = q(f"""
+    and a correlated list cost more than the rows (2 against 0.8 ms). When the row cap cuts that read (more
+    runner contexts and RUNNING invocations than a read may return), the list and the liveness are read apart,
+    as `listing` does."""
+    got = q(f"""
         SELECT {Liveness.COLUMNS}, r.last_lifecycle, r.last_heartbeat,
                r.first_seen IS NOT NULL{" AND r.app_id = $app" if app else ""} AS listed
         FROM runner_state r
         UNION ALL BY NAME
         SELECT coalesce(worker_id, runner_id) AS runner_id, runner_id AS running_top, invocation_id AS running_id
-        FROM invocation_state WHERE status = 'RUNNING'""", {"app": app} if app else {}).dicts()
+        FROM invocation_state WHERE status = 'RUNNING'""", {"app": app} if app else {})
+    if got.truncated:
+        live = Liveness(q, dead)
+        return listing(q, live, app), live
+    rows = got.dicts()
     contexts = [d for d in rows if d["running_id"] is None]
     by_runner: dict = {}
     for d in rows:

@@ -78,3 +78,16 @@ def test_labels_that_would_read_the_same_show_whole_ids():
     labels = {rid: d["label"] for rid, d in label_rows(ids, found).items()}
     assert len(set(labels.values())) == len(ids), labels
     assert labels["Bar-zz9999"] == "Bar h/2 zz9999"  # a label that is unique keeps its short form
+
+
+def test_the_list_stays_whole_when_the_row_cap_cuts_its_one_read(qs):
+    """listing_all reads every runner context and every RUNNING invocation at once; past the row cap (here
+    3 rows, in production 100,000) it must not drop runners: it reads the list and the liveness apart."""
+    from tasktrail.query.runners import listing_all
+
+    def capped(sql, params=(), max_rows=None):
+        return qs._q(sql, params, max_rows=3 if "UNION ALL BY NAME" in sql else (max_rows or 100_000))
+
+    whole, _ = listing_all(qs._q, qs._dead())
+    cut, _ = listing_all(capped, qs._dead())
+    assert len(whole) == 5 and cut == whole       # alive, state and running invocations included
