@@ -119,8 +119,9 @@ class Settings:
             problems.append("http_port, otlp_grpc_port and otlp_http_port must differ (0 picks a free port)")
         if self.max_body_bytes < 1024:
             problems.append("max_body_bytes must be at least 1024")
-        if not 0 <= self.ingest_workers <= 64:
-            problems.append("ingest_workers must be between 0 and 64")
+        for name, lo in (("ingest_workers", 0), ("duckdb_threads", 1)):
+            if not lo <= getattr(self, name) <= 64:
+                problems.append(f"{name} must be between {lo} and 64")
         if self.runner_dead_after_s <= 0:
             problems.append("runner_dead_after_s must be positive")
         for name in ("max_pending_s", "slow_factor", "spike_window_s", "spike_factor"):
@@ -138,8 +139,6 @@ class Settings:
                             f"got {self.duckdb_checkpoint_threshold!r}")
         if self.sql_max_bytes < 1024:
             problems.append("sql_max_bytes must be at least 1024")
-        if not 1 <= self.duckdb_threads <= 64:
-            problems.append("duckdb_threads must be between 1 and 64")
         if not 1 <= self.sql_concurrency <= 64:
             problems.append("sql_concurrency must be between 1 and 64")
         if self.max_tails < 1 or self.max_tails_per_client < 1:
