@@ -206,28 +206,41 @@ def _slow(q, running: list[dict], s: AnomalySettings, now: datetime) -> list[dic
 
 
 def _failure_spikes(q, s: AnomalySettings, now: datetime) -> list[dict]:
-    """A task failing over `spike_factor` × its baseline rate in the last `spike_window_s`."""
+    """A task failing over `spike_factor` × its baseline rate in the last `spike_window_s`. One grouped
+    count per task, window and outcome; the failures of a spiking task (usually none) are read afterwards:
+    an ordered list aggregate in the count cost every dashboard 1.9 ms on B9's 10k store (6.2 -> 4.3 ms),
+    whether or not a task failed in the window."""
+    w = now - timedelta(seconds=s.spike_window_s)
+    counts: dict = {}
+    for app, task, recent, failed, n, first in q("""
+            SELECT app_id, task_id, updated_at >= $w, status = 'FAILED', count(*), min(updated_at)
+            FROM invocation_state WHERE updated_at >= $b AND status IN ('SUCCESS', 'FAILED') GROUP BY ALL""",
+            {"w": w, "b": now - timedelta(seconds=s.spike_window_s + s.spike_baseline_s)}).rows:
+        d = counts.setdefault((app, task), {"fw": 0, "nw": 0, "fb": 0, "nb": 0, "first_failed": None})
+        d["nw" if recent else "nb"] += n
+        if failed:
+            d["fw" if recent else "fb"] += n
+            if recent:
+                d["first_failed"] = first
     out = []
-    for d in q("""
-        SELECT app_id, task_id,
-               count(*) FILTER (WHERE updated_at >= $w AND status = 'FAILED') AS fw,
-               count(*) FILTER (WHERE updated_at >= $w) AS nw,
-               count(*) FILTER (WHERE updated_at < $w AND status = 'FAILED') AS fb,
-               count(*) FILTER (WHERE updated_at < $w) AS nb,
-               min(updated_at) FILTER (WHERE updated_at >= $w AND status = 'FAILED') AS first_failed,
-               (list(invocation_id ORDER BY updated_at DESC) FILTER (WHERE updated_at >= $w AND status = 'FAILED'))[1:20]
-                   AS failed_ids
-        FROM invocation_state WHERE updated_at >= $b AND status IN ('SUCCESS', 'FAILED') GROUP BY ALL""",
-               {"w": now - timedelta(seconds=s.spike_window_s),
-                "b": now - timedelta(seconds=s.spike_window_s + s.spike_baseline_s)}).dicts():
+    for (app, task), d in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1] is None, kv[0][1] or "")):
         rate = d["fw"] / d["nw"] if d["nw"] else 0.0
         base = max(d["fb"] / d["nb"] if d["nb"] else 0.0, 0.01)
         if d["fw"] >= s.spike_min_failures and rate >= s.spike_factor * base:
-            out.append({"kind": "failure_spike", "app_id": d["app_id"], "task_id": d["task_id"],
-                        "since": d["first_failed"], "invocation_ids": list(d["failed_ids"] or []),
+            out.append({"kind": "failure_spike", "app_id": app, "task_id": task, "since": d["first_failed"],
+                        "invocation_ids": _recent_failures(q, app, task, w),
                         "why": f"{d['fw']} of {d['nw']} failed in the last {s.spike_window_s / 60:g} min "
                                f"({rate:.0%}), against {base:.0%} before"})
     return out
+
+
+def _recent_failures(q, app: str, task, since: datetime, limit: int = 20) -> list[str]:
+    """The ids of a task's latest `limit` invocations that FAILED since `since`, latest first."""
+    task_is = "task_id = $task" if task is not None else "task_id IS NULL"
+    return [i for (i,) in q(f"""SELECT invocation_id FROM invocation_state
+                                WHERE app_id = $app AND {task_is} AND updated_at >= $w AND status = 'FAILED'
+                                ORDER BY updated_at DESC LIMIT {int(limit)}""",
+                            {"app": app, "w": since, **({"task": task} if task is not None else {})}).rows]
 
 
 def _silent_runners(live: Liveness, s: AnomalySettings) -> list[dict]:
@@ -247,21 +260,23 @@ def _silent_runners(live: Liveness, s: AnomalySettings) -> list[dict]:
 def _silent_scheduler(q, live: Liveness, s: AnomalySettings, now: datetime) -> list[dict]:
     """The atomic-service scheduler silent past `scheduler_factor` of its usual intervals, only while a
     runner that has run it keeps talking (within the silence limit): a runner gone quiet as long as its
-    scheduler is the runner's news (runner_silent), not the scheduler's."""
+    scheduler is the runner's news (runner_silent), not the scheduler's. The runners of a silent scheduler
+    (usually none is) are read afterwards: their list in the rhythm's statement cost every dashboard 1.7 ms
+    (B9 10k store, 26 fires: 4.3 -> 2.6 ms)."""
     out = []
+    b = now - timedelta(seconds=s.spike_baseline_s)
     for d in q("""
         SELECT app_id, max(ts) AS last, count(*) AS n,
-               (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s,
-               list(DISTINCT runner_id) FILTER (WHERE runner_id IS NOT NULL) AS runner_ids
-        FROM (SELECT app_id, ts, runner_id FROM atomic_decisions WHERE ts >= $b
-              UNION ALL SELECT app_id, ts, runner_id FROM atomic_executions WHERE ts >= $b) GROUP BY app_id""",
-               {"b": now - timedelta(seconds=s.spike_baseline_s)}).dicts():
+               (epoch(max(ts)) - epoch(min(ts))) / nullif(count(*) - 1, 0) AS every_s
+        FROM (SELECT app_id, ts FROM atomic_decisions WHERE ts >= $b
+              UNION ALL SELECT app_id, ts FROM atomic_executions WHERE ts >= $b) GROUP BY app_id""",
+               {"b": b}).dicts():
         if d["n"] < 3 or not d["every_s"]:
             continue  # too few fires to know its rhythm
         limit = max(s.scheduler_factor * d["every_s"], s.scheduler_min_silence_s)
         if (now - d["last"]).total_seconds() <= limit:
             continue
-        talking = [h for h in (live.runners.get((d["app_id"], r)) for r in d["runner_ids"] or [])
+        talking = [h for h in (live.runners.get((d["app_id"], r)) for r in _scheduler_runners(q, d["app_id"], b))
                    if h is not None and live.role(h) != "client" and h["stopped_at"] is None
                    and h["last_activity"] is not None and (now - h["last_activity"]).total_seconds() <= limit]
         if talking:
@@ -271,6 +286,14 @@ def _silent_scheduler(q, live: Liveness, s: AnomalySettings, now: datetime) -> l
                                f"fires every {d['every_s']:.1f} s, and {talking[0]['runner_id']}, which ran it, "
                                f"is still sending"})
     return out
+
+
+def _scheduler_runners(q, app: str, since: datetime) -> list[str]:
+    """The runners that made `app`'s atomic-service decisions or executions since `since`, by id."""
+    return [r for (r,) in q("""
+        SELECT DISTINCT runner_id FROM (SELECT runner_id FROM atomic_decisions WHERE app_id = $app AND ts >= $b
+                                        UNION ALL SELECT runner_id FROM atomic_executions WHERE app_id = $app AND ts >= $b)
+        WHERE runner_id IS NOT NULL ORDER BY runner_id""", {"app": app, "b": since}).rows]
 
 
 def listing(q, s: AnomalySettings, now: datetime, app: Optional[str] = None,

@@ -55,7 +55,7 @@ def _row(d: dict, window_s: float) -> dict:
 _STATS = f"""
     SELECT app_id, task_id, count(*) AS n, histogram(status) AS by_status,
            quantile_cont(d, [{', '.join(map(str, QUANTILES))}]) AS q, avg(d) AS mean, max(d) AS dmax,
-           count(d) AS finished, min(created_at) AS first, max(updated_at) AS last
+           count(d) AS finished, min(created_at) AS first, max(updated_at) AS last, max(created_at) AS last_created
     FROM (SELECT app_id, task_id, status, created_at, updated_at,
                  CASE WHEN status IN ({FINAL_IN}) THEN {DURATION} END AS d
           FROM invocation_state WHERE {{where}})
@@ -64,13 +64,17 @@ _STATS = f"""
 
 def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
     """One row per (app, task), busiest first, then the tasks idle in the window. One read: the window's
-    figures (_STATS, whose scan the window bounds) and every task's latest run (`last_runs`) side by side."""
+    figures (_STATS, whose scan the window bounds) and the latest run of every task from the rows outside the
+    window (the rows inside give theirs in _STATS), so no row of the cache is read twice (B9 10k: 1 ms less)."""
     where, params = _cond(app, since, until)
     known_where, known_params = _cond(app, None, None)
-    nulls = ", ".join(["NULL"] * 8)
-    rows = q(f"""SELECT *, NULL AS last_run FROM ({_STATS.format(where=where)})
-                 UNION ALL SELECT app_id, task_id, {nulls}, max(created_at) FROM invocation_state
-                           WHERE {known_where} GROUP BY ALL""", {**params, **known_params}).dicts()
+    window = " AND ".join(c for c, v in (("updated_at >= $since", since), ("created_at < $until", until))
+                          if v is not None)
+    nulls = ", ".join(["NULL"] * 9)
+    rest = (f"""UNION ALL SELECT app_id, task_id, {nulls}, max(created_at) FROM invocation_state
+                WHERE {known_where} AND ({window}) IS NOT TRUE GROUP BY ALL""" if window else "")
+    rows = q(f"SELECT *, NULL AS last_run FROM ({_STATS.format(where=where)}) {rest}",
+             {**params, **known_params}).dicts()
     stats = sorted((d for d in rows if d["n"] is not None),
                    key=lambda d: (-d["n"], d["task_id"] is None, d["task_id"] or ""))  # as ORDER BY n DESC, task_id
     items = []
@@ -78,7 +82,12 @@ def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
         lo = since or d["first"]
         hi = until or (now if since is not None or d["n"] > d["finished"] else d["last"])
         items.append(_row(d, (hi - lo).total_seconds()))
-    known = {(d["app_id"], d["task_id"]): d["last_run"] for d in rows if d["n"] is None}
+    known: dict = {}
+    for d in rows:  # a task's latest run: the later of its window's and of its rows outside the window
+        key, t = (d["app_id"], d["task_id"]), d["last_created"] if d["n"] is not None else d["last_run"]
+        if t is not None and (known.get(key) is None or t > known[key]):
+            known[key] = t
+        known.setdefault(key, None)
     return {"items": _with_idle(items, known), "since": iso(since), "until": iso(until)}
 
 

@@ -100,6 +100,10 @@ WRITER = _options(
                  envvar="TASKTRAIL_DUCKDB_CHECKPOINT_THRESHOLD",
                  help="DuckDB checkpoints once its WAL holds this much, under load too: rows not yet checkpointed "
                       "stay in memory (about twice the WAL)."),
+    click.option("--duckdb-threads", type=click.IntRange(1, 64), default=Settings.duckdb_threads, show_default=True,
+                 envvar="TASKTRAIL_DUCKDB_THREADS",
+                 help="DuckDB's worker threads, for queries and checkpoints (default: 1 on one or two cores, where a "
+                      "second one slows small reads down, else 2)."),
     click.option("--max-memory", default=Settings.max_memory, show_default=True, envvar="TASKTRAIL_MAX_MEMORY",
                  help="Cap on the process's memory (RLIMIT_DATA, Linux): a query that builds more outside "
                       "DuckDB's memory limit (one huge value: range(0, 100000000), repeat(...)) fails with a "
@@ -268,6 +272,7 @@ def settings_from(opts: dict) -> Settings:
         apply_interval_s=opts["apply_interval"],
         ingest_workers=opts["ingest_workers"], duckdb_memory_limit=opts["duckdb_memory_limit"],
         max_memory=opts["max_memory"], duckdb_checkpoint_threshold=opts["duckdb_checkpoint_threshold"],
+        duckdb_threads=opts["duckdb_threads"],
         runner_dead_after_s=opts["runner_dead_after"], max_pending_s=opts["max_pending"],
         slow_factor=opts["slow_factor"], slow_min_samples=opts["slow_min_samples"],
         spike_window_s=opts["spike_window"], spike_factor=opts["spike_factor"],

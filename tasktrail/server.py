@@ -118,7 +118,8 @@ def _http_config(app, limits: ConnectionLimits, refusal, listener: str, closed, 
 def open_store(settings: Settings, role: str = "all"):
     """The embedded DuckDB file, or a DuckLake store (`--store ducklake:...`) shared by many processes."""
     common = dict(queue_records=settings.queue_records, max_batch_records=settings.max_batch_records,
-                  memory_limit=settings.duckdb_memory_limit, stream_readers=settings.sql_concurrency)
+                  memory_limit=settings.duckdb_memory_limit, threads=settings.duckdb_threads,
+                  stream_readers=settings.sql_concurrency)
     if settings.store:
         from tasktrail.store.ducklake import DuckLakeStore
         return DuckLakeStore(settings.store.removeprefix("ducklake:"), settings.data_path, fold=role != "ingest",

@@ -1,6 +1,8 @@
 """query/anomalies.py: one case of every kind (orphaned, pending too long, never picked up, slow, failure
 spike, silent runner, silent scheduler) and none where the work is fine, each saying why and linking to
 what it is about."""
+from datetime import timedelta
+
 import pytest
 
 from tasktrail.proto.emitter import Runner
@@ -69,6 +71,16 @@ def test_each_says_why_and_links(qs):
     assert spike["why"] == "6 of 6 failed in the last 15 min (100%), against 1% before"
     assert by[("runner_silent", "gone-r")]["link"] == "/runners/gone-r"
     assert by[("scheduler_silent", "live-r")]["link"] == "/atomic-services"
+
+
+def test_a_spike_names_its_latest_failures_first(qs):
+    """The failures of a spiking task are read after the counts, latest first, at most `limit`."""
+    from tasktrail.query import anomalies
+    spike = next(x for x in qs.anomalies()["items"] if x["kind"] == "failure_spike")
+    since = NOW.replace(tzinfo=None) - timedelta(minutes=15)
+    two = anomalies._recent_failures(qs._q, spike["app_id"], "app.flaky", since, limit=2)
+    assert two == spike["invocation_ids"][:2] and len(set(spike["invocation_ids"])) == 6
+    assert anomalies._recent_failures(qs._q, spike["app_id"], None, since) == []
 
 
 def test_app_filter_and_settings(qs):

@@ -1,5 +1,5 @@
-"""query/invocation_read.py: an invocation's time range, records and the context of each in one statement,
-the same answer as reading them one by one, in one app when asked, and with the range still pruning the log
+"""query/invocation_read.py: an invocation's time range and records in one statement and the context of each
+in one more, the same answer as reading them one by one, in one app when asked, and with the range still pruning the log
 (DuckDB pushes it into the scan of `transitions`)."""
 import pytest
 
@@ -45,10 +45,10 @@ class Counting:
         return self.q(*args, **kw)
 
 
-def test_one_statement_gives_range_records_and_contexts(qs):
+def test_two_statements_give_range_records_and_contexts(qs):
     q = Counting(qs._q)
     got = invocation_read.read(q, "shared", "shop", qs.settings.previews, with_detail=True)
-    assert q.statements == 1
+    assert q.statements == 2
     assert [r["status"] for r in got.raw] == ["REGISTERED", "RUNNING", "SUCCESS"]
     assert (got.rng.first, got.rng.last, got.rng.final) == (at(300), at(298), True)
     assert got.contexts["rr-1-w0"] == {"runner_class": "PPRWorker", "hostname": "h1", "pid": 11, "thread_id": 110}
@@ -74,10 +74,27 @@ def test_the_history_reads_its_columns_only_and_answers_the_same(qs):
     q = Counting(qs._q)
     narrow = invocation_read.read(q, "shared", "shop", qs.settings.previews, history_only=True)
     whole = invocation_read.read(qs._q, "shared", "shop", qs.settings.previews)
-    assert q.statements == 1 and "trace_id" not in narrow.raw[0] and "trace_id" in whole.raw[0]
+    assert q.statements == 2 and "trace_id" not in narrow.raw[0] and "trace_id" in whole.raw[0]
     assert qs.history("shared", "shop") == qs.invocation_page("shared", "shop", parts=False)["history"]
     assert [(h["status"], h["runner_class"], h["thread_id"]) for h in qs.history("shared", "shop")] == [
         ("REGISTERED", "PersistentProcessRunner", 100), ("RUNNING", "PPRWorker", 110), ("SUCCESS", "PPRWorker", 110)]
+
+
+def test_records_in_arrival_order_and_contexts_only_where_known(local):
+    """The records come in arrival order (batch, then position), whatever their timestamps say; a context
+    runner_state knows nothing of is left out, and records that name none cost no second statement."""
+    ghost = Runner("gh-1", "GhostRunner", hostname="h7", pid=70, thread_id=700)
+    em = local.emitter("ord", RUNNER)
+    em.status("late-first", "REGISTERED", task_id="o.t", runner=RUNNER, timestamp=ago(50))
+    em.flush()
+    em.status("late-first", "RUNNING", runner=ghost, timestamp=ago(60))  # an earlier clock, a later arrival
+    em.shutdown()
+    svc = local.service(clock=lambda: NOW)
+    got = invocation_read.read(svc._q, "late-first", "ord", svc.settings.previews)
+    assert [r["status"] for r in got.raw] == ["REGISTERED", "RUNNING"]
+    assert got.contexts["rr-1"]["hostname"] == "h1"
+    assert invocation_read._contexts(svc._q, [{"app_id": "ord", "worker_id": None, "runner_id": None}]) == {}
+    assert invocation_read._contexts(svc._q, [{"app_id": "nowhere", "worker_id": None, "runner_id": "rr-1"}]) == {}
 
 
 def pushed_range(q, sql: str, params: dict) -> bool:

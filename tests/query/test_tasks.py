@@ -44,6 +44,16 @@ def test_task_list_windows(qs):
                                                                        "shop.reserve", "shop.refund"}
 
 
+def test_last_run_is_the_latest_of_the_whole_cache_whatever_the_window(qs):
+    """The window's rows give their tasks' latest run and the rows outside it the others' (one read, no row
+    read twice): together every task's latest creation in the cache, inside the window, after it or before."""
+    latest = {t: iso(c) for t, c in qs._q("SELECT task_id, max(created_at) FROM invocation_state GROUP BY ALL").rows}
+    for since, until in ((iso(ago(7200)), iso(ago(5400))), (iso(ago(6000)), None), ("-30m", None), ("all", None),
+                         (None, iso(ago(5400)))):
+        items = qs.tasks(since=since, until=until)["items"]
+        assert {t["task_id"]: t["last_run"] for t in items} == latest, (since, until)
+
+
 def test_task_detail_errors_series_and_recent(qs):
     t = qs.task("shop.pay")
     errors = {e["error_type"]: e for e in t["errors"]}
