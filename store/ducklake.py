@@ -33,14 +33,15 @@ import duckdb
 
 from tasktrail.proto.model import TABLES
 
-from . import state
+from . import invocation_keys, state
 from .api import StoreUnavailable
 from .duckdb import DuckDBStore
 from .migrations import migration_files, views_sql
 
 log = logging.getLogger("tasktrail.store")
 LAKE = "lake"
-_LAKE_TABLES = (*TABLES, "ingest_ledger", "invocation_state", "runner_state", "schema_migrations")
+_LAKE_TABLES = (*TABLES, "ingest_ledger", "invocation_state", "runner_state", "schema_migrations", "invocation_keys",
+                "invocation_keys_new")
 
 
 def extension_file(package: str, name: str) -> str:
@@ -67,6 +68,7 @@ def lake_views_sql() -> str:
 
 class DuckLakeStore(DuckDBStore):
     fold_in_writer = False
+    keys_in_background = False   # the folder keeps invocation_keys' runs merged, as it keeps the caches
     commit_interval_s = 1.0
 
     def __init__(self, catalog: str, data_path: str, *, node_id: int | None = None, fold: bool = True,
@@ -210,6 +212,8 @@ class DuckLakeStore(DuckDBStore):
         while not self._stop_folder.wait(self.fold_every_s):
             try:
                 self.fold_once(con)
+                while invocation_keys.maintain(con) and not self._stop_folder.is_set():
+                    pass
                 if time.monotonic() - last_compact >= self.compact_every_s:
                     self.compact(con)
                     last_compact = time.monotonic()
