@@ -146,3 +146,24 @@ def test_the_background_upkeep_merges_while_the_writer_appends(tmp_path):
     finally:
         invocation_keys.FLUSH_ROWS = old
         store.close()
+
+
+def test_a_lake_keeps_and_merges_the_keys_in_its_folder(tmp_path):
+    from tasktrail.store.ducklake import DuckLakeStore
+
+    store = DuckLakeStore(str(tmp_path / "catalog.ducklake"), str(tmp_path / "data"), fold=False,
+                          commit_interval_s=0.0)
+    done = []
+
+    def upkeep():
+        store.fold_once()
+        while (step := invocation_keys.maintain(store._con, flush_rows=8, fanout=2)) is not None:
+            done.append(step)
+
+    try:
+        _fill(store, upkeep)
+        assert "flush" in done and "merge" in done
+        _check_lookups(store)
+        assert _keys(store) >= _expected_keys(store)
+    finally:
+        store.close()
