@@ -211,6 +211,9 @@ class DuckDBStore(BatchWriter, CursorReads):
         if self._apply_migrations(con) or not state.hash_is_current(con):
             n = state.rebuild(con)
             log.info("rebuilt the invocation_state cache (%d invocations)", n)
+        elif not invocation_keys.covers(con):
+            invocation_keys.rebuild_in_transaction(con)
+            log.info("rebuilt invocation_keys: fewer keys than invocations")
 
     def rebuild_state(self) -> int:
         """Recompute the invocation_state cache from the log (on the writer's connection: call it

@@ -142,6 +142,8 @@ class DuckLakeStore(DuckDBStore):
                 con.execute("CREATE TABLE IF NOT EXISTS cache_progress (snapshot_id BIGINT)")
                 if rebuild or not state.hash_is_current(con):
                     self.rebuild_caches(con)
+                elif not invocation_keys.covers(con):
+                    invocation_keys.rebuild_in_transaction(con)
                 return
             except duckdb.Error as exc:
                 if attempt == 19:

@@ -78,6 +78,20 @@ def rebuild(con) -> int:
     return n
 
 
+def covers(con) -> bool:
+    """False when the keys cannot cover invocation_state: fewer id keys than state rows (every row has one at
+    least), as in a store that a version without keys wrote to after migration 0013. Counts, no join."""
+    row = con.execute("""SELECT (SELECT count(*) FROM invocation_state),
+                                (SELECT count(*) FROM invocation_keys WHERE kind = 0)
+                                + (SELECT count(*) FROM invocation_keys_new WHERE kind = 0)""").fetchone()
+    return row[1] >= row[0]
+
+
+def rebuild_in_transaction(con) -> None:
+    """`rebuild` in a transaction of its own: all of it or none."""
+    _in_transaction(con, lambda: rebuild(con))
+
+
 def _in_transaction(con, fn) -> None:
     con.begin()
     try:
