@@ -118,8 +118,9 @@ class DuckDBStore(BatchWriter, CursorReads):
         own cursor: each step is a transaction of its own beside the writer's (store/invocation_keys.py)."""
         while not self._stop_keys.wait(self.keys_every_s):
             try:
-                while not self._stop_keys.is_set() and invocation_keys.maintain(self._cursor()):
-                    pass
+                step = invocation_keys.maintain(self._cursor(), merges=False)
+                while step and not self._stop_keys.is_set():
+                    step = invocation_keys.maintain(self._cursor())
             except duckdb.Error as exc:  # a fatal error is the writer's to recover from: try again next round
                 log.warning("invocation_keys upkeep failed: %s", str(exc).splitlines()[0][:200])
                 self._fatal(exc)

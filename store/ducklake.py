@@ -214,8 +214,9 @@ class DuckLakeStore(DuckDBStore):
         while not self._stop_folder.wait(self.fold_every_s):
             try:
                 self.fold_once(con)
-                while invocation_keys.maintain(con) and not self._stop_folder.is_set():
-                    pass
+                step = invocation_keys.maintain(con, merges=False)
+                while step and not self._stop_folder.is_set():
+                    step = invocation_keys.maintain(con)
                 if time.monotonic() - last_compact >= self.compact_every_s:
                     self.compact(con)
                     last_compact = time.monotonic()

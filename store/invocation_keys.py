@@ -102,13 +102,16 @@ def _in_transaction(con, fn) -> None:
         raise
 
 
-def maintain(con, flush_rows: Optional[int] = None, fanout: Optional[int] = None) -> Optional[str]:
+def maintain(con, flush_rows: Optional[int] = None, fanout: Optional[int] = None, merges: bool = True) -> Optional[str]:
     """One step of upkeep on `con` (its own connection: the writer goes on): flush the new keys into a run
     when there are `flush_rows`, else merge `fanout` runs of the lowest full tier. Each step is one transaction
     (a store's other writers only append to invocation_keys_new, which never conflicts with these deletes).
-    Returns what it did ("flush", "merge") or None. Defaults: FLUSH_ROWS, FANOUT."""
+    Returns what it did ("flush", "merge") or None. Defaults: FLUSH_ROWS, FANOUT; without `merges`, only a flush
+    (merges fall due only after one: a poll then costs one count of the new keys, not a scan of the runs)."""
     flush_rows, fanout = flush_rows or FLUSH_ROWS, fanout or FANOUT
     new = con.execute("SELECT count(*) FROM invocation_keys_new").fetchone()[0]
+    if new < flush_rows and not merges:
+        return None
     runs = _runs(con)
     nxt = (runs[-1][0] if runs else 0) + 1
     if new >= flush_rows:
