@@ -16,7 +16,7 @@ from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
 from .errors import NotFound
 from .invocations import PARENT_SAYING_SOURCES, PARENTS_SQL, TimeRange, time_range
 from .params import iso
-from .reader import BY_ID, by_ids, state_rows
+from .reader import BY_ID, POINT_LOOKUPS, by_ids, children_of, state_rows
 
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
 _FAR = datetime.max.replace(year=9999)
@@ -34,9 +34,11 @@ TRACE_PARENTS = """
 # Children, by the three edge kinds, of the frontier ({ph}); each part bounded below by the family's
 # start (the root's first record less SLACK, params in order: ids, start, ids, start, start, ids, start), so
 # zone maps skip what the store held before the family began: no edge of it is older.
+# Direct children are found through the parents' keys (store/api.py children_of: a read of about one row group
+# whatever the store holds) for a frontier of up to POINT_LOOKUPS, else by the frontier's ids from the start on.
 _EDGES = """
     SELECT DISTINCT parent_invocation_id AS parent, invocation_id AS child, 'direct' AS kind
-      FROM invocation_state WHERE parent_invocation_id IN ({ph}) AND last_ts >= ?
+      FROM invocation_state WHERE {direct} AND last_ts >= ?
     UNION
     SELECT e.emitted_by_invocation_id, t.invocation_id, 'event'
       FROM event_records e JOIN invocation_state t ON t.parent_event_id = e.event_id
@@ -172,8 +174,13 @@ def _descendants(q, root: str, start: datetime, by_trace: bool, max_nodes: int, 
     frontier, truncated, depth = [root], False, 0
     while frontier and depth < max_depth:
         depth += 1
-        r = q(_EDGES.format(ph=", ".join("?" * len(frontier))),
-              [*frontier, start, *frontier, start, start, *frontier, start]).rows
+        ph = ", ".join("?" * len(frontier))
+        if len(frontier) <= POINT_LOOKUPS:
+            direct, by_keys = children_of(len(frontier)), frontier
+        else:
+            direct, by_keys = f"parent_invocation_id IN ({ph})", []
+        r = q(_EDGES.format(ph=ph, direct=direct),
+              [*by_keys, *frontier, start, *frontier, start, start, *frontier, start]).rows
         if by_trace:
             r = list(r) + [(p, c, "direct") for c, p in trace_parents(q, related_after_s, parents=frontier)]
         nxt = []

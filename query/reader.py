@@ -17,6 +17,8 @@ MAX_ROWS = 100_000  # what one read model's read may return (the row cap)
 
 # A point lookup by id in the invocation_state cache (params: the id twice): the store's contract spells it.
 BY_ID = api.BY_ID
+# The rows whose parent is one of n ids (params: the ids twice), through the parents' keys.
+children_of = api.children_of
 
 
 class Reader:

@@ -34,9 +34,22 @@ T = TypeVar("T")
 # `invocations` view shows it, with is_final after status: store/sql/views.sql is rendered from this).
 INVOCATION_COLUMNS = ("app_id", "invocation_id", "task_id", "status", "parent_invocation_id", "workflow_id",
                       "workflow_type", "runner_id", "worker_id", "created_at", "updated_at", "attempts")
-# A point lookup of invocation_state by id (params: the id twice): `hash(?)` folds to a constant, compared
-# with id_hash before the string.
-BY_ID = "id_hash = hash(?::VARCHAR) AND invocation_id = ?"
+# A point lookup of invocation_state by id (params: the id twice): its keys (store/invocation_keys.py: the
+# id's hash and the created_at of each row it may have, read from runs sorted by hash) are pushed into the scan
+# of invocation_state, whose zone maps on created_at then skip all but a row group or two; then the string.
+# The string is compared as an expression (`|| ''`), not as a filter of the scan: with it in the scan DuckDB
+# estimated the state side at one row, built the join's hash table from it and read every row (750 ms at 10M
+# invocations, against 9 ms when the keys are the build side and their matches filter the scan).
+BY_ID = ("(id_hash, created_at) IN (SELECT key_hash, created_at FROM invocation_keys_all "
+         "WHERE kind = 0 AND key_hash = hash(?::VARCHAR)) AND invocation_id || '' = ?")
+
+
+def children_of(n: int) -> str:
+    """A condition on invocation_state: the row's parent_invocation_id is one of n ids (params: the ids twice),
+    its created_at found through the parents' keys (store/invocation_keys.py, kind 1), a point lookup each."""
+    one = "SELECT created_at FROM invocation_keys_all WHERE kind = 1 AND key_hash = hash(?::VARCHAR)"
+    ph = ", ".join(["?"] * n)
+    return f"created_at IN ({' UNION ALL '.join([one] * n)}) AND parent_invocation_id || '' IN ({ph})"  # as BY_ID
 
 
 class StoreError(Exception):

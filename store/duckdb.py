@@ -25,7 +25,7 @@ import duckdb
 
 from tasktrail.proto.model import TABLES
 
-from . import binding, state
+from . import binding, invocation_keys, state
 from .api import StoreUnavailable, WriterStats
 from .fold_cache import KnownIds, RecentHistories
 from .migrations import migration_files, views_sql  # noqa: F401  (migration_files: the tests' too)
@@ -46,7 +46,7 @@ class DuckDBStore(BatchWriter, CursorReads):
     def __init__(self, path: str, *, read_only: bool = False, queue_records: int = 200_000,
                  max_batch_records: int = 100_000, dedupe_window: int = 200_000, record_window: int = 300_000,
                  memory_limit: str = "1GB", threads: int = 2, idle_checkpoint_bytes: int = 8 << 20,
-                 checkpoint_threshold: str = "16MB", stream_readers: int = 2) -> None:
+                 checkpoint_threshold: str = "16MB", stream_readers: int = 2, keys_every_s: float = 2.0) -> None:
         self.path = path
         binding.skip_absent_imports()   # DuckDB's binding would search sys.path for pandas per parameter
         # Cursors for streamed reads (ad-hoc SQL): how many of them run at once (store/stream_reads.py).
@@ -95,11 +95,35 @@ class DuckDBStore(BatchWriter, CursorReads):
         self._next_batch = 1
         self._queue: queue.Queue = queue.Queue()
         self._init_applied()
-        self._writer = None
+        self._writer = self._keeper = None
+        self._stop_keys = threading.Event()
+        self.keys_every_s = keys_every_s
         if not read_only:
             self._load_state()
-            self._writer = threading.Thread(target=self._run, name="tasktrail-writer", daemon=True)
-            self._writer.start()
+            self._start_threads()
+
+    def _start_threads(self) -> None:
+        """The writer, and the keys' upkeep (store/invocation_keys.py) on a thread and cursor of its own."""
+        self._writer = threading.Thread(target=self._run, name="tasktrail-writer", daemon=True)
+        self._writer.start()
+        if self.keys_in_background:
+            self._keeper = threading.Thread(target=self._keep_keys, name="tasktrail-keys", daemon=True)
+            self._keeper.start()
+
+    # Whether a thread keeps invocation_keys' runs merged (a lake's folder does it instead).
+    keys_in_background = True
+
+    def _keep_keys(self) -> None:
+        """Every `keys_every_s`, flush and merge invocation_keys' runs until nothing is due, on this thread's
+        own cursor: each step is a transaction of its own beside the writer's (store/invocation_keys.py)."""
+        while not self._stop_keys.wait(self.keys_every_s):
+            try:
+                step = invocation_keys.maintain(self._cursor(), merges=False)
+                while step and not self._stop_keys.is_set():
+                    step = invocation_keys.maintain(self._cursor())
+            except duckdb.Error as exc:  # a fatal error is the writer's to recover from: try again next round
+                log.warning("invocation_keys upkeep failed: %s", str(exc).splitlines()[0][:200])
+                self._fatal(exc)
 
     def _open(self) -> None:
         try:
@@ -168,6 +192,8 @@ class DuckDBStore(BatchWriter, CursorReads):
             con.begin()
             try:
                 con.execute(sql)
+                if name in state.BACKFILLED_BY:  # filled in the same transaction: all of it or none
+                    state.BACKFILLED_BY[name](con)
                 con.execute("INSERT INTO schema_migrations VALUES (?, now()::TIMESTAMP)", [name])
                 con.commit()
             except Exception:
@@ -186,6 +212,9 @@ class DuckDBStore(BatchWriter, CursorReads):
         if self._apply_migrations(con) or not state.hash_is_current(con):
             n = state.rebuild(con)
             log.info("rebuilt the invocation_state cache (%d invocations)", n)
+        elif not invocation_keys.covers(con):
+            invocation_keys.rebuild_in_transaction(con)
+            log.info("rebuilt invocation_keys: fewer keys than invocations")
 
     def rebuild_state(self) -> int:
         """Recompute the invocation_state cache from the log (on the writer's connection: call it
@@ -243,6 +272,10 @@ class DuckDBStore(BatchWriter, CursorReads):
             if self._shut:
                 return
             self._shut = self._closed = True
+        self._stop_keys.set()
+        if self._keeper is not None:
+            self._keeper.join()
+            self._keeper = None
         if self._writer is not None:
             self._queue.put(STOP)
             self._writer.join()

@@ -33,14 +33,15 @@ import duckdb
 
 from tasktrail.proto.model import TABLES
 
-from . import state
+from . import invocation_keys, state
 from .api import StoreUnavailable
 from .duckdb import DuckDBStore
 from .migrations import migration_files, views_sql
 
 log = logging.getLogger("tasktrail.store")
 LAKE = "lake"
-_LAKE_TABLES = (*TABLES, "ingest_ledger", "invocation_state", "runner_state", "schema_migrations")
+_LAKE_TABLES = (*TABLES, "ingest_ledger", "invocation_state", "runner_state", "schema_migrations", "invocation_keys",
+                "invocation_keys_new")
 
 
 def extension_file(package: str, name: str) -> str:
@@ -67,6 +68,7 @@ def lake_views_sql() -> str:
 
 class DuckLakeStore(DuckDBStore):
     fold_in_writer = False
+    keys_in_background = False   # the folder keeps invocation_keys' runs merged, as it keeps the caches
     commit_interval_s = 1.0
 
     def __init__(self, catalog: str, data_path: str, *, node_id: int | None = None, fold: bool = True,
@@ -140,6 +142,8 @@ class DuckLakeStore(DuckDBStore):
                 con.execute("CREATE TABLE IF NOT EXISTS cache_progress (snapshot_id BIGINT)")
                 if rebuild or not state.hash_is_current(con):
                     self.rebuild_caches(con)
+                elif not invocation_keys.covers(con):
+                    invocation_keys.rebuild_in_transaction(con)
                 return
             except duckdb.Error as exc:
                 if attempt == 19:
@@ -210,6 +214,9 @@ class DuckLakeStore(DuckDBStore):
         while not self._stop_folder.wait(self.fold_every_s):
             try:
                 self.fold_once(con)
+                step = invocation_keys.maintain(con, merges=False)
+                while step and not self._stop_folder.is_set():
+                    step = invocation_keys.maintain(con)
                 if time.monotonic() - last_compact >= self.compact_every_s:
                     self.compact(con)
                     last_compact = time.monotonic()

@@ -13,6 +13,8 @@ import pyarrow as pa
 from tasktrail.proto.history import settle
 from tasktrail.proto.status import RANK_SCALE, STATUS_RANK, UNKNOWN_RANK
 
+from . import invocation_keys
+
 # What the fold reads of an invocation's records, in arrival order (batch, then position in the batch).
 HISTORY_COLUMNS = ("ts", "app_id", "invocation_id", "task_id", "status", "attempt", "seq", "record_id",
                    "runner_id", "worker_id", "source", "parent_invocation_id", "parent_event_id", "workflow_id",
@@ -77,13 +79,15 @@ def upsert(con, states: list[tuple], new: bool = False) -> None:
 
 
 def write_state(con, tbl: pa.Table, new: bool) -> None:
-    """INSERT (`new`: none is there yet) or MERGE these invocation_state rows (an Arrow table of STATE_SCHEMA)."""
+    """INSERT (`new`: none is there yet) or MERGE these invocation_state rows (an Arrow table of STATE_SCHEMA),
+    and append their keys (store/invocation_keys.py)."""
     con.register("tt_state_in", tbl)
     try:
         if new:
             con.execute("INSERT INTO invocation_state BY NAME SELECT *, hash(invocation_id) AS id_hash FROM tt_state_in")
         else:
             con.execute(_UPSERT.format(src="tt_state_in", sets=_SETS))
+        invocation_keys.append(con, "tt_state_in")  # where reads find these rows (their created_at)
     finally:
         con.unregister("tt_state_in")
 

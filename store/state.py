@@ -5,6 +5,7 @@ snapshots inserted (`fold_changes`); `rebuild` recomputes them from the log. Onl
 """
 from __future__ import annotations
 
+from . import invocation_keys
 from .invocation_fold import refold
 from .invocation_state import HISTORY_COLUMNS, HISTORY_SELECT, state_of, state_table
 from .runner_state import MERGE_RUNNERS, RUNNERS
@@ -13,6 +14,8 @@ from .runner_state import MERGE_RUNNERS, RUNNERS
 REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state", "0005_record_identity",
               "0006_runner_fields")
 REBUILT_BY += ("0009_invocation_calls",)  # runner_state's thread_id
+# Migrations that add a read model of invocation_state: filled from it once applied (no refold of the log).
+BACKFILLED_BY = {"0013_invocation_keys": invocation_keys.rebuild}
 
 
 def fold_changes(con, catalog: str, start: int, end: int) -> None:
@@ -75,6 +78,7 @@ def rebuild(con, *, also=None, checkpoint: bool = True) -> int:
     try:
         con.execute("DELETE FROM invocation_state")
         _rebuild_invocations(con)
+        invocation_keys.rebuild(con)
         con.execute("DELETE FROM runner_state")
         con.execute("INSERT INTO runner_state BY NAME " + RUNNERS.format(transitions="transitions",
                                                                         runner_events="runner_events", where="true"))

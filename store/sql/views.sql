@@ -14,6 +14,12 @@ SELECT ts AS timestamp, app_id, invocation_id, task_id, status,
        runner_id, worker_id, owner_runner_id, attempt, source, trace_id, span_id
 FROM transitions;
 
+-- Where to look in invocation_state for an id (kind 0) or a parent's children (kind 1): the sorted runs and the
+-- newest keys together (store/invocation_keys.py; store/api.py BY_ID reads it).
+CREATE OR REPLACE VIEW invocation_keys_all AS
+SELECT kind, key_hash, created_at FROM invocation_keys
+UNION ALL SELECT kind, key_hash, created_at FROM invocation_keys_new;
+
 -- One row per invocation (the writer-maintained cache of the log, store/state.py): its current status is
 -- the last of its settled history (proto/history.py); `is_final` after `status`; the columns are
 -- store/api.py INVOCATION_COLUMNS.
