@@ -56,14 +56,16 @@ def _tier(rows: int, flush_rows: int, fanout: int) -> int:
 
 
 def _write_run(con, run: int, source: str, rows: int) -> None:
-    """Insert `source`'s (kind, key_hash, created_at) as run `run`, in key_hash order, a hash slice at a time."""
+    """Insert `source`'s distinct (kind, key_hash, created_at) as run `run`, in key_hash order, a hash slice at a time."""
     slices = max(1, -(-rows // SLICE_ROWS))
     step = -(-_SPACE // slices)
     for j in range(slices):
         lo, hi = j * step, min(_SPACE, (j + 1) * step)
         bound = f"key_hash >= {lo}::UBIGINT" + (f" AND key_hash < {hi}::UBIGINT" if hi < _SPACE else "")
-        con.execute(f"INSERT INTO invocation_keys SELECT {int(run)}, kind, key_hash, created_at FROM ({source}) "
-                    f"WHERE {bound} ORDER BY key_hash, kind, created_at")
+        # DISTINCT: every write of a state row appends its keys again (the same key while its created_at stays).
+        con.execute(f"INSERT INTO invocation_keys SELECT {int(run)}, kind, key_hash, created_at FROM "
+                    f"(SELECT DISTINCT kind, key_hash, created_at FROM ({source}) WHERE {bound}) "
+                    f"ORDER BY key_hash, kind, created_at")
 
 
 def rebuild(con) -> int:
