@@ -235,11 +235,11 @@ def _failure_spikes(q, s: AnomalySettings, now: datetime) -> list[dict]:
 
 
 def _recent_failures(q, app: str, task, since: datetime, limit: int = 20) -> list[str]:
-    """The ids of a task's latest `limit` invocations that FAILED since `since`, latest first."""
+    """The ids of a task's latest `limit` invocations that FAILED since `since`, latest first (equal times by id)."""
     task_is = "task_id = $task" if task is not None else "task_id IS NULL"
     return [i for (i,) in q(f"""SELECT invocation_id FROM invocation_state
                                 WHERE app_id = $app AND {task_is} AND updated_at >= $w AND status = 'FAILED'
-                                ORDER BY updated_at DESC LIMIT {int(limit)}""",
+                                ORDER BY updated_at DESC, invocation_id LIMIT {int(limit)}""",
                             {"app": app, "w": since, **({"task": task} if task is not None else {})}).rows]
 
 

@@ -64,10 +64,11 @@ class CursorReads:
         def rows(res):
             if res.description is None:
                 return Result([], [], False)
+            columns = [d[0] for d in res.description]   # before `release` runs another statement on the cursor
             got = self._fetch(res, max_rows + 1)
             if len(got) > max_rows:
                 release(res)
-            return Result([d[0] for d in res.description], got[:max_rows], len(got) > max_rows)
+            return Result(columns, got[:max_rows], len(got) > max_rows)
         return self._read(sql, params, timeout_s, rows)
 
     def query_arrow(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float = 10.0) -> pa.Table:

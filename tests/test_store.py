@@ -76,8 +76,9 @@ def test_schema_matches_row_types_and_views_exist(tmp_path):
 
 def test_reads_have_time_limit_and_row_cap(tmp_path):
     store = DuckDBStore(str(tmp_path / "s.duckdb"))
-    r = store.query("select * from range(100)", max_rows=10)
+    r = store.query("select range as a, range * 2 as b from range(100)", max_rows=10)
     assert len(r.rows) == 10 and r.truncated
+    assert r.columns == ["a", "b"] and r.dicts()[3] == {"a": 3, "b": 6}   # a cut read keeps its column names
     with pytest.raises(QueryTimeout):
         store.query("select count(*) from range(100000000000) a", timeout_s=0.3)
     with pytest.raises(QueryError):

@@ -79,7 +79,10 @@ def test_a_spike_names_its_latest_failures_first(qs):
     spike = next(x for x in qs.anomalies()["items"] if x["kind"] == "failure_spike")
     since = NOW.replace(tzinfo=None) - timedelta(minutes=15)
     two = anomalies._recent_failures(qs._q, spike["app_id"], "app.flaky", since, limit=2)
-    assert two == spike["invocation_ids"][:2] and len(set(spike["invocation_ids"])) == 6
+    latest = [r[0] for r in qs._q("""SELECT invocation_id FROM invocation_state WHERE task_id = 'app.flaky'
+                                     AND status = 'FAILED' ORDER BY updated_at DESC, invocation_id""").rows]
+    assert two == spike["invocation_ids"][:2] == latest[:2] and len(set(spike["invocation_ids"])) == 6
+    assert spike["invocation_ids"] == latest[:len(spike["invocation_ids"])]
     assert anomalies._recent_failures(qs._q, spike["app_id"], None, since) == []
 
 
