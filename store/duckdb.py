@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import OrderedDict
 from typing import Optional
 
@@ -95,35 +96,36 @@ class DuckDBStore(BatchWriter, CursorReads):
         self._next_batch = 1
         self._queue: queue.Queue = queue.Queue()
         self._init_applied()
-        self._writer = self._keeper = None
+        self._writer = None
         self._stop_keys = threading.Event()
         self.keys_every_s = keys_every_s
+        self._keys_due = time.monotonic() + keys_every_s
         if not read_only:
             self._load_state()
             self._start_threads()
 
     def _start_threads(self) -> None:
-        """The writer, and the keys' upkeep (store/invocation_keys.py) on a thread and cursor of its own."""
+        """The writer, which also keeps invocation_keys' runs (store/invocation_keys.py, `_upkeep`)."""
         self._writer = threading.Thread(target=self._run, name="tasktrail-writer", daemon=True)
         self._writer.start()
-        if self.keys_in_background:
-            self._keeper = threading.Thread(target=self._keep_keys, name="tasktrail-keys", daemon=True)
-            self._keeper.start()
 
-    # Whether a thread keeps invocation_keys' runs merged (a lake's folder does it instead).
+    # Whether the writer keeps invocation_keys' runs merged (a lake's folder does it instead).
     keys_in_background = True
 
-    def _keep_keys(self) -> None:
-        """Every `keys_every_s`, flush and merge invocation_keys' runs until nothing is due, on this thread's
-        own cursor: each step is a transaction of its own beside the writer's (store/invocation_keys.py)."""
-        while not self._stop_keys.wait(self.keys_every_s):
-            try:
-                step = invocation_keys.maintain(self._cursor(), merges=False)
-                while step and not self._stop_keys.is_set():
-                    step = invocation_keys.maintain(self._cursor())
-            except duckdb.Error as exc:  # a fatal error is the writer's to recover from: try again next round
-                log.warning("invocation_keys upkeep failed: %s", str(exc).splitlines()[0][:200])
-                self._fatal(exc)
+    def _upkeep(self) -> None:
+        """Between batches, at most every `keys_every_s`: flush and merge invocation_keys' runs until nothing is
+        due, each step a transaction of its own. On the writer's thread and connection: an upkeep transaction on
+        another thread made DuckDB refuse checkpoints ("other write transactions active"), so the WAL grew."""
+        if not self.keys_in_background or time.monotonic() < self._keys_due:
+            return
+        self._keys_due = time.monotonic() + self.keys_every_s
+        try:
+            step = invocation_keys.maintain(self._con, merges=False)
+            while step and not self._stop_keys.is_set():
+                step = invocation_keys.maintain(self._con)
+        except duckdb.Error as exc:  # a fatal error is the writer's to recover from: try again next round
+            log.warning("invocation_keys upkeep failed: %s", str(exc).splitlines()[0][:200])
+            self._fatal(exc)
 
     def _open(self) -> None:
         try:
@@ -273,9 +275,6 @@ class DuckDBStore(BatchWriter, CursorReads):
                 return
             self._shut = self._closed = True
         self._stop_keys.set()
-        if self._keeper is not None:
-            self._keeper.join()
-            self._keeper = None
         if self._writer is not None:
             self._queue.put(STOP)
             self._writer.join()

@@ -139,6 +139,8 @@ class BatchWriter:
             except queue.Empty:
                 if self._broken:  # a read found the database invalidated: reopen it
                     self._recover()
+                else:
+                    self._upkeep()
                 continue
             if item is STOP:
                 break
@@ -167,8 +169,14 @@ class BatchWriter:
             self._commit(items)
             if self._broken:
                 self._recover()
-            elif self._queue.empty():
+                continue
+            self._upkeep()
+            if self._queue.empty():
                 self._checkpoint_if_due()
+
+    def _upkeep(self) -> None:
+        """Work the writer does between batches on its own connection, where no transaction of another thread
+        can stop a checkpoint (a store's read models kept in runs: DuckDBStore); nothing here."""
 
     def _recover(self) -> None:
         """Fail what is queued (its clients retry) and reopen the database until it works."""
