@@ -8,8 +8,8 @@ column of every row (cost grows with the store). This table is kept sorted by ke
 - `invocation_keys_new`: the newest keys, appended by whoever writes invocation_state (`append`, in the same
   transaction: the writer's fold, a lake's refold, `rebuild`), in arrival order; small, read whole.
 - `invocation_keys`: runs (`run` numbers them), each inserted in key_hash order, so each run's row groups hold
-  a narrow hash range and a lookup reads about one row group per run. `maintain` (a background thread of the
-  store, or a lake's folder) moves the new keys into a run once there are `flush_rows` of them, and merges
+  a narrow hash range and a lookup reads about one row group per run. `maintain` (the store's writer between
+  batches, or a lake's folder) moves the new keys into a run once there are `flush_rows` of them, and merges
   `fanout` runs of one size tier into one (tiered: a key is rewritten about log_fanout(N / flush_rows) times).
 
 A key never goes stale in the unsafe direction: every write of a state row appends its keys, so the row's
