@@ -116,33 +116,32 @@ def test_lookups_through_flushed_and_merged_runs_and_after_a_rebuild(tmp_path):
         store.close()
 
 
+def _edit_then_reopen(path: str, *statements: str) -> None:
+    """Change the closed store at `path` behind tasktrail's back, then open it: its keys must be whole again."""
+    con = duckdb.connect(path)
+    for sql in statements:
+        con.execute(sql)
+    con.close()
+    store = DuckDBStore(path, keys_every_s=3600)
+    try:
+        assert _keys(store) == _expected_keys(store)
+        _check_lookups(store)
+    finally:
+        store.close()
+
+
 def test_migration_backfills_keys_of_a_store_made_before_it(tmp_path):
     path = str(tmp_path / "old.duckdb")
     store = DuckDBStore(path, keys_every_s=3600)
     _fill(store, lambda: None)
     store.close()
-    con = duckdb.connect(path)   # as a store of the previous schema: no keys, migration 0013 not applied
-    con.execute("DROP VIEW invocation_keys_all")
-    con.execute("DROP TABLE invocation_keys")
-    con.execute("DROP TABLE invocation_keys_new")
-    con.execute("DELETE FROM schema_migrations WHERE name = '0013_invocation_keys'")
-    con.close()
-    store = DuckDBStore(path, keys_every_s=3600)
-    try:
-        assert _keys(store) == _expected_keys(store)
-        _check_lookups(store)
-    finally:
-        store.close()
-    con = duckdb.connect(path)   # migrated, then written to by a version without keys: fewer keys than rows
-    con.execute("DELETE FROM invocation_keys WHERE key_hash % 2 = 0")
-    con.execute("DELETE FROM invocation_keys_new WHERE key_hash % 2 = 0")
-    con.close()
-    store = DuckDBStore(path, keys_every_s=3600)
-    try:
-        assert _keys(store) == _expected_keys(store)
-        _check_lookups(store)
-    finally:
-        store.close()
+    # As a store of the previous schema: no keys, migration 0013 not applied.
+    _edit_then_reopen(path, "DROP VIEW invocation_keys_all", "DROP TABLE invocation_keys",
+                      "DROP TABLE invocation_keys_new",
+                      "DELETE FROM schema_migrations WHERE name = '0013_invocation_keys'")
+    # Migrated, then written to by a version without keys: fewer keys than rows.
+    _edit_then_reopen(path, "DELETE FROM invocation_keys WHERE key_hash % 2 = 0",
+                      "DELETE FROM invocation_keys_new WHERE key_hash % 2 = 0")
 
 
 def test_the_background_upkeep_merges_while_the_writer_appends(tmp_path):
