@@ -97,32 +97,25 @@ class DuckDBStore(BatchWriter, CursorReads):
         self._queue: queue.Queue = queue.Queue()
         self._init_applied()
         self._writer = None
-        self._stop_keys = threading.Event()
         self.keys_every_s = keys_every_s
         self._keys_due = time.monotonic() + keys_every_s
         if not read_only:
             self._load_state()
-            self._start_threads()
+            self._writer = threading.Thread(target=self._run, name="tasktrail-writer", daemon=True)
+            self._writer.start()
 
-    def _start_threads(self) -> None:
-        """The writer, which also keeps invocation_keys' runs (store/invocation_keys.py, `_upkeep`)."""
-        self._writer = threading.Thread(target=self._run, name="tasktrail-writer", daemon=True)
-        self._writer.start()
-
-    # Whether the writer keeps invocation_keys' runs merged (a lake's folder does it instead).
-    keys_in_background = True
+    # Whether the writer keeps invocation_keys' runs merged (`_upkeep`; a lake's folder does it instead).
+    keys_in_writer = True
 
     def _upkeep(self) -> None:
         """Between batches, at most every `keys_every_s`: flush and merge invocation_keys' runs until nothing is
         due, each step a transaction of its own. On the writer's thread and connection: an upkeep transaction on
         another thread made DuckDB refuse checkpoints ("other write transactions active"), so the WAL grew."""
-        if not self.keys_in_background or time.monotonic() < self._keys_due:
+        if not self.keys_in_writer or time.monotonic() < self._keys_due:
             return
         self._keys_due = time.monotonic() + self.keys_every_s
         try:
-            step = invocation_keys.maintain(self._con, merges=False)
-            while step and not self._stop_keys.is_set():
-                step = invocation_keys.maintain(self._con)
+            invocation_keys.keep(self._con, lambda: self._shut)   # close() sets _shut before it stops the writer
         except duckdb.Error as exc:  # a fatal error is the writer's to recover from: try again next round
             log.warning("invocation_keys upkeep failed: %s", str(exc).splitlines()[0][:200])
             self._fatal(exc)
@@ -274,7 +267,6 @@ class DuckDBStore(BatchWriter, CursorReads):
             if self._shut:
                 return
             self._shut = self._closed = True
-        self._stop_keys.set()
         if self._writer is not None:
             self._queue.put(STOP)
             self._writer.join()

@@ -68,7 +68,7 @@ def lake_views_sql() -> str:
 
 class DuckLakeStore(DuckDBStore):
     fold_in_writer = False
-    keys_in_background = False   # the folder keeps invocation_keys' runs merged, as it keeps the caches
+    keys_in_writer = False   # the folder keeps invocation_keys' runs merged, as it keeps the caches
     commit_interval_s = 1.0
 
     def __init__(self, catalog: str, data_path: str, *, node_id: int | None = None, fold: bool = True,
@@ -214,9 +214,7 @@ class DuckLakeStore(DuckDBStore):
         while not self._stop_folder.wait(self.fold_every_s):
             try:
                 self.fold_once(con)
-                step = invocation_keys.maintain(con, merges=False)
-                while step and not self._stop_folder.is_set():
-                    step = invocation_keys.maintain(con)
+                invocation_keys.keep(con, self._stop_folder.is_set)
                 if time.monotonic() - last_compact >= self.compact_every_s:
                     self.compact(con)
                     last_compact = time.monotonic()

@@ -21,17 +21,16 @@ from invocation_state (itself rebuilt from the log).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
-KIND_ID, KIND_PARENT = 0, 1
 FLUSH_ROWS = 100_000     # new keys moved into a run once this many have gathered
 FANOUT = 4               # runs of one tier merged together
 SLICE_ROWS = 2_000_000   # a run is written in hash slices of about this many rows (bounded sort memory)
 _SPACE = 1 << 64
 
-_APPEND = """
-    INSERT INTO invocation_keys_new
-    SELECT 0::UTINYINT, hash(invocation_id), created_at FROM {src}
+# The keys of the invocation_state rows in relation {src}: kind 0 by the row's id, kind 1 by its parent's.
+_KEYS = """
+    SELECT 0::UTINYINT AS kind, hash(invocation_id) AS key_hash, created_at FROM {src}
     UNION ALL
     SELECT 1::UTINYINT, hash(parent_invocation_id), created_at FROM {src} WHERE parent_invocation_id IS NOT NULL"""
 
@@ -39,7 +38,7 @@ _APPEND = """
 def append(con, src: str) -> None:
     """Append the keys of the invocation_state rows in relation `src` (a registered table or view with
     invocation_id, parent_invocation_id, created_at): call it with every write of those rows, in its transaction."""
-    con.execute(_APPEND.format(src=src))
+    con.execute("INSERT INTO invocation_keys_new " + _KEYS.format(src=src))
 
 
 def _runs(con) -> list[tuple[int, int]]:
@@ -72,9 +71,7 @@ def rebuild(con) -> int:
     """Recompute the keys from invocation_state as one run (in the caller's transaction, if any); returns them."""
     con.execute("DELETE FROM invocation_keys_new")
     con.execute("DELETE FROM invocation_keys")
-    src = ("SELECT 0::UTINYINT AS kind, id_hash AS key_hash, created_at FROM invocation_state UNION ALL "
-           "SELECT 1::UTINYINT, hash(parent_invocation_id), created_at FROM invocation_state "
-           "WHERE parent_invocation_id IS NOT NULL")
+    src = _KEYS.format(src="invocation_state")
     n = con.execute(f"SELECT count(*) FROM ({src})").fetchone()[0]
     _write_run(con, 1, src, n)
     return n
@@ -104,8 +101,16 @@ def _in_transaction(con, fn) -> None:
         raise
 
 
+def keep(con, stopped: Callable[[], bool]) -> None:
+    """Flush and merge until nothing is due or `stopped()` (the upkeep of a store's writer, or a lake's folder):
+    the first step only flushes, so a poll with nothing due costs one count of the new keys."""
+    step = maintain(con, merges=False)
+    while step and not stopped():
+        step = maintain(con)
+
+
 def maintain(con, flush_rows: Optional[int] = None, fanout: Optional[int] = None, merges: bool = True) -> Optional[str]:
-    """One step of upkeep on `con` (its own connection: the writer goes on): flush the new keys into a run
+    """One step of upkeep on `con` (the writer's connection, or a lake folder's): flush the new keys into a run
     when there are `flush_rows`, else merge `fanout` runs of the lowest full tier. Each step is one transaction
     (a store's other writers only append to invocation_keys_new, which never conflicts with these deletes).
     Returns what it did ("flush", "merge") or None. Defaults: FLUSH_ROWS, FANOUT; without `merges`, only a flush
