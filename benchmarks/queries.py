@@ -28,7 +28,15 @@ def build(path: str, n: int) -> None:
     from tasktrail.store.duckdb import DuckDBStore
 
     store = DuckDBStore(path)
-    con = store._con  # benchmark set-up writes straight through the store's own connection
+    # The set-based load goes around the writer's batches, on its connection and thread (its upkeep uses both).
+    store.on_writer(lambda con: _load(con, n))
+    store.rebuild_state()  # fill the caches as `tasktrail rebuild` does
+    store.on_writer(lambda con: con.execute("CHECKPOINT"))
+    store.close()
+
+
+def _load(con, n: int) -> None:
+    """B5's records of `n` invocations, inserted with set-based SQL on `con`."""
     step_us = int(3600e6 / PER_HOUR)
     chunk = 200_000
     for lo in range(0, n, chunk):
@@ -76,9 +84,6 @@ def build(path: str, n: int) -> None:
         UNION ALL
         SELECT 1, TIMESTAMP '{last}' - to_microseconds(h * 30000000), 'bench', 'runner-' || r, 'heartbeat', NULL, NULL, NULL, 'bench'
         FROM range(6) t(r), range(100) v(h)""")
-    store.rebuild_state()  # the set-based load went around the writer: fill its cache as `tasktrail rebuild` does
-    con.execute("CHECKPOINT")
-    store.close()
 
 
 def store_arguments(ap) -> None:

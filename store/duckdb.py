@@ -27,7 +27,7 @@ import duckdb
 from tasktrail.proto.model import TABLES
 
 from . import binding, invocation_keys, state
-from .api import StoreUnavailable, WriterStats
+from .api import StoreClosed, StoreUnavailable, WriterStats
 from .fold_cache import KnownIds, RecentHistories
 from .migrations import migration_files, views_sql  # noqa: F401  (migration_files: the tests' too)
 from .reads import CursorReads
@@ -214,10 +214,13 @@ class DuckDBStore(BatchWriter, CursorReads):
     def rebuild_state(self) -> int:
         """Recompute the invocation_state cache from the log (on the writer's connection: call it
         with ingest stopped, as `tasktrail rebuild` does)."""
-        n = state.rebuild(self._con)
+        return self.on_writer(self._rebuild_state)
+
+    def _rebuild_state(self, con) -> int:
+        n = state.rebuild(con)
         if self.fold_in_writer:
-            self._runners.load(self._con)
-            self._known.load(self._con)
+            self._runners.load(con)
+            self._known.load(con)
             self._recent.clear()
         return n
 
@@ -271,6 +274,7 @@ class DuckDBStore(BatchWriter, CursorReads):
             self._queue.put(STOP)
             self._writer.join()
             self._writer = None
+            self._fail_jobs_left(StoreClosed("the store is closed"))
             try:
                 self._con.execute("CHECKPOINT")
             except duckdb.Error as exc:

@@ -30,10 +30,9 @@ from tasktrail.proto.model import TABLES
 from .api import Ack, LedgerEntry, QueueFull, StoreClosed, StoreUnavailable
 from .invocation_fold import fold_transitions
 from .rows import to_arrow
+from .writer_queue import FLUSH, STOP, WriterQueue, Job
 
 log = logging.getLogger("tasktrail.store")
-STOP = object()
-FLUSH = object()   # a reader waits for what is queued: commit now instead of gathering more
 _LEDGER_COLUMNS = ("received_at", "request_hash", "transport", "signal", "body_bytes", "records", "rows")
 
 
@@ -44,7 +43,7 @@ class _Item(NamedTuple):
     future: Future
 
 
-class BatchWriter:
+class BatchWriter(WriterQueue):
     """submit, arrow_schemas and is_duplicate (store/api.py LogWriter), and the writer thread (`_run`)."""
 
     # Fold each batch into the caches in its own transaction (store/state.py). A lake folds apart.
@@ -71,47 +70,9 @@ class BatchWriter:
             got |= {r[0] for r in res.rows}
         return got
 
-    def _init_applied(self) -> None:
-        """Requests submitted and requests committed or failed so far (`wait_applied`)."""
-        self._applied = threading.Condition()
-        self._submitted = 0
-        self._done = 0
-        self._flush_asked = False     # a FLUSH is in the queue (a read waits for what is queued)
-
     def store_id(self) -> str:
         """This store's id (a UUID made once by migration 0012), for its journal to check it belongs here."""
         return self.query("SELECT min(store_id) FROM store_identity").rows[0][0]
-
-    def wait_applied(self, timeout_s: float) -> bool:
-        with self._applied:
-            target = self._submitted
-            if self._done >= target:
-                return True
-        if threading.current_thread() is self._writer:
-            return False
-        self._ask_flush()
-        with self._applied:
-            return self._applied.wait_for(lambda: self._done >= target, timeout_s)
-
-    def _ask_flush(self) -> None:
-        """Have the writer commit what it gathered now (a read waits for it, or the queue is full)."""
-        if not self.commit_interval_s:
-            return
-        with self._applied:
-            ask = not self._flush_asked   # one FLUSH in the queue is enough for every waiting read
-            self._flush_asked = True
-        if ask:
-            self._queue.put(FLUSH)
-
-    def _flush_taken(self) -> None:
-        with self._applied:
-            self._flush_asked = False
-
-    def _mark_done(self, n: int) -> None:
-        """`n` more requests of the queue were committed or failed (they leave it in order)."""
-        with self._applied:
-            self._done += n
-            self._applied.notify_all()
 
     def submit(self, rows: dict[str, list], records: int, entry: LedgerEntry) -> Future:
         fut: Future = Future()
@@ -147,7 +108,10 @@ class BatchWriter:
             if item is FLUSH:
                 self._flush_taken()
                 continue
-            items = [item]
+            if isinstance(item, Job):
+                self._run_job(item)
+                continue
+            items, job = [item], None
             n = item.records
             deadline = time.monotonic() + self.commit_interval_s
             # Gather until the batch is full or holds half of what the queue admits (past it, clients
@@ -164,9 +128,14 @@ class BatchWriter:
                 if nxt is FLUSH:
                     self._flush_taken()
                     break
+                if isinstance(nxt, Job):
+                    job = nxt
+                    break
                 items.append(nxt)
                 n += nxt.records
             self._commit(items)
+            if job is not None:
+                self._run_job(job)
             if self._broken:
                 self._recover()
                 continue
@@ -202,6 +171,9 @@ class BatchWriter:
                 return
             if item is FLUSH:
                 self._flush_taken()
+                continue
+            if isinstance(item, Job):
+                item.future.set_exception(StoreUnavailable(f"the store cannot write now ({self._broken}); retry later"))
                 continue
             with self._lock:
                 self._pending -= item.records
