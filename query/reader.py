@@ -17,8 +17,8 @@ MAX_ROWS = 100_000  # what one read model's read may return (the row cap)
 
 # A point lookup by id in the invocation_state cache (params: the id twice): the store's contract spells it.
 BY_ID = api.BY_ID
-# The rows whose parent is one of n ids (params: the ids twice), through the parents' keys.
-children_of = api.children_of
+# The created_at of the rows whose parent is one of n ids (params: the ids), from the parents' keys.
+children_keys = api.children_keys
 
 
 class Reader:
@@ -53,8 +53,8 @@ def where(clauses: Sequence[str]) -> str:
     return ("WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
-# Up to this many parents' children are read as point lookups through their keys, one UNION ALL branch each
-# (store/api.py children_of: at 1M invocations ~10 % faster than one join of their keys, `of_ids`' way); a
+# Up to this many parents' children are found by point lookups of their keys, one UNION ALL branch each
+# (store/api.py children_keys: at 1M invocations ~10 % faster than one join of their keys, `of_ids`' way); a
 # larger frontier by its ids, from the family's start on (query/family.py).
 POINT_LOOKUPS = 16
 
