@@ -20,6 +20,7 @@ answers in plain text and has no rule for address literals, so this small guard 
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -149,6 +150,13 @@ class HostGuard:
         self.app = app
         self.rule = rule
         self.refusal = refusal
+        # The rule's answer per Host value: a client sends the same one on every request (parsing it as an
+        # address took ~3.6 µs); values of a DNS name's length at most, and a bounded number of them.
+        self.allowed = functools.lru_cache(maxsize=256)(rule.allows)
+
+    def allows(self, host: Optional[str]) -> bool:
+        """rule.allows(host), remembered for the last 256 short values."""
+        return self.allowed(host) if host is None or len(host) <= 260 else self.rule.allows(host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not self.rule.any_host:
@@ -157,7 +165,7 @@ class HostGuard:
                 if k == b"host":
                     host = v.decode("latin-1")
                     break
-            if not self.rule.allows(host):
+            if not self.allows(host):
                 # The allowed names are not listed: a rebound page reads this answer.
                 content_type, body = self.refusal(
                     400, f"this server does not answer to Host {host!r} (DNS rebinding protection); "
