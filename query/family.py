@@ -16,7 +16,7 @@ from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
 from .errors import NotFound
 from .invocations import PARENT_SAYING_SOURCES, PARENTS_SQL, TimeRange, time_range
 from .params import iso
-from .reader import BY_ID, POINT_LOOKUPS, children_keys, of_ids
+from .reader import BY_ID, POINT_LOOKUPS, by_ids, children_keys, children_of, state_rows
 
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
 _FAR = datetime.max.replace(year=9999)
@@ -56,7 +56,7 @@ def ids_range(q, ids: Sequence[str]) -> tuple:
     """(first transition, last transition or None while any is not final) of these invocations."""
     ids = list(ids)
     row = q(f"SELECT min(first_ts), max(last_ts), bool_and(status IN ({FINAL_SQL})) "
-            f"FROM invocation_state WHERE {of_ids()}", [ids, ids]).rows[0]
+            f"FROM invocation_state WHERE {by_ids(len(ids))}", ids + ids).rows[0]
     return (row[0], row[1] if row[2] else None) if row[0] is not None else (None, None)
 
 
@@ -168,16 +168,14 @@ def _parent(walk: _Walk, inv: str, related_after_s: float) -> Optional[str]:
 
 def _direct(q, frontier: list[str]) -> tuple[str, list]:
     """(the condition on invocation_state of the frontier's direct children, its params). Up to POINT_LOOKUPS
-    parents: the created_at of their children from their keys first, then those rows (none: no scan at all,
-    where an empty semi-join still scanned the store from the family's start: 60 ms at 10M invocations); more:
-    by their ids, from the family's start on."""
-    ph = ", ".join("?" * len(frontier))
+    parents: through their keys (store/api.py children_of), once a look at the keys found any (none: no read
+    at all; an empty semi-join still scanned the store from the family's start, 60 ms at 10M invocations);
+    more: by their ids, from the family's start on."""
     if len(frontier) > POINT_LOOKUPS:
-        return f"parent_invocation_id IN ({ph})", list(frontier)
-    times = [t for (t,) in q(children_keys(len(frontier)), frontier).rows]
-    if not times:
+        return f"parent_invocation_id IN ({', '.join('?' * len(frontier))})", list(frontier)
+    if not q(f"SELECT 1 FROM ({children_keys(len(frontier))}) LIMIT 1", frontier).rows:
         return "false", []
-    return f"created_at IN (SELECT unnest(?::TIMESTAMP[])) AND parent_invocation_id || '' IN ({ph})", [times, *frontier]
+    return children_of(len(frontier)), [*frontier, *frontier]
 
 
 def _descendants(q, root: str, start: datetime, by_trace: bool, max_nodes: int, max_depth: int,
@@ -216,11 +214,12 @@ def _nodes(q, nodes_depth: dict, edges: list[dict]) -> list[dict]:
     """The nodes in tree order (each parent before its children, siblings by creation time), as the
     graph draws the tree; `updated_at` is the node's last change (so a view spans the whole family)."""
     ids = list(nodes_depth)
+    rows, params = state_rows(ids, "invocation_id, task_id, status, status_key, created_at, updated_at, workflow_id")
     info = {d["invocation_id"]: d for d in q(f"""
         SELECT invocation_id, any_value(task_id) FILTER (WHERE task_id IS NOT NULL) AS task_id,
                arg_max(status, status_key) AS status, min(created_at) AS created_at,
                max(updated_at) AS updated_at, any_value(workflow_id) AS workflow_id
-        FROM invocation_state WHERE {of_ids()} GROUP BY invocation_id""", [ids, ids]).dicts()}
+        FROM {rows} GROUP BY invocation_id""", params).dicts()}
     nodes = []
     for i in tree_order(ids[0], edges, lambda c: (info.get(c, {}).get("created_at") or _FAR, c)):
         d = info.get(i, {})

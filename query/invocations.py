@@ -23,7 +23,7 @@ from . import search, values
 from .adjust import adjustment, settled
 from .errors import BadRequest, NotFound
 from .params import BAD_CURSOR, cursor_of, cursor_time, cursor_values, encode_cursor, iso
-from .reader import BY_ID, conditions, of_ids, where
+from .reader import BY_ID, by_ids, conditions, where
 
 # sort name -> (column, descending, cast of the cursor value)
 SORTS = {
@@ -150,8 +150,8 @@ def summaries(q, ids: Sequence[str]) -> list[dict]:
     if not ids:
         return []
     ids = list(ids)
-    rows = q(f"SELECT * EXCLUDE (id_hash) FROM invocation_state WHERE {of_ids()} ORDER BY created_at",
-             [ids, ids]).dicts()
+    rows = q(f"SELECT * EXCLUDE (id_hash) FROM invocation_state WHERE {by_ids(len(ids))} ORDER BY created_at",
+             ids + ids).dicts()
     return [summary(d) for d in rows]
 
 

@@ -60,16 +60,6 @@ def children_of(n: int) -> str:
     return f"created_at IN ({children_keys(n)}) AND parent_invocation_id || '' IN ({ph})"  # as BY_ID
 
 
-def of_ids() -> str:
-    """A condition on invocation_state: the row's invocation_id is in a list of ids (params: the list twice, as
-    one VARCHAR[] parameter each), found through their keys in one join: the keys' runs are read for every hash
-    of the list at once, and the state rows their created_at name. One statement for any number of ids, where a
-    point lookup per id (BY_ID, UNION ALL) costs ~0.5 ms each to plan and run and an IN list of ids is compared
-    with every row of the cache (B9 10k, a family of 10: 7.5 against 1.7 ms; B5 1M, 40 ids: 45 against 12)."""
-    return ("(id_hash, created_at) IN (SELECT key_hash, created_at FROM invocation_keys_all WHERE kind = 0 "
-            "AND key_hash IN (SELECT hash(unnest(?::VARCHAR[])))) AND list_contains(?::VARCHAR[], invocation_id || '')")
-
-
 class StoreError(Exception):
     """Base of the store's named errors."""
 

@@ -110,6 +110,8 @@ class BatchWriter(WriterQueue):
                 continue
             if isinstance(item, Job):
                 self._run_job(item)
+                if self._broken:   # a fatal error in the job: reopen before the next batch
+                    self._recover()
                 continue
             items, job = [item], None
             n = item.records

@@ -74,13 +74,16 @@ class WriterQueue:
         connection (the writer's upkeep included): its result, or what it raised. Without a writer thread (a
         read-only store, or called from the writer itself) it runs here. Raises StoreClosed once the store is
         closed (also for a job still queued when it closed)."""
-        if self._closed:
-            raise StoreClosed("the store is closed")
-        if self._writer is None or threading.current_thread() is self._writer:
-            return fn(self._con)
         fut: Future = Future()
-        self._queue.put(Job(fn, fut))
-        return fut.result()
+        with self._lock:   # close() marks the store closed under this lock before it queues STOP: a job
+            if self._closed:   # queued here runs before the writer stops, or is never queued
+                raise StoreClosed("the store is closed")
+            if self._writer is None or threading.current_thread() is self._writer:
+                direct = True
+            else:
+                direct = False
+                self._queue.put(Job(fn, fut))
+        return fn(self._con) if direct else fut.result()
 
     def _fail_jobs_left(self, error: Exception) -> None:
         """Fail the jobs still queued once the writer stopped (close): their callers raise `error`."""

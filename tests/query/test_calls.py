@@ -154,3 +154,23 @@ def test_retention_removes_a_calls_rows_with_its_invocations(tmp_path):
         assert store.store.query("SELECT count(*) FROM invocation_calls", (), timeout_s=10, max_rows=1).rows == [(0,)]
     finally:
         store.close()
+
+
+def test_a_tasks_call_shows_its_latest_arguments_even_when_a_later_record_has_none(tmp_path):
+    """The task page's call list and the call page agree on the arguments: the latest record that carries them,
+    whichever invocation sent it (a later record of the call without arguments does not hide them)."""
+    store = LocalStore(tmp_path / "args.duckdb")
+    try:
+        em = store.emitter("shop", RUNNER)
+        em.status("i1", "REGISTERED", task_id="t.args", runner=CLIENT, call_id="CALL", arguments='{"v": "A-old"}',
+                  timestamp=ago(50))
+        em.status("i2", "REGISTERED", task_id="t.args", runner=CLIENT, call_id="CALL", arguments='{"v": "B-newest"}',
+                  timestamp=ago(30))
+        em.status("i1", "REGISTERED", task_id="t.args", runner=CLIENT, call_id="CALL", timestamp=ago(10))
+        em.shutdown()
+        qs = store.service(clock=lambda: NOW)
+        assert qs.task("t.args", since="all")["calls"] == [
+            {"call_id": "CALL", "invocations": 2, "last_at": iso(ago(10)), "arguments": '{"v": "B-newest"}'}]
+        assert qs.call("CALL")["arguments"] == '{"v": "B-newest"}'
+    finally:
+        store.close()
