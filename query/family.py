@@ -187,8 +187,10 @@ def _descendants(q, root: str, start: datetime, by_trace: bool, max_nodes: int, 
     while frontier and depth < max_depth:
         depth += 1
         direct, by_keys = _direct(q, frontier)
-        r = q(_EDGES.format(ph=", ".join("?" * len(frontier)), direct=direct),
-              [*by_keys, start, *frontier, start, start, *frontier, start]).rows
+        got = q(_EDGES.format(ph=", ".join("?" * len(frontier)), direct=direct),
+                [*by_keys, start, *frontier, start, start, *frontier, start])
+        r = got.rows
+        truncated = truncated or got.truncated   # more edges than a read may return: the family is cut, and says so
         if by_trace:
             r = list(r) + [(p, c, "direct") for c, p in trace_parents(q, related_after_s, parents=frontier)]
         nxt = []

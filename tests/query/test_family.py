@@ -88,6 +88,18 @@ def test_depth_and_size_caps_say_truncated(local, qs):
     assert small["truncated"] and len(small["nodes"]) == 3
 
 
+def test_a_family_cut_by_the_row_cap_says_truncated(local, monkeypatch):
+    """More edges than one read may return (MAX_ROWS, 100,000): the family shows what it read and says it is
+    cut, instead of dropping children silently (here the cap is 2 rows a read)."""
+    from tasktrail.query.reader import Reader
+
+    whole = local.service(clock=lambda: NOW).family("fam-root")
+    assert not whole["truncated"] and len(whole["nodes"]) > 3
+    monkeypatch.setattr(Reader.__call__, "__defaults__", ((), 2))
+    cut = local.service(clock=lambda: NOW).family("fam-root")
+    assert cut["truncated"] and len(cut["nodes"]) < len(whole["nodes"])
+
+
 def test_celery_parents_come_from_trace_context(qs):
     assert qs.trace_parents(children=["cel-child"]) == [("cel-child", "cel-parent")]
     assert qs.trace_parents(parents=["cel-parent"]) == [("cel-child", "cel-parent")]
