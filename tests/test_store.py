@@ -24,16 +24,22 @@ def _rows():
     return out.rows, out.records
 
 
-def test_queue_full_then_drains(tmp_path):
-    store = DuckDBStore(str(tmp_path / "s.duckdb"), queue_records=3)
+def _hold_commits(store) -> threading.Event:
+    """Make the store's writer wait before each commit until the returned event is set."""
     gate = threading.Event()
     real_commit = store._commit
 
-    def slow_commit(items):
+    def held_commit(items):
         gate.wait(10)
         real_commit(items)
 
-    store._commit = slow_commit
+    store._commit = held_commit
+    return gate
+
+
+def test_queue_full_then_drains(tmp_path):
+    store = DuckDBStore(str(tmp_path / "s.duckdb"), queue_records=3)
+    gate = _hold_commits(store)
     rows, n = _rows()
     first = store.submit(rows, 2, _entry("a"))
     second = store.submit(rows, 1, _entry("b"))

@@ -15,7 +15,7 @@ from tasktrail.store import state
 from tasktrail.store.api import StoreClosed
 from tasktrail.store.duckdb import DuckDBStore
 
-from .test_store import _entry, _rows
+from .test_store import _entry, _hold_commits, _rows
 
 
 def test_rebuild_and_jobs_run_on_the_writers_thread(tmp_path, monkeypatch):
@@ -45,14 +45,7 @@ def test_rebuild_and_jobs_run_on_the_writers_thread(tmp_path, monkeypatch):
 def test_a_job_queued_behind_requests_sees_them_committed(tmp_path):
     """A job waits for the requests submitted before it: their batch is committed when it runs."""
     store = DuckDBStore(str(tmp_path / "s.duckdb"))
-    gate = threading.Event()
-    real_commit = store._commit
-
-    def held_commit(items):
-        gate.wait(10)
-        real_commit(items)
-
-    store._commit = held_commit
+    gate = _hold_commits(store)
     rows, n = _rows()
     try:
         ack = store.submit(rows, n, _entry("first"))
