@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional
+from urllib.parse import urlencode
 
 from tasktrail.proto import names as n
 from tasktrail.proto.status import RUNNER_DEAD_AFTER_S
@@ -296,6 +297,17 @@ def _scheduler_runners(q, app: str, since: datetime) -> list[str]:
         WHERE runner_id IS NOT NULL ORDER BY runner_id""", {"app": app, "b": since}).rows]
 
 
+def _link(a: dict) -> str:
+    """What an anomaly is about, as a page: its invocation, runner or task; the atomic services for a silent
+    scheduler; the app's FAILED invocations, latest failure first, for a failure spike of invocations with no task id."""
+    if a["kind"] == "scheduler_silent":
+        return "/atomic-services"
+    for key, page in (("invocation_id", "invocations"), ("runner_id", "runners"), ("task_id", "tasks")):
+        if a.get(key):
+            return f"/{page}/{segment(a[key])}"
+    return "/invocations?" + urlencode([("status", "FAILED"), ("app", a["app_id"] or ""), ("sort", "-updated_at")])
+
+
 def listing(q, s: AnomalySettings, now: datetime, app: Optional[str] = None,
             runner_rows: Optional[list] = None) -> dict:
     """The anomalies of `app` (or all) as /anomalies shows them: each with a link to what it is about,
@@ -303,10 +315,7 @@ def listing(q, s: AnomalySettings, now: datetime, app: Optional[str] = None,
     items = [a for a in find(q, s, now, runner_rows) if not app or a["app_id"] == app]
     for a in items:
         a["since"] = iso(a["since"])
-        a["link"] = ("/atomic-services" if a["kind"] == "scheduler_silent"
-                     else f"/invocations/{segment(a['invocation_id'])}" if a.get("invocation_id")
-                     else f"/runners/{segment(a['runner_id'])}" if a.get("runner_id")
-                     else f"/tasks/{segment(a['task_id'])}" if a.get("task_id") else "/atomic-services")
+        a["link"] = _link(a)
     counts = {k: 0 for k in KINDS}
     for a in items:
         counts[a["kind"]] += 1

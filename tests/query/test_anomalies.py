@@ -92,3 +92,25 @@ def test_app_filter_and_settings(qs):
                                                     runner_dead_after_s=3000, scheduler_min_silence_s=1000))
     assert [x["kind"] for x in patient["items"]] == []
     assert patient["thresholds"]["runner_dead_after_s"] == 3000
+
+
+def test_a_spike_of_invocations_without_a_task_links_to_their_failures(tmp_path):
+    """Invocations that name no task can spike too: the anomaly lists them and links to the app's FAILED
+    invocations, latest failure first (not to an unrelated page), and that list begins with them."""
+    from ..helpers import LocalStore
+
+    store = LocalStore(tmp_path / "notask.duckdb")
+    try:
+        em = store.emitter("bare", LIVE)
+        for k in range(5):
+            em.status(f"bare-{k}", "RUNNING", attempt=0, timestamp=ago(500 - 60 * k))
+            em.status(f"bare-{k}", "FAILED", error_type="OSError", timestamp=ago(499 - 60 * k))
+        em.shutdown()
+        qs = store.service(clock=lambda: NOW)
+        spike = next(x for x in qs.anomalies()["items"] if x["kind"] == "failure_spike")
+        assert spike["task_id"] is None and sorted(spike["invocation_ids"]) == [f"bare-{k}" for k in range(5)]
+        assert spike["link"] == "/invocations?status=FAILED&app=bare&sort=-updated_at"
+        listed = qs.invocations(app="bare", status=["FAILED"], sort="-updated_at")["items"]
+        assert [i["invocation_id"] for i in listed] == spike["invocation_ids"] == [f"bare-{k}" for k in (4, 3, 2, 1, 0)]
+    finally:
+        store.close()
