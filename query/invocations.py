@@ -149,9 +149,8 @@ def summaries(q, ids: Sequence[str]) -> list[dict]:
     """These invocations as the list shows them, oldest first."""
     if not ids:
         return []
-    rows, params = state_rows(ids, "* EXCLUDE (id_hash)")   # point lookups for a few (a call's, an event's)
-    rows = q(f"SELECT * FROM {rows} ORDER BY created_at", params).dicts()
-    return [summary(d) for d in rows]
+    found, params = state_rows(ids, "* EXCLUDE (id_hash)")   # point lookups for a few (a call's, an event's)
+    return [summary(d) for d in q(f"SELECT * FROM {found} ORDER BY created_at", params).dicts()]
 
 
 # --- one invocation --------------------------------------------------------------------------------

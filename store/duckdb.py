@@ -27,7 +27,7 @@ import duckdb
 from tasktrail.proto.model import TABLES
 
 from . import binding, invocation_keys, state
-from .api import StoreClosed, StoreUnavailable, WriterStats
+from .api import StoreUnavailable, WriterStats
 from .fold_cache import KnownIds, RecentHistories
 from .migrations import migration_files, views_sql  # noqa: F401  (migration_files: the tests' too)
 from .reads import CursorReads
@@ -274,7 +274,6 @@ class DuckDBStore(BatchWriter, CursorReads):
             self._queue.put(STOP)
             self._writer.join()
             self._writer = None
-            self._fail_jobs_left(StoreClosed("the store is closed"))
             try:
                 self._con.execute("CHECKPOINT")
             except duckdb.Error as exc:

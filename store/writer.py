@@ -163,6 +163,7 @@ class BatchWriter(WriterQueue):
             delay = min(delay * 2, 5.0)
 
     def _fail_queued(self) -> None:
+        why = f"the store cannot write now ({self._broken}); retry later"
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -174,13 +175,11 @@ class BatchWriter(WriterQueue):
             if item is FLUSH:
                 self._flush_taken()
                 continue
-            if isinstance(item, Job):
-                item.future.set_exception(StoreUnavailable(f"the store cannot write now ({self._broken}); retry later"))
-                continue
-            with self._lock:
-                self._pending -= item.records
-            self._mark_done(1)
-            item.future.set_exception(StoreUnavailable(f"the store cannot write now ({self._broken}); retry later"))
+            if not isinstance(item, Job):
+                with self._lock:
+                    self._pending -= item.records
+                self._mark_done(1)
+            item.future.set_exception(StoreUnavailable(why))
 
     def _fatal(self, exc: Exception) -> None:
         """Note a fatal DuckDB error (found by a write or a read): the database is invalidated until reopened."""

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import queue
 import threading
 from concurrent.futures import Future
 from typing import Callable, NamedTuple
@@ -72,28 +71,17 @@ class WriterQueue:
     def on_writer(self, fn: Callable):
         """fn(con) run on the writer's thread and connection, between two batches, where nothing else uses that
         connection (the writer's upkeep included): its result, or what it raised. Without a writer thread (a
-        read-only store, or called from the writer itself) it runs here. Raises StoreClosed once the store is
-        closed (also for a job still queued when it closed)."""
+        read-only store, or called from the writer itself) it runs here. Raises StoreClosed once close() began:
+        close() marks that under the store's lock before it queues STOP, and the job is queued under the same
+        lock, so a queued job always runs before the writer stops."""
         fut: Future = Future()
-        with self._lock:   # close() marks the store closed under this lock before it queues STOP: a job
-            if self._closed:   # queued here runs before the writer stops, or is never queued
+        with self._lock:
+            if self._shut:
                 raise StoreClosed("the store is closed")
-            if self._writer is None or threading.current_thread() is self._writer:
-                direct = True
-            else:
-                direct = False
+            queued = self._writer is not None and threading.current_thread() is not self._writer
+            if queued:
                 self._queue.put(Job(fn, fut))
-        return fn(self._con) if direct else fut.result()
-
-    def _fail_jobs_left(self, error: Exception) -> None:
-        """Fail the jobs still queued once the writer stopped (close): their callers raise `error`."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, Job):
-                item.future.set_exception(error)
+        return fut.result() if queued else fn(self._con)
 
     def _run_job(self, job: Job) -> None:
         try:

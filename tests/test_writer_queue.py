@@ -40,6 +40,12 @@ def test_rebuild_and_jobs_run_on_the_writers_thread(tmp_path, monkeypatch):
         store.close()
     with pytest.raises(StoreClosed):
         store.on_writer(lambda con: None)
+    reader = DuckDBStore(str(tmp_path / "s.duckdb"), read_only=True)   # no writer thread: it runs here
+    try:
+        assert reader.on_writer(lambda con: (threading.current_thread(), con.execute("SELECT 1").fetchone()[0])) \
+            == (threading.current_thread(), 1)
+    finally:
+        reader.close()
 
 
 def test_a_job_queued_behind_requests_sees_them_committed(tmp_path):
