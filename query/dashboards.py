@@ -15,13 +15,14 @@ from .params import iso
 
 
 def apps(q) -> list[dict]:
-    """Every app with invocations, runners or log lines: first and last seen, invocations."""
+    """Every app with invocations, runners or log lines: first and last seen, invocations (from the fold-kept
+    status_counts and app_log_span: a few rows however large the store)."""
     r = q("""
-        WITH a AS (SELECT app_id, min(created_at) AS first_seen, max(updated_at) AS last_seen,
-                          count(*) AS invocations FROM invocation_state GROUP BY app_id),
+        WITH a AS (SELECT app_id, min(first_created) AS first_seen, max(last_updated) AS last_seen,
+                          sum(n) AS invocations FROM status_counts GROUP BY app_id),
              b AS (SELECT app_id, min(first_seen) AS first_seen, max(last_event) AS last_seen
                    FROM runner_state GROUP BY app_id),
-             c AS (SELECT app_id, min(ts) AS first_seen, max(ts) AS last_seen FROM log_records GROUP BY app_id)
+             c AS (SELECT app_id, first_ts AS first_seen, last_ts AS last_seen FROM app_log_span)
         SELECT app_id, min(first_seen), max(last_seen), coalesce(max(invocations), 0)
         FROM (SELECT app_id, first_seen, last_seen, invocations FROM a
               UNION ALL SELECT app_id, first_seen, last_seen, NULL FROM b
@@ -40,14 +41,15 @@ def last_ingest(q, now: datetime) -> Optional[datetime]:
 
 
 def _figures(q, app: Optional[str], now: datetime) -> tuple[dict, list[dict], Optional[datetime]]:
-    """({status: invocations} of `app` (or all), `apps(q)`, `last_ingest(q, now)`) in one read: invocation_state
-    grouped by app and status gives both the counts and the apps' invocation figures. The whole ledger is read
-    only when its last hour is empty (as last_ingest)."""
+    """({status: invocations} of `app` (or all), `apps(q)`, `last_ingest(q, now)`) in one read of a few rows:
+    status_counts by app and status gives both the counts and the apps' invocation figures, app_log_span the
+    apps' log lines (both fold-kept: store/status_counts.py). The whole ledger is read only when its last hour
+    is empty (as last_ingest)."""
     rows = q("""
-        SELECT 'i' AS part, app_id, status, count(*) AS n, min(created_at) AS first, max(updated_at) AS last
-        FROM invocation_state GROUP BY app_id, status
+        SELECT 'i' AS part, app_id, status, sum(n) AS n, min(first_created) AS first, max(last_updated) AS last
+        FROM status_counts GROUP BY app_id, status
         UNION ALL SELECT 'r', app_id, NULL, NULL, min(first_seen), max(last_event) FROM runner_state GROUP BY app_id
-        UNION ALL SELECT 'l', app_id, NULL, NULL, min(ts), max(ts) FROM log_records GROUP BY app_id
+        UNION ALL SELECT 'l', app_id, NULL, NULL, first_ts, last_ts FROM app_log_span
         UNION ALL SELECT 'g', NULL, NULL, NULL, NULL, max(received_at) FROM ingest_ledger WHERE received_at >= $h""",
              {"h": now - timedelta(hours=1)}).rows
     counts: dict = {}

@@ -76,10 +76,10 @@ def snapshot(q: Callable, anomaly_settings: AnomalySettings, now: datetime) -> d
 
 def _by_status(q: Callable, recent: datetime) -> tuple[list, dict]:
     """(invocations by app and status, {app: its last record's time}): every status of every app with
-    invocations, 0 included ("none RUNNING" is a value, not a gap)."""
+    invocations, 0 included ("none RUNNING" is a value, not a gap). Counts from status_counts (a few rows)."""
     counts, last_seen = {}, {}
-    for app, status, n, last in q("SELECT app_id, status, count(*), epoch(max(last_ts)) FROM invocation_state "
-                                  "GROUP BY ALL").rows:
+    for app, status, n, last in q("SELECT app_id, status, sum(n)::BIGINT, epoch(max(last_record)) FROM status_counts "
+                                  "GROUP BY ALL").rows:   # fold-kept: store/status_counts.py
         counts[(app, status)] = n
         last_seen[app] = max(last_seen.get(app, 0.0), last or 0.0)
     by_status = [(app, status, counts.pop((app, status), 0)) for app in sorted({a for a, _ in counts})

@@ -26,7 +26,7 @@ import duckdb
 
 from tasktrail.proto.model import TABLES
 
-from . import binding, invocation_keys, state
+from . import binding, invocation_keys, state, status_counts
 from .api import StoreUnavailable, WriterStats
 from .fold_cache import KnownIds, RecentHistories
 from .migrations import migration_files, views_sql  # noqa: F401  (migration_files: the tests' too)
@@ -207,9 +207,13 @@ class DuckDBStore(BatchWriter, CursorReads):
         if self._apply_migrations(con) or not state.hash_is_current(con):
             n = state.rebuild(con)
             log.info("rebuilt the invocation_state cache (%d invocations)", n)
-        elif not invocation_keys.covers(con):
+            return
+        if not invocation_keys.covers(con):
             invocation_keys.rebuild_in_transaction(con)
             log.info("rebuilt invocation_keys: fewer keys than invocations")
+        if not status_counts.covers(con):
+            status_counts.rebuild_in_transaction(con)
+            log.info("rebuilt status_counts: they did not add up to the invocations")
 
     def rebuild_state(self) -> int:
         """Recompute the invocation_state cache from the log (on the writer's connection: call it

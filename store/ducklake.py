@@ -33,7 +33,7 @@ import duckdb
 
 from tasktrail.proto.model import TABLES
 
-from . import invocation_keys, state
+from . import invocation_keys, state, status_counts
 from .api import StoreUnavailable
 from .duckdb import DuckDBStore
 from .migrations import migration_files, views_sql
@@ -41,7 +41,7 @@ from .migrations import migration_files, views_sql
 log = logging.getLogger("tasktrail.store")
 LAKE = "lake"
 _LAKE_TABLES = (*TABLES, "ingest_ledger", "invocation_state", "runner_state", "schema_migrations", "invocation_keys",
-                "invocation_keys_new")
+                "invocation_keys_new", "status_counts", "app_log_span")
 
 
 def extension_file(package: str, name: str) -> str:
@@ -142,8 +142,11 @@ class DuckLakeStore(DuckDBStore):
                 con.execute("CREATE TABLE IF NOT EXISTS cache_progress (snapshot_id BIGINT)")
                 if rebuild or not state.hash_is_current(con):
                     self.rebuild_caches(con)
-                elif not invocation_keys.covers(con):
+                    return
+                if not invocation_keys.covers(con):
                     invocation_keys.rebuild_in_transaction(con)
+                if not status_counts.covers(con):
+                    status_counts.rebuild_in_transaction(con)
                 return
             except duckdb.Error as exc:
                 if attempt == 19:

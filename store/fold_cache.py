@@ -79,7 +79,8 @@ class KnownIds:
 
 
 class RecentHistories:
-    """{(app_id, invocation_id): its records, arrival order} of unfinished invocations folded lately."""
+    """{(app_id, invocation_id): (its records in arrival order, (task_id, status) of its state row)} of
+    unfinished invocations folded lately."""
 
     def __init__(self, capacity: int = 4096, longest: int = 64) -> None:
         self.capacity, self.longest = capacity, longest
@@ -95,10 +96,11 @@ class RecentHistories:
         self._rows.clear()
 
     def apply(self, updates: dict) -> None:
-        """A batch committed: keep each of its invocations' histories (None: forget it: final or too long)."""
+        """A batch committed: keep each of its invocations' (records, state) (None: forget it: final), but
+        forget too long a history."""
         rows = self._rows
         for key, hist in updates.items():
-            if hist is None or len(hist) > self.longest:
+            if hist is None or len(hist[0]) > self.longest:
                 rows.pop(key, None)
             else:
                 rows[key] = hist

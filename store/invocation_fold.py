@@ -34,7 +34,7 @@ def fold_transitions(con, new: pa.Table, known=None, recent=None) -> tuple[pa.Ta
     grp = history_batch.group(sel)
     firsts = sel.select(["app_id", "invocation_id"]).take(pa.array(grp.first_row)).to_pydict()
     keys = list(zip(firsts["app_id"], firsts["invocation_id"]))
-    prior = _stored_histories(con, keys, firsts["invocation_id"], known, recent)
+    prior, states = _stored_histories(con, keys, firsts["invocation_id"], known, recent)
     quick = grp.plain.copy()
     for k, key in enumerate(keys):
         if key in prior:
@@ -44,7 +44,7 @@ def fold_transitions(con, new: pa.Table, known=None, recent=None) -> tuple[pa.Ta
         _fold_new(con, sel, grp, quick, updates if recent is not None else None)
     keep = np.ones(new.num_rows, bool)
     if not quick.all():
-        _fold_rest(con, sel, grp, quick, prior, keep, updates)
+        _fold_rest(con, sel, grp, quick, prior, states, keep, updates)
     if known is not None:
         fresh_ids = [key[1] for key in keys if key not in prior]
         if fresh_ids:
@@ -52,44 +52,52 @@ def fold_transitions(con, new: pa.Table, known=None, recent=None) -> tuple[pa.Ta
     return (new if keep.all() else new.filter(pa.array(keep))), updates
 
 
-def _stored_histories(con, keys: list[tuple], ids: list, known, recent) -> dict[tuple, list[dict]]:
-    """The records invocation_state's invocations among `keys` already hold: from `recent` where it has
-    them, else read back — except for ids `known` never saw (new: nothing stored)."""
+def _stored_histories(con, keys: list[tuple], ids: list, known, recent) -> tuple[dict, dict]:
+    """({key: its records} and {key: (task_id, status) of its state row}) of the invocations among `keys`
+    that invocation_state already holds: from `recent` where it has them, else read back — except for ids
+    `known` never saw (new: nothing stored)."""
     maybe = known.maybe(ids) if known is not None else None
     prior: dict[tuple, list[dict]] = {}
+    states: dict[tuple, tuple] = {}
     ask = []
     for k, key in enumerate(keys):
         held = recent.get(key) if recent is not None else None
         if held is not None:
-            prior[key] = held
+            prior[key], states[key] = held
         elif maybe is None or maybe[k]:
             ask.append(key)
     if ask:
-        prior.update(read_histories(con, ask))
-    return prior
+        prior.update(read_histories(con, ask, states=states))
+    return prior, states
 
 
 def _fold_new(con, sel: pa.Table, grp, quick: np.ndarray, updates: Optional[dict]) -> None:
     """Insert the state of the new invocations plain order settles (`quick`), as columns; with `updates`
-    (the writer keeps recent histories), note the records of those not finished."""
+    (the writer keeps recent histories), note the records and state of those not finished."""
     which = np.nonzero(quick)[0]
-    final = _insert_new(con, sel, grp, which)
+    final, tbl = _insert_new(con, sel, grp, which)
     if updates is not None and not final.all():  # unfinished: their next records are on their way
         open_rows = np.nonzero(np.isin(grp.of_row, which[~final]))[0]
+        hist: dict[tuple, list] = {}
         for d in sel.take(pa.array(open_rows)).to_pylist():
-            updates.setdefault((d["app_id"], d["invocation_id"]), []).append(d)
+            hist.setdefault((d["app_id"], d["invocation_id"]), []).append(d)
+        left = tbl.filter(pa.array(~final)).select(["app_id", "invocation_id", "task_id", "status"]).to_pydict()
+        for a, i, t, st in zip(*left.values()):
+            updates[(a, i)] = (hist[(a, i)], (t, st))
 
 
-def _fold_rest(con, sel: pa.Table, grp, quick: np.ndarray, prior: dict, keep: np.ndarray, updates: dict) -> None:
+def _fold_rest(con, sel: pa.Table, grp, quick: np.ndarray, prior: dict, prior_states: dict, keep: np.ndarray,
+               updates: dict) -> None:
     """The rest, one invocation at a time: its stored records and this batch's, under the full rule.
-    A record whose record_id the invocation already holds is marked off in `keep`."""
+    A record whose record_id the invocation already holds is marked off in `keep`; `prior_states` holds the
+    (task_id, status) of the stored ones' state rows (what status_counts uncounts)."""
     slow = np.nonzero(~quick[grp.of_row])[0]
     cols = sel.take(pa.array(slow)).to_pydict()
     rows_of: dict[tuple, list[tuple[int, dict]]] = {}
     for j, i in enumerate(slow.tolist()):
         d = {c: cols[c][j] for c in HISTORY_COLUMNS}
         rows_of.setdefault((d["app_id"], d["invocation_id"]), []).append((i, d))
-    states, new_states = [], []
+    states, new_states, gone = [], [], []
     for key, rows in rows_of.items():
         old = prior.get(key, [])
         seen = {r["record_id"] for r in old if r["record_id"] is not None}
@@ -105,16 +113,21 @@ def _fold_rest(con, sel: pa.Table, grp, quick: np.ndarray, prior: dict, keep: np
         if fresh:
             st = state_of(old + fresh)
             if st is not None:
-                (states if old else new_states).append(st)
-                updates[key] = None if st[3] in FINAL_STATUSES else old + fresh
+                if old:
+                    states.append(st)
+                    was = prior_states.get(key) or state_of(old)[2:4]
+                    gone.append((key[0], *was))
+                else:
+                    new_states.append(st)
+                updates[key] = None if st[3] in FINAL_STATUSES else (old + fresh, (st[2], st[3]))
     upsert(con, new_states, new=True)
-    upsert(con, states)
+    upsert(con, states, gone=gone)
 
 
-def _insert_new(con, sel: pa.Table, grp, which) -> np.ndarray:
+def _insert_new(con, sel: pa.Table, grp, which) -> tuple[np.ndarray, pa.Table]:
     """INSERT the state of the invocations `which` (group numbers of `grp`, plain order, not yet in
-    invocation_state) from their summaries, as columns: no Python value per record. Returns, per
-    invocation of `which`, whether its status is final."""
+    invocation_state) from their summaries, as columns: no Python value per record. Returns (per
+    invocation of `which`, whether its status is final; the rows inserted)."""
     def rows(idx):
         return pa.array(idx[which])
 
@@ -140,7 +153,7 @@ def _insert_new(con, sel: pa.Table, grp, which) -> np.ndarray:
         "attempts": pa.array(grp.runs[which].astype("int32")),
         "first_ts": pa.array(grp.lo[which]).cast(us), "last_ts": pa.array(grp.hi[which]).cast(us)})
     write_state(con, tbl, new=True)
-    return pc.is_in(status, value_set=_FINAL).to_numpy(zero_copy_only=False)
+    return pc.is_in(status, value_set=_FINAL).to_numpy(zero_copy_only=False), tbl
 
 
 def refold(con, ranges: dict[tuple, tuple]) -> int:
@@ -149,11 +162,12 @@ def refold(con, ranges: dict[tuple, tuple]) -> int:
     are already appended, maybe twice by two nodes). Returns how many."""
     keys = list(ranges)
     # New invocations are not in invocation_state yet: read them without its bounds.
-    hist = read_histories(con, keys, widen=ranges)
+    was: dict[tuple, tuple] = {}
+    hist = read_histories(con, keys, widen=ranges, states=was)
     missing = [k for k in keys if k not in hist]
     if missing:
         lo, hi = min(ranges[k][0] for k in missing), max(ranges[k][1] for k in missing)
         read_into(hist, con, "transitions", lo, hi, [k[1] for k in missing], set(missing))
     states = [st for st in (state_of(rows) for rows in hist.values()) if st is not None]
-    upsert(con, states)
+    upsert(con, states, gone=[(st[0], *was[(st[0], st[1])]) for st in states if (st[0], st[1]) in was])
     return len(states)

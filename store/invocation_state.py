@@ -13,7 +13,7 @@ import pyarrow as pa
 from tasktrail.proto.history import settle
 from tasktrail.proto.status import RANK_SCALE, STATUS_RANK, UNKNOWN_RANK
 
-from . import invocation_keys
+from . import invocation_keys, status_counts
 
 # What the fold reads of an invocation's records, in arrival order (batch, then position in the batch).
 HISTORY_COLUMNS = ("ts", "app_id", "invocation_id", "task_id", "status", "attempt", "seq", "record_id",
@@ -71,16 +71,17 @@ def state_table(states: list[tuple]) -> pa.Table:
                                 schema=STATE_SCHEMA)
 
 
-def upsert(con, states: list[tuple], new: bool = False) -> None:
+def upsert(con, states: list[tuple], new: bool = False, gone: Iterable[tuple] = ()) -> None:
     """Write these invocation_state rows; `new`: none of them is there yet (a plain INSERT, cheaper than
-    MERGE)."""
+    MERGE); `gone`: the (app_id, task_id, status) of those that were there, as they were (status_counts)."""
     if states:
-        write_state(con, state_table(states), new)
+        write_state(con, state_table(states), new, gone)
 
 
-def write_state(con, tbl: pa.Table, new: bool) -> None:
+def write_state(con, tbl: pa.Table, new: bool, gone: Iterable[tuple] = ()) -> None:
     """INSERT (`new`: none is there yet) or MERGE these invocation_state rows (an Arrow table of STATE_SCHEMA),
-    and append their keys (store/invocation_keys.py)."""
+    append their keys (store/invocation_keys.py) and count them (store/status_counts.py; `gone`: the
+    (app_id, task_id, status) the rows that were there had before)."""
     con.register("tt_state_in", tbl)
     try:
         if new:
@@ -88,14 +89,16 @@ def write_state(con, tbl: pa.Table, new: bool) -> None:
         else:
             con.execute(_UPSERT.format(src="tt_state_in", sets=_SETS))
         invocation_keys.append(con, "tt_state_in")  # where reads find these rows (their created_at)
+        status_counts.apply(con, "tt_state_in", gone)
     finally:
         con.unregister("tt_state_in")
 
 
 def read_histories(con, keys: Iterable[tuple], table: str = "transitions",
-                   widen: Optional[dict] = None) -> dict[tuple, list[dict]]:
+                   widen: Optional[dict] = None, states: Optional[dict] = None) -> dict[tuple, list[dict]]:
     """Every stored record of these (app_id, invocation_id) that invocation_state knows, in arrival order,
-    as {key: [row dict, ts in micros]}. Reads are bounded by each invocation's raw time range, widened to
+    as {key: [row dict, ts in micros]}; `states` (when given) gets {key: (task_id, status)} of their state
+    rows. Reads are bounded by each invocation's raw time range, widened to
     `widen[key]` = (lo, hi) micros where given (records appended since it was folded); invocations far
     apart in time are read in separate statements, so the scan skips what lies between."""
     keys = list(keys)
@@ -105,12 +108,16 @@ def read_histories(con, keys: Iterable[tuple], table: str = "transitions",
     # Key lists go in as Arrow (a Python list bound as a parameter costs ~0.3 ms per id here).
     con.register("tt_keys", pa.table({"invocation_id": pa.array([k[1] for k in keys], pa.string())}))
     try:
-        known = [(a, i, lo, hi) for a, i, lo, hi in con.execute(
-            "SELECT s.app_id, s.invocation_id, epoch_us(s.first_ts), epoch_us(s.last_ts) FROM invocation_state s "
+        rows = [r for r in con.execute(
+            "SELECT s.app_id, s.invocation_id, epoch_us(s.first_ts), epoch_us(s.last_ts), s.task_id, s.status "
+            "FROM invocation_state s "
             "SEMI JOIN tt_keys k ON s.id_hash = hash(k.invocation_id) AND s.invocation_id = k.invocation_id"
-        ).fetchall() if (a, i) in wanted]
+        ).fetchall() if (r[0], r[1]) in wanted]
     finally:
         con.unregister("tt_keys")
+    known = [r[:4] for r in rows]
+    if states is not None:
+        states.update({(r[0], r[1]): (r[4], r[5]) for r in rows})
     out: dict[tuple, list[dict]] = {}
     if not known:
         return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from . import status_counts
 from .carry import carry_statements
 
 TRUNCATED = "tasktrail.truncated"
@@ -95,6 +96,7 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
             params = {k: v for k, v in (("cutoff", cutoff), ("young", young)) if f"${k}" in sql}
             rep.rows += con.execute(sql, params).fetchone()[0]
         rep.truncated_invocations = _cap_logs(con, policy.max_logs_per_invocation)
+        status_counts.rebuild(con)   # what was removed is uncounted (one GROUP BY, as rare as retention)
         con.execute("DROP TABLE _tt_gone")
         con.commit()
     except Exception:

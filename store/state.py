@@ -5,7 +5,7 @@ snapshots inserted (`fold_changes`); `rebuild` recomputes them from the log. Onl
 """
 from __future__ import annotations
 
-from . import invocation_keys
+from . import invocation_keys, status_counts
 from .invocation_fold import refold
 from .invocation_state import HISTORY_COLUMNS, HISTORY_SELECT, state_of, state_table
 from .runner_state import MERGE_RUNNERS, RUNNERS
@@ -15,18 +15,19 @@ REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state"
               "0006_runner_fields")
 REBUILT_BY += ("0009_invocation_calls",)  # runner_state's thread_id
 # Migrations that add a read model of invocation_state: filled from it once applied (no refold of the log).
-BACKFILLED_BY = {"0013_invocation_keys": invocation_keys.rebuild}
+BACKFILLED_BY = {"0013_invocation_keys": invocation_keys.rebuild, "0014_status_counts": status_counts.rebuild}
 
 
 def fold_changes(con, catalog: str, start: int, end: int) -> None:
-    """Fold the rows DuckLake snapshots start..end inserted into the caches (store/ducklake.py: the
-    lake's writers only append; one folder keeps the caches)."""
+    """Fold the rows DuckLake snapshots start..end inserted into the caches and their read models (store/ducklake.py:
+    the lake's writers only append; one folder keeps the caches)."""
     def changes(table):
         return (f"(SELECT * EXCLUDE (snapshot_id, rowid, change_type) FROM ducklake_table_changes("
                 f"'{catalog}', 'main', '{table}', {int(start)}, {int(end)}) WHERE change_type = 'insert')")
     ranges = con.execute(f"SELECT app_id, invocation_id, epoch_us(min(ts)), epoch_us(max(ts)) "
                          f"FROM {changes('transitions')} GROUP BY ALL").fetchall()
     refold(con, {(a, i): (lo, hi) for a, i, lo, hi in ranges})
+    status_counts.widen_logs(con, changes("log_records"))
     con.execute(MERGE_RUNNERS.format(aggregate=RUNNERS.format(
         transitions=changes("transitions"), runner_events=changes("runner_events"), where="true")))
 
@@ -79,6 +80,7 @@ def rebuild(con, *, also=None, checkpoint: bool = True) -> int:
         con.execute("DELETE FROM invocation_state")
         _rebuild_invocations(con)
         invocation_keys.rebuild(con)
+        status_counts.rebuild(con)
         con.execute("DELETE FROM runner_state")
         con.execute("INSERT INTO runner_state BY NAME " + RUNNERS.format(transitions="transitions",
                                                                         runner_events="runner_events", where="true"))

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from tasktrail.proto.model import TABLES
 
+from . import status_counts
 from .api import Ack, LedgerEntry, QueueFull, StoreClosed, StoreUnavailable
 from .invocation_fold import fold_transitions
 from .rows import to_arrow
@@ -314,6 +315,8 @@ class BatchWriter(WriterQueue):
                 if tbl.num_rows:
                     self._insert(con, table, batch, tbl)
                     appended[table] = tbl
+                    if table == "log_records" and self.fold_in_writer:
+                        _widen_logs(con, tbl)
             self._insert(con, "ingest_ledger", batch, _ledger_table(items))
             if self.fold_in_writer:
                 self._runner_changes = self._runners.fold(con, appended.get("transitions"),
@@ -359,6 +362,15 @@ class BatchWriter(WriterQueue):
         names = self._schemas[table].names if table in self._schemas else _LEDGER_COLUMNS
         cols = ", ".join(f'"{c}"' for c in names)
         con.from_arrow(tbl).project(f"{int(batch)}::BIGINT AS batch, {cols}").insert_into(table)
+
+
+def _widen_logs(con, tbl: pa.Table) -> None:
+    """Widen the apps' log spans (store/status_counts.py) to this batch's log records."""
+    con.register("tt_logs_in", tbl.select(["app_id", "ts"]))
+    try:
+        status_counts.widen_logs(con, "tt_logs_in")
+    finally:
+        con.unregister("tt_logs_in")
 
 
 def _ledger_table(items: list[_Item]) -> pa.Table:

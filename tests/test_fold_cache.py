@@ -41,9 +41,11 @@ def test_filter_never_forgets_an_id_and_rarely_claims_a_new_one():
 
 def test_recent_histories_keep_unfinished_ones_and_stay_bounded():
     recent = RecentHistories(capacity=3, longest=2)
-    recent.apply({("a", "1"): [{"r": 1}], ("a", "2"): [{"r": 1}, {"r": 2}], ("a", "3"): [{}] * 3})
+    st = ("t", "RUNNING")
+    recent.apply({("a", "1"): ([{"r": 1}], st), ("a", "2"): ([{"r": 1}, {"r": 2}], st), ("a", "3"): ([{}] * 3, st)})
     assert ("a", "1") in recent and ("a", "2") in recent and ("a", "3") not in recent   # too long
     recent.apply({("a", "1"): None})                                                   # final: forgotten
     assert recent.get(("a", "1")) is None
-    recent.apply({("a", str(i)): [{}] for i in range(4, 9)})
+    assert recent.get(("a", "2")) == ([{"r": 1}, {"r": 2}], st)
+    recent.apply({("a", str(i)): ([{}], st) for i in range(4, 9)})
     assert [k for k in [("a", str(i)) for i in range(9)] if k in recent] == [("a", "6"), ("a", "7"), ("a", "8")]

@@ -1,0 +1,83 @@
+"""status_counts and app_log_span (store/sql/0014): invocations per (app, task, status), and each app's
+first and last log record, kept by whoever writes invocation_state and log_records, in the same transaction,
+so the overview, the apps list and /metrics read a few rows instead of every invocation and log record.
+
+- `apply(con, came, gone)`: with every write of invocation_state rows: `came` the rows written (a registered
+  relation with app_id, task_id, status, created_at, updated_at, last_ts), `gone` the (app_id, task_id, status)
+  those rows had before (none for a new invocation). Counts move by ±1; the times only widen.
+- `widen_logs(con, src)`: with every append of log records (a relation with app_id and ts).
+- `rebuild(con)`: both tables from invocation_state and log_records (a migration's backfill, `tasktrail
+  rebuild`, retention after it removes rows); `covers(con)` tells a store whose counts disagree with
+  invocation_state's row count (written by a version that did not keep them): the store rebuilds them at open.
+
+Rows whose count fell to 0 stay until the next rebuild: readers take n > 0.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import pyarrow as pa
+
+_GONE_SCHEMA = pa.schema([("app_id", pa.string()), ("task_id", pa.string()), ("status", pa.string())])
+
+_MERGE_COUNTS = """
+    MERGE INTO status_counts AS c USING (
+        SELECT app_id, task_id, status, sum(d)::BIGINT AS d, min(f) AS f, max(u) AS u, max(r) AS r
+        FROM (SELECT app_id, task_id, status, 1 AS d, created_at AS f, updated_at AS u, last_ts AS r FROM {came}
+              UNION ALL SELECT app_id, task_id, status, -1, NULL, NULL, NULL FROM {gone})
+        GROUP BY ALL) AS e
+    ON c.app_id = e.app_id AND c.task_id IS NOT DISTINCT FROM e.task_id AND c.status = e.status
+    WHEN MATCHED THEN UPDATE SET n = c.n + e.d, first_created = least(c.first_created, e.f),
+                                 last_updated = greatest(c.last_updated, e.u), last_record = greatest(c.last_record, e.r)
+    WHEN NOT MATCHED THEN INSERT (app_id, task_id, status, n, first_created, last_updated, last_record)
+                          VALUES (e.app_id, e.task_id, e.status, e.d, e.f, e.u, e.r)"""
+
+_MERGE_LOGS = """
+    MERGE INTO app_log_span AS s USING (SELECT app_id, min(ts) AS lo, max(ts) AS hi FROM {src} GROUP BY app_id) AS e
+    ON s.app_id = e.app_id
+    WHEN MATCHED THEN UPDATE SET first_ts = least(s.first_ts, e.lo), last_ts = greatest(s.last_ts, e.hi)
+    WHEN NOT MATCHED THEN INSERT (app_id, first_ts, last_ts) VALUES (e.app_id, e.lo, e.hi)"""
+
+
+def apply(con, came: str, gone: Iterable[tuple] = ()) -> None:
+    """Count the invocation_state rows in relation `came` (just written) and uncount the (app_id, task_id, status)
+    of `gone` (what the updated rows were before), in the caller's transaction."""
+    gone = list(gone)
+    con.register("tt_gone", pa.Table.from_pylist([dict(zip(_GONE_SCHEMA.names, g)) for g in gone], _GONE_SCHEMA))
+    try:
+        con.execute(_MERGE_COUNTS.format(came=came, gone="tt_gone"))
+    finally:
+        con.unregister("tt_gone")
+
+
+def widen_logs(con, src: str) -> None:
+    """Widen each app's log span to the log records of relation `src` (app_id, ts), in the caller's transaction."""
+    con.execute(_MERGE_LOGS.format(src=src))
+
+
+def rebuild(con) -> int:
+    """Recompute both tables (in the caller's transaction, if any); returns the invocations counted."""
+    con.execute("DELETE FROM status_counts")
+    con.execute("""INSERT INTO status_counts SELECT app_id, task_id, status, count(*), min(created_at), max(updated_at),
+                   max(last_ts) FROM invocation_state GROUP BY ALL""")
+    con.execute("DELETE FROM app_log_span")
+    con.execute("INSERT INTO app_log_span SELECT app_id, min(ts), max(ts) FROM log_records GROUP BY app_id")
+    return con.execute("SELECT coalesce(sum(n), 0) FROM status_counts").fetchone()[0]
+
+
+def covers(con) -> bool:
+    """Whether the counts add up to invocation_state's rows (metadata counts and a few rows: no scan)."""
+    row = con.execute("SELECT (SELECT count(*) FROM invocation_state), "
+                      "(SELECT coalesce(sum(n), 0) FROM status_counts)").fetchone()
+    return row[0] == row[1]
+
+
+def rebuild_in_transaction(con) -> None:
+    """`rebuild` in a transaction of its own: all of it or none."""
+    con.begin()
+    try:
+        rebuild(con)
+        con.commit()
+    except Exception:
+        con.rollback()
+        raise

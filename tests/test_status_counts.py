@@ -1,0 +1,149 @@
+"""status_counts and app_log_span (store/status_counts.py): kept by the writer's fold as invocations move from
+status to status, they must always equal what grouping invocation_state (and log_records) gives, whatever the
+delivery: invocations split over batches, records re-delivered, out of order, a first record without a task,
+retention removing some, a store whose counts were left behind by a version that did not keep them."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import duckdb
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tasktrail.proto.model import LogRecord, Transition
+from tasktrail.store.api import LedgerEntry
+from tasktrail.store.duckdb import DuckDBStore
+from tasktrail.store.retention import RetentionPolicy
+
+T0 = 1_790_000_000_000_000  # micros
+LIVES = (("REGISTERED", "PENDING", "RUNNING", "SUCCESS"), ("REGISTERED", "RUNNING", "FAILED"),
+         ("REGISTERED", "PENDING", "RUNNING", "RETRY", "PENDING", "RUNNING", "SUCCESS"), ("REGISTERED", "PENDING"))
+
+
+def _t(ts: int, app: str, inv: str, task, status: str, rid: str) -> Transition:
+    none = dict.fromkeys(Transition._fields)
+    return Transition(**{**none, "ts": T0 + ts, "app_id": app, "invocation_id": inv, "task_id": task,
+                         "status": status, "runner_id": "r", "attempt": 0, "source": "tasktrail.v1", "record_id": rid})
+
+
+def _log(ts: int, app: str, n: int) -> LogRecord:
+    none = dict.fromkeys(LogRecord._fields)
+    return LogRecord(**{**none, "ts": T0 + ts, "app_id": app, "resource_id": "res", "severity_number": 9,
+                        "body": f"line {n}", "record_id": f"log-{app}-{n}"})
+
+
+def _submit(store: DuckDBStore, rows: dict, tag: str) -> None:
+    n = sum(len(v) for v in rows.values())
+    store.submit(rows, n, LedgerEntry(tag, int(time.time() * 1e6), "test", "logs", n)).result(10)
+
+
+def _expected(store: DuckDBStore) -> tuple[set, set, set]:
+    counts = set(store.query("SELECT app_id, task_id, status, count(*), min(created_at), max(updated_at), "
+                             "max(last_ts) FROM invocation_state GROUP BY ALL").rows)
+    spans = set(store.query("SELECT app_id, min(ts), max(ts) FROM log_records GROUP BY app_id").rows)
+    return counts, spans, set(store.query("SELECT app_id, task_id, status, count(*) FROM invocation_state "
+                                          "GROUP BY ALL").rows)
+
+
+def _kept(store: DuckDBStore) -> tuple[set, set]:
+    counts = set(store.query("SELECT app_id, task_id, status, n FROM status_counts WHERE n > 0").rows)
+    spans = set(store.query("SELECT app_id, first_ts, last_ts FROM app_log_span").rows)
+    return counts, spans
+
+
+def _check(store: DuckDBStore) -> None:
+    want_full, want_spans, want = _expected(store)
+    got, spans = _kept(store)
+    assert got == want
+    assert spans == want_spans
+    assert store.query("SELECT count(*) FROM status_counts WHERE n < 0").rows[0][0] == 0
+    # the times only widen: each kept range holds the exact one of the invocations counted there
+    kept = {(a, t, s): (f, u, r) for a, t, s, n, f, u, r in store.query("SELECT * FROM status_counts").rows}
+    for a, t, s, n, f, u, r in want_full:
+        kf, ku, kr = kept[(a, t, s)]
+        assert kf <= f and ku >= u and kr >= r
+
+
+@st.composite
+def deliveries(draw):
+    """Requests of transitions and log lines: invocations of two apps and three tasks (one whose first
+    record lacks its task), each record maybe sent twice, the whole cut into requests in a shuffled order."""
+    records = []
+    for i in range(draw(st.integers(1, 14))):
+        app, life = draw(st.sampled_from(["a", "b"])), draw(st.sampled_from(LIVES))
+        task = draw(st.sampled_from(["t1", "t2", "t3"]))
+        stop = draw(st.integers(1, len(life)))
+        for k, status in enumerate(life[:stop]):
+            no_task = k == 0 and draw(st.booleans())
+            records.append(("transitions", _t(i * 10_000 + k * 100, app, f"inv-{i}", None if no_task else task,
+                                              status, f"rec-{i}-{k}")))
+    for n in range(draw(st.integers(0, 6))):
+        records.append(("log_records", _log(draw(st.integers(-10**9, 10**9)), draw(st.sampled_from("ab")), n)))
+    records += draw(st.lists(st.sampled_from(records), max_size=6))        # re-delivered
+    records = draw(st.permutations(records))
+    cuts = sorted(draw(st.lists(st.integers(0, len(records)), max_size=8)))
+    out, lo = [], 0
+    for c in cuts + [len(records)]:
+        part: dict = {}
+        for table, row in records[lo:c]:
+            part.setdefault(table, []).append(row)
+        if part:
+            out.append(part)
+        lo = c
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests=deliveries())
+def test_counts_equal_the_grouped_state_whatever_the_delivery(tmp_path_factory, requests):
+    path = tmp_path_factory.mktemp("counts") / "tt.duckdb"
+    store = DuckDBStore(str(path))
+    try:
+        for n, rows in enumerate(requests):
+            _submit(store, rows, f"req-{n}")
+            _check(store)
+    finally:
+        store.close()
+
+
+def _fill(path, n: int = 30) -> None:
+    store = DuckDBStore(str(path))
+    try:
+        for i in range(n):
+            life = LIVES[i % len(LIVES)]
+            rows = [_t(i * 10_000 + k, "a", f"inv-{i}", f"t{i % 3}", s, f"rec-{i}-{k}") for k, s in enumerate(life)]
+            _submit(store, {"transitions": rows[:2], "log_records": [_log(i, "a", i)]}, f"r{i}a")
+            _submit(store, {"transitions": rows[2:]}, f"r{i}b")
+        _check(store)
+    finally:
+        store.close()
+
+
+def test_counts_left_behind_are_rebuilt_at_open_and_follow_retention(tmp_path):
+    path = tmp_path / "tt.duckdb"
+    _fill(path)
+    con = duckdb.connect(str(path))      # as a version that did not keep the counts would leave them
+    con.execute("DELETE FROM status_counts WHERE status = 'SUCCESS'")
+    con.execute("DELETE FROM app_log_span")
+    con.close()
+    store = DuckDBStore(str(path))
+    try:
+        _check(store)
+        assert sum(r[3] for r in _kept(store)[0]) == 30
+        store.retain(RetentionPolicy(1, 1, 10_000), now=datetime(2100, 1, 1))   # everything is past the window
+        assert store.query("SELECT count(*) FROM invocation_state").rows[0][0] == 0
+        assert _kept(store) == (set(), set())
+    finally:
+        store.close()
+
+
+def test_rebuild_recomputes_the_counts(tmp_path):
+    path = tmp_path / "tt.duckdb"
+    _fill(path, 12)
+    store = DuckDBStore(str(path))
+    try:
+        assert store.rebuild_state() == 12
+        _check(store)
+    finally:
+        store.close()
