@@ -22,7 +22,7 @@ best_of = api.best_of
 _RUNNING = """
         WITH running AS (
           SELECT coalesce(worker_id, runner_id) AS rid, runner_id AS top, list(invocation_id) AS ids
-          FROM invocation_state WHERE status = 'RUNNING' GROUP BY ALL)"""
+          FROM open_invocations WHERE status = 'RUNNING' GROUP BY ALL)"""
 _RUNNING_IDS = """(SELECT flatten(list(ids)) FROM running WHERE running.rid = r.runner_id
                                                     OR running.top = r.runner_id) AS running_ids"""
 
@@ -56,7 +56,7 @@ def listing_all(q, dead: datetime, app: Optional[str] = None) -> tuple[list[dict
         FROM runner_state r
         UNION ALL BY NAME
         SELECT coalesce(worker_id, runner_id) AS runner_id, runner_id AS running_top, invocation_id AS running_id
-        FROM invocation_state WHERE status = 'RUNNING'""", {"app": app} if app else {})
+        FROM open_invocations WHERE status = 'RUNNING'""", {"app": app} if app else {})
     if got.truncated:
         live = Liveness(q, dead)
         return listing(q, live, app), live

@@ -41,7 +41,7 @@ from .migrations import migration_files, views_sql
 log = logging.getLogger("tasktrail.store")
 LAKE = "lake"
 _LAKE_TABLES = (*TABLES, "ingest_ledger", "invocation_state", "runner_state", "schema_migrations", "invocation_keys",
-                "invocation_keys_new", "status_counts", "app_log_span")
+                "invocation_keys_new", "status_counts", "app_log_span", "open_invocations")
 
 
 def extension_file(package: str, name: str) -> str:

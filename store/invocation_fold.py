@@ -116,7 +116,7 @@ def _fold_rest(con, sel: pa.Table, grp, quick: np.ndarray, prior: dict, prior_st
                 if old:
                     states.append(st)
                     was = prior_states.get(key) or state_of(old)[2:4]
-                    gone.append((key[0], *was))
+                    gone.append((*key, *was))
                 else:
                     new_states.append(st)
                 updates[key] = None if st[3] in FINAL_STATUSES else (old + fresh, (st[2], st[3]))
@@ -169,5 +169,5 @@ def refold(con, ranges: dict[tuple, tuple]) -> int:
         lo, hi = min(ranges[k][0] for k in missing), max(ranges[k][1] for k in missing)
         read_into(hist, con, "transitions", lo, hi, [k[1] for k in missing], set(missing))
     states = [st for st in (state_of(rows) for rows in hist.values()) if st is not None]
-    upsert(con, states, gone=[(st[0], *was[(st[0], st[1])]) for st in states if (st[0], st[1]) in was])
+    upsert(con, states, gone=[(st[0], st[1], *was[(st[0], st[1])]) for st in states if (st[0], st[1]) in was])
     return len(states)

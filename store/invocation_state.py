@@ -73,7 +73,8 @@ def state_table(states: list[tuple]) -> pa.Table:
 
 def upsert(con, states: list[tuple], new: bool = False, gone: Iterable[tuple] = ()) -> None:
     """Write these invocation_state rows; `new`: none of them is there yet (a plain INSERT, cheaper than
-    MERGE); `gone`: the (app_id, task_id, status) of those that were there, as they were (status_counts)."""
+    MERGE); `gone`: the (app_id, invocation_id, task_id, status) of those that were there, as they were
+    (status_counts)."""
     if states:
         write_state(con, state_table(states), new, gone)
 
@@ -81,7 +82,7 @@ def upsert(con, states: list[tuple], new: bool = False, gone: Iterable[tuple] = 
 def write_state(con, tbl: pa.Table, new: bool, gone: Iterable[tuple] = ()) -> None:
     """INSERT (`new`: none is there yet) or MERGE these invocation_state rows (an Arrow table of STATE_SCHEMA),
     append their keys (store/invocation_keys.py) and count them (store/status_counts.py; `gone`: the
-    (app_id, task_id, status) the rows that were there had before)."""
+    (app_id, invocation_id, task_id, status) the rows that were there had before)."""
     con.register("tt_state_in", tbl)
     try:
         if new:

@@ -15,7 +15,7 @@ REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state"
               "0006_runner_fields")
 REBUILT_BY += ("0009_invocation_calls",)  # runner_state's thread_id
 # Migrations that add a read model of invocation_state: filled from it once applied (no refold of the log).
-BACKFILLED_BY = {"0013_invocation_keys": invocation_keys.rebuild, "0014_status_counts": status_counts.rebuild}
+BACKFILLED_BY = {"0013_invocation_keys": invocation_keys.rebuild, "0014_overview_models": status_counts.rebuild}
 
 
 def fold_changes(con, catalog: str, start: int, end: int) -> None:

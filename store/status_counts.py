@@ -1,4 +1,4 @@
-"""status_counts and app_log_span (store/sql/0014): invocations per (app, task, status), and each app's
+"""status_counts and app_log_span (store/sql/0014_overview_models): invocations per (app, task, status), and each app's
 first and last log record, kept by whoever writes invocation_state and log_records, in the same transaction,
 so the overview, the apps list and /metrics read a few rows instead of every invocation and log record.
 
@@ -18,7 +18,11 @@ from typing import Iterable
 
 import pyarrow as pa
 
-_GONE_SCHEMA = pa.schema([("app_id", pa.string()), ("task_id", pa.string()), ("status", pa.string())])
+from . import open_invocations
+
+# What an updated invocation_state row was before it was written.
+_GONE_SCHEMA = pa.schema([("app_id", pa.string()), ("invocation_id", pa.string()), ("task_id", pa.string()),
+                          ("status", pa.string())])
 
 _MERGE_COUNTS = """
     MERGE INTO status_counts AS c USING (
@@ -40,12 +44,14 @@ _MERGE_LOGS = """
 
 
 def apply(con, came: str, gone: Iterable[tuple] = ()) -> None:
-    """Count the invocation_state rows in relation `came` (just written) and uncount the (app_id, task_id, status)
-    of `gone` (what the updated rows were before), in the caller's transaction."""
+    """Count the invocation_state rows in relation `came` (just written) and uncount `gone`, the (app_id,
+    invocation_id, task_id, status) the updated rows had before, in the caller's transaction; open_invocations
+    follows them."""
     gone = list(gone)
     con.register("tt_gone", pa.Table.from_pylist([dict(zip(_GONE_SCHEMA.names, g)) for g in gone], _GONE_SCHEMA))
     try:
         con.execute(_MERGE_COUNTS.format(came=came, gone="tt_gone"))
+        open_invocations.apply(con, came, "tt_gone")
     finally:
         con.unregister("tt_gone")
 
@@ -62,14 +68,17 @@ def rebuild(con) -> int:
                    max(last_ts) FROM invocation_state GROUP BY ALL""")
     con.execute("DELETE FROM app_log_span")
     con.execute("INSERT INTO app_log_span SELECT app_id, min(ts), max(ts) FROM log_records GROUP BY app_id")
+    open_invocations.rebuild(con)
     return con.execute("SELECT coalesce(sum(n), 0) FROM status_counts").fetchone()[0]
 
 
 def covers(con) -> bool:
-    """Whether the counts add up to invocation_state's rows (metadata counts and a few rows: no scan)."""
+    """Whether the counts add up to invocation_state's rows, and open_invocations to the counts of statuses not
+    final (metadata counts and a few rows: no scan)."""
     row = con.execute("SELECT (SELECT count(*) FROM invocation_state), "
                       "(SELECT coalesce(sum(n), 0) FROM status_counts)").fetchone()
-    return row[0] == row[1]
+    held, counted = open_invocations.open_counted(con)
+    return row[0] == row[1] and held == counted
 
 
 def rebuild_in_transaction(con) -> None:

@@ -1,4 +1,4 @@
-"""status_counts and app_log_span (store/status_counts.py): kept by the writer's fold as invocations move from
+"""status_counts, app_log_span and open_invocations (store/status_counts.py, store/open_invocations.py): kept by the writer's fold as invocations move from
 status to status, they must always equal what grouping invocation_state (and log_records) gives, whatever the
 delivery: invocations split over batches, records re-delivered, out of order, a first record without a task,
 retention removing some, a store whose counts were left behind by a version that did not keep them."""
@@ -58,6 +58,10 @@ def _check(store: DuckDBStore) -> None:
     assert got == want
     assert spans == want_spans
     assert store.query("SELECT count(*) FROM status_counts WHERE n < 0").rows[0][0] == 0
+    cols = "app_id, invocation_id, task_id, status, created_at, updated_at, started_at, runner_id, worker_id"
+    opened = store.query(f"SELECT {cols} FROM open_invocations ORDER BY ALL").rows
+    assert opened == store.query(f"SELECT {cols} FROM invocation_state WHERE status NOT IN "
+                                 "('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL') ORDER BY ALL").rows
     # the times only widen: each kept range holds the exact one of the invocations counted there
     kept = {(a, t, s): (f, u, r) for a, t, s, n, f, u, r in store.query("SELECT * FROM status_counts").rows}
     for a, t, s, n, f, u, r in want_full:
@@ -126,6 +130,7 @@ def test_counts_left_behind_are_rebuilt_at_open_and_follow_retention(tmp_path):
     con = duckdb.connect(str(path))      # as a version that did not keep the counts would leave them
     con.execute("DELETE FROM status_counts WHERE status = 'SUCCESS'")
     con.execute("DELETE FROM app_log_span")
+    con.execute("DELETE FROM open_invocations WHERE status = 'PENDING'")
     con.close()
     store = DuckDBStore(str(path))
     try:
