@@ -90,7 +90,7 @@ def write_state(con, tbl: pa.Table, new: bool, gone: Iterable[tuple] = ()) -> No
         else:
             con.execute(_UPSERT.format(src="tt_state_in", sets=_SETS))
         invocation_keys.append(con, "tt_state_in")  # where reads find these rows (their created_at)
-        status_counts.apply(con, "tt_state_in", gone)
+        status_counts.apply(con, tbl, gone)
     finally:
         con.unregister("tt_state_in")
 

@@ -6,19 +6,36 @@ read the few rows in flight instead of filtering every invocation by status. A r
 """
 from __future__ import annotations
 
-from tasktrail.proto.status import FINAL_SQL
+from typing import Iterable
 
-COLUMNS = "app_id, invocation_id, task_id, status, created_at, updated_at, started_at, runner_id, worker_id"
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
+
+# The table's columns, in its order (insert_into is positional).
+_NAMES = ["app_id", "invocation_id", "task_id", "status", "created_at", "updated_at", "started_at", "runner_id",
+          "worker_id"]
+COLUMNS = ", ".join(_NAMES)
+_FINAL = pa.array(sorted(FINAL_STATUSES), pa.string())
 
 
-def apply(con, came: str, gone: str) -> None:
-    """Drop the open rows of the invocations in relation `gone` (app_id, invocation_id, status: what they were
-    before, only those not final are looked for) and copy those of relation `came` (state rows just written)
-    whose status is not final, in the caller's transaction."""
-    con.execute(f"""DELETE FROM open_invocations o WHERE EXISTS (
-                        SELECT 1 FROM {gone} g WHERE g.status NOT IN ({FINAL_SQL})
-                        AND g.app_id = o.app_id AND g.invocation_id = o.invocation_id)""")
-    con.execute(f"INSERT INTO open_invocations SELECT {COLUMNS} FROM {came} WHERE status NOT IN ({FINAL_SQL})")
+def apply(con, came: pa.Table, gone: Iterable[tuple]) -> None:
+    """Drop the open rows of the invocations `gone` ((app_id, invocation_id, task_id, status) as they were before
+    this write: only those not final are looked for) and copy the rows of `came` (state rows just written, an
+    Arrow table of STATE_SCHEMA) whose status is not final, in the caller's transaction."""
+    left = [(a, i) for a, i, _, st in gone if st not in FINAL_STATUSES]
+    if left:
+        con.register("tt_open_gone", pa.table({"app_id": pa.array([a for a, _ in left], pa.string()),
+                                               "invocation_id": pa.array([i for _, i in left], pa.string())}))
+        try:
+            con.execute("DELETE FROM open_invocations o USING tt_open_gone g "
+                        "WHERE o.invocation_id = g.invocation_id AND o.app_id = g.app_id")
+        finally:
+            con.unregister("tt_open_gone")
+    opened = came.filter(pc.invert(pc.is_in(came.column("status"), value_set=_FINAL)))
+    if opened.num_rows:
+        con.from_arrow(opened.select(_NAMES)).insert_into("open_invocations")
 
 
 def rebuild(con) -> None:
