@@ -124,8 +124,9 @@ def select(q, *, app: Optional[str] = None, statuses: Sequence[str] = (), task: 
         inner.append("invocation_id IN (SELECT invocation_id FROM transitions WHERE runner_id = ? OR worker_id = ?)")
         inner_params += [runner, runner]
     # The writer-maintained cache: one row per invocation (with `runner`: every invocation that ran
-    # there, whoever holds it now, picked from the log).
-    source = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM invocation_state {where(inner)}"
+    # there, whoever holds it now, picked from the log); only the rows in flight when every status asked for
+    # is one they are in now and none is final (store/open_invocations.py: its read follows the work in flight).
+    source = f"SELECT {', '.join(INVOCATION_COLUMNS)} FROM {_table(statuses, status_mode)} {where(inner)}"
     order = "DESC" if desc else "ASC"
     sql = f"""
         WITH inv AS ({source})
@@ -133,6 +134,13 @@ def select(q, *, app: Optional[str] = None, statuses: Sequence[str] = (), task: 
         ORDER BY {key} {order}, invocation_id {order}
         LIMIT {limit + 1}"""
     return q(sql, inner_params + params).dicts()
+
+
+def _table(statuses: Sequence[str], mode: str) -> str:
+    """The table that holds every invocation whose current status is among `statuses`."""
+    if statuses and mode != "history" and not any(s in FINAL_STATUSES for s in statuses):
+        return "open_invocations"
+    return "invocation_state"
 
 
 def listing(q, *, limit: int = 50, sort: str = "-created_at", **filters) -> dict:

@@ -1,8 +1,9 @@
 """open_invocations (store/sql/0014): a copy of the invocation_state rows whose status is not final (the work
-registered, waiting, running, paused or retrying), kept by whoever writes invocation_state, in the same
-transaction (store/invocation_state.py write_state), so runners' running work, the anomaly checks and /ops
-read the few rows in flight instead of filtering every invocation by status. A read model of invocation_state:
-`rebuild` recomputes it (with status_counts, which `covers` checks it against).
+registered, waiting, running, paused or retrying; every column but id_hash), kept by whoever writes
+invocation_state, in the same transaction (store/invocation_state.py write_state), so runners' running work, the
+anomaly checks, /ops and lists filtered by statuses not final read the rows in flight instead of filtering every
+invocation by status. A read model of invocation_state: `rebuild` recomputes it (with status_counts, which
+`covers` checks it against).
 """
 from __future__ import annotations
 
@@ -13,10 +14,6 @@ import pyarrow.compute as pc
 
 from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
 
-# The table's columns, in its order (insert_into is positional).
-_NAMES = ["app_id", "invocation_id", "task_id", "status", "created_at", "updated_at", "started_at", "runner_id",
-          "worker_id"]
-COLUMNS = ", ".join(_NAMES)
 _FINAL = pa.array(sorted(FINAL_STATUSES), pa.string())
 
 
@@ -35,13 +32,18 @@ def apply(con, came: pa.Table, gone: Iterable[tuple]) -> None:
             con.unregister("tt_open_gone")
     opened = came.filter(pc.invert(pc.is_in(came.column("status"), value_set=_FINAL)))
     if opened.num_rows:
-        con.from_arrow(opened.select(_NAMES)).insert_into("open_invocations")
+        con.register("tt_open_came", opened)
+        try:
+            con.execute("INSERT INTO open_invocations BY NAME SELECT * FROM tt_open_came")
+        finally:
+            con.unregister("tt_open_came")
 
 
 def rebuild(con) -> None:
     """Recompute the table from invocation_state (in the caller's transaction, if any)."""
     con.execute("DELETE FROM open_invocations")
-    con.execute(f"INSERT INTO open_invocations SELECT {COLUMNS} FROM invocation_state WHERE status NOT IN ({FINAL_SQL})")
+    con.execute("INSERT INTO open_invocations BY NAME SELECT * EXCLUDE (id_hash) FROM invocation_state "
+                f"WHERE status NOT IN ({FINAL_SQL})")
 
 
 def open_counted(con) -> tuple[int, int]:

@@ -11,10 +11,7 @@ CREATE TABLE status_counts (
 -- The first and last time each app's log records were stamped with, widened by the writer as it appends them:
 -- the overview's apps list read min/max(ts) of every log record (100 ms at 10M invocations).
 CREATE TABLE app_log_span (app_id VARCHAR NOT NULL, first_ts TIMESTAMP, last_ts TIMESTAMP);
--- The invocations whose status is not final (store/open_invocations.py), kept beside status_counts: runners'
--- running work, the anomaly checks and /ops read these rows instead of filtering every invocation by status.
-CREATE TABLE open_invocations (
-    app_id VARCHAR NOT NULL, invocation_id VARCHAR NOT NULL, task_id VARCHAR, status VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL, started_at TIMESTAMP, runner_id VARCHAR,
-    worker_id VARCHAR
-);
+-- The invocation_state rows whose status is not final (store/open_invocations.py), kept beside status_counts with
+-- the same columns: runners' running work, the anomaly checks, /ops and lists filtered by a status not final read
+-- these rows instead of filtering every invocation by status.
+CREATE TABLE open_invocations AS SELECT * EXCLUDE (id_hash) FROM invocation_state LIMIT 0;
