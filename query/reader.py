@@ -6,7 +6,8 @@ turns a statement DuckDB refuses into a BadRequest (our own SQL failing is a bug
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Callable, Optional, Sequence
 
 from tasktrail.store import api
 from tasktrail.store.api import EventLog, QueryError, Result
@@ -38,6 +39,23 @@ class Reader:
             return self.log.stream(statement, consume, timeout_s=timeout_s, wait_s=wait_s, prepare=prepare)
         except QueryError as exc:
             raise BadRequest(f"SQL error: {exc}") from None
+
+
+def newest_first(q, sql: str, params: Sequence[Any], anchor: Optional[datetime], enough: int,
+                 first_s: float = 3600.0, grow: int = 16, widest_s: float = 366 * 86400.0) -> list:
+    """The rows of `sql` (newest first, its WHERE ending in `{since}`, which this fills with a bound on `ts`
+    whose parameter follows `params`), read over the `first_s` seconds before `anchor` (and anything later)
+    first, then windows `grow` times as long, until `enough` rows come or the window passes `widest_s`, when
+    the last read has no lower bound. The log's tables are stored in arrival order, so their zone maps skip
+    what lies before the window: a page of newest rows costs what the window holds, not what the store does.
+    `anchor` is a hint (the subject's last activity): a wrong one costs reads, never rows. None: one read."""
+    span = first_s
+    while anchor is not None and span <= widest_s:
+        rows = q(sql.format(since="AND ts >= ?"), [*params, anchor - timedelta(seconds=span)]).rows
+        if len(rows) >= enough:
+            return rows
+        span *= grow
+    return q(sql.format(since=""), list(params)).rows
 
 
 def conditions(*pairs: tuple) -> tuple[list, list]:

@@ -12,7 +12,7 @@ from tasktrail.store import api
 from .liveness import Liveness
 from .errors import BadRequest, NotFound
 from .params import BAD_CURSOR, cursor_of, iso, page_cursor
-from .reader import where
+from .reader import newest_first, where
 
 # A runner's most specific kept field over runner_state rows, as the writer's fold orders them: the store's
 # contract spells it (store/api.py best_of).
@@ -99,16 +99,29 @@ def detail(q, runner_id: str, app: Optional[str], dead: datetime, cursor: Option
         raise NotFound(f"runner {runner_id} is not in the log")
     runner = found[0]
     runner["workers"] = [w for w in listing(q, live, app) if w["parent_runner_id"] == runner_id]
-    runner["recent_activity"], runner["next_cursor"] = activity(q, runner_id, app, cursor, limit)
-    hb = q("""SELECT ts, atomic_eligible, consumed_queues FROM runner_events
-              WHERE runner_id = ? AND kind = 'heartbeat' ORDER BY ts DESC LIMIT 20""", [runner_id]).rows
+    last = _last_seen(q, runner_id)
+    runner["recent_activity"], runner["next_cursor"] = activity(q, runner_id, app, cursor, limit, last.get("t"))
+    hb = newest_first(q, """SELECT ts, atomic_eligible, consumed_queues FROM runner_events
+                            WHERE runner_id = ? AND kind = 'heartbeat' {since} ORDER BY ts DESC LIMIT 20""",
+                      [runner_id], last.get("h"), 20)
     runner["heartbeats"] = [{"timestamp": iso(t), "atomic_eligible": e, "consumed_queues": c} for t, e, c in hb]
     return runner
 
 
-def activity(q, runner_id: str, app: Optional[str], cursor: Optional[str], limit: int) -> tuple[list, Optional[str]]:
+def _last_seen(q, runner_id: str) -> dict:
+    """{"t": the last transition of the runner or its workers, "h": its last heartbeat} from runner_state (None
+    where unknown): where the reads of its newest rows start (`newest_first`)."""
+    row = q("""SELECT max(last_transition), max(last_heartbeat) FILTER (WHERE runner_id = $r) FROM runner_state
+               WHERE runner_id = $r OR parent_runner_id = $r""", {"r": runner_id}).rows
+    return {"t": row[0][0], "h": row[0][1]} if row else {}
+
+
+def activity(q, runner_id: str, app: Optional[str], cursor: Optional[str], limit: int,
+             last: Optional[datetime] = None) -> tuple[list, Optional[str]]:
     """A page of the transitions `runner_id` made (as runner or worker), newest first, and the cursor of
-    the next page (None on the last). The cursor holds the last row's time and (invocation, status)."""
+    the next page (None on the last). The cursor holds the last row's time and (invocation, status).
+    `last`: when the runner was last active (a hint: the page is read over a window before it, widened
+    until it holds the page: `newest_first`)."""
     clauses, params = ["(runner_id = ? OR worker_id = ?)"], [runner_id, runner_id]
     if app:
         clauses.append("app_id = ?")
@@ -121,8 +134,10 @@ def activity(q, runner_id: str, app: Optional[str], cursor: Optional[str], limit
             raise BadRequest(BAD_CURSOR)
         clauses.append("(ts < ? OR (ts = ? AND (invocation_id < ? OR (invocation_id = ? AND status < ?))))")
         params += [ts, ts, inv, inv, status]
-    rows = q(f"""SELECT ts, invocation_id, task_id, status FROM transitions {where(clauses)}
-                 ORDER BY ts DESC, invocation_id DESC, status DESC LIMIT {int(limit) + 1}""", params).rows
+        last = min(last, ts) if last is not None else None
+    rows = newest_first(q, f"""SELECT ts, invocation_id, task_id, status FROM transitions {where(clauses)} {{since}}
+                               ORDER BY ts DESC, invocation_id DESC, status DESC LIMIT {int(limit) + 1}""",
+                        params, last, limit + 1)
     nxt = cursor_of(rows[limit - 1][0], f"{rows[limit - 1][1]}\n{rows[limit - 1][3]}") if len(rows) > limit else None
     return [{"timestamp": iso(t), "invocation_id": i, "task_id": k, "status": s}
             for t, i, k, s in rows[:limit]], nxt

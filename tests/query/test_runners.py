@@ -91,3 +91,41 @@ def test_the_list_stays_whole_when_the_row_cap_cuts_its_one_read(qs):
     whole, _ = listing_all(qs._q, qs._dead())
     cut, _ = listing_all(capped, qs._dead())
     assert len(whole) == 5 and cut == whole       # alive, state and running invocations included
+
+
+def test_activity_and_heartbeats_spread_over_years_page_as_one_read(tmp_path):
+    """A runner's page of activity is read over windows widening back from its last activity: rows far
+    older than the first window, a lull of years, and a last-activity hint that is wrong must still come,
+    in the same order as one plain read, page after page."""
+    from ..helpers import LocalStore
+
+    store = LocalStore(tmp_path / "spread.duckdb")
+    try:
+        em = store.emitter("spread-app", LIVE)
+        em.runner_started(timestamp=ago(5 * 365 * 86400))
+        offsets = [4 * 365 * 86400 + k * 7 for k in range(30)] + [400 * 86400 + k for k in range(15)] \
+            + [k * 60 for k in range(1, 12)]
+        for k, s in enumerate(offsets):
+            em.status(f"job-{k}", "RUNNING", task_id="app.job", runner=LIVE, attempt=0, timestamp=ago(s))
+        for s in (3 * 365 * 86400, 90 * 86400, 120):
+            em.heartbeat(timestamp=ago(s))
+        em.shutdown()
+        qs = store.service(clock=lambda: NOW, runner_dead_after_s=600)
+        want = [{"timestamp": iso(ago(s)), "invocation_id": f"job-{k}", "task_id": "app.job", "status": "RUNNING"}
+                for k, s in sorted(enumerate(offsets), key=lambda ks: ks[1])]
+        got, cursor = [], None
+        while True:
+            page = qs.runner("live-1", cursor=cursor, limit=20)
+            got += page["recent_activity"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert got == want
+        assert [h["timestamp"] for h in qs.runner("live-1")["heartbeats"]] == \
+            [iso(ago(s)) for s in (120, 90 * 86400, 3 * 365 * 86400)]
+        store.store.on_writer(lambda con: con.execute(   # a wrong hint: more reads, the same rows
+            "UPDATE runner_state SET last_transition = TIMESTAMP '2001-01-01', last_heartbeat = TIMESTAMP '2001-01-01'"))
+        assert qs.runner("live-1", limit=100)["recent_activity"] == want
+        assert len(qs.runner("live-1")["heartbeats"]) == 3
+    finally:
+        store.close()
