@@ -21,13 +21,14 @@ import pyarrow as pa
 from . import open_invocations
 
 _MERGE_COUNTS = """
-    MERGE INTO status_counts AS c USING (SELECT * FROM (VALUES {values}) AS v(app_id, task_id, status, d, f, u, r)) AS e
+    MERGE INTO status_counts AS c USING (SELECT * FROM (VALUES {values}) AS v(app_id, task_id, status, d, f, u, r, l)) AS e
     ON c.app_id = e.app_id AND c.task_id IS NOT DISTINCT FROM e.task_id AND c.status = e.status
     WHEN MATCHED THEN UPDATE SET n = c.n + e.d, first_created = least(c.first_created, e.f),
-                                 last_updated = greatest(c.last_updated, e.u), last_record = greatest(c.last_record, e.r)
-    WHEN NOT MATCHED THEN INSERT (app_id, task_id, status, n, first_created, last_updated, last_record)
-                          VALUES (e.app_id, e.task_id, e.status, e.d, e.f, e.u, e.r)"""
-_VALUE = "(?::VARCHAR, ?::VARCHAR, ?::VARCHAR, ?::BIGINT, ?::TIMESTAMP, ?::TIMESTAMP, ?::TIMESTAMP)"
+                                 last_updated = greatest(c.last_updated, e.u), last_record = greatest(c.last_record, e.r),
+                                 last_created = greatest(c.last_created, e.l)
+    WHEN NOT MATCHED THEN INSERT (app_id, task_id, status, n, first_created, last_updated, last_record, last_created)
+                          VALUES (e.app_id, e.task_id, e.status, e.d, e.f, e.u, e.r, e.l)"""
+_VALUE = "(?::VARCHAR, ?::VARCHAR, ?::VARCHAR, ?::BIGINT, ?::TIMESTAMP, ?::TIMESTAMP, ?::TIMESTAMP, ?::TIMESTAMP)"
 
 _MERGE_LOGS = """
     MERGE INTO app_log_span AS s USING (SELECT app_id, min(ts) AS lo, max(ts) AS hi FROM {src} GROUP BY app_id) AS e
@@ -44,12 +45,14 @@ def apply(con, came: pa.Table, gone: Iterable[tuple] = ()) -> None:
     gone = list(gone)
     deltas: dict[tuple, list] = {}
     per = came.group_by(["app_id", "task_id", "status"], use_threads=False).aggregate(
-        [("invocation_id", "count"), ("created_at", "min"), ("updated_at", "max"), ("last_ts", "max")]).to_pydict()
-    for a, t, st, n, f, u, r in zip(per["app_id"], per["task_id"], per["status"], per["invocation_id_count"],
-                                    per["created_at_min"], per["updated_at_max"], per["last_ts_max"]):
-        deltas[(a, t, st)] = [n, f, u, r]
+        [("invocation_id", "count"), ("created_at", "min"), ("updated_at", "max"), ("last_ts", "max"),
+         ("created_at", "max")]).to_pydict()
+    for a, t, st, n, f, u, r, lc in zip(per["app_id"], per["task_id"], per["status"], per["invocation_id_count"],
+                                        per["created_at_min"], per["updated_at_max"], per["last_ts_max"],
+                                        per["created_at_max"]):
+        deltas[(a, t, st)] = [n, f, u, r, lc]
     for a, _, t, st in gone:
-        deltas.setdefault((a, t, st), [0, None, None, None])[0] -= 1
+        deltas.setdefault((a, t, st), [0, None, None, None, None])[0] -= 1
     rows = [(*key, *d) for key, d in deltas.items() if d[0] or d[1] is not None]
     if rows:
         con.execute(_MERGE_COUNTS.format(values=", ".join([_VALUE] * len(rows))), [x for row in rows for x in row])
@@ -65,7 +68,7 @@ def rebuild(con) -> int:
     """Recompute both tables (in the caller's transaction, if any); returns the invocations counted."""
     con.execute("DELETE FROM status_counts")
     con.execute("""INSERT INTO status_counts SELECT app_id, task_id, status, count(*), min(created_at), max(updated_at),
-                   max(last_ts) FROM invocation_state GROUP BY ALL""")
+                   max(last_ts), max(created_at) FROM invocation_state GROUP BY ALL""")
     con.execute("DELETE FROM app_log_span")
     con.execute("INSERT INTO app_log_span SELECT app_id, min(ts), max(ts) FROM log_records GROUP BY app_id")
     open_invocations.rebuild(con)

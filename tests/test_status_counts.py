@@ -40,7 +40,7 @@ def _submit(store: DuckDBStore, rows: dict, tag: str) -> None:
 
 def _expected(store: DuckDBStore) -> tuple[set, set, set]:
     counts = set(store.query("SELECT app_id, task_id, status, count(*), min(created_at), max(updated_at), "
-                             "max(last_ts) FROM invocation_state GROUP BY ALL").rows)
+                             "max(last_ts), max(created_at) FROM invocation_state GROUP BY ALL").rows)
     spans = set(store.query("SELECT app_id, min(ts), max(ts) FROM log_records GROUP BY app_id").rows)
     return counts, spans, set(store.query("SELECT app_id, task_id, status, count(*) FROM invocation_state "
                                           "GROUP BY ALL").rows)
@@ -62,10 +62,10 @@ def _check(store: DuckDBStore) -> None:
     assert opened == store.query("SELECT * EXCLUDE (id_hash) FROM invocation_state WHERE status NOT IN "
                                  "('SUCCESS', 'FAILED', 'CONCURRENCY_CONTROLLED_FINAL') ORDER BY ALL").rows
     # the times only widen: each kept range holds the exact one of the invocations counted there
-    kept = {(a, t, s): (f, u, r) for a, t, s, n, f, u, r in store.query("SELECT * FROM status_counts").rows}
-    for a, t, s, n, f, u, r in want_full:
-        kf, ku, kr = kept[(a, t, s)]
-        assert kf <= f and ku >= u and kr >= r
+    kept = {(a, t, s): (f, u, r, lc) for a, t, s, n, f, u, r, lc in store.query("SELECT * FROM status_counts").rows}
+    for a, t, s, n, f, u, r, lc in want_full:
+        kf, ku, kr, klc = kept[(a, t, s)]
+        assert kf <= f and ku >= u and kr >= r and klc >= lc
 
 
 @st.composite

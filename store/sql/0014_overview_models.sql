@@ -2,11 +2,12 @@
 -- the runners' running work and the anomaly checks read instead of every invocation, kept by whoever writes those
 -- tables, in the same transaction (store/status_counts.py, store/open_invocations.py); `rebuild` recomputes them.
 -- status_counts: invocations per (app, task, status) (at 10M invocations the GROUP BY it replaces cost 110-190 ms).
--- first_created, last_updated and last_record are the least created_at, greatest updated_at and greatest last_ts
--- any invocation had while counted there (they only widen; `rebuild` and retention recompute them exactly).
+-- first_created, last_created, last_updated and last_record are the least and greatest created_at, the greatest
+-- updated_at and the greatest last_ts any invocation had while counted there (they only widen; `rebuild` and
+-- retention recompute them exactly).
 CREATE TABLE status_counts (
     app_id VARCHAR NOT NULL, task_id VARCHAR, status VARCHAR NOT NULL, n BIGINT NOT NULL,
-    first_created TIMESTAMP, last_updated TIMESTAMP, last_record TIMESTAMP
+    first_created TIMESTAMP, last_updated TIMESTAMP, last_record TIMESTAMP, last_created TIMESTAMP
 );
 -- The first and last time each app's log records were stamped with, widened by the writer as it appends them:
 -- the overview's apps list read min/max(ts) of every log record (100 ms at 10M invocations).
