@@ -243,7 +243,8 @@ class DuckDBStore(BatchWriter, CursorReads):
             self._recent.clear()
 
     def retain(self, policy, now=None):
-        """One retention pass (store/retention.py) on a connection of its own: the writer goes on."""
+        """One retention pass (store/retention.py) on a connection of its own: the writer goes on; then
+        status_counts and open_invocations are recomputed on the writer's thread (a GROUP BY of the cache)."""
         from datetime import datetime, timezone
 
         from . import retention
@@ -253,9 +254,14 @@ class DuckDBStore(BatchWriter, CursorReads):
             con = self._read_root.cursor()
             self._init_cursor(con)
         try:
-            return retention.apply(con, policy, now)
+            rep = retention.apply(con, policy, now, recount=not self.fold_in_writer)
         finally:
             con.close()
+        if self.fold_in_writer:
+            # The counts are recomputed on the writer's thread, between its batches: in retention's own
+            # transaction they would conflict with the writer's, which moves the same rows with every batch.
+            self.on_writer(status_counts.rebuild_in_transaction)
+        return rep
 
     def size_bytes(self) -> Optional[int]:
         """Bytes the store takes on disk: the database file and its write-ahead log (0 for what is

@@ -48,8 +48,10 @@ class RetentionReport:
     truncated_invocations: int = 0
 
 
-def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
-    """Run one retention pass on `con` (a cursor of the store) in one transaction; returns what it removed."""
+def apply(con, policy: RetentionPolicy, now: datetime, recount: bool = True) -> RetentionReport:
+    """Run one retention pass on `con` (a cursor of the store) in one transaction; returns what it removed.
+    `recount`: recompute status_counts in that transaction too (else the caller does it where the writer is
+    not writing them at the same time: store/duckdb.py retain)."""
     cutoff, failed_cutoff = policy.cutoffs(now)
     rep = RetentionReport(cutoff, failed_cutoff)
     con.begin()
@@ -96,7 +98,8 @@ def apply(con, policy: RetentionPolicy, now: datetime) -> RetentionReport:
             params = {k: v for k, v in (("cutoff", cutoff), ("young", young)) if f"${k}" in sql}
             rep.rows += con.execute(sql, params).fetchone()[0]
         rep.truncated_invocations = _cap_logs(con, policy.max_logs_per_invocation)
-        status_counts.rebuild(con)   # what was removed is uncounted (one GROUP BY, as rare as retention)
+        if recount:
+            status_counts.rebuild(con)   # what was removed is uncounted (one GROUP BY, as rare as retention)
         con.execute("DROP TABLE _tt_gone")
         con.commit()
     except Exception:

@@ -33,9 +33,9 @@ def _log(ts: int, app: str, n: int) -> LogRecord:
                         "body": f"line {n}", "record_id": f"log-{app}-{n}"})
 
 
-def _submit(store: DuckDBStore, rows: dict, tag: str) -> None:
+def _submit(store: DuckDBStore, rows: dict, tag: str, received_us: int = 0) -> None:
     n = sum(len(v) for v in rows.values())
-    store.submit(rows, n, LedgerEntry(tag, int(time.time() * 1e6), "test", "logs", n)).result(10)
+    store.submit(rows, n, LedgerEntry(tag, received_us or int(time.time() * 1e6), "test", "logs", n)).result(10)
 
 
 def _expected(store: DuckDBStore) -> tuple[set, set, set]:
@@ -148,6 +148,43 @@ def test_rebuild_recomputes_the_counts(tmp_path):
     store = DuckDBStore(str(path))
     try:
         assert store.rebuild_state() == 12
+        _check(store)
+    finally:
+        store.close()
+
+
+def test_retention_beside_a_busy_writer_leaves_the_counts_true(tmp_path):
+    """Retention runs on its own connection while the writer moves the same count rows with every batch:
+    neither may fail, and once both are done the counts equal the cache again."""
+    import threading
+
+    path = tmp_path / "tt.duckdb"
+    store = DuckDBStore(str(path))
+    try:
+        old = [_t(-10**15 + i, "a", f"old-{i}", "t0", "SUCCESS", f"old-{i}") for i in range(50)]   # 1978: retained
+        _submit(store, {"transitions": old}, "old", received_us=T0 - 10**15)
+        errors, stop = [], threading.Event()
+
+        def busy() -> None:
+            try:
+                for b in range(400):
+                    if stop.is_set() and b > 20:
+                        return
+                    life = LIVES[b % len(LIVES)]
+                    rows = [_t(b * 1000 + k, "a", f"new-{b}", "t0", s, f"new-{b}-{k}") for k, s in enumerate(life)]
+                    _submit(store, {"transitions": rows[:1]}, f"n{b}a")
+                    _submit(store, {"transitions": rows[1:]}, f"n{b}b")
+            except Exception as exc:   # noqa: BLE001 (reported below)
+                errors.append(exc)
+
+        writer = threading.Thread(target=busy)
+        writer.start()
+        time.sleep(0.2)
+        reports = [store.retain(RetentionPolicy(30, 30, 10_000)) for _ in range(3)]
+        stop.set()
+        writer.join(120)
+        assert not errors
+        assert reports[0].invocations == 50
         _check(store)
     finally:
         store.close()
