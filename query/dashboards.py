@@ -15,10 +15,11 @@ from .params import iso
 
 
 def apps(q) -> list[dict]:
-    """Every app with invocations, runners or log lines: first and last seen, invocations (from the fold-kept
-    status_counts and app_log_span: a few rows however large the store)."""
+    """Every app with invocations, runners or log lines: first and last seen (the times of its first and last
+    records), invocations (from the fold-kept status_counts and app_log_span: a few rows however large the
+    store)."""
     r = q("""
-        WITH a AS (SELECT app_id, min(first_created) AS first_seen, max(last_updated) AS last_seen,
+        WITH a AS (SELECT app_id, min(first_record) AS first_seen, max(last_record) AS last_seen,
                           sum(n) AS invocations FROM status_counts GROUP BY app_id),
              b AS (SELECT app_id, min(first_seen) AS first_seen, max(last_event) AS last_seen
                    FROM runner_state GROUP BY app_id),
@@ -46,7 +47,7 @@ def _figures(q, app: Optional[str], now: datetime) -> tuple[dict, list[dict], Op
     apps' log lines (both fold-kept: store/status_counts.py). The whole ledger is read only when its last hour
     is empty (as last_ingest)."""
     rows = q("""
-        SELECT 'i' AS part, app_id, status, sum(n) AS n, min(first_created) AS first, max(last_updated) AS last
+        SELECT 'i' AS part, app_id, status, sum(n) AS n, min(first_record) AS first, max(last_record) AS last
         FROM status_counts GROUP BY app_id, status
         UNION ALL SELECT 'r', app_id, NULL, NULL, min(first_seen), max(last_event) FROM runner_state GROUP BY app_id
         UNION ALL SELECT 'l', app_id, NULL, NULL, first_ts, last_ts FROM app_log_span

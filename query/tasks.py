@@ -84,11 +84,25 @@ def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
 
 def task_runs(q, app=None, task: Optional[str] = None) -> dict:
     """{(app, task): created_at of its latest invocation ever} of every task with invocations (of `app`, or
-    `task` only), from status_counts (store/status_counts.py: a few rows, however large the store)."""
+    `task` only). status_counts (store/status_counts.py) holds for each task a time at least that late, exact
+    unless a late record moved an invocation's created_at: each is checked by looking the time up in
+    invocation_state (zone maps: a row group per time), and a task whose time is no longer there is read whole."""
     cond = " AND ".join(c for c, v in (("app_id = $app", app), ("task_id = $task", task)) if v) or "true"
     params = {k: v for k, v in (("app", app), ("task", task)) if v}
-    return {(a, k): t for a, k, t in q(f"""SELECT app_id, task_id, max(last_created) FROM status_counts WHERE {cond}
-                                         GROUP BY ALL HAVING sum(n) > 0""", params).rows}
+    hints = {(a, k): t for a, k, t in q(f"""SELECT app_id, task_id, max(last_created) FROM status_counts WHERE {cond}
+                                          GROUP BY ALL""", params).rows}
+    if not hints:
+        return {}
+    found = {(a, k): t for a, k, t in q(f"""
+        SELECT app_id, task_id, max(created_at) FROM invocation_state
+        WHERE created_at IN (SELECT unnest($times::TIMESTAMP[])) AND {cond} GROUP BY ALL""",
+                                          {**params, "times": sorted(set(hints.values()))}).rows}
+    for a, k in [key for key, t in hints.items() if found.get(key) != t]:   # moved since: read that task whole
+        found.pop((a, k), None)
+        found.update({(a, k): t for _, _, t in q(
+            "SELECT app_id, task_id, max(created_at) FROM invocation_state WHERE app_id = $a "
+            "AND task_id IS NOT DISTINCT FROM $k GROUP BY ALL", {"a": a, "k": k}).rows})
+    return found
 
 
 def last_runs(q, key: str, app=None, where: str = "true", params: Optional[dict] = None) -> dict:

@@ -260,8 +260,15 @@ class DuckDBStore(BatchWriter, CursorReads):
         if self.fold_in_writer:
             # The counts are recomputed on the writer's thread, between its batches: in retention's own
             # transaction they would conflict with the writer's, which moves the same rows with every batch.
-            self.on_writer(status_counts.rebuild_in_transaction)
+            self.on_writer(self._recount)
         return rep
+
+    def _recount(self, con) -> None:
+        """After retention: recompute the counts and forget the unfinished histories the fold remembers (one of
+        them may be an invocation retention removed: folding its next record from memory would uncount a status
+        it no longer holds)."""
+        status_counts.rebuild_in_transaction(con)
+        self._recent.clear()
 
     def size_bytes(self) -> Optional[int]:
         """Bytes the store takes on disk: the database file and its write-ahead log (0 for what is

@@ -4,13 +4,11 @@ so the overview, the apps list and /metrics read a few rows instead of every inv
 
 - `apply(con, came, gone)`: with every write of invocation_state rows: `came` the rows written (an Arrow table
   of STATE_SCHEMA), `gone` the (app_id, invocation_id, task_id, status) those rows had before (none for a new
-  invocation). Counts move by ±1; the times only widen.
+  invocation). Counts move by ±1 (a row at 0 is deleted); the times only widen.
 - `widen_logs(con, src)`: with every append of log records (a relation with app_id and ts).
 - `rebuild(con)`: both tables from invocation_state and log_records (a migration's backfill, `tasktrail
   rebuild`, retention after it removes rows); `covers(con)` tells a store whose counts disagree with
   invocation_state's row count (written by a version that did not keep them): the store rebuilds them at open.
-
-Rows whose count fell to 0 stay until the next rebuild: readers take n > 0.
 """
 from __future__ import annotations
 
@@ -20,15 +18,25 @@ import pyarrow as pa
 
 from . import open_invocations
 
+# The deltas of one write, summed per (app, task, status): a few rows, bound as VALUES parameters (2 ms a batch),
+# or past _BOUND_ROWS registered as Arrow (binding costs ~0.2-0.4 ms a row: thousands of distinct tasks in a batch
+# would take seconds). A row whose count falls to 0 is deleted after (DuckLake's MERGE takes one UPDATE or DELETE
+# action): the invocations it counted are counted elsewhere, with raw ranges at least as wide and their current
+# created_at, so no reader loses a bound.
 _MERGE_COUNTS = """
-    MERGE INTO status_counts AS c USING (SELECT * FROM (VALUES {values}) AS v(app_id, task_id, status, d, f, u, r, l)) AS e
+    MERGE INTO status_counts AS c USING ({source}) AS e
     ON c.app_id = e.app_id AND c.task_id IS NOT DISTINCT FROM e.task_id AND c.status = e.status
-    WHEN MATCHED THEN UPDATE SET n = c.n + e.d, first_created = least(c.first_created, e.f),
-                                 last_updated = greatest(c.last_updated, e.u), last_record = greatest(c.last_record, e.r),
-                                 last_created = greatest(c.last_created, e.l)
-    WHEN NOT MATCHED THEN INSERT (app_id, task_id, status, n, first_created, last_updated, last_record, last_created)
-                          VALUES (e.app_id, e.task_id, e.status, e.d, e.f, e.u, e.r, e.l)"""
-_VALUE = "(?::VARCHAR, ?::VARCHAR, ?::VARCHAR, ?::BIGINT, ?::TIMESTAMP, ?::TIMESTAMP, ?::TIMESTAMP, ?::TIMESTAMP)"
+    WHEN MATCHED THEN UPDATE SET n = c.n + e.d, first_record = least(c.first_record, e.f),
+                                 last_record = greatest(c.last_record, e.r), last_created = greatest(c.last_created, e.l)
+    WHEN NOT MATCHED THEN INSERT (app_id, task_id, status, n, first_record, last_record, last_created)
+                          VALUES (e.app_id, e.task_id, e.status, e.d, e.f, e.r, e.l)"""
+_NAMES = ("app_id", "task_id", "status", "d", "f", "r", "l")
+_VALUES = "SELECT * FROM (VALUES {values}) AS v(" + ", ".join(_NAMES) + ")"
+_VALUE = "(?::VARCHAR, ?::VARCHAR, ?::VARCHAR, ?::BIGINT, ?::TIMESTAMP, ?::TIMESTAMP, ?::TIMESTAMP)"
+_BOUND_ROWS = 64
+_DELTA_SCHEMA = pa.schema([("app_id", pa.string()), ("task_id", pa.string()), ("status", pa.string()),
+                           ("d", pa.int64()), ("f", pa.timestamp("us")), ("r", pa.timestamp("us")),
+                           ("l", pa.timestamp("us"))])
 
 _MERGE_LOGS = """
     MERGE INTO app_log_span AS s USING (SELECT app_id, min(ts) AS lo, max(ts) AS hi FROM {src} GROUP BY app_id) AS e
@@ -40,23 +48,37 @@ _MERGE_LOGS = """
 def apply(con, came: pa.Table, gone: Iterable[tuple] = ()) -> None:
     """Count the invocation_state rows of `came` (just written: an Arrow table of STATE_SCHEMA) and uncount `gone`,
     the (app_id, invocation_id, task_id, status) the updated rows had before, in the caller's transaction;
-    open_invocations follows them. The deltas are summed here and merged as one statement of a few rows
-    (a MERGE over the registered rows cost 10-14 ms a batch, this 2)."""
+    open_invocations follows them. The deltas are summed here and merged as one statement (a MERGE grouping
+    the registered rows in SQL cost 10-14 ms a batch, this 2)."""
     gone = list(gone)
+    rows = _deltas(came, gone)
+    if len(rows) <= _BOUND_ROWS:
+        con.execute(_MERGE_COUNTS.format(source=_VALUES.format(values=", ".join([_VALUE] * len(rows)))),
+                    [x for row in rows for x in row])
+    else:
+        con.register("tt_count_deltas", pa.Table.from_arrays(
+            [pa.array(col, type=f.type) for col, f in zip(zip(*rows), _DELTA_SCHEMA)], schema=_DELTA_SCHEMA))
+        try:
+            con.execute(_MERGE_COUNTS.format(source="SELECT * FROM tt_count_deltas"))
+        finally:
+            con.unregister("tt_count_deltas")
+    if any(row[3] < 0 for row in rows):
+        con.execute("DELETE FROM status_counts WHERE n = 0")
+    open_invocations.apply(con, came, gone)
+
+
+def _deltas(came: pa.Table, gone: list) -> list[tuple]:
+    """(app_id, task_id, status, ±count, least first_ts, greatest last_ts, greatest created_at) per key that
+    this write moves."""
     deltas: dict[tuple, list] = {}
     per = came.group_by(["app_id", "task_id", "status"], use_threads=False).aggregate(
-        [("invocation_id", "count"), ("created_at", "min"), ("updated_at", "max"), ("last_ts", "max"),
-         ("created_at", "max")]).to_pydict()
-    for a, t, st, n, f, u, r, lc in zip(per["app_id"], per["task_id"], per["status"], per["invocation_id_count"],
-                                        per["created_at_min"], per["updated_at_max"], per["last_ts_max"],
-                                        per["created_at_max"]):
-        deltas[(a, t, st)] = [n, f, u, r, lc]
+        [("invocation_id", "count"), ("first_ts", "min"), ("last_ts", "max"), ("created_at", "max")]).to_pydict()
+    for a, t, st, n, f, r, lc in zip(per["app_id"], per["task_id"], per["status"], per["invocation_id_count"],
+                                     per["first_ts_min"], per["last_ts_max"], per["created_at_max"]):
+        deltas[(a, t, st)] = [n, f, r, lc]
     for a, _, t, st in gone:
-        deltas.setdefault((a, t, st), [0, None, None, None, None])[0] -= 1
-    rows = [(*key, *d) for key, d in deltas.items() if d[0] or d[1] is not None]
-    if rows:
-        con.execute(_MERGE_COUNTS.format(values=", ".join([_VALUE] * len(rows))), [x for row in rows for x in row])
-    open_invocations.apply(con, came, gone)
+        deltas.setdefault((a, t, st), [0, None, None, None])[0] -= 1
+    return [(*key, *d) for key, d in deltas.items() if d[0] or d[1] is not None]
 
 
 def widen_logs(con, src: str) -> None:
@@ -67,8 +89,8 @@ def widen_logs(con, src: str) -> None:
 def rebuild(con) -> int:
     """Recompute both tables (in the caller's transaction, if any); returns the invocations counted."""
     con.execute("DELETE FROM status_counts")
-    con.execute("""INSERT INTO status_counts SELECT app_id, task_id, status, count(*), min(created_at), max(updated_at),
-                   max(last_ts), max(created_at) FROM invocation_state GROUP BY ALL""")
+    con.execute("""INSERT INTO status_counts SELECT app_id, task_id, status, count(*), min(first_ts), max(last_ts),
+                   max(created_at) FROM invocation_state GROUP BY ALL""")
     con.execute("DELETE FROM app_log_span")
     con.execute("INSERT INTO app_log_span SELECT app_id, min(ts), max(ts) FROM log_records GROUP BY app_id")
     open_invocations.rebuild(con)

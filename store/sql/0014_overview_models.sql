@@ -1,13 +1,14 @@
 -- 0014_overview_models: read models of invocation_state and log_records that the overview, the apps list, /metrics,
 -- the runners' running work and the anomaly checks read instead of every invocation, kept by whoever writes those
 -- tables, in the same transaction (store/status_counts.py, store/open_invocations.py); `rebuild` recomputes them.
--- status_counts: invocations per (app, task, status) (at 10M invocations the GROUP BY it replaces cost 110-190 ms).
--- first_created, last_created, last_updated and last_record are the least and greatest created_at, the greatest
--- updated_at and the greatest last_ts any invocation had while counted there (they only widen; `rebuild` and
--- retention recompute them exactly).
+-- status_counts: invocations per (app, task, status) (at 10M invocations the GROUP BY it replaces cost 110-190 ms); a
+-- row is gone when its count falls to 0. first_record and last_record: the least first_ts and greatest last_ts of the
+-- invocations counted there (an invocation's raw record range only widens, so over an app's rows they are exact);
+-- last_created: the greatest created_at any invocation had while counted there (at least the greatest it holds now: a
+-- hint that readers check, query/tasks.py task_runs). `rebuild` and retention recompute them exactly.
 CREATE TABLE status_counts (
     app_id VARCHAR NOT NULL, task_id VARCHAR, status VARCHAR NOT NULL, n BIGINT NOT NULL,
-    first_created TIMESTAMP, last_updated TIMESTAMP, last_record TIMESTAMP, last_created TIMESTAMP
+    first_record TIMESTAMP, last_record TIMESTAMP, last_created TIMESTAMP
 );
 -- The first and last time each app's log records were stamped with, widened by the writer as it appends them:
 -- the overview's apps list read min/max(ts) of every log record (100 ms at 10M invocations).
