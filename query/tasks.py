@@ -68,7 +68,8 @@ def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
     rows, not the rows outside the window)."""
     where, params = _cond(app, since, until)
     rows = q(_STATS.format(where=where), params).dicts()
-    stats = sorted(rows, key=lambda d: (-d["n"], d["task_id"] is None, d["task_id"] or "", d["app_id"]))  # n DESC, task, app
+    # n DESC, then the task, then the app
+    stats = sorted(rows, key=lambda d: (-d["n"], d["task_id"] is None, d["task_id"] or "", d["app_id"]))
     items = []
     for d in stats:  # throughput over the window asked for, else over the task's own active span
         lo = since or d["first"]

@@ -27,7 +27,8 @@ _MERGE_COUNTS = """
     MERGE INTO status_counts AS c USING ({source}) AS e
     ON c.app_id = e.app_id AND c.task_id IS NOT DISTINCT FROM e.task_id AND c.status = e.status
     WHEN MATCHED THEN UPDATE SET n = c.n + e.d, first_record = least(c.first_record, e.f),
-                                 last_record = greatest(c.last_record, e.r), last_created = greatest(c.last_created, e.l)
+                                 last_record = greatest(c.last_record, e.r),
+                                 last_created = greatest(c.last_created, e.l)
     WHEN NOT MATCHED THEN INSERT (app_id, task_id, status, n, first_record, last_record, last_created)
                           VALUES (e.app_id, e.task_id, e.status, e.d, e.f, e.r, e.l)"""
 _NAMES = ("app_id", "task_id", "status", "d", "f", "r", "l")
