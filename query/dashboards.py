@@ -107,7 +107,7 @@ def _heartbeats(q, app: Optional[str], now: datetime, live=None) -> list[dict]:
     rows = q(f"""SELECT app_id, runner_id, max(last_heartbeat) AS last, sum(heartbeats) AS n,
                         (epoch(max(last_heartbeat)) - epoch(min(first_heartbeat)))
                             / nullif(sum(heartbeats) - 1, 0) AS every_s
-                 FROM runner_state WHERE heartbeats > 0 {cond} GROUP BY ALL ORDER BY last DESC""",
+                 FROM runner_state WHERE heartbeats > 0 {cond} GROUP BY ALL ORDER BY last DESC, runner_id""",
              params).dicts()
     out = []
     for d in rows:
