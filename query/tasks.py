@@ -90,16 +90,14 @@ def task_runs(q, app=None, task: Optional[str] = None) -> dict:
     invocation_state (zone maps: a row group per time), and a task whose time is no longer there is read whole."""
     cond = " AND ".join(c for c, v in (("app_id = $app", app), ("task_id = $task", task)) if v) or "true"
     params = {k: v for k, v in (("app", app), ("task", task)) if v}
-    hints = {(a, k): t for a, k, t in q(f"""SELECT app_id, task_id, max(last_created) FROM status_counts WHERE {cond}
-                                          GROUP BY ALL""", params).rows}
-    if not hints:
-        return {}
-    found = {(a, k): t for a, k, t in q(f"""
-        SELECT app_id, task_id, max(created_at) FROM invocation_state
-        WHERE created_at IN (SELECT unnest($times::TIMESTAMP[])) AND {cond} GROUP BY ALL""",
-                                          {**params, "times": sorted(set(hints.values()))}).rows}
-    for a, k in [key for key, t in hints.items() if found.get(key) != t]:   # moved since: read that task whole
-        found.pop((a, k), None)
+    rows = q(f"""
+        WITH h AS (SELECT app_id, task_id, max(last_created) AS t FROM status_counts WHERE {cond} GROUP BY ALL),
+             f AS (SELECT app_id, task_id, max(created_at) AS t FROM invocation_state
+                   WHERE created_at IN (SELECT t FROM h) AND {cond} GROUP BY ALL)
+        SELECT h.app_id, h.task_id, h.t, f.t FROM h LEFT JOIN f
+        ON f.app_id = h.app_id AND f.task_id IS NOT DISTINCT FROM h.task_id""", params).rows
+    found = {(a, k): t for a, k, hint, t in rows if t == hint}
+    for a, k in [(a, k) for a, k, hint, t in rows if t != hint]:   # moved since: read that task whole
         found.update({(a, k): t for _, _, t in q(
             "SELECT app_id, task_id, max(created_at) FROM invocation_state WHERE app_id = $a "
             "AND task_id IS NOT DISTINCT FROM $k GROUP BY ALL", {"a": a, "k": k}).rows})
