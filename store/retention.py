@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import duckdb
+
 from . import status_counts
 from .carry import carry_statements
 
@@ -103,7 +105,10 @@ def apply(con, policy: RetentionPolicy, now: datetime, recount: bool = True) -> 
         con.execute("DROP TABLE _tt_gone")
         con.commit()
     except Exception:
-        con.rollback()
+        try:
+            con.rollback()
+        except duckdb.Error:   # a failed commit (a lake's conflict) ended the transaction: keep its own error
+            pass
         raise
     return rep
 
