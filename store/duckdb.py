@@ -66,6 +66,8 @@ class DuckDBStore(BatchWriter, CursorReads):
         self._known = KnownIds()
         self._recent = RecentHistories()
         self._recent_updates: dict = {}
+        self._log_spans: dict = {}          # {app: (first, last)} of app_log_span as stored (status_counts.py)
+        self._log_span_updates: dict = {}
         # No file access for any statement (the SQL endpoint's second wall); Arrow appends still work.
         # Checkpoints block every commit while they run, so the writer checkpoints when it is idle
         # (`idle_checkpoint_bytes` of WAL) and DuckDB's own threshold is the rule under load. Until a checkpoint
@@ -226,6 +228,7 @@ class DuckDBStore(BatchWriter, CursorReads):
             self._runners.load(con)
             self._known.load(con)
             self._recent.clear()
+            self._log_spans.clear()
         return n
 
     def _load_state(self) -> None:
@@ -241,6 +244,7 @@ class DuckDBStore(BatchWriter, CursorReads):
             self._runners.load(con)
             self._known.load(con)
             self._recent.clear()
+            self._log_spans.clear()
 
     def retain(self, policy, now=None):
         """One retention pass (store/retention.py) on a connection of its own: the writer goes on; then
@@ -266,9 +270,10 @@ class DuckDBStore(BatchWriter, CursorReads):
     def _recount(self, con) -> None:
         """After retention: recompute the counts and forget the unfinished histories the fold remembers (one of
         them may be an invocation retention removed: folding its next record from memory would uncount a status
-        it no longer holds)."""
+        it no longer holds) and the log spans as stored (retention narrows them)."""
         status_counts.rebuild_in_transaction(con)
         self._recent.clear()
+        self._log_spans.clear()
 
     def size_bytes(self) -> Optional[int]:
         """Bytes the store takes on disk: the database file and its write-ahead log (0 for what is

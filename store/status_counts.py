@@ -5,7 +5,8 @@ so the overview, the apps list and /metrics read a few rows instead of every inv
 - `apply(con, came, gone)`: with every write of invocation_state rows: `came` the rows written (an Arrow table
   of STATE_SCHEMA), `gone` the (app_id, invocation_id, task_id, status) those rows had before (none for a new
   invocation). Counts move by ±1 (a row at 0 is deleted); the times only widen.
-- `widen_logs(con, src)`: with every append of log records (a relation with app_id and ts).
+- `widen_log_spans(con, tbl, known)`: with every append of log records by the writer; `widen_logs(con, src)` the
+  same for a lake's folder (a relation with app_id and ts).
 - `rebuild(con)`: both tables from invocation_state and log_records (a migration's backfill, `tasktrail
   rebuild`, retention after it removes rows); `covers(con)` tells a store whose counts disagree with
   invocation_state's row count (written by a version that did not keep them): the store rebuilds them at open.
@@ -83,8 +84,30 @@ def _deltas(came: pa.Table, gone: list) -> list[tuple]:
 
 
 def widen_logs(con, src: str) -> None:
-    """Widen each app's log span to the log records of relation `src` (app_id, ts), in the caller's transaction."""
+    """Widen each app's log span to the log records of relation `src` (app_id, ts), in the caller's transaction
+    (a lake's folder: the records its snapshots inserted)."""
     con.execute(_MERGE_LOGS.format(src=src))
+
+
+def widen_log_spans(con, tbl: pa.Table, known: dict) -> dict:
+    """Widen each app's log span to the log records of `tbl` (an Arrow table with app_id and ts), in the caller's
+    transaction (the writer's batch). `known`: {app: (first, last)} as stored, the writer's memory: an app whose
+    records lie inside it is not written; the others by one UPDATE each (0.7 ms; a MERGE over the registered rows
+    cost 2 ms a batch). Returns {app: (first, last)} as now written, for `known` once the batch commits (clear
+    `known` whenever the spans are rebuilt)."""
+    per = tbl.group_by("app_id", use_threads=False).aggregate([("ts", "min"), ("ts", "max")]).to_pydict()
+    written = {}
+    for app, lo, hi in zip(per["app_id"], per["ts_min"], per["ts_max"]):
+        held = known.get(app)
+        if held is not None and held[0] <= lo and hi <= held[1]:
+            continue
+        row = con.execute("UPDATE app_log_span SET first_ts = least(first_ts, $lo), last_ts = greatest(last_ts, $hi) "
+                          "WHERE app_id = $app RETURNING first_ts, last_ts", {"app": app, "lo": lo, "hi": hi}).fetchone()
+        if row is None:
+            con.execute("INSERT INTO app_log_span VALUES ($app, $lo, $hi)", {"app": app, "lo": lo, "hi": hi})
+            row = (lo, hi)
+        written[app] = tuple(row)
+    return written
 
 
 def rebuild(con) -> int:

@@ -278,6 +278,7 @@ class BatchWriter(WriterQueue):
         self._window.remember(noted)
         self._runners.apply(self._runner_changes)
         self._recent.apply(self._recent_updates)
+        self._log_spans.update(self._log_span_updates)
         for it in fresh:
             self._hashes[it.entry.request_hash] = batch
         while len(self._hashes) > self._dedupe_window:
@@ -302,6 +303,7 @@ class BatchWriter(WriterQueue):
         appended: dict = {}
         self._runner_changes = {}
         self._recent_updates = {}
+        self._log_span_updates = {}
         con.begin()
         try:
             for table in TABLES:
@@ -316,7 +318,7 @@ class BatchWriter(WriterQueue):
                     self._insert(con, table, batch, tbl)
                     appended[table] = tbl
                     if table == "log_records" and self.fold_in_writer:
-                        _widen_logs(con, tbl)
+                        self._log_span_updates = status_counts.widen_log_spans(con, tbl, self._log_spans)
             self._insert(con, "ingest_ledger", batch, _ledger_table(items))
             if self.fold_in_writer:
                 self._runner_changes = self._runners.fold(con, appended.get("transitions"),
@@ -362,15 +364,6 @@ class BatchWriter(WriterQueue):
         names = self._schemas[table].names if table in self._schemas else _LEDGER_COLUMNS
         cols = ", ".join(f'"{c}"' for c in names)
         con.from_arrow(tbl).project(f"{int(batch)}::BIGINT AS batch, {cols}").insert_into(table)
-
-
-def _widen_logs(con, tbl: pa.Table) -> None:
-    """Widen the apps' log spans (store/status_counts.py) to this batch's log records."""
-    con.register("tt_logs_in", tbl.select(["app_id", "ts"]))
-    try:
-        status_counts.widen_logs(con, "tt_logs_in")
-    finally:
-        con.unregister("tt_logs_in")
 
 
 def _ledger_table(items: list[_Item]) -> pa.Table:
