@@ -54,6 +54,8 @@ def apply(con, came: pa.Table, gone: Iterable[tuple] = ()) -> None:
     the registered rows in SQL cost 10-14 ms a batch, this 2)."""
     gone = list(gone)
     rows = _deltas(came, gone)
+    if not rows:
+        return
     if len(rows) <= _BOUND_ROWS:
         con.execute(_MERGE_COUNTS.format(source=_VALUES.format(values=", ".join([_VALUE] * len(rows)))),
                     [x for row in rows for x in row])
@@ -101,10 +103,11 @@ def widen_log_spans(con, tbl: pa.Table, known: dict) -> dict:
         held = known.get(app)
         if held is not None and held[0] <= lo and hi <= held[1]:
             continue
+        span = {"app": app, "lo": lo, "hi": hi}
         row = con.execute("UPDATE app_log_span SET first_ts = least(first_ts, $lo), last_ts = greatest(last_ts, $hi) "
-                          "WHERE app_id = $app RETURNING first_ts, last_ts", {"app": app, "lo": lo, "hi": hi}).fetchone()
+                          "WHERE app_id = $app RETURNING first_ts, last_ts", span).fetchone()
         if row is None:
-            con.execute("INSERT INTO app_log_span VALUES ($app, $lo, $hi)", {"app": app, "lo": lo, "hi": hi})
+            con.execute("INSERT INTO app_log_span VALUES ($app, $lo, $hi)", span)
             row = (lo, hi)
         written[app] = tuple(row)
     return written

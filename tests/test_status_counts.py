@@ -1,7 +1,8 @@
-"""status_counts, app_log_span and open_invocations (store/status_counts.py, store/open_invocations.py): kept by the writer's fold as invocations move from
-status to status, they must always equal what grouping invocation_state (and log_records) gives, whatever the
-delivery: invocations split over batches, records re-delivered, out of order, a first record without a task,
-retention removing some, a store whose counts were left behind by a version that did not keep them."""
+"""status_counts, app_log_span and open_invocations (store/status_counts.py, store/open_invocations.py): kept by the
+writer's fold as invocations move from status to status, they must always equal what grouping invocation_state
+(and log_records) gives, whatever the delivery: invocations split over batches, records re-delivered, out of
+order, a first record without a task, retention removing some, a store whose counts were left behind by a version
+that did not keep them."""
 from __future__ import annotations
 
 import time
