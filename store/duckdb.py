@@ -66,8 +66,7 @@ class DuckDBStore(BatchWriter, CursorReads):
         self._known = KnownIds()
         self._recent = RecentHistories()
         self._recent_updates: dict = {}
-        self._log_spans: dict = {}          # {app: (first, last)} of app_log_span as stored (status_counts.py)
-        self._log_span_updates: dict = {}
+        self._log_spans, self._log_span_updates = {}, {}   # {app: (first, last)} of app_log_span as stored
         # No file access for any statement (the SQL endpoint's second wall); Arrow appends still work.
         # Checkpoints block every commit while they run, so the writer checkpoints when it is idle
         # (`idle_checkpoint_bytes` of WAL) and DuckDB's own threshold is the rule under load. Until a checkpoint

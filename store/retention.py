@@ -105,12 +105,18 @@ def apply(con, policy: RetentionPolicy, now: datetime, recount: bool = True) -> 
         con.execute("DROP TABLE _tt_gone")
         con.commit()
     except Exception:
-        try:
-            con.rollback()
-        except duckdb.Error:   # a failed commit (a lake's conflict) ended the transaction: keep its own error
-            pass
+        _rollback(con)
         raise
     return rep
+
+
+def _rollback(con) -> None:
+    """Roll back, unless a failed commit (a lake's conflict) already ended the transaction: the caller then
+    raises that commit's own error, not "no transaction is active"."""
+    try:
+        con.rollback()
+    except duckdb.Error:
+        pass
 
 
 def _cap_logs(con, cap: int) -> int:
