@@ -209,12 +209,8 @@ class DuckDBStore(BatchWriter, CursorReads):
             n = state.rebuild(con)
             log.info("rebuilt the invocation_state cache (%d invocations)", n)
             return
-        if not invocation_keys.covers(con):
-            invocation_keys.rebuild_in_transaction(con)
-            log.info("rebuilt invocation_keys: fewer keys than invocations")
-        if not status_counts.covers(con):
-            status_counts.rebuild_in_transaction(con)
-            log.info("rebuilt status_counts: they did not add up to the invocations")
+        for name in state.mend_read_models(con):
+            log.info("rebuilt %s: it did not cover the invocation_state cache", name)
 
     def rebuild_state(self) -> int:
         """Recompute the invocation_state cache from the log (on the writer's connection: call it
@@ -223,12 +219,16 @@ class DuckDBStore(BatchWriter, CursorReads):
 
     def _rebuild_state(self, con) -> int:
         n = state.rebuild(con)
+        self._reload_fold_memory(con)
+        return n
+
+    def _reload_fold_memory(self, con) -> None:
+        """What the writer's folds remember of the caches, read again from them (after opening or a rebuild)."""
         if self.fold_in_writer:
             self._runners.load(con)
             self._known.load(con)
             self._recent.clear()
             self._log_spans.clear()
-        return n
 
     def _load_state(self) -> None:
         con = self._con
@@ -239,11 +239,7 @@ class DuckDBStore(BatchWriter, CursorReads):
             self._hashes[h] = b
         self._resource_ids = {r[0] for r in con.execute("SELECT DISTINCT resource_id FROM resources").fetchall()}
         self._window.load(con)
-        if self.fold_in_writer:
-            self._runners.load(con)
-            self._known.load(con)
-            self._recent.clear()
-            self._log_spans.clear()
+        self._reload_fold_memory(con)
 
     def retain(self, policy, now=None):
         """One retention pass (store/retention.py) on a connection of its own: the writer goes on; then

@@ -33,7 +33,7 @@ import duckdb
 
 from tasktrail.proto.model import TABLES
 
-from . import invocation_keys, state, status_counts
+from . import invocation_keys, state
 from .api import StoreUnavailable
 from .duckdb import DuckDBStore
 from .migrations import migration_files, views_sql
@@ -143,10 +143,7 @@ class DuckLakeStore(DuckDBStore):
                 if rebuild or not state.hash_is_current(con):
                     self.rebuild_caches(con)
                     return
-                if not invocation_keys.covers(con):
-                    invocation_keys.rebuild_in_transaction(con)
-                if not status_counts.covers(con):
-                    status_counts.rebuild_in_transaction(con)
+                state.mend_read_models(con)
                 return
             except duckdb.Error as exc:
                 if attempt == 19:

@@ -32,6 +32,17 @@ def fold_changes(con, catalog: str, start: int, end: int) -> None:
         transitions=changes("transitions"), runner_events=changes("runner_events"), where="true")))
 
 
+def mend_read_models(con) -> list[str]:
+    """Rebuild each read model of invocation_state that does not cover it (written by a version that did not keep
+    it: fewer keys than rows, counts that do not add up), each in a transaction of its own; returns their names."""
+    mended = []
+    for name, model in (("invocation_keys", invocation_keys), ("status_counts", status_counts)):
+        if not model.covers(con):
+            model.rebuild_in_transaction(con)
+            mended.append(name)
+    return mended
+
+
 def hash_is_current(con) -> bool:
     """False when stored id hashes disagree with this DuckDB's hash() (a new hash function)."""
     row = con.execute("SELECT bool_and(id_hash = hash(invocation_id)) FROM "
