@@ -75,19 +75,15 @@ def task_list(q, now: datetime, *, app=None, since=None, until=None) -> dict:
         lo = since or d["first"]
         hi = until or (now if since is not None or d["n"] > d["finished"] else d["last"])
         items.append(_row(d, (hi - lo).total_seconds()))
-    known = task_runs(q, app)
-    for d in rows:  # the window's own latest run counts too (the kept one may lag behind a row just written)
-        key = (d["app_id"], d["task_id"])
-        if known.get(key) is None or d["last_created"] > known[key]:
-            known[key] = d["last_created"]
-    return {"items": _with_idle(items, known), "since": iso(since), "until": iso(until)}
+    return {"items": _with_idle(items, task_runs(q, app)), "since": iso(since), "until": iso(until)}
 
 
 def task_runs(q, app=None, task: Optional[str] = None) -> dict:
     """{(app, task): created_at of its latest invocation ever} of every task with invocations (of `app`, or
     `task` only). status_counts (store/status_counts.py) holds for each task a time at least that late, exact
     unless a late record moved an invocation's created_at: each is checked by looking the time up in
-    invocation_state (zone maps: a row group per time), and a task whose time is no longer there is read whole."""
+    invocation_state (zone maps: a row group per time); the tasks whose time is no longer there come from
+    `last_runs` (one grouped read of the cache)."""
     cond = " AND ".join(c for c, v in (("app_id = $app", app), ("task_id = $task", task)) if v) or "true"
     params = {k: v for k, v in (("app", app), ("task", task)) if v}
     rows = q(f"""
@@ -97,16 +93,16 @@ def task_runs(q, app=None, task: Optional[str] = None) -> dict:
         SELECT h.app_id, h.task_id, h.t, f.t FROM h LEFT JOIN f
         ON f.app_id = h.app_id AND f.task_id IS NOT DISTINCT FROM h.task_id""", params).rows
     found = {(a, k): t for a, k, hint, t in rows if t == hint}
-    for a, k in [(a, k) for a, k, hint, t in rows if t != hint]:   # moved since: read that task whole
-        found.update({(a, k): t for _, _, t in q(
-            "SELECT app_id, task_id, max(created_at) FROM invocation_state WHERE app_id = $a "
-            "AND task_id IS NOT DISTINCT FROM $k GROUP BY ALL", {"a": a, "k": k}).rows})
+    moved = [(a, k) for a, k, hint, t in rows if t != hint]
+    if moved:   # a hint no row holds any more: those tasks from one grouped read of the cache
+        whole = last_runs(q, "task_id", app, "task_id = $task" if task else "true", params)
+        found.update({key: whole[key] for key in moved if key in whole})
     return found
 
 
 def last_runs(q, key: str, app=None, where: str = "true", params: Optional[dict] = None) -> dict:
-    """{(app, `key`): created_at of its latest invocation ever}: every known workflow type (or other `key`)
-    from the cache, one grouped read of three columns (no transition is read)."""
+    """{(app, `key`): created_at of its latest invocation ever}: every known task (or workflow type) from
+    the cache, one grouped read of three columns (no transition is read)."""
     cond, params = where, dict(params or {})
     if app:
         cond += " AND app_id = $app"
