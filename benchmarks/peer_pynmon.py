@@ -13,6 +13,12 @@ over HTTP: the invocation list, the list by status (FAILED), the detail of a wor
 a failed invocation, the history JSON, the family, tasks, runners, the dashboard, and the timeline
 (the default view and the whole run). Reported: medians per page, Pynmon ÷ tasktrail (above 1:
 tasktrail is faster), and the peak RSS of both servers (tasktrail with its ingest workers).
+
+Two pairs do not show the same thing (pynmon/views/tasks.py and home.py of pynenc 0.4.0): Pynmon's tasks
+page lists the tasks its app object registered, from memory, with no read of its store (id, module,
+function, concurrency), where ours reads each task's counts by status, success rate, duration p50/p95/p99
+and throughput over the last 24 h from the store; Pynmon's dashboard shows indexed counts by status group
+and its components' classes, ours the counts, anomalies, runners, work in flight and the latest failures.
 """
 from __future__ import annotations
 
