@@ -10,7 +10,7 @@ from typing import Optional
 from .errors import NotFound
 from .invocations import summaries
 from .params import MAX_LIMIT, iso
-from .reader import conditions, where
+from .reader import TRIGGER_RUNS_OF, conditions, where
 
 # Each event's latest state (its records are folded by event id, the latest value of each field winning).
 _EVENT_COLUMNS = """event_id, any_value(app_id) AS app_id, arg_max(event_code, ts) AS event_code, min(ts) AS ts,
@@ -97,8 +97,8 @@ def trigger_runs(q, *, app=None, since=None, until=None, task=None, event=None, 
     """Trigger runs, newest first; `event` / `invocation` keep those it took part in or created."""
     clauses, params = _window(since, until, app, ("task_id = ?", task), ("list_contains(event_ids, ?)", event))
     if invocation:
-        clauses.append("(triggered_invocation_id = ? OR list_contains(source_invocation_ids, ?))")
-        params += [invocation, invocation]
+        clauses.append(TRIGGER_RUNS_OF)   # through its keys: the runs' row groups, not every trigger run
+        params += [invocation] * 3
     rows = q(f"""SELECT * EXCLUDE (batch) FROM trigger_runs {where(clauses)}
                  ORDER BY ts DESC LIMIT {limit}""", params).dicts()
     return [_trigger_run_row(d) for d in rows]

@@ -16,7 +16,7 @@ from tasktrail.proto.status import FINAL_SQL, FINAL_STATUSES
 from .errors import NotFound
 from .invocations import PARENT_SAYING_SOURCES, PARENTS_SQL, TimeRange, time_range
 from .params import iso
-from .reader import BY_ID, POINT_LOOKUPS, by_ids, children_keys, children_of, state_rows
+from .reader import BY_ID, POINT_LOOKUPS, TRIGGER_RUNS_OF, by_ids, children_keys, children_of, state_rows
 
 _PARENT_SAYING_IN = ", ".join(f"'{x}'" for x in PARENT_SAYING_SOURCES)
 _FAR = datetime.max.replace(year=9999)
@@ -160,8 +160,8 @@ def _parent(walk: _Walk, inv: str, related_after_s: float) -> Optional[str]:
     if not parent and walk.flags(inv)[0]:
         parent = trace_parent(q, inv, related_after_s, rng)
     if not parent:
-        t = q("""SELECT source_invocation_ids[1] FROM trigger_runs
-                 WHERE triggered_invocation_id = ? AND len(source_invocation_ids) > 0 LIMIT 1""", [inv]).rows
+        t = q(f"""SELECT source_invocation_ids[1] FROM trigger_runs WHERE {TRIGGER_RUNS_OF}
+                  AND triggered_invocation_id = ? AND len(source_invocation_ids) > 0 LIMIT 1""", [inv] * 4).rows
         parent = t[0][0] if t else None
     return parent
 

@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 from .contexts import CONTEXT_FIELDS
 from .errors import NotFound
 from .invocations import TimeRange
-from .reader import BY_ID
+from .reader import ANY_TRIGGER_RUN, BY_ID
 from . import values
 from tasktrail.proto.status import FINAL_SQL
 
@@ -29,13 +29,13 @@ _OWN = ("tt_row", "tt_lo", "tt_hi", "tt_final")  # t's own columns (every column
 _CONTEXTS = ("SELECT app_id, runner_id, " + ", ".join(CONTEXT_FIELDS) +
              " FROM runner_state WHERE list_contains($ids::VARCHAR[], runner_id)")
 # What the detail reads besides: the call its records named (the first, within its range: query/calls.py
-# of_invocation) and whether any command record names it (query/commands.py for_invocation's first look).
-_DETAIL = """, (SELECT ic.call_id FROM invocation_calls ic, r WHERE ic.invocation_id = $id
-                   AND ic.ts BETWEEN r.lo AND r.hi{app} ORDER BY ic.ts LIMIT 1) AS tt_call,
+# of_invocation), whether any command record names it (query/commands.py for_invocation's first look) and
+# whether any trigger run may have created or read it (its kind-2 keys: query/events.py trigger_runs).
+_DETAIL = f""", (SELECT ic.call_id FROM invocation_calls ic, r WHERE ic.invocation_id = $id
+                   AND ic.ts BETWEEN r.lo AND r.hi{{app}} ORDER BY ic.ts LIMIT 1) AS tt_call,
             EXISTS (SELECT 1 FROM command_records WHERE target = $id OR new_invocation_id = $id
                     OR contains(parameters, $id)) AS tt_commands,
-            EXISTS (SELECT 1 FROM trigger_runs WHERE triggered_invocation_id = $id
-                    OR list_contains(source_invocation_ids, $id)) AS tt_triggers"""
+            {ANY_TRIGGER_RUN.replace('?', '$id')} AS tt_triggers"""
 
 
 class Read(NamedTuple):

@@ -18,6 +18,9 @@ MAX_ROWS = 100_000  # what one read model's read may return (the row cap)
 
 # A point lookup by id in the invocation_state cache (params: the id twice): the store's contract spells it.
 BY_ID = api.BY_ID
+# An invocation's trigger runs, and whether it has any, through its kind-2 keys (params: the id 3 times; once).
+TRIGGER_RUNS_OF = api.TRIGGER_RUNS_OF
+ANY_TRIGGER_RUN = api.ANY_TRIGGER_RUN
 # The rows whose parent is one of n ids (params: the ids twice), through the parents' keys.
 children_of = api.children_of
 # The created_at of the rows whose parent is one of n ids (params: the ids), from the parents' keys.

@@ -1,5 +1,7 @@
 """invocation_keys: where in invocation_state to look for an invocation (kind 0: by its id) or for the children
-of a parent (kind 1: by the parent's id), as (kind, key_hash = hash(id), created_at of the state row).
+of a parent (kind 1: by the parent's id), as (kind, key_hash = hash(id), created_at of the state row); and where
+in trigger_runs to look for the runs that created or read an invocation (kind 2: by its id, created_at = the
+run's ts).
 
 invocation_state is kept in creation order, so zone maps on its created_at narrow a read to a row group or two
 once the created_at is known; an id's hash is random, so without this table a point lookup reads the id-hash
@@ -35,10 +37,28 @@ _KEYS = """
     SELECT 1::UTINYINT, hash(parent_invocation_id), created_at FROM {src} WHERE parent_invocation_id IS NOT NULL"""
 
 
+# Kind 2: the trigger runs that created an invocation (triggered_invocation_id) or read it (source_invocation_ids),
+# by that id, created_at holding the run's ts: trigger_runs is stored in arrival order, so zone maps on its ts
+# narrow a read of an invocation's trigger runs to their row groups (query/events.py trigger_runs).
+_TRIGGER_KEYS = """
+    SELECT 2::UTINYINT AS kind, hash(triggered_invocation_id) AS key_hash, ts AS created_at FROM {src}
+    WHERE triggered_invocation_id IS NOT NULL
+    UNION ALL
+    SELECT 2::UTINYINT, hash(id), ts FROM (SELECT unnest(source_invocation_ids) AS id, ts FROM {src})
+    WHERE id IS NOT NULL"""
+
+
 def append(con, src: str) -> None:
     """Append the keys of the invocation_state rows in relation `src` (a registered table or view with
     invocation_id, parent_invocation_id, created_at): call it with every write of those rows, in its transaction."""
     con.execute("INSERT INTO invocation_keys_new " + _KEYS.format(src=src))
+
+
+def append_trigger_runs(con, src: str = "trigger_runs") -> None:
+    """Append the kind-2 keys of the trigger_runs rows in relation `src` (a registered table or view with
+    trigger_runs' columns): call it with every append of trigger runs, in its transaction (the writer; a lake's
+    folder as it folds the rows its ingest nodes committed; migration 0015 over the stored ones)."""
+    con.execute("INSERT INTO invocation_keys_new " + _TRIGGER_KEYS.format(src=src))
 
 
 def _runs(con) -> list[tuple[int, int]]:
@@ -68,10 +88,11 @@ def _write_run(con, run: int, source: str, rows: int) -> None:
 
 
 def rebuild(con) -> int:
-    """Recompute the keys from invocation_state as one run (in the caller's transaction, if any); returns them."""
+    """Recompute the keys from invocation_state and trigger_runs as one run (in the caller's transaction, if
+    any); returns them."""
     con.execute("DELETE FROM invocation_keys_new")
     con.execute("DELETE FROM invocation_keys")
-    src = _KEYS.format(src="invocation_state")
+    src = _KEYS.format(src="invocation_state") + " UNION ALL " + _TRIGGER_KEYS.format(src="trigger_runs")
     n = con.execute(f"SELECT count(*) FROM ({src})").fetchone()[0]
     _write_run(con, 1, src, n)
     return n
@@ -139,10 +160,13 @@ def maintain(con, flush_rows: Optional[int] = None, fanout: Optional[int] = None
             ids = ", ".join(str(r) for r, _ in pick)
 
             def merge():
-                # Keys older than every state row point nowhere (retention removed their rows): dropped here.
-                # Safe: a row written meanwhile comes with keys of its own in invocation_keys_new.
+                # Keys older than every state row (kind 2: every trigger run) point nowhere (retention removed
+                # their rows): dropped here. Safe: a row written meanwhile comes with keys of its own in
+                # invocation_keys_new.
                 _write_run(con, nxt, f"SELECT kind, key_hash, created_at FROM invocation_keys WHERE run IN ({ids}) "
-                           "AND created_at >= (SELECT coalesce(min(created_at), '-infinity') FROM invocation_state)",
+                           "AND created_at >= CASE WHEN kind = 2 "
+                           "THEN (SELECT coalesce(min(ts), '-infinity') FROM trigger_runs) "
+                           "ELSE (SELECT coalesce(min(created_at), '-infinity') FROM invocation_state) END",
                            sum(n for _, n in pick))
                 con.execute(f"DELETE FROM invocation_keys WHERE run IN ({ids})")
             _in_transaction(con, merge)

@@ -15,7 +15,8 @@ REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state"
               "0006_runner_fields")
 REBUILT_BY += ("0009_invocation_calls",)  # runner_state's thread_id
 # Migrations that add a read model of invocation_state: filled from it once applied (no refold of the log).
-BACKFILLED_BY = {"0013_invocation_keys": invocation_keys.rebuild, "0014_overview_models": status_counts.rebuild}
+BACKFILLED_BY = {"0013_invocation_keys": invocation_keys.rebuild, "0014_overview_models": status_counts.rebuild,
+                 "0015_trigger_keys": invocation_keys.append_trigger_runs}
 
 
 def fold_changes(con, catalog: str, start: int, end: int) -> None:
@@ -28,6 +29,7 @@ def fold_changes(con, catalog: str, start: int, end: int) -> None:
                          f"FROM {changes('transitions')} GROUP BY ALL").fetchall()
     refold(con, {(a, i): (lo, hi) for a, i, lo, hi in ranges})
     status_counts.widen_logs(con, changes("log_records"))
+    invocation_keys.append_trigger_runs(con, changes("trigger_runs"))
     con.execute(MERGE_RUNNERS.format(aggregate=RUNNERS.format(
         transitions=changes("transitions"), runner_events=changes("runner_events"), where="true")))
 

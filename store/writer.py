@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from tasktrail.proto.model import TABLES
 
-from . import status_counts
+from . import invocation_keys, status_counts
 from .api import Ack, LedgerEntry, QueueFull, StoreClosed, StoreUnavailable
 from .invocation_fold import fold_transitions
 from .rows import to_arrow
@@ -319,6 +319,8 @@ class BatchWriter(WriterQueue):
                     appended[table] = tbl
                     if table == "log_records" and self.fold_in_writer:
                         self._log_span_updates = status_counts.widen_log_spans(con, tbl, self._log_spans)
+                    if table == "trigger_runs" and self.fold_in_writer:
+                        _trigger_keys(con, tbl)
             self._insert(con, "ingest_ledger", batch, _ledger_table(items))
             if self.fold_in_writer:
                 self._runner_changes = self._runners.fold(con, appended.get("transitions"),
@@ -364,6 +366,15 @@ class BatchWriter(WriterQueue):
         names = self._schemas[table].names if table in self._schemas else _LEDGER_COLUMNS
         cols = ", ".join(f'"{c}"' for c in names)
         con.from_arrow(tbl).project(f"{int(batch)}::BIGINT AS batch, {cols}").insert_into(table)
+
+
+def _trigger_keys(con, tbl: pa.Table) -> None:
+    """Append the invocation keys of these trigger_runs rows (store/invocation_keys.py, kind 2)."""
+    con.register("tt_trigger_runs_in", tbl)
+    try:
+        invocation_keys.append_trigger_runs(con, "tt_trigger_runs_in")
+    finally:
+        con.unregister("tt_trigger_runs_in")
 
 
 def _ledger_table(items: list[_Item]) -> pa.Table:
