@@ -94,13 +94,14 @@ def _trigger_run_row(d: dict) -> dict:
 
 def trigger_runs(q, *, app=None, since=None, until=None, task=None, event=None, invocation=None,
                  limit: int = 50) -> list[dict]:
-    """Trigger runs, newest first; `event` / `invocation` keep those it took part in or created."""
+    """Trigger runs, newest first (equal times by id); `event` / `invocation` keep those it took part in or
+    created (an invocation's through its keys: in a lake, once the folder folded them, as its state)."""
     clauses, params = _window(since, until, app, ("task_id = ?", task), ("list_contains(event_ids, ?)", event))
     if invocation:
         clauses.append(TRIGGER_RUNS_OF)   # through its keys: the runs' row groups, not every trigger run
         params += [invocation] * 3
     rows = q(f"""SELECT * EXCLUDE (batch) FROM trigger_runs {where(clauses)}
-                 ORDER BY ts DESC LIMIT {limit}""", params).dicts()
+                 ORDER BY ts DESC, trigger_run_id LIMIT {limit}""", params).dicts()   # equal times: by id
     return [_trigger_run_row(d) for d in rows]
 
 

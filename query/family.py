@@ -160,8 +160,10 @@ def _parent(walk: _Walk, inv: str, related_after_s: float) -> Optional[str]:
     if not parent and walk.flags(inv)[0]:
         parent = trace_parent(q, inv, related_after_s, rng)
     if not parent:
+        # The first stored run that created it (arrival order), as a scan of every trigger run found it.
         t = q(f"""SELECT source_invocation_ids[1] FROM trigger_runs WHERE {TRIGGER_RUNS_OF}
-                  AND triggered_invocation_id = ? AND len(source_invocation_ids) > 0 LIMIT 1""", [inv] * 4).rows
+                  AND triggered_invocation_id = ? AND len(source_invocation_ids) > 0
+                  ORDER BY batch, ts LIMIT 1""", [inv] * 4).rows
         parent = t[0][0] if t else None
     return parent
 

@@ -57,8 +57,16 @@ def append(con, src: str) -> None:
 def append_trigger_runs(con, src: str = "trigger_runs") -> None:
     """Append the kind-2 keys of the trigger_runs rows in relation `src` (a registered table or view with
     trigger_runs' columns): call it with every append of trigger runs, in its transaction (the writer; a lake's
-    folder as it folds the rows its ingest nodes committed; migration 0015 over the stored ones)."""
+    folder as it folds the rows its ingest nodes committed; `backfill_trigger_runs` over the stored ones)."""
     con.execute("INSERT INTO invocation_keys_new " + _TRIGGER_KEYS.format(src=src))
+
+
+def backfill_trigger_runs(con) -> None:
+    """The kind-2 keys of every stored trigger run, once (migration 0015: a store migrated from before 0013 got
+    them from 0013's `rebuild` already)."""
+    con.execute("DELETE FROM invocation_keys WHERE kind = 2")
+    con.execute("DELETE FROM invocation_keys_new WHERE kind = 2")
+    append_trigger_runs(con, "trigger_runs")
 
 
 def _runs(con) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ REBUILT_BY = ("0002_invocation_state", "0003_state_id_hash", "0004_runner_state"
 REBUILT_BY += ("0009_invocation_calls",)  # runner_state's thread_id
 # Migrations that add a read model of invocation_state: filled from it once applied (no refold of the log).
 BACKFILLED_BY = {"0013_invocation_keys": invocation_keys.rebuild, "0014_overview_models": status_counts.rebuild,
-                 "0015_trigger_keys": invocation_keys.append_trigger_runs}
+                 "0015_trigger_keys": invocation_keys.backfill_trigger_runs}
 
 
 def fold_changes(con, catalog: str, start: int, end: int) -> None:

@@ -149,3 +149,54 @@ def test_a_lake_folder_keeps_the_keys_of_the_trigger_runs_its_nodes_append(tmp_p
         _check(store)
     finally:
         store.close()
+
+
+def _one_run(ts: int, run: str, sources: tuple, created=None) -> TriggerRun:
+    none = dict.fromkeys(TriggerRun._fields)
+    return TriggerRun(**{**none, "ts": T0 + ts, "app_id": "app", "trigger_run_id": run, "condition_ids": (),
+                         "valid_condition_ids": (), "event_ids": (), "source_invocation_ids": sources,
+                         "triggered_invocation_id": created, "source": "tasktrail.v1", "record_id": run})
+
+
+def test_the_trigger_parent_is_the_source_of_the_first_stored_run_that_created_it(tmp_path):
+    store = DuckDBStore(str(tmp_path / "p.duckdb"))
+    try:
+        _submit(store, {"transitions": [_t(0, "p1", "REGISTERED"), _t(1, "p2", "REGISTERED"),
+                                        _t(500, "x", "REGISTERED")]}, "inv")
+        _submit(store, {"trigger_runs": [_one_run(200, "r1", ("p1",), created="x")]}, "r1")   # stored first,
+        _submit(store, {"trigger_runs": [_one_run(100, "r2", ("p2",), created="x")]}, "r2")   # stamped later
+        assert QueryService(store).family("x")["root_id"] == "p1"
+    finally:
+        store.close()
+
+
+def test_a_store_migrated_from_before_the_keys_holds_each_trigger_key_once(tmp_path):
+    path = str(tmp_path / "u.duckdb")
+    store = DuckDBStore(path, keys_every_s=3600)
+    _fill(store, lambda: None)
+    store.close()
+    con = duckdb.connect(path)   # as a store of migration 0012: no keys at all (0013's rebuild, then 0015)
+    con.execute("DROP VIEW IF EXISTS invocation_keys_all")
+    con.execute("DROP TABLE invocation_keys")
+    con.execute("DROP TABLE invocation_keys_new")
+    con.execute("DELETE FROM schema_migrations WHERE name IN ('0013_invocation_keys', '0015_trigger_keys')")
+    con.close()
+    store = DuckDBStore(path, keys_every_s=3600)
+    try:
+        rows = store.query("SELECT count(*), count(DISTINCT (key_hash, created_at)) FROM invocation_keys_all "
+                           "WHERE kind = 2").rows[0]
+        assert rows[0] == rows[1] and _trigger_keys(store) == _expected_keys(store)
+        _check(store)
+    finally:
+        store.close()
+
+
+def test_tied_trigger_runs_page_by_id(tmp_path):
+    store = DuckDBStore(str(tmp_path / "t.duckdb"))
+    try:
+        _submit(store, {"transitions": [_t(0, "inv-a", "REGISTERED")]}, "inv")
+        _submit(store, {"trigger_runs": [_one_run(100, f"r-{i:02}", ("inv-a",)) for i in (5, 1, 9, 3, 7)]}, "runs")
+        assert [t["trigger_run_id"] for t in QueryService(store).trigger_runs(invocation="inv-a", limit=3)] == \
+            ["r-01", "r-03", "r-05"]
+    finally:
+        store.close()
