@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from .transaction import in_transaction
+
 FLUSH_ROWS = 100_000     # new keys moved into a run once this many have gathered
 FANOUT = 4               # runs of one tier merged together
 SLICE_ROWS = 2_000_000   # a run is written in hash slices of about this many rows (bounded sort memory)
@@ -117,17 +119,7 @@ def covers(con) -> bool:
 
 def rebuild_in_transaction(con) -> None:
     """`rebuild` in a transaction of its own: all of it or none."""
-    _in_transaction(con, lambda: rebuild(con))
-
-
-def _in_transaction(con, fn) -> None:
-    con.begin()
-    try:
-        fn()
-        con.commit()
-    except Exception:
-        con.rollback()
-        raise
+    in_transaction(con, lambda: rebuild(con))
 
 
 def keep(con, stopped: Callable[[], bool]) -> None:
@@ -156,7 +148,7 @@ def maintain(con, flush_rows: Optional[int] = None, fanout: Optional[int] = None
             con.execute("CREATE OR REPLACE TEMP TABLE tt_keys_moved AS SELECT * FROM invocation_keys_new")
             _write_run(con, nxt, "SELECT * FROM tt_keys_moved", new)
             con.execute("DELETE FROM invocation_keys_new")
-        _in_transaction(con, flush)
+        in_transaction(con, flush)
         con.execute("DROP TABLE IF EXISTS tt_keys_moved")
         return "flush"
     tiers: dict[int, list[tuple[int, int]]] = {}
@@ -177,6 +169,6 @@ def maintain(con, flush_rows: Optional[int] = None, fanout: Optional[int] = None
                            "ELSE (SELECT coalesce(min(created_at), '-infinity') FROM invocation_state) END",
                            sum(n for _, n in pick))
                 con.execute(f"DELETE FROM invocation_keys WHERE run IN ({ids})")
-            _in_transaction(con, merge)
+            in_transaction(con, merge)
             return "merge"
     return None

@@ -21,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import duckdb
-
 from . import status_counts
 from .carry import carry_statements
+from .transaction import rollback
 
 TRUNCATED = "tasktrail.truncated"
 
@@ -105,18 +104,9 @@ def apply(con, policy: RetentionPolicy, now: datetime, recount: bool = True) -> 
         con.execute("DROP TABLE _tt_gone")
         con.commit()
     except Exception:
-        _rollback(con)
+        rollback(con)
         raise
     return rep
-
-
-def _rollback(con) -> None:
-    """Roll back, unless a failed commit (a lake's conflict) already ended the transaction: the caller then
-    raises that commit's own error, not "no transaction is active"."""
-    try:
-        con.rollback()
-    except duckdb.Error:
-        pass
 
 
 def _cap_logs(con, cap: int) -> int:

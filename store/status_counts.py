@@ -18,6 +18,7 @@ from typing import Iterable
 import pyarrow as pa
 
 from . import open_invocations
+from .transaction import in_transaction
 
 # The deltas of one write, summed per (app, task, status): a few rows, bound as VALUES parameters (2 ms a batch),
 # or past _BOUND_ROWS registered as Arrow (binding costs ~0.2-0.4 ms a row: thousands of distinct tasks in a batch
@@ -135,10 +136,4 @@ def covers(con) -> bool:
 
 def rebuild_in_transaction(con) -> None:
     """`rebuild` in a transaction of its own: all of it or none."""
-    con.begin()
-    try:
-        rebuild(con)
-        con.commit()
-    except Exception:
-        con.rollback()
-        raise
+    in_transaction(con, lambda: rebuild(con))

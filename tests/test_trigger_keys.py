@@ -119,17 +119,24 @@ def test_the_detail_reads_no_trigger_run_of_an_invocation_that_has_none(tmp_path
         store.close()
 
 
-def test_migration_backfills_the_keys_of_stored_trigger_runs(tmp_path):
-    path = str(tmp_path / "old.duckdb")
+def _filled_then_edited(path: str, *statements: str) -> DuckDBStore:
+    """A store filled (`_fill`), closed, changed behind tasktrail's back by `statements`, then opened again
+    (its migrations applied): the caller closes it."""
     store = DuckDBStore(path, keys_every_s=3600)
     _fill(store, lambda: None)
     store.close()
-    con = duckdb.connect(path)   # as a store of the previous schema: no kind-2 keys, 0015 not applied
-    con.execute("DELETE FROM invocation_keys WHERE kind = 2")
-    con.execute("DELETE FROM invocation_keys_new WHERE kind = 2")
-    con.execute("DELETE FROM schema_migrations WHERE name = '0015_trigger_keys'")
+    con = duckdb.connect(path)
+    for sql in statements:
+        con.execute(sql)
     con.close()
-    store = DuckDBStore(path, keys_every_s=3600)
+    return DuckDBStore(path, keys_every_s=3600)
+
+
+def test_migration_backfills_the_keys_of_stored_trigger_runs(tmp_path):
+    # As a store of the previous schema: no kind-2 keys, 0015 not applied.
+    store = _filled_then_edited(str(tmp_path / "old.duckdb"), "DELETE FROM invocation_keys WHERE kind = 2",
+                                "DELETE FROM invocation_keys_new WHERE kind = 2",
+                                "DELETE FROM schema_migrations WHERE name = '0015_trigger_keys'")
     try:
         assert _trigger_keys(store) == _expected_keys(store)
         _check(store)
@@ -171,17 +178,11 @@ def test_the_trigger_parent_is_the_source_of_the_first_stored_run_that_created_i
 
 
 def test_a_store_migrated_from_before_the_keys_holds_each_trigger_key_once(tmp_path):
-    path = str(tmp_path / "u.duckdb")
-    store = DuckDBStore(path, keys_every_s=3600)
-    _fill(store, lambda: None)
-    store.close()
-    con = duckdb.connect(path)   # as a store of migration 0012: no keys at all (0013's rebuild, then 0015)
-    con.execute("DROP VIEW IF EXISTS invocation_keys_all")
-    con.execute("DROP TABLE invocation_keys")
-    con.execute("DROP TABLE invocation_keys_new")
-    con.execute("DELETE FROM schema_migrations WHERE name IN ('0013_invocation_keys', '0015_trigger_keys')")
-    con.close()
-    store = DuckDBStore(path, keys_every_s=3600)
+    # As a store of migration 0012: no keys at all (0013's rebuild, then 0015).
+    store = _filled_then_edited(str(tmp_path / "u.duckdb"), "DROP VIEW IF EXISTS invocation_keys_all",
+                                "DROP TABLE invocation_keys", "DROP TABLE invocation_keys_new",
+                                "DELETE FROM schema_migrations WHERE name IN ('0013_invocation_keys', "
+                                "'0015_trigger_keys')")
     try:
         rows = store.query("SELECT count(*), count(DISTINCT (key_hash, created_at)) FROM invocation_keys_all "
                            "WHERE kind = 2").rows[0]
