@@ -243,7 +243,8 @@ class DuckDBStore(BatchWriter, CursorReads):
 
     def retain(self, policy, now=None):
         """One retention pass (store/retention.py) on a connection of its own: the writer goes on; then
-        status_counts and open_invocations are recomputed on the writer's thread (a GROUP BY of the cache)."""
+        status_counts and open_invocations are recomputed on the writer's thread (a GROUP BY of the cache),
+        when it removed anything."""
         from datetime import datetime, timezone
 
         from . import retention
@@ -256,9 +257,10 @@ class DuckDBStore(BatchWriter, CursorReads):
             rep = retention.apply(con, policy, now, recount=not self.fold_in_writer)
         finally:
             con.close()
-        if self.fold_in_writer:
+        if self.fold_in_writer and rep.removed:
             # The counts are recomputed on the writer's thread, between its batches: in retention's own
             # transaction they would conflict with the writer's, which moves the same rows with every batch.
+            # A pass that removed nothing queues no job: a job ends the batch the writer is gathering.
             self.on_writer(self._recount)
         return rep
 

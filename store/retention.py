@@ -48,6 +48,11 @@ class RetentionReport:
     rows: int = 0
     truncated_invocations: int = 0
 
+    @property
+    def removed(self) -> bool:
+        """Whether the pass removed or truncated anything (else the counts need no recount)."""
+        return bool(self.invocations or self.rows or self.truncated_invocations)
+
 
 def apply(con, policy: RetentionPolicy, now: datetime, recount: bool = True) -> RetentionReport:
     """Run one retention pass on `con` (a cursor of the store) in one transaction; returns what it removed.
@@ -99,7 +104,7 @@ def apply(con, policy: RetentionPolicy, now: datetime, recount: bool = True) -> 
             params = {k: v for k, v in (("cutoff", cutoff), ("young", young)) if f"${k}" in sql}
             rep.rows += con.execute(sql, params).fetchone()[0]
         rep.truncated_invocations = _cap_logs(con, policy.max_logs_per_invocation)
-        if recount:
+        if recount and rep.removed:
             status_counts.rebuild(con)   # what was removed is uncounted (one GROUP BY, as rare as retention)
         con.execute("DROP TABLE _tt_gone")
         con.commit()

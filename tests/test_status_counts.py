@@ -166,6 +166,27 @@ def test_a_late_record_of_an_invocation_retention_removed(tmp_path):
         store.close()
 
 
+def test_a_retention_pass_that_removes_nothing_leaves_the_writer_alone(tmp_path):
+    """The server runs retention at start: with nothing to remove it must queue no recount on the writer (a
+    job ends the batch the writer is gathering, and a journal's requests were then committed before their
+    time); once it removes something, the recount runs."""
+    store = DuckDBStore(str(tmp_path / "tt.duckdb"))
+    jobs, real = [], store.on_writer
+    store.on_writer = lambda fn: (jobs.append(fn), real(fn))[1]
+    try:
+        rep = store.retain(RetentionPolicy(30, 30, 10_000))   # as at start: an empty store
+        assert not rep.removed and jobs == []
+        old = [_t(-10**15, "a", "y", "t0", "SUCCESS", "y0")]
+        _submit(store, {"transitions": old}, "old", received_us=T0 - 10**15)
+        _submit(store, {"transitions": [_t(0, "a", "x", "t0", "SUCCESS", "x0")]}, "new")
+        assert store.retain(RetentionPolicy(30, 30, 10_000)).invocations == 1 and len(jobs) == 1
+        rep = store.retain(RetentionPolicy(30, 30, 10_000))   # nothing old is left
+        assert not rep.removed and len(jobs) == 1
+        _check(store)
+    finally:
+        store.close()
+
+
 def test_many_distinct_tasks_in_one_batch(tmp_path):
     """Thousands of (app, task, status) keys in one write are merged from Arrow, not bound one by one."""
     store = DuckDBStore(str(tmp_path / "tt.duckdb"))
